@@ -1,0 +1,62 @@
+# Shared set-up for scripts/serve, scripts/test and scripts/bench (sourced, not run).
+# Creates .venv and installs the project with the extras asked for; a second run with an
+# unchanged pyproject.toml does nothing, so it takes well under a second.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+VENV="$ROOT/.venv"
+cd "$ROOT"
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+find_python() {
+  for candidate in "${PYTHON:-}" python3.11 python3.12 python3.13 python3; do
+    [ -n "$candidate" ] || continue
+    if command -v "$candidate" >/dev/null 2>&1 &&
+       "$candidate" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' 2>/dev/null; then
+      command -v "$candidate"; return 0
+    fi
+  done
+  echo "streamchat needs Python 3.11 or newer (set PYTHON=/path/to/python3.11)" >&2
+  return 1
+}
+
+# Run a long command quietly, printing a heartbeat so a slow first install never looks stuck.
+with_heartbeat() {
+  local label="$1" log="$2"; shift 2
+  local start=$SECONDS
+  "$@" >"$log" 2>&1 &
+  local pid=$!
+  while kill -0 "$pid" 2>/dev/null; do
+    sleep 15
+    kill -0 "$pid" 2>/dev/null && say "$label … $((SECONDS - start))s"
+  done
+  if ! wait "$pid"; then
+    echo "---- last lines of $log ----" >&2
+    tail -n 40 "$log" >&2
+    say "$label failed (full log: $log)"
+    return 1
+  fi
+  say "$label done in $((SECONDS - start))s"
+}
+
+# ensure_venv EXTRAS  e.g. ensure_venv local,dev
+ensure_venv() {
+  local extras="$1"
+  if [ ! -x "$VENV/bin/python" ]; then
+    say "Creating virtual environment in .venv"
+    "$(find_python)" -m venv "$VENV"
+  fi
+  local stamp="$VENV/.installed-${extras//,/-}"
+  local want
+  want="$(cat pyproject.toml | sha256sum | cut -d' ' -f1)"
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+    return 0
+  fi
+  say "Installing streamchat[$extras] (the first run compiles llama-cpp-python: ~3-8 min on 2 cores)"
+  "$VENV/bin/python" -m pip install --quiet --upgrade pip setuptools wheel >/dev/null
+  CMAKE_BUILD_PARALLEL_LEVEL="$(nproc 2>/dev/null || echo 2)" \
+    with_heartbeat "pip install" "$VENV/install.log" \
+    "$VENV/bin/python" -m pip install --progress-bar off -e ".[$extras]"
+  echo "$want" >"$stamp"
+}

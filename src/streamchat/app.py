@@ -1,0 +1,71 @@
+"""The streamchat server: the chat steps on the framework, a model provider, and the chat page."""
+
+from __future__ import annotations
+
+import logging
+from importlib.resources import files
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+from starlette.responses import FileResponse
+
+from . import __version__
+from .framework import Runtime, build_app, discover
+from .framework.bus import bus_from_url
+from .framework.logs import configure_logging
+from .framework.store import store_from_url
+from .llm import ChatProvider, use_provider
+from .llm.local_provider import LocalProvider
+from .llm.openai_provider import OpenAIProvider
+from .settings import Settings, get_settings
+
+logger = logging.getLogger("streamchat.app")
+
+STATIC_DIR = Path(str(files("streamchat.web").joinpath("static")))
+
+
+def make_provider(settings: Settings) -> ChatProvider:
+    if settings.provider == "openai":
+        assert settings.openai_api_key is not None
+        return OpenAIProvider(
+            api_key=settings.openai_api_key, base_url=settings.openai_base_url, model=settings.openai_model,
+            max_tokens=settings.max_tokens, max_retries=settings.provider_retries,
+            read_timeout=settings.provider_timeout,
+        )
+    return LocalProvider(
+        models_dir=settings.data_dir / "models", max_tokens=settings.max_tokens, path=settings.local_model_path,
+    )
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Everything `streamchat serve` runs, configured from the environment."""
+    settings = settings or get_settings()
+    configure_logging(settings.log_level)
+    steps = discover(settings.steps_package)
+    runtime = Runtime(steps, store_from_url(settings.state_url), bus_from_url(settings.bus_url, settings.retry_delay))
+    provider = make_provider(settings)
+
+    async def start_provider() -> None:
+        use_provider(provider)
+        if isinstance(provider, LocalProvider):
+            await provider.load()
+        logger.info("provider ready", extra={"provider": provider.name, "state": settings.state_url.split(":")[0]})
+
+    async def stop_provider() -> None:
+        await provider.close()
+
+    app = build_app(runtime, title="streamchat", version=__version__,
+                    on_startup=[start_provider], on_shutdown=[stop_provider])
+
+    @app.get("/", include_in_schema=False)
+    async def chat_page() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+    @app.get("/healthz", tags=["ops"])
+    async def healthz() -> dict[str, str]:
+        """Liveness: the process answers."""
+        return {"status": "ok"}
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    return app

@@ -1,0 +1,132 @@
+"""`streamchat serve | chat | conversations`: run the server, or talk to one from a terminal."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import uuid
+from typing import Any
+
+import httpx
+import orjson
+import websockets
+
+FINISHED = ("completed", "error", "stopped")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="streamchat", description="Event-driven streaming AI chat service.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the server", description="Run the streamchat server.")
+    serve.add_argument("--host", default=None, help="interface to bind (default: $STREAMCHAT_HOST or 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="port (default: $STREAMCHAT_PORT or 3000)")
+
+    chat = commands.add_parser("chat", help="send a message and print the reply live",
+                               description="Send a message and print the AI reply as it streams in.")
+    chat.add_argument("message", help="the message to send")
+    chat.add_argument("-c", "--conversation", default=None, help="continue this conversation id")
+    _add_client_options(chat)
+
+    listing = commands.add_parser("conversations", help="list conversations",
+                                  description="List conversations, most recent first.")
+    _add_client_options(listing)
+
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        return serve_command(args.host, args.port)
+    if args.command == "chat":
+        return asyncio.run(chat_command(args.url, args.message, args.conversation, args.key))
+    return conversations_command(args.url, args.key)
+
+
+def _add_client_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--url", default=os.environ.get("STREAMCHAT_URL", "http://127.0.0.1:3000"),
+                        help="server URL (default: $STREAMCHAT_URL or http://127.0.0.1:3000)")
+    parser.add_argument("--key", default=os.environ.get("STREAMCHAT_API_KEY"),
+                        help="API key, if the server needs one (default: $STREAMCHAT_API_KEY)")
+
+
+def serve_command(host: str | None, port: int | None) -> int:
+    import uvicorn
+
+    from .settings import SettingsError, get_settings
+
+    try:
+        settings = get_settings()
+    except SettingsError as error:
+        print(f"streamchat: {error}", file=sys.stderr)
+        return 2
+    from .app import create_app
+
+    uvicorn.run(create_app(settings), host=host or settings.host, port=settings.port if port is None else port,
+                log_level="warning", ws_max_size=1 << 20)
+    return 0
+
+
+def _headers(key: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
+
+async def chat_command(url: str, message: str, conversation: str | None, key: str | None) -> int:
+    body: dict[str, Any] = {"message": message}
+    if conversation:
+        body["conversationId"] = conversation
+    async with httpx.AsyncClient(base_url=url, headers=_headers(key), timeout=30) as client:
+        try:
+            response = await client.post("/chat", json=body)
+        except httpx.HTTPError as error:
+            print(f"streamchat: cannot reach {url}: {error}", file=sys.stderr)
+            return 2
+    if response.status_code != 200:
+        print(f"streamchat: {response.status_code} {response.text}", file=sys.stderr)
+        return 1
+    accepted = response.json()
+    cid, mid = accepted["conversationId"], accepted["assistantMessageId"]
+    print(f"[conversation {cid}]", file=sys.stderr)
+    ws_url = url.replace("http", "ws", 1).rstrip("/") + "/"
+    subprotocols = ["Authorization", key] if key else None
+    shown = ""
+    async with websockets.connect(ws_url, subprotocols=subprotocols) as socket:  # type: ignore[arg-type]
+        await socket.send(orjson.dumps({"type": "join", "data": {
+            "streamName": "conversation", "groupId": cid, "id": mid, "subscriptionId": str(uuid.uuid4())}}))
+        async for raw in socket:
+            frame = orjson.loads(raw)
+            item = frame.get("event", {}).get("data")
+            if not isinstance(item, dict):
+                continue
+            text = item.get("message", "")
+            if not text.startswith(shown):
+                sys.stdout.write("\n[reply restarted]\n")
+                shown = ""
+            sys.stdout.write(text[len(shown):])
+            sys.stdout.flush()
+            shown = text
+            if item.get("status") in FINISHED:
+                sys.stdout.write("\n")
+                if item["status"] != "completed":
+                    print(f"[{item['status']}: {item.get('error', '')}]", file=sys.stderr)
+                    return 1
+                return 0
+    print("streamchat: connection closed before the reply finished", file=sys.stderr)
+    return 1
+
+
+def conversations_command(url: str, key: str | None) -> int:
+    try:
+        response = httpx.get(f"{url.rstrip('/')}/api/conversations", headers=_headers(key), timeout=30)
+    except httpx.HTTPError as error:
+        print(f"streamchat: cannot reach {url}: {error}", file=sys.stderr)
+        return 2
+    if response.status_code != 200:
+        print(f"streamchat: {response.status_code} {response.text}", file=sys.stderr)
+        return 1
+    for record in response.json()["conversations"]:
+        print(f"{record['conversationId']}  {record['updatedAt']}  {record['title']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

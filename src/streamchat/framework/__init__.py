@@ -1,0 +1,43 @@
+"""A small Motia-like step framework: API steps, event steps, typed streams, state.
+
+A feature is a file: a module with a `config` and an async `handler`, discovered from a
+steps package. The runtime checks the wiring at start-up and validates every emit.
+"""
+
+from .app import build_app
+from .context import Context, EmitError
+from .errors import ErrorBody, HttpError, PermanentError
+from .runtime import Runtime
+from .steps import (
+    ApiConfig,
+    ApiRequest,
+    ApiResponse,
+    Emit,
+    EventConfig,
+    StepSet,
+    StreamConfig,
+    WiringError,
+    discover,
+)
+from .streams import Item, Stream
+
+__all__ = [
+    "ApiConfig",
+    "ApiRequest",
+    "ApiResponse",
+    "Context",
+    "Emit",
+    "EmitError",
+    "ErrorBody",
+    "EventConfig",
+    "HttpError",
+    "Item",
+    "PermanentError",
+    "Runtime",
+    "StepSet",
+    "Stream",
+    "StreamConfig",
+    "WiringError",
+    "build_app",
+    "discover",
+]

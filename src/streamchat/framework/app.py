@@ -1,0 +1,159 @@
+"""Build an ASGI app from a runtime: one route per API step, the stream socket, clean errors."""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request, WebSocket
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse, Response
+
+from .errors import HttpError, describe_validation, error_response
+from .runtime import Runtime
+from .steps import ApiRequest, ApiStep
+from .transport.websocket import stream_socket
+
+logger = logging.getLogger("streamchat.app")
+
+TRACE_HEADER = "x-trace-id"
+_PATH_PARAM = re.compile(r"{(\w+)}")
+
+
+Hook = Callable[[], Awaitable[None]]
+
+
+def build_app(
+    runtime: Runtime, *, title: str = "streamchat", version: str = "0",
+    on_startup: Sequence[Hook] = (), on_shutdown: Sequence[Hook] = (),
+) -> FastAPI:
+    """The ASGI app: start/stop the runtime with the server, route every API step, serve `/` socket.
+
+    `on_startup` hooks run before the runtime starts (e.g. loading a model); `on_shutdown` after it
+    has drained its handlers.
+    """
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        for hook in on_startup:
+            await hook()
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+            for hook in on_shutdown:
+                await hook()
+
+    app = FastAPI(title=title, version=version, lifespan=lifespan)
+    app.state.runtime = runtime
+    install_error_handlers(app)
+    for step in runtime.steps.apis:
+        add_api_step(app, runtime, step)
+
+    @app.get("/api/admin/dead-letters", tags=["admin"])
+    async def dead_letters() -> dict[str, Any]:
+        """Events whose handler kept failing after every retry."""
+        return {"deadLetters": await runtime.dead_letters()}
+
+    @app.websocket("/")
+    async def streams_socket(websocket: WebSocket) -> None:
+        await stream_socket(websocket, runtime.hub)
+
+    return app
+
+
+def add_api_step(app: FastAPI, runtime: Runtime, step: ApiStep) -> None:
+    config = step.config
+    openapi_extra: dict[str, Any] = {}
+    if config.body is not None:
+        openapi_extra["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": config.body.model_json_schema()}},
+        }
+    params = _PATH_PARAM.findall(config.path)
+    if params:
+        openapi_extra["parameters"] = [
+            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}} for name in params
+        ]
+    app.add_api_route(
+        config.path,
+        _endpoint(runtime, step),
+        methods=[config.method],
+        name=config.name,
+        summary=config.name,
+        description=config.description,
+        responses={status: {"model": model} for status, model in config.responses.items()},
+        openapi_extra=openapi_extra or None,
+        response_class=JSONResponse,
+    )
+
+
+def _endpoint(runtime: Runtime, step: ApiStep) -> Callable[[Request], Any]:
+    config = step.config
+
+    async def endpoint(request: Request) -> Response:
+        body: Any = None
+        if config.body is not None:
+            raw = await request.body()
+            try:
+                payload = orjson.loads(raw)
+            except orjson.JSONDecodeError as error:
+                return error_response(400, "invalid_json", f"request body is not valid JSON: {error}")
+            try:
+                body = config.body.model_validate(payload)
+            except ValidationError as error:
+                detail, fields = describe_validation(error)
+                return error_response(422, "validation_error", detail, fields=fields)
+        trace_id = request.headers.get(TRACE_HEADER) or uuid.uuid4().hex
+        ctx = runtime.api_context(step, trace_id)
+        api_request = ApiRequest(
+            body=body,
+            path_params=dict(request.path_params),
+            query_params=dict(request.query_params),
+            headers=dict(request.headers),
+        )
+        response: Response
+        try:
+            result = await step.handler(api_request, ctx)
+        except HttpError as error:
+            response = error_response(error.status, error.error, error.detail, **error.extra)
+        else:
+            response = Response(
+                orjson.dumps(result.body), status_code=result.status, headers=result.headers,
+                media_type="application/json",
+            )
+        response.headers[TRACE_HEADER] = trace_id
+        return response
+
+    return endpoint
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Every error, including FastAPI's own, comes out in the `{"error", "detail"}` shape."""
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        codes = {404: "not_found", 405: "method_not_allowed"}
+        detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        response = error_response(exc.status_code, codes.get(exc.status_code, "http_error"), detail)
+        if exc.headers:
+            response.headers.update(exc.headers)
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def request_invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        parts = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+        return error_response(422, "validation_error", "; ".join(parts))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unhandled error", extra={"path": request.url.path})
+        return error_response(500, "internal_error", "the server failed to handle this request")

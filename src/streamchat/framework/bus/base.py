@@ -1,0 +1,72 @@
+"""The event bus interface: publish a topic's event, run every subscriber of it.
+
+Delivery is at-least-once: a handler that raises is retried with backoff up to its
+`max_retries`, then the event is dead-lettered. Events that share a group key (for
+chat: the conversation) run one after another; different groups run concurrently.
+"""
+
+from __future__ import annotations
+
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+JSON = dict[str, Any]
+
+
+@dataclass(slots=True)
+class Event:
+    """One emitted event as it travels the bus."""
+
+    topic: str
+    data: JSON
+    trace_id: str
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    emitted_by: str = ""
+    attempt: int = 0
+
+
+EventHandler = Callable[[Event], Awaitable[None]]
+DeadLetterSink = Callable[["Subscription", Event, BaseException], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """A named consumer of a topic with its retry and ordering rules."""
+
+    name: str
+    topic: str
+    handler: EventHandler
+    max_retries: int = 3
+    group_by: str | None = None
+
+    def group_key(self, event: Event) -> str:
+        """Events with the same key run in order; without a group_by each event is its own group."""
+        if self.group_by is not None:
+            value = event.data.get(self.group_by)
+            if value is not None:
+                return f"{self.name}:{value}"
+        return f"{self.name}:{event.id}"
+
+
+class EventBus(ABC):
+    """Routes events to subscriptions; backends differ in where the queue lives."""
+
+    def __init__(self) -> None:
+        self.subscriptions: dict[str, list[Subscription]] = {}
+        self.dead_letter_sink: DeadLetterSink | None = None
+
+    def subscribe(self, subscription: Subscription) -> None:
+        self.subscriptions.setdefault(subscription.topic, []).append(subscription)
+
+    async def connect(self) -> None:
+        """Start consuming."""
+
+    async def disconnect(self, timeout: float = 10.0) -> None:
+        """Stop consuming, letting running handlers finish within `timeout` seconds."""
+
+    @abstractmethod
+    async def publish(self, event: Event) -> None:
+        """Queue an event for every subscription of its topic."""

@@ -1,0 +1,102 @@
+"""What every handler receives: emit, typed streams, state, a logger and the trace id."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ValidationError
+
+from .bus import Event, EventBus
+from .logs import StepLogger
+from .store import JSON, Store
+from .streams import Stream, StreamHub
+
+if TYPE_CHECKING:
+    from .steps import Emit
+
+
+class EmitError(RuntimeError):
+    """A step emitted a topic it did not declare, or a payload its subscribers reject."""
+
+
+class Streams:
+    """`ctx.streams.<name>`: attribute access to every declared stream."""
+
+    def __init__(self, hub: StreamHub) -> None:
+        self._streams: dict[str, Stream[Any]] = {name: Stream(cfg, hub) for name, cfg in hub.configs.items()}
+
+    def __getattr__(self, name: str) -> Stream[Any]:
+        try:
+            return self._streams[name]
+        except KeyError:
+            raise AttributeError(f"no stream named {name!r}; declared: {sorted(self._streams)}") from None
+
+    def __getitem__(self, name: str) -> Stream[Any]:
+        return self.__getattr__(name)
+
+
+class State:
+    """Plain key/value state, grouped by scope, in the configured store."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def get(self, scope: str, key: str) -> JSON | None:
+        return await self._store.state_get(scope, key)
+
+    async def set(self, scope: str, key: str, value: JSON) -> None:
+        await self._store.state_set(scope, key, value)
+
+    async def delete(self, scope: str, key: str) -> None:
+        await self._store.state_delete(scope, key)
+
+    async def get_group(self, scope: str) -> dict[str, JSON]:
+        return await self._store.state_list(scope)
+
+
+class Emitter:
+    """Validates a payload against the topic's declared model and every subscriber's input."""
+
+    def __init__(self, bus: EventBus, inputs: Mapping[str, list[type[BaseModel]]]) -> None:
+        self.bus = bus
+        self.inputs = inputs
+
+    async def emit(
+        self, step: str, declared: Mapping[str, Emit], topic: str, data: BaseModel | Mapping[str, Any],
+        trace_id: str,
+    ) -> Event:
+        if topic not in declared:
+            raise EmitError(f"step {step!r} emitted {topic!r}, which its config does not declare in emits")
+        payload = data.model_dump(mode="json", by_alias=True) if isinstance(data, BaseModel) else dict(data)
+        model = declared[topic].payload
+        try:
+            if model is not None and not isinstance(data, model):
+                model.model_validate(payload)
+            for expected in self.inputs.get(topic, []):
+                expected.model_validate(payload)
+        except ValidationError as error:
+            raise EmitError(f"step {step!r} emitted an invalid {topic!r} payload: {error}") from error
+        event = Event(topic=topic, data=payload, trace_id=trace_id, emitted_by=step)
+        await self.bus.publish(event)
+        return event
+
+
+class Context:
+    """Per-run handle on the framework, bound to one step and one trace."""
+
+    def __init__(
+        self, *, step: str, trace_id: str, emits: Mapping[str, Emit], emitter: Emitter,
+        streams: Streams, state: State,
+    ) -> None:
+        self.step = step
+        self.trace_id = trace_id
+        self.streams = streams
+        self.state = state
+        self.logger = StepLogger(step, trace_id)
+        self._emits = emits
+        self._emitter = emitter
+
+    async def emit(self, topic: str, data: BaseModel | Mapping[str, Any]) -> None:
+        """Validate and publish an event; the trace id travels with it."""
+        await self._emitter.emit(self.step, self._emits, topic, data, self.trace_id)

@@ -1,0 +1,45 @@
+"""The one error shape every HTTP failure uses: `{"error": <code>, "detail": <text>}`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from starlette.responses import JSONResponse
+
+
+class ErrorBody(BaseModel):
+    """The documented error body, for OpenAPI."""
+
+    error: str
+    detail: str
+
+
+class HttpError(Exception):
+    """Raise from an API handler to answer with a clean 4xx instead of a 500."""
+
+    def __init__(self, status: int, error: str, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.error = error
+        self.detail = detail
+        self.extra = extra
+
+
+class PermanentError(Exception):
+    """A handler failure that retrying cannot fix (bad payload); dead-lettered at once."""
+
+
+def error_response(status: int, error: str, detail: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": error, "detail": detail, **extra}, status_code=status)
+
+
+def describe_validation(error: ValidationError, prefix: tuple[str | int, ...] = ()) -> tuple[str, list[Any]]:
+    """Turn pydantic's error list into one readable sentence naming each field, plus the list."""
+    fields = []
+    parts = []
+    for entry in error.errors(include_url=False, include_context=False, include_input=False):
+        location = ".".join(str(part) for part in (*prefix, *entry["loc"])) or "body"
+        fields.append({"field": location, "message": entry["msg"], "type": entry["type"]})
+        parts.append(f"{location}: {entry['msg']}")
+    return "; ".join(parts), fields

@@ -1,0 +1,105 @@
+"""The runtime: steps, store, bus and streams wired together, and contexts made for each run."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from .bus import Event, EventBus, Subscription
+from .context import Context, Emitter, State, Streams
+from .errors import PermanentError
+from .steps import ApiStep, Emit, EventStep, StepSet
+from .store import Store
+from .streams import StreamHub
+
+logger = logging.getLogger("streamchat.runtime")
+
+DEAD_LETTERS = "_dead_letters"
+
+
+class Runtime:
+    """Owns the backends; `start`/`stop` bracket the server's life."""
+
+    def __init__(self, steps: StepSet, store: Store, bus: EventBus) -> None:
+        self.steps = steps
+        self.store = store
+        self.bus = bus
+        self.hub = StreamHub(store, steps.streams)
+        self.streams = Streams(self.hub)
+        self.state = State(store)
+        inputs: dict[str, list[type[BaseModel]]] = {}
+        for step in steps.events:
+            for topic in step.config.subscribes:
+                inputs.setdefault(topic, []).append(step.config.input)
+        self.emitter = Emitter(bus, inputs)
+        for step in steps.events:
+            for topic in step.config.subscribes:
+                bus.subscribe(Subscription(
+                    name=step.config.name, topic=topic, handler=self._runner(step),
+                    max_retries=step.config.max_retries, group_by=step.config.group_by,
+                ))
+        self._event_steps = {step.config.name: step for step in steps.events}
+        bus.dead_letter_sink = self._dead_letter
+
+    async def start(self) -> None:
+        await self.store.connect()
+        await self.bus.connect()
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        await self.bus.disconnect(timeout)
+        await self.store.disconnect()
+
+    def context(self, name: str, emits: tuple[Emit, ...], trace_id: str) -> Context:
+        return Context(
+            step=name, trace_id=trace_id, emits={emit.topic: emit for emit in emits},
+            emitter=self.emitter, streams=self.streams, state=self.state,
+        )
+
+    def api_context(self, step: ApiStep, trace_id: str) -> Context:
+        return self.context(step.config.name, step.config.emitted, trace_id)
+
+    def _runner(self, step: EventStep) -> Any:
+        config = step.config
+
+        async def run(event: Event) -> None:
+            try:
+                data = config.input.model_validate(event.data)
+            except ValidationError as error:
+                raise PermanentError(f"payload does not match {config.input.__name__}: {error}") from error
+            ctx = self.context(config.name, config.emitted, event.trace_id)
+            started = time.perf_counter()
+            ctx.logger.info("handler started", extra={"topic": event.topic, "attempt": event.attempt})
+            try:
+                await step.handler(data, ctx)
+            except Exception:
+                ctx.logger.exception("handler failed", extra={"topic": event.topic, "attempt": event.attempt})
+                raise
+            ctx.logger.info(
+                "handler finished",
+                extra={"topic": event.topic, "duration_ms": round((time.perf_counter() - started) * 1000, 2)},
+            )
+
+        return run
+
+    async def _dead_letter(self, subscription: Subscription, event: Event, error: BaseException) -> None:
+        """Keep the event for the admin endpoint, then let the step clean up (its `on_failure`)."""
+        await self.store.state_set(DEAD_LETTERS, event.id, {
+            "eventId": event.id, "topic": event.topic, "step": subscription.name, "data": event.data,
+            "traceId": event.trace_id, "attempts": event.attempt + 1, "error": repr(error),
+            "deadAt": time.time(),
+        })
+        step = self._event_steps.get(subscription.name)
+        if step is None or step.on_failure is None:
+            return
+        ctx = self.context(step.config.name, step.config.emitted, event.trace_id)
+        try:
+            await step.on_failure(step.config.input.model_validate(event.data), ctx, error)
+        except Exception:
+            ctx.logger.exception("on_failure hook failed", extra={"topic": event.topic})
+
+    async def dead_letters(self) -> list[dict[str, Any]]:
+        letters = await self.store.state_list(DEAD_LETTERS)
+        return sorted(letters.values(), key=lambda letter: letter["deadAt"], reverse=True)

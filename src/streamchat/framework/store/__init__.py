@@ -1,0 +1,29 @@
+"""State backends, chosen by URL scheme: `sqlite:///path`, `memory://`."""
+
+from __future__ import annotations
+
+from urllib.parse import urlparse
+
+from .base import JSON, Store, StoredItem
+from .memory import MemoryStore
+from .sqlite import SQLiteStore
+
+__all__ = ["JSON", "MemoryStore", "SQLiteStore", "Store", "StoredItem", "store_from_url"]
+
+
+def store_from_url(url: str) -> Store:
+    """Build the store a URL names; an unknown scheme fails with the list of known ones."""
+    scheme = urlparse(url).scheme
+    if scheme == "memory":
+        return MemoryStore()
+    if scheme == "sqlite":
+        return SQLiteStore(_sqlite_path(url))
+    raise ValueError(f"unsupported STREAMCHAT_STATE_URL scheme {scheme!r}: use sqlite:///path or memory://")
+
+
+def _sqlite_path(url: str) -> str:
+    """`sqlite:///rel/path.db` is relative, `sqlite:////abs/path.db` absolute (SQLAlchemy's rule)."""
+    rest = url[len("sqlite://") :]
+    if not rest.startswith("/"):
+        raise ValueError(f"bad sqlite URL {url!r}: expected sqlite:///relative.db or sqlite:////absolute.db")
+    return rest[1:] or ":memory:"

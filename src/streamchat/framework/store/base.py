@@ -1,0 +1,69 @@
+"""The storage interface every state backend implements.
+
+Two kinds of data live here: stream items (grouped, ordered, each change numbered by a
+per-group sequence) and plain key/value state. Backends are chosen by URL, so business
+code never knows which one runs.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+JSON = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredItem:
+    """A stream item as stored: its data plus the sequence number of its last change."""
+
+    id: str
+    data: JSON
+    seq: int
+
+
+class Store(ABC):
+    """Persistence for stream items and key/value state."""
+
+    async def connect(self) -> None:
+        """Open connections and create the schema if needed."""
+
+    async def disconnect(self) -> None:
+        """Close connections."""
+
+    @abstractmethod
+    async def next_seq(self, stream: str, group: str) -> int:
+        """Reserve and return the next sequence number of a group (1, 2, 3, ...)."""
+
+    @abstractmethod
+    async def put_item(self, stream: str, group: str, item: StoredItem) -> None:
+        """Insert or replace an item; a new item is ordered after every existing one."""
+
+    @abstractmethod
+    async def get_item(self, stream: str, group: str, item_id: str) -> StoredItem | None:
+        """Return one item, or None."""
+
+    @abstractmethod
+    async def delete_item(self, stream: str, group: str, item_id: str) -> bool:
+        """Remove an item; True if it existed."""
+
+    @abstractmethod
+    async def list_items(self, stream: str, group: str) -> list[StoredItem]:
+        """Every item of a group, in insertion order."""
+
+    @abstractmethod
+    async def state_get(self, scope: str, key: str) -> JSON | None:
+        """Read one state value."""
+
+    @abstractmethod
+    async def state_set(self, scope: str, key: str, value: JSON) -> None:
+        """Write one state value."""
+
+    @abstractmethod
+    async def state_delete(self, scope: str, key: str) -> None:
+        """Remove one state value."""
+
+    @abstractmethod
+    async def state_list(self, scope: str) -> dict[str, JSON]:
+        """Every value of a scope, keyed by key."""

@@ -1,0 +1,44 @@
+"""In-memory store for tests and throw-away runs (`memory://`)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from .base import JSON, Store, StoredItem
+
+
+class MemoryStore(Store):
+    """Keeps everything in dicts; nothing survives the process."""
+
+    def __init__(self) -> None:
+        self._items: dict[tuple[str, str], dict[str, StoredItem]] = defaultdict(dict)
+        self._seqs: dict[tuple[str, str], int] = defaultdict(int)
+        self._state: dict[str, dict[str, JSON]] = defaultdict(dict)
+
+    async def next_seq(self, stream: str, group: str) -> int:
+        self._seqs[stream, group] += 1
+        return self._seqs[stream, group]
+
+    async def put_item(self, stream: str, group: str, item: StoredItem) -> None:
+        self._items[stream, group][item.id] = item
+
+    async def get_item(self, stream: str, group: str, item_id: str) -> StoredItem | None:
+        return self._items[stream, group].get(item_id)
+
+    async def delete_item(self, stream: str, group: str, item_id: str) -> bool:
+        return self._items[stream, group].pop(item_id, None) is not None
+
+    async def list_items(self, stream: str, group: str) -> list[StoredItem]:
+        return list(self._items[stream, group].values())
+
+    async def state_get(self, scope: str, key: str) -> JSON | None:
+        return self._state[scope].get(key)
+
+    async def state_set(self, scope: str, key: str, value: JSON) -> None:
+        self._state[scope][key] = value
+
+    async def state_delete(self, scope: str, key: str) -> None:
+        self._state[scope].pop(key, None)
+
+    async def state_list(self, scope: str) -> dict[str, JSON]:
+        return dict(self._state[scope])

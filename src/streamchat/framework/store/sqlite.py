@@ -1,0 +1,140 @@
+"""SQLite store: the embedded default (`sqlite:///path/to/state.db`), survives restarts."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import orjson
+
+from .base import JSON, Store, StoredItem
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS stream_items (
+    stream   TEXT NOT NULL,
+    group_id TEXT NOT NULL,
+    id       TEXT NOT NULL,
+    data     TEXT NOT NULL,
+    seq      INTEGER NOT NULL,
+    position INTEGER NOT NULL,
+    PRIMARY KEY (stream, group_id, id)
+);
+CREATE INDEX IF NOT EXISTS stream_items_order ON stream_items (stream, group_id, position);
+CREATE TABLE IF NOT EXISTS stream_groups (
+    stream   TEXT NOT NULL,
+    group_id TEXT NOT NULL,
+    seq      INTEGER NOT NULL,
+    PRIMARY KEY (stream, group_id)
+);
+CREATE TABLE IF NOT EXISTS state (
+    scope TEXT NOT NULL,
+    key   TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (scope, key)
+);
+"""
+
+
+class SQLiteStore(Store):
+    """One SQLite file in WAL mode, one connection; each call is one committed transaction.
+
+    Calls are serialised by a lock: a single sqlite connection cannot commit while another
+    coroutine's statement is still open on it.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._db: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise RuntimeError("SQLiteStore used before connect()")
+        return self._db
+
+    async def connect(self) -> None:
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._db = await aiosqlite.connect(self.path)
+        await self._db.execute("PRAGMA journal_mode=WAL")
+        await self._db.execute("PRAGMA synchronous=NORMAL")
+        await self._db.executescript(SCHEMA)
+        await self._db.commit()
+
+    async def disconnect(self) -> None:
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+    async def _read(self, sql: str, params: Iterable[Any]) -> list[Any]:
+        async with self._lock:
+            return list(await self.db.execute_fetchall(sql, tuple(params)))
+
+    async def _write(self, sql: str, params: Iterable[Any]) -> list[Any]:
+        """Run one statement (rows from RETURNING are fetched) and commit it."""
+        async with self._lock:
+            try:
+                rows = list(await self.db.execute_fetchall(sql, tuple(params)))
+                await self.db.commit()
+            except BaseException:
+                await self.db.rollback()
+                raise
+            return rows
+
+    async def next_seq(self, stream: str, group: str) -> int:
+        rows = await self._write(
+            "INSERT INTO stream_groups (stream, group_id, seq) VALUES (?, ?, 1) "
+            "ON CONFLICT (stream, group_id) DO UPDATE SET seq = seq + 1 RETURNING seq",
+            (stream, group),
+        )
+        return int(rows[0][0])
+
+    async def put_item(self, stream: str, group: str, item: StoredItem) -> None:
+        await self._write(
+            "INSERT INTO stream_items (stream, group_id, id, data, seq, position) VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (stream, group_id, id) DO UPDATE SET data = excluded.data, seq = excluded.seq",
+            (stream, group, item.id, orjson.dumps(item.data).decode(), item.seq, item.seq),
+        )
+
+    async def get_item(self, stream: str, group: str, item_id: str) -> StoredItem | None:
+        rows = await self._read(
+            "SELECT id, data, seq FROM stream_items WHERE stream = ? AND group_id = ? AND id = ?",
+            (stream, group, item_id),
+        )
+        return StoredItem(rows[0][0], orjson.loads(rows[0][1]), int(rows[0][2])) if rows else None
+
+    async def delete_item(self, stream: str, group: str, item_id: str) -> bool:
+        rows = await self._write(
+            "DELETE FROM stream_items WHERE stream = ? AND group_id = ? AND id = ? RETURNING id",
+            (stream, group, item_id),
+        )
+        return bool(rows)
+
+    async def list_items(self, stream: str, group: str) -> list[StoredItem]:
+        rows = await self._read(
+            "SELECT id, data, seq FROM stream_items WHERE stream = ? AND group_id = ? ORDER BY position",
+            (stream, group),
+        )
+        return [StoredItem(row[0], orjson.loads(row[1]), int(row[2])) for row in rows]
+
+    async def state_get(self, scope: str, key: str) -> JSON | None:
+        rows = await self._read("SELECT value FROM state WHERE scope = ? AND key = ?", (scope, key))
+        return dict(orjson.loads(rows[0][0])) if rows else None
+
+    async def state_set(self, scope: str, key: str, value: JSON) -> None:
+        await self._write(
+            "INSERT INTO state (scope, key, value) VALUES (?, ?, ?) "
+            "ON CONFLICT (scope, key) DO UPDATE SET value = excluded.value",
+            (scope, key, orjson.dumps(value).decode()),
+        )
+
+    async def state_delete(self, scope: str, key: str) -> None:
+        await self._write("DELETE FROM state WHERE scope = ? AND key = ?", (scope, key))
+
+    async def state_list(self, scope: str) -> dict[str, JSON]:
+        rows = await self._read("SELECT key, value FROM state WHERE scope = ?", (scope,))
+        return {row[0]: dict(orjson.loads(row[1])) for row in rows}

@@ -1,0 +1,85 @@
+"""Any OpenAI-compatible server, through the official SDK.
+
+The SDK handles auth, base URL, retries of 429/5xx/connect errors (honouring Retry-After)
+and error types. Its typed per-chunk objects cost ~150 µs a token, so the hot path reads the
+raw SSE lines (`with_streaming_response`) and parses each with orjson (~26 µs a token).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import httpx2
+import openai
+import orjson
+
+from .base import ChatTurn, ProviderError
+
+
+class OpenAIProvider:
+    name = "openai"
+
+    def __init__(
+        self, *, api_key: str, base_url: str | None, model: str, max_tokens: int,
+        max_retries: int = 2, connect_timeout: float = 10.0, read_timeout: float = 60.0,
+    ) -> None:
+        self.model = model
+        self.max_tokens = max_tokens
+        self.client = openai.AsyncOpenAI(
+            api_key=api_key,
+            base_url=base_url or None,
+            max_retries=max_retries,
+            timeout=openai.Timeout(read_timeout, connect=connect_timeout),
+        )
+
+    async def stream(self, turns: Sequence[ChatTurn]) -> AsyncIterator[str]:
+        messages: Any = [{"role": turn.role, "content": turn.content} for turn in turns]
+        finished = False
+        try:
+            async with self.client.chat.completions.with_streaming_response.create(
+                model=self.model, messages=messages, stream=True, max_tokens=self.max_tokens,
+            ) as response:
+                async for line in response.iter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    payload = line[5:].strip()
+                    if payload == "[DONE]":
+                        finished = True
+                        break
+                    text, done = _parse_chunk(payload)
+                    finished = finished or done
+                    if text:
+                        yield text
+        except openai.APIStatusError as error:
+            raise ProviderError(f"provider answered HTTP {error.status_code}") from error
+        except openai.APITimeoutError as error:
+            raise ProviderError("provider timed out") from error
+        except openai.APIConnectionError as error:
+            raise ProviderError("could not reach the provider") from error
+        except httpx2.HTTPError as error:
+            raise ProviderError("provider connection broke mid-reply") from error
+        if not finished:
+            raise ProviderError("provider stream ended before the reply was finished")
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
+def _parse_chunk(payload: str) -> tuple[str, bool]:
+    """Text of one streamed chunk and whether it carried a finish_reason."""
+    try:
+        chunk = orjson.loads(payload)
+    except orjson.JSONDecodeError as error:
+        raise ProviderError("provider sent a malformed stream chunk") from error
+    if not isinstance(chunk, dict):
+        raise ProviderError("provider sent a malformed stream chunk")
+    if "error" in chunk:
+        raise ProviderError("provider reported an error mid-reply")
+    choices = chunk.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        return "", False
+    choice = choices[0]
+    delta = choice.get("delta")
+    text = delta.get("content") if isinstance(delta, dict) else None
+    return (text if isinstance(text, str) else ""), choice.get("finish_reason") is not None

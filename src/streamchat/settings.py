@@ -1,0 +1,108 @@
+"""Settings from the environment (and a `.env` file in the working directory)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from dotenv import load_dotenv
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are a helpful, friendly assistant. Answer clearly and concisely. "
+    "Use Markdown for lists and code when it helps."
+)
+
+
+class SettingsError(ValueError):
+    """A setting has a value the server cannot use; the message names the variable."""
+
+
+def _int(name: str, default: int, minimum: int = 0) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise SettingsError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str
+    port: int
+    data_dir: Path
+    state_url: str
+    bus_url: str
+    steps_package: str
+    provider: Literal["openai", "local"]
+    openai_api_key: str | None
+    openai_base_url: str | None
+    openai_model: str
+    system_prompt: str
+    history_chars: int
+    max_tokens: int
+    provider_retries: int
+    provider_timeout: float
+    retry_delay: float
+    local_model_path: Path | None
+    log_level: str
+
+    @classmethod
+    def from_env(cls, env_file: str | None = ".env") -> Settings:
+        if env_file:
+            load_dotenv(env_file, override=False)
+        data_dir = Path(os.environ.get("STREAMCHAT_DATA_DIR", ".streamchat"))
+        api_key = os.environ.get("OPENAI_API_KEY") or None
+        provider = os.environ.get("STREAMCHAT_PROVIDER", "").strip().lower() or ("openai" if api_key else "local")
+        if provider not in ("openai", "local"):
+            raise SettingsError(f"STREAMCHAT_PROVIDER must be 'openai' or 'local', got {provider!r}")
+        if provider == "openai" and not api_key:
+            raise SettingsError("STREAMCHAT_PROVIDER=openai needs OPENAI_API_KEY")
+        local_path = os.environ.get("STREAMCHAT_LOCAL_MODEL_PATH")
+        return cls(
+            host=os.environ.get("STREAMCHAT_HOST", "127.0.0.1"),
+            port=_int("STREAMCHAT_PORT", 3000, minimum=0),
+            data_dir=data_dir,
+            state_url=os.environ.get("STREAMCHAT_STATE_URL") or f"sqlite:///{data_dir / 'state.db'}",
+            bus_url=os.environ.get("STREAMCHAT_BUS_URL") or "memory://",
+            steps_package=os.environ.get("STREAMCHAT_STEPS", "streamchat.steps"),
+            provider=provider,  # type: ignore[arg-type]
+            openai_api_key=api_key,
+            openai_base_url=os.environ.get("OPENAI_BASE_URL") or None,
+            openai_model=os.environ.get("OPENAI_MODEL") or "gpt-4o-mini",
+            system_prompt=os.environ.get("STREAMCHAT_SYSTEM_PROMPT") or DEFAULT_SYSTEM_PROMPT,
+            history_chars=_int("STREAMCHAT_HISTORY_CHARS", 16_000, minimum=1),
+            max_tokens=_int("STREAMCHAT_MAX_TOKENS", 512, minimum=1),
+            provider_retries=_int("STREAMCHAT_PROVIDER_RETRIES", 2),
+            provider_timeout=_float("STREAMCHAT_PROVIDER_TIMEOUT", 60.0),
+            retry_delay=_float("STREAMCHAT_RETRY_DELAY", 0.5),
+            local_model_path=Path(local_path) if local_path else None,
+            log_level=os.environ.get("STREAMCHAT_LOG_LEVEL", "INFO"),
+        )
+
+
+_settings: Settings | None = None
+
+
+def get_settings() -> Settings:
+    """The process's settings, read once."""
+    global _settings
+    if _settings is None:
+        _settings = Settings.from_env()
+    return _settings

@@ -1,0 +1,1 @@
+"""The chat product: every module here is a step, discovered by the framework."""

@@ -1,0 +1,103 @@
+"""AI response: stream the model's reply into the assistant message, token by token.
+
+Idempotent by assistantMessageId: a redelivered event for a reply that already finished does
+nothing, and one for a reply cut off mid-way starts it again from empty.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pydantic import BaseModel, Field
+
+from streamchat.framework import Context, EventConfig, Item
+from streamchat.llm import ChatTurn, ProviderError, current_provider
+from streamchat.settings import get_settings
+from streamchat.steps.conversation_stream import FINISHED, ConversationMessage, utc_now
+
+
+class ChatMessageEvent(BaseModel):
+    message: str
+    conversationId: str = Field(min_length=1)
+    assistantMessageId: str = Field(min_length=1)
+
+
+config = EventConfig(
+    name="AiResponse",
+    subscribes=["chat-message"],
+    input=ChatMessageEvent,
+    max_retries=3,
+    group_by="conversationId",
+    description="Calls the model with streaming on and writes the growing reply into the conversation.",
+)
+
+
+def history(items: Sequence[Item[ConversationMessage]], reply_id: str, budget: int) -> list[ChatTurn]:
+    """Completed turns before the reply, newest kept first until `budget` characters are used.
+
+    The newest turn (the user's question) is always kept, even if it alone is over budget.
+    """
+    earlier: list[ChatTurn] = []
+    for item in items:
+        if item.id == reply_id:
+            break
+        if item.data.status == "completed" and item.data.message:
+            earlier.append(ChatTurn("user" if item.data.sender == "user" else "assistant", item.data.message))
+    kept: list[ChatTurn] = []
+    used = 0
+    for turn in reversed(earlier):
+        if kept and used + len(turn.content) > budget:
+            break
+        kept.append(turn)
+        used += len(turn.content)
+    kept.reverse()
+    return kept
+
+
+async def handler(data: ChatMessageEvent, ctx: Context) -> None:
+    stream = ctx.streams.conversation
+    cid, reply_id = data.conversationId, data.assistantMessageId
+    current = await stream.get(cid, reply_id)
+    if current is None:
+        ctx.logger.warning("reply message no longer exists; nothing to do", extra={"messageId": reply_id})
+        return
+    reply: ConversationMessage = current.data
+    if reply.status in FINISHED:
+        ctx.logger.info("reply already finished; skipping redelivery", extra={"messageId": reply_id})
+        return
+
+    settings = get_settings()
+    turns = [ChatTurn("system", settings.system_prompt),
+             *history(await stream.get_group(cid), reply_id, settings.history_chars)]
+    text = ""
+    await stream.set(cid, reply_id, reply.model_copy(update={"message": "", "status": "streaming"}))
+    try:
+        async for piece in current_provider().stream(turns):
+            text += piece
+            await stream.set(cid, reply_id, reply.model_copy(update={"message": text, "status": "streaming"}))
+    except ProviderError as error:
+        ctx.logger.warning("provider failed", extra={"messageId": reply_id, "reason": error.reason})
+        await finish(ctx, cid, reply_id, reply.model_copy(
+            update={"message": text, "status": "error", "error": error.reason}))
+        return
+    if not text.strip():
+        await finish(ctx, cid, reply_id, reply.model_copy(
+            update={"message": text, "status": "error", "error": "the model returned an empty reply"}))
+        return
+    await finish(ctx, cid, reply_id, reply.model_copy(update={"message": text, "status": "completed"}))
+    ctx.logger.info("reply completed", extra={"messageId": reply_id, "chars": len(text)})
+
+
+async def finish(ctx: Context, cid: str, reply_id: str, final: ConversationMessage) -> None:
+    await ctx.streams.conversation.set(cid, reply_id, final)
+    record = await ctx.state.get("conversations", cid)
+    if record is not None:
+        await ctx.state.set("conversations", cid, {**record, "updatedAt": utc_now()})
+
+
+async def on_failure(data: ChatMessageEvent, ctx: Context, error: BaseException) -> None:
+    """Every retry failed: end the reply as an error so no client waits on it forever."""
+    current = await ctx.streams.conversation.get(data.conversationId, data.assistantMessageId)
+    if current is not None and current.data.status not in FINISHED:
+        await finish(ctx, data.conversationId, data.assistantMessageId, current.data.model_copy(
+            update={"status": "error", "error": "the reply failed after retries"}))

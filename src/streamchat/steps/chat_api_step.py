@@ -1,0 +1,95 @@
+"""POST /chat: store the user's message and an empty assistant reply, then ask for the reply."""
+
+from __future__ import annotations
+
+import uuid
+
+from pydantic import BaseModel, Field, field_validator
+
+from streamchat.framework import ApiConfig, ApiRequest, ApiResponse, Context, Emit, ErrorBody, HttpError
+from streamchat.steps.ai_response_step import ChatMessageEvent
+from streamchat.steps.conversation_stream import ConversationMessage, utc_now
+
+CONVERSATIONS = "conversations"
+TITLE_CHARS = 80
+
+
+class ChatRequest(BaseModel):
+    message: str = Field(min_length=1, max_length=32_000, description="The user's message.")
+    conversationId: str | None = Field(
+        default=None, min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:\-]+$",
+        description="Continue this conversation; omitted: start a new one.",
+    )
+
+    @field_validator("message")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("message must not be blank")
+        return value
+
+
+class MotiaStreamRef(BaseModel):
+    type: str = "state-stream"
+    streamName: str
+    groupId: str
+    id: str
+
+
+class ChatResponse(BaseModel):
+    conversationId: str
+    message: str
+    status: str
+    userMessageId: str
+    assistantMessageId: str
+    motia: MotiaStreamRef = Field(alias="__motia")
+
+
+config = ApiConfig(
+    name="ChatApi",
+    method="POST",
+    path="/chat",
+    body=ChatRequest,
+    emits=[Emit("chat-message", ChatMessageEvent)],
+    responses={200: ChatResponse, 400: ErrorBody, 422: ErrorBody, 503: ErrorBody},
+    description="Send a message; the reply streams into the `conversation` stream.",
+)
+
+
+async def handler(req: ApiRequest[ChatRequest], ctx: Context) -> ApiResponse:
+    conversation_id = req.body.conversationId or str(uuid.uuid4())
+    user_message_id, assistant_message_id = str(uuid.uuid4()), str(uuid.uuid4())
+    now = utc_now()
+    stream = ctx.streams.conversation
+    await stream.set(conversation_id, user_message_id, ConversationMessage(
+        message=req.body.message, sender="user", status="completed", timestamp=now))
+    await stream.set(conversation_id, assistant_message_id, ConversationMessage(
+        message="", sender="assistant", status="created", timestamp=now))
+    await touch_conversation(ctx, conversation_id, req.body.message, now)
+    try:
+        await ctx.emit("chat-message", ChatMessageEvent(
+            message=req.body.message, conversationId=conversation_id, assistantMessageId=assistant_message_id))
+    except RuntimeError as error:
+        await stream.set(conversation_id, assistant_message_id, ConversationMessage(
+            message="", sender="assistant", status="error", timestamp=now, error="could not queue the reply"))
+        raise HttpError(503, "unavailable", "the server is shutting down; try again") from error
+    ctx.logger.info("message received", extra={"conversationId": conversation_id})
+    return ApiResponse(200, {
+        "conversationId": conversation_id,
+        "message": "Message received, AI is responding...",
+        "status": "streaming",
+        "userMessageId": user_message_id,
+        "assistantMessageId": assistant_message_id,
+        "__motia": {"type": "state-stream", "streamName": "conversation", "groupId": conversation_id,
+                    "id": assistant_message_id},
+    })
+
+
+async def touch_conversation(ctx: Context, conversation_id: str, first_message: str, now: str) -> None:
+    """Keep the conversation list's record: a title from the first message, the last activity time."""
+    record = await ctx.state.get(CONVERSATIONS, conversation_id)
+    if record is None:
+        title = " ".join(first_message.split())
+        record = {"conversationId": conversation_id, "createdAt": now,
+                  "title": title if len(title) <= TITLE_CHARS else title[: TITLE_CHARS - 1] + "…"}
+    await ctx.state.set(CONVERSATIONS, conversation_id, {**record, "updatedAt": now})

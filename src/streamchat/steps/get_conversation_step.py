@@ -1,0 +1,35 @@
+"""GET /api/conversations/{conversationId}: the conversation's messages, in order."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from streamchat.framework import ApiConfig, ApiRequest, ApiResponse, Context, ErrorBody, HttpError
+
+
+class ConversationDetail(BaseModel):
+    conversationId: str
+    title: str | None = None
+    messages: list[dict[str, Any]]
+
+
+config = ApiConfig(
+    name="GetConversation",
+    method="GET",
+    path="/api/conversations/{conversationId}",
+    responses={200: ConversationDetail, 404: ErrorBody},
+    description="One conversation with every message (404 when unknown).",
+)
+
+
+async def handler(req: ApiRequest[None], ctx: Context) -> ApiResponse:
+    cid = req.path_params["conversationId"]
+    record = await ctx.state.get("conversations", cid)
+    items = await ctx.streams.conversation.get_group(cid)
+    if record is None and not items:
+        raise HttpError(404, "not_found", f"conversationId {cid!r}: no such conversation")
+    messages = [{**item.data.model_dump(mode="json", by_alias=True, exclude_none=True),
+                 "id": item.id, "seq": item.seq} for item in items]
+    return ApiResponse(200, {"conversationId": cid, "title": (record or {}).get("title"), "messages": messages})

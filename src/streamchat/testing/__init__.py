@@ -1,0 +1,1 @@
+"""Tools for testing step apps and benchmarking: a fake OpenAI-compatible server."""

@@ -1,0 +1,137 @@
+"""A fake OpenAI-compatible chat server: a real HTTP server streaming SSE chunks in OpenAI's format.
+
+Tests and the benchmark drive it through `/control`:
+  POST /control {"tokens": [...], "delay": 0.01, "ttft": 0.0, "fail": [500, 429],
+                 "hang_up_after": 3, "retry_after_ms": 10, "hold": false}
+sets how the next replies behave (`fail` statuses are used up one per request);
+GET /control/requests lists the request bodies received; POST /control/reset restores defaults.
+A request whose last message contains `[tokens=N]` gets N tokens instead of the scripted ones.
+
+Run: python -m streamchat.testing.fake_openai --port 8900
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+DEFAULT_TOKENS = ["Hello", "!", " I", " am", " the", " fake", " provider", "."]
+_TOKEN_COUNT = re.compile(r"\[tokens=(\d+)\]")
+
+
+class HangUp(Exception):
+    """Raised inside the response body to drop the connection mid-stream."""
+
+
+@dataclass
+class Script:
+    tokens: list[str] = field(default_factory=lambda: list(DEFAULT_TOKENS))
+    delay: float = 0.0
+    ttft: float = 0.0
+    fail: list[int] = field(default_factory=list)
+    hang_up_after: int | None = None
+    retry_after_ms: int = 10
+    hold: bool = False
+
+
+class FakeOpenAI:
+    def __init__(self) -> None:
+        self.script = Script()
+        self.requests: list[dict[str, Any]] = []
+        self.release = asyncio.Event()
+
+    def app(self) -> Starlette:
+        return Starlette(routes=[
+            Route("/v1/chat/completions", self.completions, methods=["POST"]),
+            Route("/control", self.control, methods=["POST"]),
+            Route("/control/reset", self.reset, methods=["POST"]),
+            Route("/control/release", self.release_held, methods=["POST"]),
+            Route("/control/requests", self.list_requests, methods=["GET"]),
+        ])
+
+    async def control(self, request: Request) -> JSONResponse:
+        changes = await request.json()
+        for key, value in changes.items():
+            if not hasattr(self.script, key):
+                return JSONResponse({"error": f"unknown setting {key}"}, status_code=400)
+            setattr(self.script, key, value)
+        self.release.clear()
+        return JSONResponse({"ok": True})
+
+    async def reset(self, _: Request) -> JSONResponse:
+        self.script = Script()
+        self.requests.clear()
+        self.release.set()
+        return JSONResponse({"ok": True})
+
+    async def release_held(self, _: Request) -> JSONResponse:
+        self.release.set()
+        return JSONResponse({"ok": True})
+
+    async def list_requests(self, _: Request) -> JSONResponse:
+        return JSONResponse({"requests": self.requests})
+
+    async def completions(self, request: Request) -> Response:
+        body = await request.json()
+        self.requests.append(body)
+        script = self.script
+        if script.fail:
+            status = script.fail.pop(0)
+            return JSONResponse(
+                {"error": {"message": f"scripted failure {status}", "type": "server_error"}},
+                status_code=status, headers={"retry-after-ms": str(script.retry_after_ms)},
+            )
+        tokens = script.tokens
+        last = str(body.get("messages", [{}])[-1].get("content", ""))
+        if match := _TOKEN_COUNT.search(last):
+            tokens = [f" t{i}" for i in range(int(match.group(1)))]
+        return StreamingResponse(self._chunks(body, tokens, script), media_type="text/event-stream")
+
+    async def _chunks(self, body: dict[str, Any], tokens: list[str], script: Script) -> AsyncIterator[bytes]:
+        created = int(time.time())
+        base = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": created,
+                "model": body.get("model", "fake")}
+        if script.ttft:
+            await asyncio.sleep(script.ttft)
+        if script.hold:
+            await self.release.wait()
+        yield _sse({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
+                                         "finish_reason": None}]})
+        for index, token in enumerate(tokens):
+            if script.hang_up_after is not None and index >= script.hang_up_after:
+                raise HangUp("scripted hang-up")
+            if index and script.delay:
+                await asyncio.sleep(script.delay)
+            chunk = {**base, "t": time.time(),
+                     "choices": [{"index": 0, "delta": {"content": token}, "finish_reason": None}]}
+            yield _sse(chunk)
+        yield _sse({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        yield b"data: [DONE]\n\n"
+
+
+def _sse(chunk: dict[str, Any]) -> bytes:
+    return b"data: " + orjson.dumps(chunk) + b"\n\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Fake OpenAI-compatible streaming server.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8900)
+    args = parser.parse_args()
+    uvicorn.run(FakeOpenAI().app(), host=args.host, port=args.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()

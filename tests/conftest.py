@@ -1,0 +1,180 @@
+"""Shared fixtures: a real fake-provider process and real streamchat server processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_http(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"process exited with {process.returncode}:\n{log.read_text()[-4000:]}")
+        try:
+            if httpx.get(url, timeout=1).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise TimeoutError(f"{url} did not answer within {timeout}s:\n{log.read_text()[-4000:]}")
+
+
+@dataclass
+class FakeProvider:
+    url: str
+
+    def script(self, **settings: Any) -> None:
+        httpx.post(f"{self.url}/control", json=settings).raise_for_status()
+
+    def reset(self) -> None:
+        httpx.post(f"{self.url}/control/reset").raise_for_status()
+
+    def release(self) -> None:
+        httpx.post(f"{self.url}/control/release").raise_for_status()
+
+    def requests(self) -> list[dict[str, Any]]:
+        return list(httpx.get(f"{self.url}/control/requests").json()["requests"])
+
+
+@dataclass
+class Server:
+    port: int
+    process: subprocess.Popen[bytes]
+    log: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/"
+
+    def logs(self) -> str:
+        return self.log.read_text()
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return int(self.process.returncode)
+
+
+def start_process(args: list[str], env: dict[str, str], log: Path, health: str) -> subprocess.Popen[bytes]:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("wb") as out:
+        process = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+    try:
+        wait_http(health, process, log)
+    except BaseException:
+        process.kill()
+        raise
+    return process
+
+
+@pytest.fixture(scope="session")
+def fake_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeProvider]:
+    port = free_port()
+    log = tmp_path_factory.mktemp("fake") / "fake.log"
+    process = start_process(
+        [sys.executable, "-m", "streamchat.testing.fake_openai", "--port", str(port)],
+        dict(os.environ), log, f"http://127.0.0.1:{port}/control/requests",
+    )
+    yield FakeProvider(f"http://127.0.0.1:{port}")
+    process.terminate()
+    process.wait(10)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_fake(request: pytest.FixtureRequest) -> None:
+    """Every test starts with the fake provider's default script and an empty request log."""
+    if "fake_provider" in request.fixturenames:
+        request.getfixturevalue("fake_provider").reset()
+
+
+class ServerFactory:
+    def __init__(self, fake: FakeProvider, tmp: Path) -> None:
+        self.fake = fake
+        self.tmp = tmp
+        self.servers: list[Server] = []
+
+    def base_env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("STREAMCHAT_", "OPENAI_"))}
+        env.update({
+            "OPENAI_API_KEY": "sk-test-fake-provider",
+            "OPENAI_BASE_URL": f"{self.fake.url}/v1",
+            "OPENAI_MODEL": "fake-model",
+            "STREAMCHAT_STATE_URL": f"sqlite:///{self.tmp / 'state.db'}",
+            "STREAMCHAT_DATA_DIR": str(self.tmp / "data"),
+            "STREAMCHAT_RETRY_DELAY": "0.05",
+            "STREAMCHAT_LOG_LEVEL": "INFO",
+        })
+        return env
+
+    def start(self, **overrides: str) -> Server:
+        env = self.base_env()
+        for key, value in overrides.items():
+            if value is None:
+                env.pop(key, None)
+            else:
+                env[key] = value
+        port = free_port()
+        log = self.tmp / f"server-{port}.log"
+        process = start_process(
+            [sys.executable, "-m", "streamchat", "serve", "--port", str(port)], env, log,
+            f"http://127.0.0.1:{port}/healthz",
+        )
+        server = Server(port, process, log, env)
+        self.servers.append(server)
+        return server
+
+    def stop_all(self) -> None:
+        for server in self.servers:
+            server.stop()
+
+
+@pytest.fixture(scope="session")
+def session_servers(fake_provider: FakeProvider, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerFactory]:
+    factory = ServerFactory(fake_provider, tmp_path_factory.mktemp("session-server"))
+    yield factory
+    factory.stop_all()
+
+
+@pytest.fixture(scope="session")
+def server(session_servers: ServerFactory) -> Server:
+    """One shared server on the fake provider with a fresh SQLite file, for tests that need nothing special."""
+    return session_servers.start()
+
+
+@pytest.fixture
+def servers(fake_provider: FakeProvider, tmp_path: Path) -> Iterator[ServerFactory]:
+    """Start servers of your own (own database, own settings); stopped after the test."""
+    factory = ServerFactory(fake_provider, tmp_path)
+    yield factory
+    factory.stop_all()

@@ -1,0 +1,100 @@
+"""Client helpers the tests share: post a message, watch a conversation over the real WebSocket."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import orjson
+import websockets
+
+FINISHED = ("completed", "error", "stopped")
+
+
+async def post_chat(base_url: str, message: str, conversation_id: str | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"message": message}
+    if conversation_id is not None:
+        body["conversationId"] = conversation_id
+    async with httpx.AsyncClient(base_url=base_url, timeout=10) as client:
+        response = await client.post("/chat", json=body)
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+@dataclass
+class Watch:
+    """Frames one WebSocket client received for a conversation, in arrival order."""
+
+    frames: list[dict[str, Any]] = field(default_factory=list)
+
+    def items(self, item_id: str) -> list[dict[str, Any]]:
+        """Every version of one item seen, from syncs and item events."""
+        seen: list[dict[str, Any]] = []
+        for frame in self.frames:
+            data = frame["event"].get("data")
+            if frame["event"]["type"] == "sync":
+                for item in data if isinstance(data, list) else [data]:
+                    if item and item["id"] == item_id:
+                        seen.append(item)
+            elif isinstance(data, dict) and data.get("id") == item_id:
+                seen.append(data)
+        return seen
+
+    def final(self, item_id: str) -> dict[str, Any]:
+        return self.items(item_id)[-1]
+
+
+class Watcher:
+    """A joined WebSocket subscriber: `await watcher.until_finished(message_id)`."""
+
+    def __init__(self, ws_url: str, conversation_id: str, item_id: str | None = None) -> None:
+        self.ws_url = ws_url
+        self.join = {"streamName": "conversation", "groupId": conversation_id,
+                     "subscriptionId": str(uuid.uuid4())}
+        if item_id is not None:
+            self.join["id"] = item_id
+        self.watch = Watch()
+        self.socket: Any = None
+
+    async def __aenter__(self) -> Watcher:
+        self.socket = await websockets.connect(self.ws_url)
+        await self.socket.send(orjson.dumps({"type": "join", "data": self.join}))
+        first = await self.next_frame()
+        assert first["event"]["type"] == "sync", first
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.socket.close()
+
+    async def next_frame(self, timeout: float = 15) -> dict[str, Any]:
+        frame = dict(orjson.loads(await asyncio.wait_for(self.socket.recv(), timeout)))
+        self.watch.frames.append(frame)
+        return frame
+
+    async def until_finished(self, item_id: str, timeout: float = 30) -> dict[str, Any]:
+        async def loop() -> dict[str, Any]:
+            while True:
+                frame = await self.next_frame(timeout)
+                data = frame["event"].get("data")
+                if isinstance(data, dict) and data.get("id") == item_id and data.get("status") in FINISHED:
+                    return data
+
+        return await asyncio.wait_for(loop(), timeout)
+
+
+async def wait_for_status(base_url: str, conversation_id: str, item_id: str, timeout: float = 30) -> dict[str, Any]:
+    """Poll the HTTP API until an item finishes (for tests that watch nothing)."""
+    async with httpx.AsyncClient(base_url=base_url, timeout=10) as client:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            response = await client.get(f"/api/conversations/{conversation_id}")
+            if response.status_code == 200:
+                for message in response.json()["messages"]:
+                    if message["id"] == item_id and message["status"] in FINISHED:
+                        return dict(message)
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"{item_id} did not finish: {response.text}")
+            await asyncio.sleep(0.05)

@@ -1,0 +1,226 @@
+"""The reply's life in the conversation stream, watched over a real WebSocket (Motia protocol)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import uuid
+
+import orjson
+import pytest
+import websockets
+
+from conftest import FakeProvider, Server, ServerFactory
+from helpers import Watcher, post_chat, wait_for_status
+
+TOKENS = [f"tok{i} " for i in range(12)]
+
+
+async def test_reply_streams_token_by_token_and_ends_completed_with_the_provider_text(
+    server: Server, fake_provider: FakeProvider
+) -> None:
+    fake_provider.script(tokens=TOKENS, delay=0.01)
+    cid = str(uuid.uuid4())
+    async with Watcher(server.ws_url, cid) as watcher:
+        accepted = await post_chat(server.url, "stream to me", cid)
+        final = await watcher.until_finished(accepted["assistantMessageId"])
+    assert final["status"] == "completed"
+    assert final["message"] == "".join(TOKENS)
+    versions = watcher.watch.items(accepted["assistantMessageId"])
+    statuses = [v["status"] for v in versions]
+    assert statuses[0] == "created"
+    assert statuses[-1] == "completed"
+    assert "streaming" in statuses
+    growing = [v["message"] for v in versions if v["status"] == "streaming"]
+    assert len({len(text) for text in growing}) >= len(TOKENS) // 2, "reply did not arrive progressively"
+    assert all(later.startswith(earlier) for earlier, later in itertools.pairwise(growing))
+    user = watcher.watch.final(accepted["userMessageId"])
+    assert (user["from"], user["status"], user["message"]) == ("user", "completed", "stream to me")
+
+
+async def test_frames_follow_the_motia_protocol(server: Server) -> None:
+    cid = str(uuid.uuid4())
+    async with Watcher(server.ws_url, cid) as watcher:
+        accepted = await post_chat(server.url, "protocol check", cid)
+        await watcher.until_finished(accepted["assistantMessageId"])
+    sync, *changes = watcher.watch.frames
+    assert sync["event"] == {"type": "sync", "data": []}
+    assert sync["streamName"] == "conversation" and sync["groupId"] == cid and "id" not in sync
+    first_seen: dict[str, str] = {}
+    last_timestamp: dict[str, int] = {}
+    seqs = []
+    for frame in changes:
+        assert set(frame) == {"timestamp", "streamName", "groupId", "id", "event"}
+        assert frame["id"] == frame["event"]["data"]["id"]
+        first_seen.setdefault(frame["id"], frame["event"]["type"])
+        assert frame["timestamp"] > last_timestamp.get(frame["id"], 0), "timestamps must rise per item"
+        last_timestamp[frame["id"]] = frame["timestamp"]
+        seqs.append(frame["event"]["data"]["seq"])
+    assert set(first_seen.values()) == {"create"}, "every item is announced with create first"
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+
+
+async def test_item_join_gets_a_sync_of_the_item_then_its_changes(server: Server, fake_provider: FakeProvider) -> None:
+    fake_provider.script(tokens=TOKENS, delay=0.02)
+    accepted = await post_chat(server.url, "item subscription")
+    cid, mid = accepted["conversationId"], accepted["assistantMessageId"]
+    async with Watcher(server.ws_url, cid, mid) as watcher:
+        sync = watcher.watch.frames[0]
+        assert sync["id"] == mid and sync["event"]["data"]["id"] == mid
+        final = await watcher.until_finished(mid)
+    assert final["message"] == "".join(TOKENS)
+    assert all(frame.get("id") == mid for frame in watcher.watch.frames)
+
+
+async def test_joining_mid_reply_gets_the_text_so_far_then_the_rest(
+    server: Server, fake_provider: FakeProvider
+) -> None:
+    fake_provider.script(tokens=TOKENS, delay=0.05)
+    accepted = await post_chat(server.url, "late joiner")
+    cid, mid = accepted["conversationId"], accepted["assistantMessageId"]
+    await asyncio.sleep(0.3)
+    async with Watcher(server.ws_url, cid) as watcher:
+        snapshot = {item["id"]: item for item in watcher.watch.frames[0]["event"]["data"]}
+        assert snapshot[mid]["status"] == "streaming"
+        assert 0 < len(snapshot[mid]["message"]) < len("".join(TOKENS))
+        final = await watcher.until_finished(mid)
+    assert final["message"] == "".join(TOKENS)
+
+
+async def test_every_watcher_sees_the_same_final_text(server: Server, fake_provider: FakeProvider) -> None:
+    fake_provider.script(tokens=TOKENS, delay=0.01)
+    cid = str(uuid.uuid4())
+    watchers = [Watcher(server.ws_url, cid) for _ in range(5)]
+    for watcher in watchers:
+        await watcher.__aenter__()
+    accepted = await post_chat(server.url, "many eyes", cid)
+    finals = await asyncio.gather(*(w.until_finished(accepted["assistantMessageId"]) for w in watchers))
+    for watcher in watchers:
+        await watcher.__aexit__()
+    assert {final["message"] for final in finals} == {"".join(TOKENS)}
+
+
+async def test_a_disconnected_client_does_not_stop_the_reply(server: Server, fake_provider: FakeProvider) -> None:
+    fake_provider.script(tokens=TOKENS, delay=0.03)
+    cid = str(uuid.uuid4())
+    async with Watcher(server.ws_url, cid):
+        accepted = await post_chat(server.url, "leave early", cid)
+        await asyncio.sleep(0.1)
+    final = await wait_for_status(server.url, cid, accepted["assistantMessageId"])
+    assert (final["status"], final["message"]) == ("completed", "".join(TOKENS))
+
+
+async def test_second_turn_sends_the_history(server: Server, fake_provider: FakeProvider) -> None:
+    first = await post_chat(server.url, "My name is Ada.")
+    cid = first["conversationId"]
+    await wait_for_status(server.url, cid, first["assistantMessageId"])
+    second = await post_chat(server.url, "What is my name?", cid)
+    await wait_for_status(server.url, cid, second["assistantMessageId"])
+    sent = fake_provider.requests()[-1]
+    assert sent["stream"] is True
+    assert sent["model"] == "fake-model"
+    roles = [(m["role"], m["content"]) for m in sent["messages"]]
+    assert roles[0][0] == "system"
+    assert roles[1:] == [("user", "My name is Ada."), ("assistant", "Hello! I am the fake provider."),
+                         ("user", "What is my name?")]
+
+
+async def test_history_is_trimmed_to_the_budget_newest_first(
+    servers: ServerFactory, fake_provider: FakeProvider
+) -> None:
+    server = servers.start(STREAMCHAT_HISTORY_CHARS="120")
+    cid = str(uuid.uuid4())
+    for word in ("alpha", "bravo", "charlie"):
+        accepted = await post_chat(server.url, f"{word} " + "x" * 20, cid)
+        await wait_for_status(server.url, cid, accepted["assistantMessageId"])
+    contents = [m["content"] for m in fake_provider.requests()[-1]["messages"][1:]]
+    assert contents[-1].startswith("charlie")
+    assert sum(len(c) for c in contents) <= 120
+    assert not any(c.startswith("alpha") for c in contents), "the oldest turn should have been dropped"
+
+
+async def test_two_conversations_stream_concurrently(server: Server, fake_provider: FakeProvider) -> None:
+    fake_provider.script(tokens=[f"w{i} " for i in range(20)], delay=0.03)
+    cid_a, cid_b = str(uuid.uuid4()), str(uuid.uuid4())
+    async with Watcher(server.ws_url, cid_a) as watch_a, Watcher(server.ws_url, cid_b) as watch_b:
+        a = await post_chat(server.url, "conversation A", cid_a)
+        b = await post_chat(server.url, "conversation B", cid_b)
+        final_a, final_b = await asyncio.gather(
+            watch_a.until_finished(a["assistantMessageId"]), watch_b.until_finished(b["assistantMessageId"]))
+    expected = "".join(f"w{i} " for i in range(20))
+    assert final_a["message"] == final_b["message"] == expected
+    a_done = frame_time(watch_a, a["assistantMessageId"], lambda item: item["status"] == "completed")
+    b_started = frame_time(watch_b, b["assistantMessageId"], lambda item: bool(item["message"]))
+    assert b_started < a_done, "B only started after A finished: conversations ran one at a time"
+
+
+def frame_time(watcher: Watcher, item_id: str, condition: Callable[[dict[str, Any]], bool]) -> int:
+    """Server timestamp of the first frame about `item_id` whose item meets `condition`."""
+    for frame in watcher.watch.frames:
+        data = frame["event"].get("data")
+        if frame.get("id") == item_id and isinstance(data, dict) and condition(data):
+            return int(frame["timestamp"])
+    raise AssertionError(f"no frame for {item_id} met the condition")
+
+
+async def test_transient_provider_errors_are_retried(server: Server, fake_provider: FakeProvider) -> None:
+    fake_provider.script(fail=[500, 429])
+    accepted = await post_chat(server.url, "flaky provider")
+    final = await wait_for_status(server.url, accepted["conversationId"], accepted["assistantMessageId"])
+    assert final["status"] == "completed"
+    assert len(fake_provider.requests()) == 3
+
+
+async def test_a_provider_that_keeps_failing_ends_the_reply_as_error(
+    server: Server, fake_provider: FakeProvider
+) -> None:
+    fake_provider.script(fail=[503] * 10)
+    accepted = await post_chat(server.url, "broken provider")
+    cid = accepted["conversationId"]
+    final = await wait_for_status(server.url, cid, accepted["assistantMessageId"])
+    assert final["status"] == "error"
+    assert "503" in final["error"]
+    assert "sk-test" not in final["error"]
+    user = await wait_for_status(server.url, cid, accepted["userMessageId"])
+    assert (user["status"], user["message"]) == ("completed", "broken provider")
+
+
+async def test_a_hang_up_mid_stream_keeps_the_partial_text_and_ends_as_error(
+    server: Server, fake_provider: FakeProvider
+) -> None:
+    fake_provider.script(tokens=TOKENS, hang_up_after=4)
+    accepted = await post_chat(server.url, "cut me off")
+    final = await wait_for_status(server.url, accepted["conversationId"], accepted["assistantMessageId"])
+    assert final["status"] == "error"
+    assert final["message"] == "".join(TOKENS[:4])
+    assert final["error"]
+
+
+async def test_an_unreachable_provider_ends_the_reply_as_error(servers: ServerFactory) -> None:
+    server = servers.start(OPENAI_BASE_URL="http://127.0.0.1:9/v1", STREAMCHAT_PROVIDER_RETRIES="1")
+    accepted = await post_chat(server.url, "anyone there?")
+    final = await wait_for_status(server.url, accepted["conversationId"], accepted["assistantMessageId"])
+    assert (final["status"], final["error"]) == ("error", "could not reach the provider")
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        (b"not json at all", "INVALID_MESSAGE"),
+        (b'{"type": "dance"}', "INVALID_MESSAGE"),
+        (b'{"type": "join", "data": {"streamName": 5, "groupId": "g"}}', "INVALID_MESSAGE"),
+        (b'{"type": "join", "data": {"streamName": "nope", "groupId": "g"}}', "STREAM_NOT_FOUND"),
+    ],
+)
+async def test_bad_socket_frames_get_an_error_event_and_the_socket_stays_usable(
+    server: Server, frame: bytes, code: str
+) -> None:
+    async with websockets.connect(server.ws_url) as socket:
+        await socket.send(frame)
+        error = orjson.loads(await asyncio.wait_for(socket.recv(), 5))
+        assert error["event"]["type"] == "error"
+        assert error["event"]["error"]["code"] == code
+        await socket.send(orjson.dumps({"type": "join", "data": {
+            "streamName": "conversation", "groupId": "still-works", "subscriptionId": "s"}}))
+        sync = orjson.loads(await asyncio.wait_for(socket.recv(), 5))
+        assert sync["event"]["type"] == "sync"
