@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import uuid
+from collections.abc import Callable
+from typing import Any
 
 import orjson
 import pytest

@@ -54,7 +54,7 @@ ensure_venv() {
     return 0
   fi
   say "Installing streamchat[$extras] (the first run compiles llama-cpp-python: ~3-8 min on 2 cores)"
-  "$VENV/bin/python" -m pip install --quiet --upgrade pip setuptools wheel >/dev/null
+  "$VENV/bin/python" -m pip install --quiet --upgrade pip setuptools wheel >/dev/null 2>&1
   CMAKE_BUILD_PARALLEL_LEVEL="$(nproc 2>/dev/null || echo 2)" \
     with_heartbeat "pip install" "$VENV/install.log" \
     "$VENV/bin/python" -m pip install --progress-bar off -e ".[$extras]"

@@ -51,6 +51,7 @@ def build_app(
             await runtime.stop()
             for hook in on_shutdown:
                 await hook()
+            logger.info("stopped cleanly")
 
     app = FastAPI(title=title, version=version, lifespan=lifespan)
     app.state.runtime = runtime

@@ -1,0 +1,32 @@
+"""Conversations survive a server restart on the SQLite file."""
+
+from __future__ import annotations
+
+import httpx
+
+from conftest import ServerFactory
+from helpers import post_chat, wait_for_status
+
+
+async def test_conversations_survive_a_restart(servers: ServerFactory) -> None:
+    first = servers.start()
+    accepted = await post_chat(first.url, "remember me")
+    cid = accepted["conversationId"]
+    await wait_for_status(first.url, cid, accepted["assistantMessageId"])
+    before = httpx.get(f"{first.url}/api/conversations/{cid}").json()
+    assert first.stop() in (0, -15), "SIGTERM must shut down gracefully (uvicorn re-raises the signal)"
+    assert "stopped cleanly" in first.logs()
+
+    second = servers.start()
+    after = httpx.get(f"{second.url}/api/conversations/{cid}").json()
+    assert after == before
+    listed = httpx.get(f"{second.url}/api/conversations").json()["conversations"]
+    assert cid in [record["conversationId"] for record in listed]
+
+    follow_up = await post_chat(second.url, "and again", cid)
+    final = await wait_for_status(second.url, cid, follow_up["assistantMessageId"])
+    assert final["status"] == "completed"
+    messages = httpx.get(f"{second.url}/api/conversations/{cid}").json()["messages"]
+    assert [m["message"] for m in messages][:3] == ["remember me", before["messages"][1]["message"], "and again"]
+    seqs = [m["seq"] for m in messages]
+    assert seqs == sorted(seqs), "sequence numbers keep rising across the restart"
