@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import signal
+
 import httpx
 
-from conftest import ServerFactory
+from conftest import FakeProvider, ServerFactory
 from helpers import post_chat, wait_for_status
 
 
@@ -30,3 +33,28 @@ async def test_conversations_survive_a_restart(servers: ServerFactory) -> None:
     assert [m["message"] for m in messages][:3] == ["remember me", before["messages"][1]["message"], "and again"]
     seqs = [m["seq"] for m in messages]
     assert seqs == sorted(seqs), "sequence numbers keep rising across the restart"
+
+
+async def test_a_reply_cut_off_by_a_crash_is_finished_after_restart(
+    servers: ServerFactory, fake_provider: FakeProvider
+) -> None:
+    tokens = [f"part{i} " for i in range(40)]
+    fake_provider.script(tokens=tokens, delay=0.05)
+    first = servers.start()
+    accepted = await post_chat(first.url, "survive a crash")
+    cid, mid = accepted["conversationId"], accepted["assistantMessageId"]
+    for _ in range(100):
+        reply = httpx.get(f"{first.url}/api/conversations/{cid}").json()["messages"][1]
+        if reply["status"] == "streaming" and reply["message"]:
+            break
+        await asyncio.sleep(0.05)
+    assert reply["status"] == "streaming"
+    first.stop(signal.SIGKILL)
+
+    fake_provider.script(delay=0.0)
+    second = servers.start()
+    final = await wait_for_status(second.url, cid, mid)
+    assert (final["status"], final["message"]) == ("completed", "".join(tokens))
+    messages = httpx.get(f"{second.url}/api/conversations/{cid}").json()["messages"]
+    assert [m["from"] for m in messages] == ["user", "assistant"], "exactly one reply, no duplicate"
+    assert "replaying an event" in second.logs()

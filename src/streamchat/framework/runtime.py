@@ -43,6 +43,7 @@ class Runtime:
                 ))
         self._event_steps = {step.config.name: step for step in steps.events}
         bus.dead_letter_sink = self._dead_letter
+        bus.journal = store
 
     async def start(self) -> None:
         await self.store.connect()

@@ -11,7 +11,10 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..store import Store
 
 JSON = dict[str, Any]
 
@@ -52,11 +55,16 @@ class Subscription:
 
 
 class EventBus(ABC):
-    """Routes events to subscriptions; backends differ in where the queue lives."""
+    """Routes events to subscriptions; backends differ in where the queue lives.
+
+    `journal` is the state store: a bus whose queue is not durable by itself writes each
+    pending delivery there, so events accepted before a crash or restart are delivered after it.
+    """
 
     def __init__(self) -> None:
         self.subscriptions: dict[str, list[Subscription]] = {}
         self.dead_letter_sink: DeadLetterSink | None = None
+        self.journal: Store | None = None
 
     def subscribe(self, subscription: Subscription) -> None:
         self.subscriptions.setdefault(subscription.topic, []).append(subscription)

@@ -1,20 +1,27 @@
 """In-process event bus (`memory://`), the embedded default.
 
 One asyncio task per active group drains that group's queue in order, so a slow
-conversation never holds up another; the task exits when its queue is empty.
+conversation never holds up another; the task exits when its queue is empty. Each pending
+delivery is also written to the journal (the state store) until it is handled, and replayed
+at start-up: an event accepted before a crash is still delivered, at least once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
+import time
 from collections import deque
+from typing import Any
 
 from ..errors import PermanentError
 from .base import Event, EventBus, Subscription
 
 logger = logging.getLogger("streamchat.bus")
+
+JOURNAL = "_bus_pending"
 
 
 class MemoryBus(EventBus):
@@ -24,25 +31,56 @@ class MemoryBus(EventBus):
         super().__init__()
         self.retry_delay = retry_delay
         self.max_retry_delay = max_retry_delay
-        self._queues: dict[str, deque[tuple[Subscription, Event]]] = {}
+        self._queues: dict[str, deque[tuple[Subscription, Event, str]]] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._closing = False
+        self._order = itertools.count()
+
+    async def connect(self) -> None:
+        """Replay deliveries a previous run accepted but never finished, in their original order."""
+        if self.journal is None:
+            return
+        by_name = {sub.name: sub for subs in self.subscriptions.values() for sub in subs}
+        pending = sorted((await self.journal.state_list(JOURNAL)).items(), key=lambda kv: kv[1]["order"])
+        for key, entry in pending:
+            subscription = by_name.get(entry["subscription"])
+            if subscription is None:
+                logger.warning("dropping a journaled event for a step that no longer exists", extra=entry)
+                await self.journal.state_delete(JOURNAL, key)
+                continue
+            event = Event(entry["topic"], entry["data"], entry["traceId"], entry["id"], entry["emittedBy"])
+            logger.info("replaying an event accepted before the last shutdown",
+                        extra={"topic": event.topic, "step": subscription.name, "trace_id": event.trace_id})
+            self._enqueue(subscription, event, key)
 
     async def publish(self, event: Event) -> None:
         if self._closing:
             raise RuntimeError("event bus is shutting down")
         for subscription in self.subscriptions.get(event.topic, []):
-            key = subscription.group_key(event)
-            self._queues.setdefault(key, deque()).append((subscription, event))
-            if key not in self._workers:
-                self._workers[key] = asyncio.create_task(self._drain(key), name=f"bus:{key}")
+            key = f"{event.id}:{subscription.name}"
+            if self.journal is not None:
+                await self.journal.state_set(JOURNAL, key, self._journal_entry(subscription, event))
+            self._enqueue(subscription, event, key)
+
+    def _journal_entry(self, subscription: Subscription, event: Event) -> dict[str, Any]:
+        return {"subscription": subscription.name, "topic": event.topic, "data": event.data,
+                "traceId": event.trace_id, "id": event.id, "emittedBy": event.emitted_by,
+                "order": [time.time_ns(), next(self._order)]}
+
+    def _enqueue(self, subscription: Subscription, event: Event, journal_key: str) -> None:
+        group = subscription.group_key(event)
+        self._queues.setdefault(group, deque()).append((subscription, event, journal_key))
+        if group not in self._workers:
+            self._workers[group] = asyncio.create_task(self._drain(group), name=f"bus:{group}")
 
     async def _drain(self, key: str) -> None:
         queue = self._queues[key]
         try:
             while queue:
-                subscription, event = queue[0]
+                subscription, event, journal_key = queue[0]
                 await self._deliver(subscription, event)
+                if self.journal is not None:
+                    await self.journal.state_delete(JOURNAL, journal_key)
                 queue.popleft()
         finally:
             if not queue:
