@@ -238,3 +238,33 @@ async def test_a_fourth_step_file_joins_without_framework_changes(servers: Serve
     assert '"trace_id":"trace-audit-1"' in audit_lines[0], "the API request's trace id reaches the event step"
     ai_lines = [line for line in server.logs().splitlines() if '"step":"AiResponse"' in line]
     assert ai_lines and all('"trace_id":"trace-audit-1"' in line for line in ai_lines)
+
+
+async def test_dead_letters_are_listed_by_the_admin_endpoint(servers: ServerFactory, packages: Path) -> None:
+    name = write_package(packages, {
+        "conversation_stream.py": "from streamchat.steps.conversation_stream import config\n",
+        "chat_api_step.py": "from streamchat.steps.chat_api_step import config, handler\n",
+        "ai_response_step.py": "from streamchat.steps.ai_response_step import config, handler, on_failure\n",
+        "get_conversation_step.py": "from streamchat.steps.get_conversation_step import config, handler\n",
+        "broken_step.py": """
+            from streamchat.framework import EventConfig
+            from streamchat.steps.ai_response_step import ChatMessageEvent
+            config = EventConfig(name="Broken", subscribes=["chat-message"], input=ChatMessageEvent, max_retries=2)
+            async def handler(data, ctx):
+                raise RuntimeError("broken on purpose")
+        """,
+    })
+    server = servers.start(STREAMCHAT_STEPS=name, PYTHONPATH=str(packages))
+    accepted = httpx.post(f"{server.url}/chat", json={"message": "hi"}, headers={"x-trace-id": "dead-1"}).json()
+    await wait_for_status(server.url, accepted["conversationId"], accepted["assistantMessageId"])
+    letters: list[dict[str, object]] = []
+    for _ in range(100):
+        letters = httpx.get(f"{server.url}/api/admin/dead-letters").json()["deadLetters"]
+        if letters:
+            break
+        await asyncio.sleep(0.05)
+    [letter] = letters
+    assert (letter["step"], letter["topic"], letter["attempts"], letter["traceId"]) == (
+        "Broken", "chat-message", 3, "dead-1")
+    assert "broken on purpose" in str(letter["error"])
+    assert '"msg":"event dead-lettered"' in server.logs()

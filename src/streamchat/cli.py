@@ -52,16 +52,17 @@ def _add_client_options(parser: argparse.ArgumentParser) -> None:
 def serve_command(host: str | None, port: int | None) -> int:
     import uvicorn
 
-    from .settings import SettingsError, get_settings
+    from .app import create_app
+    from .framework import WiringError
+    from .settings import get_settings
 
     try:
         settings = get_settings()
-    except SettingsError as error:
-        print(f"streamchat: {error}", file=sys.stderr)
+        app = create_app(settings)
+    except (ValueError, WiringError, ImportError) as error:
+        print(f"streamchat: cannot start: {error}", file=sys.stderr)
         return 2
-    from .app import create_app
-
-    uvicorn.run(create_app(settings), host=host or settings.host, port=settings.port if port is None else port,
+    uvicorn.run(app, host=host or settings.host, port=settings.port if port is None else port,
                 log_level="warning", ws_max_size=1 << 20)
     return 0
 
