@@ -47,16 +47,18 @@ ensure_venv() {
     say "Creating virtual environment in .venv"
     "$(find_python)" -m venv "$VENV"
   fi
-  local stamp="$VENV/.installed-${extras//,/-}"
-  local want
-  want="$(cat pyproject.toml | sha256sum | cut -d' ' -f1)"
-  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
-    return 0
-  fi
+  # One stamp per extra, holding the pyproject.toml hash it was installed from: `serve` after
+  # `test` (or the other way round) installs nothing new.
+  local want extra missing=""
+  want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+  for extra in base ${extras//,/ }; do
+    [ "$(cat "$VENV/.installed-$extra" 2>/dev/null)" = "$want" ] || missing="$missing $extra"
+  done
+  [ -n "$missing" ] || return 0
   say "Installing streamchat[$extras] (the first run compiles llama-cpp-python: ~3-8 min on 2 cores)"
   "$VENV/bin/python" -m pip install --quiet --upgrade pip setuptools wheel >/dev/null 2>&1
   CMAKE_BUILD_PARALLEL_LEVEL="$(nproc 2>/dev/null || echo 2)" \
     with_heartbeat "pip install" "$VENV/install.log" \
     "$VENV/bin/python" -m pip install --progress-bar off -e ".[$extras]"
-  echo "$want" >"$stamp"
+  for extra in base ${extras//,/ }; do echo "$want" >"$VENV/.installed-$extra"; done
 }

@@ -62,8 +62,10 @@ def serve_command(host: str | None, port: int | None) -> int:
     except (ValueError, WiringError, ImportError) as error:
         print(f"streamchat: cannot start: {error}", file=sys.stderr)
         return 2
-    uvicorn.run(app, host=host or settings.host, port=settings.port if port is None else port,
-                log_level="warning", ws_max_size=1 << 20)
+    bind_host, bind_port = host or settings.host, settings.port if port is None else port
+    print(f"streamchat: serving http://{bind_host}:{bind_port} with the {settings.provider} provider "
+          f"(Ctrl+C to stop)", file=sys.stderr, flush=True)
+    uvicorn.run(app, host=bind_host, port=bind_port, log_level="warning", ws_max_size=1 << 20)
     return 0
 
 
