@@ -9,9 +9,11 @@ from typing import Literal
 
 from dotenv import load_dotenv
 
+# Phrased as the opening of a transcript: chat models follow it, and the embedded base model
+# (which has no chat template) continues it far more sensibly than an instruction.
 DEFAULT_SYSTEM_PROMPT = (
-    "You are a helpful, friendly assistant. Answer clearly and concisely. "
-    "Use Markdown for lists and code when it helps."
+    "The following is a conversation between a curious user and a knowledgeable, helpful assistant. "
+    "The assistant answers accurately and concisely, using Markdown for lists and code when it helps."
 )
 
 

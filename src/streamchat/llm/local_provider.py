@@ -104,7 +104,7 @@ class LocalProvider:
                 prompt = self._fit(turns)
                 pieces = self._llama.create_completion(
                     prompt, max_tokens=self.max_tokens, temperature=self.temperature,
-                    stop=STOP_SEQUENCES, stream=True,
+                    repeat_penalty=1.15, stop=STOP_SEQUENCES, stream=True,
                 )
                 for piece in pieces:
                     if cancelled.is_set():
