@@ -50,12 +50,14 @@ class Watch:
 class Watcher:
     """A joined WebSocket subscriber: `await watcher.until_finished(message_id)`."""
 
-    def __init__(self, ws_url: str, conversation_id: str, item_id: str | None = None) -> None:
+    def __init__(self, ws_url: str, conversation_id: str, item_id: str | None = None, deltas: bool = False) -> None:
         self.ws_url = ws_url
-        self.join = {"streamName": "conversation", "groupId": conversation_id,
-                     "subscriptionId": str(uuid.uuid4())}
+        self.join: dict[str, Any] = {"streamName": "conversation", "groupId": conversation_id,
+                                     "subscriptionId": str(uuid.uuid4())}
         if item_id is not None:
             self.join["id"] = item_id
+        if deltas:
+            self.join["delta"] = True
         self.watch = Watch()
         self.socket: Any = None
 

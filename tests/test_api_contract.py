@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from conftest import Server
-from helpers import wait_for_status
+from helpers import post_chat, wait_for_status
 
 
 @pytest.fixture
@@ -51,12 +51,14 @@ async def test_conversation_detail_lists_messages_in_order(server: Server) -> No
         assert {"id", "message", "from", "status", "timestamp", "seq"} <= message.keys()
 
 
-def test_unseen_conversation_id_is_created_and_listed_newest_first(client: httpx.Client) -> None:
+async def test_unseen_conversation_id_is_created_and_listed_newest_first(server: Server) -> None:
     older = f"older-{uuid.uuid4()}"
     newer = f"newer-{uuid.uuid4()}"
-    assert client.post("/chat", json={"message": "the older one", "conversationId": older}).status_code == 200
-    assert client.post("/chat", json={"message": "the newer one", "conversationId": newer}).status_code == 200
-    conversations = client.get("/api/conversations").json()["conversations"]
+    for cid, text in ((older, "the older one"), (newer, "the newer one")):
+        accepted = await post_chat(server.url, text, cid)
+        assert accepted["conversationId"] == cid
+        await wait_for_status(server.url, cid, accepted["assistantMessageId"])
+    conversations = httpx.get(f"{server.url}/api/conversations").json()["conversations"]
     ids = [c["conversationId"] for c in conversations]
     assert ids.index(newer) < ids.index(older)
     record = conversations[ids.index(newer)]

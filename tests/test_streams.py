@@ -10,6 +10,7 @@ import orjson
 import pytest
 from pydantic import ValidationError
 
+from streamchat.framework.changes import Change
 from streamchat.framework.store import MemoryStore, SQLiteStore, Store, store_from_url
 from streamchat.framework.streams import Stream, StreamHub
 from streamchat.steps.conversation_stream import ConversationMessage
@@ -22,8 +23,8 @@ class Recorder:
     def __init__(self) -> None:
         self.frames: list[dict[str, Any]] = []
 
-    def push(self, frame: bytes) -> None:
-        self.frames.append(orjson.loads(frame))
+    def push(self, change: Change) -> None:
+        self.frames.append(orjson.loads(change.motia()))
 
 
 @pytest.fixture(params=["memory", "sqlite"])
@@ -42,8 +43,8 @@ async def test_set_get_group_delete_and_send_reach_subscribers(store: Store) -> 
     hub = StreamHub(store, {"conversation": conversation})
     stream: Stream[ConversationMessage] = Stream(conversation, hub)
     group_watcher, item_watcher = Recorder(), Recorder()
-    hub.join(group_watcher, "conversation", "g1")
-    hub.join(item_watcher, "conversation", "g1", "b")
+    await hub.subscribe(group_watcher, "conversation", "g1")
+    await hub.subscribe(item_watcher, "conversation", "g1", "b")
 
     await stream.set("g1", "a", message("first"))
     await stream.set("g1", "b", message("", "created", "assistant"))
@@ -57,12 +58,15 @@ async def test_set_get_group_delete_and_send_reach_subscribers(store: Store) -> 
     assert await stream.get("g1", "a") is None
     assert await stream.delete("g1", "a") is None
 
+    assert [f["event"]["type"] for f in (group_watcher.frames[0], item_watcher.frames[0])] == ["sync", "sync"]
+    assert item_watcher.frames[0]["event"]["data"] is None, "an item join before the item exists syncs null"
+    del group_watcher.frames[0], item_watcher.frames[0]
     kinds = [(f["event"]["type"], f.get("id")) for f in group_watcher.frames]
     assert kinds == [("create", "a"), ("create", "b"), ("update", "b"), ("event", None), ("delete", "a")]
     assert group_watcher.frames[3]["event"]["event"] == {"type": "typing", "data": {"who": "assistant"}}
     assert [(f["event"]["type"], f["id"]) for f in item_watcher.frames] == [("create", "b"), ("update", "b")]
     seqs = [f["event"]["data"]["seq"] for f in group_watcher.frames if f["event"]["type"] != "event"]
-    assert seqs == [1, 2, 3, 1], "seq rises per change; a delete reports the deleted item's last seq"
+    assert seqs == [1, 2, 3, 4], "every change, a delete too, takes the group's next seq"
     stamps = [f["timestamp"] for f in group_watcher.frames]
     assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
 
@@ -71,7 +75,7 @@ async def test_every_write_is_validated_and_a_bad_one_changes_nothing(store: Sto
     hub = StreamHub(store, {"conversation": conversation})
     stream: Stream[ConversationMessage] = Stream(conversation, hub)
     watcher = Recorder()
-    hub.join(watcher, "conversation", "g")
+    await hub.subscribe(watcher, "conversation", "g")
     await stream.set("g", "a", message("kept"))
     for bad in (message("x", status="dancing"), {**message("x"), "from": "robot"},
                 {**message("x"), "timestamp": "yesterday"}, {"message": "no other fields"}):
@@ -79,16 +83,16 @@ async def test_every_write_is_validated_and_a_bad_one_changes_nothing(store: Sto
             await stream.set("g", "a", bad)
     item = await stream.get("g", "a")
     assert item is not None and item.data.message == "kept"
-    assert len(watcher.frames) == 1
+    assert len(watcher.frames) == 2, "the sync and the one good write"
 
 
 async def test_leaving_stops_delivery() -> None:
     hub = StreamHub(MemoryStore(), {"conversation": conversation})
     watcher = Recorder()
-    hub.join(watcher, "conversation", "g")
-    hub.leave(watcher, "conversation", "g")
+    await hub.subscribe(watcher, "conversation", "g")
+    hub.unsubscribe(watcher, "conversation", "g")
     await Stream(conversation, hub).set("g", "a", message("unseen"))
-    assert watcher.frames == []
+    assert [f["event"]["type"] for f in watcher.frames] == ["sync"]
     assert hub.subscriber_count("conversation", "g") == 0
 
 

@@ -51,6 +51,7 @@ class Runtime:
 
     async def stop(self, timeout: float = 10.0) -> None:
         await self.bus.disconnect(timeout)
+        await self.hub.close()
         await self.store.disconnect()
 
     def context(self, name: str, emits: tuple[Emit, ...], trace_id: str) -> Context:

@@ -1,35 +1,57 @@
 """Typed streams: items grouped by a key, stored, and pushed to subscribers on every change.
 
-`StreamHub` owns storage and fan-out for all streams; `Stream[M]` is the typed view a
-handler sees as `ctx.streams.<name>`. Frames are serialised once per change and handed to
-each subscriber as bytes, so fan-out cost is one queue put per subscriber.
+`StreamHub` owns storage and fan-out for every stream; `Stream[M]` is the typed view a handler
+sees as `ctx.streams.<name>`.
+
+Every change of a group gets the group's next sequence number (`seq`). Writes of one group are
+serialised by a per-group lock, so a subscriber that joins gets a snapshot and then exactly the
+changes after it, never one twice or out of order.
+
+A growing text field is streamed with `append`: O(1) per piece. Subscribers that asked for
+deltas get each piece at once; plain Motia subscribers get the whole item, coalesced to at most
+one update per item every 25 ms; the store is written at most every 0.5 s. `set` (e.g. the final
+`completed`) writes through to the store before it is published.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import time
-from collections import defaultdict
+from collections import OrderedDict, deque
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Generic, Protocol, TypeVar
+from dataclasses import dataclass, field
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
-import orjson
 from pydantic import BaseModel
 
+from .changes import Change, Kind
 from .steps import StreamConfig
 from .store import JSON, Store, StoredItem
 
 M = TypeVar("M", bound=BaseModel)
+logger = logging.getLogger("streamchat.streams")
+
+CLIENT_FLUSH_SECONDS = 0.025
+STORE_FLUSH_SECONDS = 0.5
+REPLAY_LIMIT = 10_000
+IDLE_GROUPS_KEPT = 10_000
+Audience = Literal["all", "delta", "plain"]
 
 
 class Subscriber(Protocol):
-    """Anything that can take a serialised frame without blocking (a WebSocket connection)."""
+    """Anything that can take a change without blocking (a WebSocket connection, an SSE response)."""
 
-    def push(self, frame: bytes) -> None: ...
+    def push(self, change: Change) -> None: ...
 
 
 class UnknownStreamError(LookupError):
     """A stream name that no StreamConfig declares."""
+
+
+class UnknownItemError(LookupError):
+    """An append to an item that does not exist."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,21 +63,60 @@ class Item(Generic[M]):
     data: M
 
 
-def room(stream: str, group: str, item_id: str | None = None) -> str:
-    """Subscription key, the same shape Motia's clients use."""
-    return f"{stream}:group:{group}" if item_id is None else f"{stream}:group:{group}:item:{item_id}"
+@dataclass(eq=False)
+class LiveItem:
+    """An item whose text field is growing: the pieces live here until flushed."""
+
+    data: JSON
+    field: str
+    parts: list[str]
+    seq: int
+    stored_seq: int
+    client_timer: asyncio.TimerHandle | None = None
+    store_timer: asyncio.TimerHandle | None = None
+
+    def text(self) -> str:
+        if len(self.parts) > 1:
+            self.parts[:] = ["".join(self.parts)]
+        return self.parts[0] if self.parts else ""
+
+    def item(self, item_id: str) -> JSON:
+        return {**self.data, self.field: self.text(), "id": item_id, "seq": self.seq}
+
+    def cancel_timers(self) -> None:
+        for timer in (self.client_timer, self.store_timer):
+            if timer is not None:
+                timer.cancel()
+        self.client_timer = self.store_timer = None
+
+
+@dataclass(eq=False)
+class GroupState:
+    """Everything the hub keeps in memory for one group."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    seq: int = 0
+    reserved: int = 0
+    clock: int = 0
+    live: dict[str, LiveItem] = field(default_factory=dict)
+    replay: deque[Change] = field(default_factory=lambda: deque(maxlen=REPLAY_LIMIT))
+    members: dict[Subscriber, bool] = field(default_factory=dict)
+    item_members: dict[str, dict[Subscriber, bool]] = field(default_factory=dict)
+
+    def idle(self) -> bool:
+        return not (self.live or self.members or self.item_members or self.lock.locked())
 
 
 class StreamHub:
-    """Stores items of every declared stream and fans changes out to joined subscribers."""
+    """Stores items of every declared stream and fans changes out to subscribers."""
 
     def __init__(self, store: Store, configs: Mapping[str, StreamConfig[Any]]) -> None:
         self.store = store
         self.configs = dict(configs)
-        self._rooms: dict[str, set[Subscriber]] = defaultdict(set)
-        self._clock: dict[tuple[str, str], int] = {}
+        self._groups: OrderedDict[tuple[str, str], GroupState] = OrderedDict()
+        self._flushes: set[asyncio.Task[None]] = set()
 
-    # -- storage ---------------------------------------------------------------------------
+    # -- bookkeeping -----------------------------------------------------------------------
 
     def config(self, stream: str) -> StreamConfig[Any]:
         try:
@@ -63,82 +124,243 @@ class StreamHub:
         except KeyError:
             raise UnknownStreamError(stream) from None
 
-    async def set(self, stream: str, group: str, item_id: str, data: JSON) -> JSON:
-        """Store an already-validated item and publish `create` or `update`; returns the item."""
+    def _group(self, stream: str, group: str) -> GroupState:
         self.config(stream)
-        existed = await self.store.get_item(stream, group, item_id) is not None
-        seq = await self.store.next_seq(stream, group)
-        await self.store.put_item(stream, group, StoredItem(item_id, data, seq))
-        item = {**data, "id": item_id, "seq": seq}
-        self._publish(stream, group, item_id, {"type": "update" if existed else "create", "data": item})
-        return item
+        key = (stream, group)
+        state = self._groups.get(key)
+        if state is None:
+            state = self._groups[key] = GroupState()
+            self._evict_idle()
+        else:
+            self._groups.move_to_end(key)
+        return state
 
-    async def get(self, stream: str, group: str, item_id: str) -> JSON | None:
-        self.config(stream)
-        stored = await self.store.get_item(stream, group, item_id)
-        return None if stored is None else as_item(stored)
+    def _evict_idle(self) -> None:
+        excess = len(self._groups) - IDLE_GROUPS_KEPT
+        if excess <= 0:
+            return
+        for key in [key for key, state in self._groups.items() if state.idle()][:excess]:
+            del self._groups[key]
+
+    async def _next_seq(self, state: GroupState, stream: str, group: str) -> int:
+        if state.seq >= state.reserved:
+            block = self.store.seq_block
+            state.reserved = await self.store.reserve_seq(stream, group, block)
+            state.seq = max(state.seq, state.reserved - block)
+        state.seq += 1
+        return state.seq
+
+    @staticmethod
+    def _tick(state: GroupState) -> int:
+        """Frame timestamp in ms, strictly rising per group (Motia clients drop ties)."""
+        state.clock = max(int(time.time() * 1000), state.clock + 1)
+        return state.clock
+
+    def _change(self, state: GroupState, stream: str, group: str, item_id: str | None, kind: Kind,
+                payload: Any, seq: int | None) -> Change:
+        return Change(stream, group, item_id, kind, payload, seq, self._tick(state))
+
+    @staticmethod
+    def _publish(state: GroupState, change: Change, audience: Audience = "all") -> None:
+        targets = state.members
+        if change.item_id is not None and change.item_id in state.item_members:
+            targets = {**state.item_members[change.item_id], **state.members}
+        for subscriber, wants_deltas in targets.items():
+            if audience == "all" or (audience == "delta") == wants_deltas:
+                subscriber.push(change)
+
+    def _record(self, state: GroupState, change: Change, audience: Audience = "all") -> None:
+        """Every seq-numbered change is kept for SSE resume, then published."""
+        state.replay.append(change)
+        self._publish(state, change, audience)
+
+    # -- writes ----------------------------------------------------------------------------
+
+    async def set(self, stream: str, group: str, item_id: str, data: JSON) -> JSON:
+        """Store a validated item (written through) and publish `create` or `update`."""
+        state = self._group(stream, group)
+        async with state.lock:
+            live = state.live.pop(item_id, None)
+            if live is not None:
+                live.cancel_timers()
+            existed = live is not None or await self.store.get_item(stream, group, item_id) is not None
+            seq = await self._next_seq(state, stream, group)
+            await self.store.put_item(stream, group, StoredItem(item_id, data, seq))
+            item = {**data, "id": item_id, "seq": seq}
+            self._record(state, self._change(state, stream, group, item_id, "update" if existed else "create",
+                                             item, seq))
+            return item
+
+    async def append(self, stream: str, group: str, item_id: str, field_name: str, text: str) -> int:
+        """Add `text` to the end of an item's string field; returns the change's seq. O(len(text))."""
+        state = self._group(stream, group)
+        async with state.lock:
+            live = state.live.get(item_id)
+            if live is None:
+                stored = await self.store.get_item(stream, group, item_id)
+                if stored is None:
+                    raise UnknownItemError(f"{stream}/{group}/{item_id}: no such item to append to")
+                live = LiveItem(stored.data, field_name, [str(stored.data.get(field_name, ""))], stored.seq,
+                                stored.seq)
+                state.live[item_id] = live
+            elif live.field != field_name:
+                raise ValueError(f"{item_id} is already streaming into {live.field!r}, not {field_name!r}")
+            seq = await self._next_seq(state, stream, group)
+            live.parts.append(text)
+            live.seq = seq
+            delta = {"id": item_id, "seq": seq, "delta": text}
+            self._record(state, self._change(state, stream, group, item_id, "delta", delta, seq), "delta")
+            loop = asyncio.get_running_loop()
+            if live.client_timer is None:
+                live.client_timer = loop.call_later(CLIENT_FLUSH_SECONDS, self._flush_clients, stream, group, item_id)
+            if live.store_timer is None:
+                live.store_timer = loop.call_later(STORE_FLUSH_SECONDS, self._spawn_store_flush, stream, group,
+                                                   item_id, live)
+            return seq
+
+    def _flush_clients(self, stream: str, group: str, item_id: str) -> None:
+        """Send plain (non-delta) subscribers the whole item as it is now."""
+        state = self._groups.get((stream, group))
+        live = state.live.get(item_id) if state else None
+        if state is None or live is None:
+            return
+        live.client_timer = None
+        item = live.item(item_id)
+        self._publish(state, self._change(state, stream, group, item_id, "update", item, live.seq), "plain")
+
+    def _spawn_store_flush(self, stream: str, group: str, item_id: str, live: LiveItem) -> None:
+        task = asyncio.get_running_loop().create_task(self._flush_store(stream, group, item_id, live))
+        self._flushes.add(task)
+        task.add_done_callback(self._flushes.discard)
+
+    async def _flush_store(self, stream: str, group: str, item_id: str, live: LiveItem) -> None:
+        state = self._groups.get((stream, group))
+        if state is None:
+            return
+        async with state.lock:
+            live.store_timer = None
+            if state.live.get(item_id) is not live or live.seq == live.stored_seq:
+                return
+            seq = live.seq
+            try:
+                snapshot = StoredItem(item_id, {**live.data, live.field: live.text()}, seq)
+                await self.store.put_item(stream, group, snapshot)
+            except Exception:
+                logger.exception("could not persist a streaming item; will retry", extra={"item": item_id})
+                live.store_timer = asyncio.get_running_loop().call_later(
+                    STORE_FLUSH_SECONDS, self._spawn_store_flush, stream, group, item_id, live)
+                return
+            live.stored_seq = seq
 
     async def delete(self, stream: str, group: str, item_id: str) -> JSON | None:
-        self.config(stream)
-        stored = await self.store.get_item(stream, group, item_id)
-        if stored is None:
-            return None
-        await self.store.delete_item(stream, group, item_id)
-        item = as_item(stored)
-        self._publish(stream, group, item_id, {"type": "delete", "data": item})
-        return item
-
-    async def list(self, stream: str, group: str) -> list[JSON]:
-        self.config(stream)
-        return [as_item(stored) for stored in await self.store.list_items(stream, group)]
+        state = self._group(stream, group)
+        async with state.lock:
+            live = state.live.pop(item_id, None)
+            if live is not None:
+                live.cancel_timers()
+            stored = await self.store.get_item(stream, group, item_id)
+            if stored is None:
+                return None
+            await self.store.delete_item(stream, group, item_id)
+            seq = await self._next_seq(state, stream, group)
+            item = {**(live.item(item_id) if live else stored.data), "id": item_id, "seq": seq}
+            self._record(state, self._change(state, stream, group, item_id, "delete", item, seq))
+            return item
 
     async def send(self, stream: str, group: str, event: JSON, item_id: str | None = None) -> None:
-        """Push a custom event (not stored) to the group's subscribers, or one item's."""
-        self.config(stream)
-        self._publish(stream, group, item_id, {"type": "event", "event": event})
+        """Push a custom event (not stored, no seq) to the group's subscribers, or one item's."""
+        state = self._group(stream, group)
+        async with state.lock:
+            self._publish(state, self._change(state, stream, group, item_id, "event", event, None))
 
-    # -- fan-out ---------------------------------------------------------------------------
+    # -- reads -----------------------------------------------------------------------------
 
-    def join(self, subscriber: Subscriber, stream: str, group: str, item_id: str | None = None) -> None:
-        self.config(stream)
-        self._rooms[room(stream, group, item_id)].add(subscriber)
+    async def get(self, stream: str, group: str, item_id: str) -> JSON | None:
+        state = self._group(stream, group)
+        live = state.live.get(item_id)
+        if live is not None:
+            return live.item(item_id)
+        stored = await self.store.get_item(stream, group, item_id)
+        return None if stored is None else {**stored.data, "id": stored.id, "seq": stored.seq}
 
-    def leave(self, subscriber: Subscriber, stream: str, group: str, item_id: str | None = None) -> None:
-        key = room(stream, group, item_id)
-        members = self._rooms.get(key)
-        if members is not None:
-            members.discard(subscriber)
+    async def list_group(self, stream: str, group: str) -> list[JSON]:
+        state = self._group(stream, group)
+        return self._overlay(state, await self.store.list_items(stream, group))
+
+    @staticmethod
+    def _overlay(state: GroupState, stored: list[StoredItem]) -> list[JSON]:
+        """Stored items with the in-memory text of streaming ones laid over them."""
+        items = []
+        for entry in stored:
+            live = state.live.get(entry.id)
+            items.append(live.item(entry.id) if live else {**entry.data, "id": entry.id, "seq": entry.seq})
+        return items
+
+    # -- subscriptions ---------------------------------------------------------------------
+
+    async def subscribe(
+        self, subscriber: Subscriber, stream: str, group: str, item_id: str | None = None, *,
+        deltas: bool = False, after_seq: int | None = None, sse: bool = False,
+    ) -> None:
+        """Join a group (or one item): push a snapshot (or, for `after_seq`, the missed changes), then live.
+
+        Runs under the group's lock, so nothing can change between the snapshot and the join.
+        """
+        state = self._group(stream, group)
+        async with state.lock:
+            if after_seq is not None and self._can_replay(state, after_seq):
+                for change in state.replay:
+                    if change.seq is not None and change.seq > after_seq and item_id in (None, change.item_id):
+                        subscriber.push(change)
+            else:
+                items = self._overlay(state, await self.store.list_items(stream, group))
+                if item_id is not None:
+                    items = [item for item in items if item["id"] == item_id]
+                if sse:
+                    at = max([state.seq, *(item["seq"] for item in items)])
+                    for item in items:
+                        subscriber.push(Change(stream, group, item["id"], "update", item, at, state.clock))
+                else:
+                    payload: Any = items if item_id is None else (items[0] if items else None)
+                    subscriber.push(self._change(state, stream, group, item_id, "sync", payload, state.seq))
+            if item_id is None:
+                state.members[subscriber] = deltas
+            else:
+                state.item_members.setdefault(item_id, {})[subscriber] = deltas
+
+    @staticmethod
+    def _can_replay(state: GroupState, after_seq: int) -> bool:
+        if state.reserved == 0 or after_seq > state.seq:
+            return False
+        if after_seq == state.seq:
+            return True
+        return bool(state.replay) and state.replay[0].seq is not None and state.replay[0].seq <= after_seq + 1
+
+    def unsubscribe(self, subscriber: Subscriber, stream: str, group: str, item_id: str | None = None) -> None:
+        state = self._groups.get((stream, group))
+        if state is None:
+            return
+        if item_id is None:
+            state.members.pop(subscriber, None)
+        elif item_id in state.item_members:
+            members = state.item_members[item_id]
+            members.pop(subscriber, None)
             if not members:
-                del self._rooms[key]
+                del state.item_members[item_id]
 
     def subscriber_count(self, stream: str, group: str) -> int:
-        return len(self._rooms.get(room(stream, group), ()))
+        state = self._groups.get((stream, group))
+        return 0 if state is None else len(state.members) + sum(map(len, state.item_members.values()))
 
-    def frame(self, stream: str, group: str, item_id: str | None, event: JSON) -> bytes:
-        """Serialise a Motia frame with a timestamp strictly newer than the group's last one."""
-        now = int(time.time() * 1000)
-        key = (stream, group)
-        timestamp = max(now, self._clock.get(key, 0) + 1)
-        self._clock[key] = timestamp
-        message: JSON = {"timestamp": timestamp, "streamName": stream, "groupId": group}
-        if item_id is not None:
-            message["id"] = item_id
-        message["event"] = event
-        return orjson.dumps(message)
-
-    def _publish(self, stream: str, group: str, item_id: str | None, event: JSON) -> None:
-        targets = set(self._rooms.get(room(stream, group), ()))
-        if item_id is not None:
-            targets.update(self._rooms.get(room(stream, group, item_id), ()))
-        if not targets:
-            return
-        frame = self.frame(stream, group, item_id, event)
-        for subscriber in targets:
-            subscriber.push(frame)
-
-
-def as_item(stored: StoredItem) -> JSON:
-    return {**stored.data, "id": stored.id, "seq": stored.seq}
+    async def close(self) -> None:
+        """Persist every streaming item's latest text (graceful shutdown)."""
+        for (stream, group), state in list(self._groups.items()):
+            for item_id, live in list(state.live.items()):
+                live.cancel_timers()
+                await self._flush_store(stream, group, item_id, live)
+        for task in list(self._flushes):
+            with contextlib.suppress(Exception):
+                await task
 
 
 class Stream(Generic[M]):
@@ -148,6 +370,9 @@ class Stream(Generic[M]):
         self.config = config
         self.name = config.name
         self._hub = hub
+        self._text_fields = {
+            (info.alias or name) for name, info in config.schema.model_fields.items() if info.annotation is str
+        }
 
     def _validate(self, data: M | Mapping[str, Any]) -> M:
         if isinstance(data, self.config.schema):
@@ -161,9 +386,17 @@ class Stream(Generic[M]):
 
     async def set(self, group_id: str, item_id: str, data: M | Mapping[str, Any]) -> Item[M]:
         model = self._validate(data)
-        data = model.model_dump(mode="json", by_alias=True, exclude_none=True)
-        item = await self._hub.set(self.name, group_id, item_id, data)
+        stored = model.model_dump(mode="json", by_alias=True, exclude_none=True)
+        item = await self._hub.set(self.name, group_id, item_id, stored)
         return Item(item_id, item["seq"], model)
+
+    async def append(self, group_id: str, item_id: str, field_name: str, text: str) -> int:
+        """Stream `text` onto the end of a string field of an existing item; returns its seq."""
+        if field_name not in self._text_fields:
+            raise ValueError(f"stream {self.name!r} has no string field {field_name!r} to append to")
+        if not isinstance(text, str):
+            raise TypeError(f"append needs str, got {type(text).__name__}")
+        return await self._hub.append(self.name, group_id, item_id, field_name, text)
 
     async def get(self, group_id: str, item_id: str) -> Item[M] | None:
         item = await self._hub.get(self.name, group_id, item_id)
@@ -174,7 +407,7 @@ class Stream(Generic[M]):
         return None if item is None else self._load(item)
 
     async def get_group(self, group_id: str) -> list[Item[M]]:
-        return [self._load(item) for item in await self._hub.list(self.name, group_id)]
+        return [self._load(item) for item in await self._hub.list_group(self.name, group_id)]
 
     async def send(self, group_id: str, event_type: str, data: Any, item_id: str | None = None) -> None:
         await self._hub.send(self.name, group_id, {"type": event_type, "data": data}, item_id)

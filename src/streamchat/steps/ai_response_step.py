@@ -69,17 +69,19 @@ async def handler(data: ChatMessageEvent, ctx: Context) -> None:
     settings = get_settings()
     turns = [ChatTurn("system", settings.system_prompt),
              *history(await stream.get_group(cid), reply_id, settings.history_chars)]
-    text = ""
+    pieces: list[str] = []
     await stream.set(cid, reply_id, reply.model_copy(update={"message": "", "status": "streaming"}))
     try:
         async for piece in current_provider().stream(turns):
-            text += piece
-            await stream.set(cid, reply_id, reply.model_copy(update={"message": text, "status": "streaming"}))
+            pieces.append(piece)
+            await stream.append(cid, reply_id, "message", piece)
     except ProviderError as error:
+        text = "".join(pieces)
         ctx.logger.warning("provider failed", extra={"messageId": reply_id, "reason": error.reason})
         await finish(ctx, cid, reply_id, reply.model_copy(
             update={"message": text, "status": "error", "error": error.reason}))
         return
+    text = "".join(pieces)
     if not text.strip():
         await finish(ctx, cid, reply_id, reply.model_copy(
             update={"message": text, "status": "error", "error": "the model returned an empty reply"}))

@@ -26,6 +26,10 @@ class StoredItem:
 class Store(ABC):
     """Persistence for stream items and key/value state."""
 
+    #: How many sequence numbers the hub may reserve at once. A store written by one process
+    #: (SQLite, memory) hands out blocks, so a token costs no write; shared stores use 1.
+    seq_block: int = 1
+
     async def connect(self) -> None:
         """Open connections and create the schema if needed."""
 
@@ -33,8 +37,11 @@ class Store(ABC):
         """Close connections."""
 
     @abstractmethod
-    async def next_seq(self, stream: str, group: str) -> int:
-        """Reserve and return the next sequence number of a group (1, 2, 3, ...)."""
+    async def reserve_seq(self, stream: str, group: str, count: int) -> int:
+        """Reserve the group's next `count` sequence numbers; returns the highest one reserved.
+
+        Reservations only ever rise, also across restarts, so a seq is never handed out twice.
+        """
 
     @abstractmethod
     async def put_item(self, stream: str, group: str, item: StoredItem) -> None:

@@ -15,8 +15,10 @@ class MemoryStore(Store):
         self._seqs: dict[tuple[str, str], int] = defaultdict(int)
         self._state: dict[str, dict[str, JSON]] = defaultdict(dict)
 
-    async def next_seq(self, stream: str, group: str) -> int:
-        self._seqs[stream, group] += 1
+    seq_block = 1000
+
+    async def reserve_seq(self, stream: str, group: str, count: int) -> int:
+        self._seqs[stream, group] += count
         return self._seqs[stream, group]
 
     async def put_item(self, stream: str, group: str, item: StoredItem) -> None:

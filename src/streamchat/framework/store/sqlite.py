@@ -85,11 +85,13 @@ class SQLiteStore(Store):
                 raise
             return rows
 
-    async def next_seq(self, stream: str, group: str) -> int:
+    seq_block = 1000
+
+    async def reserve_seq(self, stream: str, group: str, count: int) -> int:
         rows = await self._write(
-            "INSERT INTO stream_groups (stream, group_id, seq) VALUES (?, ?, 1) "
-            "ON CONFLICT (stream, group_id) DO UPDATE SET seq = seq + 1 RETURNING seq",
-            (stream, group),
+            "INSERT INTO stream_groups (stream, group_id, seq) VALUES (?, ?, ?) "
+            "ON CONFLICT (stream, group_id) DO UPDATE SET seq = seq + excluded.seq RETURNING seq",
+            (stream, group, count),
         )
         return int(rows[0][0])
 

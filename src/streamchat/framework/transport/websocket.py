@@ -1,9 +1,10 @@
 """WebSocket endpoint speaking Motia's stream protocol, so Motia's published clients work unchanged.
 
-Client frames: `{"type": "join"|"leave", "data": {"streamName", "groupId", "id"?, "subscriptionId"}}`.
-A join is answered with a `sync` of the group (or item), then every change is pushed as it happens.
-Each connection has its own bounded outbox drained by a writer task, so one slow reader never
-delays the publisher or the other clients; a reader that falls too far behind is dropped.
+Client frames: `{"type": "join"|"leave", "data": {"streamName", "groupId", "id"?, "subscriptionId",
+"delta"?}}`. A join is answered with a `sync` of the group (or item), then every change is pushed.
+A join with `"delta": true` receives a streaming text as `delta` custom events instead of whole-item
+updates. Each connection has its own bounded outbox drained by a writer task, so one slow reader
+never delays the publisher or the other clients; a reader that falls too far behind is dropped.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 import orjson
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from ..changes import Change
 from ..streams import StreamHub, UnknownStreamError
 
 logger = logging.getLogger("streamchat.websocket")
@@ -30,15 +32,15 @@ class Connection:
     def __init__(self, websocket: WebSocket, hub: StreamHub) -> None:
         self.websocket = websocket
         self.hub = hub
-        self.outbox: asyncio.Queue[bytes | None] = asyncio.Queue(OUTBOX_LIMIT)
+        self.outbox: asyncio.Queue[Change | str | None] = asyncio.Queue(OUTBOX_LIMIT)
         self.joined: set[tuple[str, str, str | None]] = set()
         self.too_slow = False
 
-    def push(self, frame: bytes) -> None:
+    def push(self, change: Change | str) -> None:
         if self.too_slow:
             return
         try:
-            self.outbox.put_nowait(frame)
+            self.outbox.put_nowait(change)
         except asyncio.QueueFull:
             self.too_slow = True
             logger.warning("dropping a websocket client that does not read", extra={"queued": OUTBOX_LIMIT})
@@ -47,18 +49,17 @@ class Connection:
 
     async def writer(self) -> None:
         while True:
-            frame = await self.outbox.get()
-            if frame is None:
+            entry = await self.outbox.get()
+            if entry is None:
                 await self.websocket.close(CLOSE_TOO_SLOW, "client too slow")
                 return
-            await self.websocket.send_text(frame.decode())
+            await self.websocket.send_text(entry if isinstance(entry, str) else entry.motia_text())
 
     def error(self, code: str, message: str, data: dict[str, Any] | None = None) -> None:
         """Tell the client what was wrong with its frame, shaped like a stream event."""
-        frame: dict[str, Any] = {"event": {"type": "error", "error": {"code": code, "message": message}}}
-        if data:
-            frame.update({k: data[k] for k in ("streamName", "groupId", "id") if k in data})
-        self.push(orjson.dumps(frame))
+        frame: dict[str, Any] = {k: data[k] for k in ("streamName", "groupId", "id") if data and k in data}
+        frame["event"] = {"type": "error", "error": {"code": code, "message": message}}
+        self.push(orjson.dumps(frame).decode())
 
     async def handle(self, raw: str | bytes) -> None:
         try:
@@ -67,7 +68,7 @@ class Connection:
             self.error("INVALID_MESSAGE", "frame is not JSON")
             return
         if not isinstance(message, dict) or message.get("type") not in ("join", "leave"):
-            self.error("INVALID_MESSAGE", "expected {\"type\": \"join\"|\"leave\", \"data\": {...}}")
+            self.error("INVALID_MESSAGE", 'expected {"type": "join"|"leave", "data": {...}}')
             return
         data = message.get("data")
         if not isinstance(data, dict) or not all(
@@ -80,29 +81,21 @@ class Connection:
             self.error("INVALID_MESSAGE", "data.id must be a string", data)
             return
         stream, group = data["streamName"], data["groupId"]
+        key = (stream, group, item_id)
         if message["type"] == "leave":
-            self.hub.leave(self, stream, group, item_id)
-            self.joined.discard((stream, group, item_id))
+            self.hub.unsubscribe(self, stream, group, item_id)
+            self.joined.discard(key)
             return
         try:
-            self.hub.join(self, stream, group, item_id)
+            await self.hub.subscribe(self, stream, group, item_id, deltas=data.get("delta") is True)
         except UnknownStreamError:
             self.error("STREAM_NOT_FOUND", f"no stream named {stream!r}", data)
             return
-        self.joined.add((stream, group, item_id))
-        await self.sync(stream, group, item_id)
-
-    async def sync(self, stream: str, group: str, item_id: str | None) -> None:
-        """Send the current state right after a join; live frames queued meanwhile follow it."""
-        if item_id is None:
-            snapshot: Any = await self.hub.list(stream, group)
-        else:
-            snapshot = await self.hub.get(stream, group, item_id)
-        self.push(self.hub.frame(stream, group, item_id, {"type": "sync", "data": snapshot}))
+        self.joined.add(key)
 
     def close(self) -> None:
         for stream, group, item_id in self.joined:
-            self.hub.leave(self, stream, group, item_id)
+            self.hub.unsubscribe(self, stream, group, item_id)
         self.joined.clear()
 
 
