@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -100,3 +101,48 @@ async def wait_for_status(base_url: str, conversation_id: str, item_id: str, tim
             if asyncio.get_running_loop().time() > deadline:
                 raise TimeoutError(f"{item_id} did not finish: {response.text}")
             await asyncio.sleep(0.05)
+
+
+@dataclass
+class SseFrame:
+    id: int | None
+    event: str
+    data: Any
+
+
+async def read_sse(response: httpx.Response) -> AsyncIterator[SseFrame | str]:
+    """Parse a text/event-stream body into frames; comments come out as plain strings."""
+    fields: dict[str, str] = {}
+    async for line in response.aiter_lines():
+        if line.startswith(":"):
+            yield line
+        elif line == "":
+            if "data" in fields:
+                yield SseFrame(int(fields["id"]) if "id" in fields else None, fields.get("event", "message"),
+                               orjson.loads(fields["data"]))
+            fields = {}
+        else:
+            name, _, value = line.partition(":")
+            fields[name] = value[1:] if value.startswith(" ") else value
+
+
+@dataclass
+class Transcript:
+    """What an SSE client knows, rebuilt from item and delta frames alone."""
+
+    texts: dict[str, str] = field(default_factory=dict)
+    status: dict[str, str] = field(default_factory=dict)
+    ids: list[int] = field(default_factory=list)
+    last_id: int | None = None
+
+    def apply(self, frame: SseFrame) -> None:
+        if frame.event == "item":
+            self.texts[frame.data["id"]] = frame.data["message"]
+            self.status[frame.data["id"]] = frame.data["status"]
+        elif frame.event == "delta":
+            self.texts[frame.data["id"]] += frame.data["delta"]
+        elif frame.event == "delete":
+            self.texts.pop(frame.data["id"], None)
+        if frame.id is not None:
+            self.ids.append(frame.id)
+            self.last_id = frame.id

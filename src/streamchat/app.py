@@ -6,15 +6,16 @@ import logging
 from importlib.resources import files
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.staticfiles import StaticFiles
-from starlette.responses import FileResponse
+from starlette.responses import FileResponse, Response, StreamingResponse
 
 from . import __version__
 from .framework import Runtime, build_app, discover
 from .framework.bus import bus_from_url
 from .framework.logs import configure_logging
 from .framework.store import store_from_url
+from .framework.transport.sse import sse_response
 from .llm import ChatProvider, use_provider
 from .llm.local_provider import LocalProvider
 from .llm.openai_provider import OpenAIProvider
@@ -61,6 +62,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/", include_in_schema=False)
     async def chat_page() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+    @app.get("/api/conversations/{conversationId}/events", tags=["conversations"],
+             response_class=StreamingResponse,
+             responses={200: {"content": {"text/event-stream": {}},
+                              "description": "item / delta / delete frames, `id:` = seq"}})
+    async def conversation_events(request: Request, conversationId: str) -> Response:
+        """Server-Sent Events of one conversation; resume exactly with `Last-Event-ID` or `?lastEventId=`."""
+        return await sse_response(request, runtime.hub, "conversation", conversationId, settings.sse_ping_seconds)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:

@@ -64,6 +64,7 @@ class Settings:
     retry_delay: float
     local_model_path: Path | None
     log_level: str
+    sse_ping_seconds: float
 
     @classmethod
     def from_env(cls, env_file: str | None = ".env") -> Settings:
@@ -96,6 +97,7 @@ class Settings:
             retry_delay=_float("STREAMCHAT_RETRY_DELAY", 0.5),
             local_model_path=Path(local_path) if local_path else None,
             log_level=os.environ.get("STREAMCHAT_LOG_LEVEL", "INFO"),
+            sse_ping_seconds=_float("STREAMCHAT_SSE_PING_SECONDS", 15.0),
         )
 
 

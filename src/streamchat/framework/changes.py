@@ -65,5 +65,6 @@ class Change:
                 name = self.kind
             else:
                 return None
-            self._sse = b"id: %d\nevent: %s\ndata: %s\n\n" % (self.seq or 0, name.encode(), orjson.dumps(self.payload))
+            head = b"" if self.seq is None else b"id: %d\n" % self.seq
+            self._sse = b"%sevent: %s\ndata: %s\n\n" % (head, name.encode(), orjson.dumps(self.payload))
         return self._sse

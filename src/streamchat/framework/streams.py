@@ -317,9 +317,12 @@ class StreamHub:
                 if item_id is not None:
                     items = [item for item in items if item["id"] == item_id]
                 if sse:
+                    # Only the snapshot's last frame carries an id: a client cut off half-way through
+                    # it has not seen the whole snapshot, and must get it again on reconnect.
                     at = max([state.seq, *(item["seq"] for item in items)])
-                    for item in items:
-                        subscriber.push(Change(stream, group, item["id"], "update", item, at, state.clock))
+                    for index, item in enumerate(items, start=1):
+                        seq = at if index == len(items) else None
+                        subscriber.push(Change(stream, group, item["id"], "update", item, seq, state.clock))
                 else:
                     payload: Any = items if item_id is None else (items[0] if items else None)
                     subscriber.push(self._change(state, stream, group, item_id, "sync", payload, state.seq))
