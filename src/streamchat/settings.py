@@ -44,6 +44,13 @@ def _float(name: str, default: float) -> float:
         raise SettingsError(f"{name} must be a number, got {raw!r}") from None
 
 
+def _busy_mode() -> Literal["enqueue", "reject", "interrupt"]:
+    mode = os.environ.get("STREAMCHAT_BUSY_MODE", "enqueue").strip().lower()
+    if mode not in ("enqueue", "reject", "interrupt"):
+        raise SettingsError(f"STREAMCHAT_BUSY_MODE must be enqueue, reject or interrupt, got {mode!r}")
+    return mode  # type: ignore[return-value]
+
+
 @dataclass(frozen=True)
 class Settings:
     host: str
@@ -65,6 +72,7 @@ class Settings:
     local_model_path: Path | None
     log_level: str
     sse_ping_seconds: float
+    busy_mode: Literal["enqueue", "reject", "interrupt"]
 
     @classmethod
     def from_env(cls, env_file: str | None = ".env") -> Settings:
@@ -98,6 +106,7 @@ class Settings:
             local_model_path=Path(local_path) if local_path else None,
             log_level=os.environ.get("STREAMCHAT_LOG_LEVEL", "INFO"),
             sse_ping_seconds=_float("STREAMCHAT_SSE_PING_SECONDS", 15.0),
+            busy_mode=_busy_mode(),
         )
 
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ValidationError
 
 from .bus import Event, EventBus
+from .control import Stoppable, StopRegistry
 from .logs import StepLogger
 from .store import JSON, Store
 from .streams import Stream, StreamHub
@@ -87,7 +88,7 @@ class Context:
 
     def __init__(
         self, *, step: str, trace_id: str, emits: Mapping[str, Emit], emitter: Emitter,
-        streams: Streams, state: State,
+        streams: Streams, state: State, stops: StopRegistry,
     ) -> None:
         self.step = step
         self.trace_id = trace_id
@@ -96,7 +97,19 @@ class Context:
         self.logger = StepLogger(step, trace_id)
         self._emits = emits
         self._emitter = emitter
+        self._stops = stops
 
     async def emit(self, topic: str, data: BaseModel | Mapping[str, Any]) -> None:
         """Validate and publish an event; the trace id travels with it."""
         await self._emitter.emit(self.step, self._emits, topic, data, self.trace_id)
+
+    def stoppable(self, key: str) -> Stoppable[Any]:
+        """A scope other handlers can stop with `request_stop(key)`."""
+        return Stoppable(self._stops, key)
+
+    async def request_stop(self, key: str, wait: float = 0.0) -> bool:
+        """Stop the work running under `key`; True if it was running. Waits up to `wait` s for it to end."""
+        return await self._stops.stop(key, wait)
+
+    def is_running(self, key: str) -> bool:
+        return self._stops.running(key)

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ValidationError
 
 from .bus import Event, EventBus, Subscription
 from .context import Context, Emitter, State, Streams
+from .control import StopRegistry
 from .errors import PermanentError
 from .steps import ApiStep, Emit, EventStep, StepSet
 from .store import Store
@@ -30,6 +31,7 @@ class Runtime:
         self.hub = StreamHub(store, steps.streams)
         self.streams = Streams(self.hub)
         self.state = State(store)
+        self.stops = StopRegistry()
         inputs: dict[str, list[type[BaseModel]]] = {}
         for step in steps.events:
             for topic in step.config.subscribes:
@@ -57,7 +59,7 @@ class Runtime:
     def context(self, name: str, emits: tuple[Emit, ...], trace_id: str) -> Context:
         return Context(
             step=name, trace_id=trace_id, emits={emit.topic: emit for emit in emits},
-            emitter=self.emitter, streams=self.streams, state=self.state,
+            emitter=self.emitter, streams=self.streams, state=self.state, stops=self.stops,
         )
 
     def api_context(self, step: ApiStep, trace_id: str) -> Context:

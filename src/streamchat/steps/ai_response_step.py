@@ -1,7 +1,8 @@
 """AI response: stream the model's reply into the assistant message, token by token.
 
 Idempotent by assistantMessageId: a redelivered event for a reply that already finished does
-nothing, and one for a reply cut off mid-way starts it again from empty.
+nothing, and one for a reply cut off mid-way starts it again from empty. The reply can be
+stopped (see stop_message_step.py): the provider stream closes and the partial text is kept.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ class ChatMessageEvent(BaseModel):
     message: str
     conversationId: str = Field(min_length=1)
     assistantMessageId: str = Field(min_length=1)
+    userMessageId: str | None = Field(
+        default=None, description="The turn being answered; history stops there (regenerate answers an old one).")
 
 
 config = EventConfig(
@@ -32,17 +35,16 @@ config = EventConfig(
 )
 
 
-def history(items: Sequence[Item[ConversationMessage]], reply_id: str, budget: int) -> list[ChatTurn]:
-    """Completed turns before the reply, newest kept first until `budget` characters are used.
-
-    The newest turn (the user's question) is always kept, even if it alone is over budget.
+def history(items: Sequence[Item[ConversationMessage]], until: str, budget: int) -> list[ChatTurn]:
+    """Completed turns up to the item `until` (inclusive when it is a completed turn), newest kept first
+    until `budget` characters are used. The newest turn (the user's question) is always kept.
     """
     earlier: list[ChatTurn] = []
     for item in items:
-        if item.id == reply_id:
-            break
         if item.data.status == "completed" and item.data.message:
             earlier.append(ChatTurn("user" if item.data.sender == "user" else "assistant", item.data.message))
+        if item.id == until:
+            break
     kept: list[ChatTurn] = []
     used = 0
     for turn in reversed(earlier):
@@ -57,37 +59,52 @@ def history(items: Sequence[Item[ConversationMessage]], reply_id: str, budget: i
 async def handler(data: ChatMessageEvent, ctx: Context) -> None:
     stream = ctx.streams.conversation
     cid, reply_id = data.conversationId, data.assistantMessageId
-    current = await stream.get(cid, reply_id)
-    if current is None:
-        ctx.logger.warning("reply message no longer exists; nothing to do", extra={"messageId": reply_id})
-        return
-    reply: ConversationMessage = current.data
-    if reply.status in FINISHED:
-        ctx.logger.info("reply already finished; skipping redelivery", extra={"messageId": reply_id})
-        return
+    async with ctx.stoppable(reply_id) as control:
+        current = await stream.get(cid, reply_id)
+        if current is None:
+            ctx.logger.warning("reply message no longer exists; nothing to do", extra={"messageId": reply_id})
+            return
+        reply: ConversationMessage = current.data
+        if reply.status in FINISHED:
+            ctx.logger.info("reply already finished; skipping", extra={"messageId": reply_id, "status": reply.status})
+            return
 
-    settings = get_settings()
-    turns = [ChatTurn("system", settings.system_prompt),
-             *history(await stream.get_group(cid), reply_id, settings.history_chars)]
-    pieces: list[str] = []
-    await stream.set(cid, reply_id, reply.model_copy(update={"message": "", "status": "streaming"}))
-    try:
-        async for piece in current_provider().stream(turns):
-            pieces.append(piece)
-            await stream.append(cid, reply_id, "message", piece)
-    except ProviderError as error:
+        settings = get_settings()
+        items = await stream.get_group(cid)
+        until = data.userMessageId or _turn_before(items, reply_id)
+        turns = [ChatTurn("system", settings.system_prompt), *history(items, until, settings.history_chars)]
+        pieces: list[str] = []
+        await stream.set(cid, reply_id, reply.model_copy(update={"message": "", "status": "streaming"}))
+        try:
+            async for piece in control.iterate(current_provider().stream(turns)):
+                pieces.append(piece)
+                await stream.append(cid, reply_id, "message", piece)
+        except ProviderError as error:
+            ctx.logger.warning("provider failed", extra={"messageId": reply_id, "reason": error.reason})
+            await finish(ctx, cid, reply_id, reply.model_copy(
+                update={"message": "".join(pieces), "status": "error", "error": error.reason}))
+            return
         text = "".join(pieces)
-        ctx.logger.warning("provider failed", extra={"messageId": reply_id, "reason": error.reason})
-        await finish(ctx, cid, reply_id, reply.model_copy(
-            update={"message": text, "status": "error", "error": error.reason}))
-        return
-    text = "".join(pieces)
-    if not text.strip():
-        await finish(ctx, cid, reply_id, reply.model_copy(
-            update={"message": text, "status": "error", "error": "the model returned an empty reply"}))
-        return
-    await finish(ctx, cid, reply_id, reply.model_copy(update={"message": text, "status": "completed"}))
-    ctx.logger.info("reply completed", extra={"messageId": reply_id, "chars": len(text)})
+        if control.stopped:
+            ctx.logger.info("reply stopped", extra={"messageId": reply_id, "chars": len(text)})
+            await finish(ctx, cid, reply_id, reply.model_copy(update={"message": text, "status": "stopped"}))
+            return
+        if not text.strip():
+            await finish(ctx, cid, reply_id, reply.model_copy(
+                update={"message": text, "status": "error", "error": "the model returned an empty reply"}))
+            return
+        await finish(ctx, cid, reply_id, reply.model_copy(update={"message": text, "status": "completed"}))
+        ctx.logger.info("reply completed", extra={"messageId": reply_id, "chars": len(text)})
+
+
+def _turn_before(items: Sequence[Item[ConversationMessage]], reply_id: str) -> str:
+    """For events without userMessageId: the item just before the reply."""
+    previous = reply_id
+    for item in items:
+        if item.id == reply_id:
+            return previous
+        previous = item.id
+    return previous
 
 
 async def finish(ctx: Context, cid: str, reply_id: str, final: ConversationMessage) -> None:

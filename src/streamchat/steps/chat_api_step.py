@@ -7,8 +7,10 @@ import uuid
 from pydantic import BaseModel, Field, field_validator
 
 from streamchat.framework import ApiConfig, ApiRequest, ApiResponse, Context, Emit, ErrorBody, HttpError
+from streamchat.settings import get_settings
 from streamchat.steps.ai_response_step import ChatMessageEvent
-from streamchat.steps.conversation_stream import ConversationMessage, utc_now
+from streamchat.steps.conversation_stream import FINISHED, ConversationMessage, utc_now
+from streamchat.steps.stop_message_step import stop_reply
 
 CONVERSATIONS = "conversations"
 TITLE_CHARS = 80
@@ -51,7 +53,7 @@ config = ApiConfig(
     path="/chat",
     body=ChatRequest,
     emits=[Emit("chat-message", ChatMessageEvent)],
-    responses={200: ChatResponse, 400: ErrorBody, 422: ErrorBody, 503: ErrorBody},
+    responses={200: ChatResponse, 400: ErrorBody, 409: ErrorBody, 422: ErrorBody, 503: ErrorBody},
     description="Send a message; the reply streams into the `conversation` stream.",
 )
 
@@ -59,8 +61,10 @@ config = ApiConfig(
 async def handler(req: ApiRequest[ChatRequest], ctx: Context) -> ApiResponse:
     conversation_id = req.body.conversationId or str(uuid.uuid4())
     user_message_id, assistant_message_id = str(uuid.uuid4()), str(uuid.uuid4())
-    now = utc_now()
     stream = ctx.streams.conversation
+    if req.body.conversationId is not None:
+        await make_room(ctx, conversation_id)
+    now = utc_now()
     await stream.set(conversation_id, user_message_id, ConversationMessage(
         message=req.body.message, sender="user", status="completed", timestamp=now))
     await stream.set(conversation_id, assistant_message_id, ConversationMessage(
@@ -68,7 +72,8 @@ async def handler(req: ApiRequest[ChatRequest], ctx: Context) -> ApiResponse:
     await touch_conversation(ctx, conversation_id, req.body.message, now)
     try:
         await ctx.emit("chat-message", ChatMessageEvent(
-            message=req.body.message, conversationId=conversation_id, assistantMessageId=assistant_message_id))
+            message=req.body.message, conversationId=conversation_id, assistantMessageId=assistant_message_id,
+            userMessageId=user_message_id))
     except RuntimeError as error:
         await stream.set(conversation_id, assistant_message_id, ConversationMessage(
             message="", sender="assistant", status="error", timestamp=now, error="could not queue the reply"))
@@ -83,6 +88,27 @@ async def handler(req: ApiRequest[ChatRequest], ctx: Context) -> ApiResponse:
         "__motia": {"type": "state-stream", "streamName": "conversation", "groupId": conversation_id,
                     "id": assistant_message_id},
     })
+
+
+async def make_room(ctx: Context, conversation_id: str) -> None:
+    """Apply the busy mode to a conversation whose reply is still running or queued.
+
+    enqueue (default): nothing to do, the new reply waits its turn. reject: 409, nothing stored.
+    interrupt: stop the unfinished replies first.
+    """
+    mode = get_settings().busy_mode
+    if mode == "enqueue":
+        return
+    busy = [item for item in await ctx.streams.conversation.get_group(conversation_id)
+            if item.data.sender == "assistant" and item.data.status not in FINISHED]
+    if not busy:
+        return
+    if mode == "reject":
+        raise HttpError(409, "conversation_busy",
+                        f"conversationId {conversation_id!r}: still answering message {busy[-1].id!r}; "
+                        "wait for it or stop it")
+    for reply in busy:
+        await stop_reply(ctx, conversation_id, reply)
 
 
 async def touch_conversation(ctx: Context, conversation_id: str, first_message: str, now: str) -> None:

@@ -50,6 +50,7 @@ class FakeOpenAI:
     def __init__(self) -> None:
         self.script = Script()
         self.requests: list[dict[str, Any]] = []
+        self.streams: list[dict[str, Any]] = []
         self.release = asyncio.Event()
 
     def app(self) -> Starlette:
@@ -73,6 +74,7 @@ class FakeOpenAI:
     async def reset(self, _: Request) -> JSONResponse:
         self.script = Script()
         self.requests.clear()
+        self.streams.clear()
         self.release.set()
         return JSONResponse({"ok": True})
 
@@ -81,7 +83,7 @@ class FakeOpenAI:
         return JSONResponse({"ok": True})
 
     async def list_requests(self, _: Request) -> JSONResponse:
-        return JSONResponse({"requests": self.requests})
+        return JSONResponse({"requests": self.requests, "streams": self.streams})
 
     async def completions(self, request: Request) -> Response:
         body = await request.json()
@@ -97,9 +99,25 @@ class FakeOpenAI:
         last = str(body.get("messages", [{}])[-1].get("content", ""))
         if match := _TOKEN_COUNT.search(last):
             tokens = [f" t{i}" for i in range(int(match.group(1)))]
-        return StreamingResponse(self._chunks(body, tokens, script), media_type="text/event-stream")
+        record: dict[str, Any] = {"sent": 0, "finished": False, "closed_by_client_at": None}
+        self.streams.append(record)
+        return StreamingResponse(self._recorded(self._chunks(body, tokens, script, record), record),
+                                 media_type="text/event-stream")
 
-    async def _chunks(self, body: dict[str, Any], tokens: list[str], script: Script) -> AsyncIterator[bytes]:
+    @staticmethod
+    async def _recorded(chunks: AsyncIterator[bytes], record: dict[str, Any]) -> AsyncIterator[bytes]:
+        """Note when the client hung up before the reply was finished."""
+        try:
+            async for chunk in chunks:
+                yield chunk
+            record["finished"] = True
+        except (asyncio.CancelledError, GeneratorExit, OSError):
+            record["closed_by_client_at"] = time.time()
+            raise
+
+    async def _chunks(
+        self, body: dict[str, Any], tokens: list[str], script: Script, record: dict[str, Any]
+    ) -> AsyncIterator[bytes]:
         created = int(time.time())
         base = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": created,
                 "model": body.get("model", "fake")}
@@ -117,6 +135,7 @@ class FakeOpenAI:
             chunk = {**base, "t": time.time(),
                      "choices": [{"index": 0, "delta": {"content": token}, "finish_reason": None}]}
             yield _sse(chunk)
+            record["sent"] = index + 1
         yield _sse({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
         yield b"data: [DONE]\n\n"
 

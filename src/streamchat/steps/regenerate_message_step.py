@@ -1,0 +1,49 @@
+"""POST /api/conversations/{conversationId}/messages/{messageId}/regenerate: a new reply to the same turn."""
+
+from __future__ import annotations
+
+import uuid
+
+from pydantic import BaseModel
+
+from streamchat.framework import ApiConfig, ApiRequest, ApiResponse, Context, Emit, ErrorBody, HttpError
+from streamchat.steps.ai_response_step import ChatMessageEvent
+from streamchat.steps.conversation_stream import FINISHED, ConversationMessage, utc_now
+
+
+class Regenerated(BaseModel):
+    conversationId: str
+    assistantMessageId: str
+    userMessageId: str
+
+
+config = ApiConfig(
+    name="RegenerateMessage",
+    method="POST",
+    path="/api/conversations/{conversationId}/messages/{messageId}/regenerate",
+    emits=[Emit("chat-message", ChatMessageEvent)],
+    responses={202: Regenerated, 404: ErrorBody, 409: ErrorBody},
+    description="Answer the user turn of an assistant message again, as a new message (202).",
+)
+
+
+async def handler(req: ApiRequest[None], ctx: Context) -> ApiResponse:
+    cid, mid = req.path_params["conversationId"], req.path_params["messageId"]
+    items = await ctx.streams.conversation.get_group(cid)
+    position = next((index for index, item in enumerate(items) if item.id == mid), None)
+    if position is None:
+        raise HttpError(404, "not_found", f"messageId {mid!r}: no such message in conversation {cid!r}")
+    target = items[position]
+    if target.data.sender != "assistant":
+        raise HttpError(409, "conflict", f"messageId {mid!r}: only an assistant message can be regenerated")
+    if target.data.status not in FINISHED:
+        raise HttpError(409, "conflict", f"messageId {mid!r}: still {target.data.status}; stop it first")
+    turn = next((item for item in reversed(items[:position]) if item.data.sender == "user"), None)
+    if turn is None:
+        raise HttpError(409, "conflict", f"messageId {mid!r}: answers no user message")
+    new_id = str(uuid.uuid4())
+    await ctx.streams.conversation.set(cid, new_id, ConversationMessage(
+        message="", sender="assistant", status="created", timestamp=utc_now()))
+    await ctx.emit("chat-message", ChatMessageEvent(
+        message=turn.data.message, conversationId=cid, assistantMessageId=new_id, userMessageId=turn.id))
+    return ApiResponse(202, {"conversationId": cid, "assistantMessageId": new_id, "userMessageId": turn.id})
