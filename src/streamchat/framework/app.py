@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -20,6 +21,7 @@ from .errors import HttpError, describe_validation, error_response
 from .runtime import Runtime
 from .steps import ApiRequest, ApiStep
 from .transport.websocket import stream_socket
+from .workbench import workbench_router
 
 logger = logging.getLogger("streamchat.app")
 
@@ -58,6 +60,7 @@ def build_app(
     install_error_handlers(app)
     for step in runtime.steps.apis:
         add_api_step(app, runtime, step)
+    app.include_router(workbench_router(runtime))
 
     @app.get("/api/admin/dead-letters", tags=["admin"])
     async def dead_letters() -> dict[str, Any]:
@@ -114,6 +117,7 @@ def _endpoint(runtime: Runtime, step: ApiStep) -> Callable[[Request], Any]:
                 detail, fields = describe_validation(error)
                 return error_response(422, "validation_error", detail, fields=fields)
         trace_id = request.headers.get(TRACE_HEADER) or uuid.uuid4().hex
+        started = time.perf_counter()
         ctx = runtime.api_context(step, trace_id)
         api_request = ApiRequest(
             body=body,
@@ -132,6 +136,8 @@ def _endpoint(runtime: Runtime, step: ApiStep) -> Callable[[Request], Any]:
                 media_type="application/json",
             )
         response.headers[TRACE_HEADER] = trace_id
+        runtime.monitor.record("api", trace_id, config.name, (time.perf_counter() - started) * 1000,
+                               method=config.method, path=request.url.path, status=response.status_code)
         return response
 
     return endpoint

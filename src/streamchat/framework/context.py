@@ -10,8 +10,9 @@ from pydantic import BaseModel, ValidationError
 from .bus import Event, EventBus
 from .control import Stoppable, StopRegistry
 from .logs import StepLogger
+from .monitor import Monitor
 from .store import JSON, Store
-from .streams import Stream, StreamHub
+from .streams import Stream, StreamHub, StreamObserver
 
 if TYPE_CHECKING:
     from .steps import Emit
@@ -22,16 +23,22 @@ class EmitError(RuntimeError):
 
 
 class Streams:
-    """`ctx.streams.<name>`: attribute access to every declared stream."""
+    """`ctx.streams.<name>`: attribute access to every declared stream, made on first use."""
 
-    def __init__(self, hub: StreamHub) -> None:
-        self._streams: dict[str, Stream[Any]] = {name: Stream(cfg, hub) for name, cfg in hub.configs.items()}
+    def __init__(self, hub: StreamHub, observer: StreamObserver | None = None) -> None:
+        self._hub = hub
+        self._observer = observer
+        self._streams: dict[str, Stream[Any]] = {}
 
     def __getattr__(self, name: str) -> Stream[Any]:
-        try:
-            return self._streams[name]
-        except KeyError:
-            raise AttributeError(f"no stream named {name!r}; declared: {sorted(self._streams)}") from None
+        stream = self._streams.get(name)
+        if stream is None:
+            config = self._hub.configs.get(name)
+            if config is None or name.startswith("__"):
+                declared = sorted(n for n in self._hub.configs if not n.startswith("__"))
+                raise AttributeError(f"no stream named {name!r}; declared: {declared}")
+            stream = self._streams[name] = Stream(config, self._hub, self._observer)
+        return stream
 
     def __getitem__(self, name: str) -> Stream[Any]:
         return self.__getattr__(name)
@@ -59,9 +66,10 @@ class State:
 class Emitter:
     """Validates a payload against the topic's declared model and every subscriber's input."""
 
-    def __init__(self, bus: EventBus, inputs: Mapping[str, list[type[BaseModel]]]) -> None:
+    def __init__(self, bus: EventBus, inputs: Mapping[str, list[type[BaseModel]]], monitor: Monitor) -> None:
         self.bus = bus
         self.inputs = inputs
+        self.monitor = monitor
 
     async def emit(
         self, step: str, declared: Mapping[str, Emit], topic: str, data: BaseModel | Mapping[str, Any],
@@ -80,6 +88,8 @@ class Emitter:
             raise EmitError(f"step {step!r} emitted an invalid {topic!r} payload: {error}") from error
         event = Event(topic=topic, data=payload, trace_id=trace_id, emitted_by=step)
         await self.bus.publish(event)
+        self.monitor.record("emit", trace_id, step, topic=topic, eventId=event.id,
+                            subscribers=[s.name for s in self.bus.subscriptions.get(topic, [])])
         return event
 
 

@@ -12,6 +12,7 @@ from .bus import Event, EventBus, Subscription
 from .context import Context, Emitter, State, Streams
 from .control import StopRegistry
 from .errors import PermanentError
+from .monitor import WORKBENCH_STREAM, Monitor, workbench_stream
 from .steps import ApiStep, Emit, EventStep, StepSet
 from .store import Store
 from .streams import StreamHub
@@ -28,15 +29,15 @@ class Runtime:
         self.steps = steps
         self.store = store
         self.bus = bus
-        self.hub = StreamHub(store, steps.streams)
-        self.streams = Streams(self.hub)
+        self.hub = StreamHub(store, {**steps.streams, WORKBENCH_STREAM: workbench_stream})
+        self.monitor = Monitor(self.hub)
         self.state = State(store)
         self.stops = StopRegistry()
         inputs: dict[str, list[type[BaseModel]]] = {}
         for step in steps.events:
             for topic in step.config.subscribes:
                 inputs.setdefault(topic, []).append(step.config.input)
-        self.emitter = Emitter(bus, inputs)
+        self.emitter = Emitter(bus, inputs, self.monitor)
         for step in steps.events:
             for topic in step.config.subscribes:
                 bus.subscribe(Subscription(
@@ -59,7 +60,8 @@ class Runtime:
     def context(self, name: str, emits: tuple[Emit, ...], trace_id: str) -> Context:
         return Context(
             step=name, trace_id=trace_id, emits={emit.topic: emit for emit in emits},
-            emitter=self.emitter, streams=self.streams, state=self.state, stops=self.stops,
+            emitter=self.emitter, streams=Streams(self.hub, self.monitor.stream_observer(trace_id, name)),
+            state=self.state, stops=self.stops,
         )
 
     def api_context(self, step: ApiStep, trace_id: str) -> Context:
@@ -76,20 +78,28 @@ class Runtime:
             ctx = self.context(config.name, config.emitted, event.trace_id)
             started = time.perf_counter()
             ctx.logger.info("handler started", extra={"topic": event.topic, "attempt": event.attempt})
+            self.monitor.record("run", event.trace_id, config.name, status="started", topic=event.topic,
+                                attempt=event.attempt, eventId=event.id)
             try:
                 await step.handler(data, ctx)
-            except Exception:
+            except Exception as error:
+                elapsed = (time.perf_counter() - started) * 1000
                 ctx.logger.exception("handler failed", extra={"topic": event.topic, "attempt": event.attempt})
+                self.monitor.record("run", event.trace_id, config.name, elapsed, status="failed", topic=event.topic,
+                                    attempt=event.attempt, eventId=event.id, error=repr(error)[:300],
+                                    willRetry=event.attempt < config.max_retries)
                 raise
-            ctx.logger.info(
-                "handler finished",
-                extra={"topic": event.topic, "duration_ms": round((time.perf_counter() - started) * 1000, 2)},
-            )
+            elapsed = (time.perf_counter() - started) * 1000
+            ctx.logger.info("handler finished", extra={"topic": event.topic, "duration_ms": round(elapsed, 2)})
+            self.monitor.record("run", event.trace_id, config.name, elapsed, status="finished", topic=event.topic,
+                                attempt=event.attempt, eventId=event.id)
 
         return run
 
     async def _dead_letter(self, subscription: Subscription, event: Event, error: BaseException) -> None:
         """Keep the event for the admin endpoint, then let the step clean up (its `on_failure`)."""
+        self.monitor.record("dead", event.trace_id, subscription.name, topic=event.topic, eventId=event.id,
+                            attempts=event.attempt + 1, error=repr(error)[:300])
         await self.store.state_set(DEAD_LETTERS, event.id, {
             "eventId": event.id, "topic": event.topic, "step": subscription.name, "data": event.data,
             "traceId": event.trace_id, "attempts": event.attempt + 1, "error": repr(error),

@@ -45,13 +45,15 @@ class StreamConfig(Generic[M]):
 
 @dataclass(frozen=True)
 class ApiConfig:
-    """An HTTP endpoint. `body` validates the JSON body; `responses` documents status → model."""
+    """An HTTP endpoint. `body` validates the JSON body; `responses` documents status → model;
+    `writes` names the streams it changes (drawn in the Workbench flow)."""
 
     name: str
     method: HttpMethod
     path: str
     body: type[BaseModel] | None = None
     emits: Sequence[str | Emit] = ()
+    writes: Sequence[str] = ()
     responses: dict[int, type[BaseModel]] = field(default_factory=dict)
     description: str = ""
 
@@ -68,6 +70,7 @@ class EventConfig:
     subscribes: Sequence[str]
     input: type[BaseModel]
     emits: Sequence[str | Emit] = ()
+    writes: Sequence[str] = ()
     max_retries: int = 3
     group_by: str | None = None
     description: str = ""
@@ -182,6 +185,10 @@ def check_wiring(steps: StepSet) -> None:
                     f"step {emitter!r} emits {emit.topic!r} as {emit.payload.__name__} but step "
                     f"{listener.config.name!r} expects {listener.config.input.__name__}"
                 )
+    configs: list[ApiConfig | EventConfig] = [s.config for s in steps.apis] + [s.config for s in steps.events]
+    for config in configs:
+        problems += [f"step {config.name!r} writes stream {name!r}, which no StreamConfig declares"
+                     for name in config.writes if name not in steps.streams]
     for topic, listeners in subscribers.items():
         if topic not in emitted_topics:
             who = ", ".join(repr(s.config.name) for s in listeners)

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections import OrderedDict, deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
@@ -273,6 +274,12 @@ class StreamHub:
         async with state.lock:
             self._publish(state, self._change(state, stream, group, item_id, "event", event, None))
 
+    def notify(self, stream: str, group: str, event: JSON) -> None:
+        """`send` for callers that cannot await; does nothing when nobody listens."""
+        state = self._groups.get((stream, group))
+        if state is not None and (state.members or state.item_members):
+            self._publish(state, self._change(state, stream, group, None, "event", event, None))
+
     # -- reads -----------------------------------------------------------------------------
 
     async def get(self, stream: str, group: str, item_id: str) -> JSON | None:
@@ -366,16 +373,27 @@ class StreamHub:
                 await task
 
 
-class Stream(Generic[M]):
-    """The typed view of one stream that handlers use: every write is validated by its schema."""
+StreamObserver = Callable[[str, str, str, str, Mapping[str, Any]], None]
 
-    def __init__(self, config: StreamConfig[M], hub: StreamHub) -> None:
+
+@functools.cache
+def _text_fields(schema: type[BaseModel]) -> frozenset[str]:
+    """Wire names of the plain string fields of a schema: the ones `append` may grow."""
+    return frozenset((info.alias or name) for name, info in schema.model_fields.items() if info.annotation is str)
+
+
+class Stream(Generic[M]):
+    """The typed view of one stream that handlers use: every write is validated by its schema.
+
+    `observer` (the Workbench's) hears of every write: op, stream, group, item id, a short summary.
+    """
+
+    def __init__(self, config: StreamConfig[M], hub: StreamHub, observer: StreamObserver | None = None) -> None:
         self.config = config
         self.name = config.name
         self._hub = hub
-        self._text_fields = {
-            (info.alias or name) for name, info in config.schema.model_fields.items() if info.annotation is str
-        }
+        self._observer = observer
+        self._text_fields = _text_fields(config.schema)
 
     def _validate(self, data: M | Mapping[str, Any]) -> M:
         if isinstance(data, self.config.schema):
@@ -391,6 +409,9 @@ class Stream(Generic[M]):
         model = self._validate(data)
         stored = model.model_dump(mode="json", by_alias=True, exclude_none=True)
         item = await self._hub.set(self.name, group_id, item_id, stored)
+        if self._observer is not None:
+            summary: dict[str, Any] = {key: stored[key] for key in ("status", "from") if key in stored}
+            self._observer("set", self.name, group_id, item_id, {**summary, "seq": item["seq"]})
         return Item(item_id, item["seq"], model)
 
     async def append(self, group_id: str, item_id: str, field_name: str, text: str) -> int:
@@ -399,7 +420,10 @@ class Stream(Generic[M]):
             raise ValueError(f"stream {self.name!r} has no string field {field_name!r} to append to")
         if not isinstance(text, str):
             raise TypeError(f"append needs str, got {type(text).__name__}")
-        return await self._hub.append(self.name, group_id, item_id, field_name, text)
+        seq = await self._hub.append(self.name, group_id, item_id, field_name, text)
+        if self._observer is not None:
+            self._observer("append", self.name, group_id, item_id, {})
+        return seq
 
     async def get(self, group_id: str, item_id: str) -> Item[M] | None:
         item = await self._hub.get(self.name, group_id, item_id)
@@ -407,6 +431,8 @@ class Stream(Generic[M]):
 
     async def delete(self, group_id: str, item_id: str) -> Item[M] | None:
         item = await self._hub.delete(self.name, group_id, item_id)
+        if item is not None and self._observer is not None:
+            self._observer("delete", self.name, group_id, item_id, {"seq": item["seq"]})
         return None if item is None else self._load(item)
 
     async def get_group(self, group_id: str) -> list[Item[M]]:

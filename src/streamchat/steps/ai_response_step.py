@@ -29,6 +29,7 @@ config = EventConfig(
     name="AiResponse",
     subscribes=["chat-message"],
     input=ChatMessageEvent,
+    writes=["conversation"],
     max_retries=3,
     group_by="conversationId",
     description="Calls the model with streaming on and writes the growing reply into the conversation.",

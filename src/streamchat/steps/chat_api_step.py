@@ -53,6 +53,7 @@ config = ApiConfig(
     path="/chat",
     body=ChatRequest,
     emits=[Emit("chat-message", ChatMessageEvent)],
+    writes=["conversation"],
     responses={200: ChatResponse, 400: ErrorBody, 409: ErrorBody, 422: ErrorBody, 503: ErrorBody},
     description="Send a message; the reply streams into the `conversation` stream.",
 )

@@ -22,6 +22,7 @@ config = ApiConfig(
     method="POST",
     path="/api/conversations/{conversationId}/messages/{messageId}/regenerate",
     emits=[Emit("chat-message", ChatMessageEvent)],
+    writes=["conversation"],
     responses={202: Regenerated, 404: ErrorBody, 409: ErrorBody},
     description="Answer the user turn of an assistant message again, as a new message (202).",
 )

@@ -13,6 +13,7 @@ config = ApiConfig(
     name="StopMessage",
     method="POST",
     path="/api/conversations/{conversationId}/messages/{messageId}/stop",
+    writes=["conversation"],
     responses={404: ErrorBody, 409: ErrorBody},
     description="Stop a streaming or queued reply (202 with the item); 409 if it already finished.",
 )

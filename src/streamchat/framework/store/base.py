@@ -60,6 +60,10 @@ class Store(ABC):
         """Every item of a group, in insertion order."""
 
     @abstractmethod
+    async def list_groups(self, stream: str, limit: int = 1000) -> list[str]:
+        """Ids of the stream's groups that hold items (for browsing), most recently started first."""
+
+    @abstractmethod
     async def state_get(self, scope: str, key: str) -> JSON | None:
         """Read one state value."""
 

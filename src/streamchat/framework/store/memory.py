@@ -33,6 +33,11 @@ class MemoryStore(Store):
     async def list_items(self, stream: str, group: str) -> list[StoredItem]:
         return list(self._items[stream, group].values())
 
+    async def list_groups(self, stream: str, limit: int = 1000) -> list[str]:
+        groups = [(max(i.seq for i in items.values()), group) for (name, group), items in self._items.items()
+                  if name == stream and items]
+        return [group for _, group in sorted(groups, reverse=True)[:limit]]
+
     async def state_get(self, scope: str, key: str) -> JSON | None:
         return self._state[scope].get(key)
 

@@ -123,6 +123,13 @@ class SQLiteStore(Store):
         )
         return [StoredItem(row[0], orjson.loads(row[1]), int(row[2])) for row in rows]
 
+    async def list_groups(self, stream: str, limit: int = 1000) -> list[str]:
+        rows = await self._read(
+            "SELECT group_id FROM stream_items WHERE stream = ? GROUP BY group_id ORDER BY MAX(rowid) DESC LIMIT ?",
+            (stream, limit),
+        )
+        return [row[0] for row in rows]
+
     async def state_get(self, scope: str, key: str) -> JSON | None:
         rows = await self._read("SELECT value FROM state WHERE scope = ? AND key = ?", (scope, key))
         return dict(orjson.loads(rows[0][0])) if rows else None
