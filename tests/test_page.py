@@ -130,3 +130,131 @@ def test_a_failed_reply_shows_its_reason(page: Page, server: Server, fake_provid
     assert "500" in page.inner_text(".message.assistant .failure")
     send(page, "   ")
     assert page.locator(".message.user").count() == 1, "a blank message is not sent"
+
+
+def expected_renders_ok(renders: list[str], expected: str) -> None:
+    """Every text the page showed is a prefix of the final reply: never a repeat, never a mix."""
+    for text in renders:
+        assert expected.startswith(text.strip()) or not text.strip(), f"the page showed {text!r}"
+
+
+def test_reload_mid_reply_continues_without_repeating(page: Page, server: Server, fake_provider: FakeProvider) -> None:
+    tokens = [f"line{i} " for i in range(60)]
+    fake_provider.script(tokens=tokens, delay=0.05)
+    page.goto(server.url)
+    page.wait_for_selector("#connection.online")
+    send(page, "long reply please")
+    page.wait_for_function("document.querySelector('.message.assistant .body')?.innerText.length > 20")
+    page.add_init_script(RECORD_RENDERS)
+    page.reload()
+    page.wait_for_selector(".message.assistant.streaming")
+    page.wait_for_selector(".message.assistant.completed", timeout=30_000)
+    expected = "".join(tokens).strip()
+    assert page.inner_text(".message.assistant .body").strip() == expected
+    renders = page.evaluate("window.__renders")
+    expected_renders_ok(renders, expected)
+    assert len(renders) > 3, "after the reload the reply kept streaming in"
+    shot(page, "chat-after-reload")
+
+
+def test_a_dropped_socket_resumes_without_duplicates(page: Page, server: Server, fake_provider: FakeProvider) -> None:
+    tokens = [f"w{i} " for i in range(60)]
+    fake_provider.script(tokens=tokens, delay=0.04)
+    page.add_init_script(RECORD_RENDERS)
+    page.goto(server.url)
+    page.wait_for_selector("#connection.online")
+    send(page, "survive a dropped connection")
+    page.wait_for_function("document.querySelector('.message.assistant .body')?.innerText.length > 10")
+    page.evaluate("window.streamchat.live.socket.close()")
+    page.wait_for_selector("#connection.offline")
+    page.wait_for_selector("#connection.online", timeout=10_000)
+    page.wait_for_selector(".message.assistant.completed", timeout=30_000)
+    expected = "".join(tokens).strip()
+    assert page.inner_text(".message.assistant .body").strip() == expected
+    expected_renders_ok(page.evaluate("window.__renders"), expected)
+
+
+def test_two_tabs_stay_identical(browser: Browser, server: Server, fake_provider: FakeProvider) -> None:
+    tokens = [f"same{i} " for i in range(40)]
+    fake_provider.script(tokens=tokens, delay=0.03)
+    context = browser.new_context()
+    first, second = context.new_page(), context.new_page()
+    for tab in (first, second):
+        tab.add_init_script(RECORD_RENDERS)
+    first.goto(server.url)
+    first.wait_for_selector("#connection.online")
+    send(first, "watched twice")
+    first.wait_for_function("location.hash.length > 1")
+    second.goto(server.url + "/" + first.evaluate("location.hash"))
+    for tab in (first, second):
+        tab.wait_for_selector(".message.assistant.completed", timeout=30_000)
+    expected = "".join(tokens).strip()
+    assert first.inner_text("#messages") == second.inner_text("#messages")
+    for tab in (first, second):
+        assert tab.inner_text(".message.assistant .body").strip() == expected
+        expected_renders_ok(tab.evaluate("window.__renders"), expected)
+    shot(second, "chat-second-tab")
+    context.close()
+
+
+def test_the_stop_button_stops_the_reply(page: Page, server: Server, fake_provider: FakeProvider) -> None:
+    fake_provider.script(tokens=[f"t{i} " for i in range(200)], delay=0.05)
+    page.goto(server.url)
+    page.wait_for_selector("#connection.online")
+    send(page, "go on forever")
+    page.wait_for_function("document.querySelector('.message.assistant .body')?.innerText.length > 10")
+    page.click(".message.assistant button[data-action=stop]")
+    page.wait_for_selector(".message.assistant.stopped", timeout=5_000)
+    text = page.inner_text(".message.assistant .body")
+    page.wait_for_timeout(300)
+    assert page.inner_text(".message.assistant .body") == text, "no text arrives after the stop"
+    assert page.locator(".message.assistant button[data-action=regenerate]").count() == 1
+    shot(page, "chat-stopped")
+    fake_provider.script(tokens=["Fresh", " answer"], delay=0.0)
+    page.click(".message.assistant button[data-action=regenerate]")
+    page.wait_for_selector(".message.assistant.completed", timeout=10_000)
+    assert page.locator(".message.assistant").count() == 2
+
+
+def test_the_inspector_shows_the_flow_and_the_trace_of_a_chat(
+    page: Page, server: Server, fake_provider: FakeProvider
+) -> None:
+    page.goto(server.url)
+    page.click("#tabs button[data-tab=inspector]")
+    page.wait_for_selector("#flow-graph")
+    for node in ("api:ChatApi", "topic:chat-message", "event:AiResponse", "stream:conversation"):
+        assert page.locator(f"#flow-graph [data-node='{node}']").count() == 1, node
+    for edge_from, edge_to in (("api:ChatApi", "topic:chat-message"), ("topic:chat-message", "event:AiResponse"),
+                               ("event:AiResponse", "stream:conversation")):
+        assert page.locator(f"#flow-graph path[data-from='{edge_from}'][data-to='{edge_to}']").count() == 1
+    shot(page, "inspector-flow")
+
+    trace = f"trace-{uuid.uuid4().hex[:8]}"
+    accepted = httpx.post(f"{server.url}/chat", json={"message": "inspect me"}, headers={"x-trace-id": trace}).json()
+    page.click("#inspector nav button[data-panel=log]")
+    page.wait_for_selector("#log-rows tr.run >> text=finished", timeout=10_000)
+    assert page.locator("#log-rows tr.emit").count() >= 1
+    shot(page, "inspector-log")
+
+    page.click("#inspector nav button[data-panel=traces]")
+    page.wait_for_selector(f"#trace-list li[data-trace='{trace}']")
+    page.click(f"#trace-list li[data-trace='{trace}']")
+    page.wait_for_selector("#trace-view .trace-row")
+    view = page.inner_text("#trace-view")
+    for expected in ("ChatApi", "POST /chat", "emit chat-message", "AiResponse", "first-delta", "completed"):
+        assert expected in view, f"{expected!r} missing from the trace view:\n{view}"
+    shot(page, "inspector-trace")
+
+    page.click("#inspector nav button[data-panel=streams]")
+    page.click(f"#stream-groups li[data-group='{accepted['conversationId']}']")
+    page.wait_for_selector(f"#stream-items pre[data-id='{accepted['assistantMessageId']}']")
+    assert "completed" in page.inner_text(f"#stream-items pre[data-id='{accepted['assistantMessageId']}']")
+    shot(page, "inspector-streams")
+
+    page.click("#inspector nav button[data-panel=endpoints]")
+    page.select_option("#endpoint", label="POST /chat")
+    page.fill("#endpoint-body", '{"message": "sent from the tester"}')
+    page.click("#endpoint-send")
+    page.wait_for_selector("#endpoint-result .status >> text=200")
+    assert "Message received" in page.inner_text("#endpoint-result pre")
+    shot(page, "inspector-endpoints")
