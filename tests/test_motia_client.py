@@ -9,10 +9,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from conftest import FakeProvider, Server
-from helpers import post_chat
+from helpers import Transcript, Watcher, post_chat, read_sse
 
 CLIENT_DIR = Path(__file__).parent / "motia_client"
 TOKENS = [f"piece{i} " for i in range(15)]
@@ -95,3 +96,62 @@ async def test_two_node_clients_end_with_identical_state(
     await post_chat(server.url, "two clients", cid)
     first, second = [await watcher.final() for watcher in watchers]
     assert first["state"] == second["state"]
+
+
+async def test_every_kind_of_subscriber_ends_with_byte_identical_text(
+    node: str, server: Server, fake_provider: FakeProvider
+) -> None:
+    tokens = ["Grüße ", "🌊 ", "海 ", "e\u0301 ", '"quoted" ', "\\back\\slash ", "<b>tag</b> ", "\n", "end"] * 8
+    fake_provider.script(tokens=tokens, delay=0.01)
+    expected = "".join(tokens).encode()
+    cid = str(uuid.uuid4())
+    node_watcher = await NodeWatcher.start(node, server.ws_url, cid, "group")
+    plain, deltas = Watcher(server.ws_url, cid), Watcher(server.ws_url, cid, deltas=True)
+    await plain.__aenter__()
+    await deltas.__aenter__()
+    accepted = await post_chat(server.url, "unicode, please", cid)
+    mid = accepted["assistantMessageId"]
+    transcript = Transcript()
+    sse = asyncio.create_task(follow_sse(server, cid, transcript, mid))
+    await asyncio.sleep(0.2)
+    late = Watcher(server.ws_url, cid, deltas=True)
+    await late.__aenter__()
+    finals = await asyncio.gather(plain.until_finished(mid), deltas.until_finished(mid), late.until_finished(mid))
+    node_state = {item["id"]: item for item in (await node_watcher.final())["state"]}
+    await sse
+    for watcher in (plain, deltas, late):
+        await watcher.__aexit__()
+
+    assert [final["message"].encode() for final in finals] == [expected] * 3
+    assert rebuilt_from_deltas(deltas, mid).encode() == expected
+    assert rebuilt_from_deltas(late, mid).encode() == expected, "a mid-reply joiner: text so far, then the rest"
+    assert transcript.texts[mid].encode() == expected
+    assert node_state[mid]["message"].encode() == expected
+
+
+def rebuilt_from_deltas(watcher: Watcher, item_id: str) -> str:
+    """The text a delta subscriber assembles: the last whole item it got, plus the deltas after it."""
+    text, seq = "", 0
+    for frame in watcher.watch.frames:
+        event = frame["event"]
+        items = event["data"] if event["type"] == "sync" else [event.get("data")]
+        if event["type"] in ("sync", "create", "update"):
+            for item in items or []:
+                if item and item["id"] == item_id and item["seq"] >= seq and item["status"] != "completed":
+                    text, seq = item["message"], item["seq"]
+        elif event["type"] == "event" and event["event"]["type"] == "delta":
+            delta = event["event"]["data"]
+            if delta["id"] == item_id and delta["seq"] > seq:
+                text, seq = text + delta["delta"], delta["seq"]
+    return text
+
+
+async def follow_sse(server: Server, cid: str, transcript: Transcript, item_id: str) -> None:
+    async with httpx.AsyncClient(timeout=30) as client, client.stream(
+        "GET", f"{server.url}/api/conversations/{cid}/events"
+    ) as response:
+        async for frame in read_sse(response):
+            if not isinstance(frame, str):
+                transcript.apply(frame)
+                if transcript.status.get(item_id) in ("completed", "error", "stopped"):
+                    return

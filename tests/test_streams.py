@@ -11,7 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from streamchat.framework.changes import Change
-from streamchat.framework.store import MemoryStore, SQLiteStore, Store, store_from_url
+from streamchat.framework.store import MemoryStore, SQLiteStore, Store, StoredItem, store_from_url
 from streamchat.framework.streams import Stream, StreamHub
 from streamchat.steps.conversation_stream import ConversationMessage
 from streamchat.steps.conversation_stream import config as conversation
@@ -104,3 +104,81 @@ def test_store_urls() -> None:
     assert isinstance(absolute, SQLiteStore) and absolute.path == "/var/lib/streamchat/state.db"
     with pytest.raises(ValueError, match="unsupported STREAMCHAT_STATE_URL scheme 'redis'"):
         store_from_url("redis://localhost")
+
+
+class CountingStore(MemoryStore):
+    """The memory store, counting item writes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    async def put_item(self, stream: str, group: str, item: StoredItem) -> None:
+        self.writes += 1
+        await super().put_item(stream, group, item)
+
+
+async def test_appends_are_persisted_coalesced_and_the_final_text_before_completed_is_published() -> None:
+    store = CountingStore()
+    hub = StreamHub(store, {"conversation": conversation})
+    stream: Stream[ConversationMessage] = Stream(conversation, hub)
+    seen_in_store_when_completed: list[str] = []
+
+    class Checker(Recorder):
+        def push(self, change: Change) -> None:
+            super().push(change)
+            if change.kind == "update" and change.payload["status"] == "completed":
+                stored = store._items["conversation", "g"]["r"]
+                seen_in_store_when_completed.append(stored.data["message"])
+
+    plain, deltas = Checker(), Recorder()
+    await hub.subscribe(plain, "conversation", "g")
+    await hub.subscribe(deltas, "conversation", "g", deltas=True)
+    await stream.set("g", "r", message("", "streaming", "assistant"))
+    pieces = [f"p{i} " for i in range(2000)]
+    for piece in pieces:
+        await stream.append("g", "r", "message", piece)
+    writes_while_streaming = store.writes
+    await stream.set("g", "r", message("".join(pieces), "completed", "assistant"))
+
+    assert writes_while_streaming <= 2, f"{writes_while_streaming} store writes for 2000 appends"
+    assert seen_in_store_when_completed == ["".join(pieces)], "completed was published before the text was stored"
+    delta_frames = [f for f in deltas.frames if f["event"]["type"] == "event"]
+    assert "".join(f["event"]["event"]["data"]["delta"] for f in delta_frames) == "".join(pieces)
+    plain_updates = [f for f in plain.frames if f["event"]["type"] == "update"]
+    assert len(plain_updates) <= 3, "plain subscribers get coalesced whole items, not one per append"
+    assert plain_updates[-1]["event"]["data"]["message"] == "".join(pieces)
+
+
+async def test_reads_see_the_live_text_and_a_restart_keeps_the_flushed_text(tmp_path: Path) -> None:
+    store = SQLiteStore(str(tmp_path / "live.db"))
+    await store.connect()
+    hub = StreamHub(store, {"conversation": conversation})
+    stream: Stream[ConversationMessage] = Stream(conversation, hub)
+    await stream.set("g", "r", message("", "streaming", "assistant"))
+    for piece in ("a", "b", "c"):
+        await stream.append("g", "r", "message", piece)
+    live = await stream.get("g", "r")
+    assert live is not None and live.data.message == "abc"
+    assert [item.data.message for item in await stream.get_group("g")] == ["abc"]
+    await hub.close()
+    await store.disconnect()
+
+    reopened = SQLiteStore(str(tmp_path / "live.db"))
+    await reopened.connect()
+    again = StreamHub(reopened, {"conversation": conversation})
+    item = await Stream(conversation, again).get("g", "r")
+    assert item is not None and item.data.message == "abc", "shutdown flushes the streaming text"
+    next_seq = (await Stream(conversation, again).set("g", "x", message("later"))).seq
+    assert next_seq > item.seq, "seq keeps rising across a restart"
+    await reopened.disconnect()
+
+
+async def test_append_refuses_unknown_items_and_non_text_fields() -> None:
+    hub = StreamHub(MemoryStore(), {"conversation": conversation})
+    stream: Stream[ConversationMessage] = Stream(conversation, hub)
+    with pytest.raises(LookupError):
+        await stream.append("g", "missing", "message", "x")
+    await stream.set("g", "r", message(""))
+    with pytest.raises(ValueError, match="no string field 'status'"):
+        await stream.append("g", "r", "status", "x")
