@@ -182,3 +182,22 @@ async def test_append_refuses_unknown_items_and_non_text_fields() -> None:
     await stream.set("g", "r", message(""))
     with pytest.raises(ValueError, match="no string field 'status'"):
         await stream.append("g", "r", "status", "x")
+
+
+async def test_resume_buffers_are_bounded_and_fall_back_to_a_snapshot(monkeypatch: pytest.MonkeyPatch) -> None:
+    import streamchat.framework.streams as streams_module
+
+    monkeypatch.setattr(streams_module, "REPLAY_BUDGET", 50)
+    hub = StreamHub(MemoryStore(), {"conversation": conversation})
+    stream: Stream[ConversationMessage] = Stream(conversation, hub)
+    await stream.set("old", "a", message("old news"))
+    await stream.set("busy", "r", message("", "streaming", "assistant"))
+    for index in range(100):
+        await stream.append("busy", "r", "message", f"{index} ")
+    assert not hub._groups["conversation", "old"].replay, "the idle group's buffer went first"
+
+    resumed_busy, resumed_old = Recorder(), Recorder()
+    await hub.subscribe(resumed_busy, "conversation", "busy", deltas=True, after_seq=95, sse=True)
+    await hub.subscribe(resumed_old, "conversation", "old", deltas=True, after_seq=0, sse=True)
+    assert [f["event"]["type"] for f in resumed_busy.frames] == ["event"] * 6, "recent changes replay exactly"
+    assert [f["event"]["type"] for f in resumed_old.frames] == ["update"], "a trimmed group resumes from a snapshot"

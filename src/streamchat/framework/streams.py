@@ -37,6 +37,7 @@ logger = logging.getLogger("streamchat.streams")
 CLIENT_FLUSH_SECONDS = 0.025
 STORE_FLUSH_SECONDS = 0.5
 REPLAY_LIMIT = 10_000
+REPLAY_BUDGET = 200_000
 IDLE_GROUPS_KEPT = 10_000
 Audience = Literal["all", "delta", "plain"]
 
@@ -116,6 +117,7 @@ class StreamHub:
         self.configs = dict(configs)
         self._groups: OrderedDict[tuple[str, str], GroupState] = OrderedDict()
         self._flushes: set[asyncio.Task[None]] = set()
+        self._retained = 0
 
     # -- bookkeeping -----------------------------------------------------------------------
 
@@ -137,11 +139,12 @@ class StreamHub:
         return state
 
     def _evict_idle(self) -> None:
-        excess = len(self._groups) - IDLE_GROUPS_KEPT
-        if excess <= 0:
+        """Forget the least recently used idle groups, in batches so the scan is rare."""
+        if len(self._groups) <= IDLE_GROUPS_KEPT * 1.1:
             return
+        excess = len(self._groups) - IDLE_GROUPS_KEPT
         for key in [key for key, state in self._groups.items() if state.idle()][:excess]:
-            del self._groups[key]
+            self._retained -= len(self._groups.pop(key).replay)
 
     async def _next_seq(self, state: GroupState, stream: str, group: str) -> int:
         if state.seq >= state.reserved:
@@ -171,9 +174,26 @@ class StreamHub:
                 subscriber.push(change)
 
     def _record(self, state: GroupState, change: Change, audience: Audience = "all") -> None:
-        """Every seq-numbered change is kept for SSE resume, then published."""
+        """Every seq-numbered change is kept for SSE resume, then published.
+
+        Memory is bounded twice: per group (REPLAY_LIMIT) and in all (REPLAY_BUDGET); past the
+        budget the least recently active groups lose their buffers, and a client resuming one
+        of them gets a snapshot instead.
+        """
+        if len(state.replay) < REPLAY_LIMIT:
+            self._retained += 1
         state.replay.append(change)
+        if self._retained > REPLAY_BUDGET:
+            self._trim_replays(keep=state)
         self._publish(state, change, audience)
+
+    def _trim_replays(self, keep: GroupState) -> None:
+        for state in self._groups.values():
+            if self._retained <= REPLAY_BUDGET * 0.8:
+                return
+            if state is not keep:
+                self._retained -= len(state.replay)
+                state.replay.clear()
 
     # -- writes ----------------------------------------------------------------------------
 
