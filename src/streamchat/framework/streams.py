@@ -8,9 +8,11 @@ serialised by a per-group lock, so a subscriber that joins gets a snapshot and t
 changes after it, never one twice or out of order.
 
 A growing text field is streamed with `append`: O(1) per piece. Subscribers that asked for
-deltas get each piece at once; plain Motia subscribers get the whole item, coalesced to at most
-one update per item every 25 ms; the store is written at most every 0.5 s. `set` (e.g. the final
-`completed`) writes through to the store before it is published.
+deltas get each piece at once. Plain Motia subscribers get the whole item, coalesced: at most one
+update every 25 ms, and only once the text has grown by 5% since the last one they got (or after
+a second of quiet) — so the first token goes out at once, and the bytes they receive stay linear
+in the reply's length instead of growing with its square. The store is written at most every
+0.5 s. `set` (e.g. the final `completed`) writes through to the store before it is published.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ M = TypeVar("M", bound=BaseModel)
 logger = logging.getLogger("streamchat.streams")
 
 CLIENT_FLUSH_SECONDS = 0.025
+PLAIN_GROWTH = 0.05
+PLAIN_QUIET_SECONDS = 1.0
 STORE_FLUSH_SECONDS = 0.5
 REPLAY_LIMIT = 10_000
 REPLAY_BUDGET = 200_000
@@ -74,6 +78,10 @@ class LiveItem:
     parts: list[str]
     seq: int
     stored_seq: int
+    length: int = 0
+    sent_length: int = 0
+    flushed_at: float = 0.0
+    client_due: float = 0.0
     client_timer: asyncio.TimerHandle | None = None
     store_timer: asyncio.TimerHandle | None = None
 
@@ -104,6 +112,7 @@ class GroupState:
     replay: deque[Change] = field(default_factory=lambda: deque(maxlen=REPLAY_LIMIT))
     members: dict[Subscriber, bool] = field(default_factory=dict)
     item_members: dict[str, dict[Subscriber, bool]] = field(default_factory=dict)
+    plain_members: int = 0
 
     def idle(self) -> bool:
         return not (self.live or self.members or self.item_members or self.lock.locked())
@@ -221,23 +230,42 @@ class StreamHub:
                 stored = await self.store.get_item(stream, group, item_id)
                 if stored is None:
                     raise UnknownItemError(f"{stream}/{group}/{item_id}: no such item to append to")
-                live = LiveItem(stored.data, field_name, [str(stored.data.get(field_name, ""))], stored.seq,
-                                stored.seq)
+                current = str(stored.data.get(field_name, ""))
+                live = LiveItem(stored.data, field_name, [current], stored.seq, stored.seq, len(current), len(current))
                 state.live[item_id] = live
             elif live.field != field_name:
                 raise ValueError(f"{item_id} is already streaming into {live.field!r}, not {field_name!r}")
             seq = await self._next_seq(state, stream, group)
             live.parts.append(text)
+            live.length += len(text)
             live.seq = seq
             delta = {"id": item_id, "seq": seq, "delta": text}
             self._record(state, self._change(state, stream, group, item_id, "delta", delta, seq), "delta")
             loop = asyncio.get_running_loop()
-            if live.client_timer is None:
-                live.client_timer = loop.call_later(CLIENT_FLUSH_SECONDS, self._flush_clients, stream, group, item_id)
+            if state.plain_members:
+                self._schedule_plain(loop, stream, group, item_id, live)
             if live.store_timer is None:
                 live.store_timer = loop.call_later(STORE_FLUSH_SECONDS, self._spawn_store_flush, stream, group,
                                                    item_id, live)
             return seq
+
+    def _schedule_plain(
+        self, loop: asyncio.AbstractEventLoop, stream: str, group: str, item_id: str, live: LiveItem
+    ) -> None:
+        """Decide when plain subscribers next get the whole item (see the module docstring)."""
+        now = loop.time()
+        grown = live.length - live.sent_length >= max(1.0, live.sent_length * PLAIN_GROWTH)
+        due = max(now, live.flushed_at + CLIENT_FLUSH_SECONDS) if grown else now + PLAIN_QUIET_SECONDS
+        if live.client_timer is not None:
+            if live.client_due <= due:
+                return
+            live.client_timer.cancel()
+            live.client_timer = None
+        if due <= now:
+            self._flush_clients(stream, group, item_id)
+        else:
+            live.client_due = due
+            live.client_timer = loop.call_at(due, self._flush_clients, stream, group, item_id)
 
     def _flush_clients(self, stream: str, group: str, item_id: str) -> None:
         """Send plain (non-delta) subscribers the whole item as it is now."""
@@ -246,6 +274,8 @@ class StreamHub:
         if state is None or live is None:
             return
         live.client_timer = None
+        live.flushed_at = asyncio.get_running_loop().time()
+        live.sent_length = live.length
         item = live.item(item_id)
         self._publish(state, self._change(state, stream, group, item_id, "update", item, live.seq), "plain")
 
@@ -353,10 +383,11 @@ class StreamHub:
                 else:
                     payload: Any = items if item_id is None else (items[0] if items else None)
                     subscriber.push(self._change(state, stream, group, item_id, "sync", payload, state.seq))
-            if item_id is None:
-                state.members[subscriber] = deltas
-            else:
-                state.item_members.setdefault(item_id, {})[subscriber] = deltas
+            room = state.members if item_id is None else state.item_members.setdefault(item_id, {})
+            if room.get(subscriber) is False:
+                state.plain_members -= 1
+            room[subscriber] = deltas
+            state.plain_members += not deltas
 
     @staticmethod
     def _can_replay(state: GroupState, after_seq: int) -> bool:
@@ -370,13 +401,11 @@ class StreamHub:
         state = self._groups.get((stream, group))
         if state is None:
             return
-        if item_id is None:
-            state.members.pop(subscriber, None)
-        elif item_id in state.item_members:
-            members = state.item_members[item_id]
-            members.pop(subscriber, None)
-            if not members:
-                del state.item_members[item_id]
+        room = state.members if item_id is None else state.item_members.get(item_id, {})
+        if room.pop(subscriber, True) is False:
+            state.plain_members -= 1
+        if item_id is not None and not room:
+            state.item_members.pop(item_id, None)
 
     def subscriber_count(self, stream: str, group: str) -> int:
         state = self._groups.get((stream, group))
