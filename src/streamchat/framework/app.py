@@ -62,6 +62,11 @@ def build_app(
         add_api_step(app, runtime, step)
     app.include_router(workbench_router(runtime))
 
+    @app.get("/api/admin/stats", tags=["admin"])
+    async def stats() -> dict[str, Any]:
+        """Counters for operators and the benchmark."""
+        return {"storeWrites": runtime.store.writes, "subscribers": runtime.hub.total_subscribers()}
+
     @app.get("/api/admin/dead-letters", tags=["admin"])
     async def dead_letters() -> dict[str, Any]:
         """Events whose handler kept failing after every retry."""

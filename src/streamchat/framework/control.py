@@ -81,27 +81,32 @@ class Stoppable(Generic[T]):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._pump
 
-    async def iterate(self, source: AsyncIterator[T]) -> AsyncIterator[T]:
-        """Yield from `source` until it ends, raises (re-raised here), or the scope is stopped."""
-        if self.stopped:
+    def iterate(self, source: AsyncIterator[T]) -> AsyncIterator[T]:
+        """Start pulling from `source` at once (in the pump task) and yield what it gives, until it
+        ends, raises (re-raised here), or the scope is stopped. Starting early lets a caller do other
+        work, such as a status write, while the first item is on its way."""
+        if not self.stopped:
+            self._pump = asyncio.create_task(self._pull(source))
+        return self._drain()
+
+    async def _pull(self, source: AsyncIterator[T]) -> None:
+        try:
+            async for value in source:
+                self._queue.put_nowait(value)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as error:
+            self._queue.put_nowait(error)
+        finally:
+            self._queue.put_nowait(_END)
+            close = getattr(source, "aclose", None)
+            if close is not None:
+                with contextlib.suppress(BaseException):
+                    await close()
+
+    async def _drain(self) -> AsyncIterator[T]:
+        if self._pump is None:
             return
-
-        async def pump() -> None:
-            try:
-                async for value in source:
-                    self._queue.put_nowait(value)
-            except asyncio.CancelledError:
-                raise
-            except BaseException as error:
-                self._queue.put_nowait(error)
-            finally:
-                self._queue.put_nowait(_END)
-                close = getattr(source, "aclose", None)
-                if close is not None:
-                    with contextlib.suppress(BaseException):
-                        await close()
-
-        self._pump = asyncio.create_task(pump())
         try:
             while (value := await self._queue.get()) is not _END:
                 if isinstance(value, BaseException):

@@ -11,8 +11,9 @@ A growing text field is streamed with `append`: O(1) per piece. Subscribers that
 deltas get each piece at once. Plain Motia subscribers get the whole item, coalesced: at most one
 update every 25 ms, and only once the text has grown by 5% since the last one they got (or after
 a second of quiet) — so the first token goes out at once, and the bytes they receive stay linear
-in the reply's length instead of growing with its square. The store is written at most every
-0.5 s. `set` (e.g. the final `completed`) writes through to the store before it is published.
+in the reply's length instead of growing with its square. The store gets every streaming item's
+text in one batched write every 0.5 s. `set` (e.g. the final `completed`) writes through to the
+store before it is published.
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ class LiveItem:
     flushed_at: float = 0.0
     client_due: float = 0.0
     client_timer: asyncio.TimerHandle | None = None
-    store_timer: asyncio.TimerHandle | None = None
+    dirty: bool = False
 
     def text(self) -> str:
         if len(self.parts) > 1:
@@ -94,10 +95,12 @@ class LiveItem:
         return {**self.data, self.field: self.text(), "id": item_id, "seq": self.seq}
 
     def cancel_timers(self) -> None:
-        for timer in (self.client_timer, self.store_timer):
-            if timer is not None:
-                timer.cancel()
-        self.client_timer = self.store_timer = None
+        if self.client_timer is not None:
+            self.client_timer.cancel()
+            self.client_timer = None
+
+    def snapshot(self, item_id: str) -> StoredItem:
+        return StoredItem(item_id, {**self.data, self.field: self.text()}, self.seq)
 
 
 @dataclass(eq=False)
@@ -125,7 +128,8 @@ class StreamHub:
         self.store = store
         self.configs = dict(configs)
         self._groups: OrderedDict[tuple[str, str], GroupState] = OrderedDict()
-        self._flushes: set[asyncio.Task[None]] = set()
+        self._dirty: dict[tuple[str, str, str], LiveItem] = {}
+        self._flusher: asyncio.Task[None] | None = None
         self._retained = 0
 
     # -- bookkeeping -----------------------------------------------------------------------
@@ -213,11 +217,11 @@ class StreamHub:
             live = state.live.pop(item_id, None)
             if live is not None:
                 live.cancel_timers()
-            existed = live is not None or await self.store.get_item(stream, group, item_id) is not None
+                self._dirty.pop((stream, group, item_id), None)
             seq = await self._next_seq(state, stream, group)
-            await self.store.put_item(stream, group, StoredItem(item_id, data, seq))
+            created = await self.store.put_item(stream, group, StoredItem(item_id, data, seq))
             item = {**data, "id": item_id, "seq": seq}
-            self._record(state, self._change(state, stream, group, item_id, "update" if existed else "create",
+            self._record(state, self._change(state, stream, group, item_id, "create" if created else "update",
                                              item, seq))
             return item
 
@@ -244,9 +248,11 @@ class StreamHub:
             loop = asyncio.get_running_loop()
             if state.plain_members:
                 self._schedule_plain(loop, stream, group, item_id, live)
-            if live.store_timer is None:
-                live.store_timer = loop.call_later(STORE_FLUSH_SECONDS, self._spawn_store_flush, stream, group,
-                                                   item_id, live)
+            if not live.dirty:
+                live.dirty = True
+                self._dirty[stream, group, item_id] = live
+                if self._flusher is None or self._flusher.done():
+                    self._flusher = loop.create_task(self._flush_store_periodically())
             return seq
 
     def _schedule_plain(
@@ -279,29 +285,31 @@ class StreamHub:
         item = live.item(item_id)
         self._publish(state, self._change(state, stream, group, item_id, "update", item, live.seq), "plain")
 
-    def _spawn_store_flush(self, stream: str, group: str, item_id: str, live: LiveItem) -> None:
-        task = asyncio.get_running_loop().create_task(self._flush_store(stream, group, item_id, live))
-        self._flushes.add(task)
-        task.add_done_callback(self._flushes.discard)
+    async def _flush_store_periodically(self) -> None:
+        """Persist streaming items' text every STORE_FLUSH_SECONDS, all of them in one batch."""
+        while self._dirty:
+            await asyncio.sleep(STORE_FLUSH_SECONDS)
+            await self._flush_store()
 
-    async def _flush_store(self, stream: str, group: str, item_id: str, live: LiveItem) -> None:
-        state = self._groups.get((stream, group))
-        if state is None:
-            return
-        async with state.lock:
-            live.store_timer = None
-            if state.live.get(item_id) is not live or live.seq == live.stored_seq:
-                return
-            seq = live.seq
+    async def _flush_store(self) -> None:
+        batch, self._dirty = self._dirty, {}
+        by_stream: dict[str, list[tuple[str, StoredItem, LiveItem]]] = {}
+        for (stream, group, item_id), live in batch.items():
+            live.dirty = False
+            state = self._groups.get((stream, group))
+            if state is not None and state.live.get(item_id) is live and live.seq > live.stored_seq:
+                by_stream.setdefault(stream, []).append((group, live.snapshot(item_id), live))
+        for stream, rows in by_stream.items():
             try:
-                snapshot = StoredItem(item_id, {**live.data, live.field: live.text()}, seq)
-                await self.store.put_item(stream, group, snapshot)
+                await self.store.put_items(stream, [(group, snapshot) for group, snapshot, _ in rows])
             except Exception:
-                logger.exception("could not persist a streaming item; will retry", extra={"item": item_id})
-                live.store_timer = asyncio.get_running_loop().call_later(
-                    STORE_FLUSH_SECONDS, self._spawn_store_flush, stream, group, item_id, live)
-                return
-            live.stored_seq = seq
+                logger.exception("could not persist streaming items; will retry", extra={"items": len(rows)})
+                for group, snapshot, live in rows:
+                    live.dirty = True
+                    self._dirty[stream, group, snapshot.id] = live
+                continue
+            for _, snapshot, live in rows:
+                live.stored_seq = max(live.stored_seq, snapshot.seq)
 
     async def delete(self, stream: str, group: str, item_id: str) -> JSON | None:
         state = self._group(stream, group)
@@ -309,6 +317,7 @@ class StreamHub:
             live = state.live.pop(item_id, None)
             if live is not None:
                 live.cancel_timers()
+                self._dirty.pop((stream, group, item_id), None)
             stored = await self.store.get_item(stream, group, item_id)
             if stored is None:
                 return None
@@ -407,19 +416,23 @@ class StreamHub:
         if item_id is not None and not room:
             state.item_members.pop(item_id, None)
 
+    def total_subscribers(self) -> int:
+        return sum(len(s.members) + sum(map(len, s.item_members.values())) for s in self._groups.values())
+
     def subscriber_count(self, stream: str, group: str) -> int:
         state = self._groups.get((stream, group))
         return 0 if state is None else len(state.members) + sum(map(len, state.item_members.values()))
 
     async def close(self) -> None:
         """Persist every streaming item's latest text (graceful shutdown)."""
-        for (stream, group), state in list(self._groups.items()):
-            for item_id, live in list(state.live.items()):
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+        for state in self._groups.values():
+            for live in state.live.values():
                 live.cancel_timers()
-                await self._flush_store(stream, group, item_id, live)
-        for task in list(self._flushes):
-            with contextlib.suppress(Exception):
-                await task
+        await self._flush_store()
 
 
 StreamObserver = Callable[[str, str, str, str, Mapping[str, Any]], None]

@@ -61,7 +61,8 @@ async def handler(data: ChatMessageEvent, ctx: Context) -> None:
     stream = ctx.streams.conversation
     cid, reply_id = data.conversationId, data.assistantMessageId
     async with ctx.stoppable(reply_id) as control:
-        current = await stream.get(cid, reply_id)
+        items = await stream.get_group(cid)
+        current = next((item for item in items if item.id == reply_id), None)
         if current is None:
             ctx.logger.warning("reply message no longer exists; nothing to do", extra={"messageId": reply_id})
             return
@@ -71,13 +72,14 @@ async def handler(data: ChatMessageEvent, ctx: Context) -> None:
             return
 
         settings = get_settings()
-        items = await stream.get_group(cid)
         until = data.userMessageId or _turn_before(items, reply_id)
         turns = [ChatTurn("system", settings.system_prompt), *history(items, until, settings.history_chars)]
         pieces: list[str] = []
+        # The provider request starts now; the status write below overlaps its time to first token.
+        replying = control.iterate(current_provider().stream(turns))
         await stream.set(cid, reply_id, reply.model_copy(update={"message": "", "status": "streaming"}))
         try:
-            async for piece in control.iterate(current_provider().stream(turns)):
+            async for piece in replying:
                 pieces.append(piece)
                 await stream.append(cid, reply_id, "message", piece)
         except ProviderError as error:

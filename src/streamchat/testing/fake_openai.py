@@ -2,10 +2,12 @@
 
 Tests and the benchmark drive it through `/control`:
   POST /control {"tokens": [...], "delay": 0.01, "ttft": 0.0, "fail": [500, 429],
-                 "hang_up_after": 3, "retry_after_ms": 10, "hold": false}
+                 "hang_up_after": 3, "retry_after_ms": 10, "hold": false, "count": 200, "stamp": true}
 sets how the next replies behave (`fail` statuses are used up one per request);
 GET /control/requests lists the request bodies received; POST /control/reset restores defaults.
-A request whose last message contains `[tokens=N]` gets N tokens instead of the scripted ones.
+A request whose last message contains `[tokens=N]` gets N tokens instead of the scripted ones;
+`count` makes every reply N tokens long; with `stamp`, each token is its own send time
+(` 1764000000.123456`), so a client can measure the delivery lag of every token.
 
 Run: python -m streamchat.testing.fake_openai --port 8900
 """
@@ -44,6 +46,8 @@ class Script:
     hang_up_after: int | None = None
     retry_after_ms: int = 10
     hold: bool = False
+    count: int | None = None
+    stamp: bool = False
 
 
 class FakeOpenAI:
@@ -95,7 +99,7 @@ class FakeOpenAI:
                 {"error": {"message": f"scripted failure {status}", "type": "server_error"}},
                 status_code=status, headers={"retry-after-ms": str(script.retry_after_ms)},
             )
-        tokens = script.tokens
+        tokens = script.tokens if script.count is None else [f" t{i}" for i in range(script.count)]
         last = str(body.get("messages", [{}])[-1].get("content", ""))
         if match := _TOKEN_COUNT.search(last):
             tokens = [f" t{i}" for i in range(int(match.group(1)))]
@@ -132,8 +136,9 @@ class FakeOpenAI:
                 raise HangUp("scripted hang-up")
             if index and script.delay:
                 await asyncio.sleep(script.delay)
-            chunk = {**base, "t": time.time(),
-                     "choices": [{"index": 0, "delta": {"content": token}, "finish_reason": None}]}
+            if script.stamp:
+                token = f" {time.time():.6f}"
+            chunk = {**base, "choices": [{"index": 0, "delta": {"content": token}, "finish_reason": None}]}
             yield _sse(chunk)
             record["sent"] = index + 1
         yield _sse({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})

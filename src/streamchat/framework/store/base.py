@@ -30,6 +30,9 @@ class Store(ABC):
     #: (SQLite, memory) hands out blocks, so a token costs no write; shared stores use 1.
     seq_block: int = 1
 
+    #: Writes made so far (items, state, seq reservations): the benchmark reports writes per reply.
+    writes: int = 0
+
     async def connect(self) -> None:
         """Open connections and create the schema if needed."""
 
@@ -44,8 +47,17 @@ class Store(ABC):
         """
 
     @abstractmethod
-    async def put_item(self, stream: str, group: str, item: StoredItem) -> None:
-        """Insert or replace an item; a new item is ordered after every existing one."""
+    async def put_item(self, stream: str, group: str, item: StoredItem) -> bool:
+        """Insert an item, or replace it if `item.seq` is newer than the stored one; True if it was new.
+
+        A new item is ordered after every existing one. The seq guard makes writes safe to race:
+        an older snapshot landing late never overwrites a newer one.
+        """
+
+    async def put_items(self, stream: str, items: list[tuple[str, StoredItem]]) -> None:
+        """Write many (group, item) pairs, e.g. a periodic flush; one transaction where the store can."""
+        for group, item in items:
+            await self.put_item(stream, group, item)
 
     @abstractmethod
     async def get_item(self, stream: str, group: str, item_id: str) -> StoredItem | None:

@@ -18,11 +18,16 @@ class MemoryStore(Store):
     seq_block = 1000
 
     async def reserve_seq(self, stream: str, group: str, count: int) -> int:
+        self.writes += 1
         self._seqs[stream, group] += count
         return self._seqs[stream, group]
 
-    async def put_item(self, stream: str, group: str, item: StoredItem) -> None:
-        self._items[stream, group][item.id] = item
+    async def put_item(self, stream: str, group: str, item: StoredItem) -> bool:
+        self.writes += 1
+        current = self._items[stream, group].get(item.id)
+        if current is None or item.seq > current.seq:
+            self._items[stream, group][item.id] = item
+        return current is None
 
     async def get_item(self, stream: str, group: str, item_id: str) -> StoredItem | None:
         return self._items[stream, group].get(item_id)
@@ -42,6 +47,7 @@ class MemoryStore(Store):
         return self._state[scope].get(key)
 
     async def state_set(self, scope: str, key: str, value: JSON) -> None:
+        self.writes += 1
         self._state[scope][key] = value
 
     async def state_delete(self, scope: str, key: str) -> None:

@@ -38,11 +38,17 @@ CREATE TABLE IF NOT EXISTS state (
 """
 
 
-class SQLiteStore(Store):
-    """One SQLite file in WAL mode, one connection; each call is one committed transaction.
+PUT_ITEM = (
+    "INSERT INTO stream_items (stream, group_id, id, data, seq, position) VALUES (?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (stream, group_id, id) DO UPDATE SET data = excluded.data, seq = excluded.seq "
+    "WHERE excluded.seq > stream_items.seq"
+)
 
-    Calls are serialised by a lock: a single sqlite connection cannot commit while another
-    coroutine's statement is still open on it.
+
+class SQLiteStore(Store):
+    """One SQLite file in WAL mode, one connection in autocommit mode: each write is one
+    statement and one trip to aiosqlite's thread. Calls are serialised by a lock, since one
+    sqlite connection runs one statement at a time.
     """
 
     def __init__(self, path: str) -> None:
@@ -59,11 +65,10 @@ class SQLiteStore(Store):
     async def connect(self) -> None:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = await aiosqlite.connect(self.path)
+        self._db = await aiosqlite.connect(self.path, isolation_level=None)
         await self._db.execute("PRAGMA journal_mode=WAL")
         await self._db.execute("PRAGMA synchronous=NORMAL")
         await self._db.executescript(SCHEMA)
-        await self._db.commit()
 
     async def disconnect(self) -> None:
         if self._db is not None:
@@ -75,15 +80,10 @@ class SQLiteStore(Store):
             return list(await self.db.execute_fetchall(sql, tuple(params)))
 
     async def _write(self, sql: str, params: Iterable[Any]) -> list[Any]:
-        """Run one statement (rows from RETURNING are fetched) and commit it."""
+        """Run one statement, committed on its own (rows from RETURNING are fetched)."""
         async with self._lock:
-            try:
-                rows = list(await self.db.execute_fetchall(sql, tuple(params)))
-                await self.db.commit()
-            except BaseException:
-                await self.db.rollback()
-                raise
-            return rows
+            self.writes += 1
+            return list(await self.db.execute_fetchall(sql, tuple(params)))
 
     seq_block = 1000
 
@@ -95,12 +95,26 @@ class SQLiteStore(Store):
         )
         return int(rows[0][0])
 
-    async def put_item(self, stream: str, group: str, item: StoredItem) -> None:
-        await self._write(
-            "INSERT INTO stream_items (stream, group_id, id, data, seq, position) VALUES (?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (stream, group_id, id) DO UPDATE SET data = excluded.data, seq = excluded.seq",
-            (stream, group, item.id, orjson.dumps(item.data).decode(), item.seq, item.seq),
+    async def put_item(self, stream: str, group: str, item: StoredItem) -> bool:
+        # `position` is the seq an item was created with and never changes, so right after the
+        # upsert `position = seq` holds exactly when the row is new.
+        rows = await self._write(
+            PUT_ITEM + " RETURNING position = seq", (stream, group, item.id, orjson.dumps(item.data).decode(),
+                                                     item.seq, item.seq),
         )
+        return bool(rows and rows[0][0])
+
+    async def put_items(self, stream: str, items: list[tuple[str, StoredItem]]) -> None:
+        rows = [(stream, group, item.id, orjson.dumps(item.data).decode(), item.seq, item.seq) for group, item in items]
+        async with self._lock:
+            self.writes += 1
+            await self.db.execute("BEGIN")
+            try:
+                await self.db.executemany(PUT_ITEM, rows)
+            except BaseException:
+                await self.db.execute("ROLLBACK")
+                raise
+            await self.db.execute("COMMIT")
 
     async def get_item(self, stream: str, group: str, item_id: str) -> StoredItem | None:
         rows = await self._read(

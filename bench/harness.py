@@ -1,0 +1,260 @@
+"""Processes and clients for the benchmark: a fake provider, server processes, WebSocket and SSE watchers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import websockets
+from websockets.asyncio.client import ClientConnection
+
+ROOT = Path(__file__).resolve().parent.parent
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+FINISHED = ("completed", "error", "stopped")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def percentiles(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"p50": None, "p95": None, "p99": None, "n": 0}
+    ordered = sorted(values)
+
+    def at(q: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 3)
+
+    return {"p50": at(0.50), "p95": at(0.95), "p99": at(0.99), "n": len(ordered)}
+
+
+class Process:
+    """A child process on a loopback port, with its CPU time and peak memory readable from /proc."""
+
+    def __init__(self, args: list[str], env: dict[str, str], health: str, log: Path) -> None:
+        self.log = log
+        with log.open("wb") as out:
+            self.popen = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.popen.poll() is not None:
+                raise RuntimeError(f"{args} exited:\n{log.read_text()[-3000:]}")
+            try:
+                if httpx.get(health, timeout=1).status_code < 500:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        raise TimeoutError(f"{health} did not come up")
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.popen.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+    def peak_rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.popen.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+        return 0.0
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(20)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+
+
+class Fake:
+    """The fake OpenAI-compatible provider as its own process."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = Process([sys.executable, "-m", "streamchat.testing.fake_openai", "--port", str(self.port)],
+                               dict(os.environ), f"{self.url}/control/requests", workdir / "fake.log")
+
+    def script(self, **settings: Any) -> None:
+        httpx.post(f"{self.url}/control/reset").raise_for_status()
+        httpx.post(f"{self.url}/control", json=settings).raise_for_status()
+
+
+class Server:
+    """One streamchat server process with its own SQLite file."""
+
+    def __init__(self, workdir: Path, fake: Fake | None, **env: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.ws_url = f"ws://127.0.0.1:{self.port}/"
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("STREAMCHAT_", "OPENAI_"))}
+        db = Path(tempfile.mkdtemp(dir=workdir)) / "state.db"
+        base.update({"STREAMCHAT_STATE_URL": f"sqlite:///{db}", "STREAMCHAT_LOG_LEVEL": "WARNING",
+                     "STREAMCHAT_DATA_DIR": str(ROOT / ".streamchat")})
+        if fake is not None:
+            base.update({"OPENAI_API_KEY": "sk-bench", "OPENAI_BASE_URL": f"{fake.url}/v1", "OPENAI_MODEL": "bench"})
+        base.update(env)
+        self.process = Process([sys.executable, "-m", "streamchat", "serve", "--port", str(self.port)], base,
+                               f"{self.url}/healthz", workdir / f"server-{self.port}.log")
+
+    def store_writes(self) -> int:
+        return int(httpx.get(f"{self.url}/api/admin/stats").json()["storeWrites"])
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+@dataclass
+class WatchResult:
+    """What one subscriber saw of one reply."""
+
+    first_token_at: float | None = None
+    done_at: float | None = None
+    status: str | None = None
+    text: str = ""
+    bytes_received: int = 0
+    wire_bytes: int = 0
+    pieces: int = 0
+    lags_ms: list[float] = field(default_factory=list)
+
+
+def stamps(text: str) -> list[float]:
+    return [float(part) for part in text.split()]
+
+
+class CountingConnection(ClientConnection):
+    """A WebSocket client connection that counts the bytes that actually cross the wire
+    (after permessage-deflate, which the server and this client negotiate)."""
+
+    wire_bytes = 0
+
+    def data_received(self, data: bytes) -> None:
+        self.wire_bytes += len(data)
+        super().data_received(data)
+
+
+class WsWatcher:
+    """A WebSocket subscriber of one conversation: plain Motia protocol, or with deltas."""
+
+    def __init__(self, ws_url: str, cid: str, deltas: bool, measure_lag: bool = False) -> None:
+        self.ws_url, self.cid, self.deltas, self.measure_lag = ws_url, cid, deltas, measure_lag
+        self.result = WatchResult()
+        self.reply_id: str | None = None
+        self.ready = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self.task = asyncio.create_task(self._run())
+        await asyncio.wait_for(self.ready.wait(), 60)
+
+    async def _run(self) -> None:
+        join: dict[str, Any] = {"streamName": "conversation", "groupId": self.cid, "subscriptionId": str(uuid.uuid4())}
+        if self.deltas:
+            join["delta"] = True
+        async with websockets.connect(self.ws_url, max_size=None, open_timeout=60,
+                                      create_connection=CountingConnection) as ws:
+            await ws.send(orjson.dumps({"type": "join", "data": join}).decode())
+            async for raw in ws:
+                now = time.time()
+                self.result.bytes_received += len(raw)
+                if self._handle(orjson.loads(raw), now):
+                    self.result.wire_bytes = ws.wire_bytes  # type: ignore[attr-defined]
+                    return
+
+    def _handle(self, frame: dict[str, Any], now: float) -> bool:
+        event = frame["event"]
+        if event["type"] == "sync":
+            self.ready.set()
+            return False
+        if event["type"] == "event" and event["event"]["type"] == "delta":
+            piece = event["event"]["data"]["delta"]
+            self._text(self.result.text + piece, piece, now)
+            return False
+        item = event.get("data")
+        if not isinstance(item, dict) or item.get("from") != "assistant":
+            return False
+        if self.reply_id is None:
+            self.reply_id = item["id"]
+        if item["id"] != self.reply_id:
+            return False
+        new = item["message"][len(self.result.text):] if item["message"].startswith(self.result.text) else ""
+        self._text(item["message"], new, now)
+        if item["status"] in FINISHED:
+            self.result.status, self.result.done_at = item["status"], now
+            return True
+        return False
+
+    def _text(self, text: str, new: str, now: float) -> None:
+        if new:
+            self.result.pieces += 1
+        if new and self.result.first_token_at is None:
+            self.result.first_token_at = now
+        if self.measure_lag and new.strip():
+            self.result.lags_ms.extend((now - sent) * 1000 for sent in stamps(new))
+        self.result.text = text
+
+
+class SseWatcher:
+    """An SSE subscriber of one conversation."""
+
+    def __init__(self, url: str, cid: str, measure_lag: bool = False) -> None:
+        self.url, self.cid, self.measure_lag = url, cid, measure_lag
+        self.result = WatchResult()
+        self.ready = asyncio.Event()
+        self.reply_id: str | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self.task = asyncio.create_task(self._run())
+        await asyncio.wait_for(self.ready.wait(), 60)
+
+    async def _run(self) -> None:
+        async with httpx.AsyncClient(timeout=None) as client, client.stream(
+            "GET", f"{self.url}/api/conversations/{self.cid}/events"
+        ) as response:
+            self.ready.set()
+            event = ""
+            async for line in response.aiter_lines():
+                now = time.time()
+                self.result.bytes_received += len(line) + 1
+                self.result.wire_bytes = response.num_bytes_downloaded
+                if line.startswith("event:"):
+                    event = line[6:].strip()
+                elif line.startswith("data:") and self._handle(event, orjson.loads(line[5:]), now):
+                    return
+
+    def _handle(self, event: str, data: dict[str, Any], now: float) -> bool:
+        if event == "delta":
+            if self.result.first_token_at is None and data["delta"]:
+                self.result.first_token_at = now
+            if self.measure_lag:
+                self.result.lags_ms.extend((now - sent) * 1000 for sent in stamps(data["delta"]))
+            self.result.text += data["delta"]
+        elif event == "item" and data["from"] == "assistant":
+            self.reply_id = self.reply_id or data["id"]
+            if data["id"] == self.reply_id:
+                self.result.text = data["message"]
+                if data["status"] in FINISHED:
+                    self.result.status, self.result.done_at = data["status"], now
+                    return True
+        return False
+
+
+async def post_chat(client: httpx.AsyncClient, message: str, cid: str) -> dict[str, Any]:
+    response = await client.post("/chat", json={"message": message, "conversationId": cid})
+    response.raise_for_status()
+    return dict(response.json())

@@ -1,0 +1,122 @@
+"""`./scripts/bench [--quick]`: run every scenario, print a table, write bench/results/latest.json and charts."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import scenarios
+from bench.charts import draw
+from bench.harness import ROOT, Fake
+
+RESULTS = ROOT / "bench" / "results"
+
+FULL = {"overhead_samples": 50, "counts": [1, 100, 500, 1000], "tokens": 200, "rates": [20.0, 50.0],
+        "fanout": [1, 10, 100, 1000], "wire": [200, 2000], "wire_rate": 200.0, "embedded_tokens": 128}
+QUICK = {"overhead_samples": 5, "counts": [1, 20], "tokens": 40, "rates": [50.0],
+         "fanout": [1, 20], "wire": [50, 200], "wire_rate": 400.0, "embedded_tokens": 16}
+
+
+def machine() -> dict[str, Any]:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    return {"cpus": os.cpu_count(), "cpu": cpu, "python": platform.python_version(),
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+
+
+async def run(plan: dict[str, Any], only: set[str] | None) -> dict[str, Any]:
+    results: dict[str, Any] = {"machine": machine(), "plan": plan}
+    with tempfile.TemporaryDirectory(prefix="streamchat-bench-") as tmp:
+        workdir = Path(tmp)
+        fake = Fake(workdir)
+        try:
+            steps = [
+                ("overhead", lambda: scenarios.overhead(workdir, fake, plan["overhead_samples"])),
+                ("concurrency", lambda: scenarios.concurrency(workdir, fake, plan["counts"], plan["tokens"],
+                                                              plan["rates"])),
+                ("fanout", lambda: scenarios.fanout(workdir, fake, plan["fanout"], plan["tokens"], plan["rates"][0])),
+                ("wire", lambda: scenarios.wire(workdir, fake, plan["wire"], plan["wire_rate"])),
+                ("embedded", lambda: scenarios.embedded(workdir, plan["embedded_tokens"],
+                                                        "Tell me a long story about a dragon and a lighthouse.")),
+            ]
+            for name, scenario in steps:
+                if only and name not in only:
+                    continue
+                print(f"== {name}", flush=True)
+                started = time.time()
+                results[name] = await scenario()
+                results.setdefault("scenario_seconds", {})[name] = round(time.time() - started, 1)
+        finally:
+            fake.process.stop()
+    results["scale"] = {"measured": False, "why": "the Redis/PostgreSQL backends ([scale]) have not landed yet"}
+    return results
+
+
+def table(results: dict[str, Any]) -> str:
+    lines = [f"machine: {results['machine']['cpus']} cores, {results['machine']['cpu']}, "
+             f"Python {results['machine']['python']}, {results['machine']['date']}"]
+    if "overhead" in results:
+        o = results["overhead"]
+        lines.append("\n1. first token (ms)      p50      p95      p99   overhead p50/p99   ratio p50")
+        lines.append(f"   provider direct   {o['provider_ttft_ms']['p50']:>8} {o['provider_ttft_ms']['p95']:>8} "
+                     f"{o['provider_ttft_ms']['p99']:>8}")
+        for name in ("websocket_motia", "websocket_deltas", "sse"):
+            f, d = o[name]["first_token_ms"], o[name]["overhead_ms"]
+            lines.append(f"   {name:<17} {f['p50']:>8} {f['p95']:>8} {f['p99']:>8}   {d['p50']:>6} / {d['p99']:<8}"
+                         f"  {o[name]['ratio_p50']}")
+    if "concurrency" in results:
+        lines.append("\n2. concurrency       conv  tok/s  done    lag p50   lag p99  cpu s/1k tok  cpu util  rss MB")
+        for block in results["concurrency"].values():
+            for r in block["runs"]:
+                lines.append(f"   {'':<14} {r['conversations']:>6} {r['tokens_per_s_each']:>6g} "
+                             f"{r['completion_rate']:>5.0%} {r['lag_ms']['p50']!s:>9} {r['lag_ms']['p99']!s:>9} "
+                             f"{r['server_cpu_s_per_1000_tokens']:>13} {r['server_cpu_utilisation']:>9} "
+                             f"{r['server_peak_rss_mb']:>7}")
+    if "fanout" in results:
+        lines.append("\n3. fan-out      subscribers   lag p50   lag p99   cpu s  complete")
+        for r in results["fanout"]["runs"]:
+            lines.append(f"   {'':<12} {r['subscribers']:>11} {r['lag_ms']['p50']!s:>9} {r['lag_ms']['p99']!s:>9} "
+                         f"{r['server_cpu_s']:>7} {r['complete_copies']:>9}")
+    if "wire" in results:
+        lines.append("\n4. wire bytes per reply byte   tokens  motia-ws  deltas-ws     sse  store writes")
+        for r in results["wire"]["runs"]:
+            b = r["bytes_per_reply_byte"]
+            lines.append(f"   {'':<26} {r['tokens']:>7} {b['websocket_motia']:>9} {b['websocket_deltas']:>10} "
+                         f"{b['sse']:>7} {r['store_writes_per_reply']:>13}")
+    if "embedded" in results:
+        e = results["embedded"]
+        lines.append(f"\n5. embedded model   direct {e['direct']['tokens_per_s']} tok/s "
+                     f"(TTFT {e['direct']['ttft_ms']} ms)"
+                     f"  via pipeline {e['through_pipeline']['tokens_per_s']} tok/s (TTFT "
+                     f"{e['through_pipeline']['ttft_ms']} ms)  ratio {e['tokens_per_s_ratio']}")
+    lines.append(f"\n6. scale: {results['scale']['why']}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Benchmark streamchat against a fake provider on 127.0.0.1.")
+    parser.add_argument("--quick", action="store_true", help="a tiny run (under a minute) that checks the harness")
+    parser.add_argument("--only", default="",
+                        help="comma-separated scenarios: overhead,concurrency,fanout,wire,embedded")
+    parser.add_argument("--out", default=str(RESULTS / "latest.json"), help="where to write the JSON results")
+    args = parser.parse_args()
+    plan = QUICK if args.quick else FULL
+    results = asyncio.run(run(plan, {name for name in args.only.split(",") if name} or None))
+    results["mode"] = "quick" if args.quick else "full"
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    charts = draw(results, out.parent)
+    print("\n" + table(results))
+    print(f"\nresults: {out}" + (f"\ncharts: {', '.join(str(c) for c in charts)}" if charts else ""))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,231 @@
+"""The benchmark's scenarios. Each returns a JSON-ready dict; timings are wall-clock on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.harness import Fake, Server, SseWatcher, WsWatcher, percentiles, stamps
+from streamchat.llm.base import ChatTurn
+from streamchat.llm.openai_provider import OpenAIProvider
+
+LAG_TARGET_MS = 100.0
+
+
+async def _first_piece(provider: OpenAIProvider) -> float:
+    started = time.time()
+    stream = provider.stream([ChatTurn("user", "hello")])
+    try:
+        async for _ in stream:
+            return (time.time() - started) * 1000
+    finally:
+        await stream.aclose()
+    raise RuntimeError("the provider sent nothing")
+
+
+async def overhead(workdir: Path, fake: Fake, samples: int) -> dict[str, Any]:
+    """POST /chat → first token at a subscriber, against the provider's own TTFT measured directly."""
+    fake.script(count=20, delay=0.002, ttft=0.02)
+    server = Server(workdir, fake)
+    provider = OpenAIProvider(api_key="sk-bench", base_url=f"{fake.url}/v1", model="bench", max_tokens=64)
+    direct, plain, deltas, sse = [], [], [], []
+    try:
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+            for index in range(samples + 2):
+                direct_ms = await _first_piece(provider)
+                cid = str(uuid.uuid4())
+                watchers = [WsWatcher(server.ws_url, cid, deltas=False), WsWatcher(server.ws_url, cid, deltas=True),
+                            SseWatcher(server.url, cid)]
+                for watcher in watchers:
+                    await watcher.start()
+                started = time.time()
+                await client.post("/chat", json={"message": "hello", "conversationId": cid})
+                await asyncio.gather(*(w.task for w in watchers if w.task))
+                if index < 2:
+                    continue  # warm-up
+                direct.append(direct_ms)
+                for sink, watcher in zip((plain, deltas, sse), watchers, strict=True):
+                    assert watcher.result.first_token_at is not None
+                    sink.append((watcher.result.first_token_at - started) * 1000)
+    finally:
+        await provider.close()
+        server.stop()
+    base = percentiles(direct)
+    result: dict[str, Any] = {"samples": samples, "provider_ttft_ms": base}
+    for name, values in (("websocket_motia", plain), ("websocket_deltas", deltas), ("sse", sse)):
+        through = percentiles(values)
+        result[name] = {
+            "first_token_ms": through,
+            "overhead_ms": {q: round(through[q] - base[q], 3) for q in ("p50", "p95", "p99")},  # type: ignore[operator]
+            "ratio_p50": round(through["p50"] / base["p50"], 3),  # type: ignore[operator]
+        }
+    return result
+
+
+async def _conversations(workdir: Path, fake: Fake, count: int, tokens: int, rate: float) -> dict[str, Any]:
+    fake.script(count=tokens, delay=1 / rate, stamp=True)
+    server = Server(workdir, fake)
+    try:
+        cids = [str(uuid.uuid4()) for _ in range(count)]
+        watchers = [WsWatcher(server.ws_url, cid, deltas=True, measure_lag=True) for cid in cids]
+        for batch in range(0, count, 100):
+            await asyncio.gather(*(w.start() for w in watchers[batch:batch + 100]))
+        cpu_before = server.process.cpu_seconds()
+        started = time.time()
+        limit = asyncio.Semaphore(100)
+        async with httpx.AsyncClient(base_url=server.url, timeout=60,
+                                     limits=httpx.Limits(max_connections=100)) as client:
+            async def send(cid: str) -> None:
+                async with limit:
+                    await client.post("/chat", json={"message": "go", "conversationId": cid})
+            await asyncio.gather(*(send(cid) for cid in cids))
+        tasks = [w.task for w in watchers if w.task]
+        _, pending = await asyncio.wait(tasks, timeout=tokens / rate + 60)
+        for task in pending:
+            task.cancel()
+        elapsed = time.time() - started
+        cpu = server.process.cpu_seconds() - cpu_before
+        delivered = sum(len(stamps(w.result.text)) for w in watchers)
+        lags = [lag for w in watchers for lag in w.result.lags_ms]
+        completed = sum(w.result.status == "completed" and len(stamps(w.result.text)) == tokens for w in watchers)
+        return {
+            "conversations": count, "tokens_each": tokens, "tokens_per_s_each": rate,
+            "completed": completed, "completion_rate": round(completed / count, 4),
+            "lag_ms": percentiles(lags), "elapsed_s": round(elapsed, 2),
+            "delivered_tokens": delivered, "delivered_tokens_per_s": round(delivered / elapsed, 1),
+            "server_cpu_s_per_1000_tokens": round(1000 * cpu / max(delivered, 1), 4),
+            "server_cpu_utilisation": round(cpu / elapsed, 3),
+            "server_peak_rss_mb": server.process.peak_rss_mb(),
+        }
+    finally:
+        server.stop()
+
+
+def _holds(run: dict[str, Any]) -> bool:
+    p99 = run["lag_ms"]["p99"]
+    return run["completion_rate"] == 1.0 and p99 is not None and p99 <= LAG_TARGET_MS
+
+
+async def concurrency(workdir: Path, fake: Fake, counts: list[int], tokens: int, rates: list[float]) -> dict[str, Any]:
+    """N conversations streaming at once, each watched by one delta subscriber."""
+    out: dict[str, Any] = {}
+    for rate in rates:
+        runs = []
+        for count in counts:
+            run = await _conversations(workdir, fake, count, tokens, rate)
+            run["holds"] = _holds(run)
+            runs.append(run)
+            print(f"  concurrency {count:>5} x {rate:g} tok/s: lag p99 {run['lag_ms']['p99']} ms, "
+                  f"completed {run['completion_rate']:.0%}, cpu {run['server_cpu_utilisation']}", flush=True)
+            if not run["holds"] and rate != rates[0]:
+                break
+        held = [run["conversations"] for run in runs if run["holds"]]
+        out[f"{rate:g}_tokens_per_s"] = {"runs": runs, "highest_count_that_holds": max(held) if held else 0}
+    return out
+
+
+async def fanout(workdir: Path, fake: Fake, counts: list[int], tokens: int, rate: float) -> dict[str, Any]:
+    """One reply watched by N delta subscribers."""
+    runs = []
+    for count in counts:
+        fake.script(count=tokens, delay=1 / rate, stamp=True)
+        server = Server(workdir, fake)
+        try:
+            cid = str(uuid.uuid4())
+            watchers = [WsWatcher(server.ws_url, cid, deltas=True, measure_lag=True) for _ in range(count)]
+            for batch in range(0, count, 100):
+                await asyncio.gather(*(w.start() for w in watchers[batch:batch + 100]))
+            cpu_before = server.process.cpu_seconds()
+            started = time.time()
+            async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
+                await client.post("/chat", json={"message": "fan out", "conversationId": cid})
+            _, pending = await asyncio.wait([w.task for w in watchers if w.task], timeout=tokens / rate + 60)
+            for task in pending:
+                task.cancel()
+            elapsed = time.time() - started
+            cpu = server.process.cpu_seconds() - cpu_before
+            lags = [lag for w in watchers for lag in w.result.lags_ms]
+            complete = sum(len(stamps(w.result.text)) == tokens for w in watchers)
+            runs.append({"subscribers": count, "lag_ms": percentiles(lags), "complete_copies": complete,
+                         "server_cpu_s": round(cpu, 3), "server_cpu_utilisation": round(cpu / elapsed, 3),
+                         "server_peak_rss_mb": server.process.peak_rss_mb()})
+            print(f"  fan-out {count:>5}: lag p99 {runs[-1]['lag_ms']['p99']} ms, complete {complete}/{count}",
+                  flush=True)
+        finally:
+            server.stop()
+    return {"tokens": tokens, "tokens_per_s": rate, "runs": runs}
+
+
+async def wire(workdir: Path, fake: Fake, sizes: list[int], rate: float) -> dict[str, Any]:
+    """Bytes a subscriber receives per byte of reply, by mode, and store writes per reply."""
+    runs = []
+    for size in sizes:
+        fake.script(count=size, delay=1 / rate)
+        server = Server(workdir, fake)
+        try:
+            cid = str(uuid.uuid4())
+            plain, deltas = WsWatcher(server.ws_url, cid, deltas=False), WsWatcher(server.ws_url, cid, deltas=True)
+            sse = SseWatcher(server.url, cid)
+            for watcher in (plain, deltas, sse):
+                await watcher.start()
+            writes_before = server.store_writes()
+            async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
+                await client.post("/chat", json={"message": "w", "conversationId": cid})
+            await asyncio.wait_for(asyncio.gather(*(w.task for w in (plain, deltas, sse) if w.task)), size / rate + 60)
+            reply_bytes = len(deltas.result.text.encode())
+            watched = (("websocket_motia", plain), ("websocket_deltas", deltas), ("sse", sse))
+            runs.append({
+                "tokens": size, "reply_bytes": reply_bytes,
+                "bytes_per_reply_byte": {name: round(w.result.wire_bytes / reply_bytes, 3) for name, w in watched},
+                "payload_bytes_per_reply_byte": {name: round(w.result.bytes_received / reply_bytes, 3)
+                                                 for name, w in watched},
+                "store_writes_per_reply": server.store_writes() - writes_before,
+            })
+            print(f"  wire {size:>5} tokens: {runs[-1]['bytes_per_reply_byte']}, "
+                  f"{runs[-1]['store_writes_per_reply']} store writes", flush=True)
+        finally:
+            server.stop()
+    return {"tokens_per_s": rate, "runs": runs}
+
+
+async def embedded(workdir: Path, max_tokens: int, prompt: str) -> dict[str, Any]:
+    """The local Gemma model called directly, and through POST /chat → WebSocket."""
+    from streamchat.llm.local_provider import LocalProvider
+
+    provider = LocalProvider(models_dir=Path(".streamchat/models"), max_tokens=max_tokens)
+    await provider.load()
+    turns = [ChatTurn("system", "The following is a conversation between a user and a helpful assistant."),
+             ChatTurn("user", prompt)]
+    started = time.time()
+    first, count = None, 0
+    async for _ in provider.stream(turns):
+        first = first or time.time()
+        count += 1
+    done = time.time()
+    await provider.close()
+    direct = {"ttft_ms": round(((first or done) - started) * 1000, 1), "pieces": count,
+              "tokens_per_s": round((count - 1) / max(done - (first or done), 1e-9), 1)}
+
+    server = Server(workdir, None, STREAMCHAT_PROVIDER="local", STREAMCHAT_MAX_TOKENS=str(max_tokens))
+    try:
+        cid = str(uuid.uuid4())
+        watcher = WsWatcher(server.ws_url, cid, deltas=True)
+        await watcher.start()
+        started = time.time()
+        async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
+            await client.post("/chat", json={"message": prompt, "conversationId": cid})
+        await asyncio.wait_for(watcher.task, 300)  # type: ignore[arg-type]
+        first_at = watcher.result.first_token_at or time.time()
+        pieces = watcher.result.pieces
+        piped = {"ttft_ms": round((first_at - started) * 1000, 1), "pieces": pieces,
+                 "tokens_per_s": round((pieces - 1) / max((watcher.result.done_at or first_at) - first_at, 1e-9), 1)}
+    finally:
+        server.stop()
+    return {"max_tokens": max_tokens, "direct": direct, "through_pipeline": piped,
+            "tokens_per_s_ratio": round(piped["tokens_per_s"] / max(direct["tokens_per_s"], 1e-9), 3)}
+
