@@ -15,6 +15,9 @@ from streamchat.llm.base import ChatTurn
 from streamchat.llm.openai_provider import OpenAIProvider
 
 LAG_TARGET_MS = 100.0
+#: New conversations arrive at this rate (at most over half a reply's length): real users do not all
+#: press Enter in the same millisecond, and a burst would measure the POST queue, not streaming.
+ARRIVALS_PER_S = 200.0
 
 
 async def _first_piece(provider: OpenAIProvider) -> float:
@@ -77,13 +80,13 @@ async def _conversations(workdir: Path, fake: Fake, count: int, tokens: int, rat
             await asyncio.gather(*(w.start() for w in watchers[batch:batch + 100]))
         cpu_before = server.process.cpu_seconds()
         started = time.time()
-        limit = asyncio.Semaphore(100)
+        ramp = min(count / ARRIVALS_PER_S, tokens / rate / 2)
         async with httpx.AsyncClient(base_url=server.url, timeout=60,
                                      limits=httpx.Limits(max_connections=100)) as client:
-            async def send(cid: str) -> None:
-                async with limit:
-                    await client.post("/chat", json={"message": "go", "conversationId": cid})
-            await asyncio.gather(*(send(cid) for cid in cids))
+            async def send(index: int, cid: str) -> None:
+                await asyncio.sleep(ramp * index / count)
+                await client.post("/chat", json={"message": "go", "conversationId": cid})
+            await asyncio.gather(*(send(index, cid) for index, cid in enumerate(cids)))
         tasks = [w.task for w in watchers if w.task]
         _, pending = await asyncio.wait(tasks, timeout=tokens / rate + 60)
         for task in pending:
@@ -94,7 +97,7 @@ async def _conversations(workdir: Path, fake: Fake, count: int, tokens: int, rat
         lags = [lag for w in watchers for lag in w.result.lags_ms]
         completed = sum(w.result.status == "completed" and len(stamps(w.result.text)) == tokens for w in watchers)
         return {
-            "conversations": count, "tokens_each": tokens, "tokens_per_s_each": rate,
+            "conversations": count, "tokens_each": tokens, "tokens_per_s_each": rate, "ramp_s": round(ramp, 2),
             "completed": completed, "completion_rate": round(completed / count, 4),
             "lag_ms": percentiles(lags), "elapsed_s": round(elapsed, 2),
             "delivered_tokens": delivered, "delivered_tokens_per_s": round(delivered / elapsed, 1),

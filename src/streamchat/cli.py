@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import sys
 import uuid
@@ -62,6 +63,10 @@ def serve_command(host: str | None, port: int | None) -> int:
     except (ValueError, WiringError, ImportError) as error:
         print(f"streamchat: cannot start: {error}", file=sys.stderr)
         return 2
+    # Streaming keeps many small, short-lived objects in flight; collecting young objects less often and
+    # leaving start-up objects out of full collections keeps GC pauses off the token path.
+    gc.set_threshold(50_000, 50, 100)
+    gc.freeze()
     bind_host, bind_port = host or settings.host, settings.port if port is None else port
     print(f"streamchat: serving http://{bind_host}:{bind_port} with the {settings.provider} provider "
           f"(Ctrl+C to stop)", file=sys.stderr, flush=True)

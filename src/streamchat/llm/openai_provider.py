@@ -2,7 +2,10 @@
 
 The SDK handles auth, base URL, retries of 429/5xx/connect errors (honouring Retry-After)
 and error types. Its typed per-chunk objects cost ~150 µs a token, so the hot path reads the
-raw SSE lines (`with_streaming_response`) and parses each with orjson (~26 µs a token).
+raw SSE lines (`with_streaming_response`) and parses each with orjson. Two more measured costs
+are avoided: the SDK's aiohttp transport reads a chunk several times cheaper than its default
+httpx2 one, and passing the messages through `extra_body` skips the SDK's recursive
+typed-dict transform of every message (about 1.5 ms of CPU per request).
 """
 
 from __future__ import annotations
@@ -10,9 +13,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
+import aiohttp
 import httpx2
 import openai
 import orjson
+
 
 from .base import ChatTurn, ProviderError
 
@@ -31,6 +36,7 @@ class OpenAIProvider:
             base_url=base_url or None,
             max_retries=max_retries,
             timeout=openai.Timeout(read_timeout, connect=connect_timeout),
+            http_client=openai.DefaultAioHttpClient(),
         )
 
     async def stream(self, turns: Sequence[ChatTurn]) -> AsyncIterator[str]:
@@ -38,7 +44,8 @@ class OpenAIProvider:
         finished = False
         try:
             async with self.client.chat.completions.with_streaming_response.create(
-                model=self.model, messages=messages, stream=True, max_tokens=self.max_tokens,
+                model=self.model, messages=[], extra_body={"messages": messages}, stream=True,
+                max_tokens=self.max_tokens,
             ) as response:
                 async for line in response.iter_lines():
                     if not line.startswith("data:"):
@@ -54,11 +61,15 @@ class OpenAIProvider:
         except openai.APIStatusError as error:
             raise ProviderError(f"provider answered HTTP {error.status_code}") from error
         except openai.APITimeoutError as error:
+            if isinstance(error.__cause__, httpx2.ConnectTimeout):  # also how the aiohttp transport says "refused"
+                raise ProviderError("could not reach the provider") from error
             raise ProviderError("provider timed out") from error
         except openai.APIConnectionError as error:
             raise ProviderError("could not reach the provider") from error
-        except httpx2.HTTPError as error:
+        except (httpx2.HTTPError, aiohttp.ClientError) as error:
             raise ProviderError("provider connection broke mid-reply") from error
+        except TimeoutError as error:
+            raise ProviderError("provider went silent mid-reply") from error
         if not finished:
             raise ProviderError("provider stream ended before the reply was finished")
 

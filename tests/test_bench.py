@@ -1,0 +1,28 @@
+"""Smoke test of the benchmark harness: `./scripts/bench --quick` runs end to end and writes its results."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import ROOT
+
+
+def test_quick_benchmark_runs_and_writes_results(tmp_path: Path) -> None:
+    out = tmp_path / "latest.json"
+    result = subprocess.run([sys.executable, "-m", "bench.run", "--quick", "--out", str(out)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=240, check=False)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    results = json.loads(out.read_text())
+    assert {"overhead", "concurrency", "fanout", "wire", "embedded", "machine"} <= results.keys()
+    assert results["overhead"]["websocket_motia"]["first_token_ms"]["n"] == 5
+    for block in results["concurrency"].values():
+        assert all(run["completion_rate"] == 1.0 for run in block["runs"]), block
+    for run in results["wire"]["runs"]:
+        assert set(run["bytes_per_reply_byte"]) == {"websocket_motia", "websocket_deltas", "sse"}
+    assert results["embedded"]["through_pipeline"]["pieces"] > 0
+    for chart in ("concurrency.png", "fanout.png", "wire.png"):
+        assert (tmp_path / chart).stat().st_size > 1000
+    assert "1. first token" in result.stdout
