@@ -81,11 +81,15 @@ async def _conversations(workdir: Path, fake: Fake, count: int, tokens: int, rat
         cpu_before = server.process.cpu_seconds()
         started = time.time()
         ramp = min(count / ARRIVALS_PER_S, tokens / rate / 2)
+        refused: list[str] = []
         async with httpx.AsyncClient(base_url=server.url, timeout=60,
                                      limits=httpx.Limits(max_connections=100)) as client:
             async def send(index: int, cid: str) -> None:
                 await asyncio.sleep(ramp * index / count)
-                await client.post("/chat", json={"message": "go", "conversationId": cid})
+                try:
+                    (await client.post("/chat", json={"message": "go", "conversationId": cid})).raise_for_status()
+                except httpx.HTTPError as error:
+                    refused.append(repr(error))
             await asyncio.gather(*(send(index, cid) for index, cid in enumerate(cids)))
         tasks = [w.task for w in watchers if w.task]
         _, pending = await asyncio.wait(tasks, timeout=tokens / rate + 60)
@@ -99,6 +103,7 @@ async def _conversations(workdir: Path, fake: Fake, count: int, tokens: int, rat
         return {
             "conversations": count, "tokens_each": tokens, "tokens_per_s_each": rate, "ramp_s": round(ramp, 2),
             "completed": completed, "completion_rate": round(completed / count, 4),
+            "posts_failed": len(refused), "post_errors": sorted(set(refused))[:3],
             "lag_ms": percentiles(lags), "elapsed_s": round(elapsed, 2),
             "delivered_tokens": delivered, "delivered_tokens_per_s": round(delivered / elapsed, 1),
             "server_cpu_s_per_1000_tokens": round(1000 * cpu / max(delivered, 1), 4),

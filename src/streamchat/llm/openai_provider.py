@@ -18,7 +18,6 @@ import httpx2
 import openai
 import orjson
 
-
 from .base import ChatTurn, ProviderError
 
 
