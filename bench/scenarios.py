@@ -79,6 +79,7 @@ async def _conversations(workdir: Path, fake: Fake, count: int, tokens: int, rat
         for batch in range(0, count, 100):
             await asyncio.gather(*(w.start() for w in watchers[batch:batch + 100]))
         cpu_before = server.process.cpu_seconds()
+        others_before = fake.process.cpu_seconds(), time.process_time()
         started = time.time()
         ramp = min(count / ARRIVALS_PER_S, tokens / rate / 2)
         refused: list[str] = []
@@ -97,6 +98,7 @@ async def _conversations(workdir: Path, fake: Fake, count: int, tokens: int, rat
             task.cancel()
         elapsed = time.time() - started
         cpu = server.process.cpu_seconds() - cpu_before
+        fake_cpu, client_cpu = fake.process.cpu_seconds() - others_before[0], time.process_time() - others_before[1]
         delivered = sum(len(stamps(w.result.text)) for w in watchers)
         lags = [lag for w in watchers for lag in w.result.lags_ms]
         completed = sum(w.result.status == "completed" and len(stamps(w.result.text)) == tokens for w in watchers)
@@ -109,6 +111,8 @@ async def _conversations(workdir: Path, fake: Fake, count: int, tokens: int, rat
             "server_cpu_s_per_1000_tokens": round(1000 * cpu / max(delivered, 1), 4),
             "server_cpu_utilisation": round(cpu / elapsed, 3),
             "server_peak_rss_mb": server.process.peak_rss_mb(),
+            "provider_cpu_utilisation": round(fake_cpu / elapsed, 3),
+            "clients_cpu_utilisation": round(client_cpu / elapsed, 3),
         }
     finally:
         server.stop()
@@ -209,6 +213,8 @@ async def embedded(workdir: Path, max_tokens: int, prompt: str) -> dict[str, Any
     await provider.load()
     turns = [ChatTurn("system", "The following is a conversation between a user and a helpful assistant."),
              ChatTurn("user", prompt)]
+    async for _ in provider.stream([ChatTurn("user", "Hi")]):
+        pass  # warm-up: the first generation after loading is several times slower to start
     started = time.time()
     first, count = None, 0
     async for _ in provider.stream(turns):
@@ -221,6 +227,11 @@ async def embedded(workdir: Path, max_tokens: int, prompt: str) -> dict[str, Any
 
     server = Server(workdir, None, STREAMCHAT_PROVIDER="local", STREAMCHAT_MAX_TOKENS=str(max_tokens))
     try:
+        warm = WsWatcher(server.ws_url, str(uuid.uuid4()), deltas=True)
+        await warm.start()
+        async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
+            await client.post("/chat", json={"message": "Hi", "conversationId": warm.cid})
+        await asyncio.wait_for(warm.task, 300)  # type: ignore[arg-type]
         cid = str(uuid.uuid4())
         watcher = WsWatcher(server.ws_url, cid, deltas=True)
         await watcher.start()
