@@ -46,11 +46,8 @@ class OpenAIProvider:
                 model=self.model, messages=[], extra_body={"messages": messages}, stream=True,
                 max_tokens=self.max_tokens,
             ) as response:
-                async for line in response.iter_lines():
-                    if not line.startswith("data:"):
-                        continue
-                    payload = line[5:].strip()
-                    if payload == "[DONE]":
+                async for payload in _data_lines(response.iter_bytes()):
+                    if payload == b"[DONE]":
                         finished = True
                         break
                     text, done = _parse_chunk(payload)
@@ -76,7 +73,18 @@ class OpenAIProvider:
         await self.client.close()
 
 
-def _parse_chunk(payload: str) -> tuple[str, bool]:
+async def _data_lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """The payloads of the `data:` lines of an SSE byte stream, never decoded to str on the way."""
+    pending = b""
+    async for chunk in chunks:
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            if line.startswith(b"data:"):
+                yield line[5:].strip()
+
+
+def _parse_chunk(payload: bytes) -> tuple[str, bool]:
     """Text of one streamed chunk and whether it carried a finish_reason."""
     try:
         chunk = orjson.loads(payload)
