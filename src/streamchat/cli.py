@@ -82,15 +82,9 @@ async def chat_command(url: str, message: str, conversation: str | None, key: st
     body: dict[str, Any] = {"message": message}
     if conversation:
         body["conversationId"] = conversation
-    async with httpx.AsyncClient(base_url=url, headers=_headers(key), timeout=30) as client:
-        try:
-            response = await client.post("/chat", json=body)
-        except httpx.HTTPError as error:
-            print(f"streamchat: cannot reach {url}: {error}", file=sys.stderr)
-            return 2
-    if response.status_code != 200:
-        print(f"streamchat: {response.status_code} {response.text}", file=sys.stderr)
-        return 1
+    response = _request("POST", url, "/chat", key, json=body)
+    if isinstance(response, int):
+        return response
     accepted = response.json()
     cid, mid = accepted["conversationId"], accepted["assistantMessageId"]
     print(f"[conversation {cid}]", file=sys.stderr)
@@ -122,15 +116,23 @@ async def chat_command(url: str, message: str, conversation: str | None, key: st
     return 1
 
 
-def conversations_command(url: str, key: str | None) -> int:
+def _request(method: str, url: str, path: str, key: str | None, **kwargs: Any) -> httpx.Response | int:
+    """The response of a successful call, or the exit code after saying what went wrong."""
     try:
-        response = httpx.get(f"{url.rstrip('/')}/api/conversations", headers=_headers(key), timeout=30)
+        response = httpx.request(method, url.rstrip("/") + path, headers=_headers(key), timeout=30, **kwargs)
     except httpx.HTTPError as error:
         print(f"streamchat: cannot reach {url}: {error}", file=sys.stderr)
         return 2
     if response.status_code != 200:
         print(f"streamchat: {response.status_code} {response.text}", file=sys.stderr)
         return 1
+    return response
+
+
+def conversations_command(url: str, key: str | None) -> int:
+    response = _request("GET", url, "/api/conversations", key)
+    if isinstance(response, int):
+        return response
     for record in response.json()["conversations"]:
         print(f"{record['conversationId']}  {record['updatedAt']}  {record['title']}")
     return 0

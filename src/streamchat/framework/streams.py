@@ -214,16 +214,21 @@ class StreamHub:
         """Store a validated item (written through) and publish `create` or `update`."""
         state = self._group(stream, group)
         async with state.lock:
-            live = state.live.pop(item_id, None)
-            if live is not None:
-                live.cancel_timers()
-                self._dirty.pop((stream, group, item_id), None)
+            self._end_live(state, stream, group, item_id)
             seq = await self._next_seq(state, stream, group)
             created = await self.store.put_item(stream, group, StoredItem(item_id, data, seq))
             item = {**data, "id": item_id, "seq": seq}
             self._record(state, self._change(state, stream, group, item_id, "create" if created else "update",
                                              item, seq))
             return item
+
+    def _end_live(self, state: GroupState, stream: str, group: str, item_id: str) -> LiveItem | None:
+        """Stop streaming an item: a write-through or delete supersedes its pending updates."""
+        live = state.live.pop(item_id, None)
+        if live is not None:
+            live.cancel_timers()
+            self._dirty.pop((stream, group, item_id), None)
+        return live
 
     async def append(self, stream: str, group: str, item_id: str, field_name: str, text: str) -> int:
         """Add `text` to the end of an item's string field; returns the change's seq. O(len(text))."""
@@ -314,10 +319,7 @@ class StreamHub:
     async def delete(self, stream: str, group: str, item_id: str) -> JSON | None:
         state = self._group(stream, group)
         async with state.lock:
-            live = state.live.pop(item_id, None)
-            if live is not None:
-                live.cancel_timers()
-                self._dirty.pop((stream, group, item_id), None)
+            live = self._end_live(state, stream, group, item_id)
             stored = await self.store.get_item(stream, group, item_id)
             if stored is None:
                 return None
