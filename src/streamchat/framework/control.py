@@ -1,9 +1,8 @@
 """Stopping a running piece of work by key, e.g. one reply, from any request.
 
 A handler wraps an async iterator (a provider stream) in `ctx.stoppable(key)`; another handler
-calls `ctx.request_stop(key)`. The wrapped iterator runs in its own pump task, so a stop cancels
-only that task — the provider's connection closes at once, even mid-wait — while the handler's
-own writes are never interrupted half-way.
+calls `ctx.request_stop(key)`. A stop interrupts only a wait inside that iterator — the provider's
+connection closes at once, even mid-wait — never the handler's own writes half-way.
 """
 
 from __future__ import annotations
@@ -12,10 +11,9 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from types import TracebackType
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
-_END = object()
 
 
 class StopRegistry:
@@ -47,15 +45,22 @@ class StopRegistry:
 
 
 class Stoppable(Generic[T]):
-    """`async with ctx.stoppable(key) as scope: async for x in scope.iterate(source): ...`"""
+    """`async with ctx.stoppable(key) as scope: async for x in scope.iterate(source): ...`
+
+    The handler pulls from `source` itself (no extra task per item). A stop that arrives while it
+    waits inside `source` cancels that wait, so the provider's connection closes at once; a stop
+    that arrives while the handler does its own work (a store write) only ends the loop after it.
+    """
 
     def __init__(self, registry: StopRegistry, key: str) -> None:
         self.registry = registry
         self.key = key
         self.stopped = False
         self.finished = asyncio.Event()
-        self._pump: asyncio.Task[None] | None = None
-        self._queue: asyncio.Queue[object] = asyncio.Queue()
+        self._first: asyncio.Task[T] | None = None
+        self._task: asyncio.Task[Any] | None = None
+        self._waiting = False
+        self._cancelled_by_stop = False
 
     async def __aenter__(self) -> Stoppable[T]:
         self.registry.register(self.key, self)
@@ -65,52 +70,64 @@ class Stoppable(Generic[T]):
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None,
     ) -> None:
         self.registry.unregister(self.key, self)
-        await self._cancel_pump()
+        if self._first is not None and not self._first.done():
+            self._first.cancel()
+            with contextlib.suppress(BaseException):
+                await self._first
         self.finished.set()
 
     def stop(self) -> None:
-        if not self.stopped:
-            self.stopped = True
-            self._queue.put_nowait(_END)
-            if self._pump is not None:
-                self._pump.cancel()
-
-    async def _cancel_pump(self) -> None:
-        if self._pump is not None and not self._pump.done():
-            self._pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._pump
+        if self.stopped:
+            return
+        self.stopped = True
+        if self._first is not None and not self._first.done():
+            self._first.cancel()
+        elif self._waiting and self._task is not None:
+            self._cancelled_by_stop = True
+            self._task.cancel()
 
     def iterate(self, source: AsyncIterator[T]) -> AsyncIterator[T]:
-        """Start pulling from `source` at once (in the pump task) and yield what it gives, until it
-        ends, raises (re-raised here), or the scope is stopped. Starting early lets a caller do other
-        work, such as a status write, while the first item is on its way."""
-        if not self.stopped:
-            self._pump = asyncio.create_task(self._pull(source))
-        return self._drain()
+        """Yield from `source` until it ends, raises (re-raised here), or the scope is stopped.
 
-    async def _pull(self, source: AsyncIterator[T]) -> None:
+        The first item is requested at once, in a task of its own, so the caller can do other
+        work (a status write) while it is on its way; the rest are pulled directly.
+        """
+        if not self.stopped:
+            self._first = asyncio.ensure_future(anext(source))
+        return self._pull(source)
+
+    async def _pull(self, source: AsyncIterator[T]) -> AsyncIterator[T]:
+        if self._first is None:
+            return
+        self._task = asyncio.current_task()
         try:
-            async for value in source:
-                self._queue.put_nowait(value)
-        except asyncio.CancelledError:
-            raise
-        except BaseException as error:
-            self._queue.put_nowait(error)
+            try:
+                value = await self._first
+            except StopAsyncIteration:
+                return
+            except asyncio.CancelledError:
+                if self.stopped and self._first.cancelled() and not self._own_cancel_pending():
+                    return
+                raise
+            yield value
+            while not self.stopped:
+                self._waiting = True
+                try:
+                    value = await anext(source)
+                except StopAsyncIteration:
+                    return
+                except asyncio.CancelledError:
+                    if self._cancelled_by_stop and self._task is not None and self._task.uncancel() == 0:
+                        return
+                    raise
+                finally:
+                    self._waiting = False
+                yield value
         finally:
-            self._queue.put_nowait(_END)
             close = getattr(source, "aclose", None)
             if close is not None:
                 with contextlib.suppress(BaseException):
                     await close()
 
-    async def _drain(self) -> AsyncIterator[T]:
-        if self._pump is None:
-            return
-        try:
-            while (value := await self._queue.get()) is not _END:
-                if isinstance(value, BaseException):
-                    raise value
-                yield cast(T, value)
-        finally:
-            await self._cancel_pump()
+    def _own_cancel_pending(self) -> bool:
+        return self._task is not None and self._task.cancelling() > 0
