@@ -42,6 +42,8 @@ async def run(plan: dict[str, Any], only: set[str] | None) -> dict[str, Any]:
                 ("concurrency", lambda: scenarios.concurrency(workdir, fake, plan["counts"], plan["tokens"],
                                                               plan["rates"])),
                 ("fanout", lambda: scenarios.fanout(workdir, fake, plan["fanout"], plan["tokens"], plan["rates"][0])),
+                ("fanout_uncompressed", lambda: scenarios.fanout(workdir, fake, plan["fanout"][-1:], plan["tokens"],
+                                                                 plan["rates"][0], compression=False)),
                 ("wire", lambda: scenarios.wire(workdir, fake, plan["wire"], plan["wire_rate"])),
                 ("embedded", lambda: scenarios.embedded(workdir, plan["embedded_tokens"],
                                                         "Tell me a long story about a dragon and a lighthouse.")),
@@ -80,10 +82,11 @@ def table(results: dict[str, Any]) -> str:
                              f"{r['server_cpu_s_per_1000_tokens']:>13} {r['server_cpu_utilisation']:>9} "
                              f"{r['server_peak_rss_mb']:>7}")
     if "fanout" in results:
-        lines.append("\n3. fan-out      subscribers   lag p50   lag p99   cpu s  complete")
-        for r in results["fanout"]["runs"]:
-            lines.append(f"   {'':<12} {r['subscribers']:>11} {r['lag_ms']['p50']!s:>9} {r['lag_ms']['p99']!s:>9} "
-                         f"{r['server_cpu_s']:>7} {r['complete_copies']:>9}")
+        lines.append("\n3. fan-out      subscribers   lag p50   lag p99   cpu s  complete  compression")
+        for key in ("fanout", "fanout_uncompressed"):
+            for r in results.get(key, {}).get("runs", []):
+                lines.append(f"   {'':<12} {r['subscribers']:>11} {r['lag_ms']['p50']!s:>9} {r['lag_ms']['p99']!s:>9} "
+                             f"{r['server_cpu_s']:>7} {r['complete_copies']:>9}  {results[key]['compression']}")
     if "wire" in results:
         lines.append("\n4. wire bytes per reply byte   tokens  motia-ws  deltas-ws     sse  store writes")
         for r in results["wire"]["runs"]:
@@ -104,7 +107,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Benchmark streamchat against a fake provider on 127.0.0.1.")
     parser.add_argument("--quick", action="store_true", help="a tiny run (under a minute) that checks the harness")
     parser.add_argument("--only", default="",
-                        help="comma-separated scenarios: overhead,concurrency,fanout,wire,embedded")
+                        help="comma-separated scenarios: overhead,concurrency,fanout,fanout_uncompressed,wire,embedded")
     parser.add_argument("--out", default=str(RESULTS / "latest.json"), help="where to write the JSON results")
     args = parser.parse_args()
     plan = QUICK if args.quick else FULL

@@ -141,12 +141,13 @@ async def concurrency(workdir: Path, fake: Fake, counts: list[int], tokens: int,
     return out
 
 
-async def fanout(workdir: Path, fake: Fake, counts: list[int], tokens: int, rate: float) -> dict[str, Any]:
-    """One reply watched by N delta subscribers."""
+async def fanout(workdir: Path, fake: Fake, counts: list[int], tokens: int, rate: float,
+                 compression: bool = True) -> dict[str, Any]:
+    """One reply watched by N delta subscribers (WebSocket compression on, or off)."""
     runs = []
     for count in counts:
         fake.script(count=tokens, delay=1 / rate, stamp=True)
-        server = Server(workdir, fake)
+        server = Server(workdir, fake, STREAMCHAT_WS_COMPRESSION="on" if compression else "off")
         try:
             cid = str(uuid.uuid4())
             watchers = [WsWatcher(server.ws_url, cid, deltas=True, measure_lag=True) for _ in range(count)]
@@ -166,11 +167,11 @@ async def fanout(workdir: Path, fake: Fake, counts: list[int], tokens: int, rate
             runs.append({"subscribers": count, "lag_ms": percentiles(lags), "complete_copies": complete,
                          "server_cpu_s": round(cpu, 3), "server_cpu_utilisation": round(cpu / elapsed, 3),
                          "server_peak_rss_mb": server.process.peak_rss_mb()})
-            print(f"  fan-out {count:>5}: lag p99 {runs[-1]['lag_ms']['p99']} ms, complete {complete}/{count}",
-                  flush=True)
+            print(f"  fan-out {count:>5} (compression {'on' if compression else 'off'}): lag p99 "
+                  f"{runs[-1]['lag_ms']['p99']} ms, complete {complete}/{count}", flush=True)
         finally:
             server.stop()
-    return {"tokens": tokens, "tokens_per_s": rate, "runs": runs}
+    return {"tokens": tokens, "tokens_per_s": rate, "compression": compression, "runs": runs}
 
 
 async def wire(workdir: Path, fake: Fake, sizes: list[int], rate: float) -> dict[str, Any]:

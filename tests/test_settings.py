@@ -70,3 +70,12 @@ def test_serve_refuses_to_start_with_a_clear_message(tmp_path: Path, name: str, 
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_websocket_compression_is_a_switch(clean_env: pytest.MonkeyPatch) -> None:
+    assert Settings.from_env(env_file=None).ws_compression is True
+    clean_env.setenv("STREAMCHAT_WS_COMPRESSION", "off")
+    assert Settings.from_env(env_file=None).ws_compression is False
+    clean_env.setenv("STREAMCHAT_WS_COMPRESSION", "maybe")
+    with pytest.raises(SettingsError, match="STREAMCHAT_WS_COMPRESSION must be on or off"):
+        Settings.from_env(env_file=None)

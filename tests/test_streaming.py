@@ -266,3 +266,11 @@ async def test_plain_subscribers_get_coalesced_updates_and_always_the_final_one(
     assert updates[-1]["event"]["data"]["status"] == "completed"
     texts = [f["event"]["data"]["message"] for f in updates]
     assert all(later.startswith(earlier) for earlier, later in itertools.pairwise(texts))
+
+
+async def test_websocket_compression_is_negotiated_unless_switched_off(server: Server, servers: ServerFactory) -> None:
+    async with websockets.connect(server.ws_url) as socket:
+        assert "permessage-deflate" in (socket.response.headers.get("Sec-WebSocket-Extensions") or "")
+    plain = servers.start(STREAMCHAT_WS_COMPRESSION="off")
+    async with websockets.connect(plain.ws_url) as socket:
+        assert socket.response.headers.get("Sec-WebSocket-Extensions") is None

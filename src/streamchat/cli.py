@@ -70,7 +70,8 @@ def serve_command(host: str | None, port: int | None) -> int:
     bind_host, bind_port = host or settings.host, settings.port if port is None else port
     print(f"streamchat: serving http://{bind_host}:{bind_port} with the {settings.provider} provider "
           f"(Ctrl+C to stop)", file=sys.stderr, flush=True)
-    uvicorn.run(app, host=bind_host, port=bind_port, log_level="warning", ws_max_size=1 << 20)
+    uvicorn.run(app, host=bind_host, port=bind_port, log_level="warning", ws_max_size=1 << 20,
+                ws_per_message_deflate=settings.ws_compression)
     return 0
 
 

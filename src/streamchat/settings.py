@@ -44,6 +44,17 @@ def _float(name: str, default: float) -> float:
         raise SettingsError(f"{name} must be a number, got {raw!r}") from None
 
 
+def _flag(name: str, default: bool) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name} must be on or off, got {raw!r}")
+
+
 def _busy_mode() -> Literal["enqueue", "reject", "interrupt"]:
     mode = os.environ.get("STREAMCHAT_BUSY_MODE", "enqueue").strip().lower()
     if mode not in ("enqueue", "reject", "interrupt"):
@@ -73,6 +84,7 @@ class Settings:
     log_level: str
     sse_ping_seconds: float
     busy_mode: Literal["enqueue", "reject", "interrupt"]
+    ws_compression: bool
 
     @classmethod
     def from_env(cls, env_file: str | None = ".env") -> Settings:
@@ -107,6 +119,7 @@ class Settings:
             log_level=os.environ.get("STREAMCHAT_LOG_LEVEL", "INFO"),
             sse_ping_seconds=_float("STREAMCHAT_SSE_PING_SECONDS", 15.0),
             busy_mode=_busy_mode(),
+            ws_compression=_flag("STREAMCHAT_WS_COMPRESSION", True),
         )
 
 
