@@ -120,6 +120,3 @@ class Context:
     async def request_stop(self, key: str, wait: float = 0.0) -> bool:
         """Stop the work running under `key`; True if it was running. Waits up to `wait` s for it to end."""
         return await self._stops.stop(key, wait)
-
-    def is_running(self, key: str) -> bool:
-        return self._stops.running(key)

@@ -29,9 +29,6 @@ class StopRegistry:
         if self._running.get(key) is scope:
             del self._running[key]
 
-    def running(self, key: str) -> bool:
-        return key in self._running
-
     async def stop(self, key: str, wait: float = 0.0) -> bool:
         """Stop the scope running under `key`; True if one was. Waits up to `wait` s for it to wind up."""
         scope = self._running.get(key)
