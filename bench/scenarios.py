@@ -13,6 +13,7 @@ import httpx
 from bench.harness import Fake, Server, SseWatcher, WsWatcher, percentiles, stamps
 from streamchat.llm.base import ChatTurn
 from streamchat.llm.openai_provider import OpenAIProvider
+from streamchat.settings import DEFAULT_SYSTEM_PROMPT
 
 LAG_TARGET_MS = 100.0
 #: New conversations arrive at this rate (at most over half a reply's length): real users do not all
@@ -210,10 +211,10 @@ async def embedded(workdir: Path, max_tokens: int, prompt: str) -> dict[str, Any
     """The local Gemma model called directly, and through POST /chat → WebSocket."""
     from streamchat.llm.local_provider import LocalProvider
 
-    provider = LocalProvider(models_dir=Path(".streamchat/models"), max_tokens=max_tokens)
+    # Greedy decoding on both sides: the same prompt then gives the same text, so the rates compare.
+    provider = LocalProvider(models_dir=Path(".streamchat/models"), max_tokens=max_tokens, temperature=0.0)
     await provider.load()
-    turns = [ChatTurn("system", "The following is a conversation between a user and a helpful assistant."),
-             ChatTurn("user", prompt)]
+    turns = [ChatTurn("system", DEFAULT_SYSTEM_PROMPT), ChatTurn("user", prompt)]
     async for _ in provider.stream([ChatTurn("user", "Hi")]):
         pass  # warm-up: the first generation after loading is several times slower to start
     started = time.time()
@@ -226,7 +227,8 @@ async def embedded(workdir: Path, max_tokens: int, prompt: str) -> dict[str, Any
     direct = {"ttft_ms": round(((first or done) - started) * 1000, 1), "pieces": count,
               "tokens_per_s": round((count - 1) / max(done - (first or done), 1e-9), 1)}
 
-    server = Server(workdir, None, STREAMCHAT_PROVIDER="local", STREAMCHAT_MAX_TOKENS=str(max_tokens))
+    server = Server(workdir, None, STREAMCHAT_PROVIDER="local", STREAMCHAT_MAX_TOKENS=str(max_tokens),
+                    STREAMCHAT_TEMPERATURE="0")
     try:
         warm = WsWatcher(server.ws_url, str(uuid.uuid4()), deltas=True)
         await warm.start()

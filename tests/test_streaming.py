@@ -274,3 +274,15 @@ async def test_websocket_compression_is_negotiated_unless_switched_off(server: S
     plain = servers.start(STREAMCHAT_WS_COMPRESSION="off")
     async with websockets.connect(plain.ws_url) as socket:
         assert socket.response.headers.get("Sec-WebSocket-Extensions") is None
+
+
+async def test_temperature_reaches_the_provider_only_when_set(
+    server: Server, servers: ServerFactory, fake_provider: FakeProvider
+) -> None:
+    accepted = await post_chat(server.url, "default sampling")
+    await wait_for_status(server.url, accepted["conversationId"], accepted["assistantMessageId"])
+    assert "temperature" not in fake_provider.requests()[-1]
+    tuned = servers.start(STREAMCHAT_TEMPERATURE="0.2")
+    accepted = await post_chat(tuned.url, "cooler sampling")
+    await wait_for_status(tuned.url, accepted["conversationId"], accepted["assistantMessageId"])
+    assert fake_provider.requests()[-1]["temperature"] == 0.2

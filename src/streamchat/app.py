@@ -32,10 +32,11 @@ def make_provider(settings: Settings) -> ChatProvider:
         return OpenAIProvider(
             api_key=settings.openai_api_key, base_url=settings.openai_base_url, model=settings.openai_model,
             max_tokens=settings.max_tokens, max_retries=settings.provider_retries,
-            read_timeout=settings.provider_timeout,
+            read_timeout=settings.provider_timeout, temperature=settings.temperature,
         )
     return LocalProvider(
         models_dir=settings.data_dir / "models", max_tokens=settings.max_tokens, path=settings.local_model_path,
+        temperature=0.7 if settings.temperature is None else settings.temperature,
     )
 
 

@@ -55,6 +55,15 @@ def _flag(name: str, default: bool) -> bool:
     raise SettingsError(f"{name} must be on or off, got {raw!r}")
 
 
+def _temperature() -> float | None:
+    if not os.environ.get("STREAMCHAT_TEMPERATURE", "").strip():
+        return None
+    value = _float("STREAMCHAT_TEMPERATURE", 0.0)
+    if not 0.0 <= value <= 2.0:
+        raise SettingsError(f"STREAMCHAT_TEMPERATURE must be between 0 and 2, got {value}")
+    return value
+
+
 def _busy_mode() -> Literal["enqueue", "reject", "interrupt"]:
     mode = os.environ.get("STREAMCHAT_BUSY_MODE", "enqueue").strip().lower()
     if mode not in ("enqueue", "reject", "interrupt"):
@@ -85,6 +94,7 @@ class Settings:
     sse_ping_seconds: float
     busy_mode: Literal["enqueue", "reject", "interrupt"]
     ws_compression: bool
+    temperature: float | None
 
     @classmethod
     def from_env(cls, env_file: str | None = ".env") -> Settings:
@@ -120,6 +130,7 @@ class Settings:
             sse_ping_seconds=_float("STREAMCHAT_SSE_PING_SECONDS", 15.0),
             busy_mode=_busy_mode(),
             ws_compression=_flag("STREAMCHAT_WS_COMPRESSION", True),
+            temperature=_temperature(),
         )
 
 

@@ -27,9 +27,11 @@ class OpenAIProvider:
     def __init__(
         self, *, api_key: str, base_url: str | None, model: str, max_tokens: int,
         max_retries: int = 2, connect_timeout: float = 10.0, read_timeout: float = 60.0,
+        temperature: float | None = None,
     ) -> None:
         self.model = model
         self.max_tokens = max_tokens
+        self.options: dict[str, Any] = {} if temperature is None else {"temperature": temperature}
         self.client = openai.AsyncOpenAI(
             api_key=api_key,
             base_url=base_url or None,
@@ -44,7 +46,7 @@ class OpenAIProvider:
         try:
             async with self.client.chat.completions.with_streaming_response.create(
                 model=self.model, messages=[], extra_body={"messages": messages}, stream=True,
-                max_tokens=self.max_tokens,
+                max_tokens=self.max_tokens, **self.options,
             ) as response:
                 async for payload in _data_lines(response.iter_bytes()):
                     if payload == b"[DONE]":
