@@ -123,6 +123,7 @@ class WatchResult:
     """What one subscriber saw of one reply."""
 
     first_token_at: float | None = None
+    last_token_at: float | None = None
     done_at: float | None = None
     status: str | None = None
     text: str = ""
@@ -201,6 +202,7 @@ class WsWatcher:
     def _text(self, text: str, new: str, now: float) -> None:
         if new:
             self.result.pieces += 1
+            self.result.last_token_at = now
         if new and self.result.first_token_at is None:
             self.result.first_token_at = now
         if self.measure_lag and new.strip():

@@ -218,14 +218,15 @@ async def embedded(workdir: Path, max_tokens: int, prompt: str) -> dict[str, Any
     async for _ in provider.stream([ChatTurn("user", "Hi")]):
         pass  # warm-up: the first generation after loading is several times slower to start
     started = time.time()
-    first, count = None, 0
+    first = last = 0.0
+    count = 0
     async for _ in provider.stream(turns):
-        first = first or time.time()
+        last = time.time()
+        first = first or last
         count += 1
-    done = time.time()
     await provider.close()
-    direct = {"ttft_ms": round(((first or done) - started) * 1000, 1), "pieces": count,
-              "tokens_per_s": round((count - 1) / max(done - (first or done), 1e-9), 1)}
+    direct = {"ttft_ms": round((first - started) * 1000, 1), "pieces": count,
+              "tokens_per_s": round((count - 1) / max(last - first, 1e-9), 1)}
 
     server = Server(workdir, None, STREAMCHAT_PROVIDER="local", STREAMCHAT_MAX_TOKENS=str(max_tokens),
                     STREAMCHAT_TEMPERATURE="0")
@@ -243,9 +244,10 @@ async def embedded(workdir: Path, max_tokens: int, prompt: str) -> dict[str, Any
             await client.post("/chat", json={"message": prompt, "conversationId": cid})
         await asyncio.wait_for(watcher.task, 300)  # type: ignore[arg-type]
         first_at = watcher.result.first_token_at or time.time()
+        last_at = watcher.result.last_token_at or first_at
         pieces = watcher.result.pieces
         piped = {"ttft_ms": round((first_at - started) * 1000, 1), "pieces": pieces,
-                 "tokens_per_s": round((pieces - 1) / max((watcher.result.done_at or first_at) - first_at, 1e-9), 1)}
+                 "tokens_per_s": round((pieces - 1) / max(last_at - first_at, 1e-9), 1)}
     finally:
         server.stop()
     return {"max_tokens": max_tokens, "direct": direct, "through_pipeline": piped,
