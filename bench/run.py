@@ -17,6 +17,11 @@ from bench.charts import draw
 from bench.harness import ROOT, Fake
 
 RESULTS = ROOT / "bench" / "results"
+EMBEDDED_PROMPTS = [
+    "Tell me a long story about a dragon and a lighthouse.",
+    "Explain how a bicycle works, step by step.",
+    "Write a letter to a friend about a trip to the mountains.",
+]
 
 FULL = {"overhead_samples": 50, "counts": [1, 100, 500, 1000], "tokens": 200, "rates": [20.0, 50.0],
         "fanout": [1, 10, 100, 1000], "wire": [200, 2000], "wire_rate": 200.0, "embedded_tokens": 128}
@@ -45,8 +50,7 @@ async def run(plan: dict[str, Any], only: set[str] | None) -> dict[str, Any]:
                 ("fanout_uncompressed", lambda: scenarios.fanout(workdir, fake, plan["fanout"][-1:], plan["tokens"],
                                                                  plan["rates"][0], compression=False)),
                 ("wire", lambda: scenarios.wire(workdir, fake, plan["wire"], plan["wire_rate"])),
-                ("embedded", lambda: scenarios.embedded(workdir, plan["embedded_tokens"],
-                                                        "Tell me a long story about a dragon and a lighthouse.")),
+                ("embedded", lambda: scenarios.embedded(workdir, plan["embedded_tokens"], EMBEDDED_PROMPTS)),
             ]
             for name, scenario in steps:
                 if only and name not in only:

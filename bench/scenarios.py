@@ -207,49 +207,53 @@ async def wire(workdir: Path, fake: Fake, sizes: list[int], rate: float) -> dict
     return {"tokens_per_s": rate, "runs": runs}
 
 
-async def embedded(workdir: Path, max_tokens: int, prompt: str) -> dict[str, Any]:
-    """The local Gemma model called directly, and through POST /chat → WebSocket."""
+def _rate(runs: list[tuple[float, float, float, int]]) -> dict[str, Any]:
+    """Totals over (started, first, last, pieces) runs: median TTFT and tokens/s over all of them."""
+    ttfts = sorted((first - started) * 1000 for started, first, _, _ in runs)
+    tokens = sum(pieces - 1 for *_, pieces in runs)
+    seconds = sum(last - first for _, first, last, _ in runs)
+    return {"ttft_ms": round(ttfts[len(ttfts) // 2], 1), "pieces": sum(r[3] for r in runs),
+            "tokens_per_s": round(tokens / max(seconds, 1e-9), 1)}
+
+
+async def embedded(workdir: Path, max_tokens: int, prompts: list[str]) -> dict[str, Any]:
+    """The local Gemma model called directly, and through POST /chat → WebSocket, on the same prompts."""
     from streamchat.llm.local_provider import LocalProvider
 
     # Greedy decoding on both sides: the same prompt then gives the same text, so the rates compare.
     provider = LocalProvider(models_dir=Path(".streamchat/models"), max_tokens=max_tokens, temperature=0.0)
     await provider.load()
-    turns = [ChatTurn("system", DEFAULT_SYSTEM_PROMPT), ChatTurn("user", prompt)]
     async for _ in provider.stream([ChatTurn("user", "Hi")]):
         pass  # warm-up: the first generation after loading is several times slower to start
-    started = time.time()
-    first = last = 0.0
-    count = 0
-    async for _ in provider.stream(turns):
-        last = time.time()
-        first = first or last
-        count += 1
+    direct_runs = []
+    for prompt in prompts:
+        started = time.time()
+        first = last = 0.0
+        count = 0
+        async for _ in provider.stream([ChatTurn("system", DEFAULT_SYSTEM_PROMPT), ChatTurn("user", prompt)]):
+            last = time.time()
+            first = first or last
+            count += 1
+        direct_runs.append((started, first, last, count))
     await provider.close()
-    direct = {"ttft_ms": round((first - started) * 1000, 1), "pieces": count,
-              "tokens_per_s": round((count - 1) / max(last - first, 1e-9), 1)}
 
     server = Server(workdir, None, STREAMCHAT_PROVIDER="local", STREAMCHAT_MAX_TOKENS=str(max_tokens),
                     STREAMCHAT_TEMPERATURE="0")
+    piped_runs = []
     try:
-        warm = WsWatcher(server.ws_url, str(uuid.uuid4()), deltas=True)
-        await warm.start()
         async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
-            await client.post("/chat", json={"message": "Hi", "conversationId": warm.cid})
-        await asyncio.wait_for(warm.task, 300)  # type: ignore[arg-type]
-        cid = str(uuid.uuid4())
-        watcher = WsWatcher(server.ws_url, cid, deltas=True)
-        await watcher.start()
-        started = time.time()
-        async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
-            await client.post("/chat", json={"message": prompt, "conversationId": cid})
-        await asyncio.wait_for(watcher.task, 300)  # type: ignore[arg-type]
-        first_at = watcher.result.first_token_at or time.time()
-        last_at = watcher.result.last_token_at or first_at
-        pieces = watcher.result.pieces
-        piped = {"ttft_ms": round((first_at - started) * 1000, 1), "pieces": pieces,
-                 "tokens_per_s": round((pieces - 1) / max(last_at - first_at, 1e-9), 1)}
+            for prompt in ["Hi", *prompts]:
+                watcher = WsWatcher(server.ws_url, str(uuid.uuid4()), deltas=True)
+                await watcher.start()
+                started = time.time()
+                await client.post("/chat", json={"message": prompt, "conversationId": watcher.cid})
+                await asyncio.wait_for(watcher.task, 300)  # type: ignore[arg-type]
+                result = watcher.result
+                if prompt != "Hi":  # the first reply warms the server's model up
+                    first_at = result.first_token_at or time.time()
+                    piped_runs.append((started, first_at, result.last_token_at or first_at, result.pieces))
     finally:
         server.stop()
-    return {"max_tokens": max_tokens, "direct": direct, "through_pipeline": piped,
+    direct, piped = _rate(direct_runs), _rate(piped_runs)
+    return {"max_tokens": max_tokens, "prompts": len(prompts), "direct": direct, "through_pipeline": piped,
             "tokens_per_s_ratio": round(piped["tokens_per_s"] / max(direct["tokens_per_s"], 1e-9), 3)}
-
