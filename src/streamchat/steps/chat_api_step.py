@@ -70,7 +70,6 @@ async def handler(req: ApiRequest[ChatRequest], ctx: Context) -> ApiResponse:
         message=req.body.message, sender="user", status="completed", timestamp=now))
     await stream.set(conversation_id, assistant_message_id, ConversationMessage(
         message="", sender="assistant", status="created", timestamp=now))
-    await touch_conversation(ctx, conversation_id, req.body.message, now)
     try:
         await ctx.emit("chat-message", ChatMessageEvent(
             message=req.body.message, conversationId=conversation_id, assistantMessageId=assistant_message_id,
@@ -79,6 +78,8 @@ async def handler(req: ApiRequest[ChatRequest], ctx: Context) -> ApiResponse:
         await stream.set(conversation_id, assistant_message_id, ConversationMessage(
             message="", sender="assistant", status="error", timestamp=now, error="could not queue the reply"))
         raise HttpError(503, "unavailable", "the server is shutting down; try again") from error
+    # After the emit: the reply need not wait for the conversation list's bookkeeping.
+    await touch_conversation(ctx, conversation_id, req.body.message, now)
     ctx.logger.info("message received", extra={"conversationId": conversation_id})
     return ApiResponse(200, {
         "conversationId": conversation_id,
