@@ -11,32 +11,30 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 
+def _lag_chart(series: list[tuple[str, list[float], list[dict[str, Any]]]], xlabel: str, title: str,
+               path: Path) -> Path:
+    """p99 and p50 token lag against a count, log-log, with the 100 ms target."""
+    figure, axis = plt.subplots(figsize=(7, 4))
+    for label, counts, runs in series:
+        axis.plot(counts, [r["lag_ms"]["p99"] for r in runs], marker="o", label=f"p99{label}")
+        axis.plot(counts, [r["lag_ms"]["p50"] for r in runs], marker=".", linestyle="--", label=f"p50{label}")
+    axis.axhline(100, color="red", linewidth=0.8, label="target p99 100 ms")
+    axis.set(xlabel=xlabel, ylabel="token delivery lag (ms)", xscale="log", yscale="log", title=title)
+    axis.legend(fontsize=8)
+    return _save(figure, path)
+
+
 def draw(results: dict[str, Any], folder: Path) -> list[Path]:
     made: list[Path] = []
     if "concurrency" in results:
-        figure, axis = plt.subplots(figsize=(7, 4))
-        for label, block in results["concurrency"].items():
-            runs = block["runs"]
-            counts = [r["conversations"] for r in runs]
-            axis.plot(counts, [r["lag_ms"]["p99"] for r in runs], marker="o", label=f"p99, {label.replace('_', ' ')}")
-            axis.plot(counts, [r["lag_ms"]["p50"] for r in runs], marker=".", linestyle="--",
-                      label=f"p50, {label.replace('_', ' ')}")
-        axis.axhline(100, color="red", linewidth=0.8, label="target p99 100 ms")
-        axis.set(xlabel="simultaneous conversations", ylabel="token delivery lag (ms)", xscale="log", yscale="log",
-                 title="Concurrency: per-token lag")
-        axis.legend(fontsize=8)
-        made.append(_save(figure, folder / "concurrency.png"))
+        series = [(f", {label.replace('_', ' ')}", [r["conversations"] for r in block["runs"]], block["runs"])
+                  for label, block in results["concurrency"].items()]
+        made.append(_lag_chart(series, "simultaneous conversations", "Concurrency: per-token lag",
+                               folder / "concurrency.png"))
     if "fanout" in results:
-        figure, axis = plt.subplots(figsize=(7, 4))
         runs = results["fanout"]["runs"]
-        counts = [r["subscribers"] for r in runs]
-        axis.plot(counts, [r["lag_ms"]["p99"] for r in runs], marker="o", label="p99")
-        axis.plot(counts, [r["lag_ms"]["p50"] for r in runs], marker=".", linestyle="--", label="p50")
-        axis.axhline(100, color="red", linewidth=0.8, label="target p99 100 ms")
-        axis.set(xlabel="subscribers of one reply", ylabel="token delivery lag (ms)", xscale="log", yscale="log",
-                 title="Fan-out: per-token lag")
-        axis.legend(fontsize=8)
-        made.append(_save(figure, folder / "fanout.png"))
+        made.append(_lag_chart([("", [r["subscribers"] for r in runs], runs)], "subscribers of one reply",
+                               "Fan-out: per-token lag", folder / "fanout.png"))
     if "wire" in results:
         figure, axis = plt.subplots(figsize=(7, 4))
         runs = results["wire"]["runs"]

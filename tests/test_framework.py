@@ -207,12 +207,18 @@ async def test_a_bad_payload_is_dead_lettered_without_retries() -> None:
     assert calls == []
 
 
+# The product's step files, re-exported into a package of a test's own.
+PRODUCT_STEPS = {
+    "conversation_stream.py": "from streamchat.steps.conversation_stream import config\n",
+    "chat_api_step.py": "from streamchat.steps.chat_api_step import config, handler\n",
+    "ai_response_step.py": "from streamchat.steps.ai_response_step import config, handler, on_failure\n",
+    "get_conversation_step.py": "from streamchat.steps.get_conversation_step import config, handler\n",
+}
+
+
 async def test_a_fourth_step_file_joins_without_framework_changes(servers: ServerFactory, packages: Path) -> None:
     name = write_package(packages, {
-        "conversation_stream.py": "from streamchat.steps.conversation_stream import config\n",
-        "chat_api_step.py": "from streamchat.steps.chat_api_step import config, handler\n",
-        "ai_response_step.py": "from streamchat.steps.ai_response_step import config, handler, on_failure\n",
-        "get_conversation_step.py": "from streamchat.steps.get_conversation_step import config, handler\n",
+        **PRODUCT_STEPS,
         "audit_step.py": """
             from streamchat.framework import EventConfig
             from streamchat.steps.ai_response_step import ChatMessageEvent
@@ -242,10 +248,7 @@ async def test_a_fourth_step_file_joins_without_framework_changes(servers: Serve
 
 async def test_dead_letters_are_listed_by_the_admin_endpoint(servers: ServerFactory, packages: Path) -> None:
     name = write_package(packages, {
-        "conversation_stream.py": "from streamchat.steps.conversation_stream import config\n",
-        "chat_api_step.py": "from streamchat.steps.chat_api_step import config, handler\n",
-        "ai_response_step.py": "from streamchat.steps.ai_response_step import config, handler, on_failure\n",
-        "get_conversation_step.py": "from streamchat.steps.get_conversation_step import config, handler\n",
+        **PRODUCT_STEPS,
         "broken_step.py": """
             from streamchat.framework import EventConfig
             from streamchat.steps.ai_response_step import ChatMessageEvent
