@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,17 +90,30 @@ class Watcher:
 
 async def wait_for_status(base_url: str, conversation_id: str, item_id: str, timeout: float = 30) -> dict[str, Any]:
     """Poll the HTTP API until an item finishes (for tests that watch nothing)."""
+    return await _poll(base_url, conversation_id, item_id, lambda m: m["status"] in FINISHED, timeout, "finish")
+
+
+async def wait_until_streaming(
+    base_url: str, conversation_id: str, item_id: str, timeout: float = 10
+) -> dict[str, Any]:
+    """Poll the HTTP API until a reply is streaming and has some text: a point mid-reply."""
+    return await _poll(base_url, conversation_id, item_id, lambda m: m["status"] == "streaming" and bool(m["message"]),
+                       timeout, "start streaming")
+
+
+async def _poll(base_url: str, conversation_id: str, item_id: str, done: Callable[[dict[str, Any]], bool],
+                timeout: float, what: str) -> dict[str, Any]:
     async with httpx.AsyncClient(base_url=base_url, timeout=10) as client:
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
             response = await client.get(f"/api/conversations/{conversation_id}")
             if response.status_code == 200:
                 for message in response.json()["messages"]:
-                    if message["id"] == item_id and message["status"] in FINISHED:
+                    if message["id"] == item_id and done(message):
                         return dict(message)
             if asyncio.get_running_loop().time() > deadline:
-                raise TimeoutError(f"{item_id} did not finish: {response.text}")
-            await asyncio.sleep(0.05)
+                raise TimeoutError(f"{item_id} did not {what}: {response.text}")
+            await asyncio.sleep(0.02)
 
 
 @dataclass

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 
 from conftest import FakeProvider, Server, ServerFactory
-from helpers import Watcher, post_chat, wait_for_status
+from helpers import Watcher, post_chat, wait_for_status, wait_until_streaming
 
 SLOW = [f"slow{i} " for i in range(100)]
 
@@ -23,22 +23,13 @@ def provider_streams(fake: FakeProvider) -> list[dict[str, Any]]:
     return list(httpx.get(f"{fake.url}/control/requests").json()["streams"])
 
 
-async def wait_until_streaming(server: Server, cid: str, mid: str) -> None:
-    for _ in range(200):
-        messages = httpx.get(f"{server.url}/api/conversations/{cid}").json()["messages"]
-        if any(m["id"] == mid and m["status"] == "streaming" and m["message"] for m in messages):
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("the reply never started streaming")
-
-
 async def test_stop_closes_the_provider_stream_and_keeps_the_partial_text(
     server: Server, fake_provider: FakeProvider
 ) -> None:
     fake_provider.script(tokens=SLOW, delay=0.05)
     accepted = await post_chat(server.url, "talk slowly")
     cid, mid = accepted["conversationId"], accepted["assistantMessageId"]
-    await wait_until_streaming(server, cid, mid)
+    await wait_until_streaming(server.url, cid, mid)
     asked = time.time()
     response = httpx.post(stop_url(server, cid, mid))
     assert response.status_code == 202, response.text
@@ -144,7 +135,7 @@ async def test_interrupt_mode_stops_the_running_reply_and_answers_the_new_messag
     fake_provider.script(tokens=SLOW, delay=0.03)
     first = await post_chat(server.url, "go on and on")
     cid = first["conversationId"]
-    await wait_until_streaming(server, cid, first["assistantMessageId"])
+    await wait_until_streaming(server.url, cid, first["assistantMessageId"])
     second = await post_chat(server.url, "actually, stop [tokens=2]", cid)
     interrupted = await wait_for_status(server.url, cid, first["assistantMessageId"])
     assert interrupted["status"] == "stopped" and interrupted["message"]

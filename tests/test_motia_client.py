@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from conftest import FakeProvider, Server
-from helpers import Transcript, Watcher, post_chat, read_sse
+from helpers import Transcript, Watcher, post_chat, read_sse, wait_until_streaming
 
 CLIENT_DIR = Path(__file__).parent / "motia_client"
 TOKENS = [f"piece{i} " for i in range(15)]
@@ -113,7 +113,7 @@ async def test_every_kind_of_subscriber_ends_with_byte_identical_text(
     mid = accepted["assistantMessageId"]
     transcript = Transcript()
     sse = asyncio.create_task(follow_sse(server, cid, transcript, mid))
-    await asyncio.sleep(0.2)
+    await wait_until_streaming(server.url, cid, mid)
     late = Watcher(server.ws_url, cid, deltas=True)
     await late.__aenter__()
     finals = await asyncio.gather(plain.until_finished(mid), deltas.until_finished(mid), late.until_finished(mid))

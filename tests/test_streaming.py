@@ -13,7 +13,7 @@ import pytest
 import websockets
 
 from conftest import FakeProvider, Server, ServerFactory
-from helpers import Watcher, post_chat, wait_for_status
+from helpers import Watcher, post_chat, wait_for_status, wait_until_streaming
 
 TOKENS = [f"tok{i} " for i in range(12)]
 
@@ -80,7 +80,7 @@ async def test_joining_mid_reply_gets_the_text_so_far_then_the_rest(
     fake_provider.script(tokens=TOKENS, delay=0.05)
     accepted = await post_chat(server.url, "late joiner")
     cid, mid = accepted["conversationId"], accepted["assistantMessageId"]
-    await asyncio.sleep(0.3)
+    await wait_until_streaming(server.url, cid, mid)
     async with Watcher(server.ws_url, cid) as watcher:
         snapshot = {item["id"]: item for item in watcher.watch.frames[0]["event"]["data"]}
         assert snapshot[mid]["status"] == "streaming"
