@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -178,3 +179,84 @@ def servers(fake_provider: FakeProvider, tmp_path: Path) -> Iterator[ServerFacto
     factory = ServerFactory(fake_provider, tmp_path)
     yield factory
     factory.stop_all()
+
+
+# -- Redis + PostgreSQL deployments ----------------------------------------------------------
+
+REDIS_URL = os.environ.get("STREAMCHAT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+POSTGRES_ADMIN_URL = os.environ.get("STREAMCHAT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def _reachable(url: str, default_port: int) -> bool:
+    from urllib.parse import urlparse
+
+    parsed = urlparse(url)
+    try:
+        with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or default_port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The real Redis the multi-instance tests use; missing is a failure, never a skip."""
+    assert _reachable(REDIS_URL, 6379), (
+        f"Redis is not reachable at {REDIS_URL}: ./scripts/test starts it when it is installed "
+        "(set STREAMCHAT_TEST_REDIS_URL to use another one)")
+    return REDIS_URL
+
+
+def _admin_sql(sql: str) -> None:
+    import asyncio
+
+    import asyncpg
+
+    async def run() -> None:
+        connection = await asyncpg.connect(POSTGRES_ADMIN_URL, timeout=10)
+        try:
+            await connection.execute(sql)
+        finally:
+            await connection.close()
+
+    asyncio.run(run())
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database on the real server for one test, dropped afterwards."""
+    assert _reachable(POSTGRES_ADMIN_URL, 5432), (
+        f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}: ./scripts/test starts it when it is installed "
+        "(set STREAMCHAT_TEST_POSTGRES_URL to use another one)")
+    name = f"streamchat_test_{uuid.uuid4().hex[:12]}"
+    _admin_sql(f'CREATE DATABASE "{name}"')
+    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
+    yield f"{base}/{name}"
+    _admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def cluster(servers: ServerFactory, redis_url: str, postgres_url: str) -> Cluster:
+    """Start instances that share one Redis (own key prefix) and one fresh PostgreSQL database."""
+    return Cluster(servers, redis_url, postgres_url, f"streamchat-test-{uuid.uuid4().hex[:10]}")
+
+
+@dataclass
+class Cluster:
+    factory: ServerFactory
+    redis_url: str
+    postgres_url: str
+    prefix: str
+
+    def env(self, **overrides: str) -> dict[str, str]:
+        return {
+            "STREAMCHAT_BUS_URL": self.redis_url, "STREAMCHAT_STATE_URL": self.postgres_url,
+            "STREAMCHAT_REDIS_PREFIX": self.prefix, "STREAMCHAT_BUS_LEASE_SECONDS": "2",
+            "STREAMCHAT_BUS_PARTITIONS": "8", **overrides,
+        }
+
+    def start(self, **overrides: str) -> Server:
+        return self.factory.start(**self.env(**overrides))
+
+    def start_many(self, count: int, **overrides: str) -> list[Server]:
+        return [self.start(**overrides) for _ in range(count)]

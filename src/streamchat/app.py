@@ -8,13 +8,12 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.staticfiles import StaticFiles
-from starlette.responses import FileResponse, Response, StreamingResponse
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 
 from . import __version__
 from .framework import Runtime, build_app, discover
-from .framework.bus import bus_from_url
+from .framework.backends import backends_from_urls
 from .framework.logs import configure_logging
-from .framework.store import store_from_url
 from .framework.transport.sse import sse_response
 from .llm import ChatProvider, use_provider
 from .llm.local_provider import LocalProvider
@@ -45,7 +44,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings.log_level)
     steps = discover(settings.steps_package)
-    runtime = Runtime(steps, store_from_url(settings.state_url), bus_from_url(settings.bus_url, settings.retry_delay))
+    backends = backends_from_urls(
+        settings.state_url, settings.bus_url, retry_delay=settings.retry_delay,
+        retry_seconds=settings.backend_retry_seconds, prefix=settings.redis_prefix,
+        partitions=settings.bus_partitions, lease_seconds=settings.bus_lease_seconds,
+    )
+    runtime = Runtime(steps, backends.store, backends.bus, backends.link)
     provider = make_provider(settings)
 
     async def start_provider() -> None:
@@ -58,7 +62,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await provider.close()
 
     app = build_app(runtime, title="streamchat", version=__version__,
-                    on_startup=[start_provider], on_shutdown=[stop_provider])
+                    on_startup=[start_provider], on_shutdown=[stop_provider],
+                    shutdown_seconds=settings.shutdown_seconds)
 
     @app.get("/", include_in_schema=False)
     async def chat_page() -> FileResponse:
@@ -76,6 +81,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def healthz() -> dict[str, str]:
         """Liveness: the process answers."""
         return {"status": "ok"}
+
+    @app.get("/readyz", tags=["ops"], responses={503: {"description": "a dependency is unreachable"}})
+    async def readyz() -> JSONResponse:
+        """Readiness: every dependency (store, Redis) answers now; 503 naming the one that does not."""
+        checks = await runtime.readiness()
+        ready = all(state == "ok" for state in checks.values())
+        return JSONResponse({"status": "ready" if ready else "unavailable", "checks": checks},
+                            status_code=200 if ready else 503)
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

@@ -95,6 +95,11 @@ class Settings:
     busy_mode: Literal["enqueue", "reject", "interrupt"]
     ws_compression: bool
     temperature: float | None
+    redis_prefix: str
+    bus_partitions: int
+    bus_lease_seconds: float
+    backend_retry_seconds: float
+    shutdown_seconds: float
 
     @classmethod
     def from_env(cls, env_file: str | None = ".env") -> Settings:
@@ -131,6 +136,11 @@ class Settings:
             busy_mode=_busy_mode(),
             ws_compression=_flag("STREAMCHAT_WS_COMPRESSION", True),
             temperature=_temperature(),
+            redis_prefix=os.environ.get("STREAMCHAT_REDIS_PREFIX") or "streamchat",
+            bus_partitions=_int("STREAMCHAT_BUS_PARTITIONS", 16, minimum=1),
+            bus_lease_seconds=_float("STREAMCHAT_BUS_LEASE_SECONDS", 10.0),
+            backend_retry_seconds=_float("STREAMCHAT_BACKEND_RETRY_SECONDS", 15.0),
+            shutdown_seconds=_float("STREAMCHAT_SHUTDOWN_SECONDS", 20.0),
         )
 
 

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
-from .errors import HttpError, describe_validation, error_response
+from .errors import HttpError, Unavailable, describe_validation, error_response
 from .runtime import Runtime
 from .steps import ApiRequest, ApiStep
 from .transport.websocket import stream_socket
@@ -34,7 +34,7 @@ Hook = Callable[[], Awaitable[None]]
 
 def build_app(
     runtime: Runtime, *, title: str = "streamchat", version: str = "0",
-    on_startup: Sequence[Hook] = (), on_shutdown: Sequence[Hook] = (),
+    on_startup: Sequence[Hook] = (), on_shutdown: Sequence[Hook] = (), shutdown_seconds: float = 20.0,
 ) -> FastAPI:
     """The ASGI app: start/stop the runtime with the server, route every API step, serve `/` socket.
 
@@ -50,7 +50,7 @@ def build_app(
         try:
             yield
         finally:
-            await runtime.stop()
+            await runtime.stop(shutdown_seconds)
             for hook in on_shutdown:
                 await hook()
             logger.info("stopped cleanly")
@@ -164,6 +164,13 @@ def install_error_handlers(app: FastAPI) -> None:
     async def request_invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         parts = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
         return error_response(422, "validation_error", "; ".join(parts))
+
+    @app.exception_handler(Unavailable)
+    async def unavailable(request: Request, exc: Unavailable) -> JSONResponse:
+        logger.warning("a backend is unavailable", extra={"path": request.url.path, "error": str(exc)})
+        response = error_response(503, "unavailable", f"{exc}; try again shortly")
+        response.headers["Retry-After"] = "5"
+        return response
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -11,16 +11,27 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 T = TypeVar("T")
 
 
+class StopRoute(Protocol):
+    """Reaches scopes running in other instances (see stop_router.py)."""
+
+    async def announce(self, key: str) -> None: ...
+
+    async def withdraw(self, key: str) -> None: ...
+
+    async def stop_elsewhere(self, key: str, wait: float) -> bool: ...
+
+
 class StopRegistry:
-    """Running stoppable scopes of this process, by key."""
+    """Running stoppable scopes of this process, by key; with a `route`, of every instance."""
 
     def __init__(self) -> None:
         self._running: dict[str, Stoppable[Any]] = {}
+        self.route: StopRoute | None = None
 
     def register(self, key: str, scope: Stoppable[Any]) -> None:
         self._running[key] = scope
@@ -30,7 +41,14 @@ class StopRegistry:
             del self._running[key]
 
     async def stop(self, key: str, wait: float = 0.0) -> bool:
-        """Stop the scope running under `key`; True if one was. Waits up to `wait` s for it to wind up."""
+        """Stop the scope running under `key`, here or (with a route) in another instance; True if one
+        was. Waits up to `wait` s for it to wind up.
+        """
+        if key not in self._running and self.route is not None:
+            return await self.route.stop_elsewhere(key, wait)
+        return await self.stop_here(key, wait)
+
+    async def stop_here(self, key: str, wait: float = 0.0) -> bool:
         scope = self._running.get(key)
         if scope is None:
             return False
@@ -61,6 +79,8 @@ class Stoppable(Generic[T]):
 
     async def __aenter__(self) -> Stoppable[T]:
         self.registry.register(self.key, self)
+        if self.registry.route is not None:
+            await self.registry.route.announce(self.key)
         return self
 
     async def __aexit__(
@@ -72,6 +92,8 @@ class Stoppable(Generic[T]):
             with contextlib.suppress(BaseException):
                 await self._first
         self.finished.set()
+        if self.registry.route is not None:
+            await self.registry.route.withdraw(self.key)
 
     def stop(self) -> None:
         if self.stopped:

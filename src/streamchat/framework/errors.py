@@ -30,6 +30,18 @@ class PermanentError(Exception):
     """A handler failure that retrying cannot fix (bad payload); dead-lettered at once."""
 
 
+class Unavailable(RuntimeError):
+    """A backend the request needs (PostgreSQL, Redis) stayed unreachable past its retry window: a 503."""
+
+
+class StoreUnavailable(Unavailable):
+    """The state store could not be reached."""
+
+
+class BrokerUnavailable(Unavailable):
+    """Redis (the event bus or the stream relay) could not be reached."""
+
+
 def error_response(status: int, error: str, detail: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"error": error, "detail": detail, **extra}, status_code=status)
 

@@ -13,7 +13,11 @@ from .context import Context, Emitter, State, Streams
 from .control import StopRegistry
 from .errors import PermanentError
 from .monitor import WORKBENCH_STREAM, Monitor, workbench_stream
+from .redis_link import RedisLink
+from .relay import ChangeRelay
+from .replicated import ReplicatedStreamHub
 from .steps import ApiStep, Emit, EventStep, StepSet
+from .stop_router import StopRouter
 from .store import Store
 from .streams import StreamHub
 
@@ -25,14 +29,17 @@ DEAD_LETTERS = "_dead_letters"
 class Runtime:
     """Owns the backends; `start`/`stop` bracket the server's life."""
 
-    def __init__(self, steps: StepSet, store: Store, bus: EventBus) -> None:
+    def __init__(self, steps: StepSet, store: Store, bus: EventBus, link: RedisLink | None = None) -> None:
         self.steps = steps
         self.store = store
         self.bus = bus
-        self.hub = StreamHub(store, {**steps.streams, WORKBENCH_STREAM: workbench_stream})
+        self.link = link
+        configs = {**steps.streams, WORKBENCH_STREAM: workbench_stream}
+        self.hub = StreamHub(store, configs) if link is None else ReplicatedStreamHub(store, configs, ChangeRelay(link))
         self.monitor = Monitor(self.hub)
         self.state = State(store)
         self.stops = StopRegistry()
+        self.stop_router = None if link is None else StopRouter(link, self.stops)
         inputs: dict[str, list[type[BaseModel]]] = {}
         for step in steps.events:
             for topic in step.config.subscribes:
@@ -50,12 +57,34 @@ class Runtime:
 
     async def start(self) -> None:
         await self.store.connect()
+        await self.hub.start()
+        if self.stop_router is not None:
+            await self.stop_router.start()
         await self.bus.connect()
 
     async def stop(self, timeout: float = 10.0) -> None:
+        """Finish or hand back running handlers within `timeout`, persist streaming text, close."""
         await self.bus.disconnect(timeout)
         await self.hub.close()
+        if self.stop_router is not None:
+            await self.stop_router.stop()
         await self.store.disconnect()
+        if self.link is not None:
+            await self.link.close()
+
+    async def readiness(self) -> dict[str, str]:
+        """Each dependency's state: "ok" or the error; for /readyz."""
+        checks: dict[str, str] = {}
+        probes = [("store", self.store.ping)]
+        if self.link is not None:
+            probes.append(("redis", self.link.ping))
+        for name, probe in probes:
+            try:
+                await probe()
+                checks[name] = "ok"
+            except Exception as error:
+                checks[name] = f"unavailable: {type(error).__name__}"
+        return checks
 
     def context(self, name: str, emits: tuple[Emit, ...], trace_id: str) -> Context:
         return Context(
@@ -115,5 +144,8 @@ class Runtime:
             ctx.logger.exception("on_failure hook failed", extra={"topic": event.topic})
 
     async def dead_letters(self) -> list[dict[str, Any]]:
+        kept_by_bus = await self.bus.dead_letters()
+        if kept_by_bus is not None:
+            return kept_by_bus
         letters = await self.store.state_list(DEAD_LETTERS)
         return sorted(letters.values(), key=lambda letter: letter["deadAt"], reverse=True)

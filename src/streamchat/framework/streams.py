@@ -85,6 +85,7 @@ class LiveItem:
     client_due: float = 0.0
     client_timer: asyncio.TimerHandle | None = None
     dirty: bool = False
+    ended: bool = False
 
     def text(self) -> str:
         if len(self.parts) > 1:
@@ -102,6 +103,18 @@ class LiveItem:
     def snapshot(self, item_id: str) -> StoredItem:
         return StoredItem(item_id, {**self.data, self.field: self.text()}, self.seq)
 
+    def end(self) -> None:
+        """The item stopped streaming (a whole-item write or a delete superseded it)."""
+        self.ended = True
+        self.cancel_timers()
+
+    @classmethod
+    def starting_from(cls, item: JSON, field_name: str, seq: int) -> LiveItem:
+        """A live item whose text starts as `item[field_name]` (an item dict with `id` and `seq`)."""
+        text = str(item.get(field_name, ""))
+        data = {key: value for key, value in item.items() if key not in ("id", "seq")}
+        return cls(data, field_name, [text], seq, seq, len(text), len(text))
+
 
 @dataclass(eq=False)
 class GroupState:
@@ -116,6 +129,11 @@ class GroupState:
     members: dict[Subscriber, bool] = field(default_factory=dict)
     item_members: dict[str, dict[Subscriber, bool]] = field(default_factory=dict)
     plain_members: int = 0
+    #: Replicated hubs only: the group's items as this instance last heard of them (None: not
+    #: followed here), and the changes held back while the view is being (re)built.
+    view: dict[str, JSON] | None = None
+    syncing: bool = False
+    backlog: list[Any] = field(default_factory=list)
 
     def idle(self) -> bool:
         return not (self.live or self.members or self.item_members or self.lock.locked())
@@ -131,6 +149,9 @@ class StreamHub:
         self._dirty: dict[tuple[str, str, str], LiveItem] = {}
         self._flusher: asyncio.Task[None] | None = None
         self._retained = 0
+
+    async def start(self) -> None:
+        """Begin serving (a replicated hub starts listening to the other instances here)."""
 
     # -- bookkeeping -----------------------------------------------------------------------
 
@@ -226,7 +247,7 @@ class StreamHub:
         """Stop streaming an item: a write-through or delete supersedes its pending updates."""
         live = state.live.pop(item_id, None)
         if live is not None:
-            live.cancel_timers()
+            live.end()
             self._dirty.pop((stream, group, item_id), None)
         return live
 
@@ -256,8 +277,7 @@ class StreamHub:
             if not live.dirty:
                 live.dirty = True
                 self._dirty[stream, group, item_id] = live
-                if self._flusher is None or self._flusher.done():
-                    self._flusher = loop.create_task(self._flush_store_periodically())
+                self._start_flusher()
             return seq
 
     def _schedule_plain(
@@ -292,17 +312,23 @@ class StreamHub:
 
     async def _flush_store_periodically(self) -> None:
         """Persist streaming items' text every STORE_FLUSH_SECONDS, all of them in one batch."""
-        while self._dirty:
+        while self._has_pending_writes():
             await asyncio.sleep(STORE_FLUSH_SECONDS)
             await self._flush_store()
+
+    def _has_pending_writes(self) -> bool:
+        return bool(self._dirty)
+
+    def _start_flusher(self) -> None:
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_store_periodically())
 
     async def _flush_store(self) -> None:
         batch, self._dirty = self._dirty, {}
         by_stream: dict[str, list[tuple[str, StoredItem, LiveItem]]] = {}
         for (stream, group, item_id), live in batch.items():
             live.dirty = False
-            state = self._groups.get((stream, group))
-            if state is not None and state.live.get(item_id) is live and live.seq > live.stored_seq:
+            if not live.ended and live.seq > live.stored_seq:
                 by_stream.setdefault(stream, []).append((group, live.snapshot(item_id), live))
         for stream, rows in by_stream.items():
             try:

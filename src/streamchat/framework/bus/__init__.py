@@ -1,4 +1,4 @@
-"""Event buses, chosen by URL scheme: `memory://` (in-process, the default)."""
+"""Event buses, chosen by URL scheme: `memory://` (in-process, the default), `redis://` (see backends.py)."""
 
 from __future__ import annotations
 
@@ -15,4 +15,4 @@ def bus_from_url(url: str, retry_delay: float = 0.2) -> EventBus:
     scheme = urlparse(url).scheme
     if scheme == "memory":
         return MemoryBus(retry_delay=retry_delay)
-    raise ValueError(f"unsupported STREAMCHAT_BUS_URL scheme {scheme!r}: use memory://")
+    raise ValueError(f"unsupported STREAMCHAT_BUS_URL scheme {scheme!r}: use memory:// or redis://host:port/db")

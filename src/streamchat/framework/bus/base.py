@@ -78,3 +78,10 @@ class EventBus(ABC):
     @abstractmethod
     async def publish(self, event: Event) -> None:
         """Queue an event for every subscription of its topic."""
+
+    async def dead_letters(self) -> list[dict[str, Any]] | None:
+        """Dead letters, newest first, when the bus keeps them itself (None: ask the runtime's store)."""
+        return None
+
+    async def ping(self) -> None:
+        """Raise unless the bus's backend answers now (readiness checks)."""

@@ -1,4 +1,4 @@
-"""State backends, chosen by URL scheme: `sqlite:///path`, `memory://`."""
+"""State backends, chosen by URL scheme: `sqlite:///path`, `postgresql://...`, `memory://`."""
 
 from __future__ import annotations
 
@@ -6,19 +6,23 @@ from urllib.parse import urlparse
 
 from .base import JSON, Store, StoredItem
 from .memory import MemoryStore
+from .postgres import PostgresStore
 from .sqlite import SQLiteStore
 
-__all__ = ["JSON", "MemoryStore", "SQLiteStore", "Store", "StoredItem", "store_from_url"]
+__all__ = ["JSON", "MemoryStore", "PostgresStore", "SQLiteStore", "Store", "StoredItem", "store_from_url"]
 
 
-def store_from_url(url: str) -> Store:
+def store_from_url(url: str, retry_seconds: float = 15.0) -> Store:
     """Build the store a URL names; an unknown scheme fails with the list of known ones."""
     scheme = urlparse(url).scheme
     if scheme == "memory":
         return MemoryStore()
     if scheme == "sqlite":
         return SQLiteStore(_sqlite_path(url))
-    raise ValueError(f"unsupported STREAMCHAT_STATE_URL scheme {scheme!r}: use sqlite:///path or memory://")
+    if scheme in ("postgresql", "postgres"):
+        return PostgresStore(url, retry_seconds=retry_seconds)
+    raise ValueError(
+        f"unsupported STREAMCHAT_STATE_URL scheme {scheme!r}: use sqlite:///path, postgresql://... or memory://")
 
 
 def _sqlite_path(url: str) -> str:

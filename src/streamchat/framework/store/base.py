@@ -39,6 +39,14 @@ class Store(ABC):
     async def disconnect(self) -> None:
         """Close connections."""
 
+    async def ping(self) -> None:
+        """Raise unless the store answers now (readiness checks)."""
+
+    async def max_seq(self, stream: str, group: str) -> int:
+        """The highest seq the store has seen for a group, stored or reserved; 0 if none."""
+        items = await self.list_items(stream, group)
+        return max([await self.reserve_seq(stream, group, 0), *(item.seq for item in items)])
+
     @abstractmethod
     async def reserve_seq(self, stream: str, group: str, count: int) -> int:
         """Reserve the group's next `count` sequence numbers; returns the highest one reserved.

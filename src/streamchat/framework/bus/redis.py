@@ -1,0 +1,409 @@
+"""Redis Streams event bus (`redis://host:port/db`): events shared by every instance.
+
+Layout, per subscription (an event step):
+- the events go to one of `partitions` Redis streams, `{prefix}:bus:{step}:{n}`, chosen by a
+  stable hash of the step's group key (for chat: the conversation), each read through the
+  consumer group `workers` (XADD / XREADGROUP / XACK);
+- each partition is leased to one instance at a time (`{prefix}:lease:{step}:{n}`, renewed every
+  third of `lease_seconds`). Inside its partitions an instance runs different groups
+  concurrently and one group's events in order, so a conversation's order holds across
+  instances. Leases are balanced: each instance holds about partitions / live instances;
+- an instance that dies stops renewing: once its leases expire (the visibility timeout), another
+  instance takes the partitions and claims the dead consumer's unacknowledged entries
+  (XAUTOCLAIM), which run again;
+- every run of an entry counts in `{prefix}:attempts:{step}` (HINCRBY): retries back off
+  exponentially, and past `max_retries` the event goes to the `{prefix}:dead-letters` stream;
+- on SIGTERM an instance finishes what it runs within the timeout, then releases its leases,
+  handing anything unfinished to the others at once.
+
+Redis may keep nothing on disk. Every accepted event is also journaled in the state store until
+it is handled; when Redis comes back empty (a new epoch), one instance re-queues the journal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+import zlib
+from collections import deque
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import orjson
+from redis.exceptions import ResponseError
+
+from ..errors import BrokerUnavailable, PermanentError
+from ..redis_link import TRANSIENT, RedisLink
+from .base import Event, EventBus, Subscription
+
+logger = logging.getLogger("streamchat.bus")
+
+JOURNAL = "_bus_pending"
+CONSUMER_GROUP = "workers"
+DEAD_LETTERS_KEPT = 10_000
+UNREACHABLE: tuple[type[BaseException], ...] = (BrokerUnavailable, *TRANSIENT)
+
+RENEW_SCRIPT = """
+local owner = redis.call('GET', KEYS[1])
+if owner == ARGV[1] or not owner then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+"""
+RELEASE_SCRIPT = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+@dataclass(eq=False)
+class Delivery:
+    """One entry of a partition stream on its way through a handler."""
+
+    subscription: Subscription
+    partition: int
+    entry_id: bytes
+    event: Event
+    journal_key: str
+
+
+class RedisBus(EventBus):
+    """At-least-once delivery through Redis Streams, ordered per group across instances."""
+
+    def __init__(self, link: RedisLink, *, partitions: int = 16, lease_seconds: float = 10.0,
+                 retry_delay: float = 0.2, max_retry_delay: float = 10.0, block_ms: int = 500) -> None:
+        super().__init__()
+        self.link = link
+        self.partitions = partitions
+        self.lease_seconds = lease_seconds
+        self.retry_delay = retry_delay
+        self.max_retry_delay = max_retry_delay
+        self.block_ms = block_ms
+        self._renew = link.client.register_script(RENEW_SCRIPT)
+        self._release = link.client.register_script(RELEASE_SCRIPT)
+        self._owned: dict[tuple[str, int], bool] = {}  # (step, partition) -> draining
+        self._in_flight: dict[tuple[str, int], set[bytes]] = {}
+        self._queues: dict[str, deque[Delivery]] = {}
+        self._workers: dict[str, asyncio.Task[None]] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closing = False
+
+    # -- names -----------------------------------------------------------------------------
+
+    def _stream(self, step: str, partition: int) -> str:
+        return self.link.key("bus", step, str(partition))
+
+    def _lease(self, step: str, partition: int) -> str:
+        return self.link.key("lease", step, str(partition))
+
+    def _attempts(self, step: str) -> str:
+        return self.link.key("attempts", step)
+
+    def partition_of(self, subscription: Subscription, event: Event) -> int:
+        return zlib.crc32(subscription.group_key(event).encode()) % self.partitions
+
+    @property
+    def _by_name(self) -> dict[str, Subscription]:
+        return {sub.name: sub for subs in self.subscriptions.values() for sub in subs}
+
+    # -- life ------------------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        await self._ensure_groups()
+        await self._check_epoch()
+        await self._rebalance()
+        self._tasks = [asyncio.create_task(self._maintain(), name="bus-leases"),
+                       asyncio.create_task(self._read(), name="bus-reader")]
+
+    async def _ensure_groups(self) -> None:
+        for name in self._by_name:
+            for partition in range(self.partitions):
+                with contextlib.suppress(ResponseError):  # BUSYGROUP: it exists
+                    await self.link.call(partial(self.link.client.xgroup_create, self._stream(name, partition),
+                                                 CONSUMER_GROUP, id="0", mkstream=True), "create group")
+
+    async def _check_epoch(self) -> None:
+        """If Redis lost its data, re-create the consumer groups; one instance re-queues the journal."""
+        changed, created = await self.link.epoch()
+        if changed:
+            logger.warning("Redis lost its data; re-creating the bus's consumer groups")
+            await self._ensure_groups()
+        if created and self.journal is not None:
+            pending = await self.journal.state_list(JOURNAL)
+            if pending:
+                logger.warning("re-queueing events accepted before Redis lost its data",
+                               extra={"events": len(pending)})
+            for key, entry in sorted(pending.items(), key=lambda kv: kv[1]["order"]):
+                subscription = self._by_name.get(entry["subscription"])
+                if subscription is None:
+                    await self.journal.state_delete(JOURNAL, key)
+                    continue
+                await self._add(subscription, entry, key)
+
+    async def publish(self, event: Event) -> None:
+        if self._closing:
+            raise RuntimeError("event bus is shutting down")
+        for subscription in self.subscriptions.get(event.topic, []):
+            key = f"{event.id}:{subscription.name}"
+            entry = {"subscription": subscription.name, "topic": event.topic, "data": event.data,
+                     "traceId": event.trace_id, "id": event.id, "emittedBy": event.emitted_by,
+                     "order": [time.time_ns(), 0]}
+            if self.journal is not None:
+                await self.journal.state_set(JOURNAL, key, entry)
+            try:
+                await self._add(subscription, entry, key)
+            except BrokerUnavailable:
+                if self.journal is not None:
+                    with contextlib.suppress(Exception):
+                        await self.journal.state_delete(JOURNAL, key)
+                raise
+
+    async def _add(self, subscription: Subscription, entry: dict[str, Any], journal_key: str) -> None:
+        event = Event(entry["topic"], entry["data"], entry["traceId"], entry["id"], entry["emittedBy"])
+        stream = self._stream(subscription.name, self.partition_of(subscription, event))
+        fields: dict[Any, Any] = {"e": orjson.dumps(entry), "j": journal_key}
+        await self.link.call(lambda: self.link.client.xadd(stream, fields), "publish event")
+
+    async def disconnect(self, timeout: float = 10.0) -> None:
+        """Stop reading, let running handlers finish within `timeout`, hand the rest back."""
+        self._closing = True
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        workers = list(self._workers.values())
+        if workers:
+            _, pending = await asyncio.wait(workers, timeout=timeout)
+            if pending:
+                logger.warning("handing unfinished events back to the other instances",
+                               extra={"running": len(pending)})
+            for task in pending:
+                task.cancel()
+            for task in pending:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        with contextlib.suppress(*UNREACHABLE):
+            for step, partition in list(self._owned):
+                await self._release(keys=[self._lease(step, partition)], args=[self.link.instance_id])
+            await self.link.client.zrem(self.link.key("instances"), self.link.instance_id)
+        self._owned.clear()
+
+    # -- leases ----------------------------------------------------------------------------
+
+    async def _maintain(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease_seconds / 3)
+            try:
+                await self._check_epoch()
+                await self._rebalance()
+            except asyncio.CancelledError:
+                raise
+            except UNREACHABLE as error:
+                logger.warning("could not renew bus leases", extra={"error": repr(error)})
+            except Exception:
+                logger.exception("bus lease maintenance failed")
+
+    async def _rebalance(self) -> None:
+        client, now = self.link.client, time.time()
+        instances = self.link.key("instances")
+        await client.zadd(instances, {self.link.instance_id: now})
+        await client.zremrangebyscore(instances, 0, now - self.lease_seconds)
+        alive = max(1, await client.zcard(instances))
+        target = math.ceil(self.partitions / alive)
+        lease_ms = int(self.lease_seconds * 1000)
+        for name in self._by_name:
+            mine = [p for (step, p) in self._owned if step == name]
+            for partition in mine:
+                if not await self._renew(keys=[self._lease(name, partition)], args=[self.link.instance_id, lease_ms]):
+                    self._lose(name, partition)
+            mine = [p for (step, p), draining in self._owned.items() if step == name and not draining]
+            if len(mine) > target:
+                for partition in mine[target:]:
+                    self._owned[name, partition] = True  # drain: read no more, release when idle
+            for partition in [p for (step, p), draining in self._owned.items() if step == name and draining]:
+                if not self._in_flight.get((name, partition)):
+                    await self._release(keys=[self._lease(name, partition)], args=[self.link.instance_id])
+                    self._owned.pop((name, partition), None)
+            for (step, partition), draining in list(self._owned.items()):
+                if step == name and not draining:
+                    await self._claim(name, partition, min_idle_ms=lease_ms)
+            for partition in range(self.partitions):
+                if len([p for (step, p) in self._owned if step == name]) >= target:
+                    break
+                if (name, partition) in self._owned:
+                    continue
+                lease = self._lease(name, partition)
+                if await client.set(lease, self.link.instance_id, nx=True, px=lease_ms):
+                    self._owned[name, partition] = False
+                    await self._claim(name, partition)
+
+    def _lose(self, step: str, partition: int) -> None:
+        """Another instance holds the lease now: stop this partition's work here (it runs there)."""
+        logger.warning("lost a bus partition lease", extra={"step": step, "partition": partition})
+        self._owned.pop((step, partition), None)
+        for group, queue in list(self._queues.items()):
+            if any(d.subscription.name == step and d.partition == partition for d in queue):
+                worker = self._workers.get(group)
+                if worker is not None:
+                    worker.cancel()
+
+    async def _claim(self, step: str, partition: int, min_idle_ms: int = 0) -> None:
+        """Take over entries read but not acknowledged (by a dead owner, or stranded here).
+
+        Right after a lease is taken every such entry is ours (min idle 0); later rounds only
+        pick up entries idle longer than the visibility timeout.
+        """
+        subscription = self._by_name[step]
+        stream, cursor = self._stream(step, partition), "0-0"
+        while True:
+            cursor, entries, *_ = await self.link.client.xautoclaim(
+                stream, CONSUMER_GROUP, self.link.instance_id, min_idle_time=min_idle_ms, start_id=cursor, count=100)
+            for entry_id, fields in entries:
+                if fields:
+                    logger.info("claimed an unacknowledged event", extra={"step": step, "partition": partition})
+                    self._dispatch(subscription, partition, entry_id, fields)
+            if cursor in (b"0-0", "0-0"):
+                return
+
+    # -- reading and running ---------------------------------------------------------------
+
+    async def _read(self) -> None:
+        delay = 0.05
+        while True:
+            streams = {self._stream(step, p): ">" for (step, p), draining in self._owned.items() if not draining}
+            if not streams:
+                await asyncio.sleep(0.1)
+                continue
+            try:
+                replies = await self.link.client.xreadgroup(
+                    CONSUMER_GROUP, self.link.instance_id, streams, count=100, block=self.block_ms)
+                delay = 0.05
+            except asyncio.CancelledError:
+                raise
+            except ResponseError as error:
+                if "NOGROUP" not in str(error):
+                    raise
+                await self._ensure_groups()
+                continue
+            except TRANSIENT as error:
+                logger.warning("bus read failed; retrying", extra={"error": repr(error), "delay_s": delay})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+                continue
+            for stream, entries in replies or []:
+                _, step, partition = stream.decode().rsplit(":", 2)
+                subscription = self._by_name.get(step)
+                if subscription is None:
+                    continue
+                for entry_id, fields in entries:
+                    self._dispatch(subscription, int(partition), entry_id, fields)
+
+    def _dispatch(
+        self, subscription: Subscription, partition: int, entry_id: bytes, fields: dict[bytes, bytes],
+    ) -> None:
+        in_flight = self._in_flight.setdefault((subscription.name, partition), set())
+        if entry_id in in_flight:
+            return
+        entry = orjson.loads(fields[b"e"])
+        event = Event(entry["topic"], entry["data"], entry["traceId"], entry["id"], entry["emittedBy"])
+        delivery = Delivery(subscription, partition, entry_id, event, fields.get(b"j", b"").decode())
+        in_flight.add(entry_id)
+        group = subscription.group_key(event)
+        self._queues.setdefault(group, deque()).append(delivery)
+        if group not in self._workers:
+            self._workers[group] = asyncio.create_task(self._drain(group), name=f"bus:{group}")
+
+    async def _drain(self, group: str) -> None:
+        queue = self._queues[group]
+        try:
+            while queue:
+                delivery = queue[0]
+                try:
+                    if (delivery.subscription.name, delivery.partition) in self._owned:
+                        await self._deliver(delivery)
+                finally:
+                    queue.popleft()
+                    self._in_flight.get((delivery.subscription.name, delivery.partition), set()).discard(
+                        delivery.entry_id)
+        finally:
+            if not queue or self._workers.get(group) is not asyncio.current_task():
+                self._queues.pop(group, None)
+            self._workers.pop(group, None)
+
+    async def _deliver(self, delivery: Delivery) -> None:
+        """Run the handler until it succeeds or is dead-lettered; Redis outages only delay it."""
+        while True:
+            try:
+                await self._run(delivery)
+                return
+            except BrokerUnavailable as error:
+                logger.warning("Redis unavailable around a handler run; waiting",
+                               extra={"step": delivery.subscription.name, "error": str(error)})
+                await asyncio.sleep(1.0)
+
+    async def _run(self, delivery: Delivery) -> None:
+        subscription, event = delivery.subscription, delivery.event
+        attempts = self._attempts(subscription.name)
+        while True:
+            runs = int(await self.link.call(
+                lambda: self.link.client.hincrby(attempts, delivery.entry_id, 1), "count attempt"))
+            event.attempt = runs - 1
+            if runs > subscription.max_retries + 1:
+                await self._dead_letter(delivery, RuntimeError(f"delivered {runs - 1} times without success"))
+                return
+            try:
+                await subscription.handler(event)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                if event.attempt >= subscription.max_retries or isinstance(error, PermanentError):
+                    await self._dead_letter(delivery, error)
+                    return
+                delay = min(self.retry_delay * 2**event.attempt, self.max_retry_delay)
+                logger.warning("handler failed, retrying", extra={
+                    "topic": event.topic, "step": subscription.name, "trace_id": event.trace_id,
+                    "attempt": event.attempt + 1, "delay_s": delay, "error": repr(error)})
+                await asyncio.sleep(delay)
+                continue
+            await self._ack(delivery)
+            return
+
+    async def _ack(self, delivery: Delivery) -> None:
+        step, client = delivery.subscription.name, self.link.client
+
+        async def acknowledge() -> None:
+            async with client.pipeline(transaction=False) as pipe:
+                pipe.xack(self._stream(step, delivery.partition), CONSUMER_GROUP, delivery.entry_id)
+                pipe.xdel(self._stream(step, delivery.partition), delivery.entry_id)
+                pipe.hdel(self._attempts(step), delivery.entry_id)
+                await pipe.execute(raise_on_error=False)
+
+        await self.link.call(acknowledge, "acknowledge")
+        if self.journal is not None and delivery.journal_key:
+            await self.journal.state_delete(JOURNAL, delivery.journal_key)
+
+    async def _dead_letter(self, delivery: Delivery, error: BaseException) -> None:
+        event, subscription = delivery.event, delivery.subscription
+        logger.error("event dead-lettered", extra={
+            "topic": event.topic, "step": subscription.name, "trace_id": event.trace_id,
+            "attempts": event.attempt + 1, "error": repr(error)})
+        letter = {"eventId": event.id, "topic": event.topic, "step": subscription.name, "data": event.data,
+                  "traceId": event.trace_id, "attempts": event.attempt + 1, "error": repr(error),
+                  "deadAt": time.time()}
+        fields: dict[Any, Any] = {"letter": orjson.dumps(letter)}
+        await self.link.call(lambda: self.link.client.xadd(
+            self.link.key("dead-letters"), fields, maxlen=DEAD_LETTERS_KEPT, approximate=True), "dead letter")
+        if self.dead_letter_sink is not None:
+            await self.dead_letter_sink(subscription, event, error)
+        await self._ack(delivery)
+
+    async def dead_letters(self) -> list[dict[str, Any]] | None:
+        entries = await self.link.call(
+            lambda: self.link.client.xrevrange(self.link.key("dead-letters"), count=1000), "list dead letters")
+        return [orjson.loads(fields[b"letter"]) for _, fields in entries]

@@ -1,0 +1,98 @@
+"""One Redis connection pool per process, shared by the bus, the stream relay and stop routing.
+
+Every call has a socket timeout. A call that fails because Redis restarts or the connection
+drops is retried with backoff until `retry_seconds` have passed, then fails with
+`BrokerUnavailable`. Keys live under a prefix, so deployments (and test runs) can share a server.
+
+Redis here may keep nothing on disk: `epoch()` tells when its data was lost (a restart), so the
+bus can re-queue what it had accepted and the relay can re-seed its counters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from redis import asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from .errors import BrokerUnavailable
+
+logger = logging.getLogger("streamchat.redis")
+T = TypeVar("T")
+
+#: Errors that mean "Redis is not reachable right now", worth a retry.
+TRANSIENT: tuple[type[BaseException], ...] = (RedisConnectionError, RedisTimeoutError, OSError, asyncio.TimeoutError)
+
+
+def new_instance_id() -> str:
+    """A name for this process among the deployment's instances (also its consumer name)."""
+    return f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+
+
+class RedisLink:
+    """A pooled client, key naming, retries with a deadline, and data-loss detection."""
+
+    def __init__(self, url: str, *, prefix: str = "streamchat", timeout: float = 5.0,
+                 retry_seconds: float = 15.0, instance_id: str | None = None) -> None:
+        self.url = url
+        self.prefix = prefix
+        self.timeout = timeout
+        self.retry_seconds = retry_seconds
+        self.instance_id = instance_id or new_instance_id()
+        # Retries are ours (see `call`), never the client's: a blind resend of a script that
+        # already ran would apply it twice.
+        # Typed Any on purpose: redis-py annotates replies as unions over decode modes, while this
+        # client always answers bytes.
+        self.client: Any = aioredis.Redis.from_url(
+            url, socket_timeout=timeout, socket_connect_timeout=timeout, health_check_interval=10,
+            retry=Retry(NoBackoff(), 0), max_connections=256,
+        )
+        self._epoch: str | None = None
+
+    def key(self, *parts: str) -> str:
+        return ":".join((self.prefix, *parts))
+
+    async def call(self, operation: Callable[[], Awaitable[T]], what: str = "redis call") -> T:
+        """Run `operation`, retrying connection failures with backoff until the deadline."""
+        deadline = time.monotonic() + self.retry_seconds
+        delay = 0.05
+        while True:
+            try:
+                return await operation()
+            except TRANSIENT as error:
+                if time.monotonic() + delay > deadline:
+                    raise BrokerUnavailable(f"Redis unreachable ({what}): {type(error).__name__}") from error
+                logger.warning("Redis call failed, retrying", extra={"what": what, "error": repr(error),
+                                                                      "delay_s": delay})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
+    async def ping(self) -> None:
+        """Raise unless Redis answers now (readiness checks): one try."""
+        await asyncio.wait_for(self.client.ping(), self.timeout)
+
+    async def epoch(self) -> tuple[bool, bool]:
+        """Has Redis lost its data since this process last looked, and did this call start the new epoch?
+
+        The epoch is a random key set once per Redis dataset. `created` is True for exactly one
+        caller per dataset: the one that should redo recovery work (e.g. re-queue journaled events).
+        """
+        key = self.key("epoch")
+        candidate = uuid.uuid4().hex
+        created = bool(await self.call(lambda: self.client.set(key, candidate, nx=True), "epoch"))
+        current = candidate if created else (await self.call(lambda: self.client.get(key), "epoch") or b"").decode()
+        changed = self._epoch is not None and current != self._epoch
+        self._epoch = current
+        return changed, created
+
+    async def close(self) -> None:
+        await self.client.aclose()

@@ -1,0 +1,226 @@
+"""The stream relay: one sequence and one fan-out of stream changes across every instance, in Redis.
+
+Each change is sequenced, logged and published by one Lua script, so its `seq`, its place in
+the group's log and its place on the channel agree: every instance receives a group's changes in
+seq order, whichever instance wrote them.
+
+- `{prefix}:seq:{stream}:{group}`: the group's counter (INCR).
+- `{prefix}:log:{stream}:{group}`: a Redis stream of the group's recent changes, entry id
+  `<seq>-0`, capped in length and expiring when the group goes quiet. It is what PostgreSQL has
+  not caught up with yet (streaming text is flushed every 0.5 s) and what lets an instance fill
+  a gap after a dropped connection.
+- `{prefix}:changes`: the pub/sub channel every instance listens to.
+
+A message is `stream NUL group NUL seq NUL envelope`; the envelope is JSON
+`{"k": kind, "i": item id, "p": payload, "f": text field, "w": writer op id}`, so an instance reads
+the header cheaply and parses only changes of groups it serves. `w` lets a writer whose
+connection dropped mid-call find out whether its change was applied, instead of sending it twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import orjson
+
+from .errors import BrokerUnavailable
+from .redis_link import TRANSIENT, RedisLink
+
+logger = logging.getLogger("streamchat.relay")
+
+RelayKind = Literal["put", "delta", "delete", "event"]
+
+PUBLISH_SCRIPT = """
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  if ARGV[6] == '' then return false end
+  redis.call('SET', KEYS[1], ARGV[6])
+end
+local seq = redis.call('INCR', KEYS[1])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], seq .. '-0', 'c', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+redis.call('PEXPIRE', KEYS[2], ARGV[5])
+redis.call('PUBLISH', ARGV[3], ARGV[1] .. seq .. '\\0' .. ARGV[2])
+return seq
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Relayed:
+    """One change as it arrives from the relay."""
+
+    stream: str
+    group: str
+    seq: int | None
+    kind: RelayKind
+    item_id: str | None
+    payload: Any
+    field: str | None = None
+
+
+def _parse_envelope(stream: str, group: str, seq: int | None, envelope: bytes) -> Relayed:
+    body = orjson.loads(envelope)
+    return Relayed(stream, group, seq, body["k"], body.get("i"), body.get("p"), body.get("f"))
+
+
+class ChangeRelay:
+    """Sequences, logs and broadcasts changes; delivers every instance's changes to `on_change`."""
+
+    def __init__(self, link: RedisLink, *, log_length: int = 5000, ttl_seconds: int = 86_400) -> None:
+        self.link = link
+        self.log_length = log_length
+        self.ttl_ms = ttl_seconds * 1000
+        self.channel = link.key("changes")
+        self._script = link.client.register_script(PUBLISH_SCRIPT)
+        self._ops = itertools.count()
+        self._listener: asyncio.Task[None] | None = None
+        self._wanted: Callable[[str, str], bool] = lambda stream, group: False
+        self._on_change: Callable[[Relayed], None] = lambda change: None
+        self._on_reconnect: Callable[[], Awaitable[None]] | None = None
+        self.connected = asyncio.Event()
+
+    def _keys(self, stream: str, group: str) -> list[str]:
+        return [self.link.key("seq", stream, group), self.link.key("log", stream, group)]
+
+    # -- writing ---------------------------------------------------------------------------
+
+    async def publish(
+        self, stream: str, group: str, kind: RelayKind, item_id: str | None, payload: Any,
+        field: str | None = None, floor: int | None = None,
+    ) -> int | None:
+        """Sequence and broadcast one change; returns its seq.
+
+        None means the group has no counter in Redis (new, expired, or Redis lost its data): the
+        caller works out a floor above every seq ever handed out and calls again with it.
+        """
+        if "\0" in stream or "\0" in group:
+            raise ValueError("stream and group names must not contain NUL characters")
+        op = f"{self.link.instance_id}:{next(self._ops)}"
+        envelope = orjson.dumps({"k": kind, "i": item_id, "p": payload, "f": field, "w": op})
+        head = f"{stream}\0{group}\0".encode()
+        keys = self._keys(stream, group)
+        args = [head, envelope, self.channel, self.log_length, self.ttl_ms, "" if floor is None else floor]
+        attempt = 0
+        while True:
+            try:
+                result = await self._script(keys=keys, args=args)
+                return None if result is None else int(result)
+            except TRANSIENT as error:
+                attempt += 1
+                # The script may have run before the connection dropped: look for our op first.
+                seq = await self._find_op(keys[1], op)
+                if seq is not None:
+                    return seq
+                if attempt > 1 and not await self._wait_for_redis():
+                    raise BrokerUnavailable(f"Redis unreachable (stream change): {type(error).__name__}") from error
+
+    async def _find_op(self, log_key: str, op: str) -> int | None:
+        needle = f'"w":"{op}"'.encode()
+        try:
+            entries = await self.link.call(lambda: self.link.client.xrevrange(log_key, count=200), "log lookup")
+        except BrokerUnavailable:
+            return None
+        for entry_id, fields in entries:
+            if needle in fields.get(b"c", b""):
+                return int(entry_id.split(b"-")[0])
+        return None
+
+    async def _wait_for_redis(self) -> bool:
+        try:
+            await self.link.call(self.link.client.ping, "ping")
+        except BrokerUnavailable:
+            return False
+        return True
+
+    async def publish_event(self, stream: str, group: str, item_id: str | None, event: Any) -> None:
+        """Broadcast a custom event: not sequenced, not logged (Motia's `send`)."""
+        envelope = orjson.dumps({"k": "event", "i": item_id, "p": event})
+        message = f"{stream}\0{group}\0\0".encode() + envelope
+        await self.link.call(lambda: self.link.client.publish(self.channel, message), "publish event")
+
+    # -- reading ---------------------------------------------------------------------------
+
+    async def read_log(self, stream: str, group: str, after: int = 0) -> list[Relayed]:
+        """The group's logged changes with seq > `after`, oldest first."""
+        log_key = self._keys(stream, group)[1]
+        entries = await self.link.call(
+            lambda: self.link.client.xrange(log_key, min=f"{after + 1}-0" if after else "-"), "read log")
+        return [_parse_envelope(stream, group, int(entry_id.split(b"-")[0]), fields[b"c"])
+                for entry_id, fields in entries]
+
+    async def current_seq(self, stream: str, group: str) -> int | None:
+        """The group's counter, or None when Redis has none (new group or lost data)."""
+        value = await self.link.call(lambda: self.link.client.get(self._keys(stream, group)[0]), "read seq")
+        return None if value is None else int(value)
+
+    # -- listening -------------------------------------------------------------------------
+
+    async def start(
+        self, wanted: Callable[[str, str], bool], on_change: Callable[[Relayed], None],
+        on_reconnect: Callable[[], Awaitable[None]],
+    ) -> None:
+        """Listen for every instance's changes; `wanted(stream, group)` says which ones to parse.
+
+        `on_reconnect` runs after the subscription is re-established following a drop, so the
+        hub can fill what it missed.
+        """
+        self._wanted, self._on_change, self._on_reconnect = wanted, on_change, on_reconnect
+        self._listener = asyncio.create_task(self._listen(), name="relay-listener")
+        await asyncio.wait_for(self.connected.wait(), self.link.retry_seconds)
+
+    async def _listen(self) -> None:
+        delay = 0.05
+        first = True
+        while True:
+            pubsub = self.link.client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self.channel)
+                self.connected.set()
+                delay = 0.05
+                if not first and self._on_reconnect is not None:
+                    logger.info("relay reconnected; filling gaps")
+                    await self._on_reconnect()
+                first = False
+                while True:
+                    message = await pubsub.get_message(timeout=1.0)
+                    if message is not None and message["type"] == "message":
+                        self._deliver(message["data"])
+            except asyncio.CancelledError:
+                raise
+            except TRANSIENT as error:
+                self.connected.clear()
+                logger.warning("relay connection lost; reconnecting", extra={"error": repr(error), "delay_s": delay})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+            except Exception:
+                logger.exception("relay listener failed; restarting it")
+                await asyncio.sleep(delay)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+
+    def _deliver(self, data: bytes) -> None:
+        stream_end = data.index(b"\0")
+        group_end = data.index(b"\0", stream_end + 1)
+        stream, group = data[:stream_end].decode(), data[stream_end + 1 : group_end].decode()
+        if not self._wanted(stream, group):
+            return
+        seq_end = data.index(b"\0", group_end + 1)
+        raw_seq = data[group_end + 1 : seq_end]
+        try:
+            change = _parse_envelope(stream, group, int(raw_seq) if raw_seq else None, data[seq_end + 1 :])
+            self._on_change(change)
+        except Exception:
+            logger.exception("could not apply a relayed change", extra={"stream": stream, "group": group})
+
+    async def stop(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+            self._listener = None

@@ -1,0 +1,223 @@
+"""PostgreSQL store (`postgresql://user@host:port/db`): shared by every instance of a deployment.
+
+The schema is created (and later migrated) at connect, under an advisory lock so instances
+starting together do not race. Every call goes through an asyncpg pool with a timeout; a call
+that fails because PostgreSQL is restarting or unreachable is retried with backoff for up to
+`retry_seconds`, then fails with `StoreUnavailable` (a 503 for HTTP callers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import asyncpg
+import orjson
+
+from ..errors import StoreUnavailable
+from .base import JSON, Store, StoredItem
+
+logger = logging.getLogger("streamchat.store")
+T = TypeVar("T")
+
+SCHEMA_VERSION = 1
+MIGRATIONS: dict[int, str] = {
+    1: """
+    CREATE TABLE IF NOT EXISTS stream_items (
+        stream   TEXT   NOT NULL,
+        group_id TEXT   NOT NULL,
+        id       TEXT   NOT NULL,
+        data     JSONB  NOT NULL,
+        seq      BIGINT NOT NULL,
+        position BIGINT NOT NULL,
+        created  BIGSERIAL,
+        PRIMARY KEY (stream, group_id, id)
+    );
+    CREATE INDEX IF NOT EXISTS stream_items_order ON stream_items (stream, group_id, position);
+    CREATE INDEX IF NOT EXISTS stream_items_recent ON stream_items (stream, created DESC);
+    CREATE TABLE IF NOT EXISTS stream_groups (
+        stream   TEXT   NOT NULL,
+        group_id TEXT   NOT NULL,
+        seq      BIGINT NOT NULL,
+        PRIMARY KEY (stream, group_id)
+    );
+    CREATE TABLE IF NOT EXISTS state (
+        scope TEXT  NOT NULL,
+        key   TEXT  NOT NULL,
+        value JSONB NOT NULL,
+        PRIMARY KEY (scope, key)
+    );
+    """,
+}
+
+PUT_ITEM = (
+    "INSERT INTO stream_items (stream, group_id, id, data, seq, position) VALUES ($1, $2, $3, $4::jsonb, $5, $5) "
+    "ON CONFLICT (stream, group_id, id) DO UPDATE SET data = excluded.data, seq = excluded.seq "
+    "WHERE excluded.seq > stream_items.seq"
+)
+
+#: Errors that mean "the server is not there right now", worth a retry.
+TRANSIENT: tuple[type[BaseException], ...] = (
+    OSError, asyncio.TimeoutError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError,
+    asyncpg.InterfaceError, asyncpg.AdminShutdownError, asyncpg.TooManyConnectionsError,
+)
+
+
+def _encode(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+class PostgresStore(Store):
+    """Items and state in PostgreSQL tables; JSON values as jsonb."""
+
+    seq_block = 1000
+
+    def __init__(self, url: str, *, retry_seconds: float = 15.0, timeout: float = 5.0, pool_size: int = 10) -> None:
+        self.url = url
+        self.retry_seconds = retry_seconds
+        self.timeout = timeout
+        self.pool_size = pool_size
+        self._pool: asyncpg.Pool | None = None
+
+    async def connect(self) -> None:
+        async def open_pool() -> asyncpg.Pool:
+            return await asyncpg.create_pool(
+                self.url, min_size=1, max_size=self.pool_size, timeout=self.timeout, command_timeout=self.timeout,
+                init=self._init_connection,
+            )
+
+        self._pool = await self._retrying(open_pool)
+        await self._retrying(self._migrate)
+
+    @staticmethod
+    async def _init_connection(connection: asyncpg.Connection) -> None:
+        await connection.set_type_codec("jsonb", encoder=_encode, decoder=orjson.loads, schema="pg_catalog")
+
+    async def _migrate(self) -> None:
+        async with self.pool.acquire() as connection, connection.transaction():
+            await connection.execute("SELECT pg_advisory_xact_lock(7261530)")
+            await connection.execute("CREATE TABLE IF NOT EXISTS streamchat_schema (version INTEGER NOT NULL)")
+            version = await connection.fetchval("SELECT max(version) FROM streamchat_schema") or 0
+            for number in sorted(MIGRATIONS):
+                if number > version:
+                    await connection.execute(MIGRATIONS[number])
+                    await connection.execute("INSERT INTO streamchat_schema (version) VALUES ($1)", number)
+                    logger.info("database schema migrated", extra={"version": number})
+
+    async def disconnect(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            try:
+                await asyncio.wait_for(pool.close(), self.timeout)
+            except TRANSIENT:
+                pool.terminate()
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise RuntimeError("PostgresStore used before connect()")
+        return self._pool
+
+    async def ping(self) -> None:
+        """Raise unless the database answers now (for /readyz): one try, no retries."""
+        await asyncio.wait_for(self.pool.fetchval("SELECT 1"), self.timeout)
+
+    async def _retrying(self, call: Callable[[], Awaitable[T]]) -> T:
+        deadline = time.monotonic() + self.retry_seconds
+        delay = 0.05
+        while True:
+            try:
+                return await call()
+            except TRANSIENT as error:
+                if time.monotonic() + delay > deadline:
+                    raise StoreUnavailable(f"PostgreSQL unreachable: {type(error).__name__}") from error
+                logger.warning("PostgreSQL call failed, retrying", extra={"error": repr(error), "delay_s": delay})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
+    async def _fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        return await self._retrying(lambda: self.pool.fetch(sql, *args))
+
+    async def _write(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        self.writes += 1
+        return await self._fetch(sql, *args)
+
+    async def reserve_seq(self, stream: str, group: str, count: int) -> int:
+        rows = await self._write(
+            "INSERT INTO stream_groups (stream, group_id, seq) VALUES ($1, $2, $3) "
+            "ON CONFLICT (stream, group_id) DO UPDATE SET seq = stream_groups.seq + excluded.seq RETURNING seq",
+            stream, group, count,
+        )
+        return int(rows[0][0])
+
+    async def max_seq(self, stream: str, group: str) -> int:
+        """The highest seq this store has seen for a group (items or reservations); 0 if none."""
+        rows = await self._fetch(
+            "SELECT GREATEST((SELECT max(seq) FROM stream_items WHERE stream = $1 AND group_id = $2), "
+            "(SELECT seq FROM stream_groups WHERE stream = $1 AND group_id = $2))", stream, group,
+        )
+        return int(rows[0][0] or 0)
+
+    async def put_item(self, stream: str, group: str, item: StoredItem) -> bool:
+        # `position` is the seq an item was created with and never changes: right after the
+        # upsert `position = seq` holds exactly when the row is new.
+        rows = await self._write(PUT_ITEM + " RETURNING position = seq", stream, group, item.id, item.data, item.seq)
+        return bool(rows and rows[0][0])
+
+    async def put_items(self, stream: str, items: list[tuple[str, StoredItem]]) -> None:
+        rows = [(stream, group, item.id, item.data, item.seq) for group, item in items]
+
+        async def write() -> None:
+            async with self.pool.acquire() as connection, connection.transaction():
+                await connection.executemany(PUT_ITEM, rows)
+
+        self.writes += 1
+        await self._retrying(write)
+
+    async def get_item(self, stream: str, group: str, item_id: str) -> StoredItem | None:
+        rows = await self._fetch(
+            "SELECT id, data, seq FROM stream_items WHERE stream = $1 AND group_id = $2 AND id = $3",
+            stream, group, item_id,
+        )
+        return StoredItem(rows[0][0], rows[0][1], int(rows[0][2])) if rows else None
+
+    async def delete_item(self, stream: str, group: str, item_id: str) -> bool:
+        rows = await self._write(
+            "DELETE FROM stream_items WHERE stream = $1 AND group_id = $2 AND id = $3 RETURNING id",
+            stream, group, item_id,
+        )
+        return bool(rows)
+
+    async def list_items(self, stream: str, group: str) -> list[StoredItem]:
+        rows = await self._fetch(
+            "SELECT id, data, seq FROM stream_items WHERE stream = $1 AND group_id = $2 ORDER BY position, created",
+            stream, group,
+        )
+        return [StoredItem(row[0], row[1], int(row[2])) for row in rows]
+
+    async def list_groups(self, stream: str, limit: int = 1000) -> list[str]:
+        rows = await self._fetch(
+            "SELECT group_id FROM stream_items WHERE stream = $1 GROUP BY group_id ORDER BY max(created) DESC "
+            "LIMIT $2", stream, limit,
+        )
+        return [row[0] for row in rows]
+
+    async def state_get(self, scope: str, key: str) -> JSON | None:
+        rows = await self._fetch("SELECT value FROM state WHERE scope = $1 AND key = $2", scope, key)
+        return dict(rows[0][0]) if rows else None
+
+    async def state_set(self, scope: str, key: str, value: JSON) -> None:
+        await self._write(
+            "INSERT INTO state (scope, key, value) VALUES ($1, $2, $3::jsonb) "
+            "ON CONFLICT (scope, key) DO UPDATE SET value = excluded.value", scope, key, value,
+        )
+
+    async def state_delete(self, scope: str, key: str) -> None:
+        await self._write("DELETE FROM state WHERE scope = $1 AND key = $2", scope, key)
+
+    async def state_list(self, scope: str) -> dict[str, JSON]:
+        rows = await self._fetch("SELECT key, value FROM state WHERE scope = $1", scope)
+        return {row[0]: dict(row[1]) for row in rows}
