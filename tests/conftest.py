@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -219,7 +223,9 @@ def _admin_sql(sql: str) -> None:
         finally:
             await connection.close()
 
-    asyncio.run(run())
+    # In a thread of its own: fixtures may be set up while an event loop is running.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, run()).result()
 
 
 @pytest.fixture
@@ -236,9 +242,11 @@ def postgres_url() -> Iterator[str]:
 
 
 @pytest.fixture
-def cluster(servers: ServerFactory, redis_url: str, postgres_url: str) -> Cluster:
+def cluster(servers: ServerFactory, redis_url: str, postgres_url: str) -> Iterator[Cluster]:
     """Start instances that share one Redis (own key prefix) and one fresh PostgreSQL database."""
-    return Cluster(servers, redis_url, postgres_url, f"streamchat-test-{uuid.uuid4().hex[:10]}")
+    deployment = Cluster(servers, redis_url, postgres_url, f"streamchat-test-{uuid.uuid4().hex[:10]}")
+    yield deployment
+    servers.stop_all()  # before the database is dropped
 
 
 @dataclass
@@ -260,3 +268,102 @@ class Cluster:
 
     def start_many(self, count: int, **overrides: str) -> list[Server]:
         return [self.start(**overrides) for _ in range(count)]
+
+
+# -- servers of our own, for restarting mid-test ---------------------------------------------------
+
+class PrivateRedis:
+    """A redis-server process of this test's own (no persistence, like the machine's), to restart."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.workdir = workdir
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        server = shutil.which("redis-server")
+        assert server, "redis-server is needed for the Redis restart test (Debian package redis-server)"
+        self.process = subprocess.Popen(
+            [server, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(self.workdir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                return
+            time.sleep(0.02)
+        raise TimeoutError("redis-server did not start")
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    redis = PrivateRedis(tmp_path)
+    redis.start()
+    yield redis
+    redis.kill()
+
+
+class PrivatePostgres:
+    """A PostgreSQL cluster of this test's own (initdb in a temporary directory), to restart."""
+
+    BIN = Path("/usr/lib/postgresql")
+
+    def __init__(self) -> None:
+        versions = sorted(self.BIN.glob("*/bin/pg_ctl"))
+        assert versions, "PostgreSQL server binaries are needed for the restart test (Debian package postgresql)"
+        self.bin = versions[-1].parent
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="streamchat-pg-"))
+        self.dir.chmod(0o755)
+        self.data = self.dir / "data"
+        self.as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        if self.as_postgres:
+            shutil.chown(self.dir, "postgres", "postgres")
+        subprocess.run([*self.as_postgres, str(self.bin / "initdb"), "-D", str(self.data), "-A", "trust",
+                        "-U", "postgres", "--no-sync"], check=True, capture_output=True)
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _ctl(self, *args: str) -> None:
+        options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
+        subprocess.run([*self.as_postgres, str(self.bin / "pg_ctl"), "-D", str(self.data), "-o", options,
+                        "-l", str(self.dir / "log"), "-w", *args], check=True, capture_output=True)
+
+    def start(self) -> None:
+        self._ctl("start")
+
+    def stop(self) -> None:
+        self._ctl("stop", "-m", "fast")
+
+    def remove(self) -> None:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            self._ctl("stop", "-m", "immediate")
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[PrivatePostgres]:
+    postgres = PrivatePostgres()
+    postgres.start()
+    yield postgres
+    postgres.remove()
+
+
+@pytest.fixture
+async def private_postgres_store(private_postgres: PrivatePostgres) -> Any:
+    from streamchat.framework.store import PostgresStore
+
+    store = PostgresStore(private_postgres.url, retry_seconds=30)
+    await store.connect()
+    yield store
+    await store.disconnect()

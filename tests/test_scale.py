@@ -7,12 +7,13 @@ each other's events or conversations.
 from __future__ import annotations
 
 import asyncio
+import signal
 import uuid
 
 import httpx
 import pytest
 
-from conftest import Cluster, FakeProvider, Server
+from conftest import Cluster, FakeProvider, PrivatePostgres, PrivateRedis, Server, ServerFactory
 from helpers import Transcript, Watcher, post_chat, read_sse, wait_for_status, wait_until_streaming
 from test_motia_client import NodeWatcher, node, rebuilt_from_deltas  # noqa: F401  (node is a fixture)
 
@@ -61,3 +62,215 @@ async def test_a_reply_posted_on_one_instance_streams_whole_to_clients_of_the_ot
         async with httpx.AsyncClient(base_url=server.url) as client:
             body = (await client.get(f"/api/conversations/{cid}")).json()
         assert [m["message"] for m in body["messages"]] == ["hello cluster", expected]
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+async def post_traced(server: Server, message: str, cid: str) -> tuple[dict[str, str], str]:
+    """POST /chat with a trace id of our own, to find which instance runs the reply."""
+    trace = uuid.uuid4().hex
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        response = await client.post("/chat", json={"message": message, "conversationId": cid},
+                                     headers={"x-trace-id": trace})
+    assert response.status_code == 200, response.text
+    return response.json(), trace
+
+
+async def generating_instance(servers: list[Server], trace: str, timeout: float = 15) -> Server:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        started = f'"msg":"handler started","step":"AiResponse","trace_id":"{trace}"'
+        running = [server for server in servers if started in server.logs()]
+        if running:
+            return running[-1]
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"no instance started the reply of trace {trace}")
+
+
+def texts_seen(watcher: Watcher, item_id: str) -> list[str]:
+    """Every text of one item a client showed, in order, whether it reads whole items or deltas."""
+    seen: list[str] = []
+    text: str | None = None
+    for frame in watcher.watch.frames:
+        event = frame["event"]
+        if event["type"] == "event" and event["event"]["type"] == "delta":
+            if event["event"]["data"]["id"] == item_id and text is not None:
+                text += event["event"]["data"]["delta"]
+                seen.append(text)
+            continue
+        data = event.get("data")
+        for item in data if isinstance(data, list) else [data]:
+            if isinstance(item, dict) and item.get("id") == item_id:
+                text = item["message"]
+                seen.append(text)
+    return seen
+
+
+def assert_never_mixed(watcher: Watcher, item_id: str, expected: str) -> None:
+    """A client may see a reply restart, but never text that is not a prefix of the one reply."""
+    for text in texts_seen(watcher, item_id):
+        assert expected.startswith(text), f"a client showed text that is not part of the reply: {text!r}"
+
+
+async def conversation(server: Server, cid: str) -> list[dict[str, object]]:
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        response = await client.get(f"/api/conversations/{cid}")
+    assert response.status_code == 200, response.text
+    return list(response.json()["messages"])
+
+
+def provider_streams(fake: FakeProvider) -> list[dict[str, object]]:
+    return list(httpx.get(f"{fake.url}/control/requests").json()["streams"])
+
+
+# -- an instance dies, stops, or leaves ------------------------------------------------------------
+
+async def test_killing_the_generating_instance_lets_another_finish_the_one_reply(
+    cluster: Cluster, fake_provider: FakeProvider,
+) -> None:
+    tokens = [f"word{i} " for i in range(60)]
+    fake_provider.script(tokens=tokens, delay=0.04)
+    servers = cluster.start_many(2)
+    cid, expected = str(uuid.uuid4()), "".join(tokens)
+    watchers = {}
+    async with Watcher(servers[0].ws_url, cid) as plain_a, Watcher(servers[1].ws_url, cid) as plain_b, \
+            Watcher(servers[0].ws_url, cid, deltas=True) as deltas_a, \
+            Watcher(servers[1].ws_url, cid, deltas=True) as deltas_b:
+        watchers = {servers[0].port: (plain_a, deltas_a), servers[1].port: (plain_b, deltas_b)}
+        accepted, trace = await post_traced(servers[0], "survive a crash", cid)
+        mid = accepted["assistantMessageId"]
+        generator = await generating_instance(servers, trace)
+        survivor = servers[1] if generator is servers[0] else servers[0]
+        await wait_until_streaming(survivor.url, cid, mid)
+        generator.process.kill()
+        generator.process.wait()
+        plain, deltas = watchers[survivor.port]
+        finals = await asyncio.gather(plain.until_finished(mid, 60), deltas.until_finished(mid, 60))
+
+    assert [(f["status"], f["message"]) for f in finals] == [("completed", expected)] * 2
+    assert rebuilt_from_deltas(deltas, mid) == expected
+    assert_never_mixed(plain, mid, expected)
+    assert_never_mixed(deltas, mid, expected)
+    messages = await conversation(survivor, cid)
+    assert [(m["from"], m["status"], m["message"]) for m in messages] == [
+        ("user", "completed", "survive a crash"), ("assistant", "completed", expected)]
+    assert len(provider_streams(fake_provider)) == 2, "the reply runs once more on the survivor, not more"
+    assert "claimed an unacknowledged event" in survivor.logs()
+
+
+async def test_a_stop_sent_to_another_instance_stops_the_reply(
+    cluster: Cluster, fake_provider: FakeProvider,
+) -> None:
+    tokens = [f"long{i} " for i in range(400)]
+    fake_provider.script(tokens=tokens, delay=0.02)
+    servers = cluster.start_many(2)
+    cid = str(uuid.uuid4())
+    accepted, trace = await post_traced(servers[0], "stop me from elsewhere", cid)
+    mid = accepted["assistantMessageId"]
+    generator = await generating_instance(servers, trace)
+    other = servers[1] if generator is servers[0] else servers[0]
+    await wait_until_streaming(other.url, cid, mid)
+    async with httpx.AsyncClient(base_url=other.url, timeout=30) as client:
+        response = await client.post(f"/api/conversations/{cid}/messages/{mid}/stop")
+    assert response.status_code == 202, response.text
+    final = await wait_for_status(other.url, cid, mid)
+    assert final["status"] == "stopped"
+    assert "".join(tokens).startswith(final["message"]) and len(final["message"]) < len("".join(tokens))
+    [stream] = provider_streams(fake_provider)
+    assert stream["closed_by_client_at"] is not None, "the provider stream on the generating instance closed"
+    assert response.json()["status"] == "stopped"
+
+
+@pytest.mark.parametrize("shutdown_seconds", ["1", "30"])
+async def test_sigterm_finishes_or_hands_back_the_running_reply(
+    cluster: Cluster, fake_provider: FakeProvider, shutdown_seconds: str,
+) -> None:
+    tokens = [f"grace{i} " for i in range(60)]
+    fake_provider.script(tokens=tokens, delay=0.04)
+    servers = cluster.start_many(2, STREAMCHAT_SHUTDOWN_SECONDS=shutdown_seconds)
+    cid, expected = str(uuid.uuid4()), "".join(tokens)
+    accepted, trace = await post_traced(servers[0], "leave gracefully", cid)
+    mid = accepted["assistantMessageId"]
+    generator = await generating_instance(servers, trace)
+    survivor = servers[1] if generator is servers[0] else servers[0]
+    async with Watcher(survivor.ws_url, cid, deltas=True) as watcher:
+        await wait_until_streaming(survivor.url, cid, mid)
+        assert generator.stop() in (0, -signal.SIGTERM)  # uvicorn re-raises the signal once it is done
+        assert "stopped cleanly" in generator.logs()
+        final = await watcher.until_finished(mid, 60)
+    assert (final["status"], final["message"]) == ("completed", expected)
+    assert_never_mixed(watcher, mid, expected)
+    messages = await conversation(survivor, cid)
+    assert [m["status"] for m in messages] == ["completed", "completed"]
+    if shutdown_seconds == "1":
+        assert "handing unfinished events back" in generator.logs()
+        assert len(provider_streams(fake_provider)) == 2, "handed back, then run once on the survivor"
+    else:
+        assert len(provider_streams(fake_provider)) == 1, "finished by the instance that was leaving"
+
+
+# -- Redis or PostgreSQL restarts ---------------------------------------------------------------------
+
+async def test_redis_restarting_mid_reply_loses_no_message(
+    servers: ServerFactory, postgres_url: str, private_redis: PrivateRedis, fake_provider: FakeProvider,
+) -> None:
+    """This Redis keeps nothing on disk: a restart loses every key, and the service must not care."""
+    tokens = [f"red{i} " for i in range(80)]
+    fake_provider.script(tokens=tokens, delay=0.05)
+    deployment = Cluster(servers, private_redis.url, postgres_url, "restart")
+    a, b = deployment.start_many(2, STREAMCHAT_BACKEND_RETRY_SECONDS="30")
+    cid, expected = str(uuid.uuid4()), "".join(tokens)
+    async with Watcher(b.ws_url, cid, deltas=True) as deltas, Watcher(a.ws_url, cid) as plain:
+        first = await post_chat(a.url, "before the restart", cid)
+        mid = first["assistantMessageId"]
+        await wait_until_streaming(b.url, cid, mid)
+        private_redis.kill()
+        await asyncio.sleep(1.0)
+        private_redis.start()
+        finals = await asyncio.gather(deltas.until_finished(mid, 60), plain.until_finished(mid, 60))
+    for final in finals:
+        assert (final["status"], final["message"]) == ("completed", expected)
+    assert_never_mixed(deltas, mid, expected)
+    assert_never_mixed(plain, mid, expected)
+
+    second = await post_chat(b.url, "after the restart", cid)
+    done = await wait_for_status(a.url, cid, second["assistantMessageId"], timeout=60)
+    assert (done["status"], done["message"]) == ("completed", expected)
+    for server in (a, b):
+        messages = await conversation(server, cid)
+        assert [(m["from"], m["status"]) for m in messages] == [
+            ("user", "completed"), ("assistant", "completed")] * 2
+        assert [m["message"] for m in messages if m["from"] == "user"] == ["before the restart", "after the restart"]
+
+
+async def test_postgres_restarting_mid_reply_loses_no_message(
+    servers: ServerFactory, redis_url: str, private_postgres: PrivatePostgres, fake_provider: FakeProvider,
+) -> None:
+    tokens = [f"pg{i} " for i in range(80)]
+    fake_provider.script(tokens=tokens, delay=0.05)
+    deployment = Cluster(servers, redis_url, private_postgres.url, f"streamchat-test-{uuid.uuid4().hex[:10]}")
+    a, b = deployment.start_many(2)
+    cid, expected = str(uuid.uuid4()), "".join(tokens)
+    async with Watcher(b.ws_url, cid, deltas=True) as deltas:
+        first = await post_chat(a.url, "before the restart", cid)
+        mid = first["assistantMessageId"]
+        await wait_until_streaming(b.url, cid, mid)
+        private_postgres.stop()
+        during = asyncio.create_task(post_chat(b.url, "while the database restarts", cid))
+        await asyncio.sleep(1.5)
+        private_postgres.start()
+        final = await deltas.until_finished(mid, 60)
+        second = await asyncio.wait_for(during, 60)
+    assert (final["status"], final["message"]) == ("completed", expected)
+    assert_never_mixed(deltas, mid, expected)
+    done = await wait_for_status(a.url, cid, second["assistantMessageId"], timeout=60)
+    assert (done["status"], done["message"]) == ("completed", expected)
+
+    # Everything reached PostgreSQL: a new instance started after the others stopped reads it all.
+    for server in (a, b):
+        server.stop()
+    fresh = deployment.start()
+    messages = await conversation(fresh, cid)
+    assert [(m["from"], m["status"], m["message"]) for m in messages] == [
+        ("user", "completed", "before the restart"), ("assistant", "completed", expected),
+        ("user", "completed", "while the database restarts"), ("assistant", "completed", expected)]

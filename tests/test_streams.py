@@ -1,4 +1,4 @@
-"""Typed streams over both embedded stores: validation, storage, ordering, and what subscribers receive."""
+"""Typed streams over every store (memory, SQLite, PostgreSQL): validation, storage, ordering, what subscribers get."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from streamchat.framework.changes import Change
-from streamchat.framework.store import MemoryStore, SQLiteStore, Store, store_from_url
+from streamchat.framework.store import MemoryStore, PostgresStore, SQLiteStore, Store, store_from_url
 from streamchat.framework.streams import Stream, StreamHub
 from streamchat.steps.conversation_stream import ConversationMessage
 from streamchat.steps.conversation_stream import config as conversation
@@ -27,9 +27,15 @@ class Recorder:
         self.frames.append(orjson.loads(change.motia()))
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    backend: Store = MemoryStore() if request.param == "memory" else SQLiteStore(str(tmp_path / "s.db"))
+    backend: Store
+    if request.param == "memory":
+        backend = MemoryStore()
+    elif request.param == "sqlite":
+        backend = SQLiteStore(str(tmp_path / "s.db"))
+    else:
+        backend = PostgresStore(request.getfixturevalue("postgres_url"))
     await backend.connect()
     yield backend
     await backend.disconnect()
@@ -102,6 +108,8 @@ def test_store_urls() -> None:
     absolute = store_from_url("sqlite:////var/lib/streamchat/state.db")
     assert isinstance(relative, SQLiteStore) and relative.path == "data/state.db"
     assert isinstance(absolute, SQLiteStore) and absolute.path == "/var/lib/streamchat/state.db"
+    assert isinstance(store_from_url("postgresql://app@db:5432/chat"), PostgresStore)
+    assert isinstance(store_from_url("postgres://app@db/chat"), PostgresStore)
     with pytest.raises(ValueError, match="unsupported STREAMCHAT_STATE_URL scheme 'redis'"):
         store_from_url("redis://localhost")
 
@@ -203,3 +211,23 @@ async def test_item_writes_report_creation_and_never_go_back_in_seq(store: Store
     listed = [(i.id, i.data["v"], i.seq) for i in await store.list_items("s", "g")]
     assert listed == [("a", "newer", 9), ("b", "batch", 10)]
     assert await store.list_groups("s") == ["g"]
+
+
+async def test_state_and_groups_behave_the_same_in_every_store(store: Store) -> None:
+    from streamchat.framework.store import StoredItem
+
+    await store.state_set("scope", "k1", {"n": 1, "text": "ünïcode \u2028 \"q\""})
+    await store.state_set("scope", "k1", {"n": 2})
+    await store.state_set("scope", "k2", {"n": 3})
+    assert await store.state_get("scope", "k1") == {"n": 2}
+    assert await store.state_list("scope") == {"k1": {"n": 2}, "k2": {"n": 3}}
+    await store.state_delete("scope", "k1")
+    assert await store.state_get("scope", "k1") is None
+    for group in ("older", "newer"):
+        await store.put_item("s", group, StoredItem("x", {"v": group}, 1))
+    assert await store.list_groups("s") == ["newer", "older"]
+    assert await store.delete_item("s", "older", "x") is True
+    assert await store.delete_item("s", "older", "x") is False
+    first = await store.reserve_seq("s", "newer", 10)
+    assert await store.reserve_seq("s", "newer", 10) == first + 10
+    assert await store.max_seq("s", "newer") == first + 10

@@ -70,8 +70,11 @@ def serve_command(host: str | None, port: int | None) -> int:
     bind_host, bind_port = host or settings.host, settings.port if port is None else port
     print(f"streamchat: serving http://{bind_host}:{bind_port} with the {settings.provider} provider "
           f"(Ctrl+C to stop)", file=sys.stderr, flush=True)
+    # On SIGTERM: stop accepting, give open connections (SSE, sockets) a bounded time, then the
+    # runtime finishes or hands back running replies within STREAMCHAT_SHUTDOWN_SECONDS.
     uvicorn.run(app, host=bind_host, port=bind_port, log_level="warning", ws_max_size=1 << 20,
-                ws_per_message_deflate=settings.ws_compression)
+                ws_per_message_deflate=settings.ws_compression,
+                timeout_graceful_shutdown=max(1, int(settings.shutdown_seconds)))
     return 0
 
 

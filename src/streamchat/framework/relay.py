@@ -12,7 +12,7 @@ seq order, whichever instance wrote them.
 - `{prefix}:changes`: the pub/sub channel every instance listens to.
 
 A message is `stream NUL group NUL seq NUL envelope`; the envelope is JSON
-`{"k": kind, "i": item id, "p": payload, "f": text field, "w": writer op id}`, so an instance reads
+`{"k": kind, "i": item id, "p": payload, "f": text field, "w": writer op id, "r": re-seeded}`, so an instance reads
 the header cheaply and parses only changes of groups it serves. `w` lets a writer whose
 connection dropped mid-call find out whether its change was applied, instead of sending it twice.
 """
@@ -61,11 +61,14 @@ class Relayed:
     item_id: str | None
     payload: Any
     field: str | None = None
+    #: The writer started the group's count afresh with this change (new group or lost counter):
+    #: a jump in seq here is not a gap.
+    reseeded: bool = False
 
 
 def _parse_envelope(stream: str, group: str, seq: int | None, envelope: bytes) -> Relayed:
     body = orjson.loads(envelope)
-    return Relayed(stream, group, seq, body["k"], body.get("i"), body.get("p"), body.get("f"))
+    return Relayed(stream, group, seq, body["k"], body.get("i"), body.get("p"), body.get("f"), bool(body.get("r")))
 
 
 class ChangeRelay:
@@ -101,7 +104,10 @@ class ChangeRelay:
         if "\0" in stream or "\0" in group:
             raise ValueError("stream and group names must not contain NUL characters")
         op = f"{self.link.instance_id}:{next(self._ops)}"
-        envelope = orjson.dumps({"k": kind, "i": item_id, "p": payload, "f": field, "w": op})
+        body = {"k": kind, "i": item_id, "p": payload, "f": field, "w": op}
+        if floor is not None:
+            body["r"] = 1
+        envelope = orjson.dumps(body)
         head = f"{stream}\0{group}\0".encode()
         keys = self._keys(stream, group)
         args = [head, envelope, self.channel, self.log_length, self.ttl_ms, "" if floor is None else floor]

@@ -35,6 +35,8 @@ logger = logging.getLogger("streamchat.replicated")
 #: When Redis has lost a group's counter, seqs restart this far above anything stored, so no
 #: seq a client may still hold is handed out again.
 RESEED_GAP = 1_000_000
+#: A streaming item nobody appended to for this long stops being kept in memory by its writer.
+WRITER_IDLE_SECONDS = 60.0
 
 
 def apply_to_items(items: dict[str, JSON], parts: dict[str, list[str]], change: Relayed) -> None:
@@ -112,16 +114,16 @@ class ReplicatedStreamHub(StreamHub):
         seq = await self.relay.publish(stream, group, kind, item_id, payload, field_name)
         if seq is not None:
             return seq
-        # Redis has no counter for this group (new, expired, or its data was lost): restart the
-        # count above every seq ever stored, then re-announce what this instance is streaming
-        # into the group so no one builds on text the lost log held.
-        floor = await self.store.max_seq(stream, group) + RESEED_GAP
-        for (s, g, _), live in self._writing.items():
-            if (s, g) == (stream, group):
-                floor = max(floor, live.seq + RESEED_GAP)
-        logger.warning("re-seeding a stream group's sequence", extra={"stream": stream, "group": group,
-                                                                     "floor": floor})
+        # Redis has no counter for this group: it is new, it expired, or Redis lost its data.
+        # Count on from above every seq that may have been handed out (the store's highest plus
+        # a wide gap, unless the store has never seen the group), and re-announce what this
+        # instance is streaming into the group so no one builds on text the lost log held.
         resumed = [(live_id, live) for (s, g, live_id), live in self._writing.items() if (s, g) == (stream, group)]
+        stored = await self.store.max_seq(stream, group)
+        floor = 0 if stored == 0 and not resumed else max([stored, *(live.seq for _, live in resumed)]) + RESEED_GAP
+        if floor:
+            logger.warning("re-seeding a stream group's sequence", extra={"stream": stream, "group": group,
+                                                                         "floor": floor})
         for live_id, live in resumed:
             whole = {**live.data, live.field: live.text()}
             live.seq = await self._publish_seeded(stream, group, "put", live_id, whole, None, floor)
@@ -177,6 +179,7 @@ class ReplicatedStreamHub(StreamHub):
             live.parts.append(text)
             live.length += len(text)
             live.seq = seq
+            live.flushed_at = asyncio.get_running_loop().time()  # writer side: the last append
             if not live.dirty:
                 live.dirty = True
                 self._dirty[key] = live
@@ -213,12 +216,12 @@ class ReplicatedStreamHub(StreamHub):
             except Exception:
                 logger.warning("store still unavailable; will retry", extra={"stream": stream, "group": group})
                 self._unstored.setdefault((stream, group, item.id), item)
-        # Items whose reply was abandoned (its handler cancelled) stop being flushed once stored.
+        # A writer that went quiet (its handler was cancelled, or handed the reply back) is
+        # forgotten once everything it wrote is stored; a later append starts from a fresh read.
+        now = asyncio.get_running_loop().time()
         for key, live in list(self._writing.items()):
-            if not live.dirty and live.stored_seq >= live.seq and key not in self._dirty:
-                state = self._groups.get(key[:2])
-                if state is None or not state.lock.locked():
-                    self._writing.pop(key, None)
+            if now - live.flushed_at > WRITER_IDLE_SECONDS and live.stored_seq >= live.seq and not live.dirty:
+                self._writing.pop(key, None)
 
     async def close(self) -> None:
         await super().close()
@@ -243,7 +246,7 @@ class ReplicatedStreamHub(StreamHub):
             return
         if change.seq <= state.seq:
             return
-        if change.seq > state.seq + 1:
+        if change.seq > state.seq + 1 and not change.reseeded:
             state.backlog.append(change)
             self._start_catch_up(change.stream, change.group)
             return
@@ -305,7 +308,7 @@ class ReplicatedStreamHub(StreamHub):
         for index, change in enumerate(backlog):
             if change.seq is None or change.seq <= state.seq:
                 continue
-            if change.seq > state.seq + 1:
+            if change.seq > state.seq + 1 and not change.reseeded:
                 state.backlog = backlog[index:]
                 return True
             self._apply(state, change)
@@ -355,7 +358,10 @@ class ReplicatedStreamHub(StreamHub):
     async def _fill_gap(self, state: GroupState, stream: str, group: str) -> None:
         missed = await self.relay.read_log(stream, group, after=state.seq)
         counter = await self.relay.current_seq(stream, group)
-        contiguous = all(change.seq == state.seq + offset for offset, change in enumerate(missed, start=1))
+        expected, contiguous = state.seq, True
+        for change in missed:
+            contiguous = contiguous and (change.seq == expected + 1 or change.reseeded)
+            expected = change.seq or expected
         if contiguous and (missed or counter == state.seq):
             for change in missed:
                 self._apply(state, change)

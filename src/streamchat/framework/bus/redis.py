@@ -92,6 +92,7 @@ class RedisBus(EventBus):
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
+        self._hold_acquisitions_until = 0.0
 
     # -- names -----------------------------------------------------------------------------
 
@@ -132,6 +133,10 @@ class RedisBus(EventBus):
         changed, created = await self.link.epoch()
         if changed:
             logger.warning("Redis lost its data; re-creating the bus's consumer groups")
+            # Every lease went with the data. Owners re-assert theirs at their next renewal; until
+            # a whole lease period has passed, taking a free-looking partition could start a
+            # second run of work that is still running elsewhere.
+            self._hold_acquisitions_until = time.monotonic() + self.lease_seconds
             await self._ensure_groups()
         if created and self.journal is not None:
             pending = await self.journal.state_list(JOURNAL)
@@ -172,11 +177,11 @@ class RedisBus(EventBus):
     async def disconnect(self, timeout: float = 10.0) -> None:
         """Stop reading, let running handlers finish within `timeout`, hand the rest back."""
         self._closing = True
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        maintainer, reader = self._tasks
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
+        # Leases stay renewed while running handlers finish: no one else may start them meanwhile.
         workers = list(self._workers.values())
         if workers:
             _, pending = await asyncio.wait(workers, timeout=timeout)
@@ -188,6 +193,9 @@ class RedisBus(EventBus):
             for task in pending:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        maintainer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await maintainer
         with contextlib.suppress(*UNREACHABLE):
             for step, partition in list(self._owned):
                 await self._release(keys=[self._lease(step, partition)], args=[self.link.instance_id])
@@ -200,7 +208,8 @@ class RedisBus(EventBus):
         while True:
             await asyncio.sleep(self.lease_seconds / 3)
             try:
-                await self._check_epoch()
+                if not self._closing:
+                    await self._check_epoch()
                 await self._rebalance()
             except asyncio.CancelledError:
                 raise
@@ -222,6 +231,8 @@ class RedisBus(EventBus):
             for partition in mine:
                 if not await self._renew(keys=[self._lease(name, partition)], args=[self.link.instance_id, lease_ms]):
                     self._lose(name, partition)
+            if self._closing:
+                continue
             mine = [p for (step, p), draining in self._owned.items() if step == name and not draining]
             if len(mine) > target:
                 for partition in mine[target:]:
@@ -230,9 +241,12 @@ class RedisBus(EventBus):
                 if not self._in_flight.get((name, partition)):
                     await self._release(keys=[self._lease(name, partition)], args=[self.link.instance_id])
                     self._owned.pop((name, partition), None)
+                    logger.info("released a bus partition", extra={"step": name, "partition": partition})
             for (step, partition), draining in list(self._owned.items()):
                 if step == name and not draining:
                     await self._claim(name, partition, min_idle_ms=lease_ms)
+            if time.monotonic() < self._hold_acquisitions_until:
+                continue
             for partition in range(self.partitions):
                 if len([p for (step, p) in self._owned if step == name]) >= target:
                     break
@@ -240,6 +254,7 @@ class RedisBus(EventBus):
                     continue
                 lease = self._lease(name, partition)
                 if await client.set(lease, self.link.instance_id, nx=True, px=lease_ms):
+                    logger.info("took a bus partition", extra={"step": name, "partition": partition})
                     self._owned[name, partition] = False
                     await self._claim(name, partition)
 
@@ -265,9 +280,8 @@ class RedisBus(EventBus):
             cursor, entries, *_ = await self.link.client.xautoclaim(
                 stream, CONSUMER_GROUP, self.link.instance_id, min_idle_time=min_idle_ms, start_id=cursor, count=100)
             for entry_id, fields in entries:
-                if fields:
+                if fields and self._dispatch(subscription, partition, entry_id, fields):
                     logger.info("claimed an unacknowledged event", extra={"step": step, "partition": partition})
-                    self._dispatch(subscription, partition, entry_id, fields)
             if cursor in (b"0-0", "0-0"):
                 return
 
@@ -306,10 +320,11 @@ class RedisBus(EventBus):
 
     def _dispatch(
         self, subscription: Subscription, partition: int, entry_id: bytes, fields: dict[bytes, bytes],
-    ) -> None:
+    ) -> bool:
+        """Queue an entry behind its group's earlier ones; False if it is already on its way here."""
         in_flight = self._in_flight.setdefault((subscription.name, partition), set())
         if entry_id in in_flight:
-            return
+            return False
         entry = orjson.loads(fields[b"e"])
         event = Event(entry["topic"], entry["data"], entry["traceId"], entry["id"], entry["emittedBy"])
         delivery = Delivery(subscription, partition, entry_id, event, fields.get(b"j", b"").decode())
@@ -318,6 +333,7 @@ class RedisBus(EventBus):
         self._queues.setdefault(group, deque()).append(delivery)
         if group not in self._workers:
             self._workers[group] = asyncio.create_task(self._drain(group), name=f"bus:{group}")
+        return True
 
     async def _drain(self, group: str) -> None:
         queue = self._queues[group]

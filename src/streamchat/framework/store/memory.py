@@ -39,9 +39,9 @@ class MemoryStore(Store):
         return list(self._items[stream, group].values())
 
     async def list_groups(self, stream: str, limit: int = 1000) -> list[str]:
-        groups = [(max(i.seq for i in items.values()), group) for (name, group), items in self._items.items()
-                  if name == stream and items]
-        return [group for _, group in sorted(groups, reverse=True)[:limit]]
+        # Groups are keyed in the order they were started.
+        started = [group for (name, group), items in self._items.items() if name == stream and items]
+        return started[::-1][:limit]
 
     async def state_get(self, scope: str, key: str) -> JSON | None:
         return self._state[scope].get(key)

@@ -1,0 +1,54 @@
+"""The PostgreSQL store on the real server: schema set-up by racing instances, and clean failures."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import asyncpg
+import pytest
+
+from conftest import free_port
+from streamchat.framework.errors import StoreUnavailable
+from streamchat.framework.store import PostgresStore, StoredItem
+
+
+async def test_instances_starting_together_create_the_schema_once(postgres_url: str) -> None:
+    stores = [PostgresStore(postgres_url) for _ in range(4)]
+    await asyncio.gather(*(store.connect() for store in stores))
+    await stores[0].put_item("s", "g", StoredItem("a", {"v": 1}, 1))
+    assert [item.id for item in await stores[3].list_items("s", "g")] == ["a"]
+    connection = await asyncpg.connect(postgres_url)
+    try:
+        assert await connection.fetchval("SELECT count(*) FROM streamchat_schema") == 1
+    finally:
+        await connection.close()
+    for store in stores:
+        await store.disconnect()
+    again = PostgresStore(postgres_url)
+    await again.connect()  # a restart migrates nothing and keeps the data
+    assert (await again.get_item("s", "g", "a")) == StoredItem("a", {"v": 1}, 1)
+    await again.disconnect()
+
+
+async def test_an_unreachable_database_fails_fast_with_a_clear_error() -> None:
+    store = PostgresStore(f"postgresql://postgres@127.0.0.1:{free_port()}/nothing", retry_seconds=0.5)
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailable, match="PostgreSQL unreachable"):
+        await store.connect()
+    assert time.monotonic() - started < 5
+
+
+async def test_a_call_during_a_database_restart_waits_for_it(private_postgres_store: PostgresStore,
+                                                             private_postgres: object) -> None:
+    from conftest import PrivatePostgres
+
+    assert isinstance(private_postgres, PrivatePostgres)
+    await private_postgres_store.state_set("s", "before", {"ok": True})
+    await asyncio.to_thread(private_postgres.stop)
+    write = asyncio.create_task(private_postgres_store.state_set("s", "during", {"ok": True}))
+    await asyncio.sleep(1.0)
+    assert not write.done(), "the write should wait for the database, not fail"
+    await asyncio.to_thread(private_postgres.start)
+    await asyncio.wait_for(write, 20)
+    assert await private_postgres_store.state_list("s") == {"before": {"ok": True}, "during": {"ok": True}}
