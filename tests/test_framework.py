@@ -246,7 +246,10 @@ async def test_a_fourth_step_file_joins_without_framework_changes(servers: Serve
     assert ai_lines and all('"trace_id":"trace-audit-1"' in line for line in ai_lines)
 
 
-async def test_dead_letters_are_listed_by_the_admin_endpoint(servers: ServerFactory, packages: Path) -> None:
+@pytest.mark.parametrize("bus", ["memory", "redis"])
+async def test_dead_letters_are_listed_by_the_admin_endpoint(
+    servers: ServerFactory, packages: Path, bus: str, request: pytest.FixtureRequest,
+) -> None:
     name = write_package(packages, {
         **PRODUCT_STEPS,
         "broken_step.py": """
@@ -257,7 +260,10 @@ async def test_dead_letters_are_listed_by_the_admin_endpoint(servers: ServerFact
                 raise RuntimeError("broken on purpose")
         """,
     })
-    server = servers.start(STREAMCHAT_STEPS=name, PYTHONPATH=str(packages))
+    env = {"STREAMCHAT_STEPS": name, "PYTHONPATH": str(packages)}
+    if bus == "redis":  # the Redis bus keeps them in its dead-letter stream, for every instance
+        env.update(request.getfixturevalue("cluster").env())
+    server = servers.start(**env)
     accepted = httpx.post(f"{server.url}/chat", json={"message": "hi"}, headers={"x-trace-id": "dead-1"}).json()
     await wait_for_status(server.url, accepted["conversationId"], accepted["assistantMessageId"])
     letters: list[dict[str, object]] = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +12,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from conftest import ARTIFACTS, FakeProvider, Server
+from conftest import ARTIFACTS, Cluster, FakeProvider, Server
 
 CHROMIUM = os.environ.get("STREAMCHAT_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -258,3 +259,59 @@ def test_the_inspector_shows_the_flow_and_the_trace_of_a_chat(
     page.wait_for_selector("#endpoint-result .status >> text=200")
     assert "Message received" in page.inner_text("#endpoint-result pre")
     shot(page, "inspector-endpoints")
+
+
+def product_with_a_broken_step(root: Path) -> str:
+    """A steps package: every product step file re-exported, plus one event step that always fails."""
+    name = f"pkg_{uuid.uuid4().hex[:8]}"
+    package = root / name
+    package.mkdir()
+    exports = {"conversation_stream": "config", "ai_response_step": "config, handler, on_failure",
+               **{module: "config, handler" for module in (
+                   "chat_api_step", "list_conversations_step", "get_conversation_step", "stop_message_step",
+                   "regenerate_message_step")}}
+    (package / "__init__.py").write_text("")
+    for module, names in exports.items():
+        (package / f"{module}.py").write_text(f"from streamchat.steps.{module} import {names}  # noqa: F401\n")
+    (package / "broken_step.py").write_text(
+        "from streamchat.framework import EventConfig\n"
+        "from streamchat.steps.ai_response_step import ChatMessageEvent\n"
+        "config = EventConfig(name='Broken', subscribes=['chat-message'], input=ChatMessageEvent, max_retries=0)\n"
+        "async def handler(data, ctx):\n"
+        "    raise RuntimeError('broken on purpose')\n")
+    return name
+
+
+def test_a_page_on_one_instance_follows_a_reply_made_on_another(
+    page: Page, cluster: Cluster, fake_provider: FakeProvider, tmp_path: Path,
+) -> None:
+    tokens = [f"far{i} " for i in range(40)]
+    fake_provider.script(tokens=tokens, delay=0.05)
+    package = product_with_a_broken_step(tmp_path)
+    servers = cluster.start_many(2, STREAMCHAT_STEPS=package, PYTHONPATH=str(tmp_path))
+    trace = uuid.uuid4().hex
+    accepted = httpx.post(f"{servers[0].url}/chat", json={"message": "made elsewhere"},
+                          headers={"x-trace-id": trace}).json()
+    started = f'"msg":"handler started","step":"AiResponse","trace_id":"{trace}"'
+    deadline = time.monotonic() + 15
+    while not any(started in server.logs() for server in servers) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    generator = next(server for server in servers if started in server.logs())
+    watcher = servers[1] if generator is servers[0] else servers[0]
+
+    page.add_init_script(RECORD_RENDERS)
+    page.goto(f"{watcher.url}/#{accepted['conversationId']}")
+    page.wait_for_selector(".message.assistant.completed", timeout=20_000)
+    assert page.inner_text(".message.assistant .body").strip() == "".join(tokens).strip()
+    assert page.inner_text(".message.user .body") == "made elsewhere"
+    renders = page.evaluate("window.__renders")
+    assert any(0 < len(text.strip()) < len("".join(tokens).strip()) for text in renders), (
+        "the page should have shown the reply growing, not only its end")
+    shot(page, "cluster-chat")
+
+    page.click("#tabs button[data-tab=inspector]")
+    page.click("#inspector nav button[data-panel=dead]")
+    page.wait_for_selector("#dead-rows tr.dead-letter", timeout=10_000)
+    row = page.inner_text("#dead-rows tr.dead-letter")
+    assert "Broken" in row and "chat-message" in row and "broken on purpose" in row
+    shot(page, "inspector-dead-letters")

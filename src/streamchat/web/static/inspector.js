@@ -47,6 +47,18 @@
       document.querySelectorAll("#inspector .panel").forEach((p) => { p.hidden = p.id !== "panel-" + panel; });
       if (panel === "traces") this.loadTraces();
       if (panel === "streams") this.loadStreams();
+      if (panel === "dead") this.loadDeadLetters();
+    }
+
+    // ---- dead letters --------------------------------------------------------------------
+    async loadDeadLetters() {
+      const { deadLetters } = await this.app.api("/api/admin/dead-letters");
+      document.getElementById("dead-rows").replaceChildren(...deadLetters.map((letter) => el("tr", { class: "dead-letter" },
+        el("td", {}, new Date(letter.deadAt * 1000).toISOString().replace("T", " ").slice(0, 19)),
+        el("td", {}, letter.step), el("td", {}, letter.topic), el("td", {}, letter.attempts),
+        el("td", {}, el("a", { href: "#", class: "trace-link", onclick: (e) => { e.preventDefault(); this.openTrace(letter.traceId); } },
+          String(letter.traceId).slice(0, 10))),
+        el("td", { class: "error" }, letter.error))));
     }
 
     // ---- flow graph --------------------------------------------------------------------
