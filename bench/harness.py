@@ -20,6 +20,8 @@ import orjson
 import websockets
 from websockets.asyncio.client import ClientConnection
 
+from streamchat.testing.databases import create_database, drop_database
+
 ROOT = Path(__file__).resolve().parent.parent
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 FINISHED = ("completed", "error", "stopped")
@@ -260,3 +262,41 @@ async def post_chat(client: httpx.AsyncClient, message: str, cid: str) -> dict[s
     response = await client.post("/chat", json={"message": message, "conversationId": cid})
     response.raise_for_status()
     return dict(response.json())
+
+
+REDIS_URL = os.environ.get("STREAMCHAT_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+POSTGRES_ADMIN_URL = os.environ.get("STREAMCHAT_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+class Deployment:
+    """The servers a scenario runs against: one process, or `instances` sharing Redis and PostgreSQL.
+
+    Requests go to one instance and subscribers watch another (`poster(i)` / `watcher(i)`), so a
+    multi-instance run measures the trip through Redis.
+    """
+
+    def __init__(self, workdir: Path, fake: Fake | None, instances: int = 1, **env: str) -> None:
+        self.database: str | None = None
+        if instances > 1:
+            self.database = create_database(POSTGRES_ADMIN_URL, "streamchat_bench")
+            env = {"STREAMCHAT_BUS_URL": REDIS_URL, "STREAMCHAT_STATE_URL": self.database,
+                   "STREAMCHAT_REDIS_PREFIX": f"bench-{uuid.uuid4().hex[:8]}", **env}
+        self.servers = [Server(workdir, fake, **env) for _ in range(instances)]
+
+    def poster(self, index: int = 0) -> Server:
+        return self.servers[index % len(self.servers)]
+
+    def watcher(self, index: int = 0) -> Server:
+        return self.servers[(index + 1) % len(self.servers)]
+
+    def cpu_seconds(self) -> float:
+        return sum(server.process.cpu_seconds() for server in self.servers)
+
+    def peak_rss_mb(self) -> float:
+        return max(server.process.peak_rss_mb() for server in self.servers)
+
+    def stop(self) -> None:
+        for server in self.servers:
+            server.stop()
+        if self.database is not None:
+            drop_database(POSTGRES_ADMIN_URL, self.database)

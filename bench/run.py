@@ -24,9 +24,12 @@ EMBEDDED_PROMPTS = [
 ]
 
 FULL = {"overhead_samples": 50, "counts": [1, 100, 500, 1000], "tokens": 200, "rates": [20.0, 50.0],
-        "fanout": [1, 10, 100, 1000], "wire": [200, 2000], "wire_rate": 200.0, "embedded_tokens": 128}
+        "fanout": [1, 10, 100, 1000], "wire": [200, 2000], "wire_rate": 200.0, "embedded_tokens": 128,
+        "scale_overhead_samples": 30, "scale_counts": [1, 100, 500], "scale_rates": [20.0],
+        "scale_fanout": [10, 100, 1000]}
 QUICK = {"overhead_samples": 5, "counts": [1, 20], "tokens": 40, "rates": [50.0],
-         "fanout": [1, 20], "wire": [50, 200], "wire_rate": 400.0, "embedded_tokens": 16}
+         "fanout": [1, 20], "wire": [50, 200], "wire_rate": 400.0, "embedded_tokens": 16,
+         "scale_overhead_samples": 3, "scale_counts": [1, 10], "scale_rates": [50.0], "scale_fanout": [1, 10]}
 
 
 def machine() -> dict[str, Any]:
@@ -51,6 +54,7 @@ async def run(plan: dict[str, Any], only: set[str] | None) -> dict[str, Any]:
                                                                  plan["rates"][0], compression=False)),
                 ("wire", lambda: scenarios.wire(workdir, fake, plan["wire"], plan["wire_rate"])),
                 ("embedded", lambda: scenarios.embedded(workdir, plan["embedded_tokens"], EMBEDDED_PROMPTS)),
+                ("scale", lambda: scenarios.scale(workdir, fake, plan)),
             ]
             for name, scenario in steps:
                 if only and name not in only:
@@ -61,7 +65,6 @@ async def run(plan: dict[str, Any], only: set[str] | None) -> dict[str, Any]:
                 results.setdefault("scenario_seconds", {})[name] = round(time.time() - started, 1)
         finally:
             fake.process.stop()
-    results["scale"] = {"measured": False, "why": "the Redis/PostgreSQL backends ([scale]) have not landed yet"}
     return results
 
 
@@ -69,28 +72,12 @@ def table(results: dict[str, Any]) -> str:
     lines = [f"machine: {results['machine']['cpus']} cores, {results['machine']['cpu']}, "
              f"Python {results['machine']['python']}, {results['machine']['date']}"]
     if "overhead" in results:
-        o = results["overhead"]
-        lines.append("\n1. first token (ms)      p50      p95      p99   overhead p50/p99   ratio p50")
-        lines.append(f"   provider direct   {o['provider_ttft_ms']['p50']:>8} {o['provider_ttft_ms']['p95']:>8} "
-                     f"{o['provider_ttft_ms']['p99']:>8}")
-        for name in ("websocket_motia", "websocket_deltas", "sse"):
-            f, d = o[name]["first_token_ms"], o[name]["overhead_ms"]
-            lines.append(f"   {name:<17} {f['p50']:>8} {f['p95']:>8} {f['p99']:>8}   {d['p50']:>6} / {d['p99']:<8}"
-                         f"  {o[name]['ratio_p50']}")
+        lines.extend(overhead_lines("1. first token (ms)", results["overhead"]))
     if "concurrency" in results:
-        lines.append("\n2. concurrency       conv  tok/s  done    lag p50   lag p99  cpu s/1k tok  cpu util  rss MB")
-        for block in results["concurrency"].values():
-            for r in block["runs"]:
-                lines.append(f"   {'':<14} {r['conversations']:>6} {r['tokens_per_s_each']:>6g} "
-                             f"{r['completion_rate']:>5.0%} {r['lag_ms']['p50']!s:>9} {r['lag_ms']['p99']!s:>9} "
-                             f"{r['server_cpu_s_per_1000_tokens']:>13} {r['server_cpu_utilisation']:>9} "
-                             f"{r['server_peak_rss_mb']:>7}")
+        lines.extend(concurrency_lines("2. concurrency", results["concurrency"]))
     if "fanout" in results:
-        lines.append("\n3. fan-out      subscribers   lag p50   lag p99   cpu s  complete  compression")
-        for key in ("fanout", "fanout_uncompressed"):
-            for r in results.get(key, {}).get("runs", []):
-                lines.append(f"   {'':<12} {r['subscribers']:>11} {r['lag_ms']['p50']!s:>9} {r['lag_ms']['p99']!s:>9} "
-                             f"{r['server_cpu_s']:>7} {r['complete_copies']:>9}  {results[key]['compression']}")
+        lines.extend(fanout_lines("3. fan-out", [results[key] for key in ("fanout", "fanout_uncompressed")
+                                                 if key in results]))
     if "wire" in results:
         lines.append("\n4. wire bytes per reply byte   tokens  motia-ws  deltas-ws     sse  store writes")
         for r in results["wire"]["runs"]:
@@ -103,15 +90,53 @@ def table(results: dict[str, Any]) -> str:
                      f"(TTFT {e['direct']['ttft_ms']} ms)"
                      f"  via pipeline {e['through_pipeline']['tokens_per_s']} tok/s (TTFT "
                      f"{e['through_pipeline']['ttft_ms']} ms)  ratio {e['tokens_per_s_ratio']}")
-    lines.append(f"\n6. scale: {results['scale']['why']}")
+    if "scale" in results:
+        scaled = results["scale"]
+        lines.append(f"\n6. scale: {scaled['instances']} instances on Redis + PostgreSQL, "
+                     "POST to one, watch on the other")
+        lines.extend(overhead_lines("   first token (ms)", scaled["overhead"]))
+        lines.extend(concurrency_lines("   concurrency", scaled["concurrency"]))
+        lines.extend(fanout_lines("   fan-out", [scaled["fanout"]]))
     return "\n".join(lines)
+
+
+def overhead_lines(title: str, o: dict[str, Any]) -> list[str]:
+    lines = [f"\n{title:<24} p50      p95      p99   overhead p50/p99   ratio p50",
+             f"   provider direct   {o['provider_ttft_ms']['p50']:>8} {o['provider_ttft_ms']['p95']:>8} "
+             f"{o['provider_ttft_ms']['p99']:>8}"]
+    for name in ("websocket_motia", "websocket_deltas", "sse"):
+        f, d = o[name]["first_token_ms"], o[name]["overhead_ms"]
+        lines.append(f"   {name:<17} {f['p50']:>8} {f['p95']:>8} {f['p99']:>8}   {d['p50']:>6} / {d['p99']:<8}"
+                     f"  {o[name]['ratio_p50']}")
+    return lines
+
+
+def concurrency_lines(title: str, blocks: dict[str, Any]) -> list[str]:
+    lines = [f"\n{title:<19} conv  tok/s  done    lag p50   lag p99  cpu s/1k tok  cpu util  rss MB"]
+    for block in blocks.values():
+        for r in block["runs"]:
+            lines.append(f"   {'':<14} {r['conversations']:>6} {r['tokens_per_s_each']:>6g} "
+                         f"{r['completion_rate']:>5.0%} {r['lag_ms']['p50']!s:>9} {r['lag_ms']['p99']!s:>9} "
+                         f"{r['server_cpu_s_per_1000_tokens']:>13} {r['server_cpu_utilisation']:>9} "
+                         f"{r['server_peak_rss_mb']:>7}")
+    return lines
+
+
+def fanout_lines(title: str, blocks: list[dict[str, Any]]) -> list[str]:
+    lines = [f"\n{title:<14} subscribers   lag p50   lag p99   cpu s  complete  compression"]
+    for block in blocks:
+        for r in block["runs"]:
+            lines.append(f"   {'':<12} {r['subscribers']:>11} {r['lag_ms']['p50']!s:>9} {r['lag_ms']['p99']!s:>9} "
+                         f"{r['server_cpu_s']:>7} {r['complete_copies']:>9}  {block['compression']}")
+    return lines
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="Benchmark streamchat against a fake provider on 127.0.0.1.")
     parser.add_argument("--quick", action="store_true", help="a tiny run (under a minute) that checks the harness")
     parser.add_argument("--only", default="",
-                        help="comma-separated scenarios: overhead,concurrency,fanout,fanout_uncompressed,wire,embedded")
+                        help="comma-separated scenarios: overhead,concurrency,fanout,fanout_uncompressed,wire,embedded,"
+                             "scale")
     parser.add_argument("--out", default=str(RESULTS / "latest.json"), help="where to write the JSON results")
     args = parser.parse_args()
     plan = QUICK if args.quick else FULL

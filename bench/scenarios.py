@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from bench.harness import Fake, Server, SseWatcher, WsWatcher, percentiles, stamps
+from bench.harness import Deployment, Fake, Server, SseWatcher, WsWatcher, percentiles, stamps
 from streamchat.llm.base import ChatTurn
 from streamchat.llm.openai_provider import OpenAIProvider
 from streamchat.settings import DEFAULT_SYSTEM_PROMPT
@@ -32,10 +32,11 @@ async def _first_piece(provider: OpenAIProvider) -> float:
     raise RuntimeError("the provider sent nothing")
 
 
-async def overhead(workdir: Path, fake: Fake, samples: int) -> dict[str, Any]:
+async def overhead(workdir: Path, fake: Fake, samples: int, instances: int = 1) -> dict[str, Any]:
     """POST /chat → first token at a subscriber, against the provider's own TTFT measured directly."""
     fake.script(count=20, delay=0.002, ttft=0.02)
-    server = Server(workdir, fake)
+    deployment = Deployment(workdir, fake, instances)
+    server, watched = deployment.poster(), deployment.watcher()
     provider = OpenAIProvider(api_key="sk-bench", base_url=f"{fake.url}/v1", model="bench", max_tokens=64)
     direct, plain, deltas, sse = [], [], [], []
     try:
@@ -43,8 +44,8 @@ async def overhead(workdir: Path, fake: Fake, samples: int) -> dict[str, Any]:
             for index in range(samples + 2):
                 direct_ms = await _first_piece(provider)
                 cid = str(uuid.uuid4())
-                watchers = [WsWatcher(server.ws_url, cid, deltas=False), WsWatcher(server.ws_url, cid, deltas=True),
-                            SseWatcher(server.url, cid)]
+                watchers = [WsWatcher(watched.ws_url, cid, deltas=False), WsWatcher(watched.ws_url, cid, deltas=True),
+                            SseWatcher(watched.url, cid)]
                 for watcher in watchers:
                     await watcher.start()
                 started = time.time()
@@ -58,9 +59,9 @@ async def overhead(workdir: Path, fake: Fake, samples: int) -> dict[str, Any]:
                     sink.append((watcher.result.first_token_at - started) * 1000)
     finally:
         await provider.close()
-        server.stop()
+        deployment.stop()
     base = percentiles(direct)
-    result: dict[str, Any] = {"samples": samples, "provider_ttft_ms": base}
+    result: dict[str, Any] = {"samples": samples, "instances": instances, "provider_ttft_ms": base}
     for name, values in (("websocket_motia", plain), ("websocket_deltas", deltas), ("sse", sse)):
         through = percentiles(values)
         result[name] = {
@@ -71,25 +72,27 @@ async def overhead(workdir: Path, fake: Fake, samples: int) -> dict[str, Any]:
     return result
 
 
-async def _conversations(workdir: Path, fake: Fake, count: int, tokens: int, rate: float) -> dict[str, Any]:
+async def _conversations(workdir: Path, fake: Fake, count: int, tokens: int, rate: float,
+                         instances: int = 1) -> dict[str, Any]:
     fake.script(count=tokens, delay=1 / rate, stamp=True)
-    server = Server(workdir, fake)
+    deployment = Deployment(workdir, fake, instances)
     try:
         cids = [str(uuid.uuid4()) for _ in range(count)]
-        watchers = [WsWatcher(server.ws_url, cid, deltas=True, measure_lag=True) for cid in cids]
+        watchers = [WsWatcher(deployment.watcher(index).ws_url, cid, deltas=True, measure_lag=True)
+                    for index, cid in enumerate(cids)]
         for batch in range(0, count, 100):
             await asyncio.gather(*(w.start() for w in watchers[batch:batch + 100]))
-        cpu_before = server.process.cpu_seconds()
+        cpu_before = deployment.cpu_seconds()
         others_before = fake.process.cpu_seconds(), time.process_time()
         started = time.time()
         ramp = min(count / ARRIVALS_PER_S, tokens / rate / 2)
         refused: list[str] = []
-        async with httpx.AsyncClient(base_url=server.url, timeout=60,
-                                     limits=httpx.Limits(max_connections=100)) as client:
+        async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=100)) as client:
             async def send(index: int, cid: str) -> None:
                 await asyncio.sleep(ramp * index / count)
                 try:
-                    (await client.post("/chat", json={"message": "go", "conversationId": cid})).raise_for_status()
+                    (await client.post(f"{deployment.poster(index).url}/chat",
+                                       json={"message": "go", "conversationId": cid})).raise_for_status()
                 except httpx.HTTPError as error:
                     refused.append(repr(error))
             await asyncio.gather(*(send(index, cid) for index, cid in enumerate(cids)))
@@ -98,7 +101,7 @@ async def _conversations(workdir: Path, fake: Fake, count: int, tokens: int, rat
         for task in pending:
             task.cancel()
         elapsed = time.time() - started
-        cpu = server.process.cpu_seconds() - cpu_before
+        cpu = deployment.cpu_seconds() - cpu_before
         fake_cpu, client_cpu = fake.process.cpu_seconds() - others_before[0], time.process_time() - others_before[1]
         delivered = sum(len(stamps(w.result.text)) for w in watchers)
         lags = [lag for w in watchers for lag in w.result.lags_ms]
@@ -111,12 +114,12 @@ async def _conversations(workdir: Path, fake: Fake, count: int, tokens: int, rat
             "delivered_tokens": delivered, "delivered_tokens_per_s": round(delivered / elapsed, 1),
             "server_cpu_s_per_1000_tokens": round(1000 * cpu / max(delivered, 1), 4),
             "server_cpu_utilisation": round(cpu / elapsed, 3),
-            "server_peak_rss_mb": server.process.peak_rss_mb(),
+            "server_peak_rss_mb": deployment.peak_rss_mb(), "instances": instances,
             "provider_cpu_utilisation": round(fake_cpu / elapsed, 3),
             "clients_cpu_utilisation": round(client_cpu / elapsed, 3),
         }
     finally:
-        server.stop()
+        deployment.stop()
 
 
 def _holds(run: dict[str, Any]) -> bool:
@@ -124,13 +127,14 @@ def _holds(run: dict[str, Any]) -> bool:
     return run["completion_rate"] == 1.0 and p99 is not None and p99 <= LAG_TARGET_MS
 
 
-async def concurrency(workdir: Path, fake: Fake, counts: list[int], tokens: int, rates: list[float]) -> dict[str, Any]:
+async def concurrency(workdir: Path, fake: Fake, counts: list[int], tokens: int, rates: list[float],
+                      instances: int = 1) -> dict[str, Any]:
     """N conversations streaming at once, each watched by one delta subscriber."""
     out: dict[str, Any] = {}
     for rate in rates:
         runs = []
         for count in counts:
-            run = await _conversations(workdir, fake, count, tokens, rate)
+            run = await _conversations(workdir, fake, count, tokens, rate, instances)
             run["holds"] = _holds(run)
             runs.append(run)
             print(f"  concurrency {count:>5} x {rate:g} tok/s: lag p99 {run['lag_ms']['p99']} ms, "
@@ -143,36 +147,37 @@ async def concurrency(workdir: Path, fake: Fake, counts: list[int], tokens: int,
 
 
 async def fanout(workdir: Path, fake: Fake, counts: list[int], tokens: int, rate: float,
-                 compression: bool = True) -> dict[str, Any]:
-    """One reply watched by N delta subscribers (WebSocket compression on, or off)."""
+                 compression: bool = True, instances: int = 1) -> dict[str, Any]:
+    """One reply watched by N delta subscribers (WebSocket compression on, or off), spread over the instances."""
     runs = []
     for count in counts:
         fake.script(count=tokens, delay=1 / rate, stamp=True)
-        server = Server(workdir, fake, STREAMCHAT_WS_COMPRESSION="on" if compression else "off")
+        deployment = Deployment(workdir, fake, instances, STREAMCHAT_WS_COMPRESSION="on" if compression else "off")
         try:
             cid = str(uuid.uuid4())
-            watchers = [WsWatcher(server.ws_url, cid, deltas=True, measure_lag=True) for _ in range(count)]
+            watchers = [WsWatcher(deployment.watcher(index).ws_url, cid, deltas=True, measure_lag=True)
+                        for index in range(count)]
             for batch in range(0, count, 100):
                 await asyncio.gather(*(w.start() for w in watchers[batch:batch + 100]))
-            cpu_before = server.process.cpu_seconds()
+            cpu_before = deployment.cpu_seconds()
             started = time.time()
-            async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
+            async with httpx.AsyncClient(base_url=deployment.poster().url, timeout=60) as client:
                 await client.post("/chat", json={"message": "fan out", "conversationId": cid})
             _, pending = await asyncio.wait([w.task for w in watchers if w.task], timeout=tokens / rate + 60)
             for task in pending:
                 task.cancel()
             elapsed = time.time() - started
-            cpu = server.process.cpu_seconds() - cpu_before
+            cpu = deployment.cpu_seconds() - cpu_before
             lags = [lag for w in watchers for lag in w.result.lags_ms]
             complete = sum(len(stamps(w.result.text)) == tokens for w in watchers)
             runs.append({"subscribers": count, "lag_ms": percentiles(lags), "complete_copies": complete,
                          "server_cpu_s": round(cpu, 3), "server_cpu_utilisation": round(cpu / elapsed, 3),
-                         "server_peak_rss_mb": server.process.peak_rss_mb()})
-            print(f"  fan-out {count:>5} (compression {'on' if compression else 'off'}): lag p99 "
-                  f"{runs[-1]['lag_ms']['p99']} ms, complete {complete}/{count}", flush=True)
+                         "server_peak_rss_mb": deployment.peak_rss_mb()})
+            print(f"  fan-out {count:>5} (compression {'on' if compression else 'off'}, {instances} instance(s)): "
+                  f"lag p99 {runs[-1]['lag_ms']['p99']} ms, complete {complete}/{count}", flush=True)
         finally:
-            server.stop()
-    return {"tokens": tokens, "tokens_per_s": rate, "compression": compression, "runs": runs}
+            deployment.stop()
+    return {"tokens": tokens, "tokens_per_s": rate, "compression": compression, "instances": instances, "runs": runs}
 
 
 async def wire(workdir: Path, fake: Fake, sizes: list[int], rate: float) -> dict[str, Any]:
@@ -257,3 +262,16 @@ async def embedded(workdir: Path, max_tokens: int, prompts: list[str]) -> dict[s
     direct, piped = _rate(direct_runs), _rate(piped_runs)
     return {"max_tokens": max_tokens, "prompts": len(prompts), "direct": direct, "through_pipeline": piped,
             "tokens_per_s_ratio": round(piped["tokens_per_s"] / max(direct["tokens_per_s"], 1e-9), 3)}
+
+
+async def scale(workdir: Path, fake: Fake, plan: dict[str, Any]) -> dict[str, Any]:
+    """Scenarios 1-3 again on two instances sharing Redis and PostgreSQL: POST to one, watch on the other."""
+    instances = 2
+    return {
+        "instances": instances,
+        "overhead": await overhead(workdir, fake, plan["scale_overhead_samples"], instances),
+        "concurrency": await concurrency(workdir, fake, plan["scale_counts"], plan["tokens"], plan["scale_rates"],
+                                         instances),
+        "fanout": await fanout(workdir, fake, plan["scale_fanout"], plan["tokens"], plan["rates"][0],
+                               instances=instances),
+    }

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import os
 import shutil
@@ -20,6 +19,8 @@ from typing import Any
 
 import httpx
 import pytest
+
+from streamchat.testing.databases import create_database, drop_database
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
@@ -211,34 +212,15 @@ def redis_url() -> str:
     return REDIS_URL
 
 
-def _admin_sql(sql: str) -> None:
-    import asyncio
-
-    import asyncpg
-
-    async def run() -> None:
-        connection = await asyncpg.connect(POSTGRES_ADMIN_URL, timeout=10)
-        try:
-            await connection.execute(sql)
-        finally:
-            await connection.close()
-
-    # In a thread of its own: fixtures may be set up while an event loop is running.
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        pool.submit(asyncio.run, run()).result()
-
-
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
     """A fresh PostgreSQL database on the real server for one test, dropped afterwards."""
     assert _reachable(POSTGRES_ADMIN_URL, 5432), (
         f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}: ./scripts/test starts it when it is installed "
         "(set STREAMCHAT_TEST_POSTGRES_URL to use another one)")
-    name = f"streamchat_test_{uuid.uuid4().hex[:12]}"
-    _admin_sql(f'CREATE DATABASE "{name}"')
-    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
-    yield f"{base}/{name}"
-    _admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    url = create_database(POSTGRES_ADMIN_URL)
+    yield url
+    drop_database(POSTGRES_ADMIN_URL, url)
 
 
 @pytest.fixture

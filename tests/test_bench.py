@@ -16,7 +16,10 @@ def test_quick_benchmark_runs_and_writes_results(tmp_path: Path) -> None:
                             capture_output=True, text=True, timeout=240, check=False)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     results = json.loads(out.read_text())
-    assert {"overhead", "concurrency", "fanout", "wire", "embedded", "machine"} <= results.keys()
+    assert {"overhead", "concurrency", "fanout", "wire", "embedded", "scale", "machine"} <= results.keys()
+    assert results["scale"]["instances"] == 2
+    for block in results["scale"]["concurrency"].values():
+        assert all(run["completion_rate"] == 1.0 for run in block["runs"]), block
     assert results["overhead"]["websocket_motia"]["first_token_ms"]["n"] == 5
     for block in results["concurrency"].values():
         assert all(run["completion_rate"] == 1.0 for run in block["runs"]), block
@@ -25,4 +28,4 @@ def test_quick_benchmark_runs_and_writes_results(tmp_path: Path) -> None:
     assert results["embedded"]["through_pipeline"]["pieces"] > 0
     for chart in ("concurrency.png", "fanout.png", "wire.png"):
         assert (tmp_path / chart).stat().st_size > 1000
-    assert "1. first token" in result.stdout
+    assert "1. first token" in result.stdout and "6. scale: 2 instances" in result.stdout
