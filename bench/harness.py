@@ -282,6 +282,18 @@ class Deployment:
             env = {"STREAMCHAT_BUS_URL": REDIS_URL, "STREAMCHAT_STATE_URL": self.database,
                    "STREAMCHAT_REDIS_PREFIX": f"bench-{uuid.uuid4().hex[:8]}", **env}
         self.servers = [Server(workdir, fake, **env) for _ in range(instances)]
+        if instances > 1:
+            self._wait_until_balanced(int(env.get("STREAMCHAT_BUS_PARTITIONS", "16")))
+
+    def _wait_until_balanced(self, partitions: int, timeout: float = 60.0) -> None:
+        """Measure the steady state: every event partition owned, each instance holding its share."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            owned = [httpx.get(f"{s.url}/api/admin/stats").json()["bus"]["partitionsOwned"] for s in self.servers]
+            if sum(owned) == partitions and min(owned) >= partitions // len(self.servers):
+                return
+            time.sleep(0.1)
+        raise TimeoutError(f"the instances did not share the bus partitions within {timeout}s")
 
     def poster(self, index: int = 0) -> Server:
         return self.servers[index % len(self.servers)]

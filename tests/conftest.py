@@ -279,6 +279,10 @@ class PrivateRedis:
             time.sleep(0.02)
         raise TimeoutError("redis-server did not start")
 
+    def cli(self, *command: str) -> str:
+        return subprocess.run(["redis-cli", "-p", str(self.port), *command], check=True, capture_output=True,
+                              text=True).stdout
+
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()

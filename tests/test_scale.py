@@ -225,8 +225,14 @@ async def test_redis_restarting_mid_reply_loses_no_message(
         mid = first["assistantMessageId"]
         await wait_until_streaming(b.url, cid, mid)
         private_redis.kill()
-        await asyncio.sleep(1.0)
-        private_redis.start()
+        async with httpx.AsyncClient(base_url=b.url, timeout=30) as client:
+            down = await client.get("/readyz")
+            assert down.status_code == 503 and down.json()["checks"]["redis"].startswith("unavailable"), down.text
+            assert (await client.get("/healthz")).status_code == 200, "alive, only not ready"
+            await asyncio.sleep(1.0)
+            private_redis.start()
+            assert (await client.get("/readyz")).json() == {"status": "ready",
+                                                             "checks": {"store": "ok", "redis": "ok"}}
         finals = await asyncio.gather(deltas.until_finished(mid, 60), plain.until_finished(mid, 60))
     for final in finals:
         assert (final["status"], final["message"]) == ("completed", expected)
@@ -241,6 +247,35 @@ async def test_redis_restarting_mid_reply_loses_no_message(
         assert [(m["from"], m["status"]) for m in messages] == [
             ("user", "completed"), ("assistant", "completed")] * 2
         assert [m["message"] for m in messages if m["from"] == "user"] == ["before the restart", "after the restart"]
+
+
+async def test_dropped_redis_connections_mid_reply_are_filled_from_the_log(
+    servers: ServerFactory, postgres_url: str, private_redis: PrivateRedis, fake_provider: FakeProvider,
+) -> None:
+    """Redis keeps its data, but every instance's subscription is cut, three times: the missed
+    changes come from the group's log, in order, without a snapshot being re-sent."""
+    tokens = [f"cut{i} " for i in range(80)]
+    fake_provider.script(tokens=tokens, delay=0.04)
+    deployment = Cluster(servers, private_redis.url, postgres_url, "drops")
+    a, b = deployment.start_many(2)
+    cid, expected = str(uuid.uuid4()), "".join(tokens)
+    async with Watcher(b.ws_url, cid, deltas=True) as deltas, Watcher(a.ws_url, cid, deltas=True) as other:
+        first = await post_chat(a.url, "cut the wires", cid)
+        mid = first["assistantMessageId"]
+        await wait_until_streaming(b.url, cid, mid)
+        for _ in range(3):
+            await asyncio.to_thread(private_redis.cli, "CLIENT", "KILL", "TYPE", "pubsub")
+            await asyncio.sleep(0.4)
+        finals = await asyncio.gather(deltas.until_finished(mid, 60), other.until_finished(mid, 60))
+    for final in finals:
+        assert (final["status"], final["message"]) == ("completed", expected)
+    for watcher in (deltas, other):
+        assert_never_mixed(watcher, mid, expected)
+        assert rebuilt_from_deltas(watcher, mid) == expected
+        syncs = [f for f in watcher.watch.frames if f["event"]["type"] == "sync"]
+        assert len(syncs) == 1, "gaps are filled from the log, not by re-sending a snapshot"
+    logs = a.logs() + b.logs()
+    assert "relay reconnected" in logs and "cannot be filled" not in logs
 
 
 async def test_postgres_restarting_mid_reply_loses_no_message(
@@ -274,3 +309,16 @@ async def test_postgres_restarting_mid_reply_loses_no_message(
     assert [(m["from"], m["status"], m["message"]) for m in messages] == [
         ("user", "completed", "before the restart"), ("assistant", "completed", expected),
         ("user", "completed", "while the database restarts"), ("assistant", "completed", expected)]
+
+
+def test_an_instance_whose_redis_is_unreachable_refuses_to_start_and_says_why(
+    servers: ServerFactory, postgres_url: str,
+) -> None:
+    from conftest import free_port
+
+    port = free_port()
+    with pytest.raises(RuntimeError, match="exited") as failure:
+        servers.start(STREAMCHAT_BUS_URL=f"redis://:s3cret@127.0.0.1:{port}/0", STREAMCHAT_STATE_URL=postgres_url,
+                      STREAMCHAT_BACKEND_RETRY_SECONDS="1")
+    assert f"Redis at redis://127.0.0.1:{port}/0 did not answer" in str(failure.value)
+    assert "s3cret" not in str(failure.value), "the password must not be printed"

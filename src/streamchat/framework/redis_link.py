@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from redis import asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -57,6 +58,13 @@ class RedisLink:
             retry=Retry(NoBackoff(), 0), max_connections=256,
         )
         self._epoch: str | None = None
+
+    @property
+    def address(self) -> str:
+        """The URL without credentials, for logs and errors."""
+        parsed = urlsplit(self.url)
+        host = parsed.hostname or ""
+        return f"{parsed.scheme}://{host}{f':{parsed.port}' if parsed.port else ''}{parsed.path}"
 
     def key(self, *parts: str) -> str:
         return ":".join((self.prefix, *parts))

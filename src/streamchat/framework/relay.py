@@ -177,7 +177,12 @@ class ChangeRelay:
         """
         self._wanted, self._on_change, self._on_reconnect = wanted, on_change, on_reconnect
         self._listener = asyncio.create_task(self._listen(), name="relay-listener")
-        await asyncio.wait_for(self.connected.wait(), self.link.retry_seconds)
+        try:
+            await asyncio.wait_for(self.connected.wait(), self.link.retry_seconds)
+        except TimeoutError:
+            await self.stop()
+            raise BrokerUnavailable(
+                f"Redis at {self.link.address} did not answer within {self.link.retry_seconds:g}s") from None
 
     async def _listen(self) -> None:
         delay = 0.05

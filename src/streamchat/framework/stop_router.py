@@ -44,7 +44,12 @@ class StopRouter:
     async def start(self) -> None:
         self.registry.route = self
         self._listener = asyncio.create_task(self._listen(), name="stop-router")
-        await asyncio.wait_for(self._ready.wait(), self.link.retry_seconds)
+        try:
+            await asyncio.wait_for(self._ready.wait(), self.link.retry_seconds)
+        except TimeoutError:
+            await self.stop()
+            raise BrokerUnavailable(
+                f"Redis at {self.link.address} did not answer within {self.link.retry_seconds:g}s") from None
 
     async def announce(self, key: str) -> None:
         try:

@@ -85,3 +85,7 @@ class EventBus(ABC):
 
     async def ping(self) -> None:
         """Raise unless the bus's backend answers now (readiness checks)."""
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for operators (`/api/admin/stats`)."""
+        return {}

@@ -46,6 +46,7 @@ JOURNAL = "_bus_pending"
 CONSUMER_GROUP = "workers"
 DEAD_LETTERS_KEPT = 10_000
 UNREACHABLE: tuple[type[BaseException], ...] = (BrokerUnavailable, *TRANSIENT)
+HANDOVER_POLL_SECONDS = 0.2
 
 RENEW_SCRIPT = """
 local owner = redis.call('GET', KEYS[1])
@@ -93,6 +94,7 @@ class RedisBus(EventBus):
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
         self._hold_acquisitions_until = 0.0
+        self._balanced = False
 
     # -- names -----------------------------------------------------------------------------
 
@@ -206,7 +208,9 @@ class RedisBus(EventBus):
 
     async def _maintain(self) -> None:
         while True:
-            await asyncio.sleep(self.lease_seconds / 3)
+            # While partitions change hands, look again soon: events in them wait for the handover.
+            settled = not any(self._owned.values()) and self._balanced
+            await asyncio.sleep(self.lease_seconds / 3 if settled else HANDOVER_POLL_SECONDS)
             try:
                 if not self._closing:
                     await self._check_epoch()
@@ -226,6 +230,7 @@ class RedisBus(EventBus):
         alive = max(1, await client.zcard(instances))
         target = math.ceil(self.partitions / alive)
         lease_ms = int(self.lease_seconds * 1000)
+        self._balanced = True
         for name in self._by_name:
             mine = [p for (step, p) in self._owned if step == name]
             for partition in mine:
@@ -246,6 +251,7 @@ class RedisBus(EventBus):
                 if step == name and not draining:
                     await self._claim(name, partition, min_idle_ms=lease_ms)
             if time.monotonic() < self._hold_acquisitions_until:
+                self._balanced = False
                 continue
             for partition in range(self.partitions):
                 if len([p for (step, p) in self._owned if step == name]) >= target:
@@ -257,6 +263,13 @@ class RedisBus(EventBus):
                     logger.info("took a bus partition", extra={"step": name, "partition": partition})
                     self._owned[name, partition] = False
                     await self._claim(name, partition)
+            # Settled: nothing being handed over by us, and at least our fair share held.
+            held = [p for (step, p), draining in self._owned.items() if step == name and not draining]
+            self._balanced = self._balanced and len(held) >= self.partitions // alive
+
+    def stats(self) -> dict[str, Any]:
+        return {"instance": self.link.instance_id, "partitionsOwned": len(self._owned),
+                "inFlight": sum(len(ids) for ids in self._in_flight.values())}
 
     def _lose(self, step: str, partition: int) -> None:
         """Another instance holds the lease now: stop this partition's work here (it runs there)."""
