@@ -13,7 +13,7 @@ wait_port() {
 }
 
 ensure_redis() {
-  if [ -n "${STREAMCHAT_TEST_REDIS_URL:-}" ]; then return 0; fi
+  if [ -n "${STREAMCHAT_TEST_REDIS_URL:-}${STREAMCHAT_BENCH_REDIS_URL:-}" ]; then return 0; fi
   port_open 127.0.0.1 6379 && return 0
   if ! command -v redis-server >/dev/null; then
     echo "The multi-instance tests need Redis on 127.0.0.1:6379 and it is not running or installed." >&2
@@ -28,7 +28,7 @@ ensure_redis() {
 }
 
 ensure_postgres() {
-  if [ -n "${STREAMCHAT_TEST_POSTGRES_URL:-}" ]; then return 0; fi
+  if [ -n "${STREAMCHAT_TEST_POSTGRES_URL:-}${STREAMCHAT_BENCH_POSTGRES_URL:-}" ]; then return 0; fi
   port_open 127.0.0.1 5432 && return 0
   if ! command -v pg_ctlcluster >/dev/null || [ -z "$(ls /etc/postgresql 2>/dev/null)" ]; then
     echo "The multi-instance tests need PostgreSQL on 127.0.0.1:5432 (trust auth, database test)" >&2

@@ -11,9 +11,9 @@ bus can re-queue what it had accepted and the relay can re-seed its counters.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
-import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -26,6 +26,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .errors import BrokerUnavailable
+from .retrying import FIRST_DELAY, MAX_DELAY, retry_transient
 
 logger = logging.getLogger("streamchat.redis")
 T = TypeVar("T")
@@ -71,18 +72,41 @@ class RedisLink:
 
     async def call(self, operation: Callable[[], Awaitable[T]], what: str = "redis call") -> T:
         """Run `operation`, retrying connection failures with backoff until the deadline."""
-        deadline = time.monotonic() + self.retry_seconds
-        delay = 0.05
+        return await retry_transient(
+            operation, transient=TRANSIENT, seconds=self.retry_seconds, what=f"Redis: {what}",
+            unavailable=lambda error: BrokerUnavailable(f"Redis unreachable ({what}): {type(error).__name__}"))
+
+    async def listen(self, channel: str, on_message: Callable[[bytes], None],
+                     on_subscribed: Callable[[bool], Awaitable[None]]) -> None:
+        """Stay subscribed to a pub/sub channel for good: reconnect with backoff after a drop.
+
+        `on_subscribed(again)` runs each time the subscription is (re)established; `again` says
+        whether it is a re-subscription after a drop (messages published meanwhile were missed).
+        """
+        delay, again = FIRST_DELAY, False
         while True:
+            pubsub = self.client.pubsub(ignore_subscribe_messages=True)
             try:
-                return await operation()
+                await pubsub.subscribe(channel)
+                delay = FIRST_DELAY
+                await on_subscribed(again)
+                again = True
+                while True:
+                    message = await pubsub.get_message(timeout=1.0)
+                    if message is not None and message["type"] == "message":
+                        on_message(message["data"])
+            except asyncio.CancelledError:
+                raise
             except TRANSIENT as error:
-                if time.monotonic() + delay > deadline:
-                    raise BrokerUnavailable(f"Redis unreachable ({what}): {type(error).__name__}") from error
-                logger.warning("Redis call failed, retrying", extra={"what": what, "error": repr(error),
-                                                                      "delay_s": delay})
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 1.0)
+                logger.warning("subscription lost; reconnecting", extra={"channel": channel, "error": repr(error),
+                                                                         "delay_s": delay})
+            except Exception:
+                logger.exception("subscriber failed; restarting it", extra={"channel": channel})
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, MAX_DELAY)
 
     async def ping(self) -> None:
         """Raise unless Redis answers now (readiness checks): one try."""

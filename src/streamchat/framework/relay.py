@@ -185,35 +185,13 @@ class ChangeRelay:
                 f"Redis at {self.link.address} did not answer within {self.link.retry_seconds:g}s") from None
 
     async def _listen(self) -> None:
-        delay = 0.05
-        first = True
-        while True:
-            pubsub = self.link.client.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.subscribe(self.channel)
-                self.connected.set()
-                delay = 0.05
-                if not first and self._on_reconnect is not None:
-                    logger.info("relay reconnected; filling gaps")
-                    await self._on_reconnect()
-                first = False
-                while True:
-                    message = await pubsub.get_message(timeout=1.0)
-                    if message is not None and message["type"] == "message":
-                        self._deliver(message["data"])
-            except asyncio.CancelledError:
-                raise
-            except TRANSIENT as error:
-                self.connected.clear()
-                logger.warning("relay connection lost; reconnecting", extra={"error": repr(error), "delay_s": delay})
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 1.0)
-            except Exception:
-                logger.exception("relay listener failed; restarting it")
-                await asyncio.sleep(delay)
-            finally:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+        async def subscribed(again: bool) -> None:
+            self.connected.set()
+            if again and self._on_reconnect is not None:
+                logger.info("relay reconnected; filling gaps")
+                await self._on_reconnect()
+
+        await self.link.listen(self.channel, self._deliver, subscribed)
 
     def _deliver(self, data: bytes) -> None:
         stream_end = data.index(b"\0")

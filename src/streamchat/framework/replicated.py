@@ -180,10 +180,7 @@ class ReplicatedStreamHub(StreamHub):
             live.length += len(text)
             live.seq = seq
             live.flushed_at = asyncio.get_running_loop().time()  # writer side: the last append
-            if not live.dirty:
-                live.dirty = True
-                self._dirty[key] = live
-                self._start_flusher()
+            self._mark_dirty(key, live)
             return seq
 
     async def delete(self, stream: str, group: str, item_id: str) -> JSON | None:

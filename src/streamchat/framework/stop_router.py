@@ -18,7 +18,7 @@ import orjson
 
 from .control import StopRegistry
 from .errors import BrokerUnavailable
-from .redis_link import TRANSIENT, RedisLink
+from .redis_link import RedisLink
 
 logger = logging.getLogger("streamchat.stops")
 
@@ -88,29 +88,10 @@ class StopRouter:
             self._answers.pop(request, None)
 
     async def _listen(self) -> None:
-        delay = 0.05
-        while True:
-            pubsub = self.link.client.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.subscribe(self.channel)
-                self._ready.set()
-                delay = 0.05
-                while True:
-                    message = await pubsub.get_message(timeout=1.0)
-                    if message is not None and message["type"] == "message":
-                        self._handle(orjson.loads(message["data"]))
-            except asyncio.CancelledError:
-                raise
-            except TRANSIENT as error:
-                logger.warning("stop router connection lost; reconnecting", extra={"error": repr(error)})
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 1.0)
-            except Exception:
-                logger.exception("stop router failed; restarting it")
-                await asyncio.sleep(delay)
-            finally:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+        async def subscribed(_: bool) -> None:
+            self._ready.set()
+
+        await self.link.listen(self.channel, lambda data: self._handle(orjson.loads(data)), subscribed)
 
     def _handle(self, message: dict[str, Any]) -> None:
         if message.get("op") == "stop":

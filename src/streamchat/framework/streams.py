@@ -274,10 +274,7 @@ class StreamHub:
             loop = asyncio.get_running_loop()
             if state.plain_members:
                 self._schedule_plain(loop, stream, group, item_id, live)
-            if not live.dirty:
-                live.dirty = True
-                self._dirty[stream, group, item_id] = live
-                self._start_flusher()
+            self._mark_dirty((stream, group, item_id), live)
             return seq
 
     def _schedule_plain(
@@ -315,6 +312,13 @@ class StreamHub:
         while self._has_pending_writes():
             await asyncio.sleep(STORE_FLUSH_SECONDS)
             await self._flush_store()
+
+    def _mark_dirty(self, key: tuple[str, str, str], live: LiveItem) -> None:
+        """Queue a streaming item's text for the next batched store write."""
+        if not live.dirty:
+            live.dirty = True
+            self._dirty[key] = live
+            self._start_flusher()
 
     def _has_pending_writes(self) -> bool:
         return bool(self._dirty)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -18,6 +17,7 @@ import asyncpg
 import orjson
 
 from ..errors import StoreUnavailable
+from ..retrying import retry_transient
 from .base import JSON, Store, StoredItem
 
 logger = logging.getLogger("streamchat.store")
@@ -126,17 +126,9 @@ class PostgresStore(Store):
         await asyncio.wait_for(self.pool.fetchval("SELECT 1"), self.timeout)
 
     async def _retrying(self, call: Callable[[], Awaitable[T]]) -> T:
-        deadline = time.monotonic() + self.retry_seconds
-        delay = 0.05
-        while True:
-            try:
-                return await call()
-            except TRANSIENT as error:
-                if time.monotonic() + delay > deadline:
-                    raise StoreUnavailable(f"PostgreSQL unreachable: {type(error).__name__}") from error
-                logger.warning("PostgreSQL call failed, retrying", extra={"error": repr(error), "delay_s": delay})
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 1.0)
+        return await retry_transient(
+            call, transient=TRANSIENT, seconds=self.retry_seconds, what="PostgreSQL",
+            unavailable=lambda error: StoreUnavailable(f"PostgreSQL unreachable: {type(error).__name__}"))
 
     async def _fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         return await self._retrying(lambda: self.pool.fetch(sql, *args))
