@@ -88,9 +88,11 @@ class Watcher:
         return await asyncio.wait_for(loop(), timeout)
 
 
-async def wait_for_status(base_url: str, conversation_id: str, item_id: str, timeout: float = 30) -> dict[str, Any]:
+async def wait_for_status(base_url: str, conversation_id: str, item_id: str, timeout: float = 30,
+                          headers: dict[str, str] | None = None) -> dict[str, Any]:
     """Poll the HTTP API until an item finishes (for tests that watch nothing)."""
-    return await _poll(base_url, conversation_id, item_id, lambda m: m["status"] in FINISHED, timeout, "finish")
+    return await _poll(base_url, conversation_id, item_id, lambda m: m["status"] in FINISHED, timeout, "finish",
+                       headers)
 
 
 async def wait_until_streaming(
@@ -102,8 +104,8 @@ async def wait_until_streaming(
 
 
 async def _poll(base_url: str, conversation_id: str, item_id: str, done: Callable[[dict[str, Any]], bool],
-                timeout: float, what: str) -> dict[str, Any]:
-    async with httpx.AsyncClient(base_url=base_url, timeout=10) as client:
+                timeout: float, what: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
+    async with httpx.AsyncClient(base_url=base_url, timeout=10, headers=headers) as client:
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
             response = await client.get(f"/api/conversations/{conversation_id}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import uuid
 from pathlib import Path
@@ -33,9 +34,9 @@ class NodeWatcher:
         self.process = process
 
     @classmethod
-    async def start(cls, node: str, *args: str) -> NodeWatcher:
+    async def start(cls, node: str, *args: str, env: dict[str, str] | None = None) -> NodeWatcher:
         process = await asyncio.create_subprocess_exec(
-            node, "watch.mjs", *args, cwd=CLIENT_DIR,
+            node, "watch.mjs", *args, cwd=CLIENT_DIR, env={**os.environ, **(env or {})},
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         watcher = cls(process)
         ready = await watcher.line()

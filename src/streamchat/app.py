@@ -12,9 +12,13 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 
 from . import __version__
 from .framework import Runtime, build_app, discover
+from .framework.auth import ApiKeys, AuthMiddleware
 from .framework.backends import backends_from_urls
+from .framework.errors import error_response
+from .framework.limits import BodyLimitMiddleware
 from .framework.logs import configure_logging
 from .framework.transport.sse import sse_response
+from .framework.transport.websocket import SocketLimits
 from .llm import ChatProvider, use_provider
 from .llm.local_provider import LocalProvider
 from .llm.openai_provider import OpenAIProvider
@@ -23,6 +27,10 @@ from .settings import Settings, get_settings
 logger = logging.getLogger("streamchat.app")
 
 STATIC_DIR = Path(str(files("streamchat.web").joinpath("static")))
+#: Reachable without a key: liveness, and the page shell (no data; it asks for a key itself).
+PUBLIC_PATHS = frozenset({"/healthz", "/", "/favicon.ico"})
+#: What spans every user's data needs an admin key (STREAMCHAT_ADMIN_KEYS) when keys are in use.
+ADMIN_PREFIXES = ("/api/admin/", "/api/workbench/records", "/api/workbench/traces", "/api/workbench/streams")
 
 
 def make_provider(settings: Settings) -> ChatProvider:
@@ -49,7 +57,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         retry_seconds=settings.backend_retry_seconds, prefix=settings.redis_prefix,
         partitions=settings.bus_partitions, lease_seconds=settings.bus_lease_seconds,
     )
-    runtime = Runtime(steps, backends.store, backends.bus, backends.link)
+    keys = ApiKeys.from_config(settings.api_keys, settings.api_keys_file, settings.admin_keys,
+                               settings.admin_keys_file)
+    runtime = Runtime(steps, backends.store, backends.bus, backends.link, keys,
+                      rate_limits={"messages": settings.messages_per_minute})
     provider = make_provider(settings)
 
     async def start_provider() -> None:
@@ -63,7 +74,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = build_app(runtime, title="streamchat", version=__version__,
                     on_startup=[start_provider], on_shutdown=[stop_provider],
-                    shutdown_seconds=settings.shutdown_seconds)
+                    shutdown_seconds=settings.shutdown_seconds,
+                    socket_limits=SocketLimits(outbox=settings.ws_outbox, joins=settings.ws_max_joins,
+                                               messages_per_second=settings.ws_messages_per_second))
 
     @app.get("/", include_in_schema=False)
     async def chat_page() -> FileResponse:
@@ -75,6 +88,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                               "description": "item / delta / delete frames, `id:` = seq"}})
     async def conversation_events(request: Request, conversationId: str) -> Response:
         """Server-Sent Events of one conversation; resume exactly with `Last-Event-ID` or `?lastEventId=`."""
+        principal = getattr(request.state, "principal", None)
+        if not await runtime.can_access("conversation", conversationId, None, principal):
+            return error_response(404, "not_found", f"conversationId {conversationId!r}: no such conversation")
         return await sse_response(request, runtime.hub, "conversation", conversationId, settings.sse_ping_seconds)
 
     @app.get("/healthz", tags=["ops"])
@@ -91,4 +107,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                             status_code=200 if ready else 503)
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        AuthMiddleware, keys=keys,
+        public=lambda path: path in PUBLIC_PATHS or path.startswith("/static/"),
+        query_token=lambda path: path.startswith("/api/conversations/") and path.endswith("/events"),
+        admin_only=lambda path: path.startswith(ADMIN_PREFIXES),
+    )
     return app

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import logging
 import os
 import sys
 import uuid
@@ -50,6 +51,9 @@ def _add_client_options(parser: argparse.ArgumentParser) -> None:
                         help="API key, if the server needs one (default: $STREAMCHAT_API_KEY)")
 
 
+LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
 def serve_command(host: str | None, port: int | None) -> int:
     import uvicorn
 
@@ -68,11 +72,15 @@ def serve_command(host: str | None, port: int | None) -> int:
     gc.set_threshold(50_000, 50, 100)
     gc.freeze()
     bind_host, bind_port = host or settings.host, settings.port if port is None else port
+    if bind_host not in LOOPBACK and not (settings.api_keys or settings.api_keys_file):
+        logging.getLogger("streamchat.cli").warning(
+            "serving on a non-loopback address without API keys: anyone who can reach this port can read "
+            "every conversation and spend provider tokens; set STREAMCHAT_API_KEYS", extra={"host": bind_host})
     print(f"streamchat: serving http://{bind_host}:{bind_port} with the {settings.provider} provider "
           f"(Ctrl+C to stop)", file=sys.stderr, flush=True)
     # On SIGTERM: stop accepting, give open connections (SSE, sockets) a bounded time, then the
     # runtime finishes or hands back running replies within STREAMCHAT_SHUTDOWN_SECONDS.
-    uvicorn.run(app, host=bind_host, port=bind_port, log_level="warning", ws_max_size=1 << 20,
+    uvicorn.run(app, host=bind_host, port=bind_port, log_level="warning", ws_max_size=settings.ws_max_frame_bytes,
                 ws_per_message_deflate=settings.ws_compression,
                 timeout_graceful_shutdown=max(1, int(settings.shutdown_seconds)))
     return 0

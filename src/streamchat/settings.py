@@ -55,6 +55,11 @@ def _flag(name: str, default: bool) -> bool:
     raise SettingsError(f"{name} must be on or off, got {raw!r}")
 
 
+def _path(name: str) -> Path | None:
+    raw = os.environ.get(name)
+    return Path(raw) if raw else None
+
+
 def _temperature() -> float | None:
     if not os.environ.get("STREAMCHAT_TEMPERATURE", "").strip():
         return None
@@ -100,6 +105,17 @@ class Settings:
     bus_lease_seconds: float
     backend_retry_seconds: float
     shutdown_seconds: float
+    api_keys: str | None
+    api_keys_file: Path | None
+    admin_keys: str | None
+    admin_keys_file: Path | None
+    max_body_bytes: int
+    messages_per_minute: int
+    max_concurrent_replies: int
+    ws_max_frame_bytes: int
+    ws_max_joins: int
+    ws_messages_per_second: int
+    ws_outbox: int
 
     @classmethod
     def from_env(cls, env_file: str | None = ".env") -> Settings:
@@ -113,6 +129,7 @@ class Settings:
         if provider == "openai" and not api_key:
             raise SettingsError("STREAMCHAT_PROVIDER=openai needs OPENAI_API_KEY")
         local_path = os.environ.get("STREAMCHAT_LOCAL_MODEL_PATH")
+        keyed = bool(os.environ.get("STREAMCHAT_API_KEYS") or os.environ.get("STREAMCHAT_API_KEYS_FILE"))
         return cls(
             host=os.environ.get("STREAMCHAT_HOST", "127.0.0.1"),
             port=_int("STREAMCHAT_PORT", 3000, minimum=0),
@@ -141,6 +158,18 @@ class Settings:
             bus_lease_seconds=_float("STREAMCHAT_BUS_LEASE_SECONDS", 10.0),
             backend_retry_seconds=_float("STREAMCHAT_BACKEND_RETRY_SECONDS", 15.0),
             shutdown_seconds=_float("STREAMCHAT_SHUTDOWN_SECONDS", 20.0),
+            api_keys=os.environ.get("STREAMCHAT_API_KEYS") or None,
+            api_keys_file=_path("STREAMCHAT_API_KEYS_FILE"),
+            admin_keys=os.environ.get("STREAMCHAT_ADMIN_KEYS") or None,
+            admin_keys_file=_path("STREAMCHAT_ADMIN_KEYS_FILE"),
+            max_body_bytes=_int("STREAMCHAT_MAX_BODY_BYTES", 256 * 1024, minimum=1024),
+            # Per caller; on by default only when keys are in use (open, the caller is an address).
+            messages_per_minute=_int("STREAMCHAT_MESSAGES_PER_MINUTE", 60 if keyed else 0),
+            max_concurrent_replies=_int("STREAMCHAT_MAX_CONCURRENT_REPLIES", 4 if keyed else 0),
+            ws_max_frame_bytes=_int("STREAMCHAT_WS_MAX_FRAME_BYTES", 64 * 1024, minimum=1024),
+            ws_max_joins=_int("STREAMCHAT_WS_MAX_JOINS", 100, minimum=1),
+            ws_messages_per_second=_int("STREAMCHAT_WS_MESSAGES_PER_SECOND", 50, minimum=1),
+            ws_outbox=_int("STREAMCHAT_WS_OUTBOX", 20_000, minimum=10),
         )
 
 

@@ -5,10 +5,12 @@ steps package. The runtime checks the wiring at start-up and validates every emi
 """
 
 from .app import build_app
-from .context import Context, EmitError
+from .auth import Principal
+from .context import Context, EmitError, State
 from .errors import ErrorBody, HttpError, PermanentError
 from .runtime import Runtime
 from .steps import (
+    AccessRequest,
     ApiConfig,
     ApiRequest,
     ApiResponse,
@@ -22,6 +24,7 @@ from .steps import (
 from .streams import Item, Stream
 
 __all__ = [
+    "AccessRequest",
     "ApiConfig",
     "ApiRequest",
     "ApiResponse",
@@ -33,7 +36,9 @@ __all__ = [
     "HttpError",
     "Item",
     "PermanentError",
+    "Principal",
     "Runtime",
+    "State",
     "StepSet",
     "Stream",
     "StreamConfig",

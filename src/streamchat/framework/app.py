@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import re
 import time
 import uuid
@@ -20,7 +21,7 @@ from starlette.responses import JSONResponse, Response
 from .errors import HttpError, Unavailable, describe_validation, error_response
 from .runtime import Runtime
 from .steps import ApiRequest, ApiStep
-from .transport.websocket import stream_socket
+from .transport.websocket import DEFAULT_SOCKET_LIMITS, SocketLimits, stream_socket
 from .workbench import workbench_router
 
 logger = logging.getLogger("streamchat.app")
@@ -35,6 +36,7 @@ Hook = Callable[[], Awaitable[None]]
 def build_app(
     runtime: Runtime, *, title: str = "streamchat", version: str = "0",
     on_startup: Sequence[Hook] = (), on_shutdown: Sequence[Hook] = (), shutdown_seconds: float = 20.0,
+    socket_limits: SocketLimits = DEFAULT_SOCKET_LIMITS,
 ) -> FastAPI:
     """The ASGI app: start/stop the runtime with the server, route every API step, serve `/` socket.
 
@@ -75,7 +77,7 @@ def build_app(
 
     @app.websocket("/")
     async def streams_socket(websocket: WebSocket) -> None:
-        await stream_socket(websocket, runtime.hub)
+        await stream_socket(websocket, runtime.hub, runtime.can_access, socket_limits)
 
     return app
 
@@ -110,6 +112,16 @@ def _endpoint(runtime: Runtime, step: ApiStep) -> Callable[[Request], Any]:
     config = step.config
 
     async def endpoint(request: Request) -> Response:
+        principal = getattr(request.state, "principal", None)
+        if config.rate_limit is not None:
+            caller = principal.key_id if principal is not None else (request.client.host if request.client else "-")
+            wait = await runtime.limiter.check(config.rate_limit, caller)
+            if wait is not None:
+                limit = runtime.limiter.per_minute[config.rate_limit]
+                refused = error_response(429, "rate_limited",
+                                         f"more than {limit} {config.rate_limit} per minute; retry in {wait:.0f}s")
+                refused.headers["Retry-After"] = str(math.ceil(wait))
+                return refused
         body: Any = None
         if config.body is not None:
             raw = await request.body()
@@ -130,12 +142,14 @@ def _endpoint(runtime: Runtime, step: ApiStep) -> Callable[[Request], Any]:
             path_params=dict(request.path_params),
             query_params=dict(request.query_params),
             headers=dict(request.headers),
+            principal=principal,
         )
         response: Response
         try:
             result = await step.handler(api_request, ctx)
         except HttpError as error:
             response = error_response(error.status, error.error, error.detail, **error.extra)
+            response.headers.update(error.headers)
         else:
             response = Response(
                 orjson.dumps(result.body), status_code=result.status, headers=result.headers,

@@ -18,11 +18,13 @@ class ErrorBody(BaseModel):
 class HttpError(Exception):
     """Raise from an API handler to answer with a clean 4xx instead of a 500."""
 
-    def __init__(self, status: int, error: str, detail: str, **extra: Any) -> None:
+    def __init__(self, status: int, error: str, detail: str, headers: dict[str, str] | None = None,
+                 **extra: Any) -> None:
         super().__init__(detail)
         self.status = status
         self.error = error
         self.detail = detail
+        self.headers = headers or {}
         self.extra = extra
 
 

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from .auth import ApiKeys, Principal
 from .bus import Event, EventBus, Subscription
 from .context import Context, Emitter, State, Streams
 from .control import StopRegistry
 from .errors import PermanentError
+from .limits import RateLimiter
 from .monitor import WORKBENCH_STREAM, Monitor, workbench_stream
 from .redis_link import RedisLink
 from .relay import ChangeRelay
 from .replicated import ReplicatedStreamHub
-from .steps import ApiStep, Emit, EventStep, StepSet
+from .steps import AccessRequest, ApiStep, Emit, EventStep, StepSet
 from .stop_router import StopRouter
 from .store import Store
 from .streams import StreamHub
@@ -29,8 +32,11 @@ DEAD_LETTERS = "_dead_letters"
 class Runtime:
     """Owns the backends; `start`/`stop` bracket the server's life."""
 
-    def __init__(self, steps: StepSet, store: Store, bus: EventBus, link: RedisLink | None = None) -> None:
+    def __init__(self, steps: StepSet, store: Store, bus: EventBus, link: RedisLink | None = None,
+                 keys: ApiKeys | None = None, rate_limits: Mapping[str, int] | None = None) -> None:
         self.steps = steps
+        self.keys = keys or ApiKeys()
+        self.limiter = RateLimiter(rate_limits or {}, link)
         self.store = store
         self.bus = bus
         self.link = link
@@ -71,6 +77,19 @@ class Runtime:
         await self.store.disconnect()
         if self.link is not None:
             await self.link.close()
+
+    async def can_access(self, stream: str, group: str, item_id: str | None, principal: Principal | None) -> bool:
+        """May this caller watch this group? Always, when the service runs without keys."""
+        if not self.keys.required:
+            return True
+        if principal is None:
+            return False
+        if stream == WORKBENCH_STREAM:
+            return principal.admin
+        config = self.hub.configs.get(stream)
+        if config is None or config.can_access is None:
+            return True
+        return await config.can_access(AccessRequest(group, item_id, principal, self.state))
 
     async def readiness(self) -> dict[str, str]:
         """Each dependency's state: "ok" or the error; for /readyz."""

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 from pydantic import BaseModel
 
 if TYPE_CHECKING:
-    from .context import Context
+    from .auth import Principal
+    from .context import Context, State
 
 M = TypeVar("M", bound=BaseModel)
 Body = TypeVar("Body")
@@ -37,10 +38,25 @@ def _emits(values: Sequence[str | Emit]) -> tuple[Emit, ...]:
 
 @dataclass(frozen=True)
 class StreamConfig(Generic[M]):
-    """A typed stream: items of `schema`, grouped by a group id, keyed by an item id."""
+    """A typed stream: items of `schema`, grouped by a group id, keyed by an item id.
+
+    `can_access`, when API keys are in use, decides whether a caller may watch a group (Motia's
+    `canAccess`); without it any authenticated caller may.
+    """
 
     name: str
     schema: type[M]
+    can_access: Callable[[AccessRequest], Awaitable[bool]] | None = None
+
+
+@dataclass(frozen=True)
+class AccessRequest:
+    """A caller asking to watch a group (or one item) of a stream."""
+
+    group_id: str
+    item_id: str | None
+    principal: Principal | None
+    state: State
 
 
 @dataclass(frozen=True)
@@ -56,6 +72,8 @@ class ApiConfig:
     writes: Sequence[str] = ()
     responses: dict[int, type[BaseModel]] = field(default_factory=dict)
     description: str = ""
+    #: A rate-limit bucket this endpoint counts against (e.g. "messages"), per caller per minute.
+    rate_limit: str | None = None
 
     @property
     def emitted(self) -> tuple[Emit, ...]:
@@ -88,6 +106,8 @@ class ApiRequest(Generic[Body]):
     path_params: dict[str, str]
     query_params: dict[str, str]
     headers: dict[str, str]
+    #: The authenticated caller when API keys are in use; None when the service runs open.
+    principal: Principal | None = None
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from streamchat.framework import Context, EventConfig, Item
 from streamchat.llm import ChatTurn, ProviderError, current_provider
 from streamchat.settings import get_settings
 from streamchat.steps.conversation_stream import FINISHED, ConversationMessage, utc_now
+from streamchat.steps.reply_quota import release
 
 
 class ChatMessageEvent(BaseModel):
@@ -23,6 +24,7 @@ class ChatMessageEvent(BaseModel):
     assistantMessageId: str = Field(min_length=1)
     userMessageId: str | None = Field(
         default=None, description="The turn being answered; history stops there (regenerate answers an old one).")
+    keyId: str | None = Field(default=None, description="The API key the reply counts against, if any.")
 
 
 config = EventConfig(
@@ -58,6 +60,13 @@ def history(items: Sequence[Item[ConversationMessage]], until: str, budget: int)
 
 
 async def handler(data: ChatMessageEvent, ctx: Context) -> None:
+    try:
+        await respond(data, ctx)
+    finally:
+        await release(ctx, data.keyId, data.assistantMessageId)
+
+
+async def respond(data: ChatMessageEvent, ctx: Context) -> None:
     stream = ctx.streams.conversation
     cid, reply_id = data.conversationId, data.assistantMessageId
     async with ctx.stoppable(reply_id) as control:

@@ -10,6 +10,8 @@ from streamchat.framework import ApiConfig, ApiRequest, ApiResponse, Context, Em
 from streamchat.settings import get_settings
 from streamchat.steps.ai_response_step import ChatMessageEvent
 from streamchat.steps.conversation_stream import FINISHED, ConversationMessage, utc_now
+from streamchat.steps.ownership import claim
+from streamchat.steps.reply_quota import release, reserve
 from streamchat.steps.stop_message_step import stop_reply
 
 CONVERSATIONS = "conversations"
@@ -49,12 +51,14 @@ class ChatResponse(BaseModel):
 
 config = ApiConfig(
     name="ChatApi",
+    rate_limit="messages",
     method="POST",
     path="/chat",
     body=ChatRequest,
     emits=[Emit("chat-message", ChatMessageEvent)],
     writes=["conversation"],
-    responses={200: ChatResponse, 400: ErrorBody, 409: ErrorBody, 422: ErrorBody, 503: ErrorBody},
+    responses={200: ChatResponse, 400: ErrorBody, 404: ErrorBody, 409: ErrorBody, 413: ErrorBody, 422: ErrorBody,
+               429: ErrorBody, 503: ErrorBody},
     description="Send a message; the reply streams into the `conversation` stream.",
 )
 
@@ -63,8 +67,11 @@ async def handler(req: ApiRequest[ChatRequest], ctx: Context) -> ApiResponse:
     conversation_id = req.body.conversationId or str(uuid.uuid4())
     user_message_id, assistant_message_id = str(uuid.uuid4()), str(uuid.uuid4())
     stream = ctx.streams.conversation
+    if not await claim(ctx.state, conversation_id, req.principal):
+        raise HttpError(404, "not_found", f"conversationId {conversation_id!r}: no such conversation")
     if req.body.conversationId is not None:
         await make_room(ctx, conversation_id)
+    await reserve(ctx, req.principal, assistant_message_id, get_settings().max_concurrent_replies)
     now = utc_now()
     await stream.set(conversation_id, user_message_id, ConversationMessage(
         message=req.body.message, sender="user", status="completed", timestamp=now))
@@ -73,8 +80,9 @@ async def handler(req: ApiRequest[ChatRequest], ctx: Context) -> ApiResponse:
     try:
         await ctx.emit("chat-message", ChatMessageEvent(
             message=req.body.message, conversationId=conversation_id, assistantMessageId=assistant_message_id,
-            userMessageId=user_message_id))
+            userMessageId=user_message_id, keyId=req.principal.key_id if req.principal else None))
     except RuntimeError as error:
+        await release(ctx, req.principal.key_id if req.principal else None, assistant_message_id)
         await stream.set(conversation_id, assistant_message_id, ConversationMessage(
             message="", sender="assistant", status="error", timestamp=now, error="could not queue the reply"))
         raise HttpError(503, "unavailable", "the server is shutting down; try again") from error

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from streamchat.framework import StreamConfig
+from streamchat.steps.ownership import can_watch
 
 Status = Literal["created", "streaming", "completed", "error", "stopped"]
 FINISHED: frozenset[str] = frozenset({"completed", "error", "stopped"})
@@ -36,4 +37,4 @@ class ConversationMessage(BaseModel):
         return value
 
 
-config = StreamConfig(name="conversation", schema=ConversationMessage)
+config = StreamConfig(name="conversation", schema=ConversationMessage, can_access=can_watch)

@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from streamchat.framework import ApiConfig, ApiRequest, ApiResponse, Context, ErrorBody, HttpError
+from streamchat.steps.ownership import require_owner
 
 
 class ConversationDetail(BaseModel):
@@ -26,6 +27,7 @@ config = ApiConfig(
 
 async def handler(req: ApiRequest[None], ctx: Context) -> ApiResponse:
     cid = req.path_params["conversationId"]
+    await require_owner(ctx, cid, req.principal)
     record = await ctx.state.get("conversations", cid)
     items = await ctx.streams.conversation.get_group(cid)
     if record is None and not items:

@@ -1,10 +1,11 @@
-"""GET /api/conversations: every conversation, most recently active first."""
+"""GET /api/conversations: the caller's conversations, most recently active first."""
 
 from __future__ import annotations
 
 from pydantic import BaseModel
 
 from streamchat.framework import ApiConfig, ApiRequest, ApiResponse, Context
+from streamchat.steps.ownership import OWNERS
 
 
 class ConversationSummary(BaseModel):
@@ -29,5 +30,9 @@ config = ApiConfig(
 
 async def handler(req: ApiRequest[None], ctx: Context) -> ApiResponse:
     records = await ctx.state.get_group("conversations")
+    if req.principal is not None:
+        owners = await ctx.state.get_group(OWNERS)
+        records = {cid: record for cid, record in records.items()
+                   if owners.get(cid, {}).get("keyId") == req.principal.key_id}
     ordered = sorted(records.values(), key=lambda record: record["updatedAt"], reverse=True)
     return ApiResponse(200, {"conversations": ordered})

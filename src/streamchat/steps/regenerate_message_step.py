@@ -7,8 +7,11 @@ import uuid
 from pydantic import BaseModel
 
 from streamchat.framework import ApiConfig, ApiRequest, ApiResponse, Context, Emit, ErrorBody, HttpError
+from streamchat.settings import get_settings
 from streamchat.steps.ai_response_step import ChatMessageEvent
 from streamchat.steps.conversation_stream import FINISHED, ConversationMessage, utc_now
+from streamchat.steps.ownership import require_owner
+from streamchat.steps.reply_quota import reserve
 
 
 class Regenerated(BaseModel):
@@ -19,17 +22,19 @@ class Regenerated(BaseModel):
 
 config = ApiConfig(
     name="RegenerateMessage",
+    rate_limit="messages",
     method="POST",
     path="/api/conversations/{conversationId}/messages/{messageId}/regenerate",
     emits=[Emit("chat-message", ChatMessageEvent)],
     writes=["conversation"],
-    responses={202: Regenerated, 404: ErrorBody, 409: ErrorBody},
+    responses={202: Regenerated, 404: ErrorBody, 409: ErrorBody, 429: ErrorBody},
     description="Answer the user turn of an assistant message again, as a new message (202).",
 )
 
 
 async def handler(req: ApiRequest[None], ctx: Context) -> ApiResponse:
     cid, mid = req.path_params["conversationId"], req.path_params["messageId"]
+    await require_owner(ctx, cid, req.principal)
     items = await ctx.streams.conversation.get_group(cid)
     position = next((index for index, item in enumerate(items) if item.id == mid), None)
     if position is None:
@@ -43,8 +48,10 @@ async def handler(req: ApiRequest[None], ctx: Context) -> ApiResponse:
     if turn is None:
         raise HttpError(409, "conflict", f"messageId {mid!r}: answers no user message")
     new_id = str(uuid.uuid4())
+    await reserve(ctx, req.principal, new_id, get_settings().max_concurrent_replies)
     await ctx.streams.conversation.set(cid, new_id, ConversationMessage(
         message="", sender="assistant", status="created", timestamp=utc_now()))
     await ctx.emit("chat-message", ChatMessageEvent(
-        message=turn.data.message, conversationId=cid, assistantMessageId=new_id, userMessageId=turn.id))
+        message=turn.data.message, conversationId=cid, assistantMessageId=new_id, userMessageId=turn.id,
+        keyId=req.principal.key_id if req.principal else None))
     return ApiResponse(202, {"conversationId": cid, "assistantMessageId": new_id, "userMessageId": turn.id})

@@ -6,6 +6,7 @@ from typing import Any
 
 from streamchat.framework import ApiConfig, ApiRequest, ApiResponse, Context, ErrorBody, HttpError, Item
 from streamchat.steps.conversation_stream import FINISHED, ConversationMessage
+from streamchat.steps.ownership import require_owner
 
 STOP_WAIT_SECONDS = 2.0
 
@@ -30,6 +31,7 @@ async def stop_reply(ctx: Context, cid: str, reply: Item[ConversationMessage]) -
 
 async def handler(req: ApiRequest[None], ctx: Context) -> ApiResponse:
     cid, mid = req.path_params["conversationId"], req.path_params["messageId"]
+    await require_owner(ctx, cid, req.principal)
     reply = await ctx.streams.conversation.get(cid, mid)
     if reply is None:
         raise HttpError(404, "not_found", f"messageId {mid!r}: no such message in conversation {cid!r}")

@@ -12,27 +12,55 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from ..auth import Principal
 from ..changes import Change
 from ..streams import StreamHub, UnknownStreamError
 
 logger = logging.getLogger("streamchat.websocket")
 
-OUTBOX_LIMIT = 20_000
 CLOSE_TOO_SLOW = 1013
 
 
-class Connection:
-    """One client socket: its joined rooms and its outbox."""
+@dataclass(frozen=True)
+class SocketLimits:
+    """Per connection: queued frames before a non-reading client is dropped, joins, client frames per second."""
 
-    def __init__(self, websocket: WebSocket, hub: StreamHub) -> None:
+    outbox: int = 20_000
+    joins: int = 100
+    messages_per_second: int = 50
+
+
+DEFAULT_SOCKET_LIMITS = SocketLimits()
+
+
+AccessCheck = Callable[[str, str, "str | None", "Principal | None"], Awaitable[bool]]
+
+
+async def _open_to_all(stream: str, group: str, item_id: str | None, principal: Principal | None) -> bool:
+    return True
+
+
+class Connection:
+    """One client socket: its caller, its joined rooms and its outbox."""
+
+    def __init__(self, websocket: WebSocket, hub: StreamHub, access: AccessCheck = _open_to_all,
+                 limits: SocketLimits = DEFAULT_SOCKET_LIMITS) -> None:
         self.websocket = websocket
         self.hub = hub
-        self.outbox: asyncio.Queue[Change | str | None] = asyncio.Queue(OUTBOX_LIMIT)
+        self.access = access
+        self.limits = limits
+        self.principal: Principal | None = websocket.scope.get("state", {}).get("principal")
+        self.outbox: asyncio.Queue[Change | str | None] = asyncio.Queue(limits.outbox)
+        self.allowance = float(limits.messages_per_second)
+        self.allowance_at = time.monotonic()
         self.joined: set[tuple[str, str, str | None]] = set()
         self.too_slow = False
 
@@ -43,7 +71,7 @@ class Connection:
             self.outbox.put_nowait(change)
         except asyncio.QueueFull:
             self.too_slow = True
-            logger.warning("dropping a websocket client that does not read", extra={"queued": OUTBOX_LIMIT})
+            logger.warning("dropping a websocket client that does not read", extra={"queued": self.limits.outbox})
             self.outbox = asyncio.Queue(1)
             self.outbox.put_nowait(None)
 
@@ -61,7 +89,21 @@ class Connection:
         frame["event"] = {"type": "error", "error": {"code": code, "message": message}}
         self.push(orjson.dumps(frame).decode())
 
+    def _within_rate(self) -> bool:
+        """A token bucket: `messages_per_second` on average, bursts up to twice that."""
+        now = time.monotonic()
+        rate = self.limits.messages_per_second
+        self.allowance = min(2.0 * rate, self.allowance + (now - self.allowance_at) * rate)
+        self.allowance_at = now
+        if self.allowance < 1:
+            return False
+        self.allowance -= 1
+        return True
+
     async def handle(self, raw: str | bytes) -> None:
+        if not self._within_rate():
+            self.error("RATE_LIMITED", f"more than {self.limits.messages_per_second} frames per second; slow down")
+            return
         try:
             message = orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -86,6 +128,15 @@ class Connection:
             self.hub.unsubscribe(self, stream, group, item_id)
             self.joined.discard(key)
             return
+        if key not in self.joined and len(self.joined) >= self.limits.joins:
+            self.error("TOO_MANY_JOINS", f"at most {self.limits.joins} joins per connection; leave one first", data)
+            return
+        if stream not in self.hub.configs:
+            self.error("STREAM_NOT_FOUND", f"no stream named {stream!r}", data)
+            return
+        if not await self.access(stream, group, item_id, self.principal):
+            self.error("STREAM_ACCESS_DENIED", f"no access to {stream!r} group {group!r}", data)
+            return
         try:
             await self.hub.subscribe(self, stream, group, item_id, deltas=data.get("delta") is True)
         except UnknownStreamError:
@@ -99,11 +150,12 @@ class Connection:
         self.joined.clear()
 
 
-async def stream_socket(websocket: WebSocket, hub: StreamHub) -> None:
+async def stream_socket(websocket: WebSocket, hub: StreamHub, access: AccessCheck = _open_to_all,
+                        limits: SocketLimits = DEFAULT_SOCKET_LIMITS) -> None:
     """Serve one WebSocket client until it goes away."""
     requested = websocket.scope.get("subprotocols") or []
     await websocket.accept(subprotocol="Authorization" if "Authorization" in requested else None)
-    connection = Connection(websocket, hub)
+    connection = Connection(websocket, hub, access, limits)
     writer = asyncio.create_task(connection.writer())
     try:
         while True:

@@ -1,0 +1,35 @@
+"""How many replies one API key may have running at once (STREAMCHAT_MAX_CONCURRENT_REPLIES).
+
+A reply counts from the POST that asks for it until the AI step ends it, whatever the ending.
+Kept in state by key id, so every instance sees the same count; an entry older than
+STALE_SECONDS (a reply whose instance died) no longer counts.
+"""
+
+from __future__ import annotations
+
+import time
+
+from streamchat.framework import Context, HttpError, Principal
+
+RUNNING = "running_replies"
+STALE_SECONDS = 15 * 60
+RETRY_AFTER_SECONDS = 5
+
+
+async def reserve(ctx: Context, principal: Principal | None, reply_id: str, limit: int) -> None:
+    """Count a new reply against the caller's limit; 429 when it is reached (nothing is stored then)."""
+    if principal is None or limit <= 0:
+        return
+    scope = f"{RUNNING}:{principal.key_id}"
+    now = time.time()
+    running = [entry for entry in (await ctx.state.get_group(scope)).values() if now - entry["at"] < STALE_SECONDS]
+    if len(running) >= limit:
+        raise HttpError(429, "too_many_replies",
+                        f"{len(running)} replies of this API key are still running (limit {limit}); "
+                        "wait for one to finish or stop one", headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+    await ctx.state.set(scope, reply_id, {"at": now})
+
+
+async def release(ctx: Context, key_id: str | None, reply_id: str) -> None:
+    if key_id is not None:
+        await ctx.state.delete(f"{RUNNING}:{key_id}", reply_id)
