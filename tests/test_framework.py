@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 from pydantic import BaseModel
 
 from conftest import ServerFactory
@@ -132,6 +133,10 @@ async def test_emit_validates_the_payload_and_the_declared_topics() -> None:
     assert seen == ["ok"]
 
 
+def metric(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
 async def test_a_failing_handler_is_retried_then_dead_lettered() -> None:
     attempts: list[int] = []
 
@@ -139,10 +144,15 @@ async def test_a_failing_handler_is_retried_then_dead_lettered() -> None:
         attempts.append(len(attempts))
         raise RuntimeError("always broken")
 
+    counted = ("streamchat_handler_retries_total", "streamchat_dead_letters_total")
+    before = [metric(name, step="Receiver") for name in counted]
+    failed_before = metric("streamchat_handler_runs_total", step="Receiver", outcome="failed")
     runtime, bus = runtime_with(handler, max_retries=2)
     await runtime.context("Sender", (Emit("ping"),), "trace-2").emit("ping", {"text": "x"})
     await bus.disconnect()
     assert len(attempts) == 3, "one try plus max_retries retries"
+    assert [metric(name, step="Receiver") - was for name, was in zip(counted, before, strict=True)] == [2, 1]
+    assert metric("streamchat_handler_runs_total", step="Receiver", outcome="failed") - failed_before == 3
     [letter] = await runtime.dead_letters()
     summary = (letter["step"], letter["topic"], letter["attempts"], letter["traceId"])
     assert summary == ("Receiver", "ping", 3, "trace-2")

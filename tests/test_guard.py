@@ -161,7 +161,8 @@ async def test_an_open_server_on_a_public_address_warns_and_secrets_never_reach_
 ) -> None:
     open_server = servers.start(STREAMCHAT_HOST="0.0.0.0")
     assert "without API keys" in open_server.logs()
-    keyed = servers.start(STREAMCHAT_HOST="0.0.0.0", STREAMCHAT_API_KEYS=ALICE, STREAMCHAT_LOG_LEVEL="DEBUG")
+    keyed = servers.start(STREAMCHAT_HOST="0.0.0.0", STREAMCHAT_API_KEYS=ALICE, STREAMCHAT_ADMIN_KEYS=ADMIN,
+                          STREAMCHAT_LOG_LEVEL="DEBUG")
     assert "without API keys" not in keyed.logs()
     fake_provider.script(fail=[500, 500, 500, 500])
     failed = await post(keyed, ALICE, {"message": "make the provider fail"})
@@ -171,9 +172,14 @@ async def test_an_open_server_on_a_public_address_warns_and_secrets_never_reach_
     body = failed.json()
     final = await wait_for_status(keyed.url, body["conversationId"], body["assistantMessageId"], headers=bearer(ALICE))
     assert final["status"] == "error"
-    logs = keyed.logs()
-    for secret in (ALICE, "wrong-key-value", keyed.env["OPENAI_API_KEY"]):
-        assert secret not in logs, f"a secret reached the logs: {secret[:6]}…"
+    async with httpx.AsyncClient(base_url=keyed.url, headers=bearer(ADMIN)) as client:
+        seen = {path: (await client.get(path)).text for path in (
+            "/api/workbench/records", "/api/workbench/traces", "/api/admin/dead-letters", "/api/admin/stats",
+            "/metrics", f"/api/conversations/{body['conversationId']}")}
+    seen["logs"] = keyed.logs()
+    for where, text in seen.items():
+        for secret in (ALICE, ADMIN, "wrong-key-value", keyed.env["OPENAI_API_KEY"]):
+            assert secret not in text, f"a secret reached {where}: {secret[:6]}…"
     assert os.environ.get("OPENAI_API_KEY", "sk-none") not in final.get("error", "")
 
 
@@ -191,6 +197,16 @@ async def test_an_oversized_body_is_refused_before_anything_is_stored(keyed: Ser
         chunked = await client.post("/chat", content=chunks(), headers={"content-type": "application/json"})
         assert chunked.status_code == 413, "a body without Content-Length is counted as it arrives"
         assert (await client.get("/api/conversations")).json()["conversations"] == []
+
+
+async def test_the_message_length_limit_is_configurable_and_named(
+    servers: ServerFactory, fake_provider: FakeProvider,
+) -> None:
+    server = servers.start(STREAMCHAT_API_KEYS=ALICE, STREAMCHAT_MAX_MESSAGE_CHARS="100")
+    refused = await post(server, ALICE, {"message": "x" * 101})
+    assert refused.status_code == 422
+    assert refused.json()["detail"] == "message: Value error, message is 101 characters; the limit is 100"
+    assert (await post(server, ALICE, {"message": "x" * 100})).status_code == 200
 
 
 async def test_messages_per_minute_per_key_then_429_with_retry_after(
@@ -268,3 +284,32 @@ async def test_a_client_that_does_not_read_is_dropped_and_others_are_unaffected(
         await asyncio.sleep(0.05)
     assert "dropping a websocket client that does not read" in server.logs()
     await stalled.close()
+
+
+# -- a provider that misbehaves ---------------------------------------------------------------------
+
+@pytest.fixture
+def strict(servers: ServerFactory) -> Server:
+    return servers.start(STREAMCHAT_PROVIDER_TIMEOUT="1", STREAMCHAT_PROVIDER_TOTAL_TIMEOUT="2",
+                         STREAMCHAT_PROVIDER_RETRIES="0")
+
+
+@pytest.mark.parametrize(("script", "reason"), [
+    ({"tokens": ["some ", "text "], "misbehave": "garbage"}, "provider sent a malformed stream chunk"),
+    ({"tokens": ["a", "b"], "misbehave": "empty-choices"}, "the model returned an empty reply"),
+    ({"misbehave": "no-newline"}, "provider sent a line longer than 1 MiB"),
+    ({"count": 100_000, "delay": 0.005}, "the reply took longer than 2s"),
+    ({"tokens": ["never"], "hold": True}, "provider timed out"),
+])
+async def test_a_misbehaving_provider_ends_the_reply_as_error(
+    strict: Server, fake_provider: FakeProvider, script: dict[str, object], reason: str,
+) -> None:
+    fake_provider.script(**script)
+    async with httpx.AsyncClient(base_url=strict.url, timeout=30) as client:
+        body = (await client.post("/chat", json={"message": "misbehave"})).json()
+    final = await wait_for_status(strict.url, body["conversationId"], body["assistantMessageId"], timeout=30)
+    fake_provider.release()
+    assert (final["status"], final["error"]) == ("error", reason)
+    if script.get("misbehave") == "garbage":
+        assert final["message"] == "some text ", "the text that did arrive is kept"
+    assert (await httpx.AsyncClient().get(f"{strict.url}/healthz")).status_code == 200

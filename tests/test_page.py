@@ -10,9 +10,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Dialog, Page, sync_playwright
 
-from conftest import ARTIFACTS, Cluster, FakeProvider, Server
+from conftest import ARTIFACTS, Cluster, FakeProvider, Server, ServerFactory
 
 CHROMIUM = os.environ.get("STREAMCHAT_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -315,3 +315,27 @@ def test_a_page_on_one_instance_follows_a_reply_made_on_another(
     row = page.inner_text("#dead-rows tr.dead-letter")
     assert "Broken" in row and "chat-message" in row and "broken on purpose" in row
     shot(page, "inspector-dead-letters")
+
+
+def test_the_page_asks_for_a_key_when_the_server_needs_one(
+    page: Page, servers: ServerFactory, fake_provider: FakeProvider,
+) -> None:
+    key = "page-key-0123456789"
+    server = servers.start(STREAMCHAT_API_KEYS=key)
+    fake_provider.script(tokens=["behind ", "a key"])
+    asked: list[str] = []
+
+    def answer(dialog: Dialog) -> None:
+        asked.append(dialog.message)
+        dialog.accept(key)
+
+    page.on("dialog", answer)
+    page.goto(server.url)
+    page.wait_for_selector("#connection.online", timeout=15_000)
+    send(page, "hello with a key")
+    page.wait_for_selector(".message.assistant.completed", timeout=20_000)
+    assert page.inner_text(".message.assistant .body").strip() == "behind a key"
+    assert asked and "API key" in asked[0]
+    assert page.evaluate("localStorage.getItem('streamchat.key')") == key
+    listed = httpx.get(f"{server.url}/api/conversations", headers={"Authorization": f"Bearer {key}"}).json()
+    assert len(listed["conversations"]) == 1, "the page's conversation belongs to the key it was given"

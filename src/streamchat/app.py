@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 from importlib.resources import files
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Request
 from fastapi.staticfiles import StaticFiles
@@ -17,6 +19,8 @@ from .framework.backends import backends_from_urls
 from .framework.errors import error_response
 from .framework.limits import BodyLimitMiddleware
 from .framework.logs import configure_logging
+from .framework.metrics import HttpMetricsMiddleware
+from .framework.tracing import configure_tracing
 from .framework.transport.sse import sse_response
 from .framework.transport.websocket import SocketLimits
 from .llm import ChatProvider, use_provider
@@ -40,6 +44,7 @@ def make_provider(settings: Settings) -> ChatProvider:
             api_key=settings.openai_api_key, base_url=settings.openai_base_url, model=settings.openai_model,
             max_tokens=settings.max_tokens, max_retries=settings.provider_retries,
             read_timeout=settings.provider_timeout, temperature=settings.temperature,
+            total_timeout=settings.provider_total_timeout,
         )
     return LocalProvider(
         models_dir=settings.data_dir / "models", max_tokens=settings.max_tokens, path=settings.local_model_path,
@@ -72,8 +77,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def stop_provider() -> None:
         await provider.close()
 
+    shutdown = [stop_provider]
+    if settings.otlp_endpoint:
+        tracing = configure_tracing(os.environ.get("OTEL_SERVICE_NAME") or "streamchat")
+        collector = urlsplit(settings.otlp_endpoint)
+        logger.info("tracing to an OTLP collector", extra={"collector": f"{collector.hostname}:{collector.port}"})
+
+        async def flush_traces() -> None:
+            tracing.shutdown()
+
+        shutdown.append(flush_traces)
+
     app = build_app(runtime, title="streamchat", version=__version__,
-                    on_startup=[start_provider], on_shutdown=[stop_provider],
+                    on_startup=[start_provider], on_shutdown=shutdown,
                     shutdown_seconds=settings.shutdown_seconds,
                     socket_limits=SocketLimits(outbox=settings.ws_outbox, joins=settings.ws_max_joins,
                                                messages_per_second=settings.ws_messages_per_second))
@@ -114,4 +130,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         query_token=lambda path: path.startswith("/api/conversations/") and path.endswith("/events"),
         admin_only=lambda path: path.startswith(ADMIN_PREFIXES),
     )
+    app.add_middleware(HttpMetricsMiddleware, routes=app.router.routes)
     return app

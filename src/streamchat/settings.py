@@ -116,6 +116,9 @@ class Settings:
     ws_max_joins: int
     ws_messages_per_second: int
     ws_outbox: int
+    provider_total_timeout: float
+    otlp_endpoint: str | None
+    max_message_chars: int
 
     @classmethod
     def from_env(cls, env_file: str | None = ".env") -> Settings:
@@ -170,6 +173,11 @@ class Settings:
             ws_max_joins=_int("STREAMCHAT_WS_MAX_JOINS", 100, minimum=1),
             ws_messages_per_second=_int("STREAMCHAT_WS_MESSAGES_PER_SECOND", 50, minimum=1),
             ws_outbox=_int("STREAMCHAT_WS_OUTBOX", 20_000, minimum=10),
+            provider_total_timeout=_float("STREAMCHAT_PROVIDER_TOTAL_TIMEOUT", 600.0),
+            # The standard OpenTelemetry variables: tracing is on when either names a collector.
+            otlp_endpoint=(os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+                           or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None),
+            max_message_chars=_int("STREAMCHAT_MAX_MESSAGE_CHARS", 32_000, minimum=1),
         )
 
 

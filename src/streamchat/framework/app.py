@@ -6,7 +6,6 @@ import logging
 import math
 import re
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -14,13 +13,17 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
 from .errors import HttpError, Unavailable, describe_validation, error_response
+from .metrics import metrics_response, watch_runtime
 from .runtime import Runtime
 from .steps import ApiRequest, ApiStep
+from .tracing import extracted, trace_id_of, tracer
 from .transport.websocket import DEFAULT_SOCKET_LIMITS, SocketLimits, stream_socket
 from .workbench import workbench_router
 
@@ -49,6 +52,7 @@ def build_app(
         for hook in on_startup:
             await hook()
         await runtime.start()
+        watch_runtime(runtime.hub.total_subscribers, runtime.bus.queue_depth)
         try:
             yield
         finally:
@@ -74,6 +78,12 @@ def build_app(
     async def dead_letters() -> dict[str, Any]:
         """Events whose handler kept failing after every retry."""
         return {"deadLetters": await runtime.dead_letters()}
+
+    @app.get("/metrics", tags=["ops"], response_class=Response,
+             responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text exposition"}})
+    async def metrics() -> Response:
+        """Prometheus metrics of this instance (needs a key, like the API, when keys are set)."""
+        return metrics_response()
 
     @app.websocket("/")
     async def streams_socket(websocket: WebSocket) -> None:
@@ -134,33 +144,50 @@ def _endpoint(runtime: Runtime, step: ApiStep) -> Callable[[Request], Any]:
             except ValidationError as error:
                 detail, fields = describe_validation(error)
                 return error_response(422, "validation_error", detail, fields=fields)
-        trace_id = request.headers.get(TRACE_HEADER) or uuid.uuid4().hex
-        started = time.perf_counter()
-        ctx = runtime.api_context(step, trace_id)
-        api_request = ApiRequest(
-            body=body,
-            path_params=dict(request.path_params),
-            query_params=dict(request.query_params),
-            headers=dict(request.headers),
-            principal=principal,
-        )
-        response: Response
-        try:
-            result = await step.handler(api_request, ctx)
-        except HttpError as error:
-            response = error_response(error.status, error.error, error.detail, **error.extra)
-            response.headers.update(error.headers)
-        else:
-            response = Response(
-                orjson.dumps(result.body), status_code=result.status, headers=result.headers,
-                media_type="application/json",
-            )
-        response.headers[TRACE_HEADER] = trace_id
-        runtime.monitor.record("api", trace_id, config.name, (time.perf_counter() - started) * 1000,
-                               method=config.method, path=request.url.path, status=response.status_code)
+        # Inside the server span when the ASGI layer traces requests (FastAPI does, given a tracer
+        # provider); otherwise this is the request's root and continues the caller's traceparent.
+        served = trace.get_current_span().get_span_context().is_valid
+        with tracer.start_as_current_span(
+            config.name, kind=SpanKind.INTERNAL if served else SpanKind.SERVER,
+            context=None if served else extracted(request.headers),
+            attributes={"http.request.method": config.method, "http.route": config.path},
+        ) as span:
+            trace_id = request.headers.get(TRACE_HEADER) or trace_id_of(span)
+            span.set_attribute("streamchat.trace_id", trace_id)
+            response = await _run(runtime, step, request, body, principal, trace_id)
+            span.set_attribute("http.response.status_code", response.status_code)
         return response
 
     return endpoint
+
+
+async def _run(runtime: Runtime, step: ApiStep, request: Request, body: Any, principal: Any, trace_id: str) -> Response:
+    """Call the step's handler and turn its result or HttpError into the response."""
+    config = step.config
+    started = time.perf_counter()
+    ctx = runtime.api_context(step, trace_id)
+    api_request = ApiRequest(
+        body=body,
+        path_params=dict(request.path_params),
+        query_params=dict(request.query_params),
+        headers=dict(request.headers),
+        principal=principal,
+    )
+    response: Response
+    try:
+        result = await step.handler(api_request, ctx)
+    except HttpError as error:
+        response = error_response(error.status, error.error, error.detail, **error.extra)
+        response.headers.update(error.headers)
+    else:
+        response = Response(
+            orjson.dumps(result.body), status_code=result.status, headers=result.headers,
+            media_type="application/json",
+        )
+    response.headers[TRACE_HEADER] = trace_id
+    runtime.monitor.record("api", trace_id, config.name, (time.perf_counter() - started) * 1000,
+                           method=config.method, path=request.url.path, status=response.status_code)
+    return response
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -13,6 +13,7 @@ from .logs import StepLogger
 from .monitor import Monitor
 from .store import JSON, Store
 from .streams import Stream, StreamHub, StreamObserver
+from .tracing import carrier
 
 if TYPE_CHECKING:
     from .steps import Emit
@@ -86,7 +87,7 @@ class Emitter:
                 expected.model_validate(payload)
         except ValidationError as error:
             raise EmitError(f"step {step!r} emitted an invalid {topic!r} payload: {error}") from error
-        event = Event(topic=topic, data=payload, trace_id=trace_id, emitted_by=step)
+        event = Event(topic=topic, data=payload, trace_id=trace_id, emitted_by=step, trace_context=carrier())
         await self.bus.publish(event)
         self.monitor.record("emit", trace_id, step, topic=topic, eventId=event.id,
                             subscribers=[s.name for s in self.bus.subscriptions.get(topic, [])])

@@ -7,6 +7,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from opentelemetry.trace import SpanKind
 from pydantic import BaseModel, ValidationError
 
 from .auth import ApiKeys, Principal
@@ -15,6 +16,7 @@ from .context import Context, Emitter, State, Streams
 from .control import StopRegistry
 from .errors import PermanentError
 from .limits import RateLimiter
+from .metrics import DEAD_LETTERED, HANDLER_RETRIES, HANDLER_RUNS
 from .monitor import WORKBENCH_STREAM, Monitor, workbench_stream
 from .redis_link import RedisLink
 from .relay import ChangeRelay
@@ -23,6 +25,7 @@ from .steps import AccessRequest, ApiStep, Emit, EventStep, StepSet
 from .stop_router import StopRouter
 from .store import Store
 from .streams import StreamHub
+from .tracing import extracted, tracer
 
 logger = logging.getLogger("streamchat.runtime")
 
@@ -118,34 +121,48 @@ class Runtime:
     def _runner(self, step: EventStep) -> Any:
         config = step.config
 
-        async def run(event: Event) -> None:
+        async def handle(event: Event) -> None:
             try:
                 data = config.input.model_validate(event.data)
             except ValidationError as error:
                 raise PermanentError(f"payload does not match {config.input.__name__}: {error}") from error
             ctx = self.context(config.name, config.emitted, event.trace_id)
             started = time.perf_counter()
+            if event.attempt:
+                HANDLER_RETRIES.labels(config.name).inc()
             ctx.logger.info("handler started", extra={"topic": event.topic, "attempt": event.attempt})
             self.monitor.record("run", event.trace_id, config.name, status="started", topic=event.topic,
                                 attempt=event.attempt, eventId=event.id)
             try:
                 await step.handler(data, ctx)
             except Exception as error:
+                HANDLER_RUNS.labels(config.name, "failed").inc()
                 elapsed = (time.perf_counter() - started) * 1000
                 ctx.logger.exception("handler failed", extra={"topic": event.topic, "attempt": event.attempt})
                 self.monitor.record("run", event.trace_id, config.name, elapsed, status="failed", topic=event.topic,
                                     attempt=event.attempt, eventId=event.id, error=repr(error)[:300],
                                     willRetry=event.attempt < config.max_retries)
                 raise
+            HANDLER_RUNS.labels(config.name, "finished").inc()
             elapsed = (time.perf_counter() - started) * 1000
             ctx.logger.info("handler finished", extra={"topic": event.topic, "duration_ms": round(elapsed, 2)})
             self.monitor.record("run", event.trace_id, config.name, elapsed, status="finished", topic=event.topic,
                                 attempt=event.attempt, eventId=event.id)
 
+        async def run(event: Event) -> None:
+            """The handler run as a consumer span continuing the emitter's trace."""
+            with tracer.start_as_current_span(
+                config.name, kind=SpanKind.CONSUMER, context=extracted(event.trace_context),
+                attributes={"messaging.destination.name": event.topic, "messaging.message.id": event.id,
+                            "streamchat.attempt": event.attempt, "streamchat.trace_id": event.trace_id},
+            ):
+                await handle(event)
+
         return run
 
     async def _dead_letter(self, subscription: Subscription, event: Event, error: BaseException) -> None:
         """Keep the event for the admin endpoint, then let the step clean up (its `on_failure`)."""
+        DEAD_LETTERED.labels(subscription.name).inc()
         self.monitor.record("dead", event.trace_id, subscription.name, topic=event.topic, eventId=event.id,
                             attempts=event.attempt + 1, error=repr(error)[:300])
         await self.store.state_set(DEAD_LETTERS, event.id, {

@@ -10,6 +10,7 @@ typed-dict transform of every message (about 1.5 ms of CPU per request).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -27,9 +28,10 @@ class OpenAIProvider:
     def __init__(
         self, *, api_key: str, base_url: str | None, model: str, max_tokens: int,
         max_retries: int = 2, connect_timeout: float = 10.0, read_timeout: float = 60.0,
-        temperature: float | None = None,
+        temperature: float | None = None, total_timeout: float = 600.0,
     ) -> None:
         self.model = model
+        self.total_timeout = total_timeout
         self.max_tokens = max_tokens
         self.options: dict[str, Any] = {} if temperature is None else {"temperature": temperature}
         self.client = openai.AsyncOpenAI(
@@ -48,6 +50,7 @@ class OpenAIProvider:
                 model=self.model, messages=[], extra_body={"messages": messages}, stream=True,
                 max_tokens=self.max_tokens, **self.options,
             ) as response:
+                deadline = asyncio.get_running_loop().time() + self.total_timeout
                 async for payload in _data_lines(response.iter_bytes()):
                     if payload == b"[DONE]":
                         finished = True
@@ -56,6 +59,8 @@ class OpenAIProvider:
                     finished = finished or done
                     if text:
                         yield text
+                    if asyncio.get_running_loop().time() > deadline:
+                        raise ProviderError(f"the reply took longer than {self.total_timeout:g}s")
         except openai.APIStatusError as error:
             raise ProviderError(f"provider answered HTTP {error.status_code}") from error
         except openai.APITimeoutError as error:
@@ -64,10 +69,10 @@ class OpenAIProvider:
             raise ProviderError("provider timed out") from error
         except openai.APIConnectionError as error:
             raise ProviderError("could not reach the provider") from error
+        except (TimeoutError, httpx2.TimeoutException) as error:  # aiohttp's read timeouts are TimeoutErrors too
+            raise ProviderError("provider timed out") from error
         except (httpx2.HTTPError, aiohttp.ClientError) as error:
             raise ProviderError("provider connection broke mid-reply") from error
-        except TimeoutError as error:
-            raise ProviderError("provider went silent mid-reply") from error
         if not finished:
             raise ProviderError("provider stream ended before the reply was finished")
 
@@ -75,11 +80,16 @@ class OpenAIProvider:
         await self.client.close()
 
 
+MAX_LINE_BYTES = 1 << 20
+
+
 async def _data_lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
     """The payloads of the `data:` lines of an SSE byte stream, never decoded to str on the way."""
     pending = b""
     async for chunk in chunks:
         pending += chunk
+        if len(pending) > MAX_LINE_BYTES and b"\n" not in chunk:
+            raise ProviderError("provider sent a line longer than 1 MiB")
         *lines, pending = pending.split(b"\n")
         for line in lines:
             if line.startswith(b"data:"):

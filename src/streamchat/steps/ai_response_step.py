@@ -16,6 +16,7 @@ from streamchat.llm import ChatTurn, ProviderError, current_provider
 from streamchat.settings import get_settings
 from streamchat.steps.conversation_stream import FINISHED, ConversationMessage, utc_now
 from streamchat.steps.reply_quota import release
+from streamchat.steps.reply_telemetry import REPLIES, observed
 
 
 class ChatMessageEvent(BaseModel):
@@ -85,7 +86,7 @@ async def respond(data: ChatMessageEvent, ctx: Context) -> None:
         turns = [ChatTurn("system", settings.system_prompt), *history(items, until, settings.history_chars)]
         pieces: list[str] = []
         # The provider request starts now; the status write below overlaps its time to first token.
-        replying = control.iterate(current_provider().stream(turns))
+        replying = control.iterate(observed(current_provider(), turns))
         await stream.set(cid, reply_id, reply.model_copy(update={"message": "", "status": "streaming"}))
         try:
             async for piece in replying:
@@ -121,6 +122,7 @@ def _turn_before(items: Sequence[Item[ConversationMessage]], reply_id: str) -> s
 
 async def finish(ctx: Context, cid: str, reply_id: str, final: ConversationMessage) -> None:
     await ctx.streams.conversation.set(cid, reply_id, final)
+    REPLIES.labels(final.status).inc()
     record = await ctx.state.get("conversations", cid)
     if record is not None:
         await ctx.state.set("conversations", cid, {**record, "updatedAt": utc_now()})

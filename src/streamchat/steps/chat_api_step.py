@@ -19,7 +19,8 @@ TITLE_CHARS = 80
 
 
 class ChatRequest(BaseModel):
-    message: str = Field(min_length=1, max_length=32_000, description="The user's message.")
+    message: str = Field(min_length=1, description="The user's message, at most STREAMCHAT_MAX_MESSAGE_CHARS "
+                         "(default 32000) characters.")
     conversationId: str | None = Field(
         default=None, min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:\-]+$",
         description="Continue this conversation; omitted: start a new one.",
@@ -27,9 +28,12 @@ class ChatRequest(BaseModel):
 
     @field_validator("message")
     @classmethod
-    def _not_blank(cls, value: str) -> str:
+    def _not_blank_nor_too_long(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("message must not be blank")
+        limit = get_settings().max_message_chars
+        if len(value) > limit:
+            raise ValueError(f"message is {len(value)} characters; the limit is {limit}")
         return value
 
 

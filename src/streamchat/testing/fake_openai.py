@@ -2,7 +2,8 @@
 
 Tests and the benchmark drive it through `/control`:
   POST /control {"tokens": [...], "delay": 0.01, "ttft": 0.0, "fail": [500, 429],
-                 "hang_up_after": 3, "retry_after_ms": 10, "hold": false, "count": 200, "stamp": true}
+                 "hang_up_after": 3, "retry_after_ms": 10, "hold": false, "count": 200, "stamp": true,
+                 "misbehave": "garbage" | "empty-choices" | "no-newline"}
 sets how the next replies behave (`fail` statuses are used up one per request);
 GET /control/requests lists the request bodies received; POST /control/reset restores defaults.
 A request whose last message contains `[tokens=N]` gets N tokens instead of the scripted ones;
@@ -48,6 +49,9 @@ class Script:
     hold: bool = False
     count: int | None = None
     stamp: bool = False
+    #: Misbehaviour: "garbage" (a non-JSON data line after the tokens), "empty-choices" (chunks with
+    #: no choices, never a finish), "no-newline" (bytes that never end a line).
+    misbehave: str | None = None
 
 
 class FakeOpenAI:
@@ -131,6 +135,15 @@ class FakeOpenAI:
             await self.release.wait()
         yield _sse({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
                                          "finish_reason": None}]})
+        if script.misbehave == "empty-choices":
+            for _ in range(len(tokens)):
+                yield _sse({**base, "choices": []})
+            yield b"data: [DONE]\n\n"
+            return
+        if script.misbehave == "no-newline":
+            while True:
+                yield b"data: " + b"x" * 65536
+                await asyncio.sleep(0)
         for index, token in enumerate(tokens):
             if script.hang_up_after is not None and index >= script.hang_up_after:
                 raise HangUp("scripted hang-up")
@@ -141,6 +154,8 @@ class FakeOpenAI:
             chunk = {**base, "choices": [{"index": 0, "delta": {"content": token}, "finish_reason": None}]}
             yield _sse(chunk)
             record["sent"] = index + 1
+        if script.misbehave == "garbage":
+            yield b"data: {this is not json\n\n"
         yield _sse({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
         yield b"data: [DONE]\n\n"
 

@@ -29,6 +29,21 @@ class Event:
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     emitted_by: str = ""
     attempt: int = 0
+    #: W3C trace context (`traceparent`, `tracestate`) of the emitting span, when tracing is on.
+    trace_context: dict[str, str] = field(default_factory=dict)
+
+    def to_record(self) -> JSON:
+        """The JSON form queues and journals keep (attempts are counted by the bus, not stored here)."""
+        record: JSON = {"topic": self.topic, "data": self.data, "traceId": self.trace_id, "id": self.id,
+                        "emittedBy": self.emitted_by}
+        if self.trace_context:
+            record["traceContext"] = self.trace_context
+        return record
+
+    @classmethod
+    def from_record(cls, record: JSON) -> Event:
+        return cls(record["topic"], record["data"], record["traceId"], record["id"], record["emittedBy"],
+                   trace_context=dict(record.get("traceContext") or {}))
 
 
 EventHandler = Callable[[Event], Awaitable[None]]
@@ -85,6 +100,10 @@ class EventBus(ABC):
 
     async def ping(self) -> None:
         """Raise unless the bus's backend answers now (readiness checks)."""
+
+    def queue_depth(self) -> int:
+        """Events accepted here and not yet handled (the `streamchat_event_queue_depth` gauge)."""
+        return 0
 
     def stats(self) -> dict[str, Any]:
         """Counters for operators (`/api/admin/stats`)."""

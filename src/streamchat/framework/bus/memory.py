@@ -48,10 +48,13 @@ class MemoryBus(EventBus):
                 logger.warning("dropping a journaled event for a step that no longer exists", extra=entry)
                 await self.journal.state_delete(JOURNAL, key)
                 continue
-            event = Event(entry["topic"], entry["data"], entry["traceId"], entry["id"], entry["emittedBy"])
+            event = Event.from_record(entry)
             logger.info("replaying an event accepted before the last shutdown",
                         extra={"topic": event.topic, "step": subscription.name, "trace_id": event.trace_id})
             self._enqueue(subscription, event, key)
+
+    def queue_depth(self) -> int:
+        return sum(len(queue) for queue in self._queues.values())
 
     async def publish(self, event: Event) -> None:
         if self._closing:
@@ -63,9 +66,7 @@ class MemoryBus(EventBus):
             self._enqueue(subscription, event, key)
 
     def _journal_entry(self, subscription: Subscription, event: Event) -> dict[str, Any]:
-        return {"subscription": subscription.name, "topic": event.topic, "data": event.data,
-                "traceId": event.trace_id, "id": event.id, "emittedBy": event.emitted_by,
-                "order": [time.time_ns(), next(self._order)]}
+        return {"subscription": subscription.name, **event.to_record(), "order": [time.time_ns(), next(self._order)]}
 
     def _enqueue(self, subscription: Subscription, event: Event, journal_key: str) -> None:
         group = subscription.group_key(event)

@@ -152,14 +152,15 @@ class RedisBus(EventBus):
                     continue
                 await self._add(subscription, entry, key)
 
+    def queue_depth(self) -> int:
+        return sum(len(queue) for queue in self._queues.values())
+
     async def publish(self, event: Event) -> None:
         if self._closing:
             raise RuntimeError("event bus is shutting down")
         for subscription in self.subscriptions.get(event.topic, []):
             key = f"{event.id}:{subscription.name}"
-            entry = {"subscription": subscription.name, "topic": event.topic, "data": event.data,
-                     "traceId": event.trace_id, "id": event.id, "emittedBy": event.emitted_by,
-                     "order": [time.time_ns(), 0]}
+            entry = {"subscription": subscription.name, **event.to_record(), "order": [time.time_ns(), 0]}
             if self.journal is not None:
                 await self.journal.state_set(JOURNAL, key, entry)
             try:
@@ -171,7 +172,7 @@ class RedisBus(EventBus):
                 raise
 
     async def _add(self, subscription: Subscription, entry: dict[str, Any], journal_key: str) -> None:
-        event = Event(entry["topic"], entry["data"], entry["traceId"], entry["id"], entry["emittedBy"])
+        event = Event.from_record(entry)
         stream = self._stream(subscription.name, self.partition_of(subscription, event))
         fields: dict[Any, Any] = {"e": orjson.dumps(entry), "j": journal_key}
         await self.link.call(lambda: self.link.client.xadd(stream, fields), "publish event")
@@ -339,7 +340,7 @@ class RedisBus(EventBus):
         if entry_id in in_flight:
             return False
         entry = orjson.loads(fields[b"e"])
-        event = Event(entry["topic"], entry["data"], entry["traceId"], entry["id"], entry["emittedBy"])
+        event = Event.from_record(entry)
         delivery = Delivery(subscription, partition, entry_id, event, fields.get(b"j", b"").decode())
         in_flight.add(entry_id)
         group = subscription.group_key(event)

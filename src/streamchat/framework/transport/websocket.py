@@ -22,6 +22,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ..auth import Principal
 from ..changes import Change
+from ..metrics import WEBSOCKETS
 from ..streams import StreamHub, UnknownStreamError
 
 logger = logging.getLogger("streamchat.websocket")
@@ -157,6 +158,7 @@ async def stream_socket(websocket: WebSocket, hub: StreamHub, access: AccessChec
     await websocket.accept(subprotocol="Authorization" if "Authorization" in requested else None)
     connection = Connection(websocket, hub, access, limits)
     writer = asyncio.create_task(connection.writer())
+    WEBSOCKETS.inc()
     try:
         while True:
             received = await websocket.receive()
@@ -168,6 +170,7 @@ async def stream_socket(websocket: WebSocket, hub: StreamHub, access: AccessChec
     except WebSocketDisconnect:
         pass
     finally:
+        WEBSOCKETS.dec()
         connection.close()
         writer.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
