@@ -267,7 +267,8 @@ async def test_socket_limits_joins_frame_rate_and_frame_size(servers: ServerFact
 async def test_a_client_that_does_not_read_is_dropped_and_others_are_unaffected(
     servers: ServerFactory, fake_provider: FakeProvider,
 ) -> None:
-    server = servers.start(STREAMCHAT_WS_OUTBOX="50", STREAMCHAT_WS_COMPRESSION="off")
+    # A frame per piece, so the flood really queues 20,000 frames for the socket that never reads.
+    server = servers.start(STREAMCHAT_WS_OUTBOX="50", STREAMCHAT_WS_COMPRESSION="off", STREAMCHAT_DELTA_WINDOW_MS="0")
     fake_provider.script(count=20_000, delay=0)
     cid = str(uuid.uuid4())
     join = orjson.dumps({"type": "join", "data": {"streamName": "conversation", "groupId": cid,

@@ -228,9 +228,15 @@ async def test_bad_socket_frames_get_an_error_event_and_the_socket_stays_usable(
         assert sync["event"]["type"] == "sync"
 
 
-async def test_delta_subscribers_get_every_piece_once_with_contiguous_seqs(
-    server: Server, fake_provider: FakeProvider
+def delta_frames(watcher: Watcher) -> list[dict[str, Any]]:
+    return [f["event"]["event"]["data"] for f in watcher.watch.frames
+            if f["event"]["type"] == "event" and f["event"]["event"]["type"] == "delta"]
+
+
+async def test_with_no_window_delta_subscribers_get_every_piece_once_with_contiguous_seqs(
+    servers: ServerFactory, fake_provider: FakeProvider
 ) -> None:
+    server = servers.start(STREAMCHAT_DELTA_WINDOW_MS="0")
     tokens = [f"d{i} " for i in range(60)]
     fake_provider.script(tokens=tokens)
     cid = str(uuid.uuid4())
@@ -238,8 +244,7 @@ async def test_delta_subscribers_get_every_piece_once_with_contiguous_seqs(
         accepted = await post_chat(server.url, "deltas please", cid)
         final = await watcher.until_finished(accepted["assistantMessageId"])
     mid = accepted["assistantMessageId"]
-    deltas = [f["event"]["event"]["data"] for f in watcher.watch.frames
-              if f["event"]["type"] == "event" and f["event"]["event"]["type"] == "delta"]
+    deltas = delta_frames(watcher)
     assert [d["delta"] for d in deltas] == tokens
     assert all(d["id"] == mid for d in deltas)
     assert final["message"] == "".join(tokens)
@@ -249,6 +254,23 @@ async def test_delta_subscribers_get_every_piece_once_with_contiguous_seqs(
     full_updates = [f["event"]["data"]["status"] for f in watcher.watch.frames
                     if f["event"]["type"] == "update" and f["id"] == mid]
     assert full_updates == ["streaming", "completed"], "only status changes come as whole items"
+
+
+async def test_fast_pieces_reach_delta_subscribers_joined_in_few_frames_each_piece_once(
+    server: Server, fake_provider: FakeProvider
+) -> None:
+    tokens = [f"j{i} " for i in range(400)]
+    fake_provider.script(tokens=tokens, delay=0.001)
+    cid = str(uuid.uuid4())
+    async with Watcher(server.ws_url, cid, deltas=True) as watcher:
+        accepted = await post_chat(server.url, "a fast model", cid)
+        final = await watcher.until_finished(accepted["assistantMessageId"])
+    deltas = delta_frames(watcher)
+    assert "".join(d["delta"] for d in deltas) == "".join(tokens) == final["message"], "every piece exactly once"
+    assert deltas[0]["delta"] == tokens[0], "the first piece is not held back"
+    seqs = [d["seq"] for d in deltas]
+    assert seqs == sorted(set(seqs)) and seqs[-1] < final["seq"]
+    assert len(deltas) < len(tokens) / 4, f"{len(deltas)} frames for {len(tokens)} pieces ~1 ms apart"
 
 
 async def test_plain_subscribers_get_coalesced_updates_and_always_the_final_one(

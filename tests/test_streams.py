@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -145,6 +146,54 @@ async def test_appends_are_persisted_coalesced_and_the_final_text_before_complet
     plain_updates = [f for f in plain.frames if f["event"]["type"] == "update"]
     assert len(plain_updates) <= 3, "plain subscribers get coalesced whole items, not one per append"
     assert plain_updates[-1]["event"]["data"]["message"] == "".join(pieces)
+
+
+def delta_texts(recorder: Recorder) -> list[tuple[int, str]]:
+    return [(f["event"]["event"]["data"]["seq"], f["event"]["event"]["data"]["delta"])
+            for f in recorder.frames if f["event"]["type"] == "event"]
+
+
+async def test_fast_pieces_are_joined_for_sockets_but_every_seq_reaches_sse() -> None:
+    hub = StreamHub(MemoryStore(), {"conversation": conversation}, delta_window=0.05)
+    stream: Stream[ConversationMessage] = Stream(conversation, hub)
+    socket, sse = Recorder(), Recorder()
+    await hub.subscribe(socket, "conversation", "g", deltas=True)
+    await hub.subscribe(sse, "conversation", "g", deltas=True, sse=True)
+    await stream.set("g", "r", message("", "streaming", "assistant"))
+    first = await stream.append("g", "r", "message", "first ")
+    assert delta_texts(socket) == [(first, "first ")], "the first piece of a burst goes out at once"
+    pieces = [f"p{i} " for i in range(20)]
+    seqs = [await stream.append("g", "r", "message", piece) for piece in pieces]
+    assert delta_texts(socket) == [(first, "first ")], "the rest waits for the window"
+    await asyncio.sleep(0.08)
+    assert delta_texts(socket)[1] == (seqs[-1], "".join(pieces)), "one frame, carrying the last seq"
+    assert [seq for seq, _ in delta_texts(sse)] == [first, *seqs], "SSE: every seq, for exact resume"
+
+    # Held-back pieces go out before the final update, and never again after it.
+    await stream.append("g", "r", "message", "held ")
+    await stream.append("g", "r", "message", "back")
+    await stream.set("g", "r", message("first " + "".join(pieces) + "held back", "completed", "assistant"))
+    kinds = [f["event"]["type"] if f["event"]["type"] != "event" else "delta" for f in socket.frames]
+    assert kinds[-2:] == ["delta", "update"] and delta_texts(socket)[-1][1] == "held back"
+    await asyncio.sleep(0.08)
+    assert kinds == [f["event"]["type"] if f["event"]["type"] != "event" else "delta" for f in socket.frames]
+
+
+async def test_a_socket_joining_mid_window_gets_each_piece_once() -> None:
+    hub = StreamHub(MemoryStore(), {"conversation": conversation}, delta_window=0.05)
+    stream: Stream[ConversationMessage] = Stream(conversation, hub)
+    early, late = Recorder(), Recorder()
+    await hub.subscribe(early, "conversation", "g", deltas=True)
+    await stream.set("g", "r", message("", "streaming", "assistant"))
+    for piece in ("a", "b", "c"):
+        await stream.append("g", "r", "message", piece)
+    await hub.subscribe(late, "conversation", "g", deltas=True)  # "b" and "c" are held back now
+    for piece in ("d", "e"):
+        await stream.append("g", "r", "message", piece)
+    await asyncio.sleep(0.08)
+    [sync] = [f for f in late.frames if f["event"]["type"] == "sync"]
+    assert sync["event"]["data"][0]["message"] + "".join(text for _, text in delta_texts(late)) == "abcde"
+    assert "".join(text for _, text in delta_texts(early)) == "abcde"
 
 
 async def test_reads_see_the_live_text_and_a_restart_keeps_the_flushed_text(tmp_path: Path) -> None:

@@ -14,9 +14,9 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 
 from . import __version__
 from .framework import Runtime, build_app, discover
-from .framework.auth import ApiKeys, AuthMiddleware
+from .framework.auth import ApiKeys, AuthMiddleware, document_auth
 from .framework.backends import backends_from_urls
-from .framework.errors import error_response
+from .framework.errors import ErrorBody, error_response
 from .framework.limits import BodyLimitMiddleware
 from .framework.logs import configure_logging
 from .framework.metrics import HttpMetricsMiddleware
@@ -65,7 +65,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     keys = ApiKeys.from_config(settings.api_keys, settings.api_keys_file, settings.admin_keys,
                                settings.admin_keys_file)
     runtime = Runtime(steps, backends.store, backends.bus, backends.link, keys,
-                      rate_limits={"messages": settings.messages_per_minute})
+                      rate_limits={"messages": settings.messages_per_minute},
+                      delta_window=settings.delta_window_ms / 1000)
     provider = make_provider(settings)
 
     async def start_provider() -> None:
@@ -101,7 +102,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/api/conversations/{conversationId}/events", tags=["conversations"],
              response_class=StreamingResponse,
              responses={200: {"content": {"text/event-stream": {}},
-                              "description": "item / delta / delete frames, `id:` = seq"}})
+                              "description": "item / delta / delete frames, `id:` = seq"},
+                        404: {"model": ErrorBody, "description": "another API key's conversation"},
+                        422: {"model": ErrorBody, "description": "a parameter is not valid"}})
     async def conversation_events(request: Request, conversationId: str) -> Response:
         """Server-Sent Events of one conversation; resume exactly with `Last-Event-ID` or `?lastEventId=`."""
         principal = getattr(request.state, "principal", None)
@@ -122,13 +125,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse({"status": "ready" if ready else "unavailable", "checks": checks},
                             status_code=200 if ready else 503)
 
+    def public(path: str) -> bool:
+        return path in PUBLIC_PATHS or path.startswith("/static/")
+
+    def admin_only(path: str) -> bool:
+        return path.startswith(ADMIN_PREFIXES)
+
+    if keys.required:
+        document_auth(app, public=public, admin_only=admin_only)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(
-        AuthMiddleware, keys=keys,
-        public=lambda path: path in PUBLIC_PATHS or path.startswith("/static/"),
+        AuthMiddleware, keys=keys, public=public,
         query_token=lambda path: path.startswith("/api/conversations/") and path.endswith("/events"),
-        admin_only=lambda path: path.startswith(ADMIN_PREFIXES),
+        admin_only=admin_only,
     )
     app.add_middleware(HttpMetricsMiddleware, routes=app.router.routes)
     return app

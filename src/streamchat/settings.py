@@ -119,6 +119,7 @@ class Settings:
     provider_total_timeout: float
     otlp_endpoint: str | None
     max_message_chars: int
+    delta_window_ms: int
 
     @classmethod
     def from_env(cls, env_file: str | None = ".env") -> Settings:
@@ -178,6 +179,7 @@ class Settings:
             otlp_endpoint=(os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
                            or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None),
             max_message_chars=_int("STREAMCHAT_MAX_MESSAGE_CHARS", 32_000, minimum=1),
+            delta_window_ms=_int("STREAMCHAT_DELTA_WINDOW_MS", 25),
         )
 
 

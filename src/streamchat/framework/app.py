@@ -19,10 +19,10 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
-from .errors import HttpError, Unavailable, describe_validation, error_response
+from .errors import ErrorBody, HttpError, Unavailable, describe_validation, error_response
 from .metrics import metrics_response, watch_runtime
 from .runtime import Runtime
-from .steps import ApiRequest, ApiStep
+from .steps import ApiConfig, ApiRequest, ApiStep
 from .tracing import extracted, trace_id_of, tracer
 from .transport.websocket import DEFAULT_SOCKET_LIMITS, SocketLimits, stream_socket
 from .workbench import workbench_router
@@ -105,6 +105,12 @@ def add_api_step(app: FastAPI, runtime: Runtime, step: ApiStep) -> None:
         openapi_extra["parameters"] = [
             {"name": name, "in": "path", "required": True, "schema": {"type": "string"}} for name in params
         ]
+    # The errors the framework answers with come first; a step's own model for a status is merged in.
+    responses: dict[int | str, dict[str, Any]] = {
+        status: {"model": ErrorBody, "description": text} for status, text in standard_errors(config).items()
+    }
+    for status, model in config.responses.items():
+        responses[status] = {**responses.get(status, {}), "model": model}
     app.add_api_route(
         config.path,
         _endpoint(runtime, step),
@@ -112,10 +118,26 @@ def add_api_step(app: FastAPI, runtime: Runtime, step: ApiStep) -> None:
         name=config.name,
         summary=config.name,
         description=config.description,
-        responses={status: {"model": model} for status, model in config.responses.items()},
+        # The step's success status (e.g. 202), so the schema has no 200 the step never sends.
+        status_code=min((status for status in config.responses if 200 <= status < 300), default=None),
+        responses=responses,
         openapi_extra=openapi_extra or None,
         response_class=JSONResponse,
     )
+
+
+def standard_errors(config: ApiConfig) -> dict[int, str]:
+    """What any API step may answer besides its handler's own results, so the OpenAPI schema lists it.
+
+    503 when a backend stays unreachable; with a body, 400/413/422 for a bad one; with a rate limit, 429.
+    """
+    errors = {503: "a backend (state store, Redis) stayed unreachable (see Retry-After), or the server is stopping"}
+    if config.body is not None:
+        errors |= {400: "the body is not valid JSON", 413: "the body is larger than STREAMCHAT_MAX_BODY_BYTES",
+                   422: "the body does not match the schema; `fields` names each problem"}
+    if config.rate_limit is not None:
+        errors[429] = f"over the {config.rate_limit!r} rate limit, or too many replies running; see Retry-After"
+    return errors
 
 
 def _endpoint(runtime: Runtime, step: ApiStep) -> Callable[[Request], Any]:

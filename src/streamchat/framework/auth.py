@@ -24,7 +24,10 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import orjson
+from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from .errors import error_doc
 
 DIGEST = re.compile(r"^[0-9a-f]{64}$")
 
@@ -94,6 +97,29 @@ class ApiKeys:
 
 
 Rule = Callable[[str], bool]
+
+
+def document_auth(app: FastAPI, *, public: Rule, admin_only: Rule) -> None:
+    """Add the 401 (and, on admin-only paths, 403) that `AuthMiddleware` answers to every operation of the
+    app's OpenAPI schema, so the schema matches what callers get. Only for a service that uses keys.
+    """
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        fresh = app.openapi_schema is None
+        schema = generate()
+        if fresh:  # FastAPI caches the schema it returns: add the responses once
+            for path, operations in schema.get("paths", {}).items():
+                if public(path):
+                    continue
+                for operation in operations.values():
+                    responses = operation.setdefault("responses", {})
+                    responses.setdefault("401", error_doc("no API key, or not a valid one (WWW-Authenticate)"))
+                    if admin_only(path):
+                        responses.setdefault("403", error_doc("this endpoint needs an admin key"))
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to extend the schema
 
 
 class AuthMiddleware:

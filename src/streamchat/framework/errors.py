@@ -48,6 +48,11 @@ def error_response(status: int, error: str, detail: str, **extra: Any) -> JSONRe
     return JSONResponse({"error": error, "detail": detail, **extra}, status_code=status)
 
 
+def error_doc(description: str) -> dict[str, Any]:
+    """An OpenAPI response in the ErrorBody shape, for a route documented after it was made (no `model=` then)."""
+    return {"description": description, "content": {"application/json": {"schema": ErrorBody.model_json_schema()}}}
+
+
 def describe_validation(error: ValidationError, prefix: tuple[str | int, ...] = ()) -> tuple[str, list[Any]]:
     """Turn pydantic's error list into one readable sentence naming each field, plus the list."""
     fields = []

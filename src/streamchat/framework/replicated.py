@@ -28,7 +28,7 @@ from .errors import Unavailable
 from .relay import ChangeRelay, Relayed
 from .steps import StreamConfig
 from .store import JSON, Store, StoredItem
-from .streams import GroupState, LiveItem, StreamHub, Subscriber, UnknownItemError
+from .streams import DELTA_WINDOW_SECONDS, GroupState, LiveItem, StreamHub, Subscriber, UnknownItemError
 
 logger = logging.getLogger("streamchat.replicated")
 
@@ -73,8 +73,9 @@ def join_parts(items: dict[str, JSON], parts: dict[str, list[str]]) -> None:
 class ReplicatedStreamHub(StreamHub):
     """`StreamHub` with seq, fan-out and reads going through a `ChangeRelay`."""
 
-    def __init__(self, store: Store, configs: Mapping[str, StreamConfig[Any]], relay: ChangeRelay) -> None:
-        super().__init__(store, configs)
+    def __init__(self, store: Store, configs: Mapping[str, StreamConfig[Any]], relay: ChangeRelay, *,
+                 delta_window: float = DELTA_WINDOW_SECONDS) -> None:
+        super().__init__(store, configs, delta_window=delta_window)
         self.relay = relay
         self._writing: dict[tuple[str, str, str], LiveItem] = {}
         self._unstored: dict[tuple[str, str, str], StoredItem] = {}
@@ -372,6 +373,7 @@ class ReplicatedStreamHub(StreamHub):
 
     def _resend_snapshot(self, state: GroupState, stream: str, group: str) -> None:
         """After a gap that could not be filled: every subscriber starts over from the current items."""
+        self._drop_batches(state)
         items = self._view_items(state)
         sync = self._change(state, stream, group, None, "sync", items, state.seq)
         for subscriber in list(state.members):
@@ -395,17 +397,14 @@ class ReplicatedStreamHub(StreamHub):
         async with state.lock:
             await self._follow(state, stream, group)
             # From here to the end nothing awaits, so no relayed change can slip in between.
+            self._flush_batches(state)
             if after_seq is not None and not state.syncing and self._can_replay(state, after_seq):
                 for change in state.replay:
                     if change.seq is not None and change.seq > after_seq and item_id in (None, change.item_id):
                         subscriber.push(change)
             else:
                 self._push_snapshot(subscriber, state, stream, group, item_id, sse)
-            room = state.members if item_id is None else state.item_members.setdefault(item_id, {})
-            if room.get(subscriber) is False:
-                state.plain_members -= 1
-            room[subscriber] = deltas
-            state.plain_members += not deltas
+            self._join_room(state, subscriber, item_id, deltas, sse)
 
     def _push_snapshot(self, subscriber: Subscriber, state: GroupState, stream: str, group: str,
                        item_id: str | None, sse: bool) -> None:

@@ -24,7 +24,7 @@ from .replicated import ReplicatedStreamHub
 from .steps import AccessRequest, ApiStep, Emit, EventStep, StepSet
 from .stop_router import StopRouter
 from .store import Store
-from .streams import StreamHub
+from .streams import DELTA_WINDOW_SECONDS, StreamHub
 from .tracing import extracted, tracer
 
 logger = logging.getLogger("streamchat.runtime")
@@ -36,7 +36,8 @@ class Runtime:
     """Owns the backends; `start`/`stop` bracket the server's life."""
 
     def __init__(self, steps: StepSet, store: Store, bus: EventBus, link: RedisLink | None = None,
-                 keys: ApiKeys | None = None, rate_limits: Mapping[str, int] | None = None) -> None:
+                 keys: ApiKeys | None = None, rate_limits: Mapping[str, int] | None = None,
+                 delta_window: float = DELTA_WINDOW_SECONDS) -> None:
         self.steps = steps
         self.keys = keys or ApiKeys()
         self.limiter = RateLimiter(rate_limits or {}, link)
@@ -44,7 +45,8 @@ class Runtime:
         self.bus = bus
         self.link = link
         configs = {**steps.streams, WORKBENCH_STREAM: workbench_stream}
-        self.hub = StreamHub(store, configs) if link is None else ReplicatedStreamHub(store, configs, ChangeRelay(link))
+        self.hub = (StreamHub(store, configs, delta_window=delta_window) if link is None
+                    else ReplicatedStreamHub(store, configs, ChangeRelay(link), delta_window=delta_window))
         self.monitor = Monitor(self.hub)
         self.state = State(store)
         self.stops = StopRegistry()

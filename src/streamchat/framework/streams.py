@@ -7,8 +7,11 @@ Every change of a group gets the group's next sequence number (`seq`). Writes of
 serialised by a per-group lock, so a subscriber that joins gets a snapshot and then exactly the
 changes after it, never one twice or out of order.
 
-A growing text field is streamed with `append`: O(1) per piece. Subscribers that asked for
-deltas get each piece at once. Plain Motia subscribers get the whole item, coalesced: at most one
+A growing text field is streamed with `append`: O(1) per piece. WebSocket subscribers that asked
+for deltas get the first piece at once and then at most one delta frame per `delta_window`
+(25 ms): pieces that arrive faster are joined into one frame carrying the last seq, so a fast
+model costs a few frames per second instead of one per token. SSE subscribers get every seq as
+its own frame (their `id:` must resume exactly). Plain Motia subscribers get the whole item, coalesced: at most one
 update every 25 ms, and only once the text has grown by 5% since the last one they got (or after
 a second of quiet) — so the first token goes out at once, and the bytes they receive stay linear
 in the reply's length instead of growing with its square. The store gets every streaming item's
@@ -38,13 +41,16 @@ M = TypeVar("M", bound=BaseModel)
 logger = logging.getLogger("streamchat.streams")
 
 CLIENT_FLUSH_SECONDS = 0.025
+DELTA_WINDOW_SECONDS = 0.025
 PLAIN_GROWTH = 0.05
 PLAIN_QUIET_SECONDS = 1.0
 STORE_FLUSH_SECONDS = 0.5
 REPLAY_LIMIT = 10_000
 REPLAY_BUDGET = 200_000
 IDLE_GROUPS_KEPT = 10_000
-Audience = Literal["all", "delta", "plain"]
+#: What a subscriber receives of a streaming text: whole items, every delta, or joined deltas.
+Mode = Literal["plain", "every-delta", "joined-deltas"]
+Audience = Literal["all", "delta", "plain", "every-delta", "joined-deltas"]
 
 
 class Subscriber(Protocol):
@@ -117,6 +123,23 @@ class LiveItem:
 
 
 @dataclass(eq=False)
+class DeltaBatch:
+    """Pieces of one streaming item held back for `joined-deltas` subscribers until the window ends."""
+
+    stream: str
+    group: str
+    parts: list[str] = field(default_factory=list)
+    seq: int = 0
+    sent_at: float = float("-inf")
+    timer: asyncio.TimerHandle | None = None
+
+    def cancel(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+
+@dataclass(eq=False)
 class GroupState:
     """Everything the hub keeps in memory for one group."""
 
@@ -126,9 +149,10 @@ class GroupState:
     clock: int = 0
     live: dict[str, LiveItem] = field(default_factory=dict)
     replay: deque[Change] = field(default_factory=lambda: deque(maxlen=REPLAY_LIMIT))
-    members: dict[Subscriber, bool] = field(default_factory=dict)
-    item_members: dict[str, dict[Subscriber, bool]] = field(default_factory=dict)
+    members: dict[Subscriber, Mode] = field(default_factory=dict)
+    item_members: dict[str, dict[Subscriber, Mode]] = field(default_factory=dict)
     plain_members: int = 0
+    batches: dict[str, DeltaBatch] = field(default_factory=dict)
     #: Replicated hubs only: the group's items as this instance last heard of them (None: not
     #: followed here), and the changes held back while the view is being (re)built.
     view: dict[str, JSON] | None = None
@@ -142,9 +166,11 @@ class GroupState:
 class StreamHub:
     """Stores items of every declared stream and fans changes out to subscribers."""
 
-    def __init__(self, store: Store, configs: Mapping[str, StreamConfig[Any]]) -> None:
+    def __init__(self, store: Store, configs: Mapping[str, StreamConfig[Any]], *,
+                 delta_window: float = DELTA_WINDOW_SECONDS) -> None:
         self.store = store
         self.configs = dict(configs)
+        self.delta_window = delta_window
         self._groups: OrderedDict[tuple[str, str], GroupState] = OrderedDict()
         self._dirty: dict[tuple[str, str, str], LiveItem] = {}
         self._flusher: asyncio.Task[None] | None = None
@@ -198,14 +224,75 @@ class StreamHub:
                 payload: Any, seq: int | None) -> Change:
         return Change(stream, group, item_id, kind, payload, seq, self._tick(state))
 
+    def _publish(self, state: GroupState, change: Change, audience: Audience = "all") -> None:
+        if change.kind == "delta" and self.delta_window > 0:
+            self._push(state, change, "every-delta")
+            self._join_delta(state, change)
+            return
+        if change.item_id is not None and audience != "plain" and change.item_id in state.batches:
+            # The item's held-back pieces go out before whatever comes next for it (its final update).
+            self._flush_batch(state, change.item_id, ended=change.kind != "event")
+        self._push(state, change, audience)
+
     @staticmethod
-    def _publish(state: GroupState, change: Change, audience: Audience = "all") -> None:
+    def _push(state: GroupState, change: Change, audience: Audience) -> None:
         targets = state.members
         if change.item_id is not None and change.item_id in state.item_members:
             targets = {**state.item_members[change.item_id], **state.members}
-        for subscriber, wants_deltas in targets.items():
-            if audience == "all" or (audience == "delta") == wants_deltas:
+        for subscriber, mode in targets.items():
+            if (audience == "all" or audience == mode
+                    or (audience == "delta" and mode != "plain")):
                 subscriber.push(change)
+
+    def _join_delta(self, state: GroupState, change: Change) -> None:
+        """Send a delta to `joined-deltas` subscribers now, or fold it into the item's next frame."""
+        item_id = change.item_id
+        assert item_id is not None
+        batch = state.batches.get(item_id)
+        if batch is None:
+            batch = state.batches[item_id] = DeltaBatch(change.stream, change.group)
+        loop = asyncio.get_running_loop()
+        if batch.timer is None and loop.time() - batch.sent_at >= self.delta_window:
+            batch.sent_at = loop.time()
+            self._push(state, change, "joined-deltas")
+            return
+        batch.parts.append(change.payload["delta"])
+        batch.seq = change.seq or batch.seq
+        if batch.timer is None:
+            batch.timer = loop.call_at(batch.sent_at + self.delta_window, self._flush_batch, state, item_id)
+
+    def _flush_batch(self, state: GroupState, item_id: str, ended: bool = False) -> None:
+        """Send an item's held-back pieces as one delta (its seq is the last one folded in)."""
+        batch = state.batches.pop(item_id, None) if ended else state.batches.get(item_id)
+        if batch is None:
+            return
+        batch.cancel()
+        if batch.parts:
+            delta = {"id": item_id, "seq": batch.seq, "delta": "".join(batch.parts)}
+            batch.parts.clear()
+            batch.sent_at = asyncio.get_running_loop().time()
+            self._push(state, self._change(state, batch.stream, batch.group, item_id, "delta", delta, batch.seq),
+                       "joined-deltas")
+
+    def _flush_batches(self, state: GroupState) -> None:
+        """Before a subscriber joins: what is held back goes to the others, the joiner's snapshot has it."""
+        for item_id in list(state.batches):
+            self._flush_batch(state, item_id)
+
+    @staticmethod
+    def _drop_batches(state: GroupState) -> None:
+        """Every subscriber is being sent the current items again: held-back pieces are in them."""
+        for batch in state.batches.values():
+            batch.cancel()
+        state.batches.clear()
+
+    @staticmethod
+    def _join_room(state: GroupState, subscriber: Subscriber, item_id: str | None, deltas: bool, sse: bool) -> None:
+        room = state.members if item_id is None else state.item_members.setdefault(item_id, {})
+        if room.get(subscriber) == "plain":
+            state.plain_members -= 1
+        room[subscriber] = "plain" if not deltas else "every-delta" if sse else "joined-deltas"
+        state.plain_members += not deltas
 
     def _record(self, state: GroupState, change: Change, audience: Audience = "all") -> None:
         """Every seq-numbered change is kept for SSE resume, then published.
@@ -406,6 +493,7 @@ class StreamHub:
         """
         state = self._group(stream, group)
         async with state.lock:
+            self._flush_batches(state)
             if after_seq is not None and self._can_replay(state, after_seq):
                 for change in state.replay:
                     if change.seq is not None and change.seq > after_seq and item_id in (None, change.item_id):
@@ -424,11 +512,7 @@ class StreamHub:
                 else:
                     payload: Any = items if item_id is None else (items[0] if items else None)
                     subscriber.push(self._change(state, stream, group, item_id, "sync", payload, state.seq))
-            room = state.members if item_id is None else state.item_members.setdefault(item_id, {})
-            if room.get(subscriber) is False:
-                state.plain_members -= 1
-            room[subscriber] = deltas
-            state.plain_members += not deltas
+            self._join_room(state, subscriber, item_id, deltas, sse)
 
     @staticmethod
     def _can_replay(state: GroupState, after_seq: int) -> bool:
@@ -443,7 +527,7 @@ class StreamHub:
         if state is None:
             return
         room = state.members if item_id is None else state.item_members.get(item_id, {})
-        if room.pop(subscriber, True) is False:
+        if room.pop(subscriber, None) == "plain":
             state.plain_members -= 1
         if item_id is not None and not room:
             state.item_members.pop(item_id, None)

@@ -10,6 +10,7 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException
 
+from .errors import ErrorBody
 from .monitor import WORKBENCH_STREAM
 from .runtime import Runtime
 
@@ -38,6 +39,10 @@ def flow(runtime: Runtime) -> dict[str, Any]:
     return {"steps": steps, "topics": topics, "streams": streams}
 
 
+#: Bad parameters come out in the ErrorBody shape (see install_error_handlers), not FastAPI's default one.
+INVALID: dict[int | str, dict[str, Any]] = {422: {"model": ErrorBody, "description": "a parameter is not valid"}}
+
+
 def workbench_router(runtime: Runtime) -> APIRouter:
     router = APIRouter(prefix="/api/workbench", tags=["workbench"])
 
@@ -46,18 +51,19 @@ def workbench_router(runtime: Runtime) -> APIRouter:
         """Steps, topics and streams, for drawing the flow graph."""
         return flow(runtime)
 
-    @router.get("/records")
+    @router.get("/records", responses=INVALID)
     async def get_records(limit: int = 500) -> dict[str, Any]:
         """The most recent records (API calls, emits, runs, stream writes), oldest first."""
         records = list(runtime.monitor.records)
         return {"records": records[-max(1, min(limit, len(records) or 1)):] if records else []}
 
-    @router.get("/traces")
+    @router.get("/traces", responses=INVALID)
     async def get_traces(limit: int = 100) -> dict[str, Any]:
         """Recent traces, newest first."""
         return {"traces": runtime.monitor.traces(max(1, min(limit, 1000)))}
 
-    @router.get("/traces/{trace_id}")
+    @router.get("/traces/{trace_id}", responses={
+        **INVALID, 404: {"model": ErrorBody, "description": "no such trace among the recent ones"}})
     async def get_trace(trace_id: str) -> dict[str, Any]:
         """Every record of one trace, in order, with timings."""
         records = runtime.monitor.trace(trace_id)

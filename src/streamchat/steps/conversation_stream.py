@@ -37,4 +37,11 @@ class ConversationMessage(BaseModel):
         return value
 
 
+class MessageItem(ConversationMessage):
+    """A message as the HTTP API returns it: the stream item's data plus its id and seq (for the schema)."""
+
+    id: str
+    seq: int
+
+
 config = StreamConfig(name="conversation", schema=ConversationMessage, can_access=can_watch)

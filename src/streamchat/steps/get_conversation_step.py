@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import BaseModel
 
 from streamchat.framework import ApiConfig, ApiRequest, ApiResponse, Context, ErrorBody, HttpError
+from streamchat.steps.conversation_stream import MessageItem
 from streamchat.steps.ownership import require_owner
 
 
 class ConversationDetail(BaseModel):
     conversationId: str
     title: str | None = None
-    messages: list[dict[str, Any]]
+    messages: list[MessageItem]
 
 
 config = ApiConfig(

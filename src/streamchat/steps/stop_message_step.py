@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from streamchat.framework import ApiConfig, ApiRequest, ApiResponse, Context, ErrorBody, HttpError, Item
-from streamchat.steps.conversation_stream import FINISHED, ConversationMessage
+from streamchat.steps.conversation_stream import FINISHED, ConversationMessage, MessageItem
 from streamchat.steps.ownership import require_owner
 
 STOP_WAIT_SECONDS = 2.0
@@ -15,7 +15,7 @@ config = ApiConfig(
     method="POST",
     path="/api/conversations/{conversationId}/messages/{messageId}/stop",
     writes=["conversation"],
-    responses={404: ErrorBody, 409: ErrorBody},
+    responses={202: MessageItem, 404: ErrorBody, 409: ErrorBody},
     description="Stop a streaming or queued reply (202 with the item); 409 if it already finished.",
 )
 
