@@ -160,6 +160,13 @@ class Collector:
         with self.lock:
             return [span for span in self.spans if span["name"] == name]
 
+    async def wait_for(self, name: str, count: int = 1) -> None:
+        """Spans arrive in batches (every 50 ms in these tests): wait until `count` of `name` are in."""
+        for _ in range(100):
+            if len(self.named(name)) >= count:
+                return
+            await asyncio.sleep(0.05)
+
 
 @pytest.fixture
 def collector() -> Iterator[Collector]:
@@ -179,10 +186,7 @@ async def test_one_trace_runs_from_the_api_through_the_bus_to_the_provider(
     assert response.status_code == 200
     created = response.json()
     await wait_for_status(server.url, created["conversationId"], created["assistantMessageId"])
-    for _ in range(100):
-        if collector.named("chat fake-model"):
-            break
-        await asyncio.sleep(0.05)
+    await collector.wait_for("chat fake-model")
 
     [api] = collector.named("POST /chat")
     [step] = collector.named("ChatApi")
@@ -201,10 +205,7 @@ async def test_one_trace_runs_from_the_api_through_the_bus_to_the_provider(
     async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
         failed = (await client.post("/chat", json={"message": "this fails"})).json()
     await wait_for_status(server.url, failed["conversationId"], failed["assistantMessageId"])
-    for _ in range(100):
-        if len(collector.named("chat fake-model")) == 2:
-            break
-        await asyncio.sleep(0.05)
+    await collector.wait_for("chat fake-model", 2)
     assert [span["error"] for span in collector.named("chat fake-model")] == [False, True]
 
 
@@ -218,10 +219,7 @@ async def test_a_request_carrying_a_traceparent_continues_that_trace(
                                      headers={"traceparent": f"00-{caller_trace}-{caller_span}-01"})
     created = response.json()
     await wait_for_status(server.url, created["conversationId"], created["assistantMessageId"])
-    for _ in range(100):
-        if collector.named("chat fake-model"):
-            break
-        await asyncio.sleep(0.05)
+    await collector.wait_for("chat fake-model")
     [api] = collector.named("POST /chat")
     assert (api["trace"], api["parent"]) == (caller_trace, caller_span)
     assert collector.named("chat fake-model")[0]["trace"] == caller_trace

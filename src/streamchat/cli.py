@@ -82,7 +82,8 @@ def serve_command(host: str | None, port: int | None) -> int:
     # runtime finishes or hands back running replies within STREAMCHAT_SHUTDOWN_SECONDS.
     uvicorn.run(app, host=bind_host, port=bind_port, log_level="warning", ws_max_size=settings.ws_max_frame_bytes,
                 ws_per_message_deflate=settings.ws_compression,
-                timeout_graceful_shutdown=max(1, int(settings.shutdown_seconds)))
+                timeout_graceful_shutdown=max(1, int(settings.shutdown_seconds)),
+                timeout_keep_alive=settings.keep_alive_seconds)
     return 0
 
 

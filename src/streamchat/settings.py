@@ -120,6 +120,7 @@ class Settings:
     otlp_endpoint: str | None
     max_message_chars: int
     delta_window_ms: int
+    keep_alive_seconds: int
 
     @classmethod
     def from_env(cls, env_file: str | None = ".env") -> Settings:
@@ -180,6 +181,9 @@ class Settings:
                            or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None),
             max_message_chars=_int("STREAMCHAT_MAX_MESSAGE_CHARS", 32_000, minimum=1),
             delta_window_ms=_int("STREAMCHAT_DELTA_WINDOW_MS", 25),
+            # Longer than a load balancer's idle timeout (60 s is common), so the balancer never sends
+            # a request down a connection the server is closing at that moment.
+            keep_alive_seconds=_int("STREAMCHAT_KEEP_ALIVE_SECONDS", 75, minimum=1),
         )
 
 
