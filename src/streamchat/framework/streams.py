@@ -152,6 +152,7 @@ class GroupState:
     members: dict[Subscriber, Mode] = field(default_factory=dict)
     item_members: dict[str, dict[Subscriber, Mode]] = field(default_factory=dict)
     plain_members: int = 0
+    every_delta_members: int = 0
     batches: dict[str, DeltaBatch] = field(default_factory=dict)
     #: Replicated hubs only: the group's items as this instance last heard of them (None: not
     #: followed here), and the changes held back while the view is being (re)built.
@@ -226,7 +227,8 @@ class StreamHub:
 
     def _publish(self, state: GroupState, change: Change, audience: Audience = "all") -> None:
         if change.kind == "delta" and self.delta_window > 0:
-            self._push(state, change, "every-delta")
+            if state.every_delta_members:  # one pass over the subscribers per piece when nobody needs two
+                self._push(state, change, "every-delta")
             self._join_delta(state, change)
             return
         if change.item_id is not None and audience != "plain" and change.item_id in state.batches:
@@ -289,10 +291,17 @@ class StreamHub:
     @staticmethod
     def _join_room(state: GroupState, subscriber: Subscriber, item_id: str | None, deltas: bool, sse: bool) -> None:
         room = state.members if item_id is None else state.item_members.setdefault(item_id, {})
-        if room.get(subscriber) == "plain":
-            state.plain_members -= 1
-        room[subscriber] = "plain" if not deltas else "every-delta" if sse else "joined-deltas"
-        state.plain_members += not deltas
+        StreamHub._count(state, room.get(subscriber), -1)
+        mode: Mode = "plain" if not deltas else "every-delta" if sse else "joined-deltas"
+        room[subscriber] = mode
+        StreamHub._count(state, mode, 1)
+
+    @staticmethod
+    def _count(state: GroupState, mode: Mode | None, change: int) -> None:
+        if mode == "plain":
+            state.plain_members += change
+        elif mode == "every-delta":
+            state.every_delta_members += change
 
     def _record(self, state: GroupState, change: Change, audience: Audience = "all") -> None:
         """Every seq-numbered change is kept for SSE resume, then published.
@@ -527,8 +536,7 @@ class StreamHub:
         if state is None:
             return
         room = state.members if item_id is None else state.item_members.get(item_id, {})
-        if room.pop(subscriber, None) == "plain":
-            state.plain_members -= 1
+        self._count(state, room.pop(subscriber, None), -1)
         if item_id is not None and not room:
             state.item_members.pop(item_id, None)
 
