@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from importlib.resources import files
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -80,7 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     shutdown = [stop_provider]
     if settings.otlp_endpoint:
-        tracing = configure_tracing(os.environ.get("OTEL_SERVICE_NAME") or "streamchat")
+        tracing = configure_tracing("streamchat")
         collector = urlsplit(settings.otlp_endpoint)
         logger.info("tracing to an OTLP collector", extra={"collector": f"{collector.hostname}:{collector.port}"})
 

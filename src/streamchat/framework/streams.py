@@ -11,11 +11,11 @@ A growing text field is streamed with `append`: O(1) per piece. WebSocket subscr
 for deltas get the first piece at once and then at most one delta frame per `delta_window`
 (25 ms): pieces that arrive faster are joined into one frame carrying the last seq, so a fast
 model costs a few frames per second instead of one per token. SSE subscribers get every seq as
-its own frame (their `id:` must resume exactly). Plain Motia subscribers get the whole item, coalesced: at most one
-update every 25 ms, and only once the text has grown by 5% since the last one they got (or after
-a second of quiet) — so the first token goes out at once, and the bytes they receive stay linear
-in the reply's length instead of growing with its square. The store gets every streaming item's
-text in one batched write every 0.5 s. `set` (e.g. the final `completed`) writes through to the
+its own frame (their `id:` must resume exactly). Plain Motia subscribers get the whole item,
+coalesced: at most one update every 25 ms, and only once the text has grown by 5% since the last
+one they got (or after a second of quiet) — so the first token goes out at once, and the bytes
+they receive stay linear in the reply's length instead of growing with its square. The store gets
+every streaming item's text in one batched write every 0.5 s. `set` (e.g. the final `completed`) writes through to the
 store before it is published.
 """
 

@@ -8,6 +8,7 @@ a child of the request that emitted its event, on whichever instance it runs.
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Mapping
 
@@ -20,8 +21,12 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 tracer = trace.get_tracer("streamchat.framework")
 
 
-def configure_tracing(service_name: str, exporter: SpanExporter | None = None) -> TracerProvider:
-    """Install a tracer provider exporting in batches; OTLP over HTTP unless `exporter` is given."""
+def configure_tracing(default_service_name: str, exporter: SpanExporter | None = None) -> TracerProvider:
+    """Install a tracer provider exporting in batches; OTLP over HTTP unless `exporter` is given.
+
+    Like the exporter, the service name follows the standard variable (`OTEL_SERVICE_NAME`) when set.
+    """
+    service_name = os.environ.get("OTEL_SERVICE_NAME") or default_service_name
     if exporter is None:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
