@@ -21,6 +21,9 @@ EMBEDDED_PROMPTS = [
     "Tell me a long story about a dragon and a lighthouse.",
     "Explain how a bicycle works, step by step.",
     "Write a letter to a friend about a trip to the mountains.",
+    "Describe a busy market in a small town on a Saturday morning.",
+    "What should I pack for a week of camping, and why?",
+    "Explain why the sky is blue to a ten-year-old.",
 ]
 
 FULL = {"overhead_samples": 50, "counts": [1, 100, 500, 1000], "tokens": 200, "rates": [20.0, 50.0],
