@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -268,6 +269,13 @@ REDIS_URL = os.environ.get("STREAMCHAT_BENCH_REDIS_URL", "redis://127.0.0.1:6379
 POSTGRES_ADMIN_URL = os.environ.get("STREAMCHAT_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
+def pin(pid: int, cpus: set[int]) -> None:
+    """Keep every thread of a process (0: this one) on `cpus`; threads started later inherit it."""
+    for task in Path(f"/proc/{pid or os.getpid()}/task").iterdir():
+        with contextlib.suppress(ProcessLookupError):
+            os.sched_setaffinity(int(task.name), cpus)
+
+
 class Deployment:
     """The servers a scenario runs against: one process, or `instances` sharing Redis and PostgreSQL.
 
@@ -275,13 +283,17 @@ class Deployment:
     multi-instance run measures the trip through Redis.
     """
 
-    def __init__(self, workdir: Path, fake: Fake | None, instances: int = 1, **env: str) -> None:
+    def __init__(self, workdir: Path, fake: Fake | None, instances: int = 1, server_cpus: set[int] | None = None,
+                 **env: str) -> None:
         self.database: str | None = None
         if instances > 1:
             self.database = create_database(POSTGRES_ADMIN_URL, "streamchat_bench")
             env = {"STREAMCHAT_BUS_URL": REDIS_URL, "STREAMCHAT_STATE_URL": self.database,
                    "STREAMCHAT_REDIS_PREFIX": f"bench-{uuid.uuid4().hex[:8]}", **env}
         self.servers = [Server(workdir, fake, **env) for _ in range(instances)]
+        if server_cpus is not None:
+            for server in self.servers:
+                pin(server.process.popen.pid, server_cpus)
         if instances > 1:
             self._wait_until_balanced(int(env.get("STREAMCHAT_BUS_PARTITIONS", "16")))
 

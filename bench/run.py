@@ -9,6 +9,7 @@ import os
 import platform
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +30,11 @@ EMBEDDED_PROMPTS = [
 FULL = {"overhead_samples": 50, "counts": [1, 100, 500, 1000], "tokens": 200, "rates": [20.0, 50.0],
         "fanout": [1, 10, 100, 1000], "wire": [200, 2000], "wire_rate": 200.0, "embedded_tokens": 128,
         "scale_overhead_samples": 30, "scale_counts": [1, 100, 500], "scale_rates": [20.0],
-        "scale_fanout": [10, 100, 1000]}
+        "scale_fanout": [10, 100, 1000], "core_counts": [500, 600, 700, 800, 1000]}
 QUICK = {"overhead_samples": 5, "counts": [1, 20], "tokens": 40, "rates": [50.0],
          "fanout": [1, 20], "wire": [50, 200], "wire_rate": 400.0, "embedded_tokens": 16,
-         "scale_overhead_samples": 3, "scale_counts": [1, 10], "scale_rates": [50.0], "scale_fanout": [1, 10]}
+         "scale_overhead_samples": 3, "scale_counts": [1, 10], "scale_rates": [50.0], "scale_fanout": [1, 10],
+         "core_counts": [10]}
 
 
 def machine() -> dict[str, Any]:
@@ -48,10 +50,12 @@ async def run(plan: dict[str, Any], only: set[str] | None) -> dict[str, Any]:
         workdir = Path(tmp)
         fake = Fake(workdir)
         try:
-            steps = [
+            steps: list[tuple[str, Callable[[], Awaitable[dict[str, Any]]]]] = [
                 ("overhead", lambda: scenarios.overhead(workdir, fake, plan["overhead_samples"])),
                 ("concurrency", lambda: scenarios.concurrency(workdir, fake, plan["counts"], plan["tokens"],
                                                               plan["rates"])),
+                ("dedicated_core", lambda: scenarios.dedicated_core(workdir, fake, plan["core_counts"],
+                                                                    plan["tokens"], plan["rates"][0])),
                 ("fanout", lambda: scenarios.fanout(workdir, fake, plan["fanout"], plan["tokens"], plan["rates"][0])),
                 ("fanout_uncompressed", lambda: scenarios.fanout(workdir, fake, plan["fanout"][-1:], plan["tokens"],
                                                                  plan["rates"][0], compression=False)),
@@ -78,6 +82,15 @@ def table(results: dict[str, Any]) -> str:
         lines.extend(overhead_lines("1. first token (ms)", results["overhead"]))
     if "concurrency" in results:
         lines.extend(concurrency_lines("2. concurrency", results["concurrency"]))
+    if "dedicated_core" in results:
+        core = results["dedicated_core"]
+        if "skipped" in core:
+            lines.append(f"\n2b. server on a core of its own: skipped ({core['skipped']})")
+        else:
+            lines.append(f"\n2b. the server alone on CPU {core['server_cpus']}, provider and clients on "
+                         f"{core['load_cpus']}")
+            lines.extend(concurrency_lines("   one core", {k: v for k, v in core.items()
+                                                           if k.endswith("_tokens_per_s")}))
     if "fanout" in results:
         lines.extend(fanout_lines("3. fan-out", [results[key] for key in ("fanout", "fanout_uncompressed")
                                                  if key in results]))
@@ -138,8 +151,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Benchmark streamchat against a fake provider on 127.0.0.1.")
     parser.add_argument("--quick", action="store_true", help="a tiny run (under a minute) that checks the harness")
     parser.add_argument("--only", default="",
-                        help="comma-separated scenarios: overhead,concurrency,fanout,fanout_uncompressed,wire,embedded,"
-                             "scale")
+                        help="comma-separated scenarios: overhead,concurrency,dedicated_core,fanout,"
+                             "fanout_uncompressed,wire,embedded,scale")
     parser.add_argument("--out", default=str(RESULTS / "latest.json"), help="where to write the JSON results")
     args = parser.parse_args()
     plan = QUICK if args.quick else FULL

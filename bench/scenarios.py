@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import uuid
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from bench.harness import Deployment, Fake, Server, SseWatcher, WsWatcher, percentiles, stamps
+from bench.harness import Deployment, Fake, Server, SseWatcher, WsWatcher, percentiles, pin, stamps
 from streamchat.llm.base import ChatTurn
 from streamchat.llm.openai_provider import OpenAIProvider
 from streamchat.settings import DEFAULT_SYSTEM_PROMPT
@@ -28,7 +29,7 @@ async def _first_piece(provider: OpenAIProvider) -> float:
         async for _ in stream:
             return (time.time() - started) * 1000
     finally:
-        await stream.aclose()
+        await stream.aclose()  # type: ignore[attr-defined]  # an async generator
     raise RuntimeError("the provider sent nothing")
 
 
@@ -38,14 +39,18 @@ async def overhead(workdir: Path, fake: Fake, samples: int, instances: int = 1) 
     deployment = Deployment(workdir, fake, instances)
     server, watched = deployment.poster(), deployment.watcher()
     provider = OpenAIProvider(api_key="sk-bench", base_url=f"{fake.url}/v1", model="bench", max_tokens=64)
-    direct, plain, deltas, sse = [], [], [], []
+    direct: list[float] = []
+    plain: list[float] = []
+    deltas: list[float] = []
+    sse: list[float] = []
     try:
         async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
             for index in range(samples + 2):
                 direct_ms = await _first_piece(provider)
                 cid = str(uuid.uuid4())
-                watchers = [WsWatcher(watched.ws_url, cid, deltas=False), WsWatcher(watched.ws_url, cid, deltas=True),
-                            SseWatcher(watched.url, cid)]
+                watchers: list[WsWatcher | SseWatcher] = [
+                    WsWatcher(watched.ws_url, cid, deltas=False), WsWatcher(watched.ws_url, cid, deltas=True),
+                    SseWatcher(watched.url, cid)]
                 for watcher in watchers:
                     await watcher.start()
                 started = time.time()
@@ -73,9 +78,9 @@ async def overhead(workdir: Path, fake: Fake, samples: int, instances: int = 1) 
 
 
 async def _conversations(workdir: Path, fake: Fake, count: int, tokens: int, rate: float,
-                         instances: int = 1) -> dict[str, Any]:
+                         instances: int = 1, server_cpus: set[int] | None = None) -> dict[str, Any]:
     fake.script(count=tokens, delay=1 / rate, stamp=True)
-    deployment = Deployment(workdir, fake, instances)
+    deployment = Deployment(workdir, fake, instances, server_cpus=server_cpus)
     try:
         cids = [str(uuid.uuid4()) for _ in range(count)]
         watchers = [WsWatcher(deployment.watcher(index).ws_url, cid, deltas=True, measure_lag=True)
@@ -146,10 +151,41 @@ async def concurrency(workdir: Path, fake: Fake, counts: list[int], tokens: int,
     return out
 
 
+async def dedicated_core(workdir: Path, fake: Fake, counts: list[int], tokens: int, rate: float) -> dict[str, Any]:
+    """Scenario 2 again with the server alone on CPU 0, and the provider and the clients on the others.
+
+    On a small machine the load generator competes with the server for the same cores; this run
+    shows how many conversations one core carries when the server has it to itself. It stops at
+    the first count that misses the lag target.
+    """
+    cpus = os.sched_getaffinity(0)
+    if len(cpus) < 2 or 0 not in cpus:
+        return {"skipped": f"needs CPU 0 and one more; this process may use {sorted(cpus)}"}
+    load_cpus = cpus - {0}
+    pin(0, load_cpus)
+    pin(fake.process.popen.pid, load_cpus)
+    runs = []
+    try:
+        for count in counts:
+            run = await _conversations(workdir, fake, count, tokens, rate, server_cpus={0})
+            run["holds"] = _holds(run)
+            runs.append(run)
+            print(f"  one core {count:>5} x {rate:g} tok/s: lag p99 {run['lag_ms']['p99']} ms, "
+                  f"completed {run['completion_rate']:.0%}, cpu {run['server_cpu_utilisation']}", flush=True)
+            if not run["holds"]:
+                break
+    finally:
+        pin(0, cpus)
+        pin(fake.process.popen.pid, cpus)
+    held = [run["conversations"] for run in runs if run["holds"]]
+    return {"server_cpus": [0], "load_cpus": sorted(load_cpus),
+            f"{rate:g}_tokens_per_s": {"runs": runs, "highest_count_that_holds": max(held) if held else 0}}
+
+
 async def fanout(workdir: Path, fake: Fake, counts: list[int], tokens: int, rate: float,
                  compression: bool = True, instances: int = 1) -> dict[str, Any]:
     """One reply watched by N delta subscribers (WebSocket compression on, or off), spread over the instances."""
-    runs = []
+    runs: list[dict[str, Any]] = []
     for count in counts:
         fake.script(count=tokens, delay=1 / rate, stamp=True)
         deployment = Deployment(workdir, fake, instances, STREAMCHAT_WS_COMPRESSION="on" if compression else "off")
