@@ -129,6 +129,7 @@ class WatchResult:
     last_token_at: float | None = None
     done_at: float | None = None
     status: str | None = None
+    error: str | None = None
     text: str = ""
     bytes_received: int = 0
     wire_bytes: int = 0
@@ -198,7 +199,7 @@ class WsWatcher:
         new = item["message"][len(self.result.text):] if item["message"].startswith(self.result.text) else ""
         self._text(item["message"], new, now)
         if item["status"] in FINISHED:
-            self.result.status, self.result.done_at = item["status"], now
+            self.result.status, self.result.done_at, self.result.error = item["status"], now, item.get("error")
             return True
         return False
 
@@ -254,7 +255,7 @@ class SseWatcher:
             if data["id"] == self.reply_id:
                 self.result.text = data["message"]
                 if data["status"] in FINISHED:
-                    self.result.status, self.result.done_at = data["status"], now
+                    self.result.status, self.result.done_at, self.result.error = data["status"], now, data.get("error")
                     return True
         return False
 

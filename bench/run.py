@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import platform
@@ -13,8 +12,11 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import uvloop
+
 from bench import scenarios
 from bench.charts import draw
+from bench.costs import costs
 from bench.harness import ROOT, Fake
 
 RESULTS = ROOT / "bench" / "results"
@@ -30,11 +32,12 @@ EMBEDDED_PROMPTS = [
 FULL = {"overhead_samples": 50, "counts": [1, 100, 500, 1000], "tokens": 200, "rates": [20.0, 50.0],
         "fanout": [1, 10, 100, 1000], "wire": [200, 2000], "wire_rate": 200.0, "embedded_tokens": 128,
         "scale_overhead_samples": 30, "scale_counts": [1, 100, 500], "scale_rates": [20.0],
-        "scale_fanout": [10, 100, 1000], "core_counts": [500, 600, 700, 800, 1000]}
+        "scale_fanout": [10, 100, 1000], "core_counts": [500, 600, 700, 800, 1000],
+        "finer_counts": [200, 300, 400], "costs": {"streams": 100, "read_tokens": 400, "conversations": 500}}
 QUICK = {"overhead_samples": 5, "counts": [1, 20], "tokens": 40, "rates": [50.0],
          "fanout": [1, 20], "wire": [50, 200], "wire_rate": 400.0, "embedded_tokens": 16,
          "scale_overhead_samples": 3, "scale_counts": [1, 10], "scale_rates": [50.0], "scale_fanout": [1, 10],
-         "core_counts": [10]}
+         "core_counts": [10], "finer_counts": [10], "costs": {"streams": 5, "read_tokens": 50, "conversations": 10}}
 
 
 def machine() -> dict[str, Any]:
@@ -53,7 +56,7 @@ async def run(plan: dict[str, Any], only: set[str] | None) -> dict[str, Any]:
             steps: list[tuple[str, Callable[[], Awaitable[dict[str, Any]]]]] = [
                 ("overhead", lambda: scenarios.overhead(workdir, fake, plan["overhead_samples"])),
                 ("concurrency", lambda: scenarios.concurrency(workdir, fake, plan["counts"], plan["tokens"],
-                                                              plan["rates"])),
+                                                              plan["rates"], finer=plan["finer_counts"])),
                 ("dedicated_core", lambda: scenarios.dedicated_core(workdir, fake, plan["core_counts"],
                                                                     plan["tokens"], plan["rates"][0])),
                 ("fanout", lambda: scenarios.fanout(workdir, fake, plan["fanout"], plan["tokens"], plan["rates"][0])),
@@ -62,6 +65,7 @@ async def run(plan: dict[str, Any], only: set[str] | None) -> dict[str, Any]:
                 ("wire", lambda: scenarios.wire(workdir, fake, plan["wire"], plan["wire_rate"])),
                 ("embedded", lambda: scenarios.embedded(workdir, plan["embedded_tokens"], EMBEDDED_PROMPTS)),
                 ("scale", lambda: scenarios.scale(workdir, fake, plan)),
+                ("costs", lambda: costs(workdir, fake, **plan["costs"], tokens=plan["tokens"], rate=plan["rates"][0])),
             ]
             for name, scenario in steps:
                 if only and name not in only:
@@ -113,7 +117,33 @@ def table(results: dict[str, Any]) -> str:
         lines.extend(overhead_lines("   first token (ms)", scaled["overhead"]))
         lines.extend(concurrency_lines("   concurrency", scaled["concurrency"]))
         lines.extend(fanout_lines("   fan-out", [scaled["fanout"]]))
+    if "costs" in results:
+        lines.extend(cost_lines(results))
     return "\n".join(lines)
+
+
+def cost_lines(results: dict[str, Any]) -> list[str]:
+    """Scenario 7, with the whole-server figures of scenarios 2 and 3 beside it when they ran."""
+    c = results["costs"]
+    read, unwatched = c["provider_read_us_per_token"], c["unwatched_server"]
+    lines = ["\n7. CPU per token (µs)",
+             f"   reading the provider through the SDK   {read['sdk']:>7}   (aiohttp + orjson alone: "
+             f"{read['aiohttp_floor']})",
+             f"   server, nobody watching                {unwatched['server_us_per_token']:>7}   "
+             f"({unwatched['conversations']} conversations x {c['tokens']} tokens at {c['tokens_per_s']:g}/s, "
+             f"{unwatched['completed']} completed)"]
+    watched = [run for block in results.get("concurrency", {}).values() for run in block["runs"]
+               if run["conversations"] == unwatched["conversations"] and run["tokens_per_s_each"] == c["tokens_per_s"]]
+    if watched:
+        per_token = watched[0]["server_cpu_s_per_1000_tokens"] * 1000
+        lines.append(f"   server, one delta subscriber each      {per_token:>7.1f}   (scenario 2, same load)")
+    widest = max((run for run in results.get("fanout", {}).get("runs", [])), key=lambda r: r["subscribers"],
+                 default=None)
+    if widest is not None:
+        per_frame = widest["server_cpu_s"] / (widest["subscribers"] * c["tokens"]) * 1e6
+        lines.append(f"   one WebSocket frame written            {per_frame:>7.1f}   (scenario 3, "
+                     f"{widest['subscribers']} subscribers)")
+    return lines
 
 
 def overhead_lines(title: str, o: dict[str, Any]) -> list[str]:
@@ -152,11 +182,13 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a tiny run (under a minute) that checks the harness")
     parser.add_argument("--only", default="",
                         help="comma-separated scenarios: overhead,concurrency,dedicated_core,fanout,"
-                             "fanout_uncompressed,wire,embedded,scale")
+                             "fanout_uncompressed,wire,embedded,scale,costs")
     parser.add_argument("--out", default=str(RESULTS / "latest.json"), help="where to write the JSON results")
     args = parser.parse_args()
     plan = QUICK if args.quick else FULL
-    results = asyncio.run(run(plan, {name for name in args.only.split(",") if name} or None))
+    # The same event loop as the server (uvicorn runs uvloop): the load clients cost less CPU, and the
+    # provider measured directly is read the way the server reads it.
+    results = uvloop.run(run(plan, {name for name in args.only.split(",") if name} or None))
     results["mode"] = "quick" if args.quick else "full"
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

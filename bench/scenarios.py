@@ -110,11 +110,15 @@ async def _conversations(workdir: Path, fake: Fake, count: int, tokens: int, rat
         fake_cpu, client_cpu = fake.process.cpu_seconds() - others_before[0], time.process_time() - others_before[1]
         delivered = sum(len(stamps(w.result.text)) for w in watchers)
         lags = [lag for w in watchers for lag in w.result.lags_ms]
-        completed = sum(w.result.status == "completed" and len(stamps(w.result.text)) == tokens for w in watchers)
+        incomplete = [w for w in watchers if not (w.result.status == "completed"
+                                                  and len(stamps(w.result.text)) == tokens)]
+        completed = count - len(incomplete)
         return {
             "conversations": count, "tokens_each": tokens, "tokens_per_s_each": rate, "ramp_s": round(ramp, 2),
             "completed": completed, "completion_rate": round(completed / count, 4),
             "posts_failed": len(refused), "post_errors": sorted(set(refused))[:3],
+            "incomplete": [{"status": w.result.status, "error": w.result.error, "tokens": len(stamps(w.result.text)),
+                            "watcher": _ending(w.task)} for w in incomplete[:5]],
             "lag_ms": percentiles(lags), "elapsed_s": round(elapsed, 2),
             "delivered_tokens": delivered, "delivered_tokens_per_s": round(delivered / elapsed, 1),
             "server_cpu_s_per_1000_tokens": round(1000 * cpu / max(delivered, 1), 4),
@@ -127,23 +131,38 @@ async def _conversations(workdir: Path, fake: Fake, count: int, tokens: int, rat
         deployment.stop()
 
 
+def _ending(task: asyncio.Task[None] | None) -> str:
+    """How a subscriber's task ended, for the report of an incomplete reply."""
+    if task is None or not task.done():
+        return "still waiting"
+    if task.cancelled():
+        return "cancelled at the deadline"
+    error = task.exception()
+    return "socket ended" if error is None else repr(error)
+
+
 def _holds(run: dict[str, Any]) -> bool:
     p99 = run["lag_ms"]["p99"]
     return run["completion_rate"] == 1.0 and p99 is not None and p99 <= LAG_TARGET_MS
 
 
 async def concurrency(workdir: Path, fake: Fake, counts: list[int], tokens: int, rates: list[float],
-                      instances: int = 1) -> dict[str, Any]:
-    """N conversations streaming at once, each watched by one delta subscriber."""
+                      instances: int = 1, finer: list[int] | None = None) -> dict[str, Any]:
+    """N conversations streaming at once, each watched by one delta subscriber.
+
+    The first rate runs every count; the others also try the `finer` counts and stop at the first
+    count that misses the target, so they report the highest count that holds.
+    """
     out: dict[str, Any] = {}
     for rate in rates:
-        runs = []
-        for count in counts:
+        runs: list[dict[str, Any]] = []
+        for count in counts if rate == rates[0] else sorted({*counts, *(finer or [])}):
             run = await _conversations(workdir, fake, count, tokens, rate, instances)
             run["holds"] = _holds(run)
             runs.append(run)
             print(f"  concurrency {count:>5} x {rate:g} tok/s: lag p99 {run['lag_ms']['p99']} ms, "
-                  f"completed {run['completion_rate']:.0%}, cpu {run['server_cpu_utilisation']}", flush=True)
+                  f"completed {run['completion_rate']:.0%}, cpu {run['server_cpu_utilisation']}"
+                  + (f", incomplete: {run['incomplete']}" if run["incomplete"] else ""), flush=True)
             if not run["holds"] and rate != rates[0]:
                 break
         held = [run["conversations"] for run in runs if run["holds"]]

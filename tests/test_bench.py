@@ -17,7 +17,8 @@ def test_quick_benchmark_runs_and_writes_results(tmp_path: Path) -> None:
                             capture_output=True, text=True, timeout=240, check=False)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     results = json.loads(out.read_text())
-    assert {"overhead", "concurrency", "fanout", "wire", "embedded", "scale", "machine"} <= results.keys()
+    assert {"overhead", "concurrency", "dedicated_core", "fanout", "wire", "embedded", "scale", "costs",
+            "machine"} <= results.keys()
     assert results["scale"]["instances"] == 2
     for block in results["scale"]["concurrency"].values():
         assert all(run["completion_rate"] == 1.0 for run in block["runs"]), block
@@ -36,5 +37,9 @@ def test_quick_benchmark_runs_and_writes_results(tmp_path: Path) -> None:
         assert "skipped" in results["dedicated_core"]
     for chart in ("concurrency.png", "fanout.png", "wire.png"):
         assert (tmp_path / chart).stat().st_size > 1000
+    unwatched = results["costs"]["unwatched_server"]
+    assert unwatched["completed"] == unwatched["conversations"] == 10 and unwatched["server_us_per_token"] > 0
+    assert results["costs"]["provider_read_us_per_token"]["sdk"] > 0
+    assert "7. CPU per token" in result.stdout
     assert "1. first token" in result.stdout and "6. scale: 2 instances" in result.stdout
     assert "2b. the server alone on CPU" in result.stdout or "2b. server on a core of its own: skipped" in result.stdout
