@@ -163,7 +163,7 @@ def concurrency_lines(title: str, blocks: dict[str, Any]) -> list[str]:
     for block in blocks.values():
         for r in block["runs"]:
             lines.append(f"   {'':<14} {r['conversations']:>6} {r['tokens_per_s_each']:>6g} "
-                         f"{r['completion_rate']:>5.0%} {r['lag_ms']['p50']!s:>9} {r['lag_ms']['p99']!s:>9} "
+                         f"{r['completion_rate']:>6.1%} {r['lag_ms']['p50']!s:>9} {r['lag_ms']['p99']!s:>9} "
                          f"{r['server_cpu_s_per_1000_tokens']:>13} {r['server_cpu_utilisation']:>9} "
                          f"{r['server_peak_rss_mb']:>7}")
     return lines

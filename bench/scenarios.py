@@ -164,7 +164,7 @@ async def concurrency(workdir: Path, fake: Fake, counts: list[int], tokens: int,
             run["holds"] = _holds(run)
             runs.append(run)
             print(f"  concurrency {count:>5} x {rate:g} tok/s: lag p99 {run['lag_ms']['p99']} ms, "
-                  f"completed {run['completion_rate']:.0%}, cpu {run['server_cpu_utilisation']}"
+                  f"completed {run['completion_rate']:.1%}, cpu {run['server_cpu_utilisation']}"
                   + (f", incomplete: {run['incomplete']}" if run["incomplete"] else ""), flush=True)
             if not run["holds"] and rate != rates[0]:
                 break
@@ -193,7 +193,7 @@ async def dedicated_core(workdir: Path, fake: Fake, counts: list[int], tokens: i
             run["holds"] = _holds(run)
             runs.append(run)
             print(f"  one core {count:>5} x {rate:g} tok/s: lag p99 {run['lag_ms']['p99']} ms, "
-                  f"completed {run['completion_rate']:.0%}, cpu {run['server_cpu_utilisation']}", flush=True)
+                  f"completed {run['completion_rate']:.1%}, cpu {run['server_cpu_utilisation']}", flush=True)
             if not run["holds"]:
                 break
     finally:

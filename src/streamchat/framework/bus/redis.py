@@ -11,7 +11,8 @@ Layout, per subscription (an event step):
 - an instance that dies stops renewing: once its leases expire (the visibility timeout), another
   instance takes the partitions and claims the dead consumer's unacknowledged entries
   (XAUTOCLAIM), which run again;
-- every run of an entry counts in `{prefix}:attempts:{step}` (HINCRBY): retries back off
+- every run of an entry counts in `{prefix}:attempts:{step}` under `{partition}:{entry id}` (HINCRBY;
+  entry ids are unique per stream only, so two partitions can hand out the same one): retries back off
   exponentially, and past `max_retries` the event goes to the `{prefix}:dead-letters` stream;
 - on SIGTERM an instance finishes what it runs within the timeout, then releases its leases,
   handing anything unfinished to the others at once.
@@ -106,6 +107,11 @@ class RedisBus(EventBus):
 
     def _attempts(self, step: str) -> str:
         return self.link.key("attempts", step)
+
+    @staticmethod
+    def _attempt_field(delivery: Delivery) -> bytes:
+        """An entry's key in the attempts hash: Redis gives ids per stream, so the partition is part of it."""
+        return b"%d:%s" % (delivery.partition, delivery.entry_id)
 
     def partition_of(self, subscription: Subscription, event: Event) -> int:
         return zlib.crc32(subscription.group_key(event).encode()) % self.partitions
@@ -382,7 +388,7 @@ class RedisBus(EventBus):
         attempts = self._attempts(subscription.name)
         while True:
             runs = int(await self.link.call(
-                lambda: self.link.client.hincrby(attempts, delivery.entry_id, 1), "count attempt"))
+                lambda: self.link.client.hincrby(attempts, self._attempt_field(delivery), 1), "count attempt"))
             event.attempt = runs - 1
             if runs > subscription.max_retries + 1:
                 await self._dead_letter(delivery, RuntimeError(f"delivered {runs - 1} times without success"))
@@ -411,7 +417,7 @@ class RedisBus(EventBus):
             async with client.pipeline(transaction=False) as pipe:
                 pipe.xack(self._stream(step, delivery.partition), CONSUMER_GROUP, delivery.entry_id)
                 pipe.xdel(self._stream(step, delivery.partition), delivery.entry_id)
-                pipe.hdel(self._attempts(step), delivery.entry_id)
+                pipe.hdel(self._attempts(step), self._attempt_field(delivery))
                 await pipe.execute(raise_on_error=False)
 
         await self.link.call(acknowledge, "acknowledge")

@@ -1,0 +1,70 @@
+"""The Redis Streams bus on the machine's real Redis, below the level of the multi-instance tests."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+import zlib
+
+import orjson
+
+from streamchat.framework.bus import Event, Subscription
+from streamchat.framework.bus.redis import RedisBus
+from streamchat.framework.redis_link import RedisLink
+
+PARTITIONS = 2
+
+
+def conversation_in(partition: int) -> str:
+    """A conversation id whose events land in `partition` (the bus hashes the group key)."""
+    while True:
+        cid = uuid.uuid4().hex
+        if zlib.crc32(f"Receiver:{cid}".encode()) % PARTITIONS == partition:
+            return cid
+
+
+async def test_entries_with_the_same_id_in_two_partitions_are_counted_apart(redis_url: str) -> None:
+    """Redis numbers entries per stream: two partitions fed in the same millisecond hand out the
+    same id. Each entry's runs must be its own: with no retries allowed, a shared count would
+    dead-letter the second one before it ever ran (seen once in 500 conversations on two instances).
+    """
+    link = RedisLink(redis_url, prefix=f"test-bus-{uuid.uuid4().hex[:8]}")
+    bus = RedisBus(link, partitions=PARTITIONS, lease_seconds=3.0, block_ms=50)
+    started: list[str] = []
+    both_running = asyncio.Event()
+    finish = asyncio.Event()
+
+    async def handler(event: Event) -> None:
+        started.append(event.data["conversationId"])
+        if len(started) == PARTITIONS:
+            both_running.set()
+        await finish.wait()
+
+    bus.subscribe(Subscription("Receiver", "ping", handler, max_retries=0, group_by="conversationId"))
+    same_id = f"{int(time.time() * 1000)}-0"
+    conversations = [conversation_in(partition) for partition in range(PARTITIONS)]
+    try:
+        for partition, cid in enumerate(conversations):
+            event = Event("ping", {"conversationId": cid}, trace_id="t")
+            entry = {"subscription": "Receiver", **event.to_record(), "order": [time.time_ns(), 0]}
+            added = await link.client.xadd(link.key("bus", "Receiver", str(partition)),
+                                           {"e": orjson.dumps(entry), "j": ""}, id=same_id)
+            assert added.decode() == same_id
+        await bus.connect()
+        await asyncio.wait_for(both_running.wait(), 10)
+        finish.set()
+        for _ in range(200):  # both acknowledged within 10 s
+            if not await link.client.hlen(link.key("attempts", "Receiver")):
+                break
+            await asyncio.sleep(0.05)
+        assert sorted(started) == sorted(conversations)
+        assert await bus.dead_letters() == []
+        assert await link.client.hlen(link.key("attempts", "Receiver")) == 0  # both acknowledged
+    finally:
+        finish.set()
+        await bus.disconnect()
+        keys = [key async for key in link.client.scan_iter(match=f"{link.prefix}:*")]
+        if keys:
+            await link.client.delete(*keys)
+        await link.close()
