@@ -159,7 +159,7 @@ def overhead_lines(title: str, o: dict[str, Any]) -> list[str]:
 
 
 def concurrency_lines(title: str, blocks: dict[str, Any]) -> list[str]:
-    lines = [f"\n{title:<19} conv  tok/s  done    lag p50   lag p99  cpu s/1k tok  cpu util  rss MB"]
+    lines = [f"\n{title:<19} conv  tok/s   done    lag p50   lag p99  cpu s/1k tok  cpu util  rss MB"]
     for block in blocks.values():
         for r in block["runs"]:
             lines.append(f"   {'':<14} {r['conversations']:>6} {r['tokens_per_s_each']:>6g} "
