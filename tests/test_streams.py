@@ -179,28 +179,6 @@ async def test_fast_pieces_are_joined_for_sockets_but_every_seq_reaches_sse() ->
     assert kinds == [f["event"]["type"] if f["event"]["type"] != "event" else "delta" for f in socket.frames]
 
 
-async def test_pieces_about_a_window_apart_are_not_held_back() -> None:
-    """Pieces 40 ms apart against a 50 ms window would make one frame each anyway: none waits."""
-    hub = StreamHub(MemoryStore(), {"conversation": conversation}, delta_window=0.05)
-    stream: Stream[ConversationMessage] = Stream(conversation, hub)
-    socket = Recorder()
-    await hub.subscribe(socket, "conversation", "g", deltas=True)
-    await stream.set("g", "r", message("", "streaming", "assistant"))
-    loop = asyncio.get_running_loop()
-    waits: list[float] = []
-    for index in range(12):
-        appended_at = loop.time()
-        seq = await stream.append("g", "r", "message", f"p{index} ")
-        await asyncio.sleep(0)
-        if delta_texts(socket)[-1] != (seq, f"p{index} "):
-            await asyncio.sleep(0.06)  # held back: it goes out when the window ends
-        waits.append(loop.time() - appended_at)
-        await asyncio.sleep(max(0.0, 0.04 - (loop.time() - appended_at)))
-    assert "".join(text for _, text in delta_texts(socket)) == "".join(f"p{i} " for i in range(12))
-    held = [index for index, wait in enumerate(waits) if wait > 0.03]
-    assert all(index < 4 for index in held), f"only the first pieces, before their pace is known, may wait: {held}"
-
-
 async def test_a_socket_joining_mid_window_gets_each_piece_once() -> None:
     hub = StreamHub(MemoryStore(), {"conversation": conversation}, delta_window=0.05)
     stream: Stream[ConversationMessage] = Stream(conversation, hub)

@@ -10,9 +10,7 @@ changes after it, never one twice or out of order.
 A growing text field is streamed with `append`: O(1) per piece. WebSocket subscribers that asked
 for deltas get the first piece at once and then at most one delta frame per `delta_window`
 (25 ms): pieces that arrive faster are joined into one frame carrying the last seq, so a fast
-model costs a few frames per second instead of one per token. A reply whose pieces come on
-average at least half a window apart would get about one piece per frame anyway, so its pieces
-are not held back at all (no waiting at 20-50 tokens/s). SSE subscribers get every seq as
+model costs a few frames per second instead of one per token. SSE subscribers get every seq as
 its own frame (their `id:` must resume exactly). Plain Motia subscribers get the whole item,
 coalesced: at most one update every 25 ms, and only once the text has grown by 5% since the last
 one they got (or after a second of quiet) — so the first token goes out at once, and the bytes
@@ -44,8 +42,6 @@ logger = logging.getLogger("streamchat.streams")
 
 CLIENT_FLUSH_SECONDS = 0.025
 DELTA_WINDOW_SECONDS = 0.025
-#: Weight of the newest gap in a reply's smoothed time between pieces (an exponential average).
-PIECE_GAP_WEIGHT = 0.25
 PLAIN_GROWTH = 0.05
 PLAIN_QUIET_SECONDS = 1.0
 STORE_FLUSH_SECONDS = 0.5
@@ -136,16 +132,6 @@ class DeltaBatch:
     seq: int = 0
     sent_at: float = float("-inf")
     timer: asyncio.TimerHandle | None = None
-    #: When the item's last piece arrived, and the smoothed time between its pieces.
-    piece_at: float | None = None
-    gap: float = 0.0
-
-    def note_piece(self, now: float) -> float:
-        """Fold this piece's arrival into the smoothed gap; returns the gap."""
-        if self.piece_at is not None:
-            self.gap += (now - self.piece_at - self.gap) * PIECE_GAP_WEIGHT
-        self.piece_at = now
-        return self.gap
 
     def cancel(self) -> None:
         if self.timer is not None:
@@ -268,10 +254,8 @@ class StreamHub:
         if batch is None:
             batch = state.batches[item_id] = DeltaBatch(change.stream, change.group)
         loop = asyncio.get_running_loop()
-        now = loop.time()
-        unhurried = batch.note_piece(now) >= self.delta_window / 2  # ~one piece per window: nothing to join
-        if batch.timer is None and (unhurried or now - batch.sent_at >= self.delta_window):
-            batch.sent_at = now
+        if batch.timer is None and loop.time() - batch.sent_at >= self.delta_window:
+            batch.sent_at = loop.time()
             self._push(state, change, "joined-deltas")
             return
         batch.parts.append(change.payload["delta"])
