@@ -2,7 +2,7 @@
 
 The hub builds one `Change` per event and hands the same object to every subscriber; the
 first WebSocket writer to need the Motia frame pays for `orjson.dumps`, the others reuse
-the bytes, and likewise for the SSE frame. Fan-out to N clients costs one serialisation.
+the text, and likewise for the SSE frame. Fan-out to N clients costs one serialisation.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ Kind = Literal["sync", "create", "update", "delete", "event", "delta"]
 class Change:
     """One thing that happened to a group (or one item of it)."""
 
-    __slots__ = ("_motia", "_motia_text", "_sse", "group", "item_id", "kind", "payload", "seq", "stream", "timestamp")
+    __slots__ = ("_motia_text", "_sse", "group", "item_id", "kind", "payload", "seq", "stream", "timestamp")
 
     def __init__(
         self, stream: str, group: str, item_id: str | None, kind: Kind, payload: Any, seq: int | None,
@@ -30,31 +30,31 @@ class Change:
         self.payload = payload
         self.seq = seq
         self.timestamp = timestamp
-        self._motia: bytes | None = None
         self._motia_text: str | None = None
         self._sse: bytes | None = None
 
     def motia_text(self) -> str:
-        """The Motia frame as text (WebSocket text frames), decoded once."""
+        """The Motia frame as text (WebSocket text frames), serialised once for every socket.
+
+        Only the text is kept: changes stay in the replay buffer after they are sent.
+        """
         if self._motia_text is None:
             self._motia_text = self.motia().decode()
         return self._motia_text
 
     def motia(self) -> bytes:
-        """The frame of Motia's stream protocol."""
-        if self._motia is None:
-            if self.kind == "delta":
-                event: dict[str, Any] = {"type": "event", "event": {"type": "delta", "data": self.payload}}
-            elif self.kind == "event":
-                event = {"type": "event", "event": self.payload}
-            else:
-                event = {"type": self.kind, "data": self.payload}
-            frame: dict[str, Any] = {"timestamp": self.timestamp, "streamName": self.stream, "groupId": self.group}
-            if self.item_id is not None:
-                frame["id"] = self.item_id
-            frame["event"] = event
-            self._motia = orjson.dumps(frame)
-        return self._motia
+        """The frame of Motia's stream protocol (built on each call; sockets share `motia_text`)."""
+        if self.kind == "delta":
+            event: dict[str, Any] = {"type": "event", "event": {"type": "delta", "data": self.payload}}
+        elif self.kind == "event":
+            event = {"type": "event", "event": self.payload}
+        else:
+            event = {"type": self.kind, "data": self.payload}
+        frame: dict[str, Any] = {"timestamp": self.timestamp, "streamName": self.stream, "groupId": self.group}
+        if self.item_id is not None:
+            frame["id"] = self.item_id
+        frame["event"] = event
+        return orjson.dumps(frame)
 
     def sse(self) -> bytes | None:
         """The Server-Sent Events frame, or None for changes SSE does not carry (custom events, syncs)."""
