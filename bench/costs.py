@@ -22,11 +22,9 @@ import httpx
 import orjson
 
 from bench.harness import Deployment, Fake
+from bench.scenarios import ARRIVALS_PER_S
 from streamchat.llm.base import ChatTurn
 from streamchat.llm.openai_provider import OpenAIProvider
-
-#: Conversations start at this rate, as in scenario 2.
-ARRIVALS_PER_S = 200.0
 
 
 async def _read_with_sdk(fake: Fake, streams: int) -> int:

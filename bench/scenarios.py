@@ -149,6 +149,24 @@ def _holds(run: dict[str, Any]) -> bool:
     return run["completion_rate"] == 1.0 and p99 is not None and p99 <= LAG_TARGET_MS
 
 
+async def _up_to_the_target(workdir: Path, fake: Fake, counts: list[int], tokens: int, rate: float, *,
+                            label: str, stop_at_miss: bool, instances: int = 1,
+                            server_cpus: set[int] | None = None) -> dict[str, Any]:
+    """Scenario 2's runs at one rate, count by count; with `stop_at_miss`, up to the first that misses."""
+    runs: list[dict[str, Any]] = []
+    for count in counts:
+        run = await _conversations(workdir, fake, count, tokens, rate, instances, server_cpus)
+        run["holds"] = _holds(run)
+        runs.append(run)
+        print(f"  {label} {count:>5} x {rate:g} tok/s: lag p99 {run['lag_ms']['p99']} ms, "
+              f"completed {run['completion_rate']:.1%}, cpu {run['server_cpu_utilisation']}"
+              + (f", incomplete: {run['incomplete']}" if run["incomplete"] else ""), flush=True)
+        if stop_at_miss and not run["holds"]:
+            break
+    held = [run["conversations"] for run in runs if run["holds"]]
+    return {"runs": runs, "highest_count_that_holds": max(held) if held else 0}
+
+
 async def concurrency(workdir: Path, fake: Fake, counts: list[int], tokens: int, rates: list[float],
                       instances: int = 1, finer: list[int] | None = None) -> dict[str, Any]:
     """N conversations streaming at once, each watched by one delta subscriber.
@@ -158,18 +176,10 @@ async def concurrency(workdir: Path, fake: Fake, counts: list[int], tokens: int,
     """
     out: dict[str, Any] = {}
     for rate in rates:
-        runs: list[dict[str, Any]] = []
-        for count in counts if rate == rates[0] else sorted({*counts, *(finer or [])}):
-            run = await _conversations(workdir, fake, count, tokens, rate, instances)
-            run["holds"] = _holds(run)
-            runs.append(run)
-            print(f"  concurrency {count:>5} x {rate:g} tok/s: lag p99 {run['lag_ms']['p99']} ms, "
-                  f"completed {run['completion_rate']:.1%}, cpu {run['server_cpu_utilisation']}"
-                  + (f", incomplete: {run['incomplete']}" if run["incomplete"] else ""), flush=True)
-            if not run["holds"] and rate != rates[0]:
-                break
-        held = [run["conversations"] for run in runs if run["holds"]]
-        out[f"{rate:g}_tokens_per_s"] = {"runs": runs, "highest_count_that_holds": max(held) if held else 0}
+        first = rate == rates[0]
+        out[f"{rate:g}_tokens_per_s"] = await _up_to_the_target(
+            workdir, fake, counts if first else sorted({*counts, *(finer or [])}), tokens, rate,
+            label="concurrency", stop_at_miss=not first, instances=instances)
     return out
 
 
@@ -186,22 +196,13 @@ async def dedicated_core(workdir: Path, fake: Fake, counts: list[int], tokens: i
     load_cpus = cpus - {0}
     pin(0, load_cpus)
     pin(fake.process.popen.pid, load_cpus)
-    runs = []
     try:
-        for count in counts:
-            run = await _conversations(workdir, fake, count, tokens, rate, server_cpus={0})
-            run["holds"] = _holds(run)
-            runs.append(run)
-            print(f"  one core {count:>5} x {rate:g} tok/s: lag p99 {run['lag_ms']['p99']} ms, "
-                  f"completed {run['completion_rate']:.1%}, cpu {run['server_cpu_utilisation']}", flush=True)
-            if not run["holds"]:
-                break
+        block = await _up_to_the_target(workdir, fake, counts, tokens, rate, label="one core", stop_at_miss=True,
+                                        server_cpus={0})
     finally:
         pin(0, cpus)
         pin(fake.process.popen.pid, cpus)
-    held = [run["conversations"] for run in runs if run["holds"]]
-    return {"server_cpus": [0], "load_cpus": sorted(load_cpus),
-            f"{rate:g}_tokens_per_s": {"runs": runs, "highest_count_that_holds": max(held) if held else 0}}
+    return {"server_cpus": [0], "load_cpus": sorted(load_cpus), f"{rate:g}_tokens_per_s": block}
 
 
 async def fanout(workdir: Path, fake: Fake, counts: list[int], tokens: int, rate: float,

@@ -15,8 +15,8 @@ its own frame (their `id:` must resume exactly). Plain Motia subscribers get the
 coalesced: at most one update every 25 ms, and only once the text has grown by 5% since the last
 one they got (or after a second of quiet) — so the first token goes out at once, and the bytes
 they receive stay linear in the reply's length instead of growing with its square. The store gets
-every streaming item's text in one batched write every 0.5 s. `set` (e.g. the final `completed`) writes through to the
-store before it is published.
+every streaming item's text in one batched write every 0.5 s. `set` (e.g. the final `completed`)
+writes through to the store before it is published.
 """
 
 from __future__ import annotations
@@ -254,8 +254,9 @@ class StreamHub:
         if batch is None:
             batch = state.batches[item_id] = DeltaBatch(change.stream, change.group)
         loop = asyncio.get_running_loop()
-        if batch.timer is None and loop.time() - batch.sent_at >= self.delta_window:
-            batch.sent_at = loop.time()
+        now = loop.time()
+        if batch.timer is None and now - batch.sent_at >= self.delta_window:
+            batch.sent_at = now
             self._push(state, change, "joined-deltas")
             return
         batch.parts.append(change.payload["delta"])
