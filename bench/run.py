@@ -19,6 +19,7 @@ from bench import scenarios
 from bench.charts import draw
 from bench.costs import costs
 from bench.harness import ROOT, Fake
+from streamchat.llm.local_models import KNOWN
 
 RESULTS = ROOT / "bench" / "results"
 EMBEDDED_PROMPTS = [
@@ -39,6 +40,11 @@ QUICK = {"overhead_samples": 5, "counts": [1, 20], "tokens": 40, "rates": [50.0]
          "fanout": [1, 20], "wire": [50, 200], "wire_rate": 400.0, "embedded_tokens": 16,
          "scale_overhead_samples": 3, "scale_counts": [1, 10], "scale_rates": [50.0], "scale_fanout": [1, 10],
          "core_counts": [10], "finer_counts": [10], "costs": {"streams": 5, "read_tokens": 50, "conversations": 10}}
+
+
+async def embedded_models(workdir: Path, max_tokens: int) -> dict[str, Any]:
+    """Scenario 5 for every named embedded model (the default first)."""
+    return {model: await scenarios.embedded(workdir, max_tokens, EMBEDDED_PROMPTS, model) for model in KNOWN}
 
 
 def machine() -> dict[str, Any]:
@@ -64,7 +70,7 @@ async def run(plan: dict[str, Any], only: set[str] | None) -> dict[str, Any]:
                 ("fanout_uncompressed", lambda: scenarios.fanout(workdir, fake, plan["fanout"][-1:], plan["tokens"],
                                                                  plan["rates"][0], compression=False)),
                 ("wire", lambda: scenarios.wire(workdir, fake, plan["wire"], plan["wire_rate"])),
-                ("embedded", lambda: scenarios.embedded(workdir, plan["embedded_tokens"], EMBEDDED_PROMPTS)),
+                ("embedded", lambda: embedded_models(workdir, plan["embedded_tokens"])),
                 ("scale", lambda: scenarios.scale(workdir, fake, plan)),
                 ("costs", lambda: costs(workdir, fake, **plan["costs"], tokens=plan["tokens"], rate=plan["rates"][0])),
             ]
@@ -106,11 +112,12 @@ def table(results: dict[str, Any]) -> str:
             lines.append(f"   {'':<26} {r['tokens']:>7} {b['websocket_motia']:>9} {b['websocket_deltas']:>10} "
                          f"{b['sse']:>7} {r['store_writes_per_reply']:>13}")
     if "embedded" in results:
-        e = results["embedded"]
-        lines.append(f"\n5. embedded model   direct {e['direct']['tokens_per_s']} tok/s "
-                     f"(TTFT {e['direct']['ttft_ms']} ms)"
-                     f"  via pipeline {e['through_pipeline']['tokens_per_s']} tok/s (TTFT "
-                     f"{e['through_pipeline']['ttft_ms']} ms)  ratio {e['tokens_per_s_ratio']}")
+        lines.append("\n5. embedded models")
+        for model, e in results["embedded"].items():
+            lines.append(f"   {model:<22} direct {e['direct']['tokens_per_s']} tok/s "
+                         f"(TTFT {e['direct']['ttft_ms']} ms)"
+                         f"  via pipeline {e['through_pipeline']['tokens_per_s']} tok/s (TTFT "
+                         f"{e['through_pipeline']['ttft_ms']} ms)  ratio {e['tokens_per_s_ratio']}")
     if "scale" in results:
         scaled = results["scale"]
         lines.append(f"\n6. scale: {scaled['instances']} instances on Redis + PostgreSQL, "

@@ -11,10 +11,9 @@ from typing import Any
 
 import httpx
 
-from bench.harness import Deployment, Fake, Server, SseWatcher, WsWatcher, percentiles, pin, stamps
+from bench.harness import ROOT, Deployment, Fake, Server, SseWatcher, WsWatcher, percentiles, pin, stamps
 from streamchat.llm.base import ChatTurn
 from streamchat.llm.openai_provider import OpenAIProvider
-from streamchat.settings import DEFAULT_SYSTEM_PROMPT
 
 LAG_TARGET_MS = 100.0
 #: New conversations arrive at this rate (at most over half a reply's length): real users do not all
@@ -280,17 +279,19 @@ def _rate(runs: list[tuple[float, float, float, int]]) -> dict[str, Any]:
             "tokens_per_s": round(tokens / max(seconds, 1e-9), 1)}
 
 
-async def embedded(workdir: Path, max_tokens: int, prompts: list[str]) -> dict[str, Any]:
-    """The local Gemma model called directly, and through POST /chat → WebSocket, on the same prompts.
+async def embedded(workdir: Path, max_tokens: int, prompts: list[str], model: str) -> dict[str, Any]:
+    """An embedded model called directly, and through POST /chat → WebSocket, on the same prompts.
 
     Greedy decoding on both sides, so each prompt gives the same text and the same tokens both ways
     (checked). Through the pipeline the subscriber counts frames, not tokens: fast tokens are joined
     into one delta frame per STREAMCHAT_DELTA_WINDOW_MS, so the pipeline's rate is the direct run's
     token count for the same text over the time the subscriber took to receive it.
     """
+    from streamchat.llm.local_models import resolve
     from streamchat.llm.local_provider import LocalProvider
 
-    provider = LocalProvider(models_dir=Path(".streamchat/models"), max_tokens=max_tokens, temperature=0.0)
+    provider = LocalProvider(resolve(model), models_dir=ROOT / ".streamchat" / "models", max_tokens=max_tokens,
+                             temperature=0.0)
     await provider.load()
     async for _ in provider.stream([ChatTurn("user", "Hi")]):
         pass  # warm-up: the first generation after loading is several times slower to start
@@ -299,7 +300,7 @@ async def embedded(workdir: Path, max_tokens: int, prompts: list[str]) -> dict[s
         started = time.time()
         first = last = 0.0
         pieces: list[str] = []
-        async for piece in provider.stream([ChatTurn("system", DEFAULT_SYSTEM_PROMPT), ChatTurn("user", prompt)]):
+        async for piece in provider.stream([ChatTurn("user", prompt)]):
             last = time.time()
             first = first or last
             pieces.append(piece)
@@ -308,7 +309,7 @@ async def embedded(workdir: Path, max_tokens: int, prompts: list[str]) -> dict[s
     await provider.close()
 
     server = Server(workdir, None, STREAMCHAT_PROVIDER="local", STREAMCHAT_MAX_TOKENS=str(max_tokens),
-                    STREAMCHAT_TEMPERATURE="0")
+                    STREAMCHAT_TEMPERATURE="0", STREAMCHAT_LOCAL_MODEL=model)
     piped_runs, frames, same_text = [], 0, True
     try:
         async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:

@@ -47,7 +47,16 @@ def test_chat_reports_bad_input_and_unreachable_servers(server: Server) -> None:
     assert nowhere.returncode == 2 and "cannot reach" in nowhere.stderr
 
 
-@pytest.mark.parametrize("command", [[], ["serve"], ["chat"], ["conversations"]])
+def test_models_lists_what_the_server_can_run(server: Server) -> None:
+    result = run_cli("models", "--url", server.url)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("* fake-model  [openai, ok]"), lines
+    assert any(line.startswith("  smollm2-135m-instruct  [local, installed]") for line in lines), lines
+    assert any(line.startswith("  gemma3-270m  [local, installed]") for line in lines), lines
+
+
+@pytest.mark.parametrize("command", [[], ["serve"], ["chat"], ["conversations"], ["models"]])
 def test_help_everywhere(command: list[str]) -> None:
     result = run_cli(*command, "--help")
     assert result.returncode == 0

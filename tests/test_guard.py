@@ -38,6 +38,7 @@ async def post(server: Server, key: str | None, body: dict[str, object]) -> http
 async def test_every_route_but_liveness_and_the_page_needs_a_key(keyed: Server) -> None:
     async with httpx.AsyncClient(base_url=keyed.url, timeout=30) as client:
         for method, path in (("GET", "/api/conversations"), ("POST", "/chat"), ("GET", "/openapi.json"),
+                             ("GET", "/api/models"),
                              ("GET", "/readyz"), ("GET", "/api/conversations/x"), ("GET", "/api/workbench/flow"),
                              ("GET", "/api/conversations/x/events"), ("POST", "/api/conversations/x/messages/y/stop")):
             response = await client.request(method, path)

@@ -186,7 +186,8 @@ async def test_one_trace_runs_from_the_api_through_the_bus_to_the_provider(
     assert response.status_code == 200
     created = response.json()
     await wait_for_status(server.url, created["conversationId"], created["assistantMessageId"])
-    await collector.wait_for("chat fake-model")
+    for name in ("chat fake-model", "AiResponse", "ChatApi", "POST /chat"):
+        await collector.wait_for(name)  # each in whichever batch it ended in
 
     [api] = collector.named("POST /chat")
     [step] = collector.named("ChatApi")

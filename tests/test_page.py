@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from playwright.sync_api import Browser, Dialog, Page, sync_playwright
 
 from conftest import ARTIFACTS, Cluster, FakeProvider, Server, ServerFactory
+from streamchat.llm.local_models import UNPACK_LOCK
 
 CHROMIUM = os.environ.get("STREAMCHAT_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -339,3 +342,45 @@ def test_the_page_asks_for_a_key_when_the_server_needs_one(
     assert page.evaluate("localStorage.getItem('streamchat.key')") == key
     listed = httpx.get(f"{server.url}/api/conversations", headers={"Authorization": f"Bearer {key}"}).json()
     assert len(listed["conversations"]) == 1, "the page's conversation belongs to the key it was given"
+
+
+def embedded(servers: ServerFactory, **env: str) -> Server:
+    overrides: dict[str, Any] = {"OPENAI_API_KEY": None, "OPENAI_BASE_URL": None, "OPENAI_MODEL": None, **env}
+    return servers.start(**overrides)
+
+
+def test_the_default_model_answers_in_the_page(page: Page, servers: ServerFactory) -> None:
+    """What a new user meets: the page on the embedded default model, a question, a useful answer."""
+    server = embedded(servers, STREAMCHAT_MAX_TOKENS="200", STREAMCHAT_TEMPERATURE="0")
+    page.goto(server.url)
+    page.wait_for_selector("#connection.online")
+    page.wait_for_function("document.getElementById('model').textContent.includes('smollm2-135m-instruct')")
+    send(page, "Show me a Python function that reverses a string, in a code block")
+    page.wait_for_selector(".message.assistant.completed", timeout=120_000)
+    page.wait_for_selector("#model-notice", state="hidden", timeout=10_000)
+    code = page.inner_text(".message.assistant .body pre")
+    assert "def " in code and "[::-1]" in code, code
+    shot(page, "embedded-default-model")
+
+
+def test_the_page_says_the_model_is_being_prepared_and_answers_once_it_is(
+    page: Page, servers: ServerFactory, tmp_path: Path,
+) -> None:
+    models = tmp_path / "data" / "models"
+    models.mkdir(parents=True)
+    with (models / UNPACK_LOCK).open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # as if another process were unpacking the model right now
+        server = embedded(servers, STREAMCHAT_LOCAL_MODEL="gemma3-270m", STREAMCHAT_MAX_TOKENS="40",
+                          STREAMCHAT_TEMPERATURE="0")
+        page.goto(server.url)
+        page.wait_for_selector("#connection.online")
+        notice = page.wait_for_selector("#model-notice:not([hidden])")
+        assert notice is not None and "preparing the local model…" in notice.inner_text()
+        send(page, "What is the capital of France?")
+        page.wait_for_selector(".message.assistant.streaming")
+        assert page.query_selector(".failure") is None and page.is_hidden("#error")
+        shot(page, "embedded-model-preparing")
+    page.wait_for_selector(".message.assistant.completed", timeout=120_000)
+    page.wait_for_selector("#model-notice", state="hidden", timeout=10_000)
+    assert page.inner_text(".message.assistant .body").strip()
+    assert "gemma3-270m (local)" in page.inner_text("#model")

@@ -232,7 +232,8 @@ async def test_redis_restarting_mid_reply_loses_no_message(
             await asyncio.sleep(1.0)
             private_redis.start()
             assert (await client.get("/readyz")).json() == {"status": "ready",
-                                                             "checks": {"store": "ok", "redis": "ok"}}
+                                                             "checks": {"store": "ok", "redis": "ok",
+                                                                        "model": "ok"}}
         finals = await asyncio.gather(deltas.until_finished(mid, 60), plain.until_finished(mid, 60))
     for final in finals:
         assert (final["status"], final["message"]) == ("completed", expected)

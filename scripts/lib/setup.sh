@@ -46,6 +46,7 @@ ensure_venv() {
   if [ ! -x "$VENV/bin/python" ]; then
     say "Creating virtual environment in .venv"
     "$(find_python)" -m venv "$VENV"
+    "$VENV/bin/python" -m pip install --quiet --upgrade pip setuptools wheel >/dev/null 2>&1
   fi
   # One stamp per extra, holding the pyproject.toml hash it was installed from: `serve` after
   # `test` (or the other way round) installs nothing new.
@@ -54,19 +55,13 @@ ensure_venv() {
   for extra in base ${extras//,/ }; do
     [ "$(cat "$VENV/.installed-$extra" 2>/dev/null)" = "$want" ] || missing="$missing $extra"
   done
-  [ -n "$missing" ] || return 0
-  say "Installing streamchat[$extras] (the first run compiles llama-cpp-python: ~3-8 min on 2 cores)"
-  "$VENV/bin/python" -m pip install --quiet --upgrade pip setuptools wheel >/dev/null 2>&1
-  if [[ ",$extras," == *",local,"* ]] && ! "$VENV/bin/python" -c "import llama_cpp" >/dev/null 2>&1; then
-    # A portable x86 build (AVX2), not -march=native: a native build on a CPU that reports AMX
-    # crashes in AMX code where the VM does not grant AMX state. Set CMAKE_ARGS to choose your own
-    # (CUDA, Metal, ...). No wheel cache, so a natively built wheel from elsewhere is never reused.
-    local portable="-DGGML_NATIVE=OFF"
-    [ "$(uname -m)" = "x86_64" ] && portable="$portable -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
-    CMAKE_ARGS="${CMAKE_ARGS:-$portable}" CMAKE_BUILD_PARALLEL_LEVEL="$(nproc 2>/dev/null || echo 2)" \
-      with_heartbeat "compiling llama-cpp-python" "$VENV/install-llama.log" \
-      "$VENV/bin/python" -m pip install --progress-bar off --no-cache-dir "llama-cpp-python>=0.3.0"
+  # The embedded model's stack first, so that pip finds llama-cpp-python installed and never compiles
+  # it itself: a wheel built once per machine (see install_local.py); a no-op when nothing changed.
+  if [[ ",$extras," == *",local,"* ]]; then
+    "$VENV/bin/python" scripts/lib/install_local.py install
   fi
+  [ -n "$missing" ] || return 0
+  say "Installing streamchat[$extras]"
   CMAKE_BUILD_PARALLEL_LEVEL="$(nproc 2>/dev/null || echo 2)" \
     with_heartbeat "pip install" "$VENV/install.log" \
     "$VENV/bin/python" -m pip install --progress-bar off -e ".[$extras]"

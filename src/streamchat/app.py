@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from importlib.resources import files
 from pathlib import Path
@@ -23,6 +24,8 @@ from .framework.tracing import configure_tracing
 from .framework.transport.sse import sse_response
 from .framework.transport.websocket import SocketLimits
 from .llm import ChatProvider, use_provider
+from .llm.local_models import LocalModelError
+from .llm.local_models import resolve as resolve_local_model
 from .llm.local_provider import LocalProvider
 from .llm.openai_provider import OpenAIProvider
 from .settings import Settings, get_settings
@@ -45,10 +48,11 @@ def make_provider(settings: Settings) -> ChatProvider:
             read_timeout=settings.provider_timeout, temperature=settings.temperature,
             total_timeout=settings.provider_total_timeout,
         )
-    return LocalProvider(
-        models_dir=settings.data_dir / "models", max_tokens=settings.max_tokens, path=settings.local_model_path,
-        temperature=0.7 if settings.temperature is None else settings.temperature,
-    )
+    if importlib.util.find_spec("llama_cpp") is None:
+        raise LocalModelError("the embedded model needs llama-cpp-python: pip install 'streamchat[local]' "
+                              "(./scripts/serve does it), or set OPENAI_API_KEY")
+    return LocalProvider(resolve_local_model(settings.local_model), models_dir=settings.data_dir / "models",
+                         max_tokens=settings.max_tokens, temperature=settings.temperature)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -69,10 +73,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     provider = make_provider(settings)
 
     async def start_provider() -> None:
+        # The server listens while the model loads; /readyz says what is still loading meanwhile.
         use_provider(provider)
-        if isinstance(provider, LocalProvider):
-            await provider.load()
-        logger.info("provider ready", extra={"provider": provider.name, "state": settings.state_url.split(":")[0]})
+        provider.start()
+        logger.info("provider started", extra={"provider": provider.name, "model": provider.model,
+                                               "state": settings.state_url.split(":")[0]})
 
     async def stop_provider() -> None:
         await provider.close()
@@ -118,8 +123,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/readyz", tags=["ops"], responses={503: {"description": "a dependency is unreachable"}})
     async def readyz() -> JSONResponse:
-        """Readiness: every dependency (store, Redis) answers now; 503 naming the one that does not."""
-        checks = await runtime.readiness()
+        """Readiness: every dependency (store, Redis, the model) is ready; 503 naming the one that is not."""
+        checks = {**await runtime.readiness(), "model": provider.readiness()}
         ready = all(state == "ok" for state in checks.values())
         return JSONResponse({"status": "ready" if ready else "unavailable", "checks": checks},
                             status_code=200 if ready else 503)

@@ -1,4 +1,4 @@
-"""`streamchat serve | chat | conversations`: run the server, or talk to one from a terminal."""
+"""`streamchat serve | chat | conversations | models`: run the server, or talk to one from a terminal."""
 
 from __future__ import annotations
 
@@ -36,11 +36,17 @@ def main(argv: list[str] | None = None) -> int:
                                   description="List conversations, most recent first.")
     _add_client_options(listing)
 
+    models = commands.add_parser("models", help="list the models the server can run",
+                                 description="List the models the server can run; * marks the one answering.")
+    _add_client_options(models)
+
     args = parser.parse_args(argv)
     if args.command == "serve":
         return serve_command(args.host, args.port)
     if args.command == "chat":
         return asyncio.run(chat_command(args.url, args.message, args.conversation, args.key))
+    if args.command == "models":
+        return models_command(args.url, args.key)
     return conversations_command(args.url, args.key)
 
 
@@ -148,6 +154,19 @@ def conversations_command(url: str, key: str | None) -> int:
         return response
     for record in response.json()["conversations"]:
         print(f"{record['conversationId']}  {record['updatedAt']}  {record['title']}")
+    return 0
+
+
+def models_command(url: str, key: str | None) -> int:
+    response = _request("GET", url, "/api/models", key)
+    if isinstance(response, int):
+        return response
+    listing = response.json()
+    serving = listing["serving"]
+    for model in listing["models"]:
+        mark = "*" if model["serving"] else " "
+        state = serving["detail"] if model["serving"] else "installed" if model["installed"] else "not installed"
+        print(f"{mark} {model['id']}  [{model['provider']}, {state}]  {model['description']}")
     return 0
 
 

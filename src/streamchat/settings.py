@@ -9,12 +9,7 @@ from typing import Literal
 
 from dotenv import load_dotenv
 
-# Phrased as the opening of a transcript: chat models follow it, and the embedded base model
-# (which has no chat template) continues it far more sensibly than an instruction.
-DEFAULT_SYSTEM_PROMPT = (
-    "The following is a conversation between a curious user and a knowledgeable, helpful assistant. "
-    "The assistant answers accurately and concisely, using Markdown for lists and code when it helps."
-)
+from .llm.local_models import DEFAULT_MODEL
 
 
 class SettingsError(ValueError):
@@ -88,13 +83,14 @@ class Settings:
     openai_api_key: str | None
     openai_base_url: str | None
     openai_model: str
-    system_prompt: str
+    #: None: the model's own default (an instruction for chat models, a transcript opening for base models).
+    system_prompt: str | None
     history_chars: int
     max_tokens: int
     provider_retries: int
     provider_timeout: float
     retry_delay: float
-    local_model_path: Path | None
+    local_model: str
     log_level: str
     sse_ping_seconds: float
     busy_mode: Literal["enqueue", "reject", "interrupt"]
@@ -133,7 +129,6 @@ class Settings:
             raise SettingsError(f"STREAMCHAT_PROVIDER must be 'openai' or 'local', got {provider!r}")
         if provider == "openai" and not api_key:
             raise SettingsError("STREAMCHAT_PROVIDER=openai needs OPENAI_API_KEY")
-        local_path = os.environ.get("STREAMCHAT_LOCAL_MODEL_PATH")
         keyed = bool(os.environ.get("STREAMCHAT_API_KEYS") or os.environ.get("STREAMCHAT_API_KEYS_FILE"))
         return cls(
             host=os.environ.get("STREAMCHAT_HOST", "127.0.0.1"),
@@ -146,13 +141,14 @@ class Settings:
             openai_api_key=api_key,
             openai_base_url=os.environ.get("OPENAI_BASE_URL") or None,
             openai_model=os.environ.get("OPENAI_MODEL") or "gpt-4o-mini",
-            system_prompt=os.environ.get("STREAMCHAT_SYSTEM_PROMPT") or DEFAULT_SYSTEM_PROMPT,
+            system_prompt=os.environ.get("STREAMCHAT_SYSTEM_PROMPT") or None,
             history_chars=_int("STREAMCHAT_HISTORY_CHARS", 16_000, minimum=1),
             max_tokens=_int("STREAMCHAT_MAX_TOKENS", 512, minimum=1),
             provider_retries=_int("STREAMCHAT_PROVIDER_RETRIES", 2),
             provider_timeout=_float("STREAMCHAT_PROVIDER_TIMEOUT", 60.0),
             retry_delay=_float("STREAMCHAT_RETRY_DELAY", 0.5),
-            local_model_path=Path(local_path) if local_path else None,
+            # A name from llm/local_models.py or a GGUF path; checked when the provider is made.
+            local_model=os.environ.get("STREAMCHAT_LOCAL_MODEL", "").strip() or DEFAULT_MODEL,
             log_level=os.environ.get("STREAMCHAT_LOG_LEVEL", "INFO"),
             sse_ping_seconds=_float("STREAMCHAT_SSE_PING_SECONDS", 15.0),
             busy_mode=_busy_mode(),

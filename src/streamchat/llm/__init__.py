@@ -1,4 +1,4 @@
-"""Model providers: `openai` (any OpenAI-compatible server) and `local` (embedded Gemma)."""
+"""Model providers: `openai` (any OpenAI-compatible server) and `local` (an embedded GGUF model)."""
 
 from __future__ import annotations
 

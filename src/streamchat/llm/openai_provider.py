@@ -19,7 +19,7 @@ import httpx2
 import openai
 import orjson
 
-from .base import ChatTurn, ProviderError
+from .base import INSTRUCTION_PROMPT, ChatTurn, ProviderError, with_system_prompt
 
 
 class OpenAIProvider:
@@ -42,8 +42,15 @@ class OpenAIProvider:
             http_client=openai.DefaultAioHttpClient(),
         )
 
+    def start(self) -> None:
+        """Nothing to prepare: the first request opens the connection."""
+
+    def readiness(self) -> str:
+        return "ok"
+
     async def stream(self, turns: Sequence[ChatTurn]) -> AsyncIterator[str]:
-        messages: Any = [{"role": turn.role, "content": turn.content} for turn in turns]
+        messages: Any = [{"role": turn.role, "content": turn.content}
+                         for turn in with_system_prompt(turns, INSTRUCTION_PROMPT)]
         finished = False
         try:
             async with self.client.chat.completions.with_streaming_response.create(

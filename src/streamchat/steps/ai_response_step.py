@@ -83,7 +83,9 @@ async def respond(data: ChatMessageEvent, ctx: Context) -> None:
 
         settings = get_settings()
         until = data.userMessageId or _turn_before(items, reply_id)
-        turns = [ChatTurn("system", settings.system_prompt), *history(items, until, settings.history_chars)]
+        # Without STREAMCHAT_SYSTEM_PROMPT the provider opens with the system prompt that suits its model.
+        system = [ChatTurn("system", settings.system_prompt)] if settings.system_prompt else []
+        turns = [*system, *history(items, until, settings.history_chars)]
         pieces: list[str] = []
         # The provider request starts now; the status write below overlaps its time to first token.
         replying = control.iterate(observed(current_provider(), turns))

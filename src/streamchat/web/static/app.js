@@ -32,6 +32,24 @@
     el.textContent = online ? "live" : "reconnecting…";
     el.className = "status " + (online ? "online" : "offline");
   });
+  // The model's name in the top bar; while the server is still preparing it, a notice (a message
+  // sent meanwhile is accepted and streams once the model is ready).
+  async function showModel() {
+    let serving;
+    try { serving = (await app.api("/api/models")).serving; } catch (error) { setTimeout(showModel, 2000); return; }
+    const name = serving.model.split("/").pop();
+    document.getElementById("model").textContent = `${name} (${serving.provider})`;
+    const notice = document.getElementById("model-notice");
+    notice.hidden = serving.status === "ready";
+    notice.classList.toggle("failed", serving.status === "failed");
+    if (serving.status === "loading") {
+      notice.textContent = `preparing the local model… (${serving.detail}) A message sent now is answered as soon as it is ready.`;
+      setTimeout(showModel, 500);
+    } else if (serving.status === "failed") {
+      notice.textContent = `The model could not be prepared: ${serving.detail}`;
+    }
+  }
+
   app.chat = new Chat(app);
   app.inspector = new Inspector(app);
 
@@ -44,5 +62,6 @@
   document.querySelectorAll("#tabs button").forEach((b) => b.addEventListener("click", () => showTab(b.dataset.tab)));
   showTab(sessionStorage.getItem("streamchat.tab") || "chat");
   app.live.connect();
+  showModel();
   window.streamchat = app;
 })();
