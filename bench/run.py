@@ -33,18 +33,21 @@ EMBEDDED_PROMPTS = [
 
 FULL = {"overhead_samples": 50, "counts": [1, 100, 500, 1000], "tokens": 200, "rates": [20.0, 50.0],
         "fanout": [1, 10, 100, 1000], "wire": [200, 2000], "wire_rate": 200.0, "embedded_tokens": 128,
+        "embedded_rounds": 3,
         "scale_overhead_samples": 30, "scale_counts": [1, 100, 500], "scale_rates": [20.0],
         "scale_fanout": [10, 100, 1000], "core_counts": [500, 600, 700, 800, 1000],
         "finer_counts": [200, 300, 400], "costs": {"streams": 100, "read_tokens": 400, "conversations": 500}}
 QUICK = {"overhead_samples": 5, "counts": [1, 20], "tokens": 40, "rates": [50.0],
          "fanout": [1, 20], "wire": [50, 200], "wire_rate": 400.0, "embedded_tokens": 16,
+         "embedded_rounds": 1,
          "scale_overhead_samples": 3, "scale_counts": [1, 10], "scale_rates": [50.0], "scale_fanout": [1, 10],
          "core_counts": [10], "finer_counts": [10], "costs": {"streams": 5, "read_tokens": 50, "conversations": 10}}
 
 
-async def embedded_models(workdir: Path, max_tokens: int) -> dict[str, Any]:
+async def embedded_models(workdir: Path, max_tokens: int, rounds: int) -> dict[str, Any]:
     """Scenario 5 for every named embedded model (the default first)."""
-    return {model: await scenarios.embedded(workdir, max_tokens, EMBEDDED_PROMPTS, model) for model in KNOWN}
+    return {model: await scenarios.embedded(workdir, max_tokens, EMBEDDED_PROMPTS, model, rounds)
+            for model in KNOWN}
 
 
 def machine() -> dict[str, Any]:
@@ -70,7 +73,7 @@ async def run(plan: dict[str, Any], only: set[str] | None) -> dict[str, Any]:
                 ("fanout_uncompressed", lambda: scenarios.fanout(workdir, fake, plan["fanout"][-1:], plan["tokens"],
                                                                  plan["rates"][0], compression=False)),
                 ("wire", lambda: scenarios.wire(workdir, fake, plan["wire"], plan["wire_rate"])),
-                ("embedded", lambda: embedded_models(workdir, plan["embedded_tokens"])),
+                ("embedded", lambda: embedded_models(workdir, plan["embedded_tokens"], plan["embedded_rounds"])),
                 ("scale", lambda: scenarios.scale(workdir, fake, plan)),
                 ("costs", lambda: costs(workdir, fake, **plan["costs"], tokens=plan["tokens"], rate=plan["rates"][0])),
             ]

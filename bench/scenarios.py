@@ -11,7 +11,18 @@ from typing import Any
 
 import httpx
 
-from bench.harness import ROOT, Deployment, Fake, Server, SseWatcher, WsWatcher, percentiles, pin, stamps
+from bench.harness import (
+    ROOT,
+    Deployment,
+    Fake,
+    Server,
+    SseWatcher,
+    WatchResult,
+    WsWatcher,
+    percentiles,
+    pin,
+    stamps,
+)
 from streamchat.llm.base import ChatTurn
 from streamchat.llm.openai_provider import OpenAIProvider
 
@@ -279,24 +290,27 @@ def _rate(runs: list[tuple[float, float, float, int]]) -> dict[str, Any]:
             "tokens_per_s": round(tokens / max(seconds, 1e-9), 1)}
 
 
-async def embedded(workdir: Path, max_tokens: int, prompts: list[str], model: str) -> dict[str, Any]:
+async def embedded(workdir: Path, max_tokens: int, prompts: list[str], model: str, rounds: int) -> dict[str, Any]:
     """An embedded model called directly, and through POST /chat → WebSocket, on the same prompts.
 
     Greedy decoding on both sides, so each prompt gives the same text and the same tokens both ways
-    (checked). Through the pipeline the subscriber counts frames, not tokens: fast tokens are joined
-    into one delta frame per STREAMCHAT_DELTA_WINDOW_MS, so the pipeline's rate is the direct run's
-    token count for the same text over the time the subscriber took to receive it.
+    (checked). The two are interleaved — each prompt directly, then through the pipeline, `rounds`
+    times — because this shared machine's speed drifts by ±15% between minutes, which is more than
+    the difference being measured. Only one of the two generates at any moment. Through the pipeline
+    the subscriber counts frames, not tokens: fast tokens are joined into one delta frame per
+    STREAMCHAT_DELTA_WINDOW_MS, so the pipeline's rate is the direct run's token count for the same
+    text over the time the subscriber took to receive it.
     """
     from streamchat.llm.local_models import resolve
     from streamchat.llm.local_provider import LocalProvider
 
     provider = LocalProvider(resolve(model), models_dir=ROOT / ".streamchat" / "models", max_tokens=max_tokens,
                              temperature=0.0)
-    await provider.load()
-    async for _ in provider.stream([ChatTurn("user", "Hi")]):
-        pass  # warm-up: the first generation after loading is several times slower to start
-    direct_runs, texts = [], []
-    for prompt in prompts:
+    server = Server(workdir, None, STREAMCHAT_PROVIDER="local", STREAMCHAT_MAX_TOKENS=str(max_tokens),
+                    STREAMCHAT_TEMPERATURE="0", STREAMCHAT_LOCAL_MODEL=model)
+    direct_runs, piped_runs, frames, same_text = [], [], 0, True
+
+    async def direct(prompt: str) -> tuple[str, tuple[float, float, float, int]]:
         started = time.time()
         first = last = 0.0
         pieces: list[str] = []
@@ -304,36 +318,39 @@ async def embedded(workdir: Path, max_tokens: int, prompts: list[str], model: st
             last = time.time()
             first = first or last
             pieces.append(piece)
-        direct_runs.append((started, first, last, len(pieces)))
-        texts.append("".join(pieces))
-    await provider.close()
+        return "".join(pieces), (started, first, last, len(pieces))
 
-    server = Server(workdir, None, STREAMCHAT_PROVIDER="local", STREAMCHAT_MAX_TOKENS=str(max_tokens),
-                    STREAMCHAT_TEMPERATURE="0", STREAMCHAT_LOCAL_MODEL=model)
-    piped_runs, frames, same_text = [], 0, True
+    async def piped(client: httpx.AsyncClient, prompt: str) -> WatchResult:
+        watcher = WsWatcher(server.ws_url, str(uuid.uuid4()), deltas=True)
+        await watcher.start()
+        await client.post("/chat", json={"message": prompt, "conversationId": watcher.cid})
+        await asyncio.wait_for(watcher.task, 300)  # type: ignore[arg-type]
+        return watcher.result
+
     try:
         async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
-            for index, prompt in enumerate(["Hi", *prompts]):
-                watcher = WsWatcher(server.ws_url, str(uuid.uuid4()), deltas=True)
-                await watcher.start()
-                started = time.time()
-                await client.post("/chat", json={"message": prompt, "conversationId": watcher.cid})
-                await asyncio.wait_for(watcher.task, 300)  # type: ignore[arg-type]
-                result = watcher.result
-                if index == 0:
-                    continue  # the first reply warms the server's model up
-                same_text = same_text and result.text == texts[index - 1]
-                first_at = result.first_token_at or time.time()
-                frames += result.pieces
-                piped_runs.append((started, first_at, result.last_token_at or first_at, direct_runs[index - 1][3]))
+            await direct("Hi")  # warm-up: the first generation after loading is several times slower to start
+            await piped(client, "Hi")
+            for _ in range(rounds):
+                for prompt in prompts:
+                    text, run = await direct(prompt)
+                    started = time.time()
+                    result = await piped(client, prompt)
+                    same_text = same_text and result.text == text
+                    first_at = result.first_token_at or time.time()
+                    frames += result.pieces
+                    direct_runs.append(run)
+                    piped_runs.append((started, first_at, result.last_token_at or first_at, run[3]))
     finally:
         server.stop()
+        await provider.close()
     if not same_text:
         raise RuntimeError("greedy decoding gave different texts directly and through the pipeline")
-    direct, piped = _rate(direct_runs), _rate(piped_runs)
-    piped["frames"] = frames
-    return {"max_tokens": max_tokens, "prompts": len(prompts), "direct": direct, "through_pipeline": piped,
-            "tokens_per_s_ratio": round(piped["tokens_per_s"] / max(direct["tokens_per_s"], 1e-9), 3)}
+    direct_rate, piped_rate = _rate(direct_runs), _rate(piped_runs)
+    piped_rate["frames"] = frames
+    return {"max_tokens": max_tokens, "prompts": len(prompts), "rounds": rounds, "direct": direct_rate,
+            "through_pipeline": piped_rate,
+            "tokens_per_s_ratio": round(piped_rate["tokens_per_s"] / max(direct_rate["tokens_per_s"], 1e-9), 3)}
 
 
 async def scale(workdir: Path, fake: Fake, plan: dict[str, Any]) -> dict[str, Any]:

@@ -14,6 +14,7 @@ import websockets
 
 from conftest import FakeProvider, Server, ServerFactory
 from helpers import Watcher, post_chat, wait_for_status, wait_until_streaming
+from streamchat.llm.base import INSTRUCTION_PROMPT
 
 TOKENS = [f"tok{i} " for i in range(12)]
 
@@ -122,9 +123,18 @@ async def test_second_turn_sends_the_history(server: Server, fake_provider: Fake
     assert sent["stream"] is True
     assert sent["model"] == "fake-model"
     roles = [(m["role"], m["content"]) for m in sent["messages"]]
-    assert roles[0][0] == "system"
+    assert roles[0] == ("system", INSTRUCTION_PROMPT), "a chat model gets the instruction prompt by default"
     assert roles[1:] == [("user", "My name is Ada."), ("assistant", "Hello! I am the fake provider."),
                          ("user", "What is my name?")]
+
+
+async def test_the_system_prompt_setting_replaces_the_default(servers: ServerFactory,
+                                                              fake_provider: FakeProvider) -> None:
+    server = servers.start(STREAMCHAT_SYSTEM_PROMPT="You answer in haiku.")
+    accepted = await post_chat(server.url, "Hello")
+    await wait_for_status(server.url, accepted["conversationId"], accepted["assistantMessageId"])
+    sent = fake_provider.requests()[-1]["messages"]
+    assert [(m["role"], m["content"]) for m in sent] == [("system", "You answer in haiku."), ("user", "Hello")]
 
 
 async def test_history_is_trimmed_to_the_budget_newest_first(

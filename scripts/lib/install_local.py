@@ -196,7 +196,7 @@ def ensure_wheel(key: BuildKey, root: Path, log: Path) -> Path:
         if wheel is not None:
             say(f"llama-cpp-python {key.version}: using the wheel built earlier on this machine ({target})")
             return wheel
-        say(f"llama-cpp-python {key.version}: compiling once for this machine (about 3-5 min on 2 cores; "
+        say(f"llama-cpp-python {key.version}: compiling once for this machine (a few minutes; "
             f"later checkouts reuse it from {root})")
         return compile_wheel(key, target, log)
 
