@@ -223,6 +223,14 @@ def postgres_url() -> Iterator[str]:
     drop_database(POSTGRES_ADMIN_URL, url)
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_env(request: pytest.FixtureRequest) -> dict[str, str]:
+    """Server settings for each single-instance store: the SQLite default, then a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return {}
+    return {"STREAMCHAT_STATE_URL": request.getfixturevalue("postgres_url")}
+
+
 @pytest.fixture
 def cluster(servers: ServerFactory, redis_url: str, postgres_url: str) -> Iterator[Cluster]:
     """Start instances that share one Redis (own key prefix) and one fresh PostgreSQL database."""

@@ -8,9 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from conftest import ROOT
 
 
+@pytest.mark.timeout(300)  # the run itself is bounded at 240 s below
 def test_quick_benchmark_runs_and_writes_results(tmp_path: Path) -> None:
     out = tmp_path / "latest.json"
     result = subprocess.run([sys.executable, "-m", "bench.run", "--quick", "--out", str(out)], cwd=ROOT,

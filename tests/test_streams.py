@@ -280,3 +280,21 @@ async def test_state_and_groups_behave_the_same_in_every_store(store: Store) -> 
     first = await store.reserve_seq("s", "newer", 10)
     assert await store.reserve_seq("s", "newer", 10) == first + 10
     assert await store.max_seq("s", "newer") == first + 10
+
+
+async def test_claims_keep_the_first_value_even_when_callers_race(store: Store) -> None:
+    held = await asyncio.gather(*(store.state_claim("owners", "c1", {"keyId": f"k{i}"}) for i in range(20)))
+    assert len({value["keyId"] for value in held}) == 1, "every caller sees the one winner"
+    assert await store.state_get("owners", "c1") == held[0]
+    assert await store.state_claim("owners", "c1", {"keyId": "late"}) == held[0]
+
+
+async def test_reservations_never_pass_the_limit_and_stale_entries_do_not_count(store: Store) -> None:
+    granted = await asyncio.gather(*(store.state_reserve("running", f"r{i}", {"at": 100.0}, 3, fresh_since=50.0)
+                                     for i in range(24)))
+    assert granted.count(True) == 3 and len(await store.state_list("running")) == 3
+    await store.state_set("stale", "old", {"at": 10.0})
+    assert await store.state_reserve("stale", "new", {"at": 100.0}, 1, fresh_since=50.0) is True
+    assert await store.state_reserve("stale", "newer", {"at": 100.0}, 1, fresh_since=50.0) is False
+    assert await store.state_reserve("stale", "new", {"at": 101.0}, 1, fresh_since=50.0) is True, (
+        "renewing one's own entry does not count against itself")

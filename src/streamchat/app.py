@@ -20,6 +20,7 @@ from .framework.errors import ErrorBody, error_response
 from .framework.limits import BodyLimitMiddleware
 from .framework.logs import configure_logging
 from .framework.metrics import HttpMetricsMiddleware
+from .framework.text import NUL
 from .framework.tracing import configure_tracing
 from .framework.transport.sse import sse_response
 from .framework.transport.websocket import SocketLimits
@@ -112,7 +113,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def conversation_events(request: Request, conversationId: str) -> Response:
         """Server-Sent Events of one conversation; resume exactly with `Last-Event-ID` or `?lastEventId=`."""
         principal = getattr(request.state, "principal", None)
-        if not await runtime.can_access("conversation", conversationId, None, principal):
+        if NUL in conversationId or not await runtime.can_access("conversation", conversationId, None, principal):
             return error_response(404, "not_found", f"conversationId {conversationId!r}: no such conversation")
         return await sse_response(request, runtime.hub, "conversation", conversationId, settings.sse_ping_seconds)
 

@@ -23,6 +23,7 @@ from .errors import ErrorBody, HttpError, Unavailable, describe_validation, erro
 from .metrics import metrics_response, watch_runtime
 from .runtime import Runtime
 from .steps import ApiConfig, ApiRequest, ApiStep
+from .text import NUL, nul_fields, problems
 from .tracing import extracted, trace_id_of, tracer
 from .transport.websocket import DEFAULT_SOCKET_LIMITS, SocketLimits, stream_socket
 from .workbench import workbench_router
@@ -145,6 +146,11 @@ def _endpoint(runtime: Runtime, step: ApiStep) -> Callable[[Request], Any]:
 
     async def endpoint(request: Request) -> Response:
         principal = getattr(request.state, "principal", None)
+        if bad_path := [name for name, value in request.path_params.items() if NUL in value]:
+            return error_response(404, "not_found", f"{bad_path[0]} {request.path_params[bad_path[0]]!r}: not found")
+        if bad_query := [name for name, value in request.query_params.items() if NUL in name + value]:
+            detail, fields = problems(bad_query)
+            return error_response(422, "validation_error", detail, fields=fields)
         if config.rate_limit is not None:
             caller = principal.key_id if principal is not None else (request.client.host if request.client else "-")
             wait = await runtime.limiter.check(config.rate_limit, caller)
@@ -161,6 +167,9 @@ def _endpoint(runtime: Runtime, step: ApiStep) -> Callable[[Request], Any]:
                 payload = orjson.loads(raw)
             except orjson.JSONDecodeError as error:
                 return error_response(400, "invalid_json", f"request body is not valid JSON: {error}")
+            if bad_fields := nul_fields(payload):
+                detail, fields = problems(bad_fields)
+                return error_response(422, "validation_error", detail, fields=fields)
             try:
                 body = config.body.model_validate(payload)
             except ValidationError as error:

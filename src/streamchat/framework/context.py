@@ -63,6 +63,15 @@ class State:
     async def get_group(self, scope: str) -> dict[str, JSON]:
         return await self._store.state_list(scope)
 
+    async def claim(self, scope: str, key: str, value: JSON) -> JSON:
+        """Set `value` unless the key has one; the value it holds now. Two callers at once: one wins."""
+        return await self._store.state_claim(scope, key, value)
+
+    async def reserve(self, scope: str, key: str, value: JSON, limit: int, fresh_since: float) -> bool:
+        """Add `key` while the scope has fewer than `limit` other entries with `"at"` ≥ `fresh_since`;
+        never past `limit`, however many call at once."""
+        return await self._store.state_reserve(scope, key, value, limit, fresh_since)
+
 
 class Emitter:
     """Validates a payload against the topic's declared model and every subscriber's input."""

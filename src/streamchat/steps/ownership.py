@@ -21,11 +21,8 @@ async def claim(state: State, conversation_id: str, principal: Principal | None)
     """True if the caller owns the conversation, taking it when nobody does yet."""
     if principal is None:
         return True
-    current = await owner(state, conversation_id)
-    if current is None:
-        await state.set(OWNERS, conversation_id, {"keyId": principal.key_id})
-        return True
-    return current == principal.key_id
+    held = await state.claim(OWNERS, conversation_id, {"keyId": principal.key_id})
+    return bool(held["keyId"] == principal.key_id)
 
 
 async def owns(state: State, conversation_id: str, principal: Principal | None) -> bool:

@@ -1,8 +1,9 @@
 """How many replies one API key may have running at once (STREAMCHAT_MAX_CONCURRENT_REPLIES).
 
 A reply counts from the POST that asks for it until the AI step ends it, whatever the ending.
-Kept in state by key id, so every instance sees the same count; an entry older than
-STALE_SECONDS (a reply whose instance died) no longer counts.
+Kept in state by key id, so every instance sees the same count, and reserved atomically, so a
+burst of requests never gets more than the limit; an entry older than STALE_SECONDS (a reply
+whose instance died) no longer counts.
 """
 
 from __future__ import annotations
@@ -20,14 +21,12 @@ async def reserve(ctx: Context, principal: Principal | None, reply_id: str, limi
     """Count a new reply against the caller's limit; 429 when it is reached (nothing is stored then)."""
     if principal is None or limit <= 0:
         return
-    scope = f"{RUNNING}:{principal.key_id}"
     now = time.time()
-    running = [entry for entry in (await ctx.state.get_group(scope)).values() if now - entry["at"] < STALE_SECONDS]
-    if len(running) >= limit:
+    if not await ctx.state.reserve(f"{RUNNING}:{principal.key_id}", reply_id, {"at": now}, limit,
+                                   fresh_since=now - STALE_SECONDS):
         raise HttpError(429, "too_many_replies",
-                        f"{len(running)} replies of this API key are still running (limit {limit}); "
+                        f"{limit} replies of this API key are still running (the limit); "
                         "wait for one to finish or stop one", headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
-    await ctx.state.set(scope, reply_id, {"at": now})
 
 
 async def release(ctx: Context, key_id: str | None, reply_id: str) -> None:

@@ -98,3 +98,18 @@ class Store(ABC):
     @abstractmethod
     async def state_list(self, scope: str) -> dict[str, JSON]:
         """Every value of a scope, keyed by key."""
+
+    @abstractmethod
+    async def state_claim(self, scope: str, key: str, value: JSON) -> JSON:
+        """Write `value` unless the key holds one already; return what the key holds afterwards.
+
+        Atomic: of two callers at the same instant, exactly one's value is kept and both see it.
+        """
+
+    @abstractmethod
+    async def state_reserve(self, scope: str, key: str, value: JSON, limit: int, fresh_since: float) -> bool:
+        """Write `value` under `key` only while the scope holds fewer than `limit` other entries whose
+        `"at"` is at least `fresh_since` (older ones are stale and do not count); True if written.
+
+        Atomic: callers at the same instant never take the scope past `limit` together.
+        """

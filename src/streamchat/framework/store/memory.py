@@ -55,3 +55,17 @@ class MemoryStore(Store):
 
     async def state_list(self, scope: str) -> dict[str, JSON]:
         return dict(self._state[scope])
+
+    # No await between the check and the write: atomic on the event loop.
+    async def state_claim(self, scope: str, key: str, value: JSON) -> JSON:
+        if key not in self._state[scope]:
+            self.writes += 1
+        return self._state[scope].setdefault(key, value)
+
+    async def state_reserve(self, scope: str, key: str, value: JSON, limit: int, fresh_since: float) -> bool:
+        entries = self._state[scope]
+        if sum(1 for other, entry in entries.items() if other != key and entry.get("at", 0) >= fresh_since) >= limit:
+            return False
+        self.writes += 1
+        entries[key] = value
+        return True

@@ -213,3 +213,32 @@ class PostgresStore(Store):
     async def state_list(self, scope: str) -> dict[str, JSON]:
         rows = await self._fetch("SELECT key, value FROM state WHERE scope = $1", scope)
         return {row[0]: dict(row[1]) for row in rows}
+
+    async def state_claim(self, scope: str, key: str, value: JSON) -> JSON:
+        # An upsert that keeps the stored value: PostgreSQL settles the conflict, both callers read the winner.
+        rows = await self._write(
+            "INSERT INTO state (scope, key, value) VALUES ($1, $2, $3::jsonb) "
+            "ON CONFLICT (scope, key) DO UPDATE SET value = state.value RETURNING value", scope, key, value,
+        )
+        return dict(rows[0][0])
+
+    async def state_reserve(self, scope: str, key: str, value: JSON, limit: int, fresh_since: float) -> bool:
+        """Counting and inserting in one statement is not enough under READ COMMITTED (two
+        transactions each count the other's row as absent), so callers of one scope take turns
+        on a transaction-scoped advisory lock."""
+
+        async def reserve() -> bool:
+            async with self.pool.acquire() as connection, connection.transaction():
+                await connection.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"state:{scope}")
+                running = await connection.fetchval(
+                    "SELECT count(*) FROM state WHERE scope = $1 AND key <> $2 AND (value->>'at')::float8 >= $3",
+                    scope, key, fresh_since)
+                if running >= limit:
+                    return False
+                await connection.execute(
+                    "INSERT INTO state (scope, key, value) VALUES ($1, $2, $3::jsonb) "
+                    "ON CONFLICT (scope, key) DO UPDATE SET value = excluded.value", scope, key, value)
+                return True
+
+        self.writes += 1
+        return await self._retrying(reserve)

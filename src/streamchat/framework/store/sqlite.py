@@ -161,3 +161,22 @@ class SQLiteStore(Store):
     async def state_list(self, scope: str) -> dict[str, JSON]:
         rows = await self._read("SELECT key, value FROM state WHERE scope = ?", (scope,))
         return {row[0]: dict(orjson.loads(row[1])) for row in rows}
+
+    # Each is one statement, and SQLite runs a statement's read and write as one transaction (also
+    # against other processes on the same file).
+    async def state_claim(self, scope: str, key: str, value: JSON) -> JSON:
+        rows = await self._write(
+            "INSERT INTO state (scope, key, value) VALUES (?, ?, ?) "
+            "ON CONFLICT (scope, key) DO UPDATE SET value = state.value RETURNING value",
+            (scope, key, orjson.dumps(value).decode()),
+        )
+        return dict(orjson.loads(rows[0][0]))
+
+    async def state_reserve(self, scope: str, key: str, value: JSON, limit: int, fresh_since: float) -> bool:
+        rows = await self._write(
+            "INSERT INTO state (scope, key, value) SELECT ?, ?, ? WHERE (SELECT count(*) FROM state "
+            "WHERE scope = ? AND key <> ? AND json_extract(value, '$.at') >= ?) < ? "
+            "ON CONFLICT (scope, key) DO UPDATE SET value = excluded.value RETURNING 1",
+            (scope, key, orjson.dumps(value).decode(), scope, key, fresh_since, limit),
+        )
+        return bool(rows)

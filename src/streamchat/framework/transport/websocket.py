@@ -24,6 +24,7 @@ from ..auth import Principal
 from ..changes import Change
 from ..metrics import WEBSOCKETS
 from ..streams import StreamHub, UnknownStreamError
+from ..text import nul_fields, problems
 
 logger = logging.getLogger("streamchat.websocket")
 
@@ -122,6 +123,9 @@ class Connection:
         item_id = data.get("id")
         if item_id is not None and not isinstance(item_id, str):
             self.error("INVALID_MESSAGE", "data.id must be a string", data)
+            return
+        if bad := nul_fields({key: data.get(key) for key in ("streamName", "groupId", "id")}, ("data",)):
+            self.error("INVALID_MESSAGE", problems(bad)[0])
             return
         stream, group = data["streamName"], data["groupId"]
         key = (stream, group, item_id)
