@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
-from .errors import ErrorBody, HttpError, Unavailable, describe_validation, error_response
+from .errors import ErrorBody, HttpError, StorageFull, Unavailable, describe_validation, error_response
 from .metrics import metrics_response, watch_runtime
 from .runtime import Runtime
 from .steps import ApiConfig, ApiRequest, ApiStep
@@ -132,7 +132,8 @@ def standard_errors(config: ApiConfig) -> dict[int, str]:
 
     503 when a backend stays unreachable; with a body, 400/413/422 for a bad one; with a rate limit, 429.
     """
-    errors = {503: "a backend (state store, Redis) stayed unreachable (see Retry-After), or the server is stopping"}
+    errors = {503: "a backend (state store, Redis) stayed unreachable (see Retry-After), or the server is stopping",
+              507: "the state store's disk is full: nothing was stored; it works again once space is freed"}
     if config.body is not None:
         errors |= {400: "the body is not valid JSON", 413: "the body is larger than STREAMCHAT_MAX_BODY_BYTES",
                    422: "the body does not match the schema; `fields` names each problem"}
@@ -237,6 +238,12 @@ def install_error_handlers(app: FastAPI) -> None:
     async def request_invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         parts = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
         return error_response(422, "validation_error", "; ".join(parts))
+
+    @app.exception_handler(StorageFull)
+    async def storage_full(request: Request, exc: StorageFull) -> JSONResponse:
+        logger.error("the state store is full", extra={"path": request.url.path, "error": str(exc)})
+        return error_response(507, "insufficient_storage",
+                              f"{exc}: nothing of this request was stored; try again once space is freed")
 
     @app.exception_handler(Unavailable)
     async def unavailable(request: Request, exc: Unavailable) -> JSONResponse:

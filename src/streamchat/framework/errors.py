@@ -40,6 +40,11 @@ class StoreUnavailable(Unavailable):
     """The state store could not be reached."""
 
 
+class StorageFull(Exception):
+    """The state store has no room left (its disk is full): a 507 until space returns. Writes are
+    refused whole, so nothing is half-written, and the next write after space returns succeeds."""
+
+
 class BrokerUnavailable(Unavailable):
     """Redis (the event bus or the stream relay) could not be reached."""
 

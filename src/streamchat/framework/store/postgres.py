@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import asyncpg
 import orjson
 
-from ..errors import StoreUnavailable
+from ..errors import StorageFull, StoreUnavailable
 from ..retrying import retry_transient
 from .base import JSON, Store, StoredItem
 
@@ -126,9 +126,14 @@ class PostgresStore(Store):
         await asyncio.wait_for(self.pool.fetchval("SELECT 1"), self.timeout)
 
     async def _retrying(self, call: Callable[[], Awaitable[T]]) -> T:
-        return await retry_transient(
-            call, transient=TRANSIENT, seconds=self.retry_seconds, what="PostgreSQL",
-            unavailable=lambda error: StoreUnavailable(f"PostgreSQL unreachable: {type(error).__name__}"))
+        try:
+            return await retry_transient(
+                call, transient=TRANSIENT, seconds=self.retry_seconds, what="PostgreSQL",
+                unavailable=lambda error: StoreUnavailable(f"PostgreSQL unreachable: {type(error).__name__}"))
+        except asyncpg.DiskFullError as error:
+            raise StorageFull("PostgreSQL is out of disk space") from error
+        except asyncpg.ReadOnlySQLTransactionError as error:
+            raise StoreUnavailable("PostgreSQL is read-only (a standby, or default_transaction_read_only)") from error
 
     async def _fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         return await self._retrying(lambda: self.pool.fetch(sql, *args))

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+import contextlib
+import sqlite3
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 import orjson
 
+from ..errors import StorageFull, StoreUnavailable
 from .base import JSON, Store, StoredItem
 
 SCHEMA = """
@@ -43,6 +46,20 @@ PUT_ITEM = (
     "ON CONFLICT (stream, group_id, id) DO UPDATE SET data = excluded.data, seq = excluded.seq "
     "WHERE excluded.seq > stream_items.seq"
 )
+
+
+@contextlib.contextmanager
+def refused_writes() -> Iterator[None]:
+    """A write SQLite refuses for lack of room or permission, said as what it is (507 / 503)."""
+    try:
+        yield
+    except sqlite3.OperationalError as error:
+        text = str(error)
+        if "full" in text:
+            raise StorageFull(f"the SQLite database's disk is full ({text})") from error
+        if "readonly" in text or "read-only" in text:
+            raise StoreUnavailable(f"the SQLite database is read-only ({text})") from error
+        raise
 
 
 class SQLiteStore(Store):
@@ -83,7 +100,8 @@ class SQLiteStore(Store):
         """Run one statement, committed on its own (rows from RETURNING are fetched)."""
         async with self._lock:
             self.writes += 1
-            return list(await self.db.execute_fetchall(sql, tuple(params)))
+            with refused_writes():
+                return list(await self.db.execute_fetchall(sql, tuple(params)))
 
     seq_block = 1000
 
@@ -108,13 +126,15 @@ class SQLiteStore(Store):
         rows = [(stream, group, item.id, orjson.dumps(item.data).decode(), item.seq, item.seq) for group, item in items]
         async with self._lock:
             self.writes += 1
-            await self.db.execute("BEGIN")
-            try:
-                await self.db.executemany(PUT_ITEM, rows)
-            except BaseException:
-                await self.db.execute("ROLLBACK")
-                raise
-            await self.db.execute("COMMIT")
+            with refused_writes():
+                await self.db.execute("BEGIN")
+                try:
+                    await self.db.executemany(PUT_ITEM, rows)
+                    await self.db.execute("COMMIT")
+                except BaseException:
+                    with contextlib.suppress(sqlite3.OperationalError):  # SQLite may have rolled back itself
+                        await self.db.execute("ROLLBACK")
+                    raise
 
     async def get_item(self, stream: str, group: str, item_id: str) -> StoredItem | None:
         rows = await self._read(
