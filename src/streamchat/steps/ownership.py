@@ -21,8 +21,10 @@ async def claim(state: State, conversation_id: str, principal: Principal | None)
     """True if the caller owns the conversation, taking it when nobody does yet."""
     if principal is None:
         return True
-    held = await state.claim(OWNERS, conversation_id, {"keyId": principal.key_id})
-    return bool(held["keyId"] == principal.key_id)
+    current = await owner(state, conversation_id)  # the usual case, a read: an owned conversation
+    if current is None:
+        current = str((await state.claim(OWNERS, conversation_id, {"keyId": principal.key_id}))["keyId"])
+    return current == principal.key_id
 
 
 async def owns(state: State, conversation_id: str, principal: Principal | None) -> bool:
