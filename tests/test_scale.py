@@ -7,7 +7,6 @@ each other's events or conversations.
 from __future__ import annotations
 
 import asyncio
-import signal
 import uuid
 
 import httpx
@@ -195,7 +194,7 @@ async def test_sigterm_finishes_or_hands_back_the_running_reply(
     survivor = servers[1] if generator is servers[0] else servers[0]
     async with Watcher(survivor.ws_url, cid, deltas=True) as watcher:
         await wait_until_streaming(survivor.url, cid, mid)
-        assert generator.stop() in (0, -signal.SIGTERM)  # uvicorn re-raises the signal once it is done
+        assert generator.stop() == 0, "a graceful stop exits with status 0"
         assert "stopped cleanly" in generator.logs()
         final = await watcher.until_finished(mid, 60)
     assert (final["status"], final["message"]) == ("completed", expected)

@@ -7,6 +7,7 @@ import asyncio
 import gc
 import logging
 import os
+import signal
 import sys
 import uuid
 from typing import Any
@@ -85,12 +86,19 @@ def serve_command(host: str | None, port: int | None) -> int:
     print(f"streamchat: serving http://{bind_host}:{bind_port} with the {settings.provider} provider "
           f"(Ctrl+C to stop)", file=sys.stderr, flush=True)
     # On SIGTERM: stop accepting, give open connections (SSE, sockets) a bounded time, then the
-    # runtime finishes or hands back running replies within STREAMCHAT_SHUTDOWN_SECONDS.
+    # runtime finishes or hands back running replies within STREAMCHAT_SHUTDOWN_SECONDS. Once it
+    # is done uvicorn raises the signal again for the handler it found: this one makes that a clean
+    # exit (status 0, as supervisors expect of a graceful stop) instead of death by signal.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     uvicorn.run(app, host=bind_host, port=bind_port, log_level="warning", ws_max_size=settings.ws_max_frame_bytes,
                 ws_per_message_deflate=settings.ws_compression,
                 timeout_graceful_shutdown=max(1, int(settings.shutdown_seconds)),
                 timeout_keep_alive=settings.keep_alive_seconds)
     return 0
+
+
+def _exit_cleanly(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 def _headers(key: str | None) -> dict[str, str]:
