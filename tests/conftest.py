@@ -143,7 +143,8 @@ class ServerFactory:
         })
         return env
 
-    def start(self, **overrides: str) -> Server:
+    def start(self, **overrides: str | None) -> Server:
+        """A server with these settings on top of the test defaults; None removes a setting."""
         env = self.base_env()
         for key, value in overrides.items():
             if value is None:
@@ -159,6 +160,10 @@ class ServerFactory:
         server = Server(port, process, log, env)
         self.servers.append(server)
         return server
+
+    def start_local(self, **overrides: str) -> Server:
+        """A server on the embedded model: no OpenAI settings at all, as a new user runs it."""
+        return self.start(OPENAI_API_KEY=None, OPENAI_BASE_URL=None, OPENAI_MODEL=None, **overrides)
 
     def stop_all(self) -> None:
         for server in self.servers:

@@ -33,11 +33,9 @@ PROMPTS = [
 LEAKS = ("<|im_start|>", "<|im_end|>", "<|endoftext|>", "<start_of_turn>", "<end_of_turn>", "User:", "Assistant:")
 
 
-def local(servers: ServerFactory, **env: str | None) -> Server:
-    """A server on the embedded model (no OpenAI settings at all), with short replies."""
-    overrides: dict[str, Any] = {"OPENAI_API_KEY": None, "OPENAI_BASE_URL": None, "OPENAI_MODEL": None,
-                                 "STREAMCHAT_MAX_TOKENS": "160", **env}
-    return servers.start(**overrides)
+def local(servers: ServerFactory, **env: str) -> Server:
+    """A server on the embedded model, with short replies."""
+    return servers.start_local(**{"STREAMCHAT_MAX_TOKENS": "160", **env})
 
 
 async def ask(server: Server, prompt: str, cid: str | None = None) -> dict[str, Any]:

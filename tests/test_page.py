@@ -8,7 +8,6 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -344,14 +343,9 @@ def test_the_page_asks_for_a_key_when_the_server_needs_one(
     assert len(listed["conversations"]) == 1, "the page's conversation belongs to the key it was given"
 
 
-def embedded(servers: ServerFactory, **env: str) -> Server:
-    overrides: dict[str, Any] = {"OPENAI_API_KEY": None, "OPENAI_BASE_URL": None, "OPENAI_MODEL": None, **env}
-    return servers.start(**overrides)
-
-
 def test_the_default_model_answers_in_the_page(page: Page, servers: ServerFactory) -> None:
     """What a new user meets: the page on the embedded default model, a question, a useful answer."""
-    server = embedded(servers, STREAMCHAT_MAX_TOKENS="200", STREAMCHAT_TEMPERATURE="0")
+    server = servers.start_local(STREAMCHAT_MAX_TOKENS="200", STREAMCHAT_TEMPERATURE="0")
     page.goto(server.url)
     page.wait_for_selector("#connection.online")
     page.wait_for_function("document.getElementById('model').textContent.includes('smollm2-135m-instruct')")
@@ -370,7 +364,7 @@ def test_the_page_says_the_model_is_being_prepared_and_answers_once_it_is(
     models.mkdir(parents=True)
     with (models / UNPACK_LOCK).open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # as if another process were unpacking the model right now
-        server = embedded(servers, STREAMCHAT_LOCAL_MODEL="gemma3-270m", STREAMCHAT_MAX_TOKENS="40",
+        server = servers.start_local(STREAMCHAT_LOCAL_MODEL="gemma3-270m", STREAMCHAT_MAX_TOKENS="40",
                           STREAMCHAT_TEMPERATURE="0")
         page.goto(server.url)
         page.wait_for_selector("#connection.online")
