@@ -82,7 +82,10 @@ def test_a_cached_wheel_is_used_without_compiling(tmp_path: Path, monkeypatch: p
         return Path(wheel)
 
     monkeypatch.setattr(installer, "compile_wheel", compile_wheel)
+    interrupted = tmp_path / ".building-abc"
+    interrupted.mkdir()
     first = installer.ensure_wheel(key, tmp_path, tmp_path / "log")
+    assert not interrupted.exists(), "an interrupted build's leftovers are removed"
     again = installer.ensure_wheel(key, tmp_path, tmp_path / "log")
     assert first == again and compiled == [key], "the second checkout installs from the cache"
     other = replace(key, cmake_args=key.cmake_args + " -DGGML_BLAS=ON")

@@ -192,6 +192,8 @@ def ensure_wheel(key: BuildKey, root: Path, log: Path) -> Path:
     """The cached wheel for `key`, compiled first if this machine has none yet."""
     target = root / key.folder()
     with locked(root):
+        for unfinished in root.glob(".building-*"):  # a build that was interrupted; none runs now (the lock)
+            shutil.rmtree(unfinished, ignore_errors=True)
         wheel = cached_wheel(target)
         if wheel is not None:
             say(f"llama-cpp-python {key.version}: using the wheel built earlier on this machine ({target})")
