@@ -12,7 +12,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
+from streamchat.framework.store import MemoryStore, PostgresStore, SQLiteStore, Store
 from streamchat.testing.databases import create_database, drop_database
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -234,6 +235,21 @@ def store_env(request: pytest.FixtureRequest) -> dict[str, str]:
     if request.param == "sqlite":
         return {}
     return {"STREAMCHAT_STATE_URL": request.getfixturevalue("postgres_url")}
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    """Each store backend in turn, connected: memory, SQLite in a temporary file, a fresh PostgreSQL database."""
+    backend: Store
+    if request.param == "memory":
+        backend = MemoryStore()
+    elif request.param == "sqlite":
+        backend = SQLiteStore(str(tmp_path / "s.db"))
+    else:
+        backend = PostgresStore(request.getfixturevalue("postgres_url"))
+    await backend.connect()
+    yield backend
+    await backend.disconnect()
 
 
 @pytest.fixture

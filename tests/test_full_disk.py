@@ -6,29 +6,39 @@ run); the disk is filled with a plain file and emptied again while the server ru
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import errno
 import os
+import pwd
 import subprocess
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from conftest import FakeProvider, ServerFactory
+from conftest import FakeProvider, PrivatePostgres, ServerFactory
 from helpers import wait_for_status
+from streamchat.testing.databases import run_sql
+
+
+@contextlib.contextmanager
+def mounted_tmpfs(where: Path, size: str, options: str = "") -> Iterator[Path]:
+    assert os.geteuid() == 0, "the full-disk tests mount a tmpfs, which needs root (the test machines run as root)"
+    where.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}{options}", "tmpfs", str(where)], check=True)
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
 
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    assert os.geteuid() == 0, "the full-disk test mounts a tmpfs, which needs root (the test machines run as root)"
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(disk)], check=True)
-    try:
+    with mounted_tmpfs(tmp_path / "disk", "8m") as disk:
         yield disk
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
 def fill(disk: Path) -> Path:
@@ -74,3 +84,64 @@ async def test_a_full_disk_is_507_and_recovers_when_space_returns(
         assert (await client.get("/api/conversations")).json()["conversations"][0]["conversationId"] == (
             first["conversationId"]), "no conversation was half-created while the disk was full"
         assert len((await client.get("/api/conversations")).json()["conversations"]) == 1
+
+
+@pytest.fixture
+def postgres_small_disk(private_postgres: PrivatePostgres) -> Iterator[tuple[str, Path]]:
+    """A database of a private PostgreSQL whose tables live on a small tmpfs (a tablespace), while its
+    write-ahead log stays on the big disk: the way PostgreSQL runs out of room without stopping.
+    The tmpfs has room for the new database's catalogs (about 8 MB) and some more."""
+    owner = pwd.getpwnam("postgres")
+    options = f",uid={owner.pw_uid},gid={owner.pw_gid},mode=700"
+    with mounted_tmpfs(private_postgres.dir / "small", "24m", options) as disk:
+        for sql in (f"CREATE TABLESPACE small LOCATION '{disk}'", "CREATE DATABASE chat TABLESPACE small"):
+            run_sql(private_postgres.url, sql)
+        yield private_postgres.url.rsplit("/", 1)[0] + "/chat", disk
+
+
+async def test_postgres_out_of_space_is_507_with_nothing_half_written_and_recovers(
+    servers: ServerFactory, fake_provider: FakeProvider, postgres_small_disk: tuple[str, Path],
+) -> None:
+    """PostgreSQL fills the free room of its pages first, so POSTs keep working for a while after the
+    disk is full; the first that needs a new page gets 507, with nothing of it kept, even when its
+    first write still fitted. Replies accepted meanwhile wait for room instead of failing."""
+    url, small_disk = postgres_small_disk
+    server = servers.start(STREAMCHAT_STATE_URL=url)
+    fake_provider.script(tokens=["stored ", "fine"])
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        first = (await client.post("/chat", json={"message": "before the disk fills"})).json()
+        await wait_for_status(server.url, first["conversationId"], first["assistantMessageId"])
+
+        # Replies wait until the disk is full, then need more room than is left.
+        noise = [f"{uuid.uuid4().hex} " for _ in range(300)]  # PostgreSQL compresses repeated text to nothing
+        fake_provider.script(tokens=["stored ", "fine ", *noise], hold=True)
+        filler = fill(small_disk)
+        accepted: list[dict[str, str]] = []
+        refused: list[str] = []
+        for index in range(500):
+            cid = f"full-{index}"
+            answer = await client.post("/chat", json={"message": f"{index} " + "padding " * 250,
+                                                      "conversationId": cid})
+            assert answer.status_code in (200, 507), answer.text
+            if answer.status_code == 507:
+                assert answer.json()["error"] == "insufficient_storage", answer.text
+                refused.append(cid)
+                if len(refused) == 3:
+                    break
+            else:
+                accepted.append(answer.json())
+        assert len(refused) == 3, "the tablespace never filled up"
+        for cid in refused:
+            gone = await client.get(f"/api/conversations/{cid}")
+            assert gone.status_code == 404, f"a refused POST left something behind: {gone.text}"
+
+        fake_provider.release()  # the accepted replies now stream into a full disk, past every retry
+        await asyncio.sleep(2.0)
+        filler.unlink()
+        again = (await client.post("/chat", json={"message": "space is back"})).json()
+        for reply in [first, *accepted, again]:
+            done = await wait_for_status(server.url, reply["conversationId"], reply["assistantMessageId"], 60)
+            assert done["status"] == "completed" and done["message"].startswith("stored fine"), done
+        listed = {c["conversationId"] for c in (await client.get("/api/conversations")).json()["conversations"]}
+        assert not listed & set(refused)
+        assert {first["conversationId"], again["conversationId"]} <= listed

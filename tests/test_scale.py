@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from dataclasses import dataclass
 
 import httpx
 import pytest
@@ -75,6 +76,23 @@ async def post_traced(server: Server, message: str, cid: str) -> tuple[dict[str,
     return response.json(), trace
 
 
+@dataclass
+class PostedReply:
+    """A message posted to the first of two instances, and which of them generates its reply."""
+
+    mid: str
+    trace: str
+    generator: Server
+    other: Server
+
+
+async def post_to_pair(servers: list[Server], message: str, cid: str) -> PostedReply:
+    accepted, trace = await post_traced(servers[0], message, cid)
+    generator = await generating_instance(servers, trace)
+    other = servers[1] if generator is servers[0] else servers[0]
+    return PostedReply(accepted["assistantMessageId"], trace, generator, other)
+
+
 async def generating_instance(servers: list[Server], trace: str, timeout: float = 15) -> Server:
     deadline = asyncio.get_running_loop().time() + timeout
     while asyncio.get_running_loop().time() < deadline:
@@ -136,10 +154,8 @@ async def test_killing_the_generating_instance_lets_another_finish_the_one_reply
             Watcher(servers[0].ws_url, cid, deltas=True) as deltas_a, \
             Watcher(servers[1].ws_url, cid, deltas=True) as deltas_b:
         watchers = {servers[0].port: (plain_a, deltas_a), servers[1].port: (plain_b, deltas_b)}
-        accepted, trace = await post_traced(servers[0], "survive a crash", cid)
-        mid = accepted["assistantMessageId"]
-        generator = await generating_instance(servers, trace)
-        survivor = servers[1] if generator is servers[0] else servers[0]
+        posted = await post_to_pair(servers, "survive a crash", cid)
+        mid, generator, survivor = posted.mid, posted.generator, posted.other
         await wait_until_streaming(survivor.url, cid, mid)
         generator.process.kill()
         generator.process.wait()
@@ -164,10 +180,8 @@ async def test_a_stop_sent_to_another_instance_stops_the_reply(
     fake_provider.script(tokens=tokens, delay=0.02)
     servers = cluster.start_many(2)
     cid = str(uuid.uuid4())
-    accepted, trace = await post_traced(servers[0], "stop me from elsewhere", cid)
-    mid = accepted["assistantMessageId"]
-    generator = await generating_instance(servers, trace)
-    other = servers[1] if generator is servers[0] else servers[0]
+    posted = await post_to_pair(servers, "stop me from elsewhere", cid)
+    mid, other = posted.mid, posted.other
     await wait_until_streaming(other.url, cid, mid)
     async with httpx.AsyncClient(base_url=other.url, timeout=30) as client:
         response = await client.post(f"/api/conversations/{cid}/messages/{mid}/stop")
@@ -188,10 +202,8 @@ async def test_sigterm_finishes_or_hands_back_the_running_reply(
     fake_provider.script(tokens=tokens, delay=0.04)
     servers = cluster.start_many(2, STREAMCHAT_SHUTDOWN_SECONDS=shutdown_seconds)
     cid, expected = str(uuid.uuid4()), "".join(tokens)
-    accepted, trace = await post_traced(servers[0], "leave gracefully", cid)
-    mid = accepted["assistantMessageId"]
-    generator = await generating_instance(servers, trace)
-    survivor = servers[1] if generator is servers[0] else servers[0]
+    posted = await post_to_pair(servers, "leave gracefully", cid)
+    mid, generator, survivor = posted.mid, posted.generator, posted.other
     async with Watcher(survivor.ws_url, cid, deltas=True) as watcher:
         await wait_until_streaming(survivor.url, cid, mid)
         assert generator.stop() == 0, "a graceful stop exits with status 0"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -26,20 +25,6 @@ class Recorder:
 
     def push(self, change: Change) -> None:
         self.frames.append(orjson.loads(change.motia()))
-
-
-@pytest.fixture(params=["memory", "sqlite", "postgres"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    backend: Store
-    if request.param == "memory":
-        backend = MemoryStore()
-    elif request.param == "sqlite":
-        backend = SQLiteStore(str(tmp_path / "s.db"))
-    else:
-        backend = PostgresStore(request.getfixturevalue("postgres_url"))
-    await backend.connect()
-    yield backend
-    await backend.disconnect()
 
 
 def message(text: str, status: str = "completed", sender: str = "user") -> dict[str, Any]:

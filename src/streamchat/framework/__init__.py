@@ -7,7 +7,8 @@ steps package. The runtime checks the wiring at start-up and validates every emi
 from .app import build_app
 from .auth import Principal
 from .context import Context, EmitError, State
-from .errors import ErrorBody, HttpError, PermanentError
+from .errors import ErrorBody, HttpError, PermanentError, StorageFull
+from .leases import Fenced, Lease
 from .runtime import Runtime
 from .steps import (
     AccessRequest,
@@ -33,13 +34,16 @@ __all__ = [
     "EmitError",
     "ErrorBody",
     "EventConfig",
+    "Fenced",
     "HttpError",
     "Item",
+    "Lease",
     "PermanentError",
     "Principal",
     "Runtime",
     "State",
     "StepSet",
+    "StorageFull",
     "Stream",
     "StreamConfig",
     "WiringError",

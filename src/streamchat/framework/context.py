@@ -9,6 +9,7 @@ from pydantic import BaseModel, ValidationError
 
 from .bus import Event, EventBus
 from .control import Stoppable, StopRegistry
+from .leases import Lease
 from .logs import StepLogger
 from .monitor import Monitor
 from .store import JSON, Store
@@ -24,11 +25,15 @@ class EmitError(RuntimeError):
 
 
 class Streams:
-    """`ctx.streams.<name>`: attribute access to every declared stream, made on first use."""
+    """`ctx.streams.<name>`: attribute access to every declared stream, made on first use.
 
-    def __init__(self, hub: StreamHub, observer: StreamObserver | None = None) -> None:
+    In an event handler `lease` is the lease of the delivery: every write carries it (see leases.py).
+    """
+
+    def __init__(self, hub: StreamHub, observer: StreamObserver | None = None, lease: Lease | None = None) -> None:
         self._hub = hub
         self._observer = observer
+        self._lease = lease
         self._streams: dict[str, Stream[Any]] = {}
 
     def __getattr__(self, name: str) -> Stream[Any]:
@@ -38,7 +43,7 @@ class Streams:
             if config is None or name.startswith("__"):
                 declared = sorted(n for n in self._hub.configs if not n.startswith("__"))
                 raise AttributeError(f"no stream named {name!r}; declared: {declared}")
-            stream = self._streams[name] = Stream(config, self._hub, self._observer)
+            stream = self._streams[name] = Stream(config, self._hub, self._observer, self._lease)
         return stream
 
     def __getitem__(self, name: str) -> Stream[Any]:

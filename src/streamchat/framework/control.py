@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from types import TracebackType
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -73,6 +73,8 @@ class Stoppable(Generic[T]):
         self.stopped = False
         self.finished = asyncio.Event()
         self._first: asyncio.Task[T] | None = None
+        self._source: AsyncIterator[T] | None = None
+        self._pulling: AsyncGenerator[T, None] | None = None
         self._task: asyncio.Task[Any] | None = None
         self._waiting = False
         self._cancelled_by_stop = False
@@ -91,6 +93,12 @@ class Stoppable(Generic[T]):
             self._first.cancel()
             with contextlib.suppress(BaseException):
                 await self._first
+        if self._pulling is not None:
+            # The handler left early (a refused write, an error): close the source now, not whenever
+            # the generators are collected. Closing a finished one does nothing.
+            with contextlib.suppress(BaseException):
+                await self._pulling.aclose()
+            await _close(self._source)
         self.finished.set()
         if self.registry.route is not None:
             await self.registry.route.withdraw(self.key)
@@ -113,9 +121,10 @@ class Stoppable(Generic[T]):
         """
         if not self.stopped:
             self._first = asyncio.ensure_future(anext(source))
-        return self._pull(source)
+        self._source, self._pulling = source, self._pull(source)
+        return self._pulling
 
-    async def _pull(self, source: AsyncIterator[T]) -> AsyncIterator[T]:
+    async def _pull(self, source: AsyncIterator[T]) -> AsyncGenerator[T, None]:
         if self._first is None:
             return
         self._task = asyncio.current_task()
@@ -143,10 +152,14 @@ class Stoppable(Generic[T]):
                     self._waiting = False
                 yield value
         finally:
-            close = getattr(source, "aclose", None)
-            if close is not None:
-                with contextlib.suppress(BaseException):
-                    await close()
+            await _close(source)
 
     def _own_cancel_pending(self) -> bool:
         return self._task is not None and self._task.cancelling() > 0
+
+
+async def _close(source: AsyncIterator[Any] | None) -> None:
+    close = getattr(source, "aclose", None)
+    if close is not None:
+        with contextlib.suppress(BaseException):
+            await close()

@@ -49,6 +49,12 @@ class BrokerUnavailable(Unavailable):
     """Redis (the event bus or the stream relay) could not be reached."""
 
 
+#: A backend that cannot take writes for now (unreachable, or out of room). A handler failing with
+#: one of these is run again once it may succeed, without using up its retries: the event waits
+#: out the outage instead of being dead-lettered during it.
+OUTAGES: tuple[type[Exception], ...] = (Unavailable, StorageFull)
+
+
 def error_response(status: int, error: str, detail: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"error": error, "detail": detail, **extra}, status_code=status)
 

@@ -34,6 +34,26 @@ T = TypeVar("T")
 #: Errors that mean "Redis is not reachable right now", worth a retry.
 TRANSIENT: tuple[type[BaseException], ...] = (RedisConnectionError, RedisTimeoutError, OSError, asyncio.TimeoutError)
 
+#: Lua, shared by the bus's renewal and the relay's sequencing: does `token` still hold the lease?
+#: The lease key holds the current holder's token and expires; its holder key keeps the latest
+#: holder's token for good. An expired lease still belongs to its last holder until someone else
+#: takes it, so a holder that was only slow carries on, while one that was taken over (or whose
+#: successor has since released the lease) is refused. Both keys gone means Redis lost its data:
+#: the holder may re-assert its lease, as every holder does after such a loss.
+LEASE_HELD_LUA = """
+local function lease_held(lease, holder, token)
+  local current = redis.call('GET', lease)
+  if current then return current == token end
+  local last = redis.call('GET', holder)
+  return (not last) or last == token
+end
+"""
+
+
+def holder_key(lease_key: str) -> str:
+    """Where a Redis lease's latest token outlives the lease (see LEASE_HELD_LUA)."""
+    return f"{lease_key}:holder"
+
 
 def new_instance_id() -> str:
     """A name for this process among the deployment's instances (also its consumer name)."""

@@ -2,7 +2,8 @@
 
 Each change is sequenced, logged and published by one Lua script, so its `seq`, its place in
 the group's log and its place on the channel agree: every instance receives a group's changes in
-seq order, whichever instance wrote them.
+seq order, whichever instance wrote them. A change written under a lease is refused by the same
+script, before it takes a seq, once that lease belongs to another run (see leases.py).
 
 - `{prefix}:seq:{stream}:{group}`: the group's counter (INCR).
 - `{prefix}:log:{stream}:{group}`: a Redis stream of the group's recent changes, entry id
@@ -30,13 +31,16 @@ from typing import Any, Literal
 import orjson
 
 from .errors import BrokerUnavailable
-from .redis_link import TRANSIENT, RedisLink
+from .leases import Fenced, Lease
+from .redis_link import LEASE_HELD_LUA, TRANSIENT, RedisLink, holder_key
 
 logger = logging.getLogger("streamchat.relay")
 
 RelayKind = Literal["put", "delta", "delete", "event"]
 
-PUBLISH_SCRIPT = """
+# KEYS: seq, log[, lease, lease holder]; ARGV: head, envelope, channel, log length, ttl ms, floor[, token].
+PUBLISH_SCRIPT = LEASE_HELD_LUA + """
+if KEYS[3] and not lease_held(KEYS[3], KEYS[4], ARGV[7]) then return -1 end
 if redis.call('EXISTS', KEYS[1]) == 0 then
   if ARGV[6] == '' then return false end
   redis.call('SET', KEYS[1], ARGV[6])
@@ -94,12 +98,13 @@ class ChangeRelay:
 
     async def publish(
         self, stream: str, group: str, kind: RelayKind, item_id: str | None, payload: Any,
-        field: str | None = None, floor: int | None = None,
+        field: str | None = None, floor: int | None = None, lease: Lease | None = None,
     ) -> int | None:
         """Sequence and broadcast one change; returns its seq.
 
         None means the group has no counter in Redis (new, expired, or Redis lost its data): the
-        caller works out a floor above every seq ever handed out and calls again with it.
+        caller works out a floor above every seq ever handed out and calls again with it. A change
+        under a `lease` another run holds now raises `Fenced`.
         """
         if "\0" in stream or "\0" in group:
             raise ValueError("stream and group names must not contain NUL characters")
@@ -110,11 +115,16 @@ class ChangeRelay:
         envelope = orjson.dumps(body)
         head = f"{stream}\0{group}\0".encode()
         keys = self._keys(stream, group)
-        args = [head, envelope, self.channel, self.log_length, self.ttl_ms, "" if floor is None else floor]
+        args: list[Any] = [head, envelope, self.channel, self.log_length, self.ttl_ms, "" if floor is None else floor]
+        if lease is not None:
+            keys += [lease.key, holder_key(lease.key)]
+            args.append(lease.token)
         attempt = 0
         while True:
             try:
                 result = await self._script(keys=keys, args=args)
+                if result is not None and int(result) < 0 and lease is not None:
+                    raise Fenced(lease, f"{stream}/{group}/{item_id}")
                 return None if result is None else int(result)
             except TRANSIENT as error:
                 attempt += 1

@@ -14,6 +14,10 @@ the log, or, if the log no longer has it, the view is rebuilt and subscribers ge
 
 Reads (`get`, `list_group`) merge the store with the log too, so any instance answers with the
 latest state, whichever instance wrote it.
+
+A handler's writes carry its partition lease, which the relay's script checks as it sequences
+the change (see leases.py): a writer that lost its lease gets `Fenced` and nothing reaches the log.
+Its store writes cannot land late over a newer run's either: the store keeps the higher seq.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from typing import Any
 
 from .changes import Change, Kind
 from .errors import Unavailable
+from .leases import Fenced, Lease
 from .relay import ChangeRelay, Relayed
 from .steps import StreamConfig
 from .store import JSON, Store, StoredItem
@@ -73,6 +78,8 @@ def join_parts(items: dict[str, JSON], parts: dict[str, list[str]]) -> None:
 class ReplicatedStreamHub(StreamHub):
     """`StreamHub` with seq, fan-out and reads going through a `ChangeRelay`."""
 
+    fences_in_store = False
+
     def __init__(self, store: Store, configs: Mapping[str, StreamConfig[Any]], relay: ChangeRelay, *,
                  delta_window: float = DELTA_WINDOW_SECONDS) -> None:
         super().__init__(store, configs, delta_window=delta_window)
@@ -111,8 +118,8 @@ class ReplicatedStreamHub(StreamHub):
     # -- writes: through the relay ---------------------------------------------------------
 
     async def _sequenced(self, stream: str, group: str, kind: Any, item_id: str, payload: Any,
-                         field_name: str | None = None) -> int:
-        seq = await self.relay.publish(stream, group, kind, item_id, payload, field_name)
+                         field_name: str | None = None, lease: Lease | None = None) -> int:
+        seq = await self.relay.publish(stream, group, kind, item_id, payload, field_name, lease=lease)
         if seq is not None:
             return seq
         # Redis has no counter for this group: it is new, it expired, or Redis lost its data.
@@ -127,20 +134,23 @@ class ReplicatedStreamHub(StreamHub):
                                                                          "floor": floor})
         for live_id, live in resumed:
             whole = {**live.data, live.field: live.text()}
-            live.seq = await self._publish_seeded(stream, group, "put", live_id, whole, None, floor)
-        return await self._publish_seeded(stream, group, kind, item_id, payload, field_name, floor)
+            try:
+                live.seq = await self._publish_seeded(stream, group, "put", live_id, whole, None, floor, live.lease)
+            except Fenced:
+                self._end_writing(stream, group, live_id)  # its writer's next append is refused too
+        return await self._publish_seeded(stream, group, kind, item_id, payload, field_name, floor, lease)
 
     async def _publish_seeded(self, stream: str, group: str, kind: Any, item_id: str, payload: Any,
-                              field_name: str | None, floor: int) -> int:
-        seq = await self.relay.publish(stream, group, kind, item_id, payload, field_name, floor=floor)
+                              field_name: str | None, floor: int, lease: Lease | None) -> int:
+        seq = await self.relay.publish(stream, group, kind, item_id, payload, field_name, floor=floor, lease=lease)
         assert seq is not None, "the relay ignored the floor"
         return seq
 
-    async def set(self, stream: str, group: str, item_id: str, data: JSON) -> JSON:
+    async def set(self, stream: str, group: str, item_id: str, data: JSON, lease: Lease | None = None) -> JSON:
         state = self._group(stream, group)
         async with state.lock:
             self._end_writing(stream, group, item_id)
-            seq = await self._sequenced(stream, group, "put", item_id, data)
+            seq = await self._sequenced(stream, group, "put", item_id, data, lease=lease)
             await self._store(stream, group, StoredItem(item_id, data, seq))
             return {**data, "id": item_id, "seq": seq}
 
@@ -164,7 +174,8 @@ class ReplicatedStreamHub(StreamHub):
             self._dirty.pop((stream, group, item_id), None)
         return live
 
-    async def append(self, stream: str, group: str, item_id: str, field_name: str, text: str) -> int:
+    async def append(self, stream: str, group: str, item_id: str, field_name: str, text: str,
+                     lease: Lease | None = None) -> int:
         state = self._group(stream, group)
         async with state.lock:
             key = (stream, group, item_id)
@@ -176,7 +187,12 @@ class ReplicatedStreamHub(StreamHub):
                 live = self._writing[key] = LiveItem.starting_from(current, field_name, current["seq"])
             elif live.field != field_name:
                 raise ValueError(f"{item_id} is already streaming into {live.field!r}, not {field_name!r}")
-            seq = await self._sequenced(stream, group, "delta", item_id, text, field_name)
+            live.lease = lease
+            try:
+                seq = await self._sequenced(stream, group, "delta", item_id, text, field_name, lease)
+            except Fenced:
+                self._end_writing(stream, group, item_id)  # its text is not the reply's any more
+                raise
             live.parts.append(text)
             live.length += len(text)
             live.seq = seq

@@ -15,6 +15,7 @@ from .bus import Event, EventBus, Subscription
 from .context import Context, Emitter, State, Streams
 from .control import StopRegistry
 from .errors import PermanentError
+from .leases import Fenced, Lease
 from .limits import RateLimiter
 from .metrics import DEAD_LETTERED, HANDLER_RETRIES, HANDLER_RUNS
 from .monitor import WORKBENCH_STREAM, Monitor, workbench_stream
@@ -110,10 +111,10 @@ class Runtime:
                 checks[name] = f"unavailable: {type(error).__name__}"
         return checks
 
-    def context(self, name: str, emits: tuple[Emit, ...], trace_id: str) -> Context:
+    def context(self, name: str, emits: tuple[Emit, ...], trace_id: str, lease: Lease | None = None) -> Context:
         return Context(
             step=name, trace_id=trace_id, emits={emit.topic: emit for emit in emits},
-            emitter=self.emitter, streams=Streams(self.hub, self.monitor.stream_observer(trace_id, name)),
+            emitter=self.emitter, streams=Streams(self.hub, self.monitor.stream_observer(trace_id, name), lease),
             state=self.state, stops=self.stops,
         )
 
@@ -128,7 +129,7 @@ class Runtime:
                 data = config.input.model_validate(event.data)
             except ValidationError as error:
                 raise PermanentError(f"payload does not match {config.input.__name__}: {error}") from error
-            ctx = self.context(config.name, config.emitted, event.trace_id)
+            ctx = self.context(config.name, config.emitted, event.trace_id, event.lease)
             started = time.perf_counter()
             if event.attempt:
                 HANDLER_RETRIES.labels(config.name).inc()
@@ -137,6 +138,14 @@ class Runtime:
                                 attempt=event.attempt, eventId=event.id)
             try:
                 await step.handler(data, ctx)
+            except Fenced as error:
+                HANDLER_RUNS.labels(config.name, "fenced").inc()
+                elapsed = (time.perf_counter() - started) * 1000
+                ctx.logger.warning("handler fenced off: another run holds its event now",
+                                   extra={"topic": event.topic, "attempt": event.attempt, "error": str(error)})
+                self.monitor.record("run", event.trace_id, config.name, elapsed, status="fenced", topic=event.topic,
+                                    attempt=event.attempt, eventId=event.id)
+                raise
             except Exception as error:
                 HANDLER_RUNS.labels(config.name, "failed").inc()
                 elapsed = (time.perf_counter() - started) * 1000
@@ -175,7 +184,7 @@ class Runtime:
         step = self._event_steps.get(subscription.name)
         if step is None or step.on_failure is None:
             return
-        ctx = self.context(step.config.name, step.config.emitted, event.trace_id)
+        ctx = self.context(step.config.name, step.config.emitted, event.trace_id, event.lease)
         try:
             await step.on_failure(step.config.input.model_validate(event.data), ctx, error)
         except Exception:

@@ -34,6 +34,7 @@ from typing import Any, Generic, Literal, Protocol, TypeVar
 from pydantic import BaseModel
 
 from .changes import Change, Kind
+from .leases import Fenced, Lease
 from .steps import StreamConfig
 from .store import JSON, Store, StoredItem
 
@@ -92,6 +93,9 @@ class LiveItem:
     client_timer: asyncio.TimerHandle | None = None
     dirty: bool = False
     ended: bool = False
+    #: The lease the writer appends under, and whether the store has refused it since.
+    lease: Lease | None = None
+    fenced: bool = False
 
     def text(self) -> str:
         if len(self.parts) > 1:
@@ -165,7 +169,15 @@ class GroupState:
 
 
 class StreamHub:
-    """Stores items of every declared stream and fans changes out to subscribers."""
+    """Stores items of every declared stream and fans changes out to subscribers.
+
+    Writes made under a lease (see leases.py) are fenced by the store: `set` writes through and
+    raises `Fenced` at once; `append` stays in memory, and when the batched write finds the lease
+    taken over, the writer's next `append` raises `Fenced`.
+    """
+
+    #: Whether the store checks writers' leases (a replicated hub checks them in Redis instead).
+    fences_in_store = True
 
     def __init__(self, store: Store, configs: Mapping[str, StreamConfig[Any]], *,
                  delta_window: float = DELTA_WINDOW_SECONDS) -> None:
@@ -328,13 +340,13 @@ class StreamHub:
 
     # -- writes ----------------------------------------------------------------------------
 
-    async def set(self, stream: str, group: str, item_id: str, data: JSON) -> JSON:
+    async def set(self, stream: str, group: str, item_id: str, data: JSON, lease: Lease | None = None) -> JSON:
         """Store a validated item (written through) and publish `create` or `update`."""
         state = self._group(stream, group)
         async with state.lock:
             self._end_live(state, stream, group, item_id)
             seq = await self._next_seq(state, stream, group)
-            created = await self.store.put_item(stream, group, StoredItem(item_id, data, seq))
+            created = await self.store.put_item(stream, group, StoredItem(item_id, data, seq), lease)
             item = {**data, "id": item_id, "seq": seq}
             self._record(state, self._change(state, stream, group, item_id, "create" if created else "update",
                                              item, seq))
@@ -348,7 +360,8 @@ class StreamHub:
             self._dirty.pop((stream, group, item_id), None)
         return live
 
-    async def append(self, stream: str, group: str, item_id: str, field_name: str, text: str) -> int:
+    async def append(self, stream: str, group: str, item_id: str, field_name: str, text: str,
+                     lease: Lease | None = None) -> int:
         """Add `text` to the end of an item's string field; returns the change's seq. O(len(text))."""
         state = self._group(stream, group)
         async with state.lock:
@@ -362,6 +375,10 @@ class StreamHub:
                 state.live[item_id] = live
             elif live.field != field_name:
                 raise ValueError(f"{item_id} is already streaming into {live.field!r}, not {field_name!r}")
+            if live.fenced and live.lease is not None:
+                self._end_live(state, stream, group, item_id)
+                raise Fenced(live.lease, f"{stream}/{group}/{item_id}")
+            live.lease = lease
             seq = await self._next_seq(state, stream, group)
             live.parts.append(text)
             live.length += len(text)
@@ -432,16 +449,23 @@ class StreamHub:
             if not live.ended and live.seq > live.stored_seq:
                 by_stream.setdefault(stream, []).append((group, live.snapshot(item_id), live))
         for stream, rows in by_stream.items():
+            leases = {(group, snapshot.id): live.lease for group, snapshot, live in rows
+                      if live.lease is not None and self.fences_in_store}
             try:
-                await self.store.put_items(stream, [(group, snapshot) for group, snapshot, _ in rows])
+                refused = await self.store.put_items(stream, [(group, snapshot) for group, snapshot, _ in rows], leases)
             except Exception:
                 logger.exception("could not persist streaming items; will retry", extra={"items": len(rows)})
                 for group, snapshot, live in rows:
                     live.dirty = True
                     self._dirty[stream, group, snapshot.id] = live
                 continue
-            for _, snapshot, live in rows:
-                live.stored_seq = max(live.stored_seq, snapshot.seq)
+            for group, snapshot, live in rows:
+                if (group, snapshot.id) in refused:
+                    logger.warning("a streaming item's lease was taken over; its writer will stop",
+                                   extra={"stream": stream, "group": group, "id": snapshot.id})
+                    live.fenced = True
+                else:
+                    live.stored_seq = max(live.stored_seq, snapshot.seq)
 
     async def delete(self, stream: str, group: str, item_id: str) -> JSON | None:
         state = self._group(stream, group)
@@ -573,13 +597,16 @@ class Stream(Generic[M]):
     """The typed view of one stream that handlers use: every write is validated by its schema.
 
     `observer` (the Workbench's) hears of every write: op, stream, group, item id, a short summary.
+    `lease`: the lease of the delivery the handler runs for; its `set` and `append` carry it.
     """
 
-    def __init__(self, config: StreamConfig[M], hub: StreamHub, observer: StreamObserver | None = None) -> None:
+    def __init__(self, config: StreamConfig[M], hub: StreamHub, observer: StreamObserver | None = None,
+                 lease: Lease | None = None) -> None:
         self.config = config
         self.name = config.name
         self._hub = hub
         self._observer = observer
+        self._lease = lease
         self._text_fields = _text_fields(config.schema)
 
     def _validate(self, data: M | Mapping[str, Any]) -> M:
@@ -595,7 +622,7 @@ class Stream(Generic[M]):
     async def set(self, group_id: str, item_id: str, data: M | Mapping[str, Any]) -> Item[M]:
         model = self._validate(data)
         stored = model.model_dump(mode="json", by_alias=True, exclude_none=True)
-        item = await self._hub.set(self.name, group_id, item_id, stored)
+        item = await self._hub.set(self.name, group_id, item_id, stored, self._lease)
         if self._observer is not None:
             summary: dict[str, Any] = {key: stored[key] for key in ("status", "from") if key in stored}
             self._observer("set", self.name, group_id, item_id, {**summary, "seq": item["seq"]})
@@ -607,7 +634,7 @@ class Stream(Generic[M]):
             raise ValueError(f"stream {self.name!r} has no string field {field_name!r} to append to")
         if not isinstance(text, str):
             raise TypeError(f"append needs str, got {type(text).__name__}")
-        seq = await self._hub.append(self.name, group_id, item_id, field_name, text)
+        seq = await self._hub.append(self.name, group_id, item_id, field_name, text, self._lease)
         if self._observer is not None:
             self._observer("append", self.name, group_id, item_id, {})
         return seq

@@ -3,6 +3,8 @@
 Idempotent by assistantMessageId: a redelivered event for a reply that already finished does
 nothing, and one for a reply cut off mid-way starts it again from empty. The reply can be
 stopped (see stop_message_step.py): the provider stream closes and the partial text is kept.
+If another run took the reply over (this instance was paused past its lease), the next write
+raises `Fenced`: the provider stream closes and everything else is left to that run.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel, Field
 
-from streamchat.framework import Context, EventConfig, Item
+from streamchat.framework import Context, EventConfig, Fenced, Item
 from streamchat.llm import ChatTurn, ProviderError, current_provider
 from streamchat.settings import get_settings
 from streamchat.steps.conversation_stream import FINISHED, ConversationMessage, utc_now
@@ -63,8 +65,12 @@ def history(items: Sequence[Item[ConversationMessage]], until: str, budget: int)
 async def handler(data: ChatMessageEvent, ctx: Context) -> None:
     try:
         await respond(data, ctx)
-    finally:
+    except Fenced:
+        raise  # the reply's quota entry is the new run's to release
+    except BaseException:
         await release(ctx, data.keyId, data.assistantMessageId)
+        raise
+    await release(ctx, data.keyId, data.assistantMessageId)
 
 
 async def respond(data: ChatMessageEvent, ctx: Context) -> None:

@@ -6,7 +6,16 @@ import uuid
 
 from pydantic import BaseModel, Field, field_validator
 
-from streamchat.framework import ApiConfig, ApiRequest, ApiResponse, Context, Emit, ErrorBody, HttpError
+from streamchat.framework import (
+    ApiConfig,
+    ApiRequest,
+    ApiResponse,
+    Context,
+    Emit,
+    ErrorBody,
+    HttpError,
+    StorageFull,
+)
 from streamchat.settings import get_settings
 from streamchat.steps.ai_response_step import ChatMessageEvent
 from streamchat.steps.conversation_stream import FINISHED, ConversationMessage, utc_now
@@ -77,21 +86,36 @@ async def handler(req: ApiRequest[ChatRequest], ctx: Context) -> ApiResponse:
         await make_room(ctx, conversation_id)
     await reserve(ctx, req.principal, assistant_message_id, get_settings().max_concurrent_replies)
     now = utc_now()
-    await stream.set(conversation_id, user_message_id, ConversationMessage(
-        message=req.body.message, sender="user", status="completed", timestamp=now))
-    await stream.set(conversation_id, assistant_message_id, ConversationMessage(
-        message="", sender="assistant", status="created", timestamp=now))
+    key_id = req.principal.key_id if req.principal else None
+    stored: list[str] = []
     try:
+        await stream.set(conversation_id, user_message_id, ConversationMessage(
+            message=req.body.message, sender="user", status="completed", timestamp=now))
+        stored.append(user_message_id)
+        await stream.set(conversation_id, assistant_message_id, ConversationMessage(
+            message="", sender="assistant", status="created", timestamp=now))
+        stored.append(assistant_message_id)
         await ctx.emit("chat-message", ChatMessageEvent(
             message=req.body.message, conversationId=conversation_id, assistantMessageId=assistant_message_id,
-            userMessageId=user_message_id, keyId=req.principal.key_id if req.principal else None))
+            userMessageId=user_message_id, keyId=key_id))
+    except StorageFull:
+        # A database can run out of room between two writes (PostgreSQL fills a page, then cannot
+        # add one): take back what this request stored, so a 507 means nothing of it is kept.
+        await forget(ctx, conversation_id, stored)
+        await release(ctx, key_id, assistant_message_id)
+        raise
     except RuntimeError as error:
-        await release(ctx, req.principal.key_id if req.principal else None, assistant_message_id)
+        await release(ctx, key_id, assistant_message_id)
         await stream.set(conversation_id, assistant_message_id, ConversationMessage(
             message="", sender="assistant", status="error", timestamp=now, error="could not queue the reply"))
         raise HttpError(503, "unavailable", "the server is shutting down; try again") from error
     # After the emit: the reply need not wait for the conversation list's bookkeeping.
-    await touch_conversation(ctx, conversation_id, req.body.message, now)
+    try:
+        await touch_conversation(ctx, conversation_id, req.body.message, now)
+    except StorageFull:
+        # The message is stored and its reply queued: accepted. The list catches up with the next message.
+        ctx.logger.warning("could not update the conversation list: the store is full",
+                           extra={"conversationId": conversation_id})
     ctx.logger.info("message received", extra={"conversationId": conversation_id})
     return ApiResponse(200, {
         "conversationId": conversation_id,
@@ -102,6 +126,15 @@ async def handler(req: ApiRequest[ChatRequest], ctx: Context) -> ApiResponse:
         "__motia": {"type": "state-stream", "streamName": "conversation", "groupId": conversation_id,
                     "id": assistant_message_id},
     })
+
+
+async def forget(ctx: Context, conversation_id: str, item_ids: list[str]) -> None:
+    """Delete items a failed request stored (deleting takes no new room); what cannot be deleted stays."""
+    for item_id in reversed(item_ids):
+        try:
+            await ctx.streams.conversation.delete(conversation_id, item_id)
+        except Exception:
+            ctx.logger.exception("could not take back a stored message", extra={"messageId": item_id})
 
 
 async def make_room(ctx: Context, conversation_id: str) -> None:

@@ -9,9 +9,10 @@ import uuid
 import asyncpg
 
 
-def _execute(admin_url: str, sql: str) -> None:
+def run_sql(url: str, sql: str) -> None:
+    """Run one statement on the database at `url` (made for set-up: a new connection each call)."""
     async def run() -> None:
-        connection = await asyncpg.connect(admin_url, timeout=10)
+        connection = await asyncpg.connect(url, timeout=10)
         try:
             await connection.execute(sql)
         finally:
@@ -25,11 +26,11 @@ def _execute(admin_url: str, sql: str) -> None:
 def create_database(admin_url: str, prefix: str = "streamchat_test") -> str:
     """Create an empty database next to `admin_url`'s; returns its URL."""
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-    _execute(admin_url, f'CREATE DATABASE "{name}"')
+    run_sql(admin_url, f'CREATE DATABASE "{name}"')
     return f"{admin_url.rsplit('/', 1)[0]}/{name}"
 
 
 def drop_database(admin_url: str, url: str) -> None:
     """Drop a database made by `create_database`, closing its connections."""
     name = url.rsplit("/", 1)[1]
-    _execute(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    run_sql(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -3,12 +3,14 @@
 Tests and the benchmark drive it through `/control`:
   POST /control {"tokens": [...], "delay": 0.01, "ttft": 0.0, "fail": [500, 429],
                  "hang_up_after": 3, "retry_after_ms": 10, "hold": false, "count": 200, "stamp": true,
-                 "misbehave": "garbage" | "empty-choices" | "no-newline"}
+                 "tag": true, "misbehave": "garbage" | "empty-choices" | "no-newline"}
 sets how the next replies behave (`fail` statuses are used up one per request);
 GET /control/requests lists the request bodies received; POST /control/reset restores defaults.
 A request whose last message contains `[tokens=N]` gets N tokens instead of the scripted ones;
 `count` makes every reply N tokens long; with `stamp`, each token is its own send time
-(` 1764000000.123456`), so a client can measure the delivery lag of every token.
+(` 1764000000.123456`), so a client can measure the delivery lag of every token; with `tag`, each
+token starts with `r<n>-`, n counting the streams served since the last reset, so two runs of one
+reply differ and a client can tell whose text it shows.
 
 Run: python -m streamchat.testing.fake_openai --port 8900
 """
@@ -49,6 +51,7 @@ class Script:
     hold: bool = False
     count: int | None = None
     stamp: bool = False
+    tag: bool = False
     #: Misbehaviour: "garbage" (a non-JSON data line after the tokens), "empty-choices" (chunks with
     #: no choices, never a finish), "no-newline" (bytes that never end a line).
     misbehave: str | None = None
@@ -107,7 +110,10 @@ class FakeOpenAI:
         last = str(body.get("messages", [{}])[-1].get("content", ""))
         if match := _TOKEN_COUNT.search(last):
             tokens = [f" t{i}" for i in range(int(match.group(1)))]
-        record: dict[str, Any] = {"sent": 0, "finished": False, "closed_by_client_at": None}
+        if script.tag:
+            tokens = [f"r{len(self.streams)}-{token}" for token in tokens]
+        record: dict[str, Any] = {"sent": 0, "finished": False, "closed_by_client_at": None,
+                                  "text": "".join(tokens)}
         self.streams.append(record)
         return StreamingResponse(self._recorded(self._chunks(body, tokens, script, record), record),
                                  media_type="text/event-stream")

@@ -13,6 +13,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..leases import Lease
+
 if TYPE_CHECKING:
     from ..store import Store
 
@@ -31,6 +33,8 @@ class Event:
     attempt: int = 0
     #: W3C trace context (`traceparent`, `tracestate`) of the emitting span, when tracing is on.
     trace_context: dict[str, str] = field(default_factory=dict)
+    #: The lease this delivery runs under, set by the bus; the handler's stream writes carry it.
+    lease: Lease | None = None
 
     def to_record(self) -> JSON:
         """The JSON form queues and journals keep (attempts are counted by the bus, not stored here)."""

@@ -4,6 +4,11 @@ One asyncio task per active group drains that group's queue in order, so a slow
 conversation never holds up another; the task exits when its queue is empty. Each pending
 delivery is also written to the journal (the state store) until it is handled, and replayed
 at start-up: an event accepted before a crash is still delivered, at least once.
+
+The task takes a lease on its group in the store (see leases.py). A second process on the same
+database that replays the journal while this one still runs (a restart that overlaps the old
+process's graceful shutdown) takes the lease over; this process's writes are then refused, and
+it leaves the group's events to the new holder.
 """
 
 from __future__ import annotations
@@ -13,10 +18,12 @@ import contextlib
 import itertools
 import logging
 import time
+import uuid
 from collections import deque
 from typing import Any
 
-from ..errors import PermanentError
+from ..errors import OUTAGES, PermanentError
+from ..leases import Fenced, Lease
 from .base import Event, EventBus, Subscription
 
 logger = logging.getLogger("streamchat.bus")
@@ -76,10 +83,20 @@ class MemoryBus(EventBus):
 
     async def _drain(self, key: str) -> None:
         queue = self._queues[key]
+        lease = None
         try:
+            lease = await self._take_lease(key)
             while queue:
                 subscription, event, journal_key = queue[0]
-                await self._deliver(subscription, event)
+                event.lease = lease
+                try:
+                    await self._deliver(subscription, event)
+                except Fenced as error:
+                    logger.warning("another process took this group's events over; leaving them to it",
+                                   extra={"group": key, "events": len(queue), "error": str(error)})
+                    queue.clear()
+                    lease = None
+                    return
                 if self.journal is not None:
                     await self.journal.state_delete(JOURNAL, journal_key)
                 queue.popleft()
@@ -87,14 +104,39 @@ class MemoryBus(EventBus):
             if not queue:
                 self._queues.pop(key, None)
             self._workers.pop(key, None)
+            if lease is not None and self.journal is not None and not queue:
+                with contextlib.suppress(Exception):
+                    await self.journal.lease_drop(lease)
+
+    async def _take_lease(self, group: str) -> Lease | None:
+        """Claim the group in the store, waiting out a store that does not answer yet."""
+        if self.journal is None:
+            return None
+        lease, delay = Lease(group, uuid.uuid4().hex), self.retry_delay
+        while True:
+            try:
+                await self.journal.lease_take(lease)
+                return lease
+            except Exception as error:
+                logger.warning("could not take a group's lease; retrying",
+                               extra={"group": group, "delay_s": delay, "error": repr(error)})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.max_retry_delay)
 
     async def _deliver(self, subscription: Subscription, event: Event) -> None:
+        outage_delay = self.retry_delay
         while True:
             try:
                 await subscription.handler(event)
                 return
-            except asyncio.CancelledError:
+            except (asyncio.CancelledError, Fenced):
                 raise
+            except OUTAGES as error:
+                logger.warning("the store cannot take the handler's writes now; running it again later", extra={
+                    "topic": event.topic, "step": subscription.name, "trace_id": event.trace_id,
+                    "delay_s": outage_delay, "error": str(error)})
+                await asyncio.sleep(outage_delay)
+                outage_delay = min(outage_delay * 2, self.max_retry_delay)
             except Exception as error:
                 if event.attempt >= subscription.max_retries or isinstance(error, PermanentError):
                     logger.error(

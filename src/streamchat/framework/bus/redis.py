@@ -4,10 +4,13 @@ Layout, per subscription (an event step):
 - the events go to one of `partitions` Redis streams, `{prefix}:bus:{step}:{n}`, chosen by a
   stable hash of the step's group key (for chat: the conversation), each read through the
   consumer group `workers` (XADD / XREADGROUP / XACK);
-- each partition is leased to one instance at a time (`{prefix}:lease:{step}:{n}`, renewed every
-  third of `lease_seconds`). Inside its partitions an instance runs different groups
-  concurrently and one group's events in order, so a conversation's order holds across
-  instances. Leases are balanced: each instance holds about partitions / live instances;
+- each partition is leased to one instance at a time (`{prefix}:lease:{step}:{n}` holds a token
+  new with every taking, renewed every third of `lease_seconds`). Inside its partitions an
+  instance runs different groups concurrently and one group's events in order, so a
+  conversation's order holds across instances. Leases are balanced: each instance holds about
+  partitions / live instances. A handler runs under its partition's lease and its stream writes
+  carry it (see leases.py), so one that was paused past the lease cannot write once another
+  instance took the partition; it stops, and its event is left to the new holder;
 - an instance that dies stops renewing: once its leases expire (the visibility timeout), another
   instance takes the partitions and claims the dead consumer's unacknowledged entries
   (XAUTOCLAIM), which run again;
@@ -28,6 +31,7 @@ import contextlib
 import logging
 import math
 import time
+import uuid
 import zlib
 from collections import deque
 from dataclasses import dataclass
@@ -37,8 +41,9 @@ from typing import Any
 import orjson
 from redis.exceptions import ResponseError
 
-from ..errors import BrokerUnavailable, PermanentError
-from ..redis_link import TRANSIENT, RedisLink
+from ..errors import OUTAGES, BrokerUnavailable, PermanentError
+from ..leases import Fenced, Lease
+from ..redis_link import LEASE_HELD_LUA, TRANSIENT, RedisLink, holder_key
 from .base import Event, EventBus, Subscription
 
 logger = logging.getLogger("streamchat.bus")
@@ -49,14 +54,23 @@ DEAD_LETTERS_KEPT = 10_000
 UNREACHABLE: tuple[type[BaseException], ...] = (BrokerUnavailable, *TRANSIENT)
 HANDOVER_POLL_SECONDS = 0.2
 
-RENEW_SCRIPT = """
-local owner = redis.call('GET', KEYS[1])
-if owner == ARGV[1] or not owner then
+# KEYS: lease, holder; ARGV: token, lease ms.
+RENEW_SCRIPT = LEASE_HELD_LUA + """
+if lease_held(KEYS[1], KEYS[2], ARGV[1]) then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  redis.call('SET', KEYS[2], ARGV[1])
   return 1
 end
 return 0
 """
+ACQUIRE_SCRIPT = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  redis.call('SET', KEYS[2], ARGV[1])
+  return 1
+end
+return 0
+"""
+# The holder key stays: a run fenced off by this lease's later holders stays fenced after it is released.
 RELEASE_SCRIPT = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -87,8 +101,10 @@ class RedisBus(EventBus):
         self.max_retry_delay = max_retry_delay
         self.block_ms = block_ms
         self._renew = link.client.register_script(RENEW_SCRIPT)
+        self._acquire = link.client.register_script(ACQUIRE_SCRIPT)
         self._release = link.client.register_script(RELEASE_SCRIPT)
         self._owned: dict[tuple[str, int], bool] = {}  # (step, partition) -> draining
+        self._tokens: dict[tuple[str, int], str] = {}  # (step, partition) -> this instance's lease token
         self._in_flight: dict[tuple[str, int], set[bytes]] = {}
         self._queues: dict[str, deque[Delivery]] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
@@ -104,6 +120,15 @@ class RedisBus(EventBus):
 
     def _lease(self, step: str, partition: int) -> str:
         return self.link.key("lease", step, str(partition))
+
+    def _lease_keys(self, step: str, partition: int) -> list[str]:
+        lease = self._lease(step, partition)
+        return [lease, holder_key(lease)]
+
+    def lease_of(self, step: str, partition: int) -> Lease | None:
+        """The lease a handler of this partition runs under, while this instance holds it."""
+        token = self._tokens.get((step, partition))
+        return None if token is None else Lease(self._lease(step, partition), token)
 
     def _attempts(self, step: str) -> str:
         return self.link.key("attempts", step)
@@ -207,9 +232,10 @@ class RedisBus(EventBus):
             await maintainer
         with contextlib.suppress(*UNREACHABLE):
             for step, partition in list(self._owned):
-                await self._release(keys=[self._lease(step, partition)], args=[self.link.instance_id])
+                await self._give_up(step, partition)
             await self.link.client.zrem(self.link.key("instances"), self.link.instance_id)
         self._owned.clear()
+        self._tokens.clear()
 
     # -- leases ----------------------------------------------------------------------------
 
@@ -241,7 +267,8 @@ class RedisBus(EventBus):
         for name in self._by_name:
             mine = [p for (step, p) in self._owned if step == name]
             for partition in mine:
-                if not await self._renew(keys=[self._lease(name, partition)], args=[self.link.instance_id, lease_ms]):
+                token = self._tokens.get((name, partition), "")
+                if not await self._renew(keys=self._lease_keys(name, partition), args=[token, lease_ms]):
                     self._lose(name, partition)
             if self._closing:
                 continue
@@ -251,7 +278,7 @@ class RedisBus(EventBus):
                     self._owned[name, partition] = True  # drain: read no more, release when idle
             for partition in [p for (step, p), draining in self._owned.items() if step == name and draining]:
                 if not self._in_flight.get((name, partition)):
-                    await self._release(keys=[self._lease(name, partition)], args=[self.link.instance_id])
+                    await self._give_up(name, partition)
                     self._owned.pop((name, partition), None)
                     logger.info("released a bus partition", extra={"step": name, "partition": partition})
             for (step, partition), draining in list(self._owned.items()):
@@ -265,10 +292,12 @@ class RedisBus(EventBus):
                     break
                 if (name, partition) in self._owned:
                     continue
-                lease = self._lease(name, partition)
-                if await client.set(lease, self.link.instance_id, nx=True, px=lease_ms):
+                # A token of its own per taking, so runs under an earlier taking are fenced off too.
+                token = f"{self.link.instance_id}:{uuid.uuid4().hex[:12]}"
+                if await self._acquire(keys=self._lease_keys(name, partition), args=[token, lease_ms]):
                     logger.info("took a bus partition", extra={"step": name, "partition": partition})
                     self._owned[name, partition] = False
+                    self._tokens[name, partition] = token
                     await self._claim(name, partition)
             # Settled: nothing being handed over by us, and at least our fair share held.
             held = [p for (step, p), draining in self._owned.items() if step == name and not draining]
@@ -278,10 +307,15 @@ class RedisBus(EventBus):
         return {"instance": self.link.instance_id, "partitionsOwned": len(self._owned),
                 "inFlight": sum(len(ids) for ids in self._in_flight.values())}
 
+    async def _give_up(self, step: str, partition: int) -> None:
+        token = self._tokens.pop((step, partition), "")
+        await self._release(keys=[self._lease(step, partition)], args=[token])
+
     def _lose(self, step: str, partition: int) -> None:
         """Another instance holds the lease now: stop this partition's work here (it runs there)."""
         logger.warning("lost a bus partition lease", extra={"step": step, "partition": partition})
         self._owned.pop((step, partition), None)
+        self._tokens.pop((step, partition), None)
         for group, queue in list(self._queues.items()):
             if any(d.subscription.name == step and d.partition == partition for d in queue):
                 worker = self._workers.get(group)
@@ -373,15 +407,18 @@ class RedisBus(EventBus):
             self._workers.pop(group, None)
 
     async def _deliver(self, delivery: Delivery) -> None:
-        """Run the handler until it succeeds or is dead-lettered; Redis outages only delay it."""
+        """Run the handler until it succeeds or is dead-lettered; outages (Redis or the store
+        unreachable, the store full) only delay it."""
+        delay = self.retry_delay
         while True:
             try:
                 await self._run(delivery)
                 return
-            except BrokerUnavailable as error:
-                logger.warning("Redis unavailable around a handler run; waiting",
-                               extra={"step": delivery.subscription.name, "error": str(error)})
-                await asyncio.sleep(1.0)
+            except OUTAGES as error:
+                logger.warning("a backend cannot take the handler's writes now; running it again later",
+                               extra={"step": delivery.subscription.name, "error": str(error), "delay_s": delay})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.max_retry_delay)
 
     async def _run(self, delivery: Delivery) -> None:
         subscription, event = delivery.subscription, delivery.event
@@ -393,9 +430,22 @@ class RedisBus(EventBus):
             if runs > subscription.max_retries + 1:
                 await self._dead_letter(delivery, RuntimeError(f"delivered {runs - 1} times without success"))
                 return
+            event.lease = self.lease_of(subscription.name, delivery.partition)
+            if event.lease is None:
+                return  # the partition was lost while the entry waited: its new holder runs it
             try:
                 await subscription.handler(event)
             except asyncio.CancelledError:
+                raise
+            except Fenced as error:
+                logger.warning("another instance took this event over; leaving it to that one", extra={
+                    "topic": event.topic, "step": subscription.name, "trace_id": event.trace_id,
+                    "error": str(error)})
+                return
+            except OUTAGES:
+                # Not the handler's fault: this run does not count against its retries.
+                with contextlib.suppress(*UNREACHABLE):
+                    await self.link.client.hincrby(attempts, self._attempt_field(delivery), -1)
                 raise
             except Exception as error:
                 if event.attempt >= subscription.max_retries or isinstance(error, PermanentError):

@@ -8,10 +8,15 @@ code never knows which one runs.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..leases import Fenced, Lease
+
 JSON = dict[str, Any]
+#: The state scope that holds leases taken in the store: key -> {"token": ...}.
+LEASES = "_leases"
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,17 +60,37 @@ class Store(ABC):
         """
 
     @abstractmethod
-    async def put_item(self, stream: str, group: str, item: StoredItem) -> bool:
+    async def put_item(self, stream: str, group: str, item: StoredItem, lease: Lease | None = None) -> bool:
         """Insert an item, or replace it if `item.seq` is newer than the stored one; True if it was new.
 
         A new item is ordered after every existing one. The seq guard makes writes safe to race:
-        an older snapshot landing late never overwrites a newer one.
+        an older snapshot landing late never overwrites a newer one. With a `lease`, the write
+        happens only while the store holds that lease's token, checked atomically with it;
+        otherwise it raises `Fenced` and writes nothing.
         """
 
-    async def put_items(self, stream: str, items: list[tuple[str, StoredItem]]) -> None:
-        """Write many (group, item) pairs, e.g. a periodic flush; one transaction where the store can."""
+    async def put_items(self, stream: str, items: list[tuple[str, StoredItem]],
+                        leases: Mapping[tuple[str, str], Lease] | None = None) -> set[tuple[str, str]]:
+        """Write many (group, item) pairs, e.g. a periodic flush; one transaction where the store can.
+
+        `leases` maps (group, item id) to the lease that item's write needs; the pairs refused
+        because their lease is no longer held are returned, the others are written.
+        """
+        refused: set[tuple[str, str]] = set()
         for group, item in items:
-            await self.put_item(stream, group, item)
+            try:
+                await self.put_item(stream, group, item, (leases or {}).get((group, item.id)))
+            except Fenced:
+                refused.add((group, item.id))
+        return refused
+
+    async def lease_take(self, lease: Lease) -> None:
+        """Hold `lease.key` with `lease.token` from now on: writes under any earlier token are refused."""
+        await self.state_set(LEASES, lease.key, {"token": lease.token})
+
+    @abstractmethod
+    async def lease_drop(self, lease: Lease) -> None:
+        """Forget the lease if it still holds this token (a later holder's stays)."""
 
     @abstractmethod
     async def get_item(self, stream: str, group: str, item_id: str) -> StoredItem | None:

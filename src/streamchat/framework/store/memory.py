@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from .base import JSON, Store, StoredItem
+from ..leases import Fenced, Lease
+from .base import JSON, LEASES, Store, StoredItem
 
 
 class MemoryStore(Store):
@@ -22,7 +23,17 @@ class MemoryStore(Store):
         self._seqs[stream, group] += count
         return self._seqs[stream, group]
 
-    async def put_item(self, stream: str, group: str, item: StoredItem) -> bool:
+    def _holds(self, lease: Lease) -> bool:
+        return self._state[LEASES].get(lease.key, {}).get("token") == lease.token
+
+    async def lease_drop(self, lease: Lease) -> None:
+        if self._holds(lease):
+            del self._state[LEASES][lease.key]
+
+    # No await between the lease check and the write: atomic on the event loop.
+    async def put_item(self, stream: str, group: str, item: StoredItem, lease: Lease | None = None) -> bool:
+        if lease is not None and not self._holds(lease):
+            raise Fenced(lease, f"{stream}/{group}/{item.id}")
         self.writes += 1
         current = self._items[stream, group].get(item.id)
         if current is None or item.seq > current.seq:

@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 import asyncpg
 import orjson
+from asyncpg.pool import PoolConnectionProxy
 
 from ..errors import StorageFull, StoreUnavailable
+from ..leases import Fenced, Lease
 from ..retrying import retry_transient
-from .base import JSON, Store, StoredItem
+from .base import JSON, LEASES, Store, StoredItem
 
 logger = logging.getLogger("streamchat.store")
 T = TypeVar("T")
@@ -58,6 +60,13 @@ PUT_ITEM = (
     "ON CONFLICT (stream, group_id, id) DO UPDATE SET data = excluded.data, seq = excluded.seq "
     "WHERE excluded.seq > stream_items.seq"
 )
+
+async def lease_tokens(connection: PoolConnectionProxy[Any], keys: list[str]) -> dict[str, str]:
+    """The tokens held for these lease keys, read FOR SHARE inside the writing transaction: a lease
+    taken meanwhile waits for the write to commit, and a write that waited for a taking sees the new token."""
+    rows = await connection.fetch(
+        f"SELECT key, value->>'token' FROM state WHERE scope = '{LEASES}' AND key = ANY($1::text[]) FOR SHARE", keys)
+    return {row[0]: row[1] for row in rows}
 
 #: Errors that mean "the server is not there right now", worth a retry.
 TRANSIENT: tuple[type[BaseException], ...] = (
@@ -158,21 +167,43 @@ class PostgresStore(Store):
         )
         return int(rows[0][0] or 0)
 
-    async def put_item(self, stream: str, group: str, item: StoredItem) -> bool:
+    async def put_item(self, stream: str, group: str, item: StoredItem, lease: Lease | None = None) -> bool:
         # `position` is the seq an item was created with and never changes: right after the
         # upsert `position = seq` holds exactly when the row is new.
-        rows = await self._write(PUT_ITEM + " RETURNING position = seq", stream, group, item.id, item.data, item.seq)
-        return bool(rows and rows[0][0])
+        args = (stream, group, item.id, item.data, item.seq)
+        if lease is None:
+            rows = await self._write(PUT_ITEM + " RETURNING position = seq", *args)
+            return bool(rows and rows[0][0])
 
-    async def put_items(self, stream: str, items: list[tuple[str, StoredItem]]) -> None:
-        rows = [(stream, group, item.id, item.data, item.seq) for group, item in items]
-
-        async def write() -> None:
+        async def write() -> bool:
             async with self.pool.acquire() as connection, connection.transaction():
-                await connection.executemany(PUT_ITEM, rows)
+                held = await lease_tokens(connection, [lease.key])
+                if held.get(lease.key) != lease.token:
+                    raise Fenced(lease, f"{stream}/{group}/{item.id}")
+                rows = await connection.fetch(PUT_ITEM + " RETURNING position = seq", *args)
+                return bool(rows and rows[0][0])
 
         self.writes += 1
-        await self._retrying(write)
+        return await self._retrying(write)
+
+    async def put_items(self, stream: str, items: list[tuple[str, StoredItem]],
+                        leases: Mapping[tuple[str, str], Lease] | None = None) -> set[tuple[str, str]]:
+        async def write() -> set[tuple[str, str]]:
+            async with self.pool.acquire() as connection, connection.transaction():
+                refused: set[tuple[str, str]] = set()
+                if leases:
+                    held = await lease_tokens(connection, sorted({lease.key for lease in leases.values()}))
+                    refused = {target for target, lease in leases.items() if held.get(lease.key) != lease.token}
+                await connection.executemany(PUT_ITEM, [(stream, group, item.id, item.data, item.seq)
+                                                        for group, item in items if (group, item.id) not in refused])
+                return refused
+
+        self.writes += 1
+        return await self._retrying(write)
+
+    async def lease_drop(self, lease: Lease) -> None:
+        await self._write(f"DELETE FROM state WHERE scope = '{LEASES}' AND key = $1 AND value->>'token' = $2",
+                          lease.key, lease.token)
 
     async def get_item(self, stream: str, group: str, item_id: str) -> StoredItem | None:
         rows = await self._fetch(

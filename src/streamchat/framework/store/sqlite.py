@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,8 @@ import aiosqlite
 import orjson
 
 from ..errors import StorageFull, StoreUnavailable
-from .base import JSON, Store, StoredItem
+from ..leases import Fenced, Lease
+from .base import JSON, LEASES, Store, StoredItem
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS stream_items (
@@ -41,10 +42,18 @@ CREATE TABLE IF NOT EXISTS state (
 """
 
 
-PUT_ITEM = (
-    "INSERT INTO stream_items (stream, group_id, id, data, seq, position) VALUES (?, ?, ?, ?, ?, ?) "
+UPSERT_NEWER = (
     "ON CONFLICT (stream, group_id, id) DO UPDATE SET data = excluded.data, seq = excluded.seq "
     "WHERE excluded.seq > stream_items.seq"
+)
+PUT_ITEM = (
+    "INSERT INTO stream_items (stream, group_id, id, data, seq, position) VALUES (?, ?, ?, ?, ?, ?) " + UPSERT_NEWER
+)
+#: The same write, made only while the lease's token is held: one statement, so one transaction.
+PUT_ITEM_LEASED = (
+    "INSERT INTO stream_items (stream, group_id, id, data, seq, position) SELECT ?, ?, ?, ?, ?, ? "
+    f"WHERE EXISTS (SELECT 1 FROM state WHERE scope = '{LEASES}' AND key = ? AND json_extract(value, '$.token') = ?) "
+    + UPSERT_NEWER
 )
 
 
@@ -113,28 +122,49 @@ class SQLiteStore(Store):
         )
         return int(rows[0][0])
 
-    async def put_item(self, stream: str, group: str, item: StoredItem) -> bool:
+    async def put_item(self, stream: str, group: str, item: StoredItem, lease: Lease | None = None) -> bool:
         # `position` is the seq an item was created with and never changes, so right after the
         # upsert `position = seq` holds exactly when the row is new.
-        rows = await self._write(
-            PUT_ITEM + " RETURNING position = seq", (stream, group, item.id, orjson.dumps(item.data).decode(),
-                                                     item.seq, item.seq),
-        )
+        row = (stream, group, item.id, orjson.dumps(item.data).decode(), item.seq, item.seq)
+        if lease is None:
+            rows = await self._write(PUT_ITEM + " RETURNING position = seq", row)
+        else:
+            rows = await self._write(PUT_ITEM_LEASED + " RETURNING position = seq", (*row, lease.key, lease.token))
+            if not rows and not await self._holds(lease):
+                raise Fenced(lease, f"{stream}/{group}/{item.id}")
         return bool(rows and rows[0][0])
 
-    async def put_items(self, stream: str, items: list[tuple[str, StoredItem]]) -> None:
-        rows = [(stream, group, item.id, orjson.dumps(item.data).decode(), item.seq, item.seq) for group, item in items]
+    async def _holds(self, lease: Lease) -> bool:
+        rows = await self._read(f"SELECT 1 FROM state WHERE scope = '{LEASES}' AND key = ? "
+                                "AND json_extract(value, '$.token') = ?", (lease.key, lease.token))
+        return bool(rows)
+
+    async def put_items(self, stream: str, items: list[tuple[str, StoredItem]],
+                        leases: Mapping[tuple[str, str], Lease] | None = None) -> set[tuple[str, str]]:
         async with self._lock:
             self.writes += 1
             with refused_writes():
-                await self.db.execute("BEGIN")
+                # IMMEDIATE: the lease check and the writes are one transaction, also against other processes.
+                await self.db.execute("BEGIN IMMEDIATE")
                 try:
-                    await self.db.executemany(PUT_ITEM, rows)
+                    refused: set[tuple[str, str]] = set()
+                    if leases:
+                        held: dict[str, str] = {row[0]: row[1] for row in await self.db.execute_fetchall(
+                            f"SELECT key, json_extract(value, '$.token') FROM state WHERE scope = '{LEASES}'")}
+                        refused = {target for target, lease in leases.items() if held.get(lease.key) != lease.token}
+                    await self.db.executemany(PUT_ITEM, [
+                        (stream, group, item.id, orjson.dumps(item.data).decode(), item.seq, item.seq)
+                        for group, item in items if (group, item.id) not in refused])
                     await self.db.execute("COMMIT")
                 except BaseException:
                     with contextlib.suppress(sqlite3.OperationalError):  # SQLite may have rolled back itself
                         await self.db.execute("ROLLBACK")
                     raise
+        return refused
+
+    async def lease_drop(self, lease: Lease) -> None:
+        await self._write(f"DELETE FROM state WHERE scope = '{LEASES}' AND key = ? "
+                          "AND json_extract(value, '$.token') = ?", (lease.key, lease.token))
 
     async def get_item(self, stream: str, group: str, item_id: str) -> StoredItem | None:
         rows = await self._read(

@@ -1,0 +1,293 @@
+"""Fencing: a run that lost its lease cannot write into the work its successor does now.
+
+From the stores' atomic check and the relay's script on the real Redis, through the stream hub,
+to real processes: an instance frozen with SIGSTOP past its lease and thawed while another
+instance regenerates the reply, and two processes that share one SQLite file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+
+from conftest import Cluster, FakeProvider, Server, ServerFactory
+from helpers import read_sse, wait_until_streaming
+from streamchat.framework.control import Stoppable, StopRegistry
+from streamchat.framework.leases import Fenced, Lease
+from streamchat.framework.redis_link import RedisLink, holder_key
+from streamchat.framework.relay import ChangeRelay
+from streamchat.framework.store import Store, StoredItem
+from streamchat.framework.streams import STORE_FLUSH_SECONDS, Stream, StreamHub
+from streamchat.steps.conversation_stream import ConversationMessage
+from streamchat.steps.conversation_stream import config as conversation_stream
+from test_observability import scrape, value
+from test_scale import post_to_pair, post_traced, provider_streams
+
+TOKENS = [f"w{i} " for i in range(60)]
+
+
+def message(text: str, status: str) -> dict[str, Any]:
+    return {"message": text, "from": "assistant", "status": status, "timestamp": "2026-12-04T08:00:00.000Z"}
+
+
+# -- the stores ------------------------------------------------------------------------------------
+
+async def test_a_write_under_a_lease_someone_else_took_is_refused_whole(store: Store) -> None:
+    old, new = Lease("AiResponse:c1", "old"), Lease("AiResponse:c1", "new")
+    await store.lease_take(old)
+    assert await store.put_item("s", "g", StoredItem("r", {"v": "old 1"}, 1), old) is True
+    await store.lease_take(new)
+    with pytest.raises(Fenced):
+        await store.put_item("s", "g", StoredItem("r", {"v": "old 2"}, 2), old)
+    with pytest.raises(Fenced):
+        await store.put_item("s", "g", StoredItem("other", {"v": "old"}, 3), old)
+    assert await store.get_item("s", "g", "r") == StoredItem("r", {"v": "old 1"}, 1)
+    assert await store.get_item("s", "g", "other") is None
+
+    assert await store.put_item("s", "g", StoredItem("r", {"v": "new"}, 4), new) is False
+    refused = await store.put_items("s", [("g", StoredItem("r", {"v": "old batch"}, 9)),
+                                          ("g", StoredItem("x", {"v": "unleased"}, 10))], {("g", "r"): old})
+    assert refused == {("g", "r")}, "only the fenced item of a batch is refused"
+    assert [(i.id, i.data["v"]) for i in await store.list_items("s", "g")] == [("r", "new"), ("x", "unleased")]
+
+    await store.lease_drop(old)  # not the holder any more: the new holder keeps the lease
+    assert await store.put_item("s", "g", StoredItem("r", {"v": "new 2"}, 11), new) is False
+    await store.lease_drop(new)
+    with pytest.raises(Fenced):
+        await store.put_item("s", "g", StoredItem("r", {"v": "after the end"}, 12), new)
+    assert (await store.get_item("s", "g", "r")) == StoredItem("r", {"v": "new 2"}, 11)
+
+
+async def test_no_write_of_a_superseded_holder_lands_after_the_takeover(store: Store) -> None:
+    """The old holder keeps writing ever newer seqs, so the seq guard would let them in: only the
+    fence stops them, from the moment the takeover returns."""
+    old, new = Lease("AiResponse:race", "old"), Lease("AiResponse:race", "new")
+    await store.lease_take(old)
+    taken = asyncio.Event()
+    accepted_after_takeover: list[int] = []
+
+    async def old_writer() -> int:
+        for seq in range(1, 100_000):
+            started_after = taken.is_set()
+            try:
+                await store.put_item("s", "g", StoredItem("r", {"by": "old", "seq": seq}, seq), old)
+            except Fenced:
+                return seq
+            if started_after:
+                accepted_after_takeover.append(seq)
+            await asyncio.sleep(0)
+        raise AssertionError("the old holder was never fenced off")
+
+    writers = [asyncio.create_task(old_writer()) for _ in range(4)]
+    await asyncio.sleep(0.05)
+    await store.lease_take(new)
+    taken.set()
+    await asyncio.wait_for(asyncio.gather(*writers), 30)
+    assert accepted_after_takeover == []
+    assert await store.put_item("s", "g", StoredItem("r", {"by": "new"}, 1_000_000), new) is False
+    assert (await store.get_item("s", "g", "r")) == StoredItem("r", {"by": "new"}, 1_000_000)
+
+
+async def test_a_fenced_writer_of_the_local_hub_stops_at_its_next_write(store: Store) -> None:
+    hub = StreamHub(store, {"conversation": conversation_stream})
+    old, new = Lease("AiResponse:g", "old"), Lease("AiResponse:g", "new")
+    await store.lease_take(old)
+    stale: Stream[ConversationMessage] = Stream(conversation_stream, hub, lease=old)
+    await stale.set("g", "r", message("", "streaming"))
+    await stale.append("g", "r", "message", "old ")
+
+    await store.lease_take(new)  # another process took the group's events over
+    await asyncio.sleep(STORE_FLUSH_SECONDS * 2)  # the batched write finds the lease taken
+    with pytest.raises(Fenced):
+        await stale.append("g", "r", "message", "more ")
+    with pytest.raises(Fenced):
+        await stale.set("g", "r", message("old ", "completed"))
+
+    fresh: Stream[ConversationMessage] = Stream(conversation_stream, hub, lease=new)
+    await fresh.set("g", "r", message("", "streaming"))
+    await fresh.append("g", "r", "message", "new")
+    await fresh.set("g", "r", message("new", "completed"))
+    stored = await store.get_item("conversation", "g", "r")
+    assert stored is not None and (stored.data["message"], stored.data["status"]) == ("new", "completed")
+    await hub.close()
+
+
+async def test_a_scope_left_by_an_error_closes_its_source_at_once() -> None:
+    closed = asyncio.Event()
+
+    async def provider() -> AsyncIterator[str]:
+        try:
+            for index in range(1000):
+                yield f"t{index}"
+                await asyncio.sleep(0.001)
+        finally:
+            closed.set()
+
+    with pytest.raises(Fenced):
+        async with Stoppable[str](StopRegistry(), "reply") as scope:
+            async for piece in scope.iterate(provider()):
+                if piece == "t3":
+                    raise Fenced(Lease("k", "t"), "a write")
+    assert closed.is_set(), "the provider stream is closed when the scope exits, not when it is collected"
+
+
+# -- the relay's script on the real Redis ---------------------------------------------------------
+
+async def test_the_relay_refuses_a_change_under_a_lease_another_run_holds(redis_url: str) -> None:
+    link = RedisLink(redis_url, prefix=f"test-fence-{uuid.uuid4().hex[:8]}")
+    relay = ChangeRelay(link)
+    lease_key = link.key("lease", "AiResponse", "0")
+    mine, theirs = Lease(lease_key, "a:1"), Lease(lease_key, "b:2")
+
+    async def hold(lease: Lease) -> None:
+        await link.client.set(lease_key, lease.token, px=60_000)
+        await link.client.set(holder_key(lease_key), lease.token)
+
+    async def write(lease: Lease, text: str) -> int | None:
+        return await relay.publish("conversation", "g", "delta", "r", text, "message", floor=0, lease=lease)
+
+    try:
+        await hold(mine)
+        first = await write(mine, "mine ")
+        await hold(theirs)
+        with pytest.raises(Fenced):
+            await write(mine, "stale ")
+        assert await relay.current_seq("conversation", "g") == first, "a refused change takes no seq"
+        assert [change.payload for change in await relay.read_log("conversation", "g")] == ["mine "]
+        assert await write(theirs, "theirs ") == (first or 0) + 1
+
+        await link.client.delete(lease_key)  # their lease expired and nobody took it: still theirs
+        with pytest.raises(Fenced):
+            await write(mine, "stale again ")
+        assert await write(theirs, "slow but still theirs ") is not None
+
+        await link.client.delete(lease_key, holder_key(lease_key))  # Redis lost its data
+        assert await write(mine, "re-asserted ") is not None
+    finally:
+        keys = [key async for key in link.client.scan_iter(match=f"{link.prefix}:*")]
+        if keys:
+            await link.client.delete(*keys)
+        await link.close()
+
+
+# -- real processes ---------------------------------------------------------------------------------
+
+@dataclass
+class SseTexts:
+    """Every text of one item an SSE client showed, frame by frame, and each status it was sent."""
+
+    texts: list[str] = field(default_factory=list)
+    statuses: list[str] = field(default_factory=list)
+
+
+async def follow(server: Server, cid: str, item_id: str, seen: SseTexts, until: str = "completed") -> None:
+    text = ""
+    async with httpx.AsyncClient(timeout=60) as client, client.stream(
+            "GET", f"{server.url}/api/conversations/{cid}/events") as response:
+        async for frame in read_sse(response):
+            if isinstance(frame, str) or frame.data.get("id") != item_id:
+                continue
+            if frame.event == "item":
+                text = frame.data["message"]
+                seen.statuses.append(frame.data["status"])
+            elif frame.event == "delta":
+                text += frame.data["delta"]
+            seen.texts.append(text)
+            if frame.event == "item" and frame.data["status"] == until:
+                return
+
+
+def assert_each_a_prefix_of_one_run(texts: list[str], runs: list[str]) -> None:
+    for text in texts:
+        assert any(run.startswith(text) for run in runs), f"a client showed text of no single run: {text!r}"
+
+
+async def stream_until(seen: SseTexts, prefix: str, tokens: int, timeout: float = 30) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not (seen.texts and seen.texts[-1].startswith(prefix) and seen.texts[-1].count(" ") >= tokens):
+        assert asyncio.get_running_loop().time() < deadline, f"no run {prefix!r} seen: {seen.texts[-1:]}"
+        await asyncio.sleep(0.05)
+
+
+async def test_an_instance_paused_past_its_lease_cannot_write_into_the_reply_taken_over(
+    cluster: Cluster, fake_provider: FakeProvider,
+) -> None:
+    fake_provider.script(tokens=TOKENS, delay=0.1, tag=True)
+    servers = cluster.start_many(2)
+    cid = str(uuid.uuid4())
+    posted = await post_to_pair(servers, "pause me", cid)
+    mid, paused, survivor, trace = posted.mid, posted.generator, posted.other, posted.trace
+    on_survivor, on_paused = SseTexts(), SseTexts()
+    watchers = [asyncio.create_task(follow(survivor, cid, mid, on_survivor)),
+                asyncio.create_task(follow(paused, cid, mid, on_paused))]
+    await wait_until_streaming(survivor.url, cid, mid)
+
+    paused.process.send_signal(signal.SIGSTOP)
+    try:
+        await stream_until(on_survivor, "r1-", 5)  # the lease ran out; the survivor regenerates the reply
+    finally:
+        paused.process.send_signal(signal.SIGCONT)
+    await asyncio.wait_for(asyncio.gather(*watchers), 60)
+    await asyncio.sleep(1.0)  # room for a late write of the thawed instance, which must not come
+
+    runs = [stream["text"] for stream in provider_streams(fake_provider)]
+    assert len(runs) == 2 and all(isinstance(run, str) for run in runs)
+    for seen in (on_survivor, on_paused):
+        assert_each_a_prefix_of_one_run(seen.texts, [str(run) for run in runs])
+        assert seen.texts[-1] == runs[1]
+        assert seen.statuses.count("completed") == 1, seen.statuses
+    [stored] = [m for m in (await conversation(survivor, cid)) if m["id"] == mid]
+    assert (stored["status"], stored["message"]) == ("completed", runs[1])
+    first, second = provider_streams(fake_provider)
+    assert first["closed_by_client_at"] is not None and not first["finished"], "the paused run's stream closed"
+    assert second["finished"]
+    logs = paused.logs()
+    finished = f'"msg":"handler finished","step":"AiResponse","trace_id":"{trace}"'
+    assert finished not in logs, "the paused instance did not finish the reply"
+    fenced = value(await scrape(paused), "streamchat_handler_runs_total", step="AiResponse", outcome="fenced")
+    assert fenced == 1 or "lost a bus partition lease" in logs, "stopped by the fence or by losing the lease"
+
+
+async def conversation(server: Server, cid: str) -> list[dict[str, Any]]:
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        response = await client.get(f"/api/conversations/{cid}")
+    assert response.status_code == 200, response.text
+    return list(response.json()["messages"])
+
+
+async def test_a_second_process_on_the_same_sqlite_file_takes_the_reply_over_cleanly(
+    servers: ServerFactory, fake_provider: FakeProvider,
+) -> None:
+    """A restart that overlaps the old process: the new one replays the journal and regenerates the
+    running reply, and the old one, fenced off in the store, stops instead of writing on."""
+    fake_provider.script(tokens=TOKENS, delay=0.1, tag=True)
+    old = servers.start()
+    cid = str(uuid.uuid4())
+    accepted, _ = await post_traced(old, "overlap", cid)
+    mid = accepted["assistantMessageId"]
+    await wait_until_streaming(old.url, cid, mid)
+    new = servers.start()  # same SQLite file: it replays the old process's journal
+    on_new = SseTexts()
+    await asyncio.wait_for(follow(new, cid, mid, on_new), 60)
+    await asyncio.sleep(1.0)
+
+    runs = [str(stream["text"]) for stream in provider_streams(fake_provider)]
+    assert len(runs) == 2
+    assert_each_a_prefix_of_one_run(on_new.texts, runs)
+    assert on_new.texts[-1] == runs[1] and on_new.statuses.count("completed") == 1
+    for server in (old, new):
+        [stored] = [m for m in (await conversation(server, cid)) if m["id"] == mid]
+        assert (stored["status"], stored["message"]) == ("completed", runs[1])
+    first, second = provider_streams(fake_provider)
+    assert first["closed_by_client_at"] is not None and not first["finished"]
+    assert second["finished"]
+    assert value(await scrape(old), "streamchat_handler_runs_total", step="AiResponse", outcome="fenced") == 1
+    assert "another process took this group's events over" in old.logs()
+    assert old.stop() == 0 and new.stop() == 0
