@@ -56,3 +56,25 @@ def _save(figure: Any, path: Path) -> Path:
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return path
+
+
+def soak_chart(result: dict[str, Any], path: Path) -> Path:
+    """The soak's server RSS against the chats done so far (and the idle tail after the load)."""
+    figure, axis = plt.subplots(figsize=(7, 4))
+    series = result["series"]
+    axis.plot([s["chats_done"] for s in series], [s["rss_mb"] for s in series], marker=".", label="RSS")
+    axis.plot([s["chats_done"] for s in series], [s["rss_anon_mb"] for s in series], linestyle="--",
+              label="RSS anonymous")
+    idle = [s for s in series if s["phase"] in ("drained", "idle")]
+    if idle:
+        axis.scatter([s["chats_done"] for s in idle], [s["rss_mb"] for s in idle], color="red", zorder=3,
+                     s=12, label="after the load")
+    axis.plot([s["chats_done"] for s in series], [s["replay_mb"] for s in series], linestyle=":",
+              label="resume buffers (the hub's estimate)")
+    plan = result["plan"]
+    axis.set(xlabel="chats done", ylabel="server RSS (MB)",
+             title=f"Soak: {plan['rate_per_s']:g} new chats/s for {plan['minutes']:g} min, "
+                   f"{plan['tokens']} tokens, watched by {plan['watch']}")
+    axis.set_ylim(bottom=0)
+    axis.legend(fontsize=8)
+    return _save(figure, path)

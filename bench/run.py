@@ -15,7 +15,7 @@ from typing import Any
 
 import uvloop
 
-from bench import scenarios
+from bench import scenarios, soak
 from bench.charts import draw
 from bench.costs import costs
 from bench.harness import ROOT, Fake
@@ -194,8 +194,17 @@ def main() -> None:
     parser.add_argument("--only", default="",
                         help="comma-separated scenarios: overhead,concurrency,dedicated_core,fanout,"
                              "fanout_uncompressed,wire,embedded,scale,costs")
-    parser.add_argument("--out", default=str(RESULTS / "latest.json"), help="where to write the JSON results")
-    args = parser.parse_args()
+    parser.add_argument("--out", default=None, help="where to write the JSON results (default "
+                        "bench/results/latest.json, or soak.json with --soak)")
+    parser.add_argument("--soak", action="store_true",
+                        help="run only the memory soak instead (bench/soak.py; its options follow, e.g. "
+                             "--minutes 8 --rate 10); never part of the default run nor of --quick")
+    args, rest = parser.parse_known_args()
+    if args.soak:
+        soak.main(rest + ([] if args.out is None else ["--out", args.out]))
+        return
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     plan = QUICK if args.quick else FULL
     # The clients' own pauses must not show up as lag: a full collection over the SDK's and the
     # clients' modules takes ~40 ms here, so they are left out of it, as the server does.
@@ -206,7 +215,7 @@ def main() -> None:
     # provider measured directly is read the way the server reads it.
     results = uvloop.run(run(plan, {name for name in args.only.split(",") if name} or None))
     results["mode"] = "quick" if args.quick else "full"
-    out = Path(args.out)
+    out = Path(args.out or RESULTS / "latest.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
     charts = draw(results, out.parent)

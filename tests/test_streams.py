@@ -215,11 +215,8 @@ async def test_append_refuses_unknown_items_and_non_text_fields() -> None:
         await stream.append("g", "r", "status", "x")
 
 
-async def test_resume_buffers_are_bounded_and_fall_back_to_a_snapshot(monkeypatch: pytest.MonkeyPatch) -> None:
-    import streamchat.framework.streams as streams_module
-
-    monkeypatch.setattr(streams_module, "REPLAY_BUDGET", 50)
-    hub = StreamHub(MemoryStore(), {"conversation": conversation})
+async def test_resume_buffers_are_bounded_and_fall_back_to_a_snapshot() -> None:
+    hub = StreamHub(MemoryStore(), {"conversation": conversation}, replay_budget=50 * 700)
     stream: Stream[ConversationMessage] = Stream(conversation, hub)
     await stream.set("old", "a", message("old news"))
     await stream.set("busy", "r", message("", "streaming", "assistant"))
@@ -232,6 +229,32 @@ async def test_resume_buffers_are_bounded_and_fall_back_to_a_snapshot(monkeypatc
     await hub.subscribe(resumed_old, "conversation", "old", deltas=True, after_seq=0, sse=True)
     assert [f["event"]["type"] for f in resumed_busy.frames] == ["event"] * 6, "recent changes replay exactly"
     assert [f["event"]["type"] for f in resumed_old.frames] == ["update"], "a trimmed group resumes from a snapshot"
+    assert hub.memory()["replayBytes"] <= 50 * 700
+
+
+async def test_the_resume_budget_counts_the_text_a_change_holds() -> None:
+    hub = StreamHub(MemoryStore(), {"conversation": conversation}, replay_budget=1_000_000)
+    stream: Stream[ConversationMessage] = Stream(conversation, hub)
+    await stream.set("g", "r", message("", "streaming", "assistant"))
+    before = hub.memory()["replayBytes"]
+    await stream.append("g", "r", "message", "x" * 10_000)
+    assert hub.memory()["replayBytes"] - before >= 20_000, "a piece's text is held twice: payload and frame"
+    await stream.set("g", "r", message("x" * 10_000, "completed", "assistant"))
+    await stream.set("g", "big", message("y" * 100_000))
+    assert hub.memory()["replayBytes"] <= 1_000_000, "over budget, older changes go"
+    assert hub.memory()["replayChanges"] >= 1
+
+
+async def test_idle_groups_past_the_cap_are_forgotten_and_cost_nothing_after() -> None:
+    hub = StreamHub(MemoryStore(), {"conversation": conversation}, idle_groups_kept=10)
+    stream: Stream[ConversationMessage] = Stream(conversation, hub)
+    for index in range(100):
+        await stream.set(f"g{index}", "a", message(f"hello {index}"))
+    assert hub.memory()["groups"] <= 11
+    assert [item.data.message for item in await stream.get_group("g0")] == ["hello 0"], "read from the store again"
+    watcher = Recorder()
+    await hub.subscribe(watcher, "conversation", "g1", deltas=True, after_seq=1, sse=True)
+    assert [f["event"]["type"] for f in watcher.frames] == ["update"], "a forgotten group resumes from a snapshot"
 
 
 async def test_item_writes_report_creation_and_never_go_back_in_seq(store: Store) -> None:

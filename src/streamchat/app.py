@@ -70,7 +70,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                settings.admin_keys_file)
     runtime = Runtime(steps, backends.store, backends.bus, backends.link, keys,
                       rate_limits={"messages": settings.messages_per_minute},
-                      delta_window=settings.delta_window_ms / 1000)
+                      delta_window=settings.delta_window_ms / 1000,
+                      replay_budget=settings.replay_memory_mb * 1024 * 1024, idle_groups_kept=settings.idle_groups_kept)
     provider = make_provider(settings)
 
     async def start_provider() -> None:

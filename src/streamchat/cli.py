@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import logging
 import os
 import signal
@@ -64,6 +63,7 @@ LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 def serve_command(host: str | None, port: int | None) -> int:
     import uvicorn
 
+    from . import serving
     from .app import create_app
     from .framework import WiringError
     from .settings import get_settings
@@ -74,10 +74,7 @@ def serve_command(host: str | None, port: int | None) -> int:
     except (ValueError, WiringError, ImportError) as error:
         print(f"streamchat: cannot start: {error}", file=sys.stderr)
         return 2
-    # Streaming keeps many small, short-lived objects in flight; collecting young objects less often and
-    # leaving start-up objects out of full collections keeps GC pauses off the token path.
-    gc.set_threshold(50_000, 50, 100)
-    gc.freeze()
+    serving.configure_gc()
     bind_host, bind_port = host or settings.host, settings.port if port is None else port
     if bind_host not in LOOPBACK and not (settings.api_keys or settings.api_keys_file):
         logging.getLogger("streamchat.cli").warning(
@@ -90,7 +87,8 @@ def serve_command(host: str | None, port: int | None) -> int:
     # is done uvicorn raises the signal again for the handler it found: this one makes that a clean
     # exit (status 0, as supervisors expect of a graceful stop) instead of death by signal.
     signal.signal(signal.SIGTERM, _exit_cleanly)
-    uvicorn.run(app, host=bind_host, port=bind_port, log_level="warning", ws_max_size=settings.ws_max_frame_bytes,
+    uvicorn.run(app, host=bind_host, port=bind_port, log_level="warning", ws=serving.WebSocketProtocol,
+                ws_max_size=settings.ws_max_frame_bytes,
                 ws_per_message_deflate=settings.ws_compression,
                 timeout_graceful_shutdown=max(1, int(settings.shutdown_seconds)),
                 timeout_keep_alive=settings.keep_alive_seconds)

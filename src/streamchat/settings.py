@@ -9,6 +9,7 @@ from typing import Literal
 
 from dotenv import load_dotenv
 
+from .framework.streams import IDLE_GROUPS_KEPT, REPLAY_BUDGET_BYTES
 from .llm.local_models import DEFAULT_MODEL
 
 
@@ -117,6 +118,8 @@ class Settings:
     max_message_chars: int
     delta_window_ms: int
     keep_alive_seconds: int
+    replay_memory_mb: int
+    idle_groups_kept: int
 
     @classmethod
     def from_env(cls, env_file: str | None = ".env") -> Settings:
@@ -180,6 +183,8 @@ class Settings:
             # Longer than a load balancer's idle timeout (60 s is common), so the balancer never sends
             # a request down a connection the server is closing at that moment.
             keep_alive_seconds=_int("STREAMCHAT_KEEP_ALIVE_SECONDS", 75, minimum=1),
+            replay_memory_mb=_int("STREAMCHAT_REPLAY_MEMORY_MB", REPLAY_BUDGET_BYTES // (1024 * 1024), minimum=1),
+            idle_groups_kept=_int("STREAMCHAT_IDLE_GROUPS_KEPT", IDLE_GROUPS_KEPT),
         )
 
 

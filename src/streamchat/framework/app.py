@@ -73,7 +73,7 @@ def build_app(
     async def stats() -> dict[str, Any]:
         """Counters for operators and the benchmark."""
         return {"storeWrites": runtime.store.writes, "subscribers": runtime.hub.total_subscribers(),
-                "bus": runtime.bus.stats()}
+                "bus": runtime.bus.stats(), "streams": runtime.hub.memory()}
 
     @app.get("/api/admin/dead-letters", tags=["admin"])
     async def dead_letters() -> dict[str, Any]:

@@ -33,7 +33,16 @@ from .leases import Fenced, Lease
 from .relay import ChangeRelay, Relayed
 from .steps import StreamConfig
 from .store import JSON, Store, StoredItem
-from .streams import DELTA_WINDOW_SECONDS, GroupState, LiveItem, StreamHub, Subscriber, UnknownItemError
+from .streams import (
+    DELTA_WINDOW_SECONDS,
+    IDLE_GROUPS_KEPT,
+    REPLAY_BUDGET_BYTES,
+    GroupState,
+    LiveItem,
+    StreamHub,
+    Subscriber,
+    UnknownItemError,
+)
 
 logger = logging.getLogger("streamchat.replicated")
 
@@ -81,8 +90,10 @@ class ReplicatedStreamHub(StreamHub):
     fences_in_store = False
 
     def __init__(self, store: Store, configs: Mapping[str, StreamConfig[Any]], relay: ChangeRelay, *,
-                 delta_window: float = DELTA_WINDOW_SECONDS) -> None:
-        super().__init__(store, configs, delta_window=delta_window)
+                 delta_window: float = DELTA_WINDOW_SECONDS, replay_budget: int = REPLAY_BUDGET_BYTES,
+                 idle_groups_kept: int = IDLE_GROUPS_KEPT) -> None:
+        super().__init__(store, configs, delta_window=delta_window, replay_budget=replay_budget,
+                         idle_groups_kept=idle_groups_kept)
         self.relay = relay
         self._writing: dict[tuple[str, str, str], LiveItem] = {}
         self._unstored: dict[tuple[str, str, str], StoredItem] = {}
@@ -310,8 +321,7 @@ class ReplicatedStreamHub(StreamHub):
         for live in state.live.values():
             live.end()
         state.live.clear()
-        self._retained -= len(state.replay)
-        state.replay.clear()
+        self._forget_replay(state)
         state.view = {item["id"]: item for item in items}
         state.seq = max(at, state.seq)
 
@@ -453,7 +463,6 @@ class ReplicatedStreamHub(StreamHub):
         for live in state.live.values():
             live.end()
         state.live.clear()
-        self._retained -= len(state.replay)
-        state.replay.clear()
+        self._forget_replay(state)
         state.view = None
         state.backlog.clear()

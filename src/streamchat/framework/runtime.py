@@ -25,7 +25,7 @@ from .replicated import ReplicatedStreamHub
 from .steps import AccessRequest, ApiStep, Emit, EventStep, StepSet
 from .stop_router import StopRouter
 from .store import Store
-from .streams import DELTA_WINDOW_SECONDS, StreamHub
+from .streams import DELTA_WINDOW_SECONDS, IDLE_GROUPS_KEPT, REPLAY_BUDGET_BYTES, StreamHub
 from .tracing import extracted, tracer
 
 logger = logging.getLogger("streamchat.runtime")
@@ -38,7 +38,8 @@ class Runtime:
 
     def __init__(self, steps: StepSet, store: Store, bus: EventBus, link: RedisLink | None = None,
                  keys: ApiKeys | None = None, rate_limits: Mapping[str, int] | None = None,
-                 delta_window: float = DELTA_WINDOW_SECONDS) -> None:
+                 delta_window: float = DELTA_WINDOW_SECONDS, replay_budget: int = REPLAY_BUDGET_BYTES,
+                 idle_groups_kept: int = IDLE_GROUPS_KEPT) -> None:
         self.steps = steps
         self.keys = keys or ApiKeys()
         self.limiter = RateLimiter(rate_limits or {}, link)
@@ -46,8 +47,9 @@ class Runtime:
         self.bus = bus
         self.link = link
         configs = {**steps.streams, WORKBENCH_STREAM: workbench_stream}
-        self.hub = (StreamHub(store, configs, delta_window=delta_window) if link is None
-                    else ReplicatedStreamHub(store, configs, ChangeRelay(link), delta_window=delta_window))
+        memory = {"replay_budget": replay_budget, "idle_groups_kept": idle_groups_kept}
+        self.hub = (StreamHub(store, configs, delta_window=delta_window, **memory) if link is None
+                    else ReplicatedStreamHub(store, configs, ChangeRelay(link), delta_window=delta_window, **memory))
         self.monitor = Monitor(self.hub)
         self.state = State(store)
         self.stops = StopRegistry()

@@ -46,9 +46,16 @@ DELTA_WINDOW_SECONDS = 0.025
 PLAIN_GROWTH = 0.05
 PLAIN_QUIET_SECONDS = 1.0
 STORE_FLUSH_SECONDS = 0.5
+#: Changes kept per group for exact resume, and the memory all groups' buffers may take together.
 REPLAY_LIMIT = 10_000
-REPLAY_BUDGET = 200_000
-IDLE_GROUPS_KEPT = 10_000
+REPLAY_BUDGET_BYTES = 64 * 1024 * 1024
+#: Groups nobody watches or writes that stay in memory (their seq block, their resume buffer).
+IDLE_GROUPS_KEPT = 2_000
+#: What a kept change costs besides its text: the object, its payload dict, the sent frame's JSON
+#: around the text; each string of the payload adds its object and is held twice (in the payload
+#: and in the frame text). Set from tracemalloc in the soak (bench/soak.py).
+CHANGE_BYTES = 600
+STRING_BYTES = 100
 #: What a subscriber receives of a streaming text: whole items, every delta, or joined deltas.
 Mode = Literal["plain", "every-delta", "joined-deltas"]
 Audience = Literal["all", "delta", "plain", "every-delta", "joined-deltas"]
@@ -155,6 +162,7 @@ class GroupState:
     replay: deque[Change] = field(default_factory=lambda: deque(maxlen=REPLAY_LIMIT))
     members: dict[Subscriber, Mode] = field(default_factory=dict)
     item_members: dict[str, dict[Subscriber, Mode]] = field(default_factory=dict)
+    replay_bytes: int = 0
     plain_members: int = 0
     every_delta_members: int = 0
     batches: dict[str, DeltaBatch] = field(default_factory=dict)
@@ -166,6 +174,16 @@ class GroupState:
 
     def idle(self) -> bool:
         return not (self.live or self.members or self.item_members or self.lock.locked())
+
+
+def replay_cost(change: Change) -> int:
+    """About how much memory keeping `change` for resume takes (O(1) for a delta)."""
+    payload = change.payload
+    if change.kind == "delta":
+        return CHANGE_BYTES + 2 * len(payload["delta"])
+    if isinstance(payload, dict):
+        return CHANGE_BYTES + sum(STRING_BYTES + 2 * len(value) for value in payload.values() if isinstance(value, str))
+    return CHANGE_BYTES
 
 
 class StreamHub:
@@ -180,14 +198,17 @@ class StreamHub:
     fences_in_store = True
 
     def __init__(self, store: Store, configs: Mapping[str, StreamConfig[Any]], *,
-                 delta_window: float = DELTA_WINDOW_SECONDS) -> None:
+                 delta_window: float = DELTA_WINDOW_SECONDS, replay_budget: int = REPLAY_BUDGET_BYTES,
+                 idle_groups_kept: int = IDLE_GROUPS_KEPT) -> None:
         self.store = store
         self.configs = dict(configs)
         self.delta_window = delta_window
+        self.replay_budget = replay_budget
+        self.idle_groups_kept = idle_groups_kept
         self._groups: OrderedDict[tuple[str, str], GroupState] = OrderedDict()
         self._dirty: dict[tuple[str, str, str], LiveItem] = {}
         self._flusher: asyncio.Task[None] | None = None
-        self._retained = 0
+        self._replay_bytes = 0
 
     async def start(self) -> None:
         """Begin serving (a replicated hub starts listening to the other instances here)."""
@@ -212,12 +233,16 @@ class StreamHub:
         return state
 
     def _evict_idle(self) -> None:
-        """Forget the least recently used idle groups, in batches so the scan is rare."""
-        if len(self._groups) <= IDLE_GROUPS_KEPT * 1.1:
+        """Forget the least recently used idle groups, in batches so the scan is rare.
+
+        A forgotten group costs nothing: it is read from the store again when next used, and a
+        client resuming it gets a snapshot.
+        """
+        if len(self._groups) <= self.idle_groups_kept * 1.1:
             return
-        excess = len(self._groups) - IDLE_GROUPS_KEPT
+        excess = len(self._groups) - self.idle_groups_kept
         for key in [key for key, state in self._groups.items() if state.idle()][:excess]:
-            self._retained -= len(self._groups.pop(key).replay)
+            self._forget_replay(self._groups.pop(key))
 
     async def _next_seq(self, state: GroupState, stream: str, group: str) -> int:
         if state.seq >= state.reserved:
@@ -319,24 +344,46 @@ class StreamHub:
     def _record(self, state: GroupState, change: Change, audience: Audience = "all") -> None:
         """Every seq-numbered change is kept for SSE resume, then published.
 
-        Memory is bounded twice: per group (REPLAY_LIMIT) and in all (REPLAY_BUDGET); past the
-        budget the least recently active groups lose their buffers, and a client resuming one
-        of them gets a snapshot instead.
+        Memory is bounded twice: per group (REPLAY_LIMIT changes) and in all (`replay_budget`
+        bytes, as `replay_cost` counts them); past the budget the least recently active groups
+        lose their buffers, and a client resuming one of them gets a snapshot instead.
         """
-        if len(state.replay) < REPLAY_LIMIT:
-            self._retained += 1
+        if len(state.replay) == REPLAY_LIMIT:
+            self._drop_oldest(state)
+        cost = replay_cost(change)
         state.replay.append(change)
-        if self._retained > REPLAY_BUDGET:
+        state.replay_bytes += cost
+        self._replay_bytes += cost
+        if self._replay_bytes > self.replay_budget:
             self._trim_replays(keep=state)
         self._publish(state, change, audience)
 
     def _trim_replays(self, keep: GroupState) -> None:
+        """Empty the least recently active groups' buffers; if the group being written holds more
+        than the budget by itself, its oldest changes go."""
         for state in self._groups.values():
-            if self._retained <= REPLAY_BUDGET * 0.8:
+            if self._replay_bytes <= self.replay_budget * 0.8:
                 return
             if state is not keep:
-                self._retained -= len(state.replay)
-                state.replay.clear()
+                self._forget_replay(state)
+        while self._replay_bytes > self.replay_budget and keep.replay:
+            self._drop_oldest(keep)
+
+    def _drop_oldest(self, state: GroupState) -> None:
+        cost = replay_cost(state.replay.popleft())
+        state.replay_bytes -= cost
+        self._replay_bytes -= cost
+
+    def _forget_replay(self, state: GroupState) -> None:
+        self._replay_bytes -= state.replay_bytes
+        state.replay_bytes = 0
+        state.replay.clear()
+
+    def memory(self) -> dict[str, int]:
+        """What the hub keeps, for operators (`/api/admin/stats`) and the soak."""
+        return {"groups": len(self._groups), "idleGroupsKept": self.idle_groups_kept,
+                "replayChanges": sum(len(state.replay) for state in self._groups.values()),
+                "replayBytes": self._replay_bytes, "replayBudgetBytes": self.replay_budget}
 
     # -- writes ----------------------------------------------------------------------------
 
