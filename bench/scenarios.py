@@ -39,7 +39,7 @@ async def _first_piece(provider: OpenAIProvider) -> float:
         async for _ in stream:
             return (time.time() - started) * 1000
     finally:
-        await stream.aclose()  # type: ignore[attr-defined]  # an async generator
+        await stream.aclose()
     raise RuntimeError("the provider sent nothing")
 
 

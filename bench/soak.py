@@ -35,6 +35,7 @@ import uvloop
 
 from bench.charts import soak_chart
 from bench.harness import ROOT, Fake, Server, SseWatcher, WsWatcher
+from streamchat.serving import configure_gc
 
 RESULTS = ROOT / "bench" / "results"
 #: Conversations in flight at once beyond which an arrival is skipped (and counted), so a server
@@ -248,8 +249,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.minutes <= 0 or args.rate <= 0 or args.minutes * 60 * args.rate > 1_000_000:
         raise SystemExit("--minutes and --rate must be positive, and at most 1,000,000 chats in all")
     gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 50, 100)
+    configure_gc()  # the load generator's collections like the server's
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     result = uvloop.run(soak(args.minutes, args.rate, args.tokens, args.token_delay, args.watch,
                              args.sample_seconds, args.settle_seconds, env))

@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import asyncpg
 import httpx
 import pytest
 
@@ -99,14 +100,19 @@ def postgres_small_disk(private_postgres: PrivatePostgres) -> Iterator[tuple[str
         yield private_postgres.url.rsplit("/", 1)[0] + "/chat", disk
 
 
+@pytest.mark.parametrize("bus", ["memory", "redis"])
 async def test_postgres_out_of_space_is_507_with_nothing_half_written_and_recovers(
-    servers: ServerFactory, fake_provider: FakeProvider, postgres_small_disk: tuple[str, Path],
+    servers: ServerFactory, fake_provider: FakeProvider, postgres_small_disk: tuple[str, Path], bus: str,
+    request: pytest.FixtureRequest,
 ) -> None:
     """PostgreSQL fills the free room of its pages first, so POSTs keep working for a while after the
     disk is full; the first that needs a new page gets 507, with nothing of it kept, even when its
-    first write still fitted. Replies accepted meanwhile wait for room instead of failing."""
+    first write still fitted. Replies accepted meanwhile wait for room instead of failing, and end
+    up stored as they ended, also where Redis carried the changes meanwhile."""
     url, small_disk = postgres_small_disk
-    server = servers.start(STREAMCHAT_STATE_URL=url)
+    redis = {} if bus == "memory" else {"STREAMCHAT_BUS_URL": request.getfixturevalue("redis_url"),
+                                        "STREAMCHAT_REDIS_PREFIX": f"full-{uuid.uuid4().hex[:8]}"}
+    server = servers.start(STREAMCHAT_STATE_URL=url, **redis)
     fake_provider.script(tokens=["stored ", "fine"])
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
         first = (await client.post("/chat", json={"message": "before the disk fills"})).json()
@@ -145,3 +151,20 @@ async def test_postgres_out_of_space_is_507_with_nothing_half_written_and_recove
         listed = {c["conversationId"] for c in (await client.get("/api/conversations")).json()["conversations"]}
         assert not listed & set(refused)
         assert {first["conversationId"], again["conversationId"]} <= listed
+    replies = {reply["assistantMessageId"] for reply in [first, *accepted, again]}
+    await until_stored_as_completed(url, replies)
+
+
+async def until_stored_as_completed(url: str, replies: set[str], timeout: float = 15) -> None:
+    """Read PostgreSQL itself (not the API, which may answer from Redis's log): every reply's row says completed."""
+    connection = await asyncpg.connect(url)
+    try:
+        for _ in range(int(timeout / 0.25)):
+            rows = await connection.fetch("SELECT id, data->>'status' FROM stream_items WHERE id = ANY($1::text[])",
+                                          sorted(replies))
+            if len(rows) == len(replies) and all(status == "completed" for _, status in rows):
+                return
+            await asyncio.sleep(0.25)
+        raise AssertionError(f"not stored as completed: {[tuple(row) for row in rows if row[1] != 'completed']}")
+    finally:
+        await connection.close()

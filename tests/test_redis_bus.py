@@ -68,3 +68,37 @@ async def test_entries_with_the_same_id_in_two_partitions_are_counted_apart(redi
         if keys:
             await link.client.delete(*keys)
         await link.close()
+
+
+async def test_an_instance_that_lost_its_partition_acknowledges_nothing(redis_url: str) -> None:
+    """The handler finishes after another instance took the partition over (simulated by replacing the
+    lease's token): the entry stays pending for the new holder, its journal entry stays, no dead letter."""
+    link = RedisLink(redis_url, prefix=f"test-bus-{uuid.uuid4().hex[:8]}")
+    bus = RedisBus(link, partitions=1, lease_seconds=30.0, block_ms=50)
+    running, finish = asyncio.Event(), asyncio.Event()
+
+    async def handler(event: Event) -> None:
+        running.set()
+        await finish.wait()
+
+    bus.subscribe(Subscription("Receiver", "ping", handler, max_retries=0, group_by="conversationId"))
+    stream = link.key("bus", "Receiver", "0")
+    try:
+        await bus.connect()
+        await bus.publish(Event("ping", {"conversationId": "c1"}, trace_id="t"))
+        await asyncio.wait_for(running.wait(), 10)
+        lease = link.key("lease", "Receiver", "0")
+        await link.client.set(lease, b"another-instance:token")
+        await link.client.set(f"{lease}:holder", b"another-instance:token")
+        finish.set()
+        await asyncio.sleep(0.5)
+        assert (await link.client.xpending(stream, "workers"))["pending"] == 1, "not acknowledged"
+        assert await link.client.xlen(stream) == 1
+        assert await bus.dead_letters() == []
+    finally:
+        finish.set()
+        await bus.disconnect(timeout=1)
+        keys = [key async for key in link.client.scan_iter(match=f"{link.prefix}:*")]
+        if keys:
+            await link.client.delete(*keys)
+        await link.close()

@@ -334,3 +334,25 @@ def test_an_instance_whose_redis_is_unreachable_refuses_to_start_and_says_why(
                       STREAMCHAT_BACKEND_RETRY_SECONDS="1")
     assert f"Redis at redis://127.0.0.1:{port}/0 did not answer" in str(failure.value)
     assert "s3cret" not in str(failure.value), "the password must not be printed"
+
+
+async def test_a_message_posted_while_redis_stays_down_is_503_and_keeps_nothing(
+    servers: ServerFactory, postgres_url: str, private_redis: PrivateRedis, fake_provider: FakeProvider,
+) -> None:
+    deployment = Cluster(servers, private_redis.url, postgres_url, "down")
+    server = deployment.start(STREAMCHAT_BACKEND_RETRY_SECONDS="1")
+    cid = str(uuid.uuid4())
+    private_redis.kill()
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        refused = await client.post("/chat", json={"message": "into the void", "conversationId": cid})
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["error"] == "unavailable" and "Redis" in refused.json()["detail"], refused.text
+        assert "Retry-After" in refused.headers
+        private_redis.start()
+        await asyncio.sleep(1.0)
+        assert (await client.get(f"/api/conversations/{cid}")).status_code == 404, "nothing of it was kept"
+        accepted = await client.post("/chat", json={"message": "back again", "conversationId": cid})
+        assert accepted.status_code == 200, accepted.text
+    done = await wait_for_status(server.url, cid, accepted.json()["assistantMessageId"])
+    assert done["status"] == "completed"
+    assert [m["message"] for m in await conversation(server, cid)][:1] == ["back again"]

@@ -7,7 +7,7 @@ steps package. The runtime checks the wiring at start-up and validates every emi
 from .app import build_app
 from .auth import Principal
 from .context import Context, EmitError, State
-from .errors import ErrorBody, HttpError, PermanentError, StorageFull
+from .errors import OUTAGES, ErrorBody, HttpError, PermanentError, StorageFull
 from .leases import Fenced, Lease
 from .runtime import Runtime
 from .steps import (
@@ -25,6 +25,7 @@ from .steps import (
 from .streams import Item, Stream
 
 __all__ = [
+    "OUTAGES",
     "AccessRequest",
     "ApiConfig",
     "ApiRequest",

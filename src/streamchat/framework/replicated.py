@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .changes import Change, Kind
-from .errors import Unavailable
+from .errors import OUTAGES, StorageFull
 from .leases import Fenced, Lease
 from .relay import ChangeRelay, Relayed
 from .steps import StreamConfig
@@ -166,17 +166,21 @@ class ReplicatedStreamHub(StreamHub):
             return {**data, "id": item_id, "seq": seq}
 
     async def _store(self, stream: str, group: str, item: StoredItem) -> None:
-        """Write an item through; if the store is down, keep it and let the flusher retry.
+        """Write an item through; if the store is down or full, keep it and let the flusher retry.
 
-        The change is already in the relay's log, so every read sees it meanwhile.
+        The change is already in the relay's log, so every read sees it meanwhile. A full store is
+        still reported to the writer (a request answers 507), but what the log announced is stored
+        once there is room, so the store never stays behind the log.
         """
         try:
             await self.store.put_item(stream, group, item)
-        except Unavailable:
-            logger.warning("store unavailable; the item will be written when it is back",
-                           extra={"stream": stream, "group": group, "id": item.id})
+        except OUTAGES as error:
+            logger.warning("store unavailable or full; the item will be written when it can be",
+                           extra={"stream": stream, "group": group, "id": item.id, "error": str(error)})
             self._unstored[stream, group, item.id] = item
             self._start_flusher()
+            if isinstance(error, StorageFull):
+                raise
 
     def _end_writing(self, stream: str, group: str, item_id: str) -> LiveItem | None:
         live = self._writing.pop((stream, group, item_id), None)
@@ -222,6 +226,7 @@ class ReplicatedStreamHub(StreamHub):
             if live is not None:
                 data[live.field] = live.text()
             seq = await self._sequenced(stream, group, "delete", item_id, data)
+            self._unstored.pop((stream, group, item_id), None)
             await self.store.delete_item(stream, group, item_id)
             return {**data, "id": item_id, "seq": seq}
 

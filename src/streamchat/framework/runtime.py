@@ -47,9 +47,12 @@ class Runtime:
         self.bus = bus
         self.link = link
         configs = {**steps.streams, WORKBENCH_STREAM: workbench_stream}
-        memory = {"replay_budget": replay_budget, "idle_groups_kept": idle_groups_kept}
-        self.hub = (StreamHub(store, configs, delta_window=delta_window, **memory) if link is None
-                    else ReplicatedStreamHub(store, configs, ChangeRelay(link), delta_window=delta_window, **memory))
+        if link is None:
+            self.hub = StreamHub(store, configs, delta_window=delta_window, replay_budget=replay_budget,
+                                 idle_groups_kept=idle_groups_kept)
+        else:
+            self.hub = ReplicatedStreamHub(store, configs, ChangeRelay(link), delta_window=delta_window,
+                                           replay_budget=replay_budget, idle_groups_kept=idle_groups_kept)
         self.monitor = Monitor(self.hub)
         self.state = State(store)
         self.stops = StopRegistry()

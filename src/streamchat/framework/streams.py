@@ -51,11 +51,12 @@ REPLAY_LIMIT = 10_000
 REPLAY_BUDGET_BYTES = 64 * 1024 * 1024
 #: Groups nobody watches or writes that stay in memory (their seq block, their resume buffer).
 IDLE_GROUPS_KEPT = 2_000
-#: What a kept change costs besides its text: the object, its payload dict, the sent frame's JSON
-#: around the text; each string of the payload adds its object and is held twice (in the payload
-#: and in the frame text). Set from tracemalloc in the soak (bench/soak.py).
+#: What a kept change costs besides its text: the object, its payload dict, the frames' JSON around
+#: the text, and each string's own object (measured with tracemalloc while running bench/soak.py).
 CHANGE_BYTES = 600
 STRING_BYTES = 100
+#: The text of a kept change is held up to three times: in the payload, the WebSocket frame and the SSE frame.
+TEXT_COPIES = 3
 #: What a subscriber receives of a streaming text: whole items, every delta, or joined deltas.
 Mode = Literal["plain", "every-delta", "joined-deltas"]
 Audience = Literal["all", "delta", "plain", "every-delta", "joined-deltas"]
@@ -177,13 +178,19 @@ class GroupState:
 
 
 def replay_cost(change: Change) -> int:
-    """About how much memory keeping `change` for resume takes (O(1) for a delta)."""
+    """At most about how much memory keeping `change` for resume takes (O(len(piece)) for a delta)."""
     payload = change.payload
     if change.kind == "delta":
-        return CHANGE_BYTES + 2 * len(payload["delta"])
+        return CHANGE_BYTES + _text_bytes(payload["delta"])
     if isinstance(payload, dict):
-        return CHANGE_BYTES + sum(STRING_BYTES + 2 * len(value) for value in payload.values() if isinstance(value, str))
+        return CHANGE_BYTES + sum(STRING_BYTES + _text_bytes(value) for value in payload.values()
+                                  if isinstance(value, str))
     return CHANGE_BYTES
+
+
+def _text_bytes(text: str) -> int:
+    """Python keeps a non-ASCII string in up to 4 bytes a character."""
+    return TEXT_COPIES * len(text) * (1 if text.isascii() else 4)
 
 
 class StreamHub:
@@ -359,14 +366,15 @@ class StreamHub:
         self._publish(state, change, audience)
 
     def _trim_replays(self, keep: GroupState) -> None:
-        """Empty the least recently active groups' buffers; if the group being written holds more
-        than the budget by itself, its oldest changes go."""
+        """Down to 80% of the budget, so trimming is rare: empty the least recently active groups'
+        buffers, and if the group being written holds more by itself, drop its oldest changes."""
+        target = self.replay_budget * 0.8
         for state in self._groups.values():
-            if self._replay_bytes <= self.replay_budget * 0.8:
+            if self._replay_bytes <= target:
                 return
             if state is not keep:
                 self._forget_replay(state)
-        while self._replay_bytes > self.replay_budget and keep.replay:
+        while self._replay_bytes > target and keep.replay:
             self._drop_oldest(keep)
 
     def _drop_oldest(self, state: GroupState) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -49,7 +49,7 @@ class ChatProvider(Protocol):
         """"ok", or what is still being prepared (or why it failed): /readyz shows it."""
         ...
 
-    def stream(self, turns: Sequence[ChatTurn]) -> AsyncIterator[str]:
+    def stream(self, turns: Sequence[ChatTurn]) -> AsyncGenerator[str, None]:
         """Yield the reply's text pieces as the model produces them. Turns that do not open with a
         system turn get the system prompt that suits the model."""
         ...

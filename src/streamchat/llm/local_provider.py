@@ -19,7 +19,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -142,7 +142,7 @@ class LocalProvider:
                                                        **options):
                 yield piece["choices"][0]["text"]
 
-    async def stream(self, turns: Sequence[ChatTurn]) -> AsyncIterator[str]:
+    async def stream(self, turns: Sequence[ChatTurn]) -> AsyncGenerator[str, None]:
         await self.load()
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[object] = asyncio.Queue()

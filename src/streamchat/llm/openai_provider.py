@@ -11,7 +11,7 @@ typed-dict transform of every message (about 1.5 ms of CPU per request).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import Any
 
 import aiohttp
@@ -48,7 +48,7 @@ class OpenAIProvider:
     def readiness(self) -> str:
         return "ok"
 
-    async def stream(self, turns: Sequence[ChatTurn]) -> AsyncIterator[str]:
+    async def stream(self, turns: Sequence[ChatTurn]) -> AsyncGenerator[str, None]:
         messages: Any = [{"role": turn.role, "content": turn.content}
                          for turn in with_system_prompt(turns, INSTRUCTION_PROMPT)]
         finished = False

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel, Field
 
-from streamchat.framework import Context, EventConfig, Fenced, Item
+from streamchat.framework import OUTAGES, Context, EventConfig, Fenced, Item
 from streamchat.llm import ChatTurn, ProviderError, current_provider
 from streamchat.settings import get_settings
 from streamchat.steps.conversation_stream import FINISHED, ConversationMessage, utc_now
@@ -66,7 +66,9 @@ async def handler(data: ChatMessageEvent, ctx: Context) -> None:
     try:
         await respond(data, ctx)
     except Fenced:
-        raise  # the reply's quota entry is the new run's to release
+        raise  # not over: another run has the reply
+    except OUTAGES:
+        raise  # not over: the bus runs it again once the backend is back
     except BaseException:
         await release(ctx, data.keyId, data.assistantMessageId)
         raise

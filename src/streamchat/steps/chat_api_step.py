@@ -7,6 +7,7 @@ import uuid
 from pydantic import BaseModel, Field, field_validator
 
 from streamchat.framework import (
+    OUTAGES,
     ApiConfig,
     ApiRequest,
     ApiResponse,
@@ -14,7 +15,6 @@ from streamchat.framework import (
     Emit,
     ErrorBody,
     HttpError,
-    StorageFull,
 )
 from streamchat.settings import get_settings
 from streamchat.steps.ai_response_step import ChatMessageEvent
@@ -98,9 +98,9 @@ async def handler(req: ApiRequest[ChatRequest], ctx: Context) -> ApiResponse:
         await ctx.emit("chat-message", ChatMessageEvent(
             message=req.body.message, conversationId=conversation_id, assistantMessageId=assistant_message_id,
             userMessageId=user_message_id, keyId=key_id))
-    except StorageFull:
-        # A database can run out of room between two writes (PostgreSQL fills a page, then cannot
-        # add one): take back what this request stored, so a 507 means nothing of it is kept.
+    except OUTAGES:
+        # The store filled up (PostgreSQL fills a page, then cannot add one) or a backend went away
+        # between two writes: take back what this request stored, so a 507 or 503 keeps nothing of it.
         await forget(ctx, conversation_id, stored)
         await release(ctx, key_id, assistant_message_id)
         raise
@@ -112,10 +112,11 @@ async def handler(req: ApiRequest[ChatRequest], ctx: Context) -> ApiResponse:
     # After the emit: the reply need not wait for the conversation list's bookkeeping.
     try:
         await touch_conversation(ctx, conversation_id, req.body.message, now)
-    except StorageFull:
-        # The message is stored and its reply queued: accepted. The list catches up with the next message.
-        ctx.logger.warning("could not update the conversation list: the store is full",
-                           extra={"conversationId": conversation_id})
+    except OUTAGES as error:
+        # The message is stored and its reply queued: accepted (an error would make the client send
+        # it twice). The list catches up with the next message.
+        ctx.logger.warning("could not update the conversation list", extra={
+            "conversationId": conversation_id, "error": str(error)})
     ctx.logger.info("message received", extra={"conversationId": conversation_id})
     return ApiResponse(200, {
         "conversationId": conversation_id,

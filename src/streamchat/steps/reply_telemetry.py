@@ -6,6 +6,7 @@ increment each, so the per-token work stays O(1)) and ends the span with the out
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncIterator, Sequence
 
@@ -38,13 +39,15 @@ async def observed(provider: ChatProvider, turns: Sequence[ChatTurn]) -> AsyncIt
     pieces = 0
     ACTIVE_REPLIES.inc()
     try:
-        async for piece in provider.stream(turns):
-            if not pieces:
-                TIME_TO_FIRST_TOKEN.observe(time.perf_counter() - asked)
-                span.add_event("first token")
-            pieces += 1
-            TOKENS.inc()
-            yield piece
+        # Closed here, at once, when the reply ends early (a stop, a refused write), not when collected.
+        async with contextlib.aclosing(provider.stream(turns)) as stream:
+            async for piece in stream:
+                if not pieces:
+                    TIME_TO_FIRST_TOKEN.observe(time.perf_counter() - asked)
+                    span.add_event("first token")
+                pieces += 1
+                TOKENS.inc()
+                yield piece
     except ProviderError as error:
         PROVIDER_ERRORS.labels(provider.name).inc()
         span.set_status(Status(StatusCode.ERROR, error.reason))

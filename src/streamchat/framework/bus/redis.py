@@ -70,6 +70,26 @@ if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
 end
 return 0
 """
+# The bus's own writes for an entry are fenced like the handler's: counting a run, and acknowledging.
+# KEYS: lease, holder, attempts; ARGV: token, attempt field. Returns the run's number, or -1.
+COUNT_RUN_SCRIPT = LEASE_HELD_LUA + """
+if not lease_held(KEYS[1], KEYS[2], ARGV[1]) then return -1 end
+return redis.call('HINCRBY', KEYS[3], ARGV[2], 1)
+"""
+# KEYS: lease, holder, partition stream, attempts; ARGV: token, consumer group, entry id, attempt field.
+ACK_SCRIPT = LEASE_HELD_LUA + """
+if not lease_held(KEYS[1], KEYS[2], ARGV[1]) then return 0 end
+redis.call('XACK', KEYS[3], ARGV[2], ARGV[3])
+redis.call('XDEL', KEYS[3], ARGV[3])
+redis.call('HDEL', KEYS[4], ARGV[4])
+return 1
+"""
+# KEYS: lease, holder, dead letters; ARGV: token, entries kept, the letter.
+DEAD_LETTER_SCRIPT = LEASE_HELD_LUA + """
+if not lease_held(KEYS[1], KEYS[2], ARGV[1]) then return 0 end
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], '*', 'letter', ARGV[3])
+return 1
+"""
 # The holder key stays: a run fenced off by this lease's later holders stays fenced after it is released.
 RELEASE_SCRIPT = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -86,6 +106,9 @@ class Delivery:
     entry_id: bytes
     event: Event
     journal_key: str
+    #: Runs counted so far; an outage (not the handler's fault) makes the next run not count.
+    runs: int = 0
+    uncounted: bool = False
 
 
 class RedisBus(EventBus):
@@ -102,6 +125,9 @@ class RedisBus(EventBus):
         self.block_ms = block_ms
         self._renew = link.client.register_script(RENEW_SCRIPT)
         self._acquire = link.client.register_script(ACQUIRE_SCRIPT)
+        self._count_run = link.client.register_script(COUNT_RUN_SCRIPT)
+        self._acknowledge = link.client.register_script(ACK_SCRIPT)
+        self._bury = link.client.register_script(DEAD_LETTER_SCRIPT)
         self._release = link.client.register_script(RELEASE_SCRIPT)
         self._owned: dict[tuple[str, int], bool] = {}  # (step, partition) -> draining
         self._tokens: dict[tuple[str, int], str] = {}  # (step, partition) -> this instance's lease token
@@ -422,17 +448,14 @@ class RedisBus(EventBus):
 
     async def _run(self, delivery: Delivery) -> None:
         subscription, event = delivery.subscription, delivery.event
-        attempts = self._attempts(subscription.name)
         while True:
-            runs = int(await self.link.call(
-                lambda: self.link.client.hincrby(attempts, self._attempt_field(delivery), 1), "count attempt"))
-            event.attempt = runs - 1
-            if runs > subscription.max_retries + 1:
-                await self._dead_letter(delivery, RuntimeError(f"delivered {runs - 1} times without success"))
-                return
             event.lease = self.lease_of(subscription.name, delivery.partition)
-            if event.lease is None:
-                return  # the partition was lost while the entry waited: its new holder runs it
+            if event.lease is None or not await self._count(delivery, event.lease):
+                return  # the partition went to another instance: the entry is its to run
+            event.attempt = delivery.runs - 1
+            if delivery.runs > subscription.max_retries + 1:
+                await self._dead_letter(delivery, RuntimeError(f"delivered {delivery.runs - 1} times without success"))
+                return
             try:
                 await subscription.handler(event)
             except asyncio.CancelledError:
@@ -443,9 +466,7 @@ class RedisBus(EventBus):
                     "error": str(error)})
                 return
             except OUTAGES:
-                # Not the handler's fault: this run does not count against its retries.
-                with contextlib.suppress(*UNREACHABLE):
-                    await self.link.client.hincrby(attempts, self._attempt_field(delivery), -1)
+                delivery.uncounted = True  # not the handler's fault: the next run does not count
                 raise
             except Exception as error:
                 if event.attempt >= subscription.max_retries or isinstance(error, PermanentError):
@@ -460,31 +481,50 @@ class RedisBus(EventBus):
             await self._ack(delivery)
             return
 
+    async def _count(self, delivery: Delivery, lease: Lease) -> bool:
+        """Count a run of the entry under the partition's lease; False if another instance holds it now."""
+        if delivery.uncounted:
+            delivery.uncounted = False
+            return True
+        step = delivery.subscription.name
+        runs = int(await self.link.call(lambda: self._count_run(
+            keys=[*self._lease_keys(step, delivery.partition), self._attempts(step)],
+            args=[lease.token, self._attempt_field(delivery)]), "count attempt"))
+        if runs < 0:
+            return False
+        delivery.runs = runs
+        return True
+
     async def _ack(self, delivery: Delivery) -> None:
-        step, client = delivery.subscription.name, self.link.client
-
-        async def acknowledge() -> None:
-            async with client.pipeline(transaction=False) as pipe:
-                pipe.xack(self._stream(step, delivery.partition), CONSUMER_GROUP, delivery.entry_id)
-                pipe.xdel(self._stream(step, delivery.partition), delivery.entry_id)
-                pipe.hdel(self._attempts(step), self._attempt_field(delivery))
-                await pipe.execute(raise_on_error=False)
-
-        await self.link.call(acknowledge, "acknowledge")
+        """Acknowledge the entry, unless the partition went to another instance (then it is that one's)."""
+        step, lease = delivery.subscription.name, self.lease_of(delivery.subscription.name, delivery.partition)
+        if lease is None:
+            return
+        acknowledged = await self.link.call(lambda: self._acknowledge(
+            keys=[*self._lease_keys(step, delivery.partition), self._stream(step, delivery.partition),
+                  self._attempts(step)],
+            args=[lease.token, CONSUMER_GROUP, delivery.entry_id, self._attempt_field(delivery)]), "acknowledge")
+        if not acknowledged:
+            logger.warning("the partition went to another instance before the entry was acknowledged",
+                           extra={"step": step, "partition": delivery.partition})
+            return
         if self.journal is not None and delivery.journal_key:
             await self.journal.state_delete(JOURNAL, delivery.journal_key)
 
     async def _dead_letter(self, delivery: Delivery, error: BaseException) -> None:
         event, subscription = delivery.event, delivery.subscription
-        logger.error("event dead-lettered", extra={
-            "topic": event.topic, "step": subscription.name, "trace_id": event.trace_id,
-            "attempts": event.attempt + 1, "error": repr(error)})
+        lease = self.lease_of(subscription.name, delivery.partition)
         letter = {"eventId": event.id, "topic": event.topic, "step": subscription.name, "data": event.data,
                   "traceId": event.trace_id, "attempts": event.attempt + 1, "error": repr(error),
                   "deadAt": time.time()}
-        fields: dict[Any, Any] = {"letter": orjson.dumps(letter)}
-        await self.link.call(lambda: self.link.client.xadd(
-            self.link.key("dead-letters"), fields, maxlen=DEAD_LETTERS_KEPT, approximate=True), "dead letter")
+        buried = lease is not None and await self.link.call(lambda: self._bury(
+            keys=[*self._lease_keys(subscription.name, delivery.partition), self.link.key("dead-letters")],
+            args=[lease.token, DEAD_LETTERS_KEPT, orjson.dumps(letter)]), "dead letter")
+        if not buried:
+            return  # the partition went to another instance: the entry is its to run or give up
+        logger.error("event dead-lettered", extra={
+            "topic": event.topic, "step": subscription.name, "trace_id": event.trace_id,
+            "attempts": event.attempt + 1, "error": repr(error)})
         if self.dead_letter_sink is not None:
             await self.dead_letter_sink(subscription, event, error)
         await self._ack(delivery)

@@ -61,13 +61,6 @@ PUT_ITEM = (
     "WHERE excluded.seq > stream_items.seq"
 )
 
-async def lease_tokens(connection: PoolConnectionProxy[Any], keys: list[str]) -> dict[str, str]:
-    """The tokens held for these lease keys, read FOR SHARE inside the writing transaction: a lease
-    taken meanwhile waits for the write to commit, and a write that waited for a taking sees the new token."""
-    rows = await connection.fetch(
-        f"SELECT key, value->>'token' FROM state WHERE scope = '{LEASES}' AND key = ANY($1::text[]) FOR SHARE", keys)
-    return {row[0]: row[1] for row in rows}
-
 #: Errors that mean "the server is not there right now", worth a retry.
 TRANSIENT: tuple[type[BaseException], ...] = (
     OSError, asyncio.TimeoutError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError,
@@ -77,6 +70,14 @@ TRANSIENT: tuple[type[BaseException], ...] = (
 
 def _encode(value: Any) -> str:
     return orjson.dumps(value).decode()
+
+
+async def lease_tokens(connection: PoolConnectionProxy[Any], keys: list[str]) -> dict[str, str]:
+    """The tokens held for these lease keys, read FOR SHARE inside the writing transaction: a lease
+    taken meanwhile waits for the write to commit, and a write that waited for a taking sees the new token."""
+    rows = await connection.fetch(
+        f"SELECT key, value->>'token' FROM state WHERE scope = '{LEASES}' AND key = ANY($1::text[]) FOR SHARE", keys)
+    return {row[0]: row[1] for row in rows}
 
 
 class PostgresStore(Store):
