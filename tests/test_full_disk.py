@@ -168,3 +168,55 @@ async def until_stored_as_completed(url: str, replies: set[str], timeout: float 
         raise AssertionError(f"not stored as completed: {[tuple(row) for row in rows if row[1] != 'completed']}")
     finally:
         await connection.close()
+
+
+async def test_a_sqlite_file_that_refuses_writes_is_503_and_recovers(
+    servers: ServerFactory, fake_provider: FakeProvider, tmp_path: Path,
+) -> None:
+    """The write-ahead log made immutable (chattr +i: not even root may write it), as a failing or
+    locked-down disk would: writes get 503, reads go on, and writes work again once it is writable."""
+    assert os.geteuid() == 0, "chattr +i needs root (the test machines run as root)"
+    database = tmp_path / "state.db"
+    server = servers.start(STREAMCHAT_STATE_URL=f"sqlite:///{database}")
+    fake_provider.script(tokens=["stored ", "fine"])
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        first = (await client.post("/chat", json={"message": "before"})).json()
+        await wait_for_status(server.url, first["conversationId"], first["assistantMessageId"])
+        wal = Path(f"{database}-wal")
+        subprocess.run(["chattr", "+i", str(wal)], check=True)
+        try:
+            refused = await client.post("/chat", json={"message": "while it refuses writes"})
+            assert refused.status_code == 503, refused.text
+            assert refused.json()["error"] == "unavailable" and "cannot be written" in refused.json()["detail"]
+            kept = (await client.get(f"/api/conversations/{first['conversationId']}")).json()["messages"]
+            assert [m["status"] for m in kept] == ["completed", "completed"], "reads still work"
+        finally:
+            subprocess.run(["chattr", "-i", str(wal)], check=True)
+        again = (await client.post("/chat", json={"message": "writable again"})).json()
+        await wait_for_status(server.url, again["conversationId"], again["assistantMessageId"])
+        assert len((await client.get("/api/conversations")).json()["conversations"]) == 2
+
+
+async def test_a_read_only_postgres_is_503_and_recovers(
+    servers: ServerFactory, fake_provider: FakeProvider, private_postgres: PrivatePostgres,
+) -> None:
+    server = servers.start(STREAMCHAT_STATE_URL=private_postgres.url)
+    fake_provider.script(tokens=["stored ", "fine"])
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        first = (await client.post("/chat", json={"message": "before"})).json()
+        await wait_for_status(server.url, first["conversationId"], first["assistantMessageId"])
+        # As a standby or a database put into read-only mode: every session's writes are refused from now on.
+        for sql in ("ALTER SYSTEM SET default_transaction_read_only = on", "SELECT pg_reload_conf()"):
+            run_sql(private_postgres.url, sql)
+        try:
+            await asyncio.sleep(0.5)
+            refused = await client.post("/chat", json={"message": "while read-only"})
+            assert refused.status_code == 503, refused.text
+            assert refused.json()["error"] == "unavailable" and "read-only" in refused.json()["detail"]
+        finally:
+            for sql in ("ALTER SYSTEM RESET default_transaction_read_only", "SELECT pg_reload_conf()"):
+                run_sql(private_postgres.url + "?options=-c%20default_transaction_read_only%3Doff", sql)
+        await asyncio.sleep(0.5)
+        again = (await client.post("/chat", json={"message": "writable again"})).json()
+        await wait_for_status(server.url, again["conversationId"], again["assistantMessageId"])
+        assert len((await client.get("/api/conversations")).json()["conversations"]) == 2

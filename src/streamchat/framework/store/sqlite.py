@@ -68,6 +68,8 @@ def refused_writes() -> Iterator[None]:
             raise StorageFull(f"the SQLite database's disk is full ({text})") from error
         if "readonly" in text or "read-only" in text:
             raise StoreUnavailable(f"the SQLite database is read-only ({text})") from error
+        if "disk I/O error" in text:
+            raise StoreUnavailable(f"the SQLite database cannot be written ({text})") from error
         raise
 
 
