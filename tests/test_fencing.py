@@ -19,12 +19,12 @@ import pytest
 
 from conftest import Cluster, FakeProvider, Server, ServerFactory
 from helpers import read_sse, wait_until_streaming
-from streamchat.framework.control import Stoppable, StopRegistry
 from streamchat.framework.leases import Fenced, Lease
 from streamchat.framework.redis_link import RedisLink, holder_key
-from streamchat.framework.relay import ChangeRelay
+from streamchat.framework.stops.registry import Stoppable, StopRegistry
 from streamchat.framework.store import Store, StoredItem
-from streamchat.framework.streams import STORE_FLUSH_SECONDS, Stream, StreamHub
+from streamchat.framework.streams.hub import STORE_FLUSH_SECONDS, Stream, StreamHub
+from streamchat.framework.streams.relay import ChangeRelay
 from streamchat.steps.conversation_stream import ConversationMessage
 from streamchat.steps.conversation_stream import config as conversation_stream
 from test_observability import scrape, value

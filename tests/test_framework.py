@@ -18,7 +18,8 @@ from conftest import ServerFactory
 from helpers import wait_for_status
 from streamchat.framework import EmitError, Runtime, WiringError, discover
 from streamchat.framework.bus import Event, MemoryBus
-from streamchat.framework.steps import Emit, StepSet
+from streamchat.framework.config import Emit
+from streamchat.framework.discovery import StepSet
 from streamchat.framework.store import MemoryStore
 
 MODELS = """
@@ -107,7 +108,8 @@ class Ping(BaseModel):
 
 def runtime_with(handler: object, *, max_retries: int = 2, group_by: str | None = None) -> tuple[Runtime, MemoryBus]:
     """A runtime over the memory backends with one subscriber of `ping`."""
-    from streamchat.framework.steps import EventConfig, EventStep
+    from streamchat.framework.config import EventConfig
+    from streamchat.framework.discovery import EventStep
 
     bus = MemoryBus(retry_delay=0.001)
     steps = StepSet(events=[EventStep(

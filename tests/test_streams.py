@@ -10,9 +10,9 @@ import orjson
 import pytest
 from pydantic import ValidationError
 
-from streamchat.framework.changes import Change
 from streamchat.framework.store import MemoryStore, PostgresStore, SQLiteStore, Store, store_from_url
-from streamchat.framework.streams import Stream, StreamHub
+from streamchat.framework.streams.changes import Change
+from streamchat.framework.streams.hub import Stream, StreamHub
 from streamchat.steps.conversation_stream import ConversationMessage
 from streamchat.steps.conversation_stream import config as conversation
 

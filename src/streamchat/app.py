@@ -12,24 +12,24 @@ from fastapi import FastAPI, Request
 from fastapi.staticfiles import StaticFiles
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 
-from . import __version__
-from .framework import Runtime, build_app, discover
-from .framework.auth import ApiKeys, AuthMiddleware, document_auth
-from .framework.backends import backends_from_urls
-from .framework.errors import ErrorBody, error_response
-from .framework.limits import BodyLimitMiddleware
-from .framework.logs import configure_logging
-from .framework.metrics import HttpMetricsMiddleware
-from .framework.text import NUL
-from .framework.tracing import configure_tracing
-from .framework.transport.sse import sse_response
-from .framework.transport.websocket import SocketLimits
-from .llm import ChatProvider, use_provider
-from .llm.local_models import LocalModelError
-from .llm.local_models import resolve as resolve_local_model
-from .llm.local_provider import LocalProvider
-from .llm.openai_provider import OpenAIProvider
-from .settings import Settings, get_settings
+from streamchat import __version__
+from streamchat.framework import Runtime, build_app, discover
+from streamchat.framework.access.auth import ApiKeys, AuthMiddleware, document_auth
+from streamchat.framework.access.limits import BodyLimitMiddleware
+from streamchat.framework.backends import backends_from_urls
+from streamchat.framework.errors import ErrorBody, error_response
+from streamchat.framework.http.sse import sse_response
+from streamchat.framework.http.websocket import SocketLimits
+from streamchat.framework.observability.logs import configure_logging
+from streamchat.framework.observability.metrics import HttpMetricsMiddleware
+from streamchat.framework.observability.tracing import configure_tracing
+from streamchat.framework.text import NUL
+from streamchat.llm import ChatProvider, use_provider
+from streamchat.llm.local_models import LocalModelError
+from streamchat.llm.local_models import resolve as resolve_local_model
+from streamchat.llm.local_provider import LocalProvider
+from streamchat.llm.openai_provider import OpenAIProvider
+from streamchat.settings import Settings, get_settings
 
 logger = logging.getLogger("streamchat.app")
 

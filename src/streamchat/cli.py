@@ -63,10 +63,10 @@ LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 def serve_command(host: str | None, port: int | None) -> int:
     import uvicorn
 
-    from . import serving
-    from .app import create_app
-    from .framework import WiringError
-    from .settings import get_settings
+    from streamchat import serving
+    from streamchat.app import create_app
+    from streamchat.framework import WiringError
+    from streamchat.settings import get_settings
 
     try:
         settings = get_settings()

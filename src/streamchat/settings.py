@@ -9,8 +9,8 @@ from typing import Literal
 
 from dotenv import load_dotenv
 
-from .framework.streams import IDLE_GROUPS_KEPT, REPLAY_BUDGET_BYTES
-from .llm.local_models import DEFAULT_MODEL
+from streamchat.framework.streams.hub import IDLE_GROUPS_KEPT, REPLAY_BUDGET_BYTES
+from streamchat.llm.local_models import DEFAULT_MODEL
 
 
 class SettingsError(ValueError):

@@ -4,25 +4,24 @@ A feature is a file: a module with a `config` and an async `handler`, discovered
 steps package. The runtime checks the wiring at start-up and validates every emit.
 """
 
-from .app import build_app
-from .auth import Principal
-from .context import Context, EmitError, State
-from .errors import OUTAGES, ErrorBody, HttpError, PermanentError, StorageFull
-from .leases import Fenced, Lease
-from .runtime import Runtime
-from .steps import (
+from streamchat.framework.access.auth import Principal
+from streamchat.framework.config import (
     AccessRequest,
     ApiConfig,
     ApiRequest,
     ApiResponse,
     Emit,
     EventConfig,
-    StepSet,
     StreamConfig,
-    WiringError,
-    discover,
 )
-from .streams import Item, Stream
+from streamchat.framework.context import Context, EmitError
+from streamchat.framework.discovery import StepSet, WiringError, discover
+from streamchat.framework.errors import OUTAGES, ErrorBody, HttpError, PermanentError, StorageFull
+from streamchat.framework.http.app import build_app
+from streamchat.framework.leases import Fenced, Lease
+from streamchat.framework.runtime import Runtime
+from streamchat.framework.store.state import State
+from streamchat.framework.streams.hub import Item, Stream
 
 __all__ = [
     "OUTAGES",

@@ -12,10 +12,10 @@ import logging
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
-from .bus import EventBus, bus_from_url
-from .bus.redis import RedisBus
-from .redis_link import RedisLink
-from .store import PostgresStore, Store, store_from_url
+from streamchat.framework.bus import EventBus, bus_from_url
+from streamchat.framework.bus.redis import RedisBus
+from streamchat.framework.redis_link import RedisLink
+from streamchat.framework.store import PostgresStore, Store, store_from_url
 
 logger = logging.getLogger("streamchat.backends")
 

@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from .bus import Event, EventBus
-from .control import Stoppable, StopRegistry
-from .leases import Lease
-from .logs import StepLogger
-from .monitor import Monitor
-from .store import JSON, Store
-from .streams import Stream, StreamHub, StreamObserver
-from .tracing import carrier
-
-if TYPE_CHECKING:
-    from .steps import Emit
+from streamchat.framework.bus import Event, EventBus
+from streamchat.framework.config import Emit
+from streamchat.framework.leases import Lease
+from streamchat.framework.observability.logs import StepLogger
+from streamchat.framework.observability.monitor import Monitor
+from streamchat.framework.observability.tracing import carrier
+from streamchat.framework.stops.registry import Stoppable, StopRegistry
+from streamchat.framework.store.state import State
+from streamchat.framework.streams.hub import Stream, StreamHub, StreamObserver
 
 
 class EmitError(RuntimeError):
@@ -48,34 +46,6 @@ class Streams:
 
     def __getitem__(self, name: str) -> Stream[Any]:
         return self.__getattr__(name)
-
-
-class State:
-    """Plain key/value state, grouped by scope, in the configured store."""
-
-    def __init__(self, store: Store) -> None:
-        self._store = store
-
-    async def get(self, scope: str, key: str) -> JSON | None:
-        return await self._store.state_get(scope, key)
-
-    async def set(self, scope: str, key: str, value: JSON) -> None:
-        await self._store.state_set(scope, key, value)
-
-    async def delete(self, scope: str, key: str) -> None:
-        await self._store.state_delete(scope, key)
-
-    async def get_group(self, scope: str) -> dict[str, JSON]:
-        return await self._store.state_list(scope)
-
-    async def claim(self, scope: str, key: str, value: JSON) -> JSON:
-        """Set `value` unless the key has one; the value it holds now. Two callers at once: one wins."""
-        return await self._store.state_claim(scope, key, value)
-
-    async def reserve(self, scope: str, key: str, value: JSON, limit: int, fresh_since: float) -> bool:
-        """Add `key` while the scope has fewer than `limit` other entries with `"at"` ≥ `fresh_since`;
-        never past `limit`, however many call at once."""
-        return await self._store.state_reserve(scope, key, value, limit, fresh_since)
 
 
 class Emitter:

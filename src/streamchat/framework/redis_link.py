@@ -25,8 +25,8 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .errors import BrokerUnavailable
-from .retrying import FIRST_DELAY, MAX_DELAY, retry_transient
+from streamchat.framework.errors import BrokerUnavailable
+from streamchat.framework.retrying import FIRST_DELAY, MAX_DELAY, retry_transient
 
 logger = logging.getLogger("streamchat.redis")
 T = TypeVar("T")

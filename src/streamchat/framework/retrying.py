@@ -8,7 +8,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from .errors import Unavailable
+from streamchat.framework.errors import Unavailable
 
 T = TypeVar("T")
 logger = logging.getLogger("streamchat.retry")

@@ -10,23 +10,25 @@ from typing import Any
 from opentelemetry.trace import SpanKind
 from pydantic import BaseModel, ValidationError
 
-from .auth import ApiKeys, Principal
-from .bus import Event, EventBus, Subscription
-from .context import Context, Emitter, State, Streams
-from .control import StopRegistry
-from .errors import PermanentError
-from .leases import Fenced, Lease
-from .limits import RateLimiter
-from .metrics import DEAD_LETTERED, HANDLER_RETRIES, HANDLER_RUNS
-from .monitor import WORKBENCH_STREAM, Monitor, workbench_stream
-from .redis_link import RedisLink
-from .relay import ChangeRelay
-from .replicated import ReplicatedStreamHub
-from .steps import AccessRequest, ApiStep, Emit, EventStep, StepSet
-from .stop_router import StopRouter
-from .store import Store
-from .streams import DELTA_WINDOW_SECONDS, IDLE_GROUPS_KEPT, REPLAY_BUDGET_BYTES, StreamHub
-from .tracing import extracted, tracer
+from streamchat.framework.access.auth import ApiKeys, Principal
+from streamchat.framework.access.limits import RateLimiter
+from streamchat.framework.bus import Event, EventBus, Subscription
+from streamchat.framework.config import AccessRequest, Emit
+from streamchat.framework.context import Context, Emitter, Streams
+from streamchat.framework.discovery import ApiStep, EventStep, StepSet
+from streamchat.framework.errors import PermanentError
+from streamchat.framework.leases import Fenced, Lease
+from streamchat.framework.observability.metrics import DEAD_LETTERED, HANDLER_RETRIES, HANDLER_RUNS
+from streamchat.framework.observability.monitor import WORKBENCH_STREAM, Monitor, workbench_stream
+from streamchat.framework.observability.tracing import extracted, tracer
+from streamchat.framework.redis_link import RedisLink
+from streamchat.framework.stops.registry import StopRegistry
+from streamchat.framework.stops.router import StopRouter
+from streamchat.framework.store import Store
+from streamchat.framework.store.state import State
+from streamchat.framework.streams.hub import DELTA_WINDOW_SECONDS, IDLE_GROUPS_KEPT, REPLAY_BUDGET_BYTES, StreamHub
+from streamchat.framework.streams.relay import ChangeRelay
+from streamchat.framework.streams.replicated import ReplicatedStreamHub
 
 logger = logging.getLogger("streamchat.runtime")
 

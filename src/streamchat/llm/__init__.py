@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import ChatProvider, ChatTurn, ProviderError
+from streamchat.llm.base import ChatProvider, ChatTurn, ProviderError
 
 __all__ = ["ChatProvider", "ChatTurn", "ProviderError", "current_provider", "use_provider"]
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from .base import INSTRUCTION_PROMPT
+from streamchat.llm.base import INSTRUCTION_PROMPT
 
 VARIABLE = "STREAMCHAT_LOCAL_MODEL"
 DEFAULT_MODEL = "smollm2-135m-instruct"

@@ -25,8 +25,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from .base import ChatTurn, ProviderError, with_system_prompt
-from .local_models import LocalModel, PromptStyle
+from streamchat.llm.base import ChatTurn, ProviderError, with_system_prompt
+from streamchat.llm.local_models import LocalModel, PromptStyle
 
 logger = logging.getLogger("streamchat.llm.local")
 

@@ -19,7 +19,7 @@ import httpx2
 import openai
 import orjson
 
-from .base import INSTRUCTION_PROMPT, ChatTurn, ProviderError, with_system_prompt
+from streamchat.llm.base import INSTRUCTION_PROMPT, ChatTurn, ProviderError, with_system_prompt
 
 
 class OpenAIProvider:

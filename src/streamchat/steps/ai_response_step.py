@@ -13,12 +13,12 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel, Field
 
+from streamchat.chat.reply_quota import release
+from streamchat.chat.reply_telemetry import REPLIES, observed
 from streamchat.framework import OUTAGES, Context, EventConfig, Fenced, Item
 from streamchat.llm import ChatTurn, ProviderError, current_provider
 from streamchat.settings import get_settings
 from streamchat.steps.conversation_stream import FINISHED, ConversationMessage, utc_now
-from streamchat.steps.reply_quota import release
-from streamchat.steps.reply_telemetry import REPLIES, observed
 
 
 class ChatMessageEvent(BaseModel):

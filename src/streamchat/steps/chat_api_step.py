@@ -6,6 +6,8 @@ import uuid
 
 from pydantic import BaseModel, Field, field_validator
 
+from streamchat.chat.ownership import claim
+from streamchat.chat.reply_quota import release, reserve
 from streamchat.framework import (
     OUTAGES,
     ApiConfig,
@@ -19,8 +21,6 @@ from streamchat.framework import (
 from streamchat.settings import get_settings
 from streamchat.steps.ai_response_step import ChatMessageEvent
 from streamchat.steps.conversation_stream import FINISHED, ConversationMessage, utc_now
-from streamchat.steps.ownership import claim
-from streamchat.steps.reply_quota import release, reserve
 from streamchat.steps.stop_message_step import stop_reply
 
 CONVERSATIONS = "conversations"

@@ -7,8 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from streamchat.chat.ownership import can_watch
 from streamchat.framework import StreamConfig
-from streamchat.steps.ownership import can_watch
 
 Status = Literal["created", "streaming", "completed", "error", "stopped"]
 FINISHED: frozenset[str] = frozenset({"completed", "error", "stopped"})

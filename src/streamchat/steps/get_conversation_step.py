@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
+from streamchat.chat.ownership import require_owner
 from streamchat.framework import ApiConfig, ApiRequest, ApiResponse, Context, ErrorBody, HttpError
 from streamchat.steps.conversation_stream import MessageItem
-from streamchat.steps.ownership import require_owner
 
 
 class ConversationDetail(BaseModel):

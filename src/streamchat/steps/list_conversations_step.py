@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
+from streamchat.chat.ownership import OWNERS
 from streamchat.framework import ApiConfig, ApiRequest, ApiResponse, Context
-from streamchat.steps.ownership import OWNERS
 
 
 class ConversationSummary(BaseModel):

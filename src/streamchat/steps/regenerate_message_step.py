@@ -6,12 +6,12 @@ import uuid
 
 from pydantic import BaseModel
 
+from streamchat.chat.ownership import require_owner
+from streamchat.chat.reply_quota import reserve
 from streamchat.framework import ApiConfig, ApiRequest, ApiResponse, Context, Emit, ErrorBody, HttpError
 from streamchat.settings import get_settings
 from streamchat.steps.ai_response_step import ChatMessageEvent
 from streamchat.steps.conversation_stream import FINISHED, ConversationMessage, utc_now
-from streamchat.steps.ownership import require_owner
-from streamchat.steps.reply_quota import reserve
 
 
 class Regenerated(BaseModel):

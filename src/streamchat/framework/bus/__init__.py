@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from urllib.parse import urlparse
 
-from .base import Event, EventBus, EventHandler, Subscription
-from .memory import MemoryBus
+from streamchat.framework.bus.base import Event, EventBus, EventHandler, Subscription
+from streamchat.framework.bus.memory import MemoryBus
 
 __all__ = ["Event", "EventBus", "EventHandler", "MemoryBus", "Subscription", "bus_from_url"]
 

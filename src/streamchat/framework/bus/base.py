@@ -13,10 +13,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..leases import Lease
+from streamchat.framework.leases import Lease
 
 if TYPE_CHECKING:
-    from ..store import Store
+    from streamchat.framework.store import Store
 
 JSON = dict[str, Any]
 

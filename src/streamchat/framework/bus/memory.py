@@ -5,7 +5,7 @@ conversation never holds up another; the task exits when its queue is empty. Eac
 delivery is also written to the journal (the state store) until it is handled, and replayed
 at start-up: an event accepted before a crash is still delivered, at least once.
 
-The task takes a lease on its group in the store (see leases.py). A second process on the same
+The task takes a lease on its group in the store (see framework/leases.py). A second process on the same
 database that replays the journal while this one still runs (a restart that overlaps the old
 process's graceful shutdown) takes the lease over; this process's writes are then refused, and
 it leaves the group's events to the new holder.
@@ -22,9 +22,9 @@ import uuid
 from collections import deque
 from typing import Any
 
-from ..errors import OUTAGES, PermanentError
-from ..leases import Fenced, Lease
-from .base import Event, EventBus, Subscription
+from streamchat.framework.bus.base import Event, EventBus, Subscription
+from streamchat.framework.errors import OUTAGES, PermanentError
+from streamchat.framework.leases import Fenced, Lease
 
 logger = logging.getLogger("streamchat.bus")
 

@@ -9,7 +9,7 @@ Layout, per subscription (an event step):
   instance runs different groups concurrently and one group's events in order, so a
   conversation's order holds across instances. Leases are balanced: each instance holds about
   partitions / live instances. A handler runs under its partition's lease and its stream writes
-  carry it (see leases.py), so one that was paused past the lease cannot write once another
+  carry it (see framework/leases.py), so one that was paused past the lease cannot write once another
   instance took the partition; it stops, and its event is left to the new holder;
 - an instance that dies stops renewing: once its leases expire (the visibility timeout), another
   instance takes the partitions and claims the dead consumer's unacknowledged entries
@@ -41,10 +41,10 @@ from typing import Any
 import orjson
 from redis.exceptions import ResponseError
 
-from ..errors import OUTAGES, BrokerUnavailable, PermanentError
-from ..leases import Fenced, Lease
-from ..redis_link import LEASE_HELD_LUA, TRANSIENT, RedisLink, holder_key
-from .base import Event, EventBus, Subscription
+from streamchat.framework.bus.base import Event, EventBus, Subscription
+from streamchat.framework.errors import OUTAGES, BrokerUnavailable, PermanentError
+from streamchat.framework.leases import Fenced, Lease
+from streamchat.framework.redis_link import LEASE_HELD_LUA, TRANSIENT, RedisLink, holder_key
 
 logger = logging.getLogger("streamchat.bus")
 

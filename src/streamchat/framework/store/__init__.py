@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from urllib.parse import urlparse
 
-from .base import JSON, Store, StoredItem
-from .memory import MemoryStore
-from .postgres import PostgresStore
-from .sqlite import SQLiteStore
+from streamchat.framework.store.base import JSON, Store, StoredItem
+from streamchat.framework.store.memory import MemoryStore
+from streamchat.framework.store.postgres import PostgresStore
+from streamchat.framework.store.sqlite import SQLiteStore
 
 __all__ = ["JSON", "MemoryStore", "PostgresStore", "SQLiteStore", "Store", "StoredItem", "store_from_url"]
 

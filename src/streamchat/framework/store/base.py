@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..leases import Fenced, Lease
+from streamchat.framework.leases import Fenced, Lease
 
 JSON = dict[str, Any]
 #: The state scope that holds leases taken in the store: key -> {"token": ...}.

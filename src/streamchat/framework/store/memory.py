@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from ..leases import Fenced, Lease
-from .base import JSON, LEASES, Store, StoredItem
+from streamchat.framework.leases import Fenced, Lease
+from streamchat.framework.store.base import JSON, LEASES, Store, StoredItem
 
 
 class MemoryStore(Store):

@@ -17,10 +17,10 @@ import asyncpg
 import orjson
 from asyncpg.pool import PoolConnectionProxy
 
-from ..errors import StorageFull, StoreUnavailable
-from ..leases import Fenced, Lease
-from ..retrying import retry_transient
-from .base import JSON, LEASES, Store, StoredItem
+from streamchat.framework.errors import StorageFull, StoreUnavailable
+from streamchat.framework.leases import Fenced, Lease
+from streamchat.framework.retrying import retry_transient
+from streamchat.framework.store.base import JSON, LEASES, Store, StoredItem
 
 logger = logging.getLogger("streamchat.store")
 T = TypeVar("T")

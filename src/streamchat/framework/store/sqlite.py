@@ -12,9 +12,9 @@ from typing import Any
 import aiosqlite
 import orjson
 
-from ..errors import StorageFull, StoreUnavailable
-from ..leases import Fenced, Lease
-from .base import JSON, LEASES, Store, StoredItem
+from streamchat.framework.errors import StorageFull, StoreUnavailable
+from streamchat.framework.leases import Fenced, Lease
+from streamchat.framework.store.base import JSON, LEASES, Store, StoredItem
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS stream_items (

@@ -14,9 +14,9 @@ from collections.abc import AsyncIterator
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from ..changes import Change
-from ..errors import error_response
-from ..streams import StreamHub
+from streamchat.framework.errors import error_response
+from streamchat.framework.streams.changes import Change
+from streamchat.framework.streams.hub import StreamHub
 
 logger = logging.getLogger("streamchat.sse")
 

@@ -33,10 +33,10 @@ from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel
 
-from .changes import Change, Kind
-from .leases import Fenced, Lease
-from .steps import StreamConfig
-from .store import JSON, Store, StoredItem
+from streamchat.framework.config import StreamConfig
+from streamchat.framework.leases import Fenced, Lease
+from streamchat.framework.store import JSON, Store, StoredItem
+from streamchat.framework.streams.changes import Change, Kind
 
 M = TypeVar("M", bound=BaseModel)
 logger = logging.getLogger("streamchat.streams")
@@ -196,7 +196,7 @@ def _text_bytes(text: str) -> int:
 class StreamHub:
     """Stores items of every declared stream and fans changes out to subscribers.
 
-    Writes made under a lease (see leases.py) are fenced by the store: `set` writes through and
+    Writes made under a lease (see framework/leases.py) are fenced by the store: `set` writes through and
     raises `Fenced` at once; `append` stays in memory, and when the batched write finds the lease
     taken over, the writer's next `append` raises `Fenced`.
     """

@@ -17,7 +17,7 @@ T = TypeVar("T")
 
 
 class StopRoute(Protocol):
-    """Reaches scopes running in other instances (see stop_router.py)."""
+    """Reaches scopes running in other instances (see router.py)."""
 
     async def announce(self, key: str) -> None: ...
 

@@ -3,7 +3,7 @@
 Each change is sequenced, logged and published by one Lua script, so its `seq`, its place in
 the group's log and its place on the channel agree: every instance receives a group's changes in
 seq order, whichever instance wrote them. A change written under a lease is refused by the same
-script, before it takes a seq, once that lease belongs to another run (see leases.py).
+script, before it takes a seq, once that lease belongs to another run (see framework/leases.py).
 
 - `{prefix}:seq:{stream}:{group}`: the group's counter (INCR).
 - `{prefix}:log:{stream}:{group}`: a Redis stream of the group's recent changes, entry id
@@ -30,9 +30,9 @@ from typing import Any, Literal
 
 import orjson
 
-from .errors import BrokerUnavailable
-from .leases import Fenced, Lease
-from .redis_link import LEASE_HELD_LUA, TRANSIENT, RedisLink, holder_key
+from streamchat.framework.errors import BrokerUnavailable
+from streamchat.framework.leases import Fenced, Lease
+from streamchat.framework.redis_link import LEASE_HELD_LUA, TRANSIENT, RedisLink, holder_key
 
 logger = logging.getLogger("streamchat.relay")
 

@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .redis_link import RedisLink
+from streamchat.framework.redis_link import RedisLink
 
 WINDOW_SECONDS = 60
 

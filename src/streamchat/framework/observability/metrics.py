@@ -3,7 +3,7 @@
 Metrics live in prometheus-client's process-wide registry, as is the convention: one server
 process is one scrape target (each instance of a deployment is scraped on its own). Gauges that
 describe a runtime (subscribers, queue depth) read it when scraped, so nothing is kept in step.
-Apps add their own metrics the same way (see streamchat/steps/reply_telemetry.py).
+Apps add their own metrics the same way (see streamchat/chat/reply_telemetry.py).
 """
 
 from __future__ import annotations

@@ -16,9 +16,9 @@ from typing import Any
 
 import orjson
 
-from .control import StopRegistry
-from .errors import BrokerUnavailable
-from .redis_link import RedisLink
+from streamchat.framework.errors import BrokerUnavailable
+from streamchat.framework.redis_link import RedisLink
+from streamchat.framework.stops.registry import StopRegistry
 
 logger = logging.getLogger("streamchat.stops")
 

@@ -20,11 +20,11 @@ from typing import Any
 import orjson
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from ..auth import Principal
-from ..changes import Change
-from ..metrics import WEBSOCKETS
-from ..streams import StreamHub, UnknownStreamError
-from ..text import nul_fields, problems
+from streamchat.framework.access.auth import Principal
+from streamchat.framework.observability.metrics import WEBSOCKETS
+from streamchat.framework.streams.changes import Change
+from streamchat.framework.streams.hub import StreamHub, UnknownStreamError
+from streamchat.framework.text import nul_fields, problems
 
 logger = logging.getLogger("streamchat.websocket")
 

@@ -14,8 +14,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from .steps import StreamConfig
-from .streams import StreamHub, StreamObserver
+from streamchat.framework.config import StreamConfig
+from streamchat.framework.streams.hub import StreamHub, StreamObserver
 
 WORKBENCH_STREAM = "__workbench"
 LOG_GROUP = "log"

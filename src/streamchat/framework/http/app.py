@@ -19,14 +19,22 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
-from .errors import ErrorBody, HttpError, StorageFull, Unavailable, describe_validation, error_response
-from .metrics import metrics_response, watch_runtime
-from .runtime import Runtime
-from .steps import ApiConfig, ApiRequest, ApiStep
-from .text import NUL, nul_fields, problems
-from .tracing import extracted, trace_id_of, tracer
-from .transport.websocket import DEFAULT_SOCKET_LIMITS, SocketLimits, stream_socket
-from .workbench import workbench_router
+from streamchat.framework.config import ApiConfig, ApiRequest
+from streamchat.framework.discovery import ApiStep
+from streamchat.framework.errors import (
+    ErrorBody,
+    HttpError,
+    StorageFull,
+    Unavailable,
+    describe_validation,
+    error_response,
+)
+from streamchat.framework.http.websocket import DEFAULT_SOCKET_LIMITS, SocketLimits, stream_socket
+from streamchat.framework.http.workbench import workbench_router
+from streamchat.framework.observability.metrics import metrics_response, watch_runtime
+from streamchat.framework.observability.tracing import extracted, trace_id_of, tracer
+from streamchat.framework.runtime import Runtime
+from streamchat.framework.text import NUL, nul_fields, problems
 
 logger = logging.getLogger("streamchat.app")
 

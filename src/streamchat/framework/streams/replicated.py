@@ -16,7 +16,7 @@ Reads (`get`, `list_group`) merge the store with the log too, so any instance an
 latest state, whichever instance wrote it.
 
 A handler's writes carry its partition lease, which the relay's script checks as it sequences
-the change (see leases.py): a writer that lost its lease gets `Fenced` and nothing reaches the log.
+the change (see framework/leases.py): a writer that lost its lease gets `Fenced` and nothing reaches the log.
 Its store writes cannot land late over a newer run's either: the store keeps the higher seq.
 """
 
@@ -27,13 +27,12 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from .changes import Change, Kind
-from .errors import OUTAGES, StorageFull
-from .leases import Fenced, Lease
-from .relay import ChangeRelay, Relayed
-from .steps import StreamConfig
-from .store import JSON, Store, StoredItem
-from .streams import (
+from streamchat.framework.config import StreamConfig
+from streamchat.framework.errors import OUTAGES, StorageFull
+from streamchat.framework.leases import Fenced, Lease
+from streamchat.framework.store import JSON, Store, StoredItem
+from streamchat.framework.streams.changes import Change, Kind
+from streamchat.framework.streams.hub import (
     DELTA_WINDOW_SECONDS,
     IDLE_GROUPS_KEPT,
     REPLAY_BUDGET_BYTES,
@@ -43,6 +42,7 @@ from .streams import (
     Subscriber,
     UnknownItemError,
 )
+from streamchat.framework.streams.relay import ChangeRelay, Relayed
 
 logger = logging.getLogger("streamchat.replicated")
 

@@ -10,9 +10,9 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException
 
-from .errors import ErrorBody
-from .monitor import WORKBENCH_STREAM
-from .runtime import Runtime
+from streamchat.framework.errors import ErrorBody
+from streamchat.framework.observability.monitor import WORKBENCH_STREAM
+from streamchat.framework.runtime import Runtime
 
 
 def flow(runtime: Runtime) -> dict[str, Any]:

@@ -27,7 +27,7 @@ import orjson
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .errors import error_doc
+from streamchat.framework.errors import error_doc
 
 DIGEST = re.compile(r"^[0-9a-f]{64}$")
 

@@ -1,0 +1,1 @@
+"""The HTTP face of a runtime: the app, the stream socket, SSE, and the Workbench API."""

@@ -1,0 +1,1 @@
+"""Typed streams: the hub that sequences, keeps and fans out changes, in one process or across many."""
