@@ -16,7 +16,7 @@ from pydantic import BaseModel
 
 from conftest import ServerFactory
 from helpers import wait_for_status
-from streamchat.framework import EmitError, Runtime, WiringError, discover
+from streamchat.framework import EmitError, Runtime, WiringError, build_app, discover
 from streamchat.framework.bus import Event, MemoryBus
 from streamchat.framework.config import Emit
 from streamchat.framework.discovery import StepSet
@@ -289,3 +289,30 @@ async def test_dead_letters_are_listed_by_the_admin_endpoint(
         "Broken", "chat-message", 3, "dead-1")
     assert "broken on purpose" in str(letter["error"])
     assert '"msg":"event dead-lettered"' in server.logs()
+
+
+EMITTING_ON_REQUEST = """
+from streamchat.framework import ApiConfig, ApiResponse, Emit
+from PKG.models import Ping
+config = ApiConfig(name="Sender", method="POST", path="/send", emits=[Emit("ping", Ping)])
+async def handler(req, ctx):
+    await ctx.emit(req.query_params.get("topic", "ping"), {"text": "hello"})
+    return ApiResponse(200, {"sent": True})
+"""
+
+
+async def test_a_closed_bus_is_a_503_and_a_miswired_emit_a_500(packages: Path) -> None:
+    """Only a shutdown answers "try again": a step's own mistake is reported as the server error it is."""
+    name = write_package(packages, {"a.py": EMITTING_ON_REQUEST, "b.py": EVENT_LISTENING.format(topic="ping")})
+    runtime = Runtime(discover(name), MemoryStore(), MemoryBus())
+    app = build_app(runtime)
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app, raise_app_exceptions=False), base_url="http://in-process") as client:
+        assert (await client.post("/send")).status_code == 200
+        miswired = await client.post("/send", params={"topic": "pong"})
+        assert miswired.status_code == 500 and miswired.json()["error"] == "internal_error", miswired.text
+        await runtime.bus.disconnect()
+        closed = await client.post("/send")
+        assert closed.status_code == 503, closed.text
+        assert closed.json() == {"error": "unavailable", "detail": "the server is shutting down; try again"}
+        assert closed.headers["retry-after"] == "1"

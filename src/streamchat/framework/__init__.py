@@ -5,6 +5,7 @@ steps package. The runtime checks the wiring at start-up and validates every emi
 """
 
 from streamchat.framework.access.auth import Principal
+from streamchat.framework.bus import BusClosed
 from streamchat.framework.config import (
     AccessRequest,
     ApiConfig,
@@ -29,6 +30,7 @@ __all__ = [
     "ApiConfig",
     "ApiRequest",
     "ApiResponse",
+    "BusClosed",
     "Context",
     "Emit",
     "EmitError",

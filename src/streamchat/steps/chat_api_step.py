@@ -8,11 +8,13 @@ from pydantic import BaseModel, Field, field_validator
 
 from streamchat.chat.ownership import claim
 from streamchat.chat.reply_quota import release, reserve
+from streamchat.chat.take_back import take_back
 from streamchat.framework import (
     OUTAGES,
     ApiConfig,
     ApiRequest,
     ApiResponse,
+    BusClosed,
     Context,
     Emit,
     ErrorBody,
@@ -101,14 +103,15 @@ async def handler(req: ApiRequest[ChatRequest], ctx: Context) -> ApiResponse:
     except OUTAGES:
         # The store filled up (PostgreSQL fills a page, then cannot add one) or a backend went away
         # between two writes: take back what this request stored, so a 507 or 503 keeps nothing of it.
-        await forget(ctx, conversation_id, stored)
+        await take_back(ctx, conversation_id, stored)
         await release(ctx, key_id, assistant_message_id)
         raise
-    except RuntimeError as error:
+    except BusClosed:
+        # Shutting down: the message stays (it was sent), its reply says why it never came; 503.
         await release(ctx, key_id, assistant_message_id)
         await stream.set(conversation_id, assistant_message_id, ConversationMessage(
             message="", sender="assistant", status="error", timestamp=now, error="could not queue the reply"))
-        raise HttpError(503, "unavailable", "the server is shutting down; try again") from error
+        raise
     # After the emit: the reply need not wait for the conversation list's bookkeeping.
     try:
         await touch_conversation(ctx, conversation_id, req.body.message, now)
@@ -129,13 +132,7 @@ async def handler(req: ApiRequest[ChatRequest], ctx: Context) -> ApiResponse:
     })
 
 
-async def forget(ctx: Context, conversation_id: str, item_ids: list[str]) -> None:
-    """Delete items a failed request stored (deleting takes no new room); what cannot be deleted stays."""
-    for item_id in reversed(item_ids):
-        try:
-            await ctx.streams.conversation.delete(conversation_id, item_id)
-        except Exception:
-            ctx.logger.exception("could not take back a stored message", extra={"messageId": item_id})
+
 
 
 async def make_room(ctx: Context, conversation_id: str) -> None:

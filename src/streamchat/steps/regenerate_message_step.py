@@ -7,11 +7,25 @@ import uuid
 from pydantic import BaseModel
 
 from streamchat.chat.ownership import require_owner
-from streamchat.chat.reply_quota import reserve
-from streamchat.framework import ApiConfig, ApiRequest, ApiResponse, Context, Emit, ErrorBody, HttpError
+from streamchat.chat.reply_quota import release, reserve
+from streamchat.chat.take_back import take_back
+from streamchat.framework import (
+    OUTAGES,
+    ApiConfig,
+    ApiRequest,
+    ApiResponse,
+    BusClosed,
+    Context,
+    Emit,
+    ErrorBody,
+    HttpError,
+)
 from streamchat.settings import get_settings
 from streamchat.steps.ai_response_step import ChatMessageEvent
 from streamchat.steps.conversation_stream import FINISHED, ConversationMessage, utc_now
+
+#: Why a regenerate may fail after it stored the new reply: a backend outage, or a shutdown.
+NOT_QUEUED: tuple[type[Exception], ...] = (*OUTAGES, BusClosed)
 
 
 class Regenerated(BaseModel):
@@ -48,10 +62,19 @@ async def handler(req: ApiRequest[None], ctx: Context) -> ApiResponse:
     if turn is None:
         raise HttpError(409, "conflict", f"messageId {mid!r}: answers no user message")
     new_id = str(uuid.uuid4())
+    key_id = req.principal.key_id if req.principal else None
     await reserve(ctx, req.principal, new_id, get_settings().max_concurrent_replies)
-    await ctx.streams.conversation.set(cid, new_id, ConversationMessage(
-        message="", sender="assistant", status="created", timestamp=utc_now()))
-    await ctx.emit("chat-message", ChatMessageEvent(
-        message=turn.data.message, conversationId=cid, assistantMessageId=new_id, userMessageId=turn.id,
-        keyId=req.principal.key_id if req.principal else None))
+    stored: list[str] = []
+    try:
+        await ctx.streams.conversation.set(cid, new_id, ConversationMessage(
+            message="", sender="assistant", status="created", timestamp=utc_now()))
+        stored.append(new_id)
+        await ctx.emit("chat-message", ChatMessageEvent(
+            message=turn.data.message, conversationId=cid, assistantMessageId=new_id, userMessageId=turn.id,
+            keyId=key_id))
+    except NOT_QUEUED:
+        # Nothing of a regenerate that cannot run is kept: no reply left 'created' for ever, no quota held.
+        await take_back(ctx, cid, stored)
+        await release(ctx, key_id, new_id)
+        raise
     return ApiResponse(202, {"conversationId": cid, "assistantMessageId": new_id, "userMessageId": turn.id})

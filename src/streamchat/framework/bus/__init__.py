@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from urllib.parse import urlparse
 
-from streamchat.framework.bus.base import Event, EventBus, EventHandler, Subscription
+from streamchat.framework.bus.base import BusClosed, Event, EventBus, EventHandler, Subscription
 from streamchat.framework.bus.memory import MemoryBus
 
-__all__ = ["Event", "EventBus", "EventHandler", "MemoryBus", "Subscription", "bus_from_url"]
+__all__ = ["BusClosed", "Event", "EventBus", "EventHandler", "MemoryBus", "Subscription", "bus_from_url"]
 
 
 def bus_from_url(url: str, retry_delay: float = 0.2) -> EventBus:

@@ -21,6 +21,11 @@ if TYPE_CHECKING:
 JSON = dict[str, Any]
 
 
+class BusClosed(Exception):
+    """The bus takes no more events: the process is shutting down. Apart from other failures, so a
+    step can answer "try again" for this alone (a miswired emit or an outage is not a shutdown)."""
+
+
 @dataclass(slots=True)
 class Event:
     """One emitted event as it travels the bus."""

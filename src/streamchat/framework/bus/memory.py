@@ -22,7 +22,7 @@ import uuid
 from collections import deque
 from typing import Any
 
-from streamchat.framework.bus.base import Event, EventBus, Subscription
+from streamchat.framework.bus.base import BusClosed, Event, EventBus, Subscription
 from streamchat.framework.errors import OUTAGES, PermanentError
 from streamchat.framework.leases import Fenced, Lease
 
@@ -65,7 +65,7 @@ class MemoryBus(EventBus):
 
     async def publish(self, event: Event) -> None:
         if self._closing:
-            raise RuntimeError("event bus is shutting down")
+            raise BusClosed("the event bus is shutting down")
         for subscription in self.subscriptions.get(event.topic, []):
             key = f"{event.id}:{subscription.name}"
             if self.journal is not None:

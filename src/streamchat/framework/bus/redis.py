@@ -41,7 +41,7 @@ from typing import Any
 import orjson
 from redis.exceptions import ResponseError
 
-from streamchat.framework.bus.base import Event, EventBus, Subscription
+from streamchat.framework.bus.base import BusClosed, Event, EventBus, Subscription
 from streamchat.framework.errors import OUTAGES, BrokerUnavailable, PermanentError
 from streamchat.framework.leases import Fenced, Lease
 from streamchat.framework.redis_link import LEASE_HELD_LUA, TRANSIENT, RedisLink, holder_key
@@ -214,7 +214,7 @@ class RedisBus(EventBus):
 
     async def publish(self, event: Event) -> None:
         if self._closing:
-            raise RuntimeError("event bus is shutting down")
+            raise BusClosed("the event bus is shutting down")
         for subscription in self.subscriptions.get(event.topic, []):
             key = f"{event.id}:{subscription.name}"
             entry = {"subscription": subscription.name, **event.to_record(), "order": [time.time_ns(), 0]}

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
+from streamchat.framework.bus import BusClosed
 from streamchat.framework.config import ApiConfig, ApiRequest
 from streamchat.framework.discovery import ApiStep
 from streamchat.framework.errors import (
@@ -258,6 +259,12 @@ def install_error_handlers(app: FastAPI) -> None:
         logger.warning("a backend is unavailable", extra={"path": request.url.path, "error": str(exc)})
         response = error_response(503, "unavailable", f"{exc}; try again shortly")
         response.headers["Retry-After"] = "5"
+        return response
+
+    @app.exception_handler(BusClosed)
+    async def shutting_down(request: Request, exc: BusClosed) -> JSONResponse:
+        response = error_response(503, "unavailable", "the server is shutting down; try again")
+        response.headers["Retry-After"] = "1"
         return response
 
     @app.exception_handler(Exception)
