@@ -23,8 +23,9 @@ from streamchat.framework.leases import Fenced, Lease
 from streamchat.framework.redis_link import RedisLink, holder_key
 from streamchat.framework.stops.registry import Stoppable, StopRegistry
 from streamchat.framework.store import Store, StoredItem
-from streamchat.framework.streams.hub import STORE_FLUSH_SECONDS, Stream, StreamHub
+from streamchat.framework.streams.hub import STORE_FLUSH_SECONDS, StreamHub
 from streamchat.framework.streams.relay import ChangeRelay
+from streamchat.framework.streams.stream import Stream
 from streamchat.steps.conversation_stream import ConversationMessage
 from streamchat.steps.conversation_stream import config as conversation_stream
 from test_observability import scrape, value

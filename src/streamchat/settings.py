@@ -9,7 +9,8 @@ from typing import Literal
 
 from dotenv import load_dotenv
 
-from streamchat.framework.streams.hub import IDLE_GROUPS_KEPT, REPLAY_BUDGET_BYTES
+from streamchat.framework.streams.hub import IDLE_GROUPS_KEPT
+from streamchat.framework.streams.replay import REPLAY_BUDGET_BYTES
 from streamchat.llm.local_models import DEFAULT_MODEL
 
 

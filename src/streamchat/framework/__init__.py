@@ -22,7 +22,7 @@ from streamchat.framework.http.app import build_app
 from streamchat.framework.leases import Fenced, Lease
 from streamchat.framework.runtime import Runtime
 from streamchat.framework.store.state import State
-from streamchat.framework.streams.hub import Item, Stream
+from streamchat.framework.streams.stream import Item, Stream
 
 __all__ = [
     "OUTAGES",

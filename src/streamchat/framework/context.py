@@ -15,7 +15,8 @@ from streamchat.framework.observability.monitor import Monitor
 from streamchat.framework.observability.tracing import carrier
 from streamchat.framework.stops.registry import Stoppable, StopRegistry
 from streamchat.framework.store.state import State
-from streamchat.framework.streams.hub import Stream, StreamHub, StreamObserver
+from streamchat.framework.streams.hub import StreamHub
+from streamchat.framework.streams.stream import Stream, StreamObserver
 
 
 class EmitError(RuntimeError):

@@ -26,8 +26,9 @@ from streamchat.framework.stops.registry import StopRegistry
 from streamchat.framework.stops.router import StopRouter
 from streamchat.framework.store import Store
 from streamchat.framework.store.state import State
-from streamchat.framework.streams.hub import DELTA_WINDOW_SECONDS, IDLE_GROUPS_KEPT, REPLAY_BUDGET_BYTES, StreamHub
+from streamchat.framework.streams.hub import DELTA_WINDOW_SECONDS, IDLE_GROUPS_KEPT, StreamHub
 from streamchat.framework.streams.relay import ChangeRelay
+from streamchat.framework.streams.replay import REPLAY_BUDGET_BYTES
 from streamchat.framework.streams.replicated import ReplicatedStreamHub
 
 logger = logging.getLogger("streamchat.runtime")

@@ -15,7 +15,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from streamchat.framework.config import StreamConfig
-from streamchat.framework.streams.hub import StreamHub, StreamObserver
+from streamchat.framework.streams.hub import StreamHub
+from streamchat.framework.streams.stream import StreamObserver
 
 WORKBENCH_STREAM = "__workbench"
 LOG_GROUP = "log"

@@ -1,7 +1,7 @@
-"""Typed streams: items grouped by a key, stored, and pushed to subscribers on every change.
+"""The stream hub: items grouped by a key, stored, and pushed to subscribers on every change.
 
-`StreamHub` owns storage and fan-out for every stream; `Stream[M]` is the typed view a handler
-sees as `ctx.streams.<name>`.
+`StreamHub` owns storage and fan-out for every stream; `Stream[M]` (stream.py) is the typed view a
+handler sees as `ctx.streams.<name>`, and group.py holds what the hub keeps for one group.
 
 Every change of a group gets the group's next sequence number (`seq`). Writes of one group are
 serialised by a per-group lock, so a subscriber that joins gets a snapshot and then exactly the
@@ -23,22 +23,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import time
-from collections import OrderedDict, deque
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Generic, Literal, Protocol, TypeVar
-
-from pydantic import BaseModel
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any
 
 from streamchat.framework.config import StreamConfig
 from streamchat.framework.leases import Fenced, Lease
 from streamchat.framework.store import JSON, Store, StoredItem
 from streamchat.framework.streams.changes import Change, Kind
+from streamchat.framework.streams.group import Audience, DeltaBatch, GroupState, LiveItem, Mode, Subscriber
+from streamchat.framework.streams.replay import REPLAY_BUDGET_BYTES, REPLAY_LIMIT, replay_cost
 
-M = TypeVar("M", bound=BaseModel)
 logger = logging.getLogger("streamchat.streams")
 
 CLIENT_FLUSH_SECONDS = 0.025
@@ -46,26 +43,8 @@ DELTA_WINDOW_SECONDS = 0.025
 PLAIN_GROWTH = 0.05
 PLAIN_QUIET_SECONDS = 1.0
 STORE_FLUSH_SECONDS = 0.5
-#: Changes kept per group for exact resume, and the memory all groups' buffers may take together.
-REPLAY_LIMIT = 10_000
-REPLAY_BUDGET_BYTES = 64 * 1024 * 1024
 #: Groups nobody watches or writes that stay in memory (their seq block, their resume buffer).
 IDLE_GROUPS_KEPT = 2_000
-#: What a kept change costs besides its text: the object, its payload dict, the frames' JSON around
-#: the text, and each string's own object (measured with tracemalloc while running bench/soak.py).
-CHANGE_BYTES = 600
-STRING_BYTES = 100
-#: The text of a kept change is held up to three times: in the payload, the WebSocket frame and the SSE frame.
-TEXT_COPIES = 3
-#: What a subscriber receives of a streaming text: whole items, every delta, or joined deltas.
-Mode = Literal["plain", "every-delta", "joined-deltas"]
-Audience = Literal["all", "delta", "plain", "every-delta", "joined-deltas"]
-
-
-class Subscriber(Protocol):
-    """Anything that can take a change without blocking (a WebSocket connection, an SSE response)."""
-
-    def push(self, change: Change) -> None: ...
 
 
 class UnknownStreamError(LookupError):
@@ -74,123 +53,6 @@ class UnknownStreamError(LookupError):
 
 class UnknownItemError(LookupError):
     """An append to an item that does not exist."""
-
-
-@dataclass(frozen=True, slots=True)
-class Item(Generic[M]):
-    """One item of a group: its id, the seq of its last change and its typed data."""
-
-    id: str
-    seq: int
-    data: M
-
-
-@dataclass(eq=False)
-class LiveItem:
-    """An item whose text field is growing: the pieces live here until flushed."""
-
-    data: JSON
-    field: str
-    parts: list[str]
-    seq: int
-    stored_seq: int
-    length: int = 0
-    sent_length: int = 0
-    flushed_at: float = 0.0
-    client_due: float = 0.0
-    client_timer: asyncio.TimerHandle | None = None
-    dirty: bool = False
-    ended: bool = False
-    #: The lease the writer appends under, and whether the store has refused it since.
-    lease: Lease | None = None
-    fenced: bool = False
-
-    def text(self) -> str:
-        if len(self.parts) > 1:
-            self.parts[:] = ["".join(self.parts)]
-        return self.parts[0] if self.parts else ""
-
-    def item(self, item_id: str) -> JSON:
-        return {**self.data, self.field: self.text(), "id": item_id, "seq": self.seq}
-
-    def cancel_timers(self) -> None:
-        if self.client_timer is not None:
-            self.client_timer.cancel()
-            self.client_timer = None
-
-    def snapshot(self, item_id: str) -> StoredItem:
-        return StoredItem(item_id, {**self.data, self.field: self.text()}, self.seq)
-
-    def end(self) -> None:
-        """The item stopped streaming (a whole-item write or a delete superseded it)."""
-        self.ended = True
-        self.cancel_timers()
-
-    @classmethod
-    def starting_from(cls, item: JSON, field_name: str, seq: int) -> LiveItem:
-        """A live item whose text starts as `item[field_name]` (an item dict with `id` and `seq`)."""
-        text = str(item.get(field_name, ""))
-        data = {key: value for key, value in item.items() if key not in ("id", "seq")}
-        return cls(data, field_name, [text], seq, seq, len(text), len(text))
-
-
-@dataclass(eq=False)
-class DeltaBatch:
-    """Pieces of one streaming item held back for `joined-deltas` subscribers until the window ends."""
-
-    stream: str
-    group: str
-    parts: list[str] = field(default_factory=list)
-    seq: int = 0
-    sent_at: float = float("-inf")
-    timer: asyncio.TimerHandle | None = None
-
-    def cancel(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-
-
-@dataclass(eq=False)
-class GroupState:
-    """Everything the hub keeps in memory for one group."""
-
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    seq: int = 0
-    reserved: int = 0
-    clock: int = 0
-    live: dict[str, LiveItem] = field(default_factory=dict)
-    replay: deque[Change] = field(default_factory=lambda: deque(maxlen=REPLAY_LIMIT))
-    members: dict[Subscriber, Mode] = field(default_factory=dict)
-    item_members: dict[str, dict[Subscriber, Mode]] = field(default_factory=dict)
-    replay_bytes: int = 0
-    plain_members: int = 0
-    every_delta_members: int = 0
-    batches: dict[str, DeltaBatch] = field(default_factory=dict)
-    #: Replicated hubs only: the group's items as this instance last heard of them (None: not
-    #: followed here), and the changes held back while the view is being (re)built.
-    view: dict[str, JSON] | None = None
-    syncing: bool = False
-    backlog: list[Any] = field(default_factory=list)
-
-    def idle(self) -> bool:
-        return not (self.live or self.members or self.item_members or self.lock.locked())
-
-
-def replay_cost(change: Change) -> int:
-    """At most about how much memory keeping `change` for resume takes (O(len(piece)) for a delta)."""
-    payload = change.payload
-    if change.kind == "delta":
-        return CHANGE_BYTES + _text_bytes(payload["delta"])
-    if isinstance(payload, dict):
-        return CHANGE_BYTES + sum(STRING_BYTES + _text_bytes(value) for value in payload.values()
-                                  if isinstance(value, str))
-    return CHANGE_BYTES
-
-
-def _text_bytes(text: str) -> int:
-    """Python keeps a non-ASCII string in up to 4 bytes a character."""
-    return TEXT_COPIES * len(text) * (1 if text.isascii() else 4)
 
 
 class StreamHub:
@@ -639,73 +501,3 @@ class StreamHub:
         await self._flush_store()
 
 
-StreamObserver = Callable[[str, str, str, str, Mapping[str, Any]], None]
-
-
-@functools.cache
-def _text_fields(schema: type[BaseModel]) -> frozenset[str]:
-    """Wire names of the plain string fields of a schema: the ones `append` may grow."""
-    return frozenset((info.alias or name) for name, info in schema.model_fields.items() if info.annotation is str)
-
-
-class Stream(Generic[M]):
-    """The typed view of one stream that handlers use: every write is validated by its schema.
-
-    `observer` (the Workbench's) hears of every write: op, stream, group, item id, a short summary.
-    `lease`: the lease of the delivery the handler runs for; its `set` and `append` carry it.
-    """
-
-    def __init__(self, config: StreamConfig[M], hub: StreamHub, observer: StreamObserver | None = None,
-                 lease: Lease | None = None) -> None:
-        self.config = config
-        self.name = config.name
-        self._hub = hub
-        self._observer = observer
-        self._lease = lease
-        self._text_fields = _text_fields(config.schema)
-
-    def _validate(self, data: M | Mapping[str, Any]) -> M:
-        if isinstance(data, self.config.schema):
-            return data
-        if isinstance(data, BaseModel):
-            data = data.model_dump(by_alias=True)
-        return self.config.schema.model_validate(data)
-
-    def _load(self, item: JSON) -> Item[M]:
-        return Item(item["id"], item["seq"], self.config.schema.model_validate(item))
-
-    async def set(self, group_id: str, item_id: str, data: M | Mapping[str, Any]) -> Item[M]:
-        model = self._validate(data)
-        stored = model.model_dump(mode="json", by_alias=True, exclude_none=True)
-        item = await self._hub.set(self.name, group_id, item_id, stored, self._lease)
-        if self._observer is not None:
-            summary: dict[str, Any] = {key: stored[key] for key in ("status", "from") if key in stored}
-            self._observer("set", self.name, group_id, item_id, {**summary, "seq": item["seq"]})
-        return Item(item_id, item["seq"], model)
-
-    async def append(self, group_id: str, item_id: str, field_name: str, text: str) -> int:
-        """Stream `text` onto the end of a string field of an existing item; returns its seq."""
-        if field_name not in self._text_fields:
-            raise ValueError(f"stream {self.name!r} has no string field {field_name!r} to append to")
-        if not isinstance(text, str):
-            raise TypeError(f"append needs str, got {type(text).__name__}")
-        seq = await self._hub.append(self.name, group_id, item_id, field_name, text, self._lease)
-        if self._observer is not None:
-            self._observer("append", self.name, group_id, item_id, {})
-        return seq
-
-    async def get(self, group_id: str, item_id: str) -> Item[M] | None:
-        item = await self._hub.get(self.name, group_id, item_id)
-        return None if item is None else self._load(item)
-
-    async def delete(self, group_id: str, item_id: str) -> Item[M] | None:
-        item = await self._hub.delete(self.name, group_id, item_id)
-        if item is not None and self._observer is not None:
-            self._observer("delete", self.name, group_id, item_id, {"seq": item["seq"]})
-        return None if item is None else self._load(item)
-
-    async def get_group(self, group_id: str) -> list[Item[M]]:
-        return [self._load(item) for item in await self._hub.list_group(self.name, group_id)]
-
-    async def send(self, group_id: str, event_type: str, data: Any, item_id: str | None = None) -> None:
-        await self._hub.send(self.name, group_id, {"type": event_type, "data": data}, item_id)

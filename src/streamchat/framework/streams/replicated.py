@@ -32,17 +32,10 @@ from streamchat.framework.errors import OUTAGES, StorageFull
 from streamchat.framework.leases import Fenced, Lease
 from streamchat.framework.store import JSON, Store, StoredItem
 from streamchat.framework.streams.changes import Change, Kind
-from streamchat.framework.streams.hub import (
-    DELTA_WINDOW_SECONDS,
-    IDLE_GROUPS_KEPT,
-    REPLAY_BUDGET_BYTES,
-    GroupState,
-    LiveItem,
-    StreamHub,
-    Subscriber,
-    UnknownItemError,
-)
+from streamchat.framework.streams.group import GroupState, LiveItem, Subscriber
+from streamchat.framework.streams.hub import DELTA_WINDOW_SECONDS, IDLE_GROUPS_KEPT, StreamHub, UnknownItemError
 from streamchat.framework.streams.relay import ChangeRelay, Relayed
+from streamchat.framework.streams.replay import REPLAY_BUDGET_BYTES
 
 logger = logging.getLogger("streamchat.replicated")
 

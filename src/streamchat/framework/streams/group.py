@@ -1,0 +1,119 @@
+"""What the hub keeps for one group: its subscribers, its streaming items, its resume buffer.
+
+A streaming item's text lives in `LiveItem` until the batched store write; `DeltaBatch` holds the
+pieces a `joined-deltas` subscriber gets in its next frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from streamchat.framework.leases import Lease
+from streamchat.framework.store import JSON, StoredItem
+from streamchat.framework.streams.changes import Change
+from streamchat.framework.streams.replay import REPLAY_LIMIT
+
+#: What a subscriber receives of a streaming text: whole items, every delta, or joined deltas.
+Mode = Literal["plain", "every-delta", "joined-deltas"]
+Audience = Literal["all", "delta", "plain", "every-delta", "joined-deltas"]
+
+
+class Subscriber(Protocol):
+    """Anything that can take a change without blocking (a WebSocket connection, an SSE response)."""
+
+    def push(self, change: Change) -> None: ...
+
+
+@dataclass(eq=False)
+class LiveItem:
+    """An item whose text field is growing: the pieces live here until flushed."""
+
+    data: JSON
+    field: str
+    parts: list[str]
+    seq: int
+    stored_seq: int
+    length: int = 0
+    sent_length: int = 0
+    flushed_at: float = 0.0
+    client_due: float = 0.0
+    client_timer: asyncio.TimerHandle | None = None
+    dirty: bool = False
+    ended: bool = False
+    #: The lease the writer appends under, and whether the store has refused it since.
+    lease: Lease | None = None
+    fenced: bool = False
+
+    def text(self) -> str:
+        if len(self.parts) > 1:
+            self.parts[:] = ["".join(self.parts)]
+        return self.parts[0] if self.parts else ""
+
+    def item(self, item_id: str) -> JSON:
+        return {**self.data, self.field: self.text(), "id": item_id, "seq": self.seq}
+
+    def cancel_timers(self) -> None:
+        if self.client_timer is not None:
+            self.client_timer.cancel()
+            self.client_timer = None
+
+    def snapshot(self, item_id: str) -> StoredItem:
+        return StoredItem(item_id, {**self.data, self.field: self.text()}, self.seq)
+
+    def end(self) -> None:
+        """The item stopped streaming (a whole-item write or a delete superseded it)."""
+        self.ended = True
+        self.cancel_timers()
+
+    @classmethod
+    def starting_from(cls, item: JSON, field_name: str, seq: int) -> LiveItem:
+        """A live item whose text starts as `item[field_name]` (an item dict with `id` and `seq`)."""
+        text = str(item.get(field_name, ""))
+        data = {key: value for key, value in item.items() if key not in ("id", "seq")}
+        return cls(data, field_name, [text], seq, seq, len(text), len(text))
+
+
+@dataclass(eq=False)
+class DeltaBatch:
+    """Pieces of one streaming item held back for `joined-deltas` subscribers until the window ends."""
+
+    stream: str
+    group: str
+    parts: list[str] = field(default_factory=list)
+    seq: int = 0
+    sent_at: float = float("-inf")
+    timer: asyncio.TimerHandle | None = None
+
+    def cancel(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+
+@dataclass(eq=False)
+class GroupState:
+    """Everything the hub keeps in memory for one group."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    seq: int = 0
+    reserved: int = 0
+    clock: int = 0
+    live: dict[str, LiveItem] = field(default_factory=dict)
+    replay: deque[Change] = field(default_factory=lambda: deque(maxlen=REPLAY_LIMIT))
+    members: dict[Subscriber, Mode] = field(default_factory=dict)
+    item_members: dict[str, dict[Subscriber, Mode]] = field(default_factory=dict)
+    replay_bytes: int = 0
+    plain_members: int = 0
+    every_delta_members: int = 0
+    batches: dict[str, DeltaBatch] = field(default_factory=dict)
+    #: Replicated hubs only: the group's items as this instance last heard of them (None: not
+    #: followed here), and the changes held back while the view is being (re)built.
+    view: dict[str, JSON] | None = None
+    syncing: bool = False
+    backlog: list[Any] = field(default_factory=list)
+
+    def idle(self) -> bool:
+        return not (self.live or self.members or self.item_members or self.lock.locked())

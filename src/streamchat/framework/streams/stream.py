@@ -1,0 +1,98 @@
+"""The typed view of a stream that handlers use as `ctx.streams.<name>`: every write validated by its schema."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel
+
+from streamchat.framework.config import StreamConfig
+from streamchat.framework.leases import Lease
+from streamchat.framework.store import JSON
+from streamchat.framework.streams.hub import StreamHub
+
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True, slots=True)
+class Item(Generic[M]):
+    """One item of a group: its id, the seq of its last change and its typed data."""
+
+    id: str
+    seq: int
+    data: M
+
+
+StreamObserver = Callable[[str, str, str, str, Mapping[str, Any]], None]
+
+
+@functools.cache
+def _text_fields(schema: type[BaseModel]) -> frozenset[str]:
+    """Wire names of the plain string fields of a schema: the ones `append` may grow."""
+    return frozenset((info.alias or name) for name, info in schema.model_fields.items() if info.annotation is str)
+
+
+class Stream(Generic[M]):
+    """The typed view of one stream that handlers use: every write is validated by its schema.
+
+    `observer` (the Workbench's) hears of every write: op, stream, group, item id, a short summary.
+    `lease`: the lease of the delivery the handler runs for; its `set` and `append` carry it.
+    """
+
+    def __init__(self, config: StreamConfig[M], hub: StreamHub, observer: StreamObserver | None = None,
+                 lease: Lease | None = None) -> None:
+        self.config = config
+        self.name = config.name
+        self._hub = hub
+        self._observer = observer
+        self._lease = lease
+        self._text_fields = _text_fields(config.schema)
+
+    def _validate(self, data: M | Mapping[str, Any]) -> M:
+        if isinstance(data, self.config.schema):
+            return data
+        if isinstance(data, BaseModel):
+            data = data.model_dump(by_alias=True)
+        return self.config.schema.model_validate(data)
+
+    def _load(self, item: JSON) -> Item[M]:
+        return Item(item["id"], item["seq"], self.config.schema.model_validate(item))
+
+    async def set(self, group_id: str, item_id: str, data: M | Mapping[str, Any]) -> Item[M]:
+        model = self._validate(data)
+        stored = model.model_dump(mode="json", by_alias=True, exclude_none=True)
+        item = await self._hub.set(self.name, group_id, item_id, stored, self._lease)
+        if self._observer is not None:
+            summary: dict[str, Any] = {key: stored[key] for key in ("status", "from") if key in stored}
+            self._observer("set", self.name, group_id, item_id, {**summary, "seq": item["seq"]})
+        return Item(item_id, item["seq"], model)
+
+    async def append(self, group_id: str, item_id: str, field_name: str, text: str) -> int:
+        """Stream `text` onto the end of a string field of an existing item; returns its seq."""
+        if field_name not in self._text_fields:
+            raise ValueError(f"stream {self.name!r} has no string field {field_name!r} to append to")
+        if not isinstance(text, str):
+            raise TypeError(f"append needs str, got {type(text).__name__}")
+        seq = await self._hub.append(self.name, group_id, item_id, field_name, text, self._lease)
+        if self._observer is not None:
+            self._observer("append", self.name, group_id, item_id, {})
+        return seq
+
+    async def get(self, group_id: str, item_id: str) -> Item[M] | None:
+        item = await self._hub.get(self.name, group_id, item_id)
+        return None if item is None else self._load(item)
+
+    async def delete(self, group_id: str, item_id: str) -> Item[M] | None:
+        item = await self._hub.delete(self.name, group_id, item_id)
+        if item is not None and self._observer is not None:
+            self._observer("delete", self.name, group_id, item_id, {"seq": item["seq"]})
+        return None if item is None else self._load(item)
+
+    async def get_group(self, group_id: str) -> list[Item[M]]:
+        return [self._load(item) for item in await self._hub.list_group(self.name, group_id)]
+
+    async def send(self, group_id: str, event_type: str, data: Any, item_id: str | None = None) -> None:
+        await self._hub.send(self.name, group_id, {"type": event_type, "data": data}, item_id)
