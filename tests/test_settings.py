@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from streamchat.llm.local_models import DEFAULT_MODEL
-from streamchat.settings import Settings, SettingsError
+from streamchat.settings import Settings, SettingsError, env_name, with_tables
+
+README = Path(__file__).resolve().parent.parent / "README.md"
 
 
 @pytest.fixture
@@ -174,3 +177,41 @@ def test_websocket_compression_is_a_switch(clean_env: pytest.MonkeyPatch) -> Non
     clean_env.setenv("STREAMCHAT_WS_COMPRESSION", "maybe")
     with pytest.raises(SettingsError, match="STREAMCHAT_WS_COMPRESSION must be on or off"):
         Settings.from_env(env_file=None)
+
+
+def readme_table_rows() -> dict[str, list[str]]:
+    """The configuration tables' rows in README.md, by variable: [default, allowed, meaning]."""
+    rows: dict[str, list[str]] = {}
+    for line in README.read_text(encoding="utf-8").splitlines():
+        cells = [cell.strip().replace(r"\|", "|") for cell in re.split(r"(?<!\\)\|", line)[1:-1]]
+        if len(cells) == 4 and re.fullmatch(r"`[A-Z_]+`", cells[0]):
+            assert cells[0] not in rows, f"{cells[0]} has two rows"
+            rows[cells[0].strip("`")] = cells[1:]
+    return rows
+
+
+def test_readme_tables_match_the_declarations() -> None:
+    rows = readme_table_rows()
+    fields = Settings.model_fields
+    assert set(rows) == {env_name(name, field) for name, field in fields.items()}
+    for name, field in fields.items():
+        default, _, meaning = rows[env_name(name, field)]
+        assert meaning == field.description, name
+        extra = field.json_schema_extra
+        if isinstance(extra, dict) and "shown" in extra:
+            assert default == extra["shown"], name
+        elif isinstance(field.default, bool):
+            assert default == ("`on`" if field.default else "`off`"), name
+        elif field.default is None:
+            assert default == "unset", name
+        else:
+            value = f"{field.default:g}" if isinstance(field.default, float) else str(field.default)
+            assert default == f"`{value}`", name
+    assert rows["STREAMCHAT_SSE_PING_SECONDS"][1] == "> 0, \N{LESS-THAN OR EQUAL TO} 3600"
+    assert rows["STREAMCHAT_PORT"][1] == "0\N{EN DASH}65535"
+
+
+def test_readme_is_what_the_generator_writes() -> None:
+    """`python -m streamchat.settings --readme README.md` would change nothing: regenerate if this fails."""
+    text = README.read_text(encoding="utf-8")
+    assert with_tables(text) == text
