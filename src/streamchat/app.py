@@ -86,7 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     shutdown = [stop_provider]
     if settings.otlp_endpoint:
-        tracing = configure_tracing("streamchat")
+        tracing = configure_tracing(settings.otel_service_name, endpoint=settings.otlp_endpoint)
         collector = urlsplit(settings.otlp_endpoint)
         logger.info("tracing to an OTLP collector", extra={"collector": f"{collector.hostname}:{collector.port}"})
 

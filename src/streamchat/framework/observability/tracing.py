@@ -8,7 +8,6 @@ a child of the request that emitted its event, on whichever instance it runs.
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Mapping
 
@@ -21,16 +20,17 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 tracer = trace.get_tracer("streamchat.framework")
 
 
-def configure_tracing(default_service_name: str, exporter: SpanExporter | None = None) -> TracerProvider:
-    """Install a tracer provider exporting in batches; OTLP over HTTP unless `exporter` is given.
+def configure_tracing(service_name: str, exporter: SpanExporter | None = None, *,
+                      endpoint: str | None = None) -> TracerProvider:
+    """Install a tracer provider exporting in batches; OTLP over HTTP to `endpoint` unless `exporter` is given.
 
-    Like the exporter, the service name follows the standard variable (`OTEL_SERVICE_NAME`) when set.
+    The caller resolves the endpoint and the service name (the settings read them from `.env` too,
+    which the exporter cannot see); the exporter still reads the other OTEL_EXPORTER_OTLP_* variables.
     """
-    service_name = os.environ.get("OTEL_SERVICE_NAME") or default_service_name
     if exporter is None:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-        exporter = OTLPSpanExporter()  # reads the OTEL_EXPORTER_OTLP_* variables itself
+        exporter = OTLPSpanExporter(endpoint=endpoint)
     provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
     provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
