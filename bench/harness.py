@@ -5,9 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -22,16 +19,11 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 
 from streamchat.testing.databases import create_database, drop_database
+from streamchat.testing.processes import free_port, start_process, stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 FINISHED = ("completed", "error", "stopped")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def percentiles(values: list[float]) -> dict[str, float | None]:
@@ -50,18 +42,7 @@ class Process:
 
     def __init__(self, args: list[str], env: dict[str, str], health: str, log: Path) -> None:
         self.log = log
-        with log.open("wb") as out:
-            self.popen = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if self.popen.poll() is not None:
-                raise RuntimeError(f"{args} exited:\n{log.read_text()[-3000:]}")
-            try:
-                if httpx.get(health, timeout=1).status_code < 500:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.05)
-        raise TimeoutError(f"{health} did not come up")
+        self.popen = start_process(args, env, log, health, cwd=ROOT, timeout=120)
 
     def cpu_seconds(self) -> float:
         fields = Path(f"/proc/{self.popen.pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -74,13 +55,7 @@ class Process:
         return 0.0
 
     def stop(self) -> None:
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(20)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
+        stop_process(self.popen)
 
 
 class Fake:
