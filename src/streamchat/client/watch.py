@@ -33,9 +33,10 @@ Item = dict[str, Any]
 class Change(NamedTuple):
     """One item changed by one frame: what it is now, and the text that frame added to its message.
 
-    `restarted`: the new message does not extend the one known before (a reply run again from the
-    start); `appended` is then the whole new message. `kind` is the frame's: `create`, `update`,
-    `delete` or `delta`.
+    `item` is the watch's current state of the item, which later deltas may grow in place: copy
+    it to keep this version. `restarted`: the new message does not extend the one known before
+    (a reply run again from the start); `appended` is then the whole new message. `kind` is the
+    frame's: `create`, `update`, `delete` or `delta`.
     """
 
     kind: str
@@ -72,6 +73,7 @@ class Watch:
         self.items: dict[str, Item] = {}
         self.frames: list[Frame] | None = [] if keep_frames else None
         self.bytes_received = 0
+        self._own: set[str] = set()  # items whose dict is the watch's own copy, grown in place by deltas
         self._socket: ClientConnection | None = None
 
     @property
@@ -136,9 +138,16 @@ class Watch:
 
     async def changes(self) -> AsyncIterator[Change]:
         """Every item change from now on, until the server closes the socket (syncs only fill `items`)."""
+        # `_receive` written out: this loop runs once a frame for every subscriber the bench holds.
+        recv, frames, apply = self.socket.recv, self.frames, self._apply
         try:
             while True:
-                _, change = await self._receive()
+                raw = await recv(decode=False)
+                self.bytes_received += len(raw)
+                frame = orjson.loads(raw)
+                if frames is not None:
+                    frames.append(frame)
+                change = apply(frame)
                 if change is not None:
                     yield change
         except ConnectionClosedOK:
@@ -173,16 +182,19 @@ class Watch:
             for item in data if isinstance(data, list) else [data]:
                 if isinstance(item, dict) and "id" in item:
                     self.items[item["id"]] = item
+                    self._own.discard(item["id"])
             return None
         if not isinstance(data, dict) or "id" not in data:
             return None
+        item_id = data["id"]
+        self._own.discard(item_id)
         if kind == "delete":
-            self.items.pop(data["id"], None)
+            self.items.pop(item_id, None)
             return Change("delete", data, "", False)
         if kind not in ("create", "update"):
             return None
-        before = self.items.get(data["id"])
-        self.items[data["id"]] = data
+        before = self.items.get(item_id)
+        self.items[item_id] = data
         old = "" if before is None else before.get("message", "")
         new = data.get("message", "")
         if not isinstance(old, str) or not isinstance(new, str):
@@ -192,14 +204,20 @@ class Watch:
         return Change(kind, data, new, True)
 
     def _append(self, delta: dict[str, Any]) -> Change | None:
-        """Grow an item by a delta; one whose seq the item already has is a repeat and changes nothing."""
+        """Grow an item by a delta; one whose seq the item already has is a repeat and changes nothing.
+
+        The first delta after a whole item grows a copy of it (that dict is also a frame's, which
+        stays as it arrived); the deltas after it grow that copy in place, one string join each.
+        """
         item_id, seq = delta["id"], delta["seq"]
-        item = self.items.get(item_id) or {"id": item_id, "message": "", "seq": 0}
+        item = self.items.get(item_id)
+        if item is None or item_id not in self._own:
+            item = {"id": item_id, "message": "", "seq": 0} if item is None else dict(item)
+            self.items[item_id] = item
+            self._own.add(item_id)
         if seq <= item.get("seq", 0):
             return None
         piece: str = delta["delta"]
-        # A new dict: the one replaced may be a recorded frame's, which must stay as it arrived.
-        item = {**item, "message": item.get("message", "") + piece, "seq": seq}
-        self.items[item_id] = item
+        item["message"] = item.get("message", "") + piece
+        item["seq"] = seq
         return Change("delta", item, piece, False)
-
