@@ -27,7 +27,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.harness import ROOT, free_port
+from bench.harness import ROOT
+from streamchat.testing.processes import free_port
 
 CHROMIUM = os.environ.get("STREAMCHAT_CHROMIUM", "/usr/bin/chromium")
 QUESTION = "What are three good reasons to learn Python? Answer with a markdown list"

@@ -1,13 +1,14 @@
-"""Processes and clients for the benchmark: a fake provider, server processes, WebSocket and SSE watchers."""
+"""Processes and clients for the benchmark: a fake provider, server processes, WebSocket and SSE watchers.
+
+The watchers are streamchat.client's Watch and Events with the measurements around them: when each
+piece arrived, how late its stamp was, the bytes each connection received.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import os
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -17,21 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import orjson
-import websockets
 from websockets.asyncio.client import ClientConnection
 
+from streamchat.client import FINISHED, Change, StreamchatClient, Watch
 from streamchat.testing.databases import create_database, drop_database
+from streamchat.testing.processes import free_port, start_process, stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-FINISHED = ("completed", "error", "stopped")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def percentiles(values: list[float]) -> dict[str, float | None]:
@@ -50,18 +44,7 @@ class Process:
 
     def __init__(self, args: list[str], env: dict[str, str], health: str, log: Path) -> None:
         self.log = log
-        with log.open("wb") as out:
-            self.popen = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if self.popen.poll() is not None:
-                raise RuntimeError(f"{args} exited:\n{log.read_text()[-3000:]}")
-            try:
-                if httpx.get(health, timeout=1).status_code < 500:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.05)
-        raise TimeoutError(f"{health} did not come up")
+        self.popen = start_process(args, env, log, health, cwd=ROOT, timeout=120)
 
     def cpu_seconds(self) -> float:
         fields = Path(f"/proc/{self.popen.pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -74,13 +57,7 @@ class Process:
         return 0.0
 
     def stop(self) -> None:
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(20)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
+        stop_process(self.popen)
 
 
 class Fake:
@@ -153,7 +130,7 @@ class CountingConnection(ClientConnection):
 
 
 class WsWatcher:
-    """A WebSocket subscriber of one conversation: plain Motia protocol, or with deltas."""
+    """A WebSocket subscriber of one conversation (the client's Watch): plain Motia protocol, or with deltas."""
 
     def __init__(self, ws_url: str, cid: str, deltas: bool, measure_lag: bool = False) -> None:
         self.ws_url, self.cid, self.deltas, self.measure_lag = ws_url, cid, deltas, measure_lag
@@ -167,37 +144,24 @@ class WsWatcher:
         await asyncio.wait_for(self.ready.wait(), 60)
 
     async def _run(self) -> None:
-        join: dict[str, Any] = {"streamName": "conversation", "groupId": self.cid, "subscriptionId": str(uuid.uuid4())}
-        if self.deltas:
-            join["delta"] = True
-        async with websockets.connect(self.ws_url, max_size=None, open_timeout=60,
-                                      create_connection=CountingConnection) as ws:
-            await ws.send(orjson.dumps({"type": "join", "data": join}).decode())
-            async for raw in ws:
-                now = time.time()
-                self.result.bytes_received += len(raw)
-                if self._handle(orjson.loads(raw), now):
-                    self.result.wire_bytes = ws.wire_bytes  # type: ignore[attr-defined]
+        async with Watch(self.ws_url, self.cid, deltas=self.deltas, connection=CountingConnection,
+                         open_timeout=60) as watch:
+            self.ready.set()
+            async for change in watch.changes():
+                if self._handle(change, time.time()):
+                    assert isinstance(watch.socket, CountingConnection)
+                    self.result.bytes_received, self.result.wire_bytes = watch.bytes_received, watch.socket.wire_bytes
                     return
 
-    def _handle(self, frame: dict[str, Any], now: float) -> bool:
-        event = frame["event"]
-        if event["type"] == "sync":
-            self.ready.set()
-            return False
-        if event["type"] == "event" and event["event"]["type"] == "delta":
-            piece = event["event"]["data"]["delta"]
-            self._text(self.result.text + piece, piece, now)
-            return False
-        item = event.get("data")
-        if not isinstance(item, dict) or item.get("from") != "assistant":
+    def _handle(self, change: Change, now: float) -> bool:
+        item = change.item
+        if change.kind == "delete" or item.get("from") != "assistant":
             return False
         if self.reply_id is None:
             self.reply_id = item["id"]
         if item["id"] != self.reply_id:
             return False
-        new = item["message"][len(self.result.text):] if item["message"].startswith(self.result.text) else ""
-        self._text(item["message"], new, now)
+        self._text(item["message"], "" if change.restarted else change.appended, now)
         if item["status"] in FINISHED:
             self.result.status, self.result.done_at, self.result.error = item["status"], now, item.get("error")
             return True
@@ -215,7 +179,7 @@ class WsWatcher:
 
 
 class SseWatcher:
-    """An SSE subscriber of one conversation."""
+    """An SSE subscriber of one conversation (the client's Events)."""
 
     def __init__(self, url: str, cid: str, measure_lag: bool = False) -> None:
         self.url, self.cid, self.measure_lag = url, cid, measure_lag
@@ -229,18 +193,11 @@ class SseWatcher:
         await asyncio.wait_for(self.ready.wait(), 60)
 
     async def _run(self) -> None:
-        async with httpx.AsyncClient(timeout=None) as client, client.stream(
-            "GET", f"{self.url}/api/conversations/{self.cid}/events"
-        ) as response:
+        async with StreamchatClient(self.url, timeout=None) as client, client.events(self.cid) as events:
             self.ready.set()
-            event = ""
-            async for line in response.aiter_lines():
-                now = time.time()
-                self.result.bytes_received += len(line) + 1
-                self.result.wire_bytes = response.num_bytes_downloaded
-                if line.startswith("event:"):
-                    event = line[6:].strip()
-                elif line.startswith("data:") and self._handle(event, orjson.loads(line[5:]), now):
+            async for frame in events:
+                if self._handle(frame.event, frame.data, time.time()):
+                    self.result.bytes_received, self.result.wire_bytes = events.bytes_received, events.wire_bytes
                     return
 
     def _handle(self, event: str, data: dict[str, Any], now: float) -> bool:
@@ -258,12 +215,6 @@ class SseWatcher:
                     self.result.status, self.result.done_at, self.result.error = data["status"], now, data.get("error")
                     return True
         return False
-
-
-async def post_chat(client: httpx.AsyncClient, message: str, cid: str) -> dict[str, Any]:
-    response = await client.post("/chat", json={"message": message, "conversationId": cid})
-    response.raise_for_status()
-    return dict(response.json())
 
 
 REDIS_URL = os.environ.get("STREAMCHAT_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")

@@ -23,6 +23,7 @@ from bench.harness import (
     pin,
     stamps,
 )
+from streamchat.client import StreamchatClient
 from streamchat.llm.base import ChatTurn
 from streamchat.llm.openai_provider import OpenAIProvider
 
@@ -54,7 +55,7 @@ async def overhead(workdir: Path, fake: Fake, samples: int, instances: int = 1) 
     deltas: list[float] = []
     sse: list[float] = []
     try:
-        async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        async with StreamchatClient(server.url) as client:
             for index in range(samples + 2):
                 direct_ms = await _first_piece(provider)
                 cid = str(uuid.uuid4())
@@ -64,7 +65,7 @@ async def overhead(workdir: Path, fake: Fake, samples: int, instances: int = 1) 
                 for watcher in watchers:
                     await watcher.start()
                 started = time.time()
-                await client.post("/chat", json={"message": "hello", "conversationId": cid})
+                await client.send("hello", cid)
                 await asyncio.gather(*(w.task for w in watchers if w.task))
                 if index < 2:
                     continue  # warm-up
@@ -230,8 +231,8 @@ async def fanout(workdir: Path, fake: Fake, counts: list[int], tokens: int, rate
                 await asyncio.gather(*(w.start() for w in watchers[batch:batch + 100]))
             cpu_before = deployment.cpu_seconds()
             started = time.time()
-            async with httpx.AsyncClient(base_url=deployment.poster().url, timeout=60) as client:
-                await client.post("/chat", json={"message": "fan out", "conversationId": cid})
+            async with StreamchatClient(deployment.poster().url, timeout=60) as client:
+                await client.send("fan out", cid)
             _, pending = await asyncio.wait([w.task for w in watchers if w.task], timeout=tokens / rate + 60)
             for task in pending:
                 task.cancel()
@@ -262,8 +263,8 @@ async def wire(workdir: Path, fake: Fake, sizes: list[int], rate: float) -> dict
             for watcher in (plain, deltas, sse):
                 await watcher.start()
             writes_before = server.store_writes()
-            async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
-                await client.post("/chat", json={"message": "w", "conversationId": cid})
+            async with StreamchatClient(server.url, timeout=60) as client:
+                await client.send("w", cid)
             await asyncio.wait_for(asyncio.gather(*(w.task for w in (plain, deltas, sse) if w.task)), size / rate + 60)
             reply_bytes = len(deltas.result.text.encode())
             watched = (("websocket_motia", plain), ("websocket_deltas", deltas), ("sse", sse))
@@ -320,15 +321,15 @@ async def embedded(workdir: Path, max_tokens: int, prompts: list[str], model: st
             pieces.append(piece)
         return "".join(pieces), (started, first, last, len(pieces))
 
-    async def piped(client: httpx.AsyncClient, prompt: str) -> WatchResult:
+    async def piped(client: StreamchatClient, prompt: str) -> WatchResult:
         watcher = WsWatcher(server.ws_url, str(uuid.uuid4()), deltas=True)
         await watcher.start()
-        await client.post("/chat", json={"message": prompt, "conversationId": watcher.cid})
+        await client.send(prompt, watcher.cid)
         await asyncio.wait_for(watcher.task, 300)  # type: ignore[arg-type]
         return watcher.result
 
     try:
-        async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
+        async with StreamchatClient(server.url, timeout=60) as client:
             await direct("Hi")  # warm-up: the first generation after loading is several times slower to start
             await piped(client, "Hi")
             for _ in range(rounds):

@@ -22,29 +22,10 @@ import pytest
 
 from streamchat.framework.store import MemoryStore, PostgresStore, SQLiteStore, Store
 from streamchat.testing.databases import create_database, drop_database
+from streamchat.testing.processes import free_port, start_process, stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_http(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"process exited with {process.returncode}:\n{log.read_text()[-4000:]}")
-        try:
-            if httpx.get(url, timeout=1).status_code < 500:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.05)
-    raise TimeoutError(f"{url} did not answer within {timeout}s:\n{log.read_text()[-4000:]}")
 
 
 @dataclass
@@ -83,26 +64,7 @@ class Server:
         return self.log.read_text()
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return int(self.process.returncode)
-
-
-def start_process(args: list[str], env: dict[str, str], log: Path, health: str) -> subprocess.Popen[bytes]:
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("wb") as out:
-        process = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
-    try:
-        wait_http(health, process, log)
-    except BaseException:
-        process.kill()
-        raise
-    return process
+        return stop_process(self.process, sig, timeout)
 
 
 @pytest.fixture(scope="session")
@@ -111,11 +73,10 @@ def fake_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeProv
     log = tmp_path_factory.mktemp("fake") / "fake.log"
     process = start_process(
         [sys.executable, "-m", "streamchat.testing.fake_openai", "--port", str(port)],
-        dict(os.environ), log, f"http://127.0.0.1:{port}/control/requests",
+        dict(os.environ), log, f"http://127.0.0.1:{port}/control/requests", cwd=ROOT,
     )
     yield FakeProvider(f"http://127.0.0.1:{port}")
-    process.terminate()
-    process.wait(10)
+    stop_process(process, timeout=10)
 
 
 @pytest.fixture(autouse=True)
@@ -156,7 +117,7 @@ class ServerFactory:
         log = self.tmp / f"server-{port}.log"
         process = start_process(
             [sys.executable, "-m", "streamchat", "serve", "--port", str(port)], env, log,
-            f"http://127.0.0.1:{port}/healthz",
+            f"http://127.0.0.1:{port}/healthz", cwd=ROOT,
         )
         server = Server(port, process, log, env)
         self.servers.append(server)

@@ -1,32 +1,28 @@
-"""Client helpers the tests share: post a message, watch a conversation over the real WebSocket."""
+"""Client helpers the tests share, thin over streamchat.client: post a message, watch a conversation, read SSE."""
 
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-import orjson
-import websockets
 
-FINISHED = ("completed", "error", "stopped")
+from streamchat.client import FINISHED, SseFrame, StreamchatClient, StreamchatError, Watch, parse_sse
+
+__all__ = ["FINISHED", "Frames", "SseFrame", "Transcript", "Watcher", "post_chat", "read_sse", "wait_for_status",
+           "wait_until_streaming"]
 
 
 async def post_chat(base_url: str, message: str, conversation_id: str | None = None) -> dict[str, Any]:
-    body: dict[str, Any] = {"message": message}
-    if conversation_id is not None:
-        body["conversationId"] = conversation_id
-    async with httpx.AsyncClient(base_url=base_url, timeout=10) as client:
-        response = await client.post("/chat", json=body)
-    assert response.status_code == 200, response.text
-    return dict(response.json())
+    """POST /chat; the answer's body as the API sent it (a refusal raises StreamchatError)."""
+    async with StreamchatClient(base_url, timeout=10) as client:
+        return (await client.send(message, conversation_id)).body
 
 
 @dataclass
-class Watch:
+class Frames:
     """Frames one WebSocket client received for a conversation, in arrival order."""
 
     frames: list[dict[str, Any]] = field(default_factory=list)
@@ -48,44 +44,26 @@ class Watch:
         return self.items(item_id)[-1]
 
 
-class Watcher:
-    """A joined WebSocket subscriber: `await watcher.until_finished(message_id)`."""
+class Watcher(Watch):
+    """The client's WebSocket subscription, recording every frame in `watcher.watch.frames` for assertions."""
 
     def __init__(self, ws_url: str, conversation_id: str, item_id: str | None = None, deltas: bool = False) -> None:
-        self.ws_url = ws_url
-        self.join: dict[str, Any] = {"streamName": "conversation", "groupId": conversation_id,
-                                     "subscriptionId": str(uuid.uuid4())}
-        if item_id is not None:
-            self.join["id"] = item_id
-        if deltas:
-            self.join["delta"] = True
-        self.watch = Watch()
-        self.socket: Any = None
+        super().__init__(ws_url, conversation_id, item_id, deltas=deltas, keep_frames=True)
+        assert self.frames is not None
+        self.watch = Frames(self.frames)
 
     async def __aenter__(self) -> Watcher:
-        self.socket = await websockets.connect(self.ws_url)
-        await self.socket.send(orjson.dumps({"type": "join", "data": self.join}))
-        first = await self.next_frame()
-        assert first["event"]["type"] == "sync", first
+        await super().__aenter__()
         return self
 
     async def __aexit__(self, *_: object) -> None:
-        await self.socket.close()
+        await self.aclose()
 
     async def next_frame(self, timeout: float = 15) -> dict[str, Any]:
-        frame = dict(orjson.loads(await asyncio.wait_for(self.socket.recv(), timeout)))
-        self.watch.frames.append(frame)
-        return frame
+        return await self.next(timeout)
 
-    async def until_finished(self, item_id: str, timeout: float = 30) -> dict[str, Any]:
-        async def loop() -> dict[str, Any]:
-            while True:
-                frame = await self.next_frame(timeout)
-                data = frame["event"].get("data")
-                if isinstance(data, dict) and data.get("id") == item_id and data.get("status") in FINISHED:
-                    return data
-
-        return await asyncio.wait_for(loop(), timeout)
+    async def until_finished(self, item_id: str, timeout: float | None = 30) -> dict[str, Any]:
+        return await super().until_finished(item_id, timeout)
 
 
 async def wait_for_status(base_url: str, conversation_id: str, item_id: str, timeout: float = 30,
@@ -105,40 +83,27 @@ async def wait_until_streaming(
 
 async def _poll(base_url: str, conversation_id: str, item_id: str, done: Callable[[dict[str, Any]], bool],
                 timeout: float, what: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
-    async with httpx.AsyncClient(base_url=base_url, timeout=10, headers=headers) as client:
+    """Refusals (404 before the conversation exists, 503 while a backend restarts) are polled through."""
+    key = (headers or {}).get("Authorization", "").removeprefix("Bearer ") or None
+    async with StreamchatClient(base_url, key, timeout=10) as client:
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
-            response = await client.get(f"/api/conversations/{conversation_id}")
-            if response.status_code == 200:
-                for message in response.json()["messages"]:
-                    if message["id"] == item_id and done(message):
-                        return dict(message)
+            last: object
+            try:
+                messages = last = await client.conversation(conversation_id)
+            except StreamchatError as refused:
+                messages, last = [], refused
+            for message in messages:
+                if message["id"] == item_id and done(message):
+                    return message
             if asyncio.get_running_loop().time() > deadline:
-                raise TimeoutError(f"{item_id} did not {what}: {response.text}")
+                raise TimeoutError(f"{item_id} did not {what}: {last}")
             await asyncio.sleep(0.02)
 
 
-@dataclass
-class SseFrame:
-    id: int | None
-    event: str
-    data: Any
-
-
-async def read_sse(response: httpx.Response) -> AsyncIterator[SseFrame | str]:
-    """Parse a text/event-stream body into frames; comments come out as plain strings."""
-    fields: dict[str, str] = {}
-    async for line in response.aiter_lines():
-        if line.startswith(":"):
-            yield line
-        elif line == "":
-            if "data" in fields:
-                yield SseFrame(int(fields["id"]) if "id" in fields else None, fields.get("event", "message"),
-                               orjson.loads(fields["data"]))
-            fields = {}
-        else:
-            name, _, value = line.partition(":")
-            fields[name] = value[1:] if value.startswith(" ") else value
+def read_sse(response: httpx.Response) -> AsyncIterator[SseFrame | str]:
+    """The frames of a text/event-stream response, by the client's parser; comments come out as plain strings."""
+    return parse_sse(response.aiter_lines(), comments=True)
 
 
 @dataclass

@@ -8,14 +8,12 @@ import logging
 import os
 import signal
 import sys
-import uuid
-from typing import Any
+from collections.abc import Awaitable, Callable
 
 import httpx
-import orjson
-import websockets
+from websockets.exceptions import WebSocketException
 
-FINISHED = ("completed", "error", "stopped")
+from streamchat.client import StreamchatClient, StreamchatError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,8 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "chat":
         return asyncio.run(chat_command(args.url, args.message, args.conversation, args.key))
     if args.command == "models":
-        return models_command(args.url, args.key)
-    return conversations_command(args.url, args.key)
+        return asyncio.run(models_command(args.url, args.key))
+    return asyncio.run(conversations_command(args.url, args.key))
 
 
 def _add_client_options(parser: argparse.ArgumentParser) -> None:
@@ -99,81 +97,63 @@ def _exit_cleanly(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
 
-def _headers(key: str | None) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"} if key else {}
+async def _talk(url: str, key: str | None, action: Callable[[StreamchatClient], Awaitable[int]]) -> int:
+    """Run one command's calls; what went wrong is said in one line, with 1 for a refusal, 2 for no server."""
+    try:
+        async with StreamchatClient(url, key) as client:
+            return await action(client)
+    except StreamchatError as error:
+        print(f"streamchat: {error}", file=sys.stderr)
+        return 1
+    except (httpx.HTTPError, WebSocketException, ConnectionError, TimeoutError) as error:
+        print(f"streamchat: cannot reach {url}: {error}", file=sys.stderr)
+        return 2
 
 
 async def chat_command(url: str, message: str, conversation: str | None, key: str | None) -> int:
-    body: dict[str, Any] = {"message": message}
-    if conversation:
-        body["conversationId"] = conversation
-    response = _request("POST", url, "/chat", key, json=body)
-    if isinstance(response, int):
-        return response
-    accepted = response.json()
-    cid, mid = accepted["conversationId"], accepted["assistantMessageId"]
-    print(f"[conversation {cid}]", file=sys.stderr)
-    ws_url = url.replace("http", "ws", 1).rstrip("/") + "/"
-    subprotocols = ["Authorization", key] if key else None
-    shown = ""
-    async with websockets.connect(ws_url, subprotocols=subprotocols) as socket:  # type: ignore[arg-type]
-        await socket.send(orjson.dumps({"type": "join", "data": {
-            "streamName": "conversation", "groupId": cid, "id": mid, "subscriptionId": str(uuid.uuid4())}}))
-        async for raw in socket:
-            frame = orjson.loads(raw)
-            item = frame.get("event", {}).get("data")
-            if not isinstance(item, dict):
-                continue
-            text = item.get("message", "")
-            if not text.startswith(shown):
-                sys.stdout.write("\n[reply restarted]\n")
-                shown = ""
-            sys.stdout.write(text[len(shown):])
-            sys.stdout.flush()
-            shown = text
-            if item.get("status") in FINISHED:
-                sys.stdout.write("\n")
-                if item["status"] != "completed":
-                    print(f"[{item['status']}: {item.get('error', '')}]", file=sys.stderr)
-                    return 1
-                return 0
-    print("streamchat: connection closed before the reply finished", file=sys.stderr)
-    return 1
+    async def chat(client: StreamchatClient) -> int:
+        accepted = await client.send(message, conversation)
+        print(f"[conversation {accepted.conversation_id}]", file=sys.stderr)
+        restarts = 0
+        async with client.reply_text(accepted.conversation_id, accepted.assistant_message_id) as reply:
+            async for piece in reply:
+                if reply.restarts != restarts:
+                    sys.stdout.write("\n[reply restarted]\n")
+                    restarts = reply.restarts
+                sys.stdout.write(piece)
+                sys.stdout.flush()
+        if reply.restarts != restarts:
+            sys.stdout.write("\n[reply restarted]\n")
+        sys.stdout.write("\n")
+        assert reply.item is not None  # the reply ended: it has a last state
+        if reply.item["status"] != "completed":
+            print(f"[{reply.item['status']}: {reply.item.get('error', '')}]", file=sys.stderr)
+            return 1
+        return 0
+
+    return await _talk(url, key, chat)
 
 
-def _request(method: str, url: str, path: str, key: str | None, **kwargs: Any) -> httpx.Response | int:
-    """The response of a successful call, or the exit code after saying what went wrong."""
-    try:
-        response = httpx.request(method, url.rstrip("/") + path, headers=_headers(key), timeout=30, **kwargs)
-    except httpx.HTTPError as error:
-        print(f"streamchat: cannot reach {url}: {error}", file=sys.stderr)
-        return 2
-    if response.status_code != 200:
-        print(f"streamchat: {response.status_code} {response.text}", file=sys.stderr)
-        return 1
-    return response
+async def conversations_command(url: str, key: str | None) -> int:
+    async def listing(client: StreamchatClient) -> int:
+        for record in await client.conversations():
+            print(f"{record['conversationId']}  {record['updatedAt']}  {record['title']}")
+        return 0
+
+    return await _talk(url, key, listing)
 
 
-def conversations_command(url: str, key: str | None) -> int:
-    response = _request("GET", url, "/api/conversations", key)
-    if isinstance(response, int):
-        return response
-    for record in response.json()["conversations"]:
-        print(f"{record['conversationId']}  {record['updatedAt']}  {record['title']}")
-    return 0
+async def models_command(url: str, key: str | None) -> int:
+    async def listing(client: StreamchatClient) -> int:
+        answer = await client.models()
+        serving = answer["serving"]
+        for model in answer["models"]:
+            mark = "*" if model["serving"] else " "
+            state = serving["detail"] if model["serving"] else "installed" if model["installed"] else "not installed"
+            print(f"{mark} {model['id']}  [{model['provider']}, {state}]  {model['description']}")
+        return 0
 
-
-def models_command(url: str, key: str | None) -> int:
-    response = _request("GET", url, "/api/models", key)
-    if isinstance(response, int):
-        return response
-    listing = response.json()
-    serving = listing["serving"]
-    for model in listing["models"]:
-        mark = "*" if model["serving"] else " "
-        state = serving["detail"] if model["serving"] else "installed" if model["installed"] else "not installed"
-        print(f"{mark} {model['id']}  [{model['provider']}, {state}]  {model['description']}")
-    return 0
+    return await _talk(url, key, listing)
 
 
 if __name__ == "__main__":

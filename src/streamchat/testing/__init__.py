@@ -1,1 +1,1 @@
-"""Tools for testing step apps and benchmarking: a fake OpenAI-compatible server."""
+"""Tools for testing step apps and benchmarking: a fake OpenAI-compatible server, scratch databases, child processes."""
