@@ -13,17 +13,21 @@ from fastapi.staticfiles import StaticFiles
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 
 from streamchat import __version__
-from streamchat.framework import Runtime, build_app, discover
-from streamchat.framework.access.auth import ApiKeys, AuthMiddleware, document_auth
-from streamchat.framework.access.limits import BodyLimitMiddleware
-from streamchat.framework.backends import backends_from_urls
-from streamchat.framework.errors import ErrorBody, error_response
-from streamchat.framework.http.sse import sse_response
-from streamchat.framework.http.websocket import SocketLimits
-from streamchat.framework.observability.logs import configure_logging
-from streamchat.framework.observability.metrics import HttpMetricsMiddleware
-from streamchat.framework.observability.tracing import configure_tracing
-from streamchat.framework.text import NUL
+from streamchat.framework import (
+    NUL,
+    AccessRules,
+    ApiKeys,
+    ErrorBody,
+    Runtime,
+    SocketLimits,
+    backends_from_urls,
+    build_app,
+    configure_logging,
+    configure_tracing,
+    discover,
+    error_response,
+    sse_response,
+)
 from streamchat.llm import ChatProvider, use_provider
 from streamchat.llm.local_models import LocalModelError
 from streamchat.llm.local_models import resolve as resolve_local_model
@@ -38,6 +42,12 @@ STATIC_DIR = Path(str(files("streamchat.web").joinpath("static")))
 PUBLIC_PATHS = frozenset({"/healthz", "/", "/favicon.ico"})
 #: What spans every user's data needs an admin key (STREAMCHAT_ADMIN_KEYS) when keys are in use.
 ADMIN_PREFIXES = ("/api/admin/", "/api/workbench/records", "/api/workbench/traces", "/api/workbench/streams")
+#: Where the API key may come as `?authToken=`: the SSE endpoint (EventSource cannot set headers).
+ACCESS = AccessRules(
+    public=lambda path: path in PUBLIC_PATHS or path.startswith("/static/"),
+    admin_only=lambda path: path.startswith(ADMIN_PREFIXES),
+    query_token=lambda path: path.startswith("/api/conversations/") and path.endswith("/events"),
+)
 
 
 def make_provider(settings: Settings) -> ChatProvider:
@@ -99,7 +109,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     on_startup=[start_provider], on_shutdown=shutdown,
                     shutdown_seconds=settings.shutdown_seconds,
                     socket_limits=SocketLimits(outbox=settings.ws_outbox, joins=settings.ws_max_joins,
-                                               messages_per_second=settings.ws_messages_per_second))
+                                               messages_per_second=settings.ws_messages_per_second),
+                    access=ACCESS, max_body_bytes=settings.max_body_bytes)
 
     @app.get("/", include_in_schema=False)
     async def chat_page() -> FileResponse:
@@ -131,20 +142,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse({"status": "ready" if ready else "unavailable", "checks": checks},
                             status_code=200 if ready else 503)
 
-    def public(path: str) -> bool:
-        return path in PUBLIC_PATHS or path.startswith("/static/")
-
-    def admin_only(path: str) -> bool:
-        return path.startswith(ADMIN_PREFIXES)
-
-    if keys.required:
-        document_auth(app, public=public, admin_only=admin_only)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    app.add_middleware(
-        AuthMiddleware, keys=keys, public=public,
-        query_token=lambda path: path.startswith("/api/conversations/") and path.endswith("/events"),
-        admin_only=admin_only,
-    )
-    app.add_middleware(HttpMetricsMiddleware, routes=app.router.routes)
     return app

@@ -20,6 +20,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails, PydanticUndefined
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from streamchat.framework.http.app import DEFAULT_MAX_BODY_BYTES
 from streamchat.framework.streams.hub import IDLE_GROUPS_KEPT
 from streamchat.framework.streams.replay import REPLAY_BUDGET_BYTES
 from streamchat.llm.local_models import DEFAULT_MODEL
@@ -229,7 +230,7 @@ class Settings(_ServiceSettings):
         description="replies running or queued per key; 429 `too_many_replies` with `Retry-After`",
         json_schema_extra={"shown": "`4` with keys, else off"})
     max_body_bytes: int = Field(
-        256 * 1024, ge=1024, le=1024 * MiB, description="request body limit, counted as it arrives (413)")
+        DEFAULT_MAX_BODY_BYTES, ge=1024, le=1024 * MiB, description="request body limit, counted as it arrives (413)")
     ws_max_frame_bytes: int = Field(
         64 * 1024, ge=1024, le=1024 * MiB, description="per WebSocket: larger frames close it (1009)")
     ws_max_joins: int = Field(

@@ -4,7 +4,8 @@ A feature is a file: a module with a `config` and an async `handler`, discovered
 steps package. The runtime checks the wiring at start-up and validates every emit.
 """
 
-from streamchat.framework.access.auth import Principal
+from streamchat.framework.access.auth import AccessRules, ApiKeys, Principal
+from streamchat.framework.backends import backends_from_urls
 from streamchat.framework.bus import BusClosed
 from streamchat.framework.config import (
     AccessRequest,
@@ -17,17 +18,26 @@ from streamchat.framework.config import (
 )
 from streamchat.framework.context import Context, EmitError
 from streamchat.framework.discovery import StepSet, WiringError, discover
-from streamchat.framework.errors import OUTAGES, ErrorBody, HttpError, PermanentError, StorageFull
-from streamchat.framework.http.app import build_app
+from streamchat.framework.errors import OUTAGES, ErrorBody, HttpError, PermanentError, StorageFull, error_response
+from streamchat.framework.http.app import DEFAULT_MAX_BODY_BYTES, build_app
+from streamchat.framework.http.sse import sse_response
+from streamchat.framework.http.websocket import SocketLimits
 from streamchat.framework.leases import Fenced, Lease
+from streamchat.framework.observability.logs import configure_logging
+from streamchat.framework.observability.tracing import configure_tracing
 from streamchat.framework.runtime import Runtime
 from streamchat.framework.store.state import State
 from streamchat.framework.streams.stream import Item, Stream
+from streamchat.framework.text import NUL
 
 __all__ = [
+    "DEFAULT_MAX_BODY_BYTES",
+    "NUL",
     "OUTAGES",
     "AccessRequest",
+    "AccessRules",
     "ApiConfig",
+    "ApiKeys",
     "ApiRequest",
     "ApiResponse",
     "BusClosed",
@@ -43,12 +53,18 @@ __all__ = [
     "PermanentError",
     "Principal",
     "Runtime",
+    "SocketLimits",
     "State",
     "StepSet",
     "StorageFull",
     "Stream",
     "StreamConfig",
     "WiringError",
+    "backends_from_urls",
     "build_app",
+    "configure_logging",
+    "configure_tracing",
     "discover",
+    "error_response",
+    "sse_response",
 ]

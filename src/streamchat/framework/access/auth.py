@@ -99,6 +99,19 @@ class ApiKeys:
 Rule = Callable[[str], bool]
 
 
+def _never(_: str) -> bool:
+    return False
+
+
+@dataclass(frozen=True)
+class AccessRules:
+    """Which paths need no key, which need an admin key, and where `?authToken=` is taken."""
+
+    public: Rule = _never
+    admin_only: Rule = _never
+    query_token: Rule = _never
+
+
 def document_auth(app: FastAPI, *, public: Rule, admin_only: Rule) -> None:
     """Add the 401 (and, on admin-only paths, 403) that `AuthMiddleware` answers to every operation of the
     app's OpenAPI schema, so the schema matches what callers get. Only for a service that uses keys.

@@ -19,6 +19,8 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
+from streamchat.framework.access.auth import AccessRules, AuthMiddleware, document_auth
+from streamchat.framework.access.limits import BodyLimitMiddleware
 from streamchat.framework.bus import BusClosed
 from streamchat.framework.config import ApiConfig, ApiRequest
 from streamchat.framework.discovery import ApiStep
@@ -32,7 +34,7 @@ from streamchat.framework.errors import (
 )
 from streamchat.framework.http.websocket import DEFAULT_SOCKET_LIMITS, SocketLimits, stream_socket
 from streamchat.framework.http.workbench import workbench_router
-from streamchat.framework.observability.metrics import metrics_response, watch_runtime
+from streamchat.framework.observability.metrics import HttpMetricsMiddleware, metrics_response, watch_runtime
 from streamchat.framework.observability.tracing import extracted, trace_id_of, tracer
 from streamchat.framework.runtime import Runtime
 from streamchat.framework.text import NUL, nul_fields, problems
@@ -44,17 +46,24 @@ _PATH_PARAM = re.compile(r"{(\w+)}")
 
 
 Hook = Callable[[], Awaitable[None]]
+#: A request body larger than this is refused with 413 unless the app sets its own limit.
+DEFAULT_MAX_BODY_BYTES = 256 * 1024
+#: With keys in use, every path needs one and none needs an admin key.
+EVERY_PATH_KEYED = AccessRules()
 
 
 def build_app(
     runtime: Runtime, *, title: str = "streamchat", version: str = "0",
     on_startup: Sequence[Hook] = (), on_shutdown: Sequence[Hook] = (), shutdown_seconds: float = 20.0,
-    socket_limits: SocketLimits = DEFAULT_SOCKET_LIMITS,
+    socket_limits: SocketLimits = DEFAULT_SOCKET_LIMITS, access: AccessRules = EVERY_PATH_KEYED,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> FastAPI:
     """The ASGI app: start/stop the runtime with the server, route every API step, serve `/` socket.
 
     `on_startup` hooks run before the runtime starts (e.g. loading a model); `on_shutdown` after it
-    has drained its handlers.
+    has drained its handlers. Every request, including routes the caller adds to the app later,
+    goes through the same stack: metrics, then the API-key check (`access` says which paths are
+    public or admin-only), then the body size limit.
     """
 
     @asynccontextmanager
@@ -98,6 +107,13 @@ def build_app(
     @app.websocket("/")
     async def streams_socket(websocket: WebSocket) -> None:
         await stream_socket(websocket, runtime.hub, runtime.can_access, socket_limits)
+
+    if runtime.keys.required:
+        document_auth(app, public=access.public, admin_only=access.admin_only)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
+    app.add_middleware(AuthMiddleware, keys=runtime.keys, public=access.public, query_token=access.query_token,
+                       admin_only=access.admin_only)
+    app.add_middleware(HttpMetricsMiddleware, routes=app.router.routes)
 
     return app
 
