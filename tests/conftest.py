@@ -149,8 +149,20 @@ def server(session_servers: ServerFactory) -> Server:
 def servers(fake_provider: FakeProvider, tmp_path: Path) -> Iterator[ServerFactory]:
     """Start servers of your own (own database, own settings); stopped after the test."""
     factory = ServerFactory(fake_provider, tmp_path)
+    TEST_SERVERS.append(factory)
     yield factory
+    TEST_SERVERS.remove(factory)
     factory.stop_all()
+
+
+#: The running test's own servers. A backend fixture (a database, a private Redis) may be torn down
+#: before them; it stops them first, or each would spend its whole shutdown time on a vanished backend.
+TEST_SERVERS: list[ServerFactory] = []
+
+
+def stop_test_servers() -> None:
+    for factory in TEST_SERVERS:
+        factory.stop_all()
 
 
 # -- Redis + PostgreSQL deployments ----------------------------------------------------------
@@ -187,6 +199,7 @@ def postgres_url() -> Iterator[str]:
         "(set STREAMCHAT_TEST_POSTGRES_URL to use another one)")
     url = create_database(POSTGRES_ADMIN_URL)
     yield url
+    stop_test_servers()
     drop_database(POSTGRES_ADMIN_URL, url)
 
 
@@ -214,11 +227,9 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
 
 
 @pytest.fixture
-def cluster(servers: ServerFactory, redis_url: str, postgres_url: str) -> Iterator[Cluster]:
+def cluster(servers: ServerFactory, redis_url: str, postgres_url: str) -> Cluster:
     """Start instances that share one Redis (own key prefix) and one fresh PostgreSQL database."""
-    deployment = Cluster(servers, redis_url, postgres_url, f"streamchat-test-{uuid.uuid4().hex[:10]}")
-    yield deployment
-    servers.stop_all()  # before the database is dropped
+    return Cluster(servers, redis_url, postgres_url, f"streamchat-test-{uuid.uuid4().hex[:10]}")
 
 
 @dataclass
@@ -284,6 +295,7 @@ def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
     redis = PrivateRedis(tmp_path)
     redis.start()
     yield redis
+    stop_test_servers()
     redis.kill()
 
 
@@ -332,6 +344,7 @@ def private_postgres() -> Iterator[PrivatePostgres]:
     postgres = PrivatePostgres()
     postgres.start()
     yield postgres
+    stop_test_servers()
     postgres.remove()
 
 
