@@ -12,7 +12,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,8 +63,26 @@ class Server:
     def logs(self) -> str:
         return self.log.read_text()
 
+    def client(self, **options: Any) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.url, timeout=30, **options)
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
         return stop_process(self.process, sig, timeout)
+
+
+@dataclass
+class InProcessServer:
+    """The whole server as an ASGI app in the test's own event loop, for HTTP contract tests: no
+    process to start. The providers, databases and everything behind the app are the real ones."""
+
+    app: Any
+
+    def client(self, **options: Any) -> httpx.AsyncClient:
+        transport = httpx.ASGITransport(app=self.app)
+        return httpx.AsyncClient(transport=transport, base_url="http://in-process", timeout=30, **options)
+
+
+InProcessStarter = Callable[..., Awaitable[InProcessServer]]
 
 
 @pytest.fixture(scope="session")
@@ -163,6 +181,32 @@ TEST_SERVERS: list[ServerFactory] = []
 def stop_test_servers() -> None:
     for factory in TEST_SERVERS:
         factory.stop_all()
+
+
+@pytest.fixture
+async def in_process(
+    servers: ServerFactory, monkeypatch: pytest.MonkeyPatch,
+) -> AsyncIterator[InProcessStarter]:
+    """Start the server in this process with these settings on top of the test defaults (the same
+    as `servers.start`'s); its lifespan ends with the test."""
+    import streamchat.settings
+    from streamchat.app import create_app
+
+    running = contextlib.AsyncExitStack()
+
+    async def start(**overrides: str) -> InProcessServer:
+        for name in [name for name in os.environ if name.startswith(("STREAMCHAT_", "OPENAI_"))]:
+            monkeypatch.delenv(name)
+        for name, value in {**servers.base_env(), **overrides}.items():
+            monkeypatch.setenv(name, value)
+        settings = streamchat.settings.Settings.from_env(env_file=None)
+        monkeypatch.setattr(streamchat.settings, "_settings", settings)  # what the steps read
+        app = create_app(settings)
+        await running.enter_async_context(app.router.lifespan_context(app))
+        return InProcessServer(app)
+
+    async with running:
+        yield start
 
 
 # -- Redis + PostgreSQL deployments ----------------------------------------------------------

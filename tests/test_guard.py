@@ -14,7 +14,7 @@ import pytest
 import websockets
 from websockets.exceptions import InvalidStatus
 
-from conftest import FakeProvider, Server, ServerFactory
+from conftest import FakeProvider, InProcessServer, InProcessStarter, Server, ServerFactory
 from helpers import wait_for_status
 from test_motia_client import NodeWatcher, node  # noqa: F401  (node is a fixture)
 
@@ -30,13 +30,18 @@ def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
-async def post(server: Server, key: str | None, body: dict[str, object]) -> httpx.Response:
-    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+async def post(server: Server | InProcessServer, key: str | None, body: dict[str, object]) -> httpx.Response:
+    async with server.client() as client:
         return await client.post("/chat", json=body, headers=bearer(key) if key else {})
 
 
-async def test_every_route_but_liveness_and_the_page_needs_a_key(keyed: Server) -> None:
-    async with httpx.AsyncClient(base_url=keyed.url, timeout=30) as client:
+@pytest.fixture
+async def keyed_in_process(in_process: InProcessStarter) -> InProcessServer:
+    return await in_process(STREAMCHAT_API_KEYS=f"{ALICE},{BOB}", STREAMCHAT_ADMIN_KEYS=ADMIN)
+
+
+async def test_every_route_but_liveness_and_the_page_needs_a_key(keyed_in_process: InProcessServer) -> None:
+    async with keyed_in_process.client() as client:
         for method, path in (("GET", "/api/conversations"), ("POST", "/chat"), ("GET", "/openapi.json"),
                              ("GET", "/api/models"),
                              ("GET", "/readyz"), ("GET", "/api/conversations/x"), ("GET", "/api/workbench/flow"),
@@ -186,8 +191,8 @@ async def test_an_open_server_on_a_public_address_warns_and_secrets_never_reach_
 
 # -- limits -------------------------------------------------------------------------------------
 
-async def test_an_oversized_body_is_refused_before_anything_is_stored(keyed: Server) -> None:
-    async with httpx.AsyncClient(base_url=keyed.url, timeout=30, headers=bearer(ALICE)) as client:
+async def test_an_oversized_body_is_refused_before_anything_is_stored(keyed_in_process: InProcessServer) -> None:
+    async with keyed_in_process.client(headers=bearer(ALICE)) as client:
         huge = orjson.dumps({"message": "x" * (300 * 1024)})
         refused = await client.post("/chat", content=huge, headers={"content-type": "application/json"})
         assert refused.status_code == 413 and refused.json()["error"] == "payload_too_large"
@@ -201,9 +206,9 @@ async def test_an_oversized_body_is_refused_before_anything_is_stored(keyed: Ser
 
 
 async def test_the_message_length_limit_is_configurable_and_named(
-    servers: ServerFactory, fake_provider: FakeProvider,
+    in_process: InProcessStarter, fake_provider: FakeProvider,
 ) -> None:
-    server = servers.start(STREAMCHAT_API_KEYS=ALICE, STREAMCHAT_MAX_MESSAGE_CHARS="100")
+    server = await in_process(STREAMCHAT_API_KEYS=ALICE, STREAMCHAT_MAX_MESSAGE_CHARS="100")
     refused = await post(server, ALICE, {"message": "x" * 101})
     assert refused.status_code == 422
     assert refused.json()["detail"] == "message: Value error, message is 101 characters; the limit is 100"
@@ -211,10 +216,10 @@ async def test_the_message_length_limit_is_configurable_and_named(
 
 
 async def test_messages_per_minute_per_key_then_429_with_retry_after(
-    servers: ServerFactory, fake_provider: FakeProvider,
+    in_process: InProcessStarter, fake_provider: FakeProvider,
 ) -> None:
-    server = servers.start(STREAMCHAT_API_KEYS=f"{ALICE},{BOB}", STREAMCHAT_MESSAGES_PER_MINUTE="3",
-                           STREAMCHAT_MAX_CONCURRENT_REPLIES="0")
+    server = await in_process(STREAMCHAT_API_KEYS=f"{ALICE},{BOB}", STREAMCHAT_MESSAGES_PER_MINUTE="3",
+                              STREAMCHAT_MAX_CONCURRENT_REPLIES="0")
     for _ in range(3):
         assert (await post(server, ALICE, {"message": "hi"})).status_code == 200
     refused = await post(server, ALICE, {"message": "one too many"})
