@@ -198,7 +198,8 @@ async def in_process(
         for name in [name for name in os.environ if name.startswith(("STREAMCHAT_", "OPENAI_"))]:
             monkeypatch.delenv(name)
         for name, value in {**servers.base_env(), **overrides}.items():
-            monkeypatch.setenv(name, value)
+            if name.startswith(("STREAMCHAT_", "OPENAI_")):  # the rest is this process's own environment
+                monkeypatch.setenv(name, value)
         settings = streamchat.settings.Settings.from_env(env_file=None)
         monkeypatch.setattr(streamchat.settings, "_settings", settings)  # what the steps read
         app = create_app(settings)

@@ -19,7 +19,7 @@ from streamchat.framework.config import (
 from streamchat.framework.context import Context, EmitError
 from streamchat.framework.discovery import StepSet, WiringError, discover
 from streamchat.framework.errors import OUTAGES, ErrorBody, HttpError, PermanentError, StorageFull, error_response
-from streamchat.framework.http.app import DEFAULT_MAX_BODY_BYTES, build_app
+from streamchat.framework.http.app import build_app
 from streamchat.framework.http.sse import sse_response
 from streamchat.framework.http.websocket import SocketLimits
 from streamchat.framework.leases import Fenced, Lease
@@ -31,7 +31,6 @@ from streamchat.framework.streams.stream import Item, Stream
 from streamchat.framework.text import NUL
 
 __all__ = [
-    "DEFAULT_MAX_BODY_BYTES",
     "NUL",
     "OUTAGES",
     "AccessRequest",
