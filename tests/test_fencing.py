@@ -23,9 +23,10 @@ from streamchat.framework.leases import Fenced, Lease
 from streamchat.framework.redis_link import RedisLink, holder_key
 from streamchat.framework.stops.registry import Stoppable, StopRegistry
 from streamchat.framework.store import Store, StoredItem
-from streamchat.framework.streams.hub import STORE_FLUSH_SECONDS, StreamHub
-from streamchat.framework.streams.relay import ChangeRelay
+from streamchat.framework.streams.hub import StreamHub
+from streamchat.framework.streams.sequencers.redis import RedisSequencer
 from streamchat.framework.streams.stream import Stream
+from streamchat.framework.streams.writeback import STORE_FLUSH_SECONDS
 from streamchat.steps.conversation_stream import ConversationMessage
 from streamchat.steps.conversation_stream import config as conversation_stream
 from test_observability import scrape, value
@@ -143,7 +144,7 @@ async def test_a_scope_left_by_an_error_closes_its_source_at_once() -> None:
 
 async def test_the_relay_refuses_a_change_under_a_lease_another_run_holds(redis_url: str) -> None:
     link = RedisLink(redis_url, prefix=f"test-fence-{uuid.uuid4().hex[:8]}")
-    relay = ChangeRelay(link)
+    relay = RedisSequencer(link)
     lease_key = link.key("lease", "AiResponse", "0")
     mine, theirs = Lease(lease_key, "a:1"), Lease(lease_key, "b:2")
 

@@ -46,7 +46,7 @@ class StorageFull(Exception):
 
 
 class BrokerUnavailable(Unavailable):
-    """Redis (the event bus or the stream relay) could not be reached."""
+    """Redis (the event bus or the stream sequencer) could not be reached."""
 
 
 #: A backend that cannot take writes for now (unreachable, or out of room). A handler failing with

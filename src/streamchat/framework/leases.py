@@ -4,7 +4,7 @@ Every delivery of an event runs under a lease. On several instances it is the Re
 the event's partition; in-process it is a claim the bus takes in the store for the event's group,
 which also fences off another process sharing the same database. The handler's stream writes
 (`set`, `append`) carry the lease, and the write path checks it in the same atomic step as the
-write: the relay's sequencing script on Redis, the store's statement otherwise. Once another run
+write: the Redis sequencer's script, the store's statement otherwise. Once another run
 holds the work, the write is refused with `Fenced`; the handler stops (its provider stream closes)
 and the bus acknowledges nothing, because the new holder finishes the event.
 

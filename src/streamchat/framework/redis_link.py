@@ -1,11 +1,11 @@
-"""One Redis connection pool per process, shared by the bus, the stream relay and stop routing.
+"""One Redis connection pool per process, shared by the bus, the stream sequencer and stop routing.
 
 Every call has a socket timeout. A call that fails because Redis restarts or the connection
 drops is retried with backoff until `retry_seconds` have passed, then fails with
 `BrokerUnavailable`. Keys live under a prefix, so deployments (and test runs) can share a server.
 
 Redis here may keep nothing on disk: `epoch()` tells when its data was lost (a restart), so the
-bus can re-queue what it had accepted and the relay can re-seed its counters.
+bus can re-queue what it had accepted and the stream hub can re-seed its counters.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ T = TypeVar("T")
 #: Errors that mean "Redis is not reachable right now", worth a retry.
 TRANSIENT: tuple[type[BaseException], ...] = (RedisConnectionError, RedisTimeoutError, OSError, asyncio.TimeoutError)
 
-#: Lua, shared by the bus's renewal and the relay's sequencing: does `token` still hold the lease?
+#: Lua, shared by the bus's renewal and the stream sequencer: does `token` still hold the lease?
 #: The lease key holds the current holder's token and expires; its holder key keeps the latest
 #: holder's token for good. An expired lease still belongs to its last holder until someone else
 #: takes it, so a holder that was only slow carries on, while one that was taken over (or whose

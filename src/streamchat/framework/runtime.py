@@ -26,10 +26,10 @@ from streamchat.framework.stops.registry import StopRegistry
 from streamchat.framework.stops.router import StopRouter
 from streamchat.framework.store import Store
 from streamchat.framework.store.state import State
-from streamchat.framework.streams.hub import DELTA_WINDOW_SECONDS, IDLE_GROUPS_KEPT, StreamHub
-from streamchat.framework.streams.relay import ChangeRelay
+from streamchat.framework.streams.fanout import DELTA_WINDOW_SECONDS
+from streamchat.framework.streams.hub import IDLE_GROUPS_KEPT, StreamHub
 from streamchat.framework.streams.replay import REPLAY_BUDGET_BYTES
-from streamchat.framework.streams.replicated import ReplicatedStreamHub
+from streamchat.framework.streams.sequencers.redis import RedisSequencer
 
 logger = logging.getLogger("streamchat.runtime")
 
@@ -50,12 +50,8 @@ class Runtime:
         self.bus = bus
         self.link = link
         configs = {**steps.streams, WORKBENCH_STREAM: workbench_stream}
-        if link is None:
-            self.hub = StreamHub(store, configs, delta_window=delta_window, replay_budget=replay_budget,
-                                 idle_groups_kept=idle_groups_kept)
-        else:
-            self.hub = ReplicatedStreamHub(store, configs, ChangeRelay(link), delta_window=delta_window,
-                                           replay_budget=replay_budget, idle_groups_kept=idle_groups_kept)
+        self.hub = StreamHub(store, configs, None if link is None else RedisSequencer(link),
+                             delta_window=delta_window, replay_budget=replay_budget, idle_groups_kept=idle_groups_kept)
         self.monitor = Monitor(self.hub)
         self.state = State(store)
         self.stops = StopRegistry()

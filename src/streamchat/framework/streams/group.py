@@ -1,12 +1,15 @@
 """What the hub keeps for one group: its subscribers, its streaming items, its resume buffer.
 
-A streaming item's text lives in `LiveItem` until the batched store write; `DeltaBatch` holds the
-pieces a `joined-deltas` subscriber gets in its next frame.
+A streaming item's text lives in a `LiveItem` twice over: on the writer's side until the batched
+store write, and on the watchers' side for snapshots and plain subscribers (on several instances
+these are different processes). `DeltaBatch` holds the pieces a `joined-deltas` subscriber gets
+in its next frame.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -14,7 +17,9 @@ from typing import Any, Literal, Protocol
 from streamchat.framework.leases import Lease
 from streamchat.framework.store import JSON, StoredItem
 from streamchat.framework.streams.changes import Change
-from streamchat.framework.streams.replay import REPLAY_LIMIT
+
+#: Changes kept per group for exact resume (all groups' buffers share a budget: replay.py).
+REPLAY_LIMIT = 10_000
 
 #: What a subscriber receives of a streaming text: whole items, every delta, or joined deltas.
 Mode = Literal["plain", "every-delta", "joined-deltas"]
@@ -98,9 +103,13 @@ class GroupState:
     """Everything the hub keeps in memory for one group."""
 
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    #: The seq of the last change applied here, and whether every change up to it was (so a
+    #: client that has seen up to some seq can be sent exactly what it missed).
     seq: int = 0
-    reserved: int = 0
+    exact: bool = False
     clock: int = 0
+    #: Items this instance's handlers are streaming into, and items its watchers see streaming.
+    writing: dict[str, LiveItem] = field(default_factory=dict)
     live: dict[str, LiveItem] = field(default_factory=dict)
     replay: deque[Change] = field(default_factory=lambda: deque(maxlen=REPLAY_LIMIT))
     members: dict[Subscriber, Mode] = field(default_factory=dict)
@@ -109,11 +118,16 @@ class GroupState:
     plain_members: int = 0
     every_delta_members: int = 0
     batches: dict[str, DeltaBatch] = field(default_factory=dict)
-    #: Replicated hubs only: the group's items as this instance last heard of them (None: not
-    #: followed here), and the changes held back while the view is being (re)built.
+    #: The group's items as this instance last applied them (None: nobody here watches the group),
+    #: and the changes held back while the view is being (re)built.
     view: dict[str, JSON] | None = None
     syncing: bool = False
     backlog: list[Any] = field(default_factory=list)
 
+    def tick(self) -> int:
+        """Frame timestamp in ms, strictly rising per group (Motia clients drop ties)."""
+        self.clock = max(int(time.time() * 1000), self.clock + 1)
+        return self.clock
+
     def idle(self) -> bool:
-        return not (self.live or self.members or self.item_members or self.lock.locked())
+        return not (self.writing or self.live or self.members or self.item_members or self.lock.locked())

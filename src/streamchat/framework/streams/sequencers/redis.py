@@ -1,4 +1,4 @@
-"""The stream relay: one sequence and one fan-out of stream changes across every instance, in Redis.
+"""The Redis sequencer: one sequence and one fan-out of stream changes across every instance.
 
 Each change is sequenced, logged and published by one Lua script, so its `seq`, its place in
 the group's log and its place on the channel agree: every instance receives a group's changes in
@@ -25,18 +25,16 @@ import contextlib
 import itertools
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 
 from streamchat.framework.errors import BrokerUnavailable
 from streamchat.framework.leases import Fenced, Lease
 from streamchat.framework.redis_link import LEASE_HELD_LUA, TRANSIENT, RedisLink, holder_key
+from streamchat.framework.streams.sequencers.base import Sequenced, SequencedKind, Sequencer
 
-logger = logging.getLogger("streamchat.relay")
-
-RelayKind = Literal["put", "delta", "delete", "event"]
+logger = logging.getLogger("streamchat.sequencer")
 
 # KEYS: seq, log[, lease, lease holder]; ARGV: head, envelope, channel, log length, ttl ms, floor[, token].
 PUBLISH_SCRIPT = LEASE_HELD_LUA + """
@@ -54,29 +52,15 @@ return seq
 """
 
 
-@dataclass(frozen=True, slots=True)
-class Relayed:
-    """One change as it arrives from the relay."""
-
-    stream: str
-    group: str
-    seq: int | None
-    kind: RelayKind
-    item_id: str | None
-    payload: Any
-    field: str | None = None
-    #: The writer started the group's count afresh with this change (new group or lost counter):
-    #: a jump in seq here is not a gap.
-    reseeded: bool = False
-
-
-def _parse_envelope(stream: str, group: str, seq: int | None, envelope: bytes) -> Relayed:
+def _parse_envelope(stream: str, group: str, seq: int | None, envelope: bytes) -> Sequenced:
     body = orjson.loads(envelope)
-    return Relayed(stream, group, seq, body["k"], body.get("i"), body.get("p"), body.get("f"), bool(body.get("r")))
+    return Sequenced(stream, group, seq, body["k"], body.get("i"), body.get("p"), body.get("f"), bool(body.get("r")))
 
 
-class ChangeRelay:
+class RedisSequencer(Sequencer):
     """Sequences, logs and broadcasts changes; delivers every instance's changes to `on_change`."""
+
+    broadcasts = True
 
     def __init__(self, link: RedisLink, *, log_length: int = 5000, ttl_seconds: int = 86_400) -> None:
         self.link = link
@@ -87,7 +71,7 @@ class ChangeRelay:
         self._ops = itertools.count()
         self._listener: asyncio.Task[None] | None = None
         self._wanted: Callable[[str, str], bool] = lambda stream, group: False
-        self._on_change: Callable[[Relayed], None] = lambda change: None
+        self._on_change: Callable[[Sequenced], None] = lambda change: None
         self._on_reconnect: Callable[[], Awaitable[None]] | None = None
         self.connected = asyncio.Event()
 
@@ -97,14 +81,12 @@ class ChangeRelay:
     # -- writing ---------------------------------------------------------------------------
 
     async def publish(
-        self, stream: str, group: str, kind: RelayKind, item_id: str | None, payload: Any,
+        self, stream: str, group: str, kind: SequencedKind, item_id: str | None, payload: Any,
         field: str | None = None, floor: int | None = None, lease: Lease | None = None,
     ) -> int | None:
-        """Sequence and broadcast one change; returns its seq.
+        """Sequence, log and broadcast one change in one script; returns its seq.
 
-        None means the group has no counter in Redis (new, expired, or Redis lost its data): the
-        caller works out a floor above every seq ever handed out and calls again with it. A change
-        under a `lease` another run holds now raises `Fenced`.
+        None: Redis has no counter for the group (new, expired, or Redis lost its data).
         """
         if "\0" in stream or "\0" in group:
             raise ValueError("stream and group names must not contain NUL characters")
@@ -161,7 +143,7 @@ class ChangeRelay:
 
     # -- reading ---------------------------------------------------------------------------
 
-    async def read_log(self, stream: str, group: str, after: int = 0) -> list[Relayed]:
+    async def read_log(self, stream: str, group: str, after: int = 0) -> list[Sequenced]:
         """The group's logged changes with seq > `after`, oldest first."""
         log_key = self._keys(stream, group)[1]
         entries = await self.link.call(
@@ -177,7 +159,7 @@ class ChangeRelay:
     # -- listening -------------------------------------------------------------------------
 
     async def start(
-        self, wanted: Callable[[str, str], bool], on_change: Callable[[Relayed], None],
+        self, wanted: Callable[[str, str], bool], on_change: Callable[[Sequenced], None],
         on_reconnect: Callable[[], Awaitable[None]],
     ) -> None:
         """Listen for every instance's changes; `wanted(stream, group)` says which ones to parse.
@@ -186,7 +168,7 @@ class ChangeRelay:
         hub can fill what it missed.
         """
         self._wanted, self._on_change, self._on_reconnect = wanted, on_change, on_reconnect
-        self._listener = asyncio.create_task(self._listen(), name="relay-listener")
+        self._listener = asyncio.create_task(self._listen(), name="sequencer-listener")
         try:
             await asyncio.wait_for(self.connected.wait(), self.link.retry_seconds)
         except TimeoutError:
@@ -215,7 +197,7 @@ class ChangeRelay:
             change = _parse_envelope(stream, group, int(raw_seq) if raw_seq else None, data[seq_end + 1 :])
             self._on_change(change)
         except Exception:
-            logger.exception("could not apply a relayed change", extra={"stream": stream, "group": group})
+            logger.exception("could not apply a broadcast change", extra={"stream": stream, "group": group})
 
     async def stop(self) -> None:
         if self._listener is not None:

@@ -1,0 +1,149 @@
+"""Fan-out: which subscribers of a group get a change, and when.
+
+WebSocket subscribers that asked for deltas get a streaming item's first piece at once and then at
+most one delta frame per `delta_window`: pieces that arrive faster are joined into one frame
+carrying the last seq. SSE subscribers get every seq as its own frame (their `id:` must resume
+exactly). Plain Motia subscribers get the whole item, coalesced: at most one update every
+CLIENT_FLUSH_SECONDS, and only once the text has grown by PLAIN_GROWTH since the last one they got
+(or after PLAIN_QUIET_SECONDS of quiet), so the bytes they receive stay linear in the reply's
+length instead of growing with its square.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from streamchat.framework.streams.changes import Change
+from streamchat.framework.streams.group import Audience, DeltaBatch, GroupState, LiveItem, Mode, Subscriber
+
+CLIENT_FLUSH_SECONDS = 0.025
+DELTA_WINDOW_SECONDS = 0.025
+PLAIN_GROWTH = 0.05
+PLAIN_QUIET_SECONDS = 1.0
+
+
+class FanOut:
+    """Pushes a group's changes to its subscribers, each in the form its mode asks for."""
+
+    def __init__(self, delta_window: float = DELTA_WINDOW_SECONDS) -> None:
+        self.delta_window = delta_window
+
+    def publish(self, state: GroupState, change: Change, audience: Audience = "all") -> None:
+        if change.kind == "delta" and self.delta_window > 0:
+            if state.every_delta_members:  # one pass over the subscribers per piece when nobody needs two
+                self._push(state, change, "every-delta")
+            self._join_delta(state, change)
+            return
+        if change.item_id is not None and audience != "plain" and change.item_id in state.batches:
+            # The item's held-back pieces go out before whatever comes next for it (its final update).
+            self._flush_batch(state, change.item_id, ended=change.kind != "event")
+        self._push(state, change, audience)
+
+    @staticmethod
+    def _push(state: GroupState, change: Change, audience: Audience) -> None:
+        targets = state.members
+        if change.item_id is not None and change.item_id in state.item_members:
+            targets = {**state.item_members[change.item_id], **state.members}
+        for subscriber, mode in targets.items():
+            if (audience == "all" or audience == mode
+                    or (audience == "delta" and mode != "plain")):
+                subscriber.push(change)
+
+    # -- joined deltas ---------------------------------------------------------------------
+
+    def _join_delta(self, state: GroupState, change: Change) -> None:
+        """Send a delta to `joined-deltas` subscribers now, or fold it into the item's next frame."""
+        item_id = change.item_id
+        assert item_id is not None
+        batch = state.batches.get(item_id)
+        if batch is None:
+            batch = state.batches[item_id] = DeltaBatch(change.stream, change.group)
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if batch.timer is None and now - batch.sent_at >= self.delta_window:
+            batch.sent_at = now
+            self._push(state, change, "joined-deltas")
+            return
+        batch.parts.append(change.payload["delta"])
+        batch.seq = change.seq or batch.seq
+        if batch.timer is None:
+            batch.timer = loop.call_at(batch.sent_at + self.delta_window, self._flush_batch, state, item_id)
+
+    def _flush_batch(self, state: GroupState, item_id: str, ended: bool = False) -> None:
+        """Send an item's held-back pieces as one delta (its seq is the last one folded in)."""
+        batch = state.batches.pop(item_id, None) if ended else state.batches.get(item_id)
+        if batch is None:
+            return
+        batch.cancel()
+        if batch.parts:
+            delta = {"id": item_id, "seq": batch.seq, "delta": "".join(batch.parts)}
+            batch.parts.clear()
+            batch.sent_at = asyncio.get_running_loop().time()
+            self._push(state, Change(batch.stream, batch.group, item_id, "delta", delta, batch.seq, state.tick()),
+                       "joined-deltas")
+
+    def flush_batches(self, state: GroupState) -> None:
+        """Before a subscriber joins: what is held back goes to the others, the joiner's snapshot has it."""
+        for item_id in list(state.batches):
+            self._flush_batch(state, item_id)
+
+    @staticmethod
+    def drop_batches(state: GroupState) -> None:
+        """Every subscriber is being sent the current items again: held-back pieces are in them."""
+        for batch in state.batches.values():
+            batch.cancel()
+        state.batches.clear()
+
+    # -- whole items for plain subscribers -------------------------------------------------
+
+    def schedule_plain(self, state: GroupState, stream: str, group: str, item_id: str, live: LiveItem) -> None:
+        """Decide when plain subscribers next get the whole item (see the module docstring)."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        grown = live.length - live.sent_length >= max(1.0, live.sent_length * PLAIN_GROWTH)
+        due = max(now, live.flushed_at + CLIENT_FLUSH_SECONDS) if grown else now + PLAIN_QUIET_SECONDS
+        if live.client_timer is not None:
+            if live.client_due <= due:
+                return
+            live.client_timer.cancel()
+            live.client_timer = None
+        if due <= now:
+            self._flush_plain(state, stream, group, item_id)
+        else:
+            live.client_due = due
+            live.client_timer = loop.call_at(due, self._flush_plain, state, stream, group, item_id)
+
+    def _flush_plain(self, state: GroupState, stream: str, group: str, item_id: str) -> None:
+        """Send plain (non-delta) subscribers the whole item as it is now."""
+        live = state.live.get(item_id)
+        if live is None:
+            return
+        live.client_timer = None
+        live.flushed_at = asyncio.get_running_loop().time()
+        live.sent_length = live.length
+        item = live.item(item_id)
+        self.publish(state, Change(stream, group, item_id, "update", item, live.seq, state.tick()), "plain")
+
+    # -- rooms -----------------------------------------------------------------------------
+
+    @staticmethod
+    def join(state: GroupState, subscriber: Subscriber, item_id: str | None, deltas: bool, sse: bool) -> None:
+        room = state.members if item_id is None else state.item_members.setdefault(item_id, {})
+        FanOut._count(state, room.get(subscriber), -1)
+        mode: Mode = "plain" if not deltas else "every-delta" if sse else "joined-deltas"
+        room[subscriber] = mode
+        FanOut._count(state, mode, 1)
+
+    @staticmethod
+    def leave(state: GroupState, subscriber: Subscriber, item_id: str | None) -> None:
+        room = state.members if item_id is None else state.item_members.get(item_id, {})
+        FanOut._count(state, room.pop(subscriber, None), -1)
+        if item_id is not None and not room:
+            state.item_members.pop(item_id, None)
+
+    @staticmethod
+    def _count(state: GroupState, mode: Mode | None, change: int) -> None:
+        if mode == "plain":
+            state.plain_members += change
+        elif mode == "every-delta":
+            state.every_delta_members += change
