@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
+from helpers import InProcessServer
 from streamchat.framework.store import MemoryStore, PostgresStore, SQLiteStore, Store
 from streamchat.testing.databases import create_database, drop_database
 from streamchat.testing.processes import free_port, start_process, stop_process
@@ -68,18 +69,6 @@ class Server:
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
         return stop_process(self.process, sig, timeout)
-
-
-@dataclass
-class InProcessServer:
-    """The whole server as an ASGI app in the test's own event loop, for HTTP contract tests: no
-    process to start. The providers, databases and everything behind the app are the real ones."""
-
-    app: Any
-
-    def client(self, **options: Any) -> httpx.AsyncClient:
-        transport = httpx.ASGITransport(app=self.app)
-        return httpx.AsyncClient(transport=transport, base_url="http://in-process", timeout=30, **options)
 
 
 InProcessStarter = Callable[..., Awaitable[InProcessServer]]

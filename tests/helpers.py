@@ -11,13 +11,39 @@ import httpx
 
 from streamchat.client import FINISHED, SseFrame, StreamchatClient, StreamchatError, Watch, parse_sse
 
-__all__ = ["FINISHED", "Frames", "SseFrame", "Transcript", "Watcher", "post_chat", "read_sse", "wait_for_status",
-           "wait_until_streaming"]
+__all__ = ["FINISHED", "Frames", "InProcessServer", "SseFrame", "Target", "Transcript", "Watcher", "post_chat",
+           "read_sse", "wait_for_status", "wait_until_streaming"]
 
 
-async def post_chat(base_url: str, message: str, conversation_id: str | None = None) -> dict[str, Any]:
+@dataclass
+class InProcessServer:
+    """The whole server as an ASGI app in the test's own event loop, for HTTP contract tests: no
+    process to start. The providers, databases and everything behind the app are the real ones."""
+
+    app: Any
+    url: str = "http://in-process"
+
+    @property
+    def transport(self) -> httpx.AsyncBaseTransport:
+        return httpx.ASGITransport(app=self.app)
+
+    def client(self, **options: Any) -> httpx.AsyncClient:
+        return httpx.AsyncClient(transport=self.transport, base_url=self.url, timeout=30, **options)
+
+
+#: What the helpers talk to: a server process's base URL, or the app served in this process.
+Target = str | InProcessServer
+
+
+def api_client(target: Target, api_key: str | None = None) -> StreamchatClient:
+    if isinstance(target, InProcessServer):
+        return StreamchatClient(target.url, api_key, timeout=10, transport=target.transport)
+    return StreamchatClient(target, api_key, timeout=10)
+
+
+async def post_chat(target: Target, message: str, conversation_id: str | None = None) -> dict[str, Any]:
     """POST /chat; the answer's body as the API sent it (a refusal raises StreamchatError)."""
-    async with StreamchatClient(base_url, timeout=10) as client:
+    async with api_client(target) as client:
         return (await client.send(message, conversation_id)).body
 
 
@@ -66,26 +92,26 @@ class Watcher(Watch):
         return await super().until_finished(item_id, timeout)
 
 
-async def wait_for_status(base_url: str, conversation_id: str, item_id: str, timeout: float = 30,
+async def wait_for_status(target: Target, conversation_id: str, item_id: str, timeout: float = 30,
                           headers: dict[str, str] | None = None) -> dict[str, Any]:
     """Poll the HTTP API until an item finishes (for tests that watch nothing)."""
-    return await _poll(base_url, conversation_id, item_id, lambda m: m["status"] in FINISHED, timeout, "finish",
+    return await _poll(target, conversation_id, item_id, lambda m: m["status"] in FINISHED, timeout, "finish",
                        headers)
 
 
 async def wait_until_streaming(
-    base_url: str, conversation_id: str, item_id: str, timeout: float = 10
+    target: Target, conversation_id: str, item_id: str, timeout: float = 10
 ) -> dict[str, Any]:
     """Poll the HTTP API until a reply is streaming and has some text: a point mid-reply."""
-    return await _poll(base_url, conversation_id, item_id, lambda m: m["status"] == "streaming" and bool(m["message"]),
+    return await _poll(target, conversation_id, item_id, lambda m: m["status"] == "streaming" and bool(m["message"]),
                        timeout, "start streaming")
 
 
-async def _poll(base_url: str, conversation_id: str, item_id: str, done: Callable[[dict[str, Any]], bool],
+async def _poll(target: Target, conversation_id: str, item_id: str, done: Callable[[dict[str, Any]], bool],
                 timeout: float, what: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
     """Refusals (404 before the conversation exists, 503 while a backend restarts) are polled through."""
     key = (headers or {}).get("Authorization", "").removeprefix("Bearer ") or None
-    async with StreamchatClient(base_url, key, timeout=10) as client:
+    async with api_client(target, key) as client:
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
             last: object

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from conftest import FakeProvider, Server, ServerFactory
+from conftest import FakeProvider, InProcessStarter, Server
 from helpers import Watcher, post_chat, wait_for_status, wait_until_streaming
 
 SLOW = [f"slow{i} " for i in range(100)]
@@ -112,34 +112,36 @@ async def test_a_queued_reply_that_is_stopped_never_starts(server: Server, fake_
 
 
 async def test_reject_mode_refuses_a_message_while_one_streams(
-    servers: ServerFactory, fake_provider: FakeProvider
+    in_process: InProcessStarter, fake_provider: FakeProvider
 ) -> None:
-    server = servers.start(STREAMCHAT_BUSY_MODE="reject")
+    server = await in_process(STREAMCHAT_BUSY_MODE="reject")
     fake_provider.script(tokens=SLOW[:20], delay=0.03)
-    first = await post_chat(server.url, "busy now", None)
+    first = await post_chat(server, "busy now", None)
     cid = first["conversationId"]
-    refused = httpx.post(f"{server.url}/chat", json={"message": "me too", "conversationId": cid})
-    assert refused.status_code == 409
-    assert refused.json()["error"] == "conversation_busy"
-    assert first["assistantMessageId"] in refused.json()["detail"]
-    await wait_for_status(server.url, cid, first["assistantMessageId"])
-    messages = httpx.get(f"{server.url}/api/conversations/{cid}").json()["messages"]
-    assert [m["message"] for m in messages if m["from"] == "user"] == ["busy now"], "nothing of the refused one kept"
-    assert httpx.post(f"{server.url}/chat", json={"message": "now?", "conversationId": cid}).status_code == 200
+    async with server.client() as client:
+        refused = await client.post("/chat", json={"message": "me too", "conversationId": cid})
+        assert refused.status_code == 409
+        assert refused.json()["error"] == "conversation_busy"
+        assert first["assistantMessageId"] in refused.json()["detail"]
+        await wait_for_status(server, cid, first["assistantMessageId"])
+        messages = (await client.get(f"/api/conversations/{cid}")).json()["messages"]
+        users = [m["message"] for m in messages if m["from"] == "user"]
+        assert users == ["busy now"], "nothing of the refused one kept"
+        assert (await client.post("/chat", json={"message": "now?", "conversationId": cid})).status_code == 200
 
 
 async def test_interrupt_mode_stops_the_running_reply_and_answers_the_new_message(
-    servers: ServerFactory, fake_provider: FakeProvider
+    in_process: InProcessStarter, fake_provider: FakeProvider
 ) -> None:
-    server = servers.start(STREAMCHAT_BUSY_MODE="interrupt")
+    server = await in_process(STREAMCHAT_BUSY_MODE="interrupt")
     fake_provider.script(tokens=SLOW, delay=0.03)
-    first = await post_chat(server.url, "go on and on")
+    first = await post_chat(server, "go on and on")
     cid = first["conversationId"]
-    await wait_until_streaming(server.url, cid, first["assistantMessageId"])
-    second = await post_chat(server.url, "actually, stop [tokens=2]", cid)
-    interrupted = await wait_for_status(server.url, cid, first["assistantMessageId"])
+    await wait_until_streaming(server, cid, first["assistantMessageId"])
+    second = await post_chat(server, "actually, stop [tokens=2]", cid)
+    interrupted = await wait_for_status(server, cid, first["assistantMessageId"])
     assert interrupted["status"] == "stopped" and interrupted["message"]
-    answered = await wait_for_status(server.url, cid, second["assistantMessageId"])
+    answered = await wait_for_status(server, cid, second["assistantMessageId"])
     assert (answered["status"], answered["message"]) == ("completed", " t0 t1")
 
 

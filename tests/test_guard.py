@@ -14,8 +14,8 @@ import pytest
 import websockets
 from websockets.exceptions import InvalidStatus
 
-from conftest import FakeProvider, InProcessServer, InProcessStarter, Server, ServerFactory
-from helpers import wait_for_status
+from conftest import FakeProvider, InProcessStarter, Server, ServerFactory
+from helpers import InProcessServer, wait_for_status
 from test_motia_client import NodeWatcher, node  # noqa: F401  (node is a fixture)
 
 ALICE, BOB, ADMIN = "alice-key-0123456789", "bob-key-9876543210", "admin-key-5555555555"
@@ -228,8 +228,9 @@ async def test_messages_per_minute_per_key_then_429_with_retry_after(
     assert (await post(server, BOB, {"message": "bob is not alice"})).status_code == 200
 
 
-async def test_concurrent_replies_per_key_are_capped(servers: ServerFactory, fake_provider: FakeProvider) -> None:
-    server = servers.start(STREAMCHAT_API_KEYS=ALICE, STREAMCHAT_MAX_CONCURRENT_REPLIES="1")
+async def test_concurrent_replies_per_key_are_capped(in_process: InProcessStarter,
+                                                     fake_provider: FakeProvider) -> None:
+    server = await in_process(STREAMCHAT_API_KEYS=ALICE, STREAMCHAT_MAX_CONCURRENT_REPLIES="1")
     fake_provider.script(tokens=["held ", "reply"], hold=True)
     first = await post(server, ALICE, {"message": "first"})
     assert first.status_code == 200
@@ -238,7 +239,7 @@ async def test_concurrent_replies_per_key_are_capped(servers: ServerFactory, fak
     assert second.headers["retry-after"] == "5"
     fake_provider.release()
     body = first.json()
-    await wait_for_status(server.url, body["conversationId"], body["assistantMessageId"], headers=bearer(ALICE))
+    await wait_for_status(server, body["conversationId"], body["assistantMessageId"], headers=bearer(ALICE))
     for _ in range(50):  # the slot frees as the reply ends
         third = await post(server, ALICE, {"message": "third, after it finished"})
         if third.status_code == 200:

@@ -12,7 +12,7 @@ import orjson
 import pytest
 import websockets
 
-from conftest import FakeProvider, Server, ServerFactory
+from conftest import FakeProvider, InProcessStarter, Server, ServerFactory
 from helpers import Watcher, post_chat, wait_for_status, wait_until_streaming
 from streamchat.llm.base import INSTRUCTION_PROMPT
 
@@ -128,23 +128,23 @@ async def test_second_turn_sends_the_history(server: Server, fake_provider: Fake
                          ("user", "What is my name?")]
 
 
-async def test_the_system_prompt_setting_replaces_the_default(servers: ServerFactory,
+async def test_the_system_prompt_setting_replaces_the_default(in_process: InProcessStarter,
                                                               fake_provider: FakeProvider) -> None:
-    server = servers.start(STREAMCHAT_SYSTEM_PROMPT="You answer in haiku.")
-    accepted = await post_chat(server.url, "Hello")
-    await wait_for_status(server.url, accepted["conversationId"], accepted["assistantMessageId"])
+    server = await in_process(STREAMCHAT_SYSTEM_PROMPT="You answer in haiku.")
+    accepted = await post_chat(server, "Hello")
+    await wait_for_status(server, accepted["conversationId"], accepted["assistantMessageId"])
     sent = fake_provider.requests()[-1]["messages"]
     assert [(m["role"], m["content"]) for m in sent] == [("system", "You answer in haiku."), ("user", "Hello")]
 
 
 async def test_history_is_trimmed_to_the_budget_newest_first(
-    servers: ServerFactory, fake_provider: FakeProvider
+    in_process: InProcessStarter, fake_provider: FakeProvider
 ) -> None:
-    server = servers.start(STREAMCHAT_HISTORY_CHARS="120")
+    server = await in_process(STREAMCHAT_HISTORY_CHARS="120")
     cid = str(uuid.uuid4())
     for word in ("alpha", "bravo", "charlie"):
-        accepted = await post_chat(server.url, f"{word} " + "x" * 20, cid)
-        await wait_for_status(server.url, cid, accepted["assistantMessageId"])
+        accepted = await post_chat(server, f"{word} " + "x" * 20, cid)
+        await wait_for_status(server, cid, accepted["assistantMessageId"])
     contents = [m["content"] for m in fake_provider.requests()[-1]["messages"][1:]]
     assert contents[-1].startswith("charlie")
     assert sum(len(c) for c in contents) <= 120
@@ -208,10 +208,10 @@ async def test_a_hang_up_mid_stream_keeps_the_partial_text_and_ends_as_error(
     assert final["error"]
 
 
-async def test_an_unreachable_provider_ends_the_reply_as_error(servers: ServerFactory) -> None:
-    server = servers.start(OPENAI_BASE_URL="http://127.0.0.1:9/v1", STREAMCHAT_PROVIDER_RETRIES="1")
-    accepted = await post_chat(server.url, "anyone there?")
-    final = await wait_for_status(server.url, accepted["conversationId"], accepted["assistantMessageId"])
+async def test_an_unreachable_provider_ends_the_reply_as_error(in_process: InProcessStarter) -> None:
+    server = await in_process(OPENAI_BASE_URL="http://127.0.0.1:9/v1", STREAMCHAT_PROVIDER_RETRIES="1")
+    accepted = await post_chat(server, "anyone there?")
+    final = await wait_for_status(server, accepted["conversationId"], accepted["assistantMessageId"])
     assert (final["status"], final["error"]) == ("error", "could not reach the provider")
 
 

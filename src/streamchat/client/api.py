@@ -45,12 +45,15 @@ class StreamchatClient:
     `api_key` every request, socket and stream carries it as the server expects.
     """
 
-    def __init__(self, base_url: str, api_key: str | None = None, *, timeout: float | None = 30.0) -> None:
+    def __init__(self, base_url: str, api_key: str | None = None, *, timeout: float | None = 30.0,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+        """`transport` replaces httpx's network transport for the HTTP calls, e.g.
+        `httpx.ASGITransport(app)` for an app served in this process; sockets still use the network."""
         self.base_url = base_url.rstrip("/")
         self.ws_url = websocket_url(self.base_url)
         self.api_key = api_key
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self.http = httpx.AsyncClient(base_url=self.base_url, headers=headers, timeout=timeout)
+        self.http = httpx.AsyncClient(base_url=self.base_url, headers=headers, timeout=timeout, transport=transport)
 
     async def __aenter__(self) -> StreamchatClient:
         return self
