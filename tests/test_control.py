@@ -130,6 +130,26 @@ async def test_reject_mode_refuses_a_message_while_one_streams(
         assert (await client.post("/chat", json={"message": "now?", "conversationId": cid})).status_code == 200
 
 
+async def test_reject_mode_lets_one_of_two_simultaneous_messages_through(
+    in_process: InProcessStarter, fake_provider: FakeProvider
+) -> None:
+    server = await in_process(STREAMCHAT_BUSY_MODE="reject")
+    fake_provider.script(tokens=SLOW[:20], delay=0.03)
+    async with server.client() as client:
+        for round in range(5):
+            cid = f"same-instant-{round}-{uuid.uuid4()}"
+            answers = await asyncio.gather(*(client.post("/chat", json={"message": text, "conversationId": cid})
+                                             for text in ("one", "two")))
+            assert sorted(answer.status_code for answer in answers) == [200, 409], [a.text for a in answers]
+            [accepted] = [answer.json() for answer in answers if answer.status_code == 200]
+            await wait_for_status(server, cid, accepted["assistantMessageId"])
+            messages = (await client.get(f"/api/conversations/{cid}")).json()["messages"]
+            assert len(messages) == 2, "nothing of the refused message is kept"
+            again = await client.post("/chat", json={"message": "and now?", "conversationId": cid})
+            assert again.status_code == 200, "the finished reply frees the conversation"
+            await wait_for_status(server, cid, again.json()["assistantMessageId"])
+
+
 async def test_interrupt_mode_stops_the_running_reply_and_answers_the_new_message(
     in_process: InProcessStarter, fake_provider: FakeProvider
 ) -> None:

@@ -48,7 +48,8 @@ class StreamchatClient:
     def __init__(self, base_url: str, api_key: str | None = None, *, timeout: float | None = 30.0,
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
         """`transport` replaces httpx's network transport for the HTTP calls, e.g.
-        `httpx.ASGITransport(app)` for an app served in this process; sockets still use the network."""
+        `httpx.ASGITransport(app)` for an app served in this process (it hands over a response once
+        the response has ended, so live SSE and the WebSocket need a real server)."""
         self.base_url = base_url.rstrip("/")
         self.ws_url = websocket_url(self.base_url)
         self.api_key = api_key

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel, Field
 
+from streamchat.chat import answering
 from streamchat.chat.reply_quota import release
 from streamchat.chat.reply_telemetry import REPLIES, observed
 from streamchat.framework import OUTAGES, Context, EventConfig, Fenced, Item
@@ -70,9 +71,16 @@ async def handler(data: ChatMessageEvent, ctx: Context) -> None:
     except OUTAGES:
         raise  # not over: the bus runs it again once the backend is back
     except BaseException:
-        await release(ctx, data.keyId, data.assistantMessageId)
+        await reply_ended(data, ctx)
         raise
+    await reply_ended(data, ctx)
+
+
+async def reply_ended(data: ChatMessageEvent, ctx: Context) -> None:
+    """Whatever the ending: the reply no longer counts against its key, nor keeps its conversation busy."""
     await release(ctx, data.keyId, data.assistantMessageId)
+    if get_settings().busy_mode == "reject":
+        await answering.free(ctx, data.conversationId, data.assistantMessageId)
 
 
 async def respond(data: ChatMessageEvent, ctx: Context) -> None:

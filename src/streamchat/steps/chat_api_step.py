@@ -6,6 +6,7 @@ import uuid
 
 from pydantic import BaseModel, Field, field_validator
 
+from streamchat.chat import answering
 from streamchat.chat.ownership import claim
 from streamchat.chat.reply_quota import release, reserve
 from streamchat.chat.take_back import take_back
@@ -81,12 +82,32 @@ config = ApiConfig(
 async def handler(req: ApiRequest[ChatRequest], ctx: Context) -> ApiResponse:
     conversation_id = req.body.conversationId or str(uuid.uuid4())
     user_message_id, assistant_message_id = str(uuid.uuid4()), str(uuid.uuid4())
-    stream = ctx.streams.conversation
     if not await claim(ctx.state, conversation_id, req.principal):
         raise HttpError(404, "not_found", f"conversationId {conversation_id!r}: no such conversation")
-    if req.body.conversationId is not None:
-        await make_room(ctx, conversation_id)
-    await reserve(ctx, req.principal, assistant_message_id, get_settings().max_concurrent_replies)
+    taken = req.body.conversationId is not None and await make_room(ctx, conversation_id, assistant_message_id)
+    try:
+        await reserve(ctx, req.principal, assistant_message_id, get_settings().max_concurrent_replies)
+        await store_and_queue(req, ctx, conversation_id, user_message_id, assistant_message_id)
+    except BaseException:
+        if taken:  # no reply will run to free it
+            await answering.free(ctx, conversation_id, assistant_message_id)
+        raise
+    ctx.logger.info("message received", extra={"conversationId": conversation_id})
+    return ApiResponse(200, {
+        "conversationId": conversation_id,
+        "message": "Message received, AI is responding...",
+        "status": "streaming",
+        "userMessageId": user_message_id,
+        "assistantMessageId": assistant_message_id,
+        "__motia": {"type": "state-stream", "streamName": "conversation", "groupId": conversation_id,
+                    "id": assistant_message_id},
+    })
+
+
+async def store_and_queue(req: ApiRequest[ChatRequest], ctx: Context, conversation_id: str,
+                          user_message_id: str, assistant_message_id: str) -> None:
+    """Store the message and an empty reply, then ask for the reply; a failure keeps nothing half-done."""
+    stream = ctx.streams.conversation
     now = utc_now()
     key_id = req.principal.key_id if req.principal else None
     stored: list[str] = []
@@ -120,40 +141,29 @@ async def handler(req: ApiRequest[ChatRequest], ctx: Context) -> ApiResponse:
         # it twice). The list catches up with the next message.
         ctx.logger.warning("could not update the conversation list", extra={
             "conversationId": conversation_id, "error": str(error)})
-    ctx.logger.info("message received", extra={"conversationId": conversation_id})
-    return ApiResponse(200, {
-        "conversationId": conversation_id,
-        "message": "Message received, AI is responding...",
-        "status": "streaming",
-        "userMessageId": user_message_id,
-        "assistantMessageId": assistant_message_id,
-        "__motia": {"type": "state-stream", "streamName": "conversation", "groupId": conversation_id,
-                    "id": assistant_message_id},
-    })
 
 
-
-
-
-async def make_room(ctx: Context, conversation_id: str) -> None:
-    """Apply the busy mode to a conversation whose reply is still running or queued.
+async def make_room(ctx: Context, conversation_id: str, reply_id: str) -> bool:
+    """Apply the busy mode to a conversation whose reply is still running or queued; True if
+    `reply_id` took the conversation's one reply (reject mode), which the AI step frees.
 
     enqueue (default): nothing to do, the new reply waits its turn. reject: 409, nothing stored.
     interrupt: stop the unfinished replies first.
     """
     mode = get_settings().busy_mode
     if mode == "enqueue":
-        return
+        return False
     busy = [item for item in await ctx.streams.conversation.get_group(conversation_id)
             if item.data.sender == "assistant" and item.data.status not in FINISHED]
-    if not busy:
-        return
     if mode == "reject":
-        raise HttpError(409, "conversation_busy",
-                        f"conversationId {conversation_id!r}: still answering message {busy[-1].id!r}; "
-                        "wait for it or stop it")
+        if busy or not await answering.take(ctx, conversation_id, reply_id):
+            answered = f"message {busy[-1].id!r}" if busy else "another message sent at the same time"
+            raise HttpError(409, "conversation_busy",
+                            f"conversationId {conversation_id!r}: still answering {answered}; wait for it or stop it")
+        return True
     for reply in busy:
         await stop_reply(ctx, conversation_id, reply)
+    return False
 
 
 async def touch_conversation(ctx: Context, conversation_id: str, first_message: str, now: str) -> None:
