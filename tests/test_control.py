@@ -134,7 +134,7 @@ async def test_reject_mode_lets_one_of_two_simultaneous_messages_through(
     in_process: InProcessStarter, fake_provider: FakeProvider
 ) -> None:
     server = await in_process(STREAMCHAT_BUSY_MODE="reject")
-    fake_provider.script(tokens=SLOW[:20], delay=0.03)
+    fake_provider.script(tokens=SLOW[:5], delay=0.01)
     async with server.client() as client:
         for round in range(5):
             cid = f"same-instant-{round}-{uuid.uuid4()}"
