@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import logging
 from importlib.resources import files
@@ -13,6 +14,8 @@ from fastapi.staticfiles import StaticFiles
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 
 from streamchat import __version__
+from streamchat.catalog import catalog_for, use_catalog
+from streamchat.chat.earlier_records import take_in_earlier_records
 from streamchat.framework import (
     NUL,
     AccessRules,
@@ -82,6 +85,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                       rate_limits={"messages": settings.messages_per_minute},
                       delta_window=settings.delta_window_ms / 1000,
                       replay_budget=settings.replay_memory_mb * 1024 * 1024, idle_groups_kept=settings.idle_groups_kept)
+    catalog = catalog_for(backends.store)
+    catalog.on_first_use = functools.partial(take_in_earlier_records, backends.store)
+    use_catalog(catalog)
     provider = make_provider(settings)
 
     async def start_provider() -> None:

@@ -65,6 +65,8 @@ class ApiConfig:
     method: HttpMethod
     path: str
     body: type[BaseModel] | None = None
+    #: Validates the query string (each field one parameter); the handler gets it as `req.query`.
+    query: type[BaseModel] | None = None
     emits: Sequence[str | Emit] = ()
     writes: Sequence[str] = ()
     responses: dict[int, type[BaseModel]] = field(default_factory=dict)
@@ -105,6 +107,8 @@ class ApiRequest(Generic[Body]):
     headers: dict[str, str]
     #: The authenticated caller when API keys are in use; None when the service runs open.
     principal: Principal | None = None
+    #: The validated query string, for a step that declares `query`.
+    query: Any = None
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel, Field
 
+from streamchat.catalog import current_catalog
 from streamchat.chat import answering
 from streamchat.chat.reply_quota import release
 from streamchat.chat.reply_telemetry import REPLIES, observed
@@ -141,9 +142,10 @@ def _turn_before(items: Sequence[Item[ConversationMessage]], reply_id: str) -> s
 async def finish(ctx: Context, cid: str, reply_id: str, final: ConversationMessage) -> None:
     await ctx.streams.conversation.set(cid, reply_id, final)
     REPLIES.labels(final.status).inc()
-    record = await ctx.state.get("conversations", cid)
-    if record is not None:
-        await ctx.state.set("conversations", cid, {**record, "updatedAt": utc_now()})
+    catalog = current_catalog()
+    if final.message:
+        await catalog.index(cid, reply_id, final.message)
+    await catalog.mark_active(cid, utc_now())
 
 
 async def on_failure(data: ChatMessageEvent, ctx: Context, error: BaseException) -> None:

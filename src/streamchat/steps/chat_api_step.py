@@ -6,6 +6,7 @@ import uuid
 
 from pydantic import BaseModel, Field, field_validator
 
+from streamchat.catalog import current_catalog
 from streamchat.chat import answering
 from streamchat.chat.ownership import claim
 from streamchat.chat.reply_quota import release, reserve
@@ -25,9 +26,6 @@ from streamchat.settings import get_settings
 from streamchat.steps.ai_response_step import ChatMessageEvent
 from streamchat.steps.conversation_stream import FINISHED, ConversationMessage, utc_now
 from streamchat.steps.stop_message_step import stop_reply
-
-CONVERSATIONS = "conversations"
-TITLE_CHARS = 80
 
 
 class ChatRequest(BaseModel):
@@ -135,7 +133,7 @@ async def store_and_queue(req: ApiRequest[ChatRequest], ctx: Context, conversati
         raise
     # After the emit: the reply need not wait for the conversation list's bookkeeping.
     try:
-        await touch_conversation(ctx, conversation_id, req.body.message, now)
+        await touch_conversation(ctx, conversation_id, key_id, user_message_id, req.body.message, now)
     except OUTAGES as error:
         # The message is stored and its reply queued: accepted (an error would make the client send
         # it twice). The list catches up with the next message.
@@ -166,11 +164,10 @@ async def make_room(ctx: Context, conversation_id: str, reply_id: str) -> bool:
     return False
 
 
-async def touch_conversation(ctx: Context, conversation_id: str, first_message: str, now: str) -> None:
-    """Keep the conversation list's record: a title from the first message, the last activity time."""
-    record = await ctx.state.get(CONVERSATIONS, conversation_id)
-    if record is None:
-        title = " ".join(first_message.split())
-        record = {"conversationId": conversation_id, "createdAt": now,
-                  "title": title if len(title) <= TITLE_CHARS else title[: TITLE_CHARS - 1] + "…"}
-    await ctx.state.set(CONVERSATIONS, conversation_id, {**record, "updatedAt": now})
+async def touch_conversation(ctx: Context, conversation_id: str, owner: str | None, message_id: str, message: str,
+                             now: str) -> None:
+    """Keep the conversation list's record (a title from the first message, the last activity) and
+    make the message searchable."""
+    catalog = current_catalog()
+    await catalog.touch(conversation_id, owner, message, now)
+    await catalog.index(conversation_id, message_id, message)

@@ -126,11 +126,16 @@ def add_api_step(app: FastAPI, runtime: Runtime, step: ApiStep) -> None:
             "required": True,
             "content": {"application/json": {"schema": config.body.model_json_schema()}},
         }
-    params = _PATH_PARAM.findall(config.path)
-    if params:
-        openapi_extra["parameters"] = [
-            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}} for name in params
-        ]
+    parameters = [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+                  for name in _PATH_PARAM.findall(config.path)]
+    if config.query is not None:
+        schema = config.query.model_json_schema()
+        parameters += [{"name": name, "in": "query", "required": name in schema.get("required", ()),
+                        "schema": {key: value for key, value in field.items() if key != "title"},
+                        **({"description": field["description"]} if "description" in field else {})}
+                       for name, field in schema["properties"].items()]
+    if parameters:
+        openapi_extra["parameters"] = parameters
     # The errors the framework answers with come first; a step's own model for a status is merged in.
     responses: dict[int | str, dict[str, Any]] = {
         status: {"model": ErrorBody, "description": text} for status, text in standard_errors(config).items()
@@ -162,6 +167,8 @@ def standard_errors(config: ApiConfig) -> dict[int, str]:
     if config.body is not None:
         errors |= {400: "the body is not valid JSON", 413: "the body is larger than STREAMCHAT_MAX_BODY_BYTES",
                    422: "the body does not match the schema; `fields` names each problem"}
+    if config.query is not None:
+        errors[422] = "a query parameter is not valid; `fields` names each problem"
     if config.rate_limit is not None:
         errors[429] = f"over the {config.rate_limit!r} rate limit, or too many replies running; see Retry-After"
     return errors
@@ -186,6 +193,13 @@ def _endpoint(runtime: Runtime, step: ApiStep) -> Callable[[Request], Any]:
                                          f"more than {limit} {config.rate_limit} per minute; retry in {wait:.0f}s")
                 refused.headers["Retry-After"] = str(math.ceil(wait))
                 return refused
+        query: Any = None
+        if config.query is not None:
+            try:
+                query = config.query.model_validate(dict(request.query_params))
+            except ValidationError as error:
+                detail, fields = describe_validation(error)
+                return error_response(422, "validation_error", detail, fields=fields)
         body: Any = None
         if config.body is not None:
             raw = await request.body()
@@ -211,14 +225,15 @@ def _endpoint(runtime: Runtime, step: ApiStep) -> Callable[[Request], Any]:
         ) as span:
             trace_id = request.headers.get(TRACE_HEADER) or trace_id_of(span)
             span.set_attribute("streamchat.trace_id", trace_id)
-            response = await _run(runtime, step, request, body, principal, trace_id)
+            response = await _run(runtime, step, request, body, query, principal, trace_id)
             span.set_attribute("http.response.status_code", response.status_code)
         return response
 
     return endpoint
 
 
-async def _run(runtime: Runtime, step: ApiStep, request: Request, body: Any, principal: Any, trace_id: str) -> Response:
+async def _run(runtime: Runtime, step: ApiStep, request: Request, body: Any, query: Any, principal: Any,
+               trace_id: str) -> Response:
     """Call the step's handler and turn its result or HttpError into the response."""
     config = step.config
     started = time.perf_counter()
@@ -229,6 +244,7 @@ async def _run(runtime: Runtime, step: ApiStep, request: Request, body: Any, pri
         query_params=dict(request.query_params),
         headers=dict(request.headers),
         principal=principal,
+        query=query,
     )
     response: Response
     try:

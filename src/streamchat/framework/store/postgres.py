@@ -145,6 +145,15 @@ class PostgresStore(Store):
         except asyncpg.ReadOnlySQLTransactionError as error:
             raise StoreUnavailable("PostgreSQL is read-only (a standby, or default_transaction_read_only)") from error
 
+    async def run(self, work: Callable[[PoolConnectionProxy[Any]], Awaitable[T]]) -> T:
+        """Run `work` on a pooled connection, retried like the store's own calls while PostgreSQL is
+        away (for tables of the application's own, such as a search index)."""
+        async def attempt() -> T:
+            async with self.pool.acquire() as connection:
+                return await work(connection)
+
+        return await self._retrying(attempt)
+
     async def _fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         return await self._retrying(lambda: self.pool.fetch(sql, *args))
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 import orjson
@@ -15,6 +15,8 @@ import orjson
 from streamchat.framework.errors import StorageFull, StoreUnavailable
 from streamchat.framework.leases import Fenced, Lease
 from streamchat.framework.store.base import JSON, LEASES, Store, StoredItem
+
+T = TypeVar("T")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS stream_items (
@@ -113,6 +115,13 @@ class SQLiteStore(Store):
             self.writes += 1
             with refused_writes():
                 return list(await self.db.execute_fetchall(sql, tuple(params)))
+
+    async def run(self, work: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
+        """Run `work` on the store's connection, alone (for tables of the application's own, such as
+        a search index); a write SQLite refuses is said as what it is, as for the store's own writes."""
+        async with self._lock:
+            with refused_writes():
+                return await work(self.db)
 
     seq_block = 1000
 

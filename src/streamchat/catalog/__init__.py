@@ -1,0 +1,34 @@
+"""The catalog of conversations (records, titles, full-text search), kept beside the state store."""
+
+from __future__ import annotations
+
+from streamchat.catalog.base import BadCursor, Catalog, Conversation, Hit, Page, title_from
+from streamchat.catalog.memory import MemoryCatalog
+from streamchat.catalog.postgres import PostgresCatalog
+from streamchat.catalog.sqlite import SQLiteCatalog
+from streamchat.framework.store import PostgresStore, SQLiteStore, Store
+
+__all__ = ["BadCursor", "Catalog", "Conversation", "Hit", "MemoryCatalog", "Page", "PostgresCatalog",
+           "SQLiteCatalog", "catalog_for", "current_catalog", "title_from", "use_catalog"]
+
+_catalog: Catalog | None = None
+
+
+def catalog_for(store: Store) -> Catalog:
+    """The catalog backend that lives in the same database as `store`."""
+    if isinstance(store, SQLiteStore):
+        return SQLiteCatalog(store)
+    if isinstance(store, PostgresStore):
+        return PostgresCatalog(store)
+    return MemoryCatalog()
+
+
+def use_catalog(catalog: Catalog | None) -> None:
+    global _catalog
+    _catalog = catalog
+
+
+def current_catalog() -> Catalog:
+    if _catalog is None:
+        raise RuntimeError("no catalog in use: the app sets one at start-up (use_catalog)")
+    return _catalog

@@ -1,0 +1,108 @@
+"""The catalog in this process's memory, beside the `memory://` store: gone with the process."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from streamchat.catalog.base import (
+    SNIPPET_WORDS,
+    TITLE,
+    Catalog,
+    Conversation,
+    Hit,
+    Page,
+    decode_cursor,
+    encode_cursor,
+    search_terms,
+    title_from,
+    words,
+)
+
+
+class MemoryCatalog(Catalog):
+    """Scans every record on a listing or search: for tests and a single short-lived process."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._records: dict[str, Conversation] = {}
+        self._texts: dict[str, dict[str, str]] = {}
+
+    async def touch(self, conversation_id: str, owner: str | None, first_message: str, at: str) -> Conversation:
+        record = self._records.get(conversation_id)
+        if record is None:
+            record = Conversation(conversation_id, title_from(first_message), at, at, owner)
+            self._texts.setdefault(conversation_id, {})[TITLE] = record.title
+        else:
+            record = replace(record, updated_at=max(record.updated_at, at))
+        self._records[conversation_id] = record
+        return record
+
+    async def restore(self, conversation: Conversation) -> bool:
+        if conversation.conversation_id in self._records:
+            return False
+        self._records[conversation.conversation_id] = conversation
+        self._texts.setdefault(conversation.conversation_id, {})[TITLE] = conversation.title
+        return True
+
+    async def mark_active(self, conversation_id: str, at: str) -> None:
+        record = self._records.get(conversation_id)
+        if record is not None:
+            self._records[conversation_id] = replace(record, updated_at=max(record.updated_at, at))
+
+    async def get(self, conversation_id: str) -> Conversation | None:
+        return self._records.get(conversation_id)
+
+    async def rename(self, conversation_id: str, title: str) -> Conversation | None:
+        record = self._records.get(conversation_id)
+        if record is None:
+            return None
+        record = self._records[conversation_id] = replace(record, title=title)
+        self._texts.setdefault(conversation_id, {})[TITLE] = title
+        return record
+
+    async def recent(self, owner: str | None, limit: int, cursor: str | None) -> Page[Conversation]:
+        ordered = sorted((record for record in self._records.values() if owner is None or record.owner == owner),
+                         key=lambda record: (record.updated_at, record.conversation_id), reverse=True)
+        if cursor is not None:
+            after = tuple(decode_cursor("recent", cursor, 2))
+            ordered = [record for record in ordered if (record.updated_at, record.conversation_id) < after]
+        page = ordered[:limit]
+        more = len(ordered) > limit
+        return Page(page, encode_cursor("recent", [page[-1].updated_at, page[-1].conversation_id]) if more else None)
+
+    async def index(self, conversation_id: str, message_id: str, text: str) -> None:
+        self._texts.setdefault(conversation_id, {})[message_id] = text
+
+    async def search(self, owner: str | None, query: str, limit: int, cursor: str | None) -> Page[Hit]:
+        offset = int(decode_cursor("search", cursor, 1)[0]) if cursor is not None else 0
+        terms = search_terms(query)
+        ranked: list[tuple[int, Conversation, str, str]] = []
+        for conversation_id, texts in self._texts.items():
+            record = self._records.get(conversation_id)
+            if not terms or record is None or (owner is not None and record.owner != owner):
+                continue
+            scored = [(sum(found.count(term) for term in terms), key, text)
+                      for key, text in texts.items() if set(terms) <= set(found := words(text))]
+            if scored:
+                best = max(score for score, _, _ in scored)
+                # A message's match is shown rather than the title's when there is one.
+                _, key, text = max(scored, key=lambda entry: (entry[1] != TITLE, entry[0]))
+                ranked.append((best, record, key, text))
+        ranked.sort(key=lambda entry: (entry[0], entry[1].updated_at, entry[1].conversation_id), reverse=True)
+        page = ranked[offset: offset + limit]
+        hits = [Hit(record, snippet(text, terms), key or None) for _, record, key, text in page]
+        more = len(ranked) > offset + limit
+        return Page(hits, encode_cursor("search", [offset + limit]) if more else None)
+
+    async def remove(self, conversation_id: str) -> None:
+        self._records.pop(conversation_id, None)
+        self._texts.pop(conversation_id, None)
+
+
+def snippet(text: str, terms: list[str]) -> str:
+    """About SNIPPET_WORDS words of `text` from just before the first matching word."""
+    spaced = text.split()
+    first = next((index for index, word in enumerate(spaced) if set(words(word)) & set(terms)), 0)
+    start = max(0, first - SNIPPET_WORDS // 4)
+    shown = " ".join(spaced[start: start + SNIPPET_WORDS])
+    return ("…" if start > 0 else "") + shown + ("…" if start + SNIPPET_WORDS < len(spaced) else "")

@@ -1,0 +1,216 @@
+"""The catalog in the SQLite store's file: a table of records and an FTS5 index of their texts.
+
+FTS5's unicode61 tokenizer keeps diacritics here, as PostgreSQL's `simple` configuration does,
+so both backends find the same conversations for a query.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiosqlite
+
+from streamchat.catalog.base import (
+    SNIPPET_WORDS,
+    TITLE,
+    Catalog,
+    Conversation,
+    Hit,
+    Page,
+    decode_cursor,
+    encode_cursor,
+    search_terms,
+    title_from,
+)
+from streamchat.framework.store import SQLiteStore
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS catalog_conversations (
+    conversation_id TEXT PRIMARY KEY,
+    owner           TEXT,
+    title           TEXT NOT NULL,
+    created_at      TEXT NOT NULL,
+    updated_at      TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS catalog_recent ON catalog_conversations (owner, updated_at DESC, conversation_id DESC);
+CREATE INDEX IF NOT EXISTS catalog_recent_all ON catalog_conversations (updated_at DESC, conversation_id DESC);
+CREATE TABLE IF NOT EXISTS catalog_texts (
+    id              INTEGER PRIMARY KEY,
+    conversation_id TEXT NOT NULL,
+    message_id      TEXT NOT NULL,
+    body            TEXT NOT NULL,
+    UNIQUE (conversation_id, message_id)
+);
+CREATE VIRTUAL TABLE IF NOT EXISTS catalog_search USING fts5(
+    body, content = 'catalog_texts', content_rowid = 'id', tokenize = "unicode61 remove_diacritics 0"
+);
+CREATE TRIGGER IF NOT EXISTS catalog_texts_added AFTER INSERT ON catalog_texts BEGIN
+    INSERT INTO catalog_search (rowid, body) VALUES (new.id, new.body);
+END;
+CREATE TRIGGER IF NOT EXISTS catalog_texts_removed AFTER DELETE ON catalog_texts BEGIN
+    INSERT INTO catalog_search (catalog_search, rowid, body) VALUES ('delete', old.id, old.body);
+END;
+CREATE TRIGGER IF NOT EXISTS catalog_texts_changed AFTER UPDATE ON catalog_texts BEGIN
+    INSERT INTO catalog_search (catalog_search, rowid, body) VALUES ('delete', old.id, old.body);
+    INSERT INTO catalog_search (rowid, body) VALUES (new.id, new.body);
+END;
+"""
+
+RECORD = "conversation_id, title, created_at, updated_at, owner"
+
+#: Of each conversation's matching texts: a message's rather than the title's, the best-ranked one;
+#: conversations by their best rank (bm25: lower is better).
+SEARCH = f"""
+WITH matches AS MATERIALIZED (
+    SELECT t.conversation_id, t.message_id, bm25(catalog_search) AS rank,
+           snippet(catalog_search, 0, '', '', '…', {SNIPPET_WORDS}) AS excerpt
+    FROM catalog_search JOIN catalog_texts t ON t.id = catalog_search.rowid
+    WHERE catalog_search MATCH ?
+), ranked AS (
+    SELECT *, row_number() OVER (PARTITION BY conversation_id ORDER BY message_id = '{TITLE}', rank) AS nth,
+           min(rank) OVER (PARTITION BY conversation_id) AS best
+    FROM matches
+)
+SELECT c.conversation_id, c.title, c.created_at, c.updated_at, c.owner, m.message_id, m.excerpt
+FROM ranked m JOIN catalog_conversations c ON c.conversation_id = m.conversation_id
+WHERE m.nth = 1 AND (? IS NULL OR c.owner = ?)
+ORDER BY m.best, c.updated_at DESC, c.conversation_id DESC
+LIMIT ? OFFSET ?
+"""
+
+
+def _record(row: Any) -> Conversation:
+    return Conversation(row[0], row[1], row[2], row[3], row[4])
+
+
+class SQLiteCatalog(Catalog):
+    """Each call is one statement or one IMMEDIATE transaction on the store's connection."""
+
+    def __init__(self, store: SQLiteStore) -> None:
+        super().__init__()
+        self.store = store
+
+    async def _create(self) -> None:
+        async def create(db: aiosqlite.Connection) -> None:
+            await db.executescript(SCHEMA)
+
+        await self.store.run(create)
+
+    async def _transaction(self, work: Any) -> Any:
+        await self.prepared()
+
+        async def run(db: aiosqlite.Connection) -> Any:
+            await db.execute("BEGIN IMMEDIATE")
+            try:
+                result = await work(db)
+                await db.execute("COMMIT")
+                return result
+            except BaseException:
+                await db.execute("ROLLBACK")
+                raise
+
+        return await self.store.run(run)
+
+    async def _rows(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
+        await self.prepared()
+
+        async def read(db: aiosqlite.Connection) -> list[Any]:
+            return list(await db.execute_fetchall(sql, params))
+
+        return await self.store.run(read)
+
+    async def touch(self, conversation_id: str, owner: str | None, first_message: str, at: str) -> Conversation:
+        title = title_from(first_message)
+
+        async def work(db: aiosqlite.Connection) -> Conversation:
+            created = list(await db.execute_fetchall(
+                f"INSERT INTO catalog_conversations ({RECORD}) VALUES (?, ?, ?, ?, ?) "
+                f"ON CONFLICT (conversation_id) DO NOTHING RETURNING {RECORD}",
+                (conversation_id, title, at, at, owner)))
+            if created:
+                await _set_text(db, conversation_id, TITLE, title)
+                return _record(created[0])
+            rows = await db.execute_fetchall(
+                "UPDATE catalog_conversations SET updated_at = max(updated_at, ?) WHERE conversation_id = ? "
+                f"RETURNING {RECORD}", (at, conversation_id))
+            return _record(next(iter(rows)))
+
+        result: Conversation = await self._transaction(work)
+        return result
+
+    async def restore(self, conversation: Conversation) -> bool:
+        async def work(db: aiosqlite.Connection) -> bool:
+            added = list(await db.execute_fetchall(
+                f"INSERT INTO catalog_conversations ({RECORD}) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (conversation_id) DO NOTHING RETURNING 1",
+                (conversation.conversation_id, conversation.title, conversation.created_at,
+                 conversation.updated_at, conversation.owner)))
+            if added:
+                await _set_text(db, conversation.conversation_id, TITLE, conversation.title)
+            return bool(added)
+
+        result: bool = await self._transaction(work)
+        return result
+
+    async def mark_active(self, conversation_id: str, at: str) -> None:
+        await self._rows("UPDATE catalog_conversations SET updated_at = max(updated_at, ?) WHERE conversation_id = ? "
+                         "RETURNING 1", (at, conversation_id))
+
+    async def get(self, conversation_id: str) -> Conversation | None:
+        rows = await self._rows(f"SELECT {RECORD} FROM catalog_conversations WHERE conversation_id = ?",
+                                (conversation_id,))
+        return _record(rows[0]) if rows else None
+
+    async def rename(self, conversation_id: str, title: str) -> Conversation | None:
+        async def work(db: aiosqlite.Connection) -> Conversation | None:
+            rows = list(await db.execute_fetchall(
+                f"UPDATE catalog_conversations SET title = ? WHERE conversation_id = ? RETURNING {RECORD}",
+                (title, conversation_id)))
+            if not rows:
+                return None
+            await _set_text(db, conversation_id, TITLE, title)
+            return _record(rows[0])
+
+        result: Conversation | None = await self._transaction(work)
+        return result
+
+    async def recent(self, owner: str | None, limit: int, cursor: str | None) -> Page[Conversation]:
+        after = decode_cursor("recent", cursor, 2) if cursor is not None else None
+        keyset = "AND (updated_at < ? OR (updated_at = ? AND conversation_id < ?))" if after else ""
+        params: tuple[Any, ...] = (owner, owner, *((after[0], after[0], after[1]) if after else ()), limit + 1)
+        rows = await self._rows(
+            f"SELECT {RECORD} FROM catalog_conversations WHERE (? IS NULL OR owner = ?) {keyset} "
+            "ORDER BY updated_at DESC, conversation_id DESC LIMIT ?", params)
+        records = [_record(row) for row in rows[:limit]]
+        more = len(rows) > limit
+        return Page(records, encode_cursor("recent", [records[-1].updated_at, records[-1].conversation_id])
+                    if more else None)
+
+    async def index(self, conversation_id: str, message_id: str, text: str) -> None:
+        async def work(db: aiosqlite.Connection) -> None:
+            await _set_text(db, conversation_id, message_id, text)
+
+        await self._transaction(work)
+
+    async def search(self, owner: str | None, query: str, limit: int, cursor: str | None) -> Page[Hit]:
+        offset = int(decode_cursor("search", cursor, 1)[0]) if cursor is not None else 0
+        terms = search_terms(query)
+        if not terms:
+            return Page([], None)
+        match = " ".join(f'"{term}"' for term in terms)
+        rows = await self._rows(SEARCH, (match, owner, owner, limit + 1, offset))
+        hits = [Hit(_record(row), row[6], row[5] or None) for row in rows[:limit]]
+        return Page(hits, encode_cursor("search", [offset + limit]) if len(rows) > limit else None)
+
+    async def remove(self, conversation_id: str) -> None:
+        async def work(db: aiosqlite.Connection) -> None:
+            await db.execute("DELETE FROM catalog_texts WHERE conversation_id = ?", (conversation_id,))
+            await db.execute("DELETE FROM catalog_conversations WHERE conversation_id = ?", (conversation_id,))
+
+        await self._transaction(work)
+
+
+async def _set_text(db: aiosqlite.Connection, conversation_id: str, key: str, text: str) -> None:
+    await db.execute("INSERT INTO catalog_texts (conversation_id, message_id, body) VALUES (?, ?, ?) "
+                     "ON CONFLICT (conversation_id, message_id) DO UPDATE SET body = excluded.body",
+                     (conversation_id, key, text))
