@@ -277,3 +277,46 @@ def test_cursors_are_opaque_but_not_forgeable_into_errors() -> None:
                    encode_cursor("search", [3]), encode_cursor("recent", ["only one"])):
         with pytest.raises(BadCursor):
             decode_cursor("recent", forged, 2)
+
+
+# -- delete ---------------------------------------------------------------------------------------
+
+async def test_delete_removes_everything_and_the_id_can_start_afresh(
+    in_process: InProcessStarter, fake_provider: FakeProvider,
+) -> None:
+    server = await in_process()
+    first = await converse(server, "a conversation about quokkas")
+    cid = first["conversationId"]
+    await converse(server, "more about quokkas", conversation_id=cid)
+    kept = await converse(server, "quokkas elsewhere")
+    async with server.client() as client:
+        gone = await client.delete(f"/api/conversations/{cid}")
+        assert gone.status_code == 204 and gone.content == b""
+        assert (await client.get(f"/api/conversations/{cid}")).status_code == 404
+        assert (await client.delete(f"/api/conversations/{cid}")).status_code == 404, "deleted once"
+        listed = (await client.get("/api/conversations")).json()["conversations"]
+        assert [c["conversationId"] for c in listed] == [kept["conversationId"]]
+        hits = (await client.get("/api/conversations", params={"q": "quokkas"})).json()["conversations"]
+        assert [hit["conversationId"] for hit in hits] == [kept["conversationId"]]
+    again = await converse(server, "starting over", conversation_id=cid)
+    async with server.client() as client:
+        detail = (await client.get(f"/api/conversations/{cid}")).json()
+    assert [m["id"] for m in detail["messages"]] == [again["userMessageId"], again["assistantMessageId"]]
+    assert detail["title"] == "starting over"
+
+
+async def test_delete_of_another_keys_or_an_unknown_conversation_is_404_and_keeps_it(
+    in_process: InProcessStarter, fake_provider: FakeProvider,
+) -> None:
+    server = await in_process(STREAMCHAT_API_KEYS=f"{ALICE},{BOB}")
+    cid = (await converse(server, "alice keeps this", ALICE))["conversationId"]
+    async with server.client() as client:
+        for key, target in ((BOB, cid), (ALICE, "never-used")):
+            refused = await client.delete(f"/api/conversations/{target}", headers=bearer(key))
+            assert refused.status_code == 404 and refused.json()["error"] == "not_found"
+        detail = await client.get(f"/api/conversations/{cid}", headers=bearer(ALICE))
+        assert detail.status_code == 200 and len(detail.json()["messages"]) == 2
+        assert (await client.delete(f"/api/conversations/{cid}", headers=bearer(ALICE))).status_code == 204
+        taken = await client.post("/chat", json={"message": "bob may use the id now", "conversationId": cid},
+                                  headers=bearer(BOB))
+        assert taken.status_code == 200, "a deleted conversation's id is free for anyone"

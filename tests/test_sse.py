@@ -128,6 +128,28 @@ async def test_idle_connections_get_ping_comments(servers: ServerFactory) -> Non
                 break
 
 
+async def test_a_stopping_server_ends_its_event_streams_instead_of_waiting_for_them(
+    servers: ServerFactory, fake_provider: FakeProvider,
+) -> None:
+    """SIGTERM with watchers connected: their streams end at once (they resume from their last id),
+    so the shutdown is not held for STREAMCHAT_SHUTDOWN_SECONDS (killed after 10 s below: status -9)."""
+    server = servers.start(STREAMCHAT_SHUTDOWN_SECONDS="60")
+    accepted = await post_chat(server.url, "something to watch")
+    cid = accepted["conversationId"]
+    await wait_for_status(server.url, cid, accepted["assistantMessageId"])
+    transcript = Transcript()
+    async with httpx.AsyncClient(timeout=30) as client, client.stream("GET", events_url(server, cid)) as response:
+        frames = read_sse(response)
+        while transcript.status.get(accepted["assistantMessageId"]) != "completed":
+            frame = await anext(frames)
+            if isinstance(frame, SseFrame):
+                transcript.apply(frame)
+        stopping = asyncio.create_task(asyncio.to_thread(server.stop, timeout=10))
+        rest = [frame async for frame in frames]  # the stream ends, cleanly, without the client closing it
+        assert await stopping == 0, "the server exited cleanly, not killed after the timeout"
+    assert [frame for frame in rest if isinstance(frame, SseFrame)] == []
+
+
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(cuts=st.lists(st.integers(min_value=1, max_value=25), min_size=1, max_size=6))
 def test_reconnecting_at_random_points_never_gaps_or_repeats(

@@ -85,11 +85,11 @@ def serve_command(host: str | None, port: int | None) -> int:
     # is done uvicorn raises the signal again for the handler it found: this one makes that a clean
     # exit (status 0, as supervisors expect of a graceful stop) instead of death by signal.
     signal.signal(signal.SIGTERM, _exit_cleanly)
-    uvicorn.run(app, host=bind_host, port=bind_port, log_level="warning", ws=serving.WebSocketProtocol,
-                ws_max_size=settings.ws_max_frame_bytes,
-                ws_per_message_deflate=settings.ws_compression,
-                timeout_graceful_shutdown=max(1, int(settings.shutdown_seconds)),
-                timeout_keep_alive=settings.keep_alive_seconds)
+    serving.Server(uvicorn.Config(
+        app, host=bind_host, port=bind_port, log_level="warning", ws=serving.WebSocketProtocol,
+        ws_max_size=settings.ws_max_frame_bytes, ws_per_message_deflate=settings.ws_compression,
+        timeout_graceful_shutdown=max(1, int(settings.shutdown_seconds)),
+        timeout_keep_alive=settings.keep_alive_seconds)).run()
     return 0
 
 

@@ -20,7 +20,7 @@ from streamchat.framework.context import Context, EmitError
 from streamchat.framework.discovery import StepSet, WiringError, discover
 from streamchat.framework.errors import OUTAGES, ErrorBody, HttpError, PermanentError, StorageFull, error_response
 from streamchat.framework.http.app import build_app
-from streamchat.framework.http.sse import sse_response
+from streamchat.framework.http.sse import end_event_streams, sse_response
 from streamchat.framework.http.websocket import SocketLimits
 from streamchat.framework.leases import Fenced, Lease
 from streamchat.framework.observability.logs import configure_logging
@@ -64,6 +64,7 @@ __all__ = [
     "configure_logging",
     "configure_tracing",
     "discover",
+    "end_event_streams",
     "error_response",
     "sse_response",
 ]

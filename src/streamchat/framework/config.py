@@ -69,7 +69,8 @@ class ApiConfig:
     query: type[BaseModel] | None = None
     emits: Sequence[str | Emit] = ()
     writes: Sequence[str] = ()
-    responses: dict[int, type[BaseModel]] = field(default_factory=dict)
+    #: None for a status answered without a body (204).
+    responses: dict[int, type[BaseModel] | None] = field(default_factory=dict)
     description: str = ""
     #: A rate-limit bucket this endpoint counts against (e.g. "messages"), per caller per minute.
     rate_limit: str | None = None

@@ -140,6 +140,8 @@ def _turn_before(items: Sequence[Item[ConversationMessage]], reply_id: str) -> s
 
 
 async def finish(ctx: Context, cid: str, reply_id: str, final: ConversationMessage) -> None:
+    if await ctx.streams.conversation.get(cid, reply_id) is None:
+        return  # its conversation was deleted meanwhile: nothing to end, nothing to bring back
     await ctx.streams.conversation.set(cid, reply_id, final)
     REPLIES.labels(final.status).inc()
     catalog = current_catalog()

@@ -141,7 +141,8 @@ def add_api_step(app: FastAPI, runtime: Runtime, step: ApiStep) -> None:
         status: {"model": ErrorBody, "description": text} for status, text in standard_errors(config).items()
     }
     for status, model in config.responses.items():
-        responses[status] = {**responses.get(status, {}), "model": model}
+        responses[status] = ({**responses.get(status, {}), "model": model} if model is not None
+                             else {"description": "done; no body"})
     app.add_api_route(
         config.path,
         _endpoint(runtime, step),
@@ -254,8 +255,8 @@ async def _run(runtime: Runtime, step: ApiStep, request: Request, body: Any, que
         response.headers.update(error.headers)
     else:
         response = Response(
-            orjson.dumps(result.body), status_code=result.status, headers=result.headers,
-            media_type="application/json",
+            None if result.status == 204 else orjson.dumps(result.body), status_code=result.status,
+            headers=result.headers, media_type=None if result.status == 204 else "application/json",
         )
     response.headers[TRACE_HEADER] = trace_id
     runtime.monitor.record("api", trace_id, config.name, (time.perf_counter() - started) * 1000,

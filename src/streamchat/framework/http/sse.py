@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import AsyncIterator
 
 from starlette.requests import Request
@@ -31,6 +32,15 @@ class SseSubscriber:
     def __init__(self) -> None:
         self.queue: asyncio.Queue[bytes | None] = asyncio.Queue(QUEUE_LIMIT)
         self.overflowed = False
+        _open_streams.add(self)
+
+    def end(self) -> None:
+        """End the response after the frames already written: the client resumes from the last one
+        it got (its Last-Event-ID), on this server once it is back or on another instance."""
+        self.overflowed = True
+        while not self.queue.empty():
+            self.queue.get_nowait()
+        self.queue.put_nowait(None)
 
     def push(self, change: Change) -> None:
         frame = change.sse()
@@ -39,10 +49,17 @@ class SseSubscriber:
         try:
             self.queue.put_nowait(frame)
         except asyncio.QueueFull:
-            self.overflowed = True
             logger.warning("dropping an SSE client that does not read", extra={"queued": QUEUE_LIMIT})
-            self.queue = asyncio.Queue(1)
-            self.queue.put_nowait(None)
+            self.end()
+
+
+_open_streams: weakref.WeakSet[SseSubscriber] = weakref.WeakSet()
+
+
+def end_event_streams() -> None:
+    """The server is stopping: end every SSE response now rather than hold the shutdown for them."""
+    for subscriber in list(_open_streams):
+        subscriber.end()
 
 
 def last_event_id(request: Request) -> int | Response | None:

@@ -203,6 +203,14 @@ class StreamHub:
                 self._apply(state, Sequenced(stream, group, seq, "delete", item_id, data))
             return {**data, "id": item_id, "seq": seq}
 
+    async def delete_group(self, stream: str, group: str) -> list[JSON]:
+        """Delete every item of a group, each as `delete` does (subscribers get a delete per item),
+        then drop the sequencer's log of it, so nothing of its text stays behind; the deleted items."""
+        deleted = [item for entry in await self.list_group(stream, group)
+                   if (item := await self.delete(stream, group, entry["id"])) is not None]
+        await self.sequencer.forget(stream, group)
+        return deleted
+
     async def send(self, stream: str, group: str, event: JSON, item_id: str | None = None) -> None:
         """Push a custom event (not stored, no seq) to the group's subscribers, or one item's."""
         if self.sequencer.broadcasts:

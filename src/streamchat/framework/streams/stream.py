@@ -91,6 +91,14 @@ class Stream(Generic[M]):
             self._observer("delete", self.name, group_id, item_id, {"seq": item["seq"]})
         return None if item is None else self._load(item)
 
+    async def delete_group(self, group_id: str) -> list[Item[M]]:
+        """Delete every item of the group (subscribers get a delete for each); the items deleted."""
+        items = await self._hub.delete_group(self.name, group_id)
+        if self._observer is not None:
+            for item in items:
+                self._observer("delete", self.name, group_id, item["id"], {"seq": item["seq"]})
+        return [self._load(item) for item in items]
+
     async def get_group(self, group_id: str) -> list[Item[M]]:
         return [self._load(item) for item in await self._hub.list_group(self.name, group_id)]
 

@@ -70,6 +70,9 @@ class Sequencer(ABC):
         """The group's changes with seq > `after` that the store may not have yet, oldest first."""
         return []
 
+    async def forget(self, stream: str, group: str) -> None:
+        """Drop what the log holds of a group whose items are all deleted; its count goes on."""
+
     async def current_seq(self, stream: str, group: str) -> int | None:
         """The last seq handed out for the group, or None when there is no count for it."""
         return None

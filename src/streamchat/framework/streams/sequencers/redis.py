@@ -151,6 +151,10 @@ class RedisSequencer(Sequencer):
         return [_parse_envelope(stream, group, int(entry_id.split(b"-")[0]), fields[b"c"])
                 for entry_id, fields in entries]
 
+    async def forget(self, stream: str, group: str) -> None:
+        log_key = self._keys(stream, group)[1]
+        await self.link.call(lambda: self.link.client.delete(log_key), "forget log")
+
     async def current_seq(self, stream: str, group: str) -> int | None:
         """The group's counter, or None when Redis has none (new group or lost data)."""
         value = await self.link.call(lambda: self.link.client.get(self._keys(stream, group)[0]), "read seq")

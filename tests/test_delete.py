@@ -1,0 +1,65 @@
+"""Deleting a conversation while its reply streams: watchers see it go, the provider request
+closes, and nothing comes back after a restart (real server processes, a real WebSocket and SSE)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+
+from conftest import FakeProvider, ServerFactory
+from helpers import SseFrame, Watcher, post_chat, read_sse, wait_until_streaming
+
+SLOW = [f"slow{i} " for i in range(200)]
+
+
+async def test_deleting_while_a_reply_streams_stops_it_and_watchers_see_every_item_go(
+    servers: ServerFactory, fake_provider: FakeProvider,
+) -> None:
+    server = servers.start()
+    fake_provider.script(tokens=SLOW, delay=0.03)
+    accepted = await post_chat(server.url, "talk for a long time")
+    cid, mid = accepted["conversationId"], accepted["assistantMessageId"]
+    await wait_until_streaming(server.url, cid, mid)
+    sse_frames: list[SseFrame] = []
+    subscribed = asyncio.Event()
+
+    async def read_events() -> None:
+        async with httpx.AsyncClient(timeout=30) as client, client.stream(
+                "GET", f"{server.url}/api/conversations/{cid}/events") as response:
+            async for frame in read_sse(response):
+                if isinstance(frame, SseFrame):
+                    sse_frames.append(frame)
+                    subscribed.set()
+
+    reader = asyncio.create_task(read_events())
+    async with Watcher(server.ws_url, cid, deltas=True) as watcher:
+        await asyncio.wait_for(subscribed.wait(), 10)
+        async with server.client() as client:
+            gone = await client.delete(f"/api/conversations/{cid}")
+        assert gone.status_code == 204, gone.text
+        deletes: list[str] = []
+        while len(deletes) < 2:
+            frame = await watcher.next_frame(10)
+            if frame["event"]["type"] == "delete":
+                deletes.append(frame["event"]["data"]["id"])
+        with pytest.raises(TimeoutError):
+            extra = await watcher.next_frame(1.0)
+            raise AssertionError(f"a frame after the deletes: {extra}")
+    reader.cancel()
+
+    assert sorted(deletes) == sorted([accepted["userMessageId"], mid])
+    sse_deletes = [f.data["id"] for f in sse_frames if f.event == "delete"]
+    assert sorted(sse_deletes) == sorted([accepted["userMessageId"], mid])
+    assert sse_frames[-1].event == "delete", "nothing after the deletes on SSE either"
+
+    [record] = httpx.get(f"{fake_provider.url}/control/requests").json()["streams"]
+    assert record["closed_by_client_at"] is not None and not record["finished"], record
+
+    assert server.stop() == 0
+    restarted = servers.start()
+    async with restarted.client() as client:
+        assert (await client.get(f"/api/conversations/{cid}")).status_code == 404
+        assert (await client.get("/api/conversations")).json()["conversations"] == []
+        assert (await client.get("/api/conversations", params={"q": "talk"})).json()["conversations"] == []
