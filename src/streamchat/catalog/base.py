@@ -35,6 +35,21 @@ TITLE = ""
 
 _WORD = re.compile(r"[^\W_]+")
 
+#: The records' table, the same in SQLite and PostgreSQL; searchable text is each backend's own.
+RECORDS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS catalog_conversations (
+    conversation_id TEXT PRIMARY KEY,
+    owner           TEXT,
+    title           TEXT NOT NULL,
+    created_at      TEXT NOT NULL,
+    updated_at      TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS catalog_recent ON catalog_conversations (owner, updated_at DESC, conversation_id DESC);
+CREATE INDEX IF NOT EXISTS catalog_recent_all ON catalog_conversations (updated_at DESC, conversation_id DESC);
+"""
+#: A record's columns, in the order `record_from_row` reads them.
+RECORD_COLUMNS = "conversation_id, title, created_at, updated_at, owner"
+
 
 @dataclass(frozen=True, slots=True)
 class Conversation:
@@ -48,6 +63,10 @@ class Conversation:
     def public(self) -> dict[str, Any]:
         return {"conversationId": self.conversation_id, "title": self.title, "createdAt": self.created_at,
                 "updatedAt": self.updated_at}
+
+
+def record_from_row(row: Any) -> Conversation:
+    return Conversation(row[0], row[1], row[2], row[3], row[4])
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from streamchat.catalog.base import (
+    RECORD_COLUMNS,
+    RECORDS_SCHEMA,
     SNIPPET_WORDS,
     TITLE,
     Catalog,
@@ -16,6 +18,7 @@ from streamchat.catalog.base import (
     Page,
     decode_cursor,
     encode_cursor,
+    record_from_row,
     search_terms,
     title_from,
 )
@@ -26,17 +29,8 @@ if TYPE_CHECKING:
 
     Connection = PoolConnectionProxy[Any]
 
-SCHEMA = """
-SELECT pg_advisory_xact_lock(7261531);
-CREATE TABLE IF NOT EXISTS catalog_conversations (
-    conversation_id TEXT PRIMARY KEY,
-    owner           TEXT,
-    title           TEXT NOT NULL,
-    created_at      TEXT NOT NULL,
-    updated_at      TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS catalog_recent ON catalog_conversations (owner, updated_at DESC, conversation_id DESC);
-CREATE INDEX IF NOT EXISTS catalog_recent_all ON catalog_conversations (updated_at DESC, conversation_id DESC);
+#: Instances starting together create the tables one after the other.
+SCHEMA = "SELECT pg_advisory_xact_lock(7261531);" + RECORDS_SCHEMA + """
 CREATE TABLE IF NOT EXISTS catalog_texts (
     conversation_id TEXT NOT NULL,
     message_id      TEXT NOT NULL,
@@ -47,7 +41,7 @@ CREATE TABLE IF NOT EXISTS catalog_texts (
 CREATE INDEX IF NOT EXISTS catalog_texts_search ON catalog_texts USING GIN (document);
 """
 
-RECORD = "conversation_id, title, created_at, updated_at, owner"
+RECORD = RECORD_COLUMNS
 
 #: Of each conversation's matching texts: a message's rather than the title's, the best-ranked one;
 #: conversations by their best rank.
@@ -71,10 +65,6 @@ LIMIT $3 OFFSET $4
 
 SET_TEXT = ("INSERT INTO catalog_texts (conversation_id, message_id, body) VALUES ($1, $2, $3) "
             "ON CONFLICT (conversation_id, message_id) DO UPDATE SET body = excluded.body")
-
-
-def _record(row: Any) -> Conversation:
-    return Conversation(row[0], row[1], row[2], row[3], row[4])
 
 
 class PostgresCatalog(Catalog):
@@ -113,8 +103,8 @@ class PostgresCatalog(Catalog):
                     conversation_id, title, at, owner)
                 if created is not None:
                     await connection.execute(SET_TEXT, conversation_id, TITLE, title)
-                    return _record(created)
-                return _record(await connection.fetchrow(
+                    return record_from_row(created)
+                return record_from_row(await connection.fetchrow(
                     "UPDATE catalog_conversations SET updated_at = GREATEST(updated_at, $2) "
                     f"WHERE conversation_id = $1 RETURNING {RECORD}", conversation_id, at))
 
@@ -143,7 +133,7 @@ class PostgresCatalog(Catalog):
     async def get(self, conversation_id: str) -> Conversation | None:
         rows = await self._rows(f"SELECT {RECORD} FROM catalog_conversations WHERE conversation_id = $1",
                                 conversation_id)
-        return _record(rows[0]) if rows else None
+        return record_from_row(rows[0]) if rows else None
 
     async def rename(self, conversation_id: str, title: str) -> Conversation | None:
         async def work(connection: Connection) -> Conversation | None:
@@ -154,7 +144,7 @@ class PostgresCatalog(Catalog):
                 if row is None:
                     return None
                 await connection.execute(SET_TEXT, conversation_id, TITLE, title)
-                return _record(row)
+                return record_from_row(row)
 
         result: Conversation | None = await self._run(work)
         return result
@@ -166,7 +156,7 @@ class PostgresCatalog(Catalog):
             f"SELECT {RECORD} FROM catalog_conversations WHERE ($1::text IS NULL OR owner = $1) {keyset} "
             f"ORDER BY updated_at DESC, conversation_id DESC LIMIT $2",
             owner, limit + 1, *((str(after[0]), str(after[1])) if after else ()))
-        records = [_record(row) for row in rows[:limit]]
+        records = [record_from_row(row) for row in rows[:limit]]
         more = len(rows) > limit
         return Page(records, encode_cursor("recent", [records[-1].updated_at, records[-1].conversation_id])
                     if more else None)
@@ -180,7 +170,7 @@ class PostgresCatalog(Catalog):
         if not terms:
             return Page([], None)
         rows = await self._rows(SEARCH, " & ".join(terms), owner, limit + 1, offset)
-        hits = [Hit(_record(row), row[6], row[5] or None) for row in rows[:limit]]
+        hits = [Hit(record_from_row(row), row[6], row[5] or None) for row in rows[:limit]]
         return Page(hits, encode_cursor("search", [offset + limit]) if len(rows) > limit else None)
 
     async def remove(self, conversation_id: str) -> None:

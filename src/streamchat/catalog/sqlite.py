@@ -11,6 +11,8 @@ from typing import Any
 import aiosqlite
 
 from streamchat.catalog.base import (
+    RECORD_COLUMNS,
+    RECORDS_SCHEMA,
     SNIPPET_WORDS,
     TITLE,
     Catalog,
@@ -19,21 +21,13 @@ from streamchat.catalog.base import (
     Page,
     decode_cursor,
     encode_cursor,
+    record_from_row,
     search_terms,
     title_from,
 )
 from streamchat.framework.store import SQLiteStore
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS catalog_conversations (
-    conversation_id TEXT PRIMARY KEY,
-    owner           TEXT,
-    title           TEXT NOT NULL,
-    created_at      TEXT NOT NULL,
-    updated_at      TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS catalog_recent ON catalog_conversations (owner, updated_at DESC, conversation_id DESC);
-CREATE INDEX IF NOT EXISTS catalog_recent_all ON catalog_conversations (updated_at DESC, conversation_id DESC);
+SCHEMA = RECORDS_SCHEMA + """
 CREATE TABLE IF NOT EXISTS catalog_texts (
     id              INTEGER PRIMARY KEY,
     conversation_id TEXT NOT NULL,
@@ -56,7 +50,7 @@ CREATE TRIGGER IF NOT EXISTS catalog_texts_changed AFTER UPDATE ON catalog_texts
 END;
 """
 
-RECORD = "conversation_id, title, created_at, updated_at, owner"
+RECORD = RECORD_COLUMNS
 
 #: Of each conversation's matching texts: a message's rather than the title's, the best-ranked one;
 #: conversations by their best rank (bm25: lower is better).
@@ -77,10 +71,6 @@ WHERE m.nth = 1 AND (? IS NULL OR c.owner = ?)
 ORDER BY m.best, c.updated_at DESC, c.conversation_id DESC
 LIMIT ? OFFSET ?
 """
-
-
-def _record(row: Any) -> Conversation:
-    return Conversation(row[0], row[1], row[2], row[3], row[4])
 
 
 class SQLiteCatalog(Catalog):
@@ -129,11 +119,11 @@ class SQLiteCatalog(Catalog):
                 (conversation_id, title, at, at, owner)))
             if created:
                 await _set_text(db, conversation_id, TITLE, title)
-                return _record(created[0])
+                return record_from_row(created[0])
             rows = await db.execute_fetchall(
                 "UPDATE catalog_conversations SET updated_at = max(updated_at, ?) WHERE conversation_id = ? "
                 f"RETURNING {RECORD}", (at, conversation_id))
-            return _record(next(iter(rows)))
+            return record_from_row(next(iter(rows)))
 
         result: Conversation = await self._transaction(work)
         return result
@@ -159,7 +149,7 @@ class SQLiteCatalog(Catalog):
     async def get(self, conversation_id: str) -> Conversation | None:
         rows = await self._rows(f"SELECT {RECORD} FROM catalog_conversations WHERE conversation_id = ?",
                                 (conversation_id,))
-        return _record(rows[0]) if rows else None
+        return record_from_row(rows[0]) if rows else None
 
     async def rename(self, conversation_id: str, title: str) -> Conversation | None:
         async def work(db: aiosqlite.Connection) -> Conversation | None:
@@ -169,7 +159,7 @@ class SQLiteCatalog(Catalog):
             if not rows:
                 return None
             await _set_text(db, conversation_id, TITLE, title)
-            return _record(rows[0])
+            return record_from_row(rows[0])
 
         result: Conversation | None = await self._transaction(work)
         return result
@@ -181,7 +171,7 @@ class SQLiteCatalog(Catalog):
         rows = await self._rows(
             f"SELECT {RECORD} FROM catalog_conversations WHERE (? IS NULL OR owner = ?) {keyset} "
             "ORDER BY updated_at DESC, conversation_id DESC LIMIT ?", params)
-        records = [_record(row) for row in rows[:limit]]
+        records = [record_from_row(row) for row in rows[:limit]]
         more = len(rows) > limit
         return Page(records, encode_cursor("recent", [records[-1].updated_at, records[-1].conversation_id])
                     if more else None)
@@ -199,7 +189,7 @@ class SQLiteCatalog(Catalog):
             return Page([], None)
         match = " ".join(f'"{term}"' for term in terms)
         rows = await self._rows(SEARCH, (match, owner, owner, limit + 1, offset))
-        hits = [Hit(_record(row), row[6], row[5] or None) for row in rows[:limit]]
+        hits = [Hit(record_from_row(row), row[6], row[5] or None) for row in rows[:limit]]
         return Page(hits, encode_cursor("search", [offset + limit]) if len(rows) > limit else None)
 
     async def remove(self, conversation_id: str) -> None:

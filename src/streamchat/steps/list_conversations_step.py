@@ -20,11 +20,14 @@ class ConversationQuery(BaseModel):
                                description="`nextCursor` of the page before, for the next one.")
 
 
-class ConversationSummary(BaseModel):
+class ConversationRecord(BaseModel):
     conversationId: str
     title: str
     createdAt: str
     updatedAt: str
+
+
+class ConversationSummary(ConversationRecord):
     snippet: str | None = Field(default=None, description="With `q`: the words around the best match.")
     messageId: str | None = Field(default=None, description="With `q`: the best-matching message; null when "
                                   "only the title matches.")

@@ -7,6 +7,7 @@ from pydantic import BaseModel, Field, field_validator
 from streamchat.catalog import current_catalog
 from streamchat.chat.ownership import require_owner
 from streamchat.framework import ApiConfig, ApiRequest, ApiResponse, Context, ErrorBody, HttpError
+from streamchat.steps.list_conversations_step import ConversationRecord
 
 TITLE_MAX = 200
 
@@ -20,13 +21,6 @@ class RenameRequest(BaseModel):
         if not title.strip():
             raise ValueError("title is blank")
         return title
-
-
-class ConversationRecord(BaseModel):
-    conversationId: str
-    title: str
-    createdAt: str
-    updatedAt: str
 
 
 config = ApiConfig(
