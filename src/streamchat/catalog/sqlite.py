@@ -6,6 +6,8 @@ so both backends find the same conversations for a query.
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 from typing import Any
 
 import aiosqlite
@@ -96,7 +98,8 @@ class SQLiteCatalog(Catalog):
                 await db.execute("COMMIT")
                 return result
             except BaseException:
-                await db.execute("ROLLBACK")
+                with contextlib.suppress(sqlite3.OperationalError):  # SQLite may have rolled back itself
+                    await db.execute("ROLLBACK")
                 raise
 
         return await self.store.run(run)
