@@ -142,16 +142,14 @@ class Catalog(ABC):
         """Create what the backend needs, if it is not there."""
 
     @abstractmethod
-    async def touch(self, conversation_id: str, owner: str | None, first_message: str, at: str) -> Conversation:
-        """A message was sent: create the record (its title from this first message) or mark it active."""
+    async def touch(self, conversation_id: str, owner: str | None, message_id: str, message: str,
+                    at: str) -> Conversation:
+        """A message was sent: create the record (its title from this first message) or mark it
+        active, and make the message searchable; one step."""
 
     @abstractmethod
     async def restore(self, conversation: Conversation) -> bool:
         """Add a whole record (an import, or one kept before the catalog); False if the id is taken."""
-
-    @abstractmethod
-    async def mark_active(self, conversation_id: str, at: str) -> None:
-        """A reply ended: the conversation moves up the list (nothing if it has no record)."""
 
     @abstractmethod
     async def get(self, conversation_id: str) -> Conversation | None: ...
@@ -165,9 +163,10 @@ class Catalog(ABC):
         """Most recently active first; `owner` None lists every conversation."""
 
     @abstractmethod
-    async def index(self, conversation_id: str, message_id: str, text: str) -> None:
+    async def index(self, conversation_id: str, message_id: str, text: str, active_at: str | None = None) -> None:
         """Make a finished message's text searchable (replacing what was indexed for it); it is found
-        once the conversation has a record, which may be written just after."""
+        once the conversation has a record, which may be written just after. With `active_at` (a
+        reply ended) the conversation also moves up the list; one step."""
 
     @abstractmethod
     async def search(self, owner: str | None, query: str, limit: int, cursor: str | None) -> Page[Hit]:

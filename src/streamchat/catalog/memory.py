@@ -27,14 +27,16 @@ class MemoryCatalog(Catalog):
         self._records: dict[str, Conversation] = {}
         self._texts: dict[str, dict[str, str]] = {}
 
-    async def touch(self, conversation_id: str, owner: str | None, first_message: str, at: str) -> Conversation:
+    async def touch(self, conversation_id: str, owner: str | None, message_id: str, message: str,
+                    at: str) -> Conversation:
         record = self._records.get(conversation_id)
         if record is None:
-            record = Conversation(conversation_id, title_from(first_message), at, at, owner)
+            record = Conversation(conversation_id, title_from(message), at, at, owner)
             self._texts.setdefault(conversation_id, {})[TITLE] = record.title
         else:
             record = replace(record, updated_at=max(record.updated_at, at))
         self._records[conversation_id] = record
+        self._texts[conversation_id][message_id] = message
         return record
 
     async def restore(self, conversation: Conversation) -> bool:
@@ -43,11 +45,6 @@ class MemoryCatalog(Catalog):
         self._records[conversation.conversation_id] = conversation
         self._texts.setdefault(conversation.conversation_id, {})[TITLE] = conversation.title
         return True
-
-    async def mark_active(self, conversation_id: str, at: str) -> None:
-        record = self._records.get(conversation_id)
-        if record is not None:
-            self._records[conversation_id] = replace(record, updated_at=max(record.updated_at, at))
 
     async def get(self, conversation_id: str) -> Conversation | None:
         return self._records.get(conversation_id)
@@ -70,8 +67,11 @@ class MemoryCatalog(Catalog):
         more = len(ordered) > limit
         return Page(page, encode_cursor("recent", [page[-1].updated_at, page[-1].conversation_id]) if more else None)
 
-    async def index(self, conversation_id: str, message_id: str, text: str) -> None:
+    async def index(self, conversation_id: str, message_id: str, text: str, active_at: str | None = None) -> None:
         self._texts.setdefault(conversation_id, {})[message_id] = text
+        record = self._records.get(conversation_id)
+        if active_at is not None and record is not None:
+            self._records[conversation_id] = replace(record, updated_at=max(record.updated_at, active_at))
 
     async def search(self, owner: str | None, query: str, limit: int, cursor: str | None) -> Page[Hit]:
         offset = int(decode_cursor("search", cursor, 1)[0]) if cursor is not None else 0

@@ -63,6 +63,7 @@ ORDER BY m.best DESC, c.updated_at DESC, c.conversation_id DESC
 LIMIT $3 OFFSET $4
 """
 
+ACTIVE = "UPDATE catalog_conversations SET updated_at = GREATEST(updated_at, $2) WHERE conversation_id = $1"
 SET_TEXT = ("INSERT INTO catalog_texts (conversation_id, message_id, body) VALUES ($1, $2, $3) "
             "ON CONFLICT (conversation_id, message_id) DO UPDATE SET body = excluded.body")
 
@@ -92,8 +93,9 @@ class PostgresCatalog(Catalog):
         result: list[Any] = await self._run(fetch)
         return result
 
-    async def touch(self, conversation_id: str, owner: str | None, first_message: str, at: str) -> Conversation:
-        title = title_from(first_message)
+    async def touch(self, conversation_id: str, owner: str | None, message_id: str, message: str,
+                    at: str) -> Conversation:
+        title = title_from(message)
 
         async def work(connection: Connection) -> Conversation:
             async with connection.transaction():
@@ -101,12 +103,12 @@ class PostgresCatalog(Catalog):
                     f"INSERT INTO catalog_conversations ({RECORD}) VALUES ($1, $2, $3, $3, $4) "
                     f"ON CONFLICT (conversation_id) DO NOTHING RETURNING {RECORD}",
                     conversation_id, title, at, owner)
+                await connection.execute(SET_TEXT, conversation_id, message_id, message)
                 if created is not None:
                     await connection.execute(SET_TEXT, conversation_id, TITLE, title)
                     return record_from_row(created)
-                return record_from_row(await connection.fetchrow(
-                    "UPDATE catalog_conversations SET updated_at = GREATEST(updated_at, $2) "
-                    f"WHERE conversation_id = $1 RETURNING {RECORD}", conversation_id, at))
+                return record_from_row(await connection.fetchrow(ACTIVE + f" RETURNING {RECORD}",
+                                                                 conversation_id, at))
 
         result: Conversation = await self._run(work)
         return result
@@ -125,10 +127,6 @@ class PostgresCatalog(Catalog):
 
         result: bool = await self._run(work)
         return result
-
-    async def mark_active(self, conversation_id: str, at: str) -> None:
-        await self._rows("UPDATE catalog_conversations SET updated_at = GREATEST(updated_at, $2) "
-                         "WHERE conversation_id = $1", conversation_id, at)
 
     async def get(self, conversation_id: str) -> Conversation | None:
         rows = await self._rows(f"SELECT {RECORD} FROM catalog_conversations WHERE conversation_id = $1",
@@ -161,8 +159,14 @@ class PostgresCatalog(Catalog):
         return Page(records, encode_cursor("recent", [records[-1].updated_at, records[-1].conversation_id])
                     if more else None)
 
-    async def index(self, conversation_id: str, message_id: str, text: str) -> None:
-        await self._rows(SET_TEXT, conversation_id, message_id, text)
+    async def index(self, conversation_id: str, message_id: str, text: str, active_at: str | None = None) -> None:
+        async def work(connection: Connection) -> None:
+            async with connection.transaction():
+                await connection.execute(SET_TEXT, conversation_id, message_id, text)
+                if active_at is not None:
+                    await connection.execute(ACTIVE, conversation_id, active_at)
+
+        await self._run(work)
 
     async def search(self, owner: str | None, query: str, limit: int, cursor: str | None) -> Page[Hit]:
         offset = int(decode_cursor("search", cursor, 1)[0]) if cursor is not None else 0

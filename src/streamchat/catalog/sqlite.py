@@ -53,6 +53,7 @@ END;
 """
 
 RECORD = RECORD_COLUMNS
+ACTIVE = "UPDATE catalog_conversations SET updated_at = max(updated_at, ?) WHERE conversation_id = ?"
 
 #: Of each conversation's matching texts: a message's rather than the title's, the best-ranked one;
 #: conversations by their best rank (bm25: lower is better).
@@ -112,20 +113,20 @@ class SQLiteCatalog(Catalog):
 
         return await self.store.run(read)
 
-    async def touch(self, conversation_id: str, owner: str | None, first_message: str, at: str) -> Conversation:
-        title = title_from(first_message)
+    async def touch(self, conversation_id: str, owner: str | None, message_id: str, message: str,
+                    at: str) -> Conversation:
+        title = title_from(message)
 
         async def work(db: aiosqlite.Connection) -> Conversation:
             created = list(await db.execute_fetchall(
                 f"INSERT INTO catalog_conversations ({RECORD}) VALUES (?, ?, ?, ?, ?) "
                 f"ON CONFLICT (conversation_id) DO NOTHING RETURNING {RECORD}",
                 (conversation_id, title, at, at, owner)))
+            await _set_text(db, conversation_id, message_id, message)
             if created:
                 await _set_text(db, conversation_id, TITLE, title)
                 return record_from_row(created[0])
-            rows = await db.execute_fetchall(
-                "UPDATE catalog_conversations SET updated_at = max(updated_at, ?) WHERE conversation_id = ? "
-                f"RETURNING {RECORD}", (at, conversation_id))
+            rows = await db.execute_fetchall(ACTIVE + f" RETURNING {RECORD}", (at, conversation_id))
             return record_from_row(next(iter(rows)))
 
         result: Conversation = await self._transaction(work)
@@ -144,10 +145,6 @@ class SQLiteCatalog(Catalog):
 
         result: bool = await self._transaction(work)
         return result
-
-    async def mark_active(self, conversation_id: str, at: str) -> None:
-        await self._rows("UPDATE catalog_conversations SET updated_at = max(updated_at, ?) WHERE conversation_id = ? "
-                         "RETURNING 1", (at, conversation_id))
 
     async def get(self, conversation_id: str) -> Conversation | None:
         rows = await self._rows(f"SELECT {RECORD} FROM catalog_conversations WHERE conversation_id = ?",
@@ -179,9 +176,11 @@ class SQLiteCatalog(Catalog):
         return Page(records, encode_cursor("recent", [records[-1].updated_at, records[-1].conversation_id])
                     if more else None)
 
-    async def index(self, conversation_id: str, message_id: str, text: str) -> None:
+    async def index(self, conversation_id: str, message_id: str, text: str, active_at: str | None = None) -> None:
         async def work(db: aiosqlite.Connection) -> None:
             await _set_text(db, conversation_id, message_id, text)
+            if active_at is not None:
+                await db.execute(ACTIVE, (active_at, conversation_id))
 
         await self._transaction(work)
 

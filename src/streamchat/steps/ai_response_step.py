@@ -144,10 +144,7 @@ async def finish(ctx: Context, cid: str, reply_id: str, final: ConversationMessa
         return  # its conversation was deleted meanwhile: nothing to end, nothing to bring back
     await ctx.streams.conversation.set(cid, reply_id, final)
     REPLIES.labels(final.status).inc()
-    catalog = current_catalog()
-    if final.message:
-        await catalog.index(cid, reply_id, final.message)
-    await catalog.mark_active(cid, utc_now())
+    await current_catalog().index(cid, reply_id, final.message, active_at=utc_now())
 
 
 async def on_failure(data: ChatMessageEvent, ctx: Context, error: BaseException) -> None:

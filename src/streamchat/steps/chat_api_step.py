@@ -131,9 +131,9 @@ async def store_and_queue(req: ApiRequest[ChatRequest], ctx: Context, conversati
         await stream.set(conversation_id, assistant_message_id, ConversationMessage(
             message="", sender="assistant", status="error", timestamp=now, error="could not queue the reply"))
         raise
-    # After the emit: the reply need not wait for the conversation list's bookkeeping.
+    # After the emit: the reply need not wait for the conversation list's record and search text.
     try:
-        await touch_conversation(ctx, conversation_id, key_id, user_message_id, req.body.message, now)
+        await current_catalog().touch(conversation_id, key_id, user_message_id, req.body.message, now)
     except OUTAGES as error:
         # The message is stored and its reply queued: accepted (an error would make the client send
         # it twice). The list catches up with the next message.
@@ -163,11 +163,3 @@ async def make_room(ctx: Context, conversation_id: str, reply_id: str) -> bool:
         await stop_reply(ctx, conversation_id, reply)
     return False
 
-
-async def touch_conversation(ctx: Context, conversation_id: str, owner: str | None, message_id: str, message: str,
-                             now: str) -> None:
-    """Keep the conversation list's record (a title from the first message, the last activity) and
-    make the message searchable."""
-    catalog = current_catalog()
-    await catalog.touch(conversation_id, owner, message, now)
-    await catalog.index(conversation_id, message_id, message)
