@@ -74,6 +74,22 @@ async def test_group_subscription_receives_the_whole_reply(
     assert len(set(result["renders"])) > 3, "the client should have rendered the reply progressively"
 
 
+async def test_a_deleted_conversation_empties_in_motias_client(
+    node: str, server: Server, fake_provider: FakeProvider
+) -> None:
+    """DELETE while the reply streams: Motia's own client removes each message on its delete frame."""
+    fake_provider.script(tokens=[f"long{i} " for i in range(200)], delay=0.03)
+    accepted = await post_chat(server.url, "a reply to delete")
+    cid = accepted["conversationId"]
+    await wait_until_streaming(server.url, cid, accepted["assistantMessageId"])
+    watcher = await NodeWatcher.start(node, server.ws_url, cid, "emptied")
+    async with server.client() as client:
+        assert (await client.delete(f"/api/conversations/{cid}")).status_code == 204
+    result = await watcher.final()
+    assert result["state"] == []
+    assert result["renders"][0] == 2, "it saw both messages before they went"
+
+
 async def test_item_subscription_receives_the_whole_reply(
     node: str, server: Server, fake_provider: FakeProvider
 ) -> None:

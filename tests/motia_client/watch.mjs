@@ -1,7 +1,8 @@
 // Watch one conversation with Motia's own Node client until its assistant reply finishes.
-// Usage: node watch.mjs <ws-url> <conversationId> [group|item] [messageId]
+// Usage: node watch.mjs <ws-url> <conversationId> [group|item|emptied] [messageId]
 // Prints one JSON line "ready" once subscribed (after the first sync), then one JSON line
-// with the final state, and exits 0; exits 1 on timeout.
+// with the final state, and exits 0; exits 1 on timeout. `emptied` watches the group until
+// it had items and has none left (the conversation was deleted).
 import { Stream } from "@motiadev/stream-client-node";
 
 const [url, conversationId, mode = "group", messageId] = process.argv.slice(2);
@@ -29,6 +30,15 @@ if (mode === "item") {
     if (!ready) { ready = true; console.log(JSON.stringify({ type: "ready" })); }
     if (item) renders.push(item.message.length);
     if (finished(item)) done(item);
+  });
+} else if (mode === "emptied") {
+  const sub = stream.subscribeGroup("conversation", conversationId);
+  let seen = 0;
+  sub.addChangeListener((items) => {
+    if (!ready) { ready = true; console.log(JSON.stringify({ type: "ready" })); }
+    seen = Math.max(seen, items.length);
+    renders.push(items.length);
+    if (seen > 0 && items.length === 0) done(items);
   });
 } else {
   const sub = stream.subscribeGroup("conversation", conversationId);
