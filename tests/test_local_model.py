@@ -52,6 +52,11 @@ def assert_answered(final: dict[str, Any]) -> None:
     assert final["message"].strip(), final
     leaked = [marker for marker in LEAKS if marker in final["message"]]
     assert not leaked, f"the reply contains turn markers {leaked}: {final['message']!r}"
+    # Counted by the model's tokenizer: a token is at least one byte and, in English, rarely over ten.
+    usage = final["usage"]
+    assert len(final["message"].encode()) / 10 <= usage["completionTokens"] <= len(final["message"].encode()), usage
+    assert usage["promptTokens"] >= 8, usage  # a system prompt and a question
+    assert 0 < usage["timeToFirstTokenMs"] <= usage["durationMs"], usage
 
 
 def serving(server: Server) -> dict[str, Any]:

@@ -231,6 +231,8 @@ class Settings(_ServiceSettings):
         json_schema_extra={"shown": "`4` with keys, else off"})
     max_body_bytes: int = Field(
         DEFAULT_MAX_BODY_BYTES, ge=1024, le=1024 * MiB, description="request body limit, counted as it arrives (413)")
+    max_import_bytes: int = Field(
+        32 * MiB, ge=1024, le=1024 * MiB, description="body limit of POST /api/conversations/import (413)")
     ws_max_frame_bytes: int = Field(
         64 * 1024, ge=1024, le=1024 * MiB, description="per WebSocket: larger frames close it (1009)")
     ws_max_joins: int = Field(

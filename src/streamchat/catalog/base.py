@@ -2,8 +2,9 @@
 
 The messages themselves live in the `conversation` stream; the catalog keeps, per conversation,
 its record (owner, title, when it was created and last active) and the searchable text of its
-title and of each finished message. It is written when a message is sent, when a reply ends and
-when a conversation is renamed or deleted, never per token. Its backends keep their tables in the
+title and of each finished message, and the ledger of what each reply cost (tokens by model and
+key; kept when its conversation is deleted, as accounts are). It is written when a message is sent,
+when a reply ends and when a conversation is renamed or deleted, never per token. Its backends keep their tables in the
 state store's own database (sqlite.py: FTS5; postgres.py: tsvector with a GIN index; memory.py),
 and read a query the same way: the letters-and-digits words of the query, every one required,
 matched whole and without regard to case.
@@ -16,7 +17,7 @@ import base64
 import binascii
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -46,6 +47,19 @@ CREATE TABLE IF NOT EXISTS catalog_conversations (
 );
 CREATE INDEX IF NOT EXISTS catalog_recent ON catalog_conversations (owner, updated_at DESC, conversation_id DESC);
 CREATE INDEX IF NOT EXISTS catalog_recent_all ON catalog_conversations (updated_at DESC, conversation_id DESC);
+"""
+#: One row per reply that called the model; times are ISO-8601 UTC strings of one width, so they sort.
+USAGE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS catalog_usage (
+    reply_id          TEXT NOT NULL,
+    owner             TEXT,
+    model             TEXT NOT NULL,
+    prompt_tokens     BIGINT NOT NULL,
+    completion_tokens BIGINT NOT NULL,
+    ended_at          TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS catalog_usage_by_owner ON catalog_usage (owner, ended_at);
+CREATE INDEX IF NOT EXISTS catalog_usage_by_time ON catalog_usage (ended_at);
 """
 #: A record's columns, in the order `record_from_row` reads them.
 RECORD_COLUMNS = "conversation_id, title, created_at, updated_at, owner"
@@ -77,6 +91,20 @@ class Hit:
     snippet: str
     #: The best-matching message; None when only the title matches.
     message_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ModelUsage:
+    """What the replies of one model cost over a period."""
+
+    model: str
+    replies: int
+    prompt_tokens: int
+    completion_tokens: int
+
+    def public(self) -> dict[str, Any]:
+        return {"model": self.model, "replies": self.replies, "promptTokens": self.prompt_tokens,
+                "completionTokens": self.completion_tokens}
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,8 +176,9 @@ class Catalog(ABC):
         active, and make the message searchable; one step."""
 
     @abstractmethod
-    async def restore(self, conversation: Conversation) -> bool:
-        """Add a whole record (an import, or one kept before the catalog); False if the id is taken."""
+    async def restore(self, conversation: Conversation, texts: Mapping[str, str] | None = None) -> bool:
+        """Add a whole record and the searchable text of its messages (by message id) in one step
+        (an import, or one kept before the catalog); False, and nothing written, if the id is taken."""
 
     @abstractmethod
     async def get(self, conversation_id: str) -> Conversation | None: ...
@@ -174,7 +203,16 @@ class Catalog(ABC):
 
     @abstractmethod
     async def remove(self, conversation_id: str) -> None:
-        """Forget the record and every indexed text of a conversation."""
+        """Forget the record and every indexed text of a conversation (not what its replies cost)."""
+
+    @abstractmethod
+    async def account(self, reply_id: str, owner: str | None, model: str, prompt_tokens: int,
+                      completion_tokens: int, at: str) -> None:
+        """Enter what one reply cost in the ledger."""
+
+    @abstractmethod
+    async def usage(self, owner: str | None, since: str | None, until: str | None) -> list[ModelUsage]:
+        """Totals by model of replies that ended in [since, until); `owner` None counts every key's."""
 
     async def close(self) -> None:
         """Release what the backend holds of its own (the store's connection is the store's)."""

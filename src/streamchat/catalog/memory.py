@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 
 from streamchat.catalog.base import (
@@ -10,6 +11,7 @@ from streamchat.catalog.base import (
     Catalog,
     Conversation,
     Hit,
+    ModelUsage,
     Page,
     decode_cursor,
     encode_cursor,
@@ -26,6 +28,7 @@ class MemoryCatalog(Catalog):
         super().__init__()
         self._records: dict[str, Conversation] = {}
         self._texts: dict[str, dict[str, str]] = {}
+        self._ledger: list[tuple[str | None, str, int, int, str]] = []
 
     async def touch(self, conversation_id: str, owner: str | None, message_id: str, message: str,
                     at: str) -> Conversation:
@@ -39,11 +42,11 @@ class MemoryCatalog(Catalog):
         self._texts[conversation_id][message_id] = message
         return record
 
-    async def restore(self, conversation: Conversation) -> bool:
+    async def restore(self, conversation: Conversation, texts: Mapping[str, str] | None = None) -> bool:
         if conversation.conversation_id in self._records:
             return False
         self._records[conversation.conversation_id] = conversation
-        self._texts.setdefault(conversation.conversation_id, {})[TITLE] = conversation.title
+        self._texts[conversation.conversation_id] = {**(texts or {}), TITLE: conversation.title}
         return True
 
     async def get(self, conversation_id: str) -> Conversation | None:
@@ -97,6 +100,21 @@ class MemoryCatalog(Catalog):
     async def remove(self, conversation_id: str) -> None:
         self._records.pop(conversation_id, None)
         self._texts.pop(conversation_id, None)
+
+    async def account(self, reply_id: str, owner: str | None, model: str, prompt_tokens: int,
+                      completion_tokens: int, at: str) -> None:
+        self._ledger.append((owner, model, prompt_tokens, completion_tokens, at))
+
+    async def usage(self, owner: str | None, since: str | None, until: str | None) -> list[ModelUsage]:
+        totals: dict[str, ModelUsage] = {}
+        for spender, model, prompt, completion, at in self._ledger:
+            if (owner is not None and spender != owner) or (since is not None and at < since) or (
+                    until is not None and at >= until):
+                continue
+            seen = totals.get(model, ModelUsage(model, 0, 0, 0))
+            totals[model] = ModelUsage(model, seen.replies + 1, seen.prompt_tokens + prompt,
+                                       seen.completion_tokens + completion)
+        return [totals[model] for model in sorted(totals)]
 
 
 def snippet(text: str, terms: list[str]) -> str:

@@ -5,6 +5,7 @@ stop words) finds what SQLite's FTS5 finds for the same query.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from streamchat.catalog.base import (
@@ -12,9 +13,11 @@ from streamchat.catalog.base import (
     RECORDS_SCHEMA,
     SNIPPET_WORDS,
     TITLE,
+    USAGE_SCHEMA,
     Catalog,
     Conversation,
     Hit,
+    ModelUsage,
     Page,
     decode_cursor,
     encode_cursor,
@@ -30,7 +33,7 @@ if TYPE_CHECKING:
     Connection = PoolConnectionProxy[Any]
 
 #: Instances starting together create the tables one after the other.
-SCHEMA = "SELECT pg_advisory_xact_lock(7261531);" + RECORDS_SCHEMA + """
+SCHEMA = "SELECT pg_advisory_xact_lock(7261531);" + RECORDS_SCHEMA + USAGE_SCHEMA + """
 CREATE TABLE IF NOT EXISTS catalog_texts (
     conversation_id TEXT NOT NULL,
     message_id      TEXT NOT NULL,
@@ -113,7 +116,7 @@ class PostgresCatalog(Catalog):
         result: Conversation = await self._run(work)
         return result
 
-    async def restore(self, conversation: Conversation) -> bool:
+    async def restore(self, conversation: Conversation, texts: Mapping[str, str] | None = None) -> bool:
         async def work(connection: Connection) -> bool:
             async with connection.transaction():
                 added = await connection.fetchval(
@@ -122,7 +125,9 @@ class PostgresCatalog(Catalog):
                     conversation.conversation_id, conversation.title, conversation.created_at,
                     conversation.updated_at, conversation.owner)
                 if added:
-                    await connection.execute(SET_TEXT, conversation.conversation_id, TITLE, conversation.title)
+                    await connection.executemany(SET_TEXT, [
+                        (conversation.conversation_id, key, text)
+                        for key, text in {**(texts or {}), TITLE: conversation.title}.items()])
                 return bool(added)
 
         result: bool = await self._run(work)
@@ -185,3 +190,16 @@ class PostgresCatalog(Catalog):
                                          conversation_id)
 
         await self._run(work)
+
+    async def account(self, reply_id: str, owner: str | None, model: str, prompt_tokens: int,
+                      completion_tokens: int, at: str) -> None:
+        await self._rows("INSERT INTO catalog_usage (reply_id, owner, model, prompt_tokens, completion_tokens, "
+                         "ended_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                         reply_id, owner, model, prompt_tokens, completion_tokens, at)
+
+    async def usage(self, owner: str | None, since: str | None, until: str | None) -> list[ModelUsage]:
+        rows = await self._rows(
+            "SELECT model, count(*), sum(prompt_tokens), sum(completion_tokens) FROM catalog_usage "
+            "WHERE ($1::text IS NULL OR owner = $1) AND ($2::text IS NULL OR ended_at >= $2) "
+            "AND ($3::text IS NULL OR ended_at < $3) GROUP BY model ORDER BY model", owner, since, until)
+        return [ModelUsage(row[0], row[1], int(row[2]), int(row[3])) for row in rows]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+from collections.abc import Mapping
 from typing import Any
 
 import aiosqlite
@@ -17,9 +18,11 @@ from streamchat.catalog.base import (
     RECORDS_SCHEMA,
     SNIPPET_WORDS,
     TITLE,
+    USAGE_SCHEMA,
     Catalog,
     Conversation,
     Hit,
+    ModelUsage,
     Page,
     decode_cursor,
     encode_cursor,
@@ -29,7 +32,7 @@ from streamchat.catalog.base import (
 )
 from streamchat.framework.store import SQLiteStore
 
-SCHEMA = RECORDS_SCHEMA + """
+SCHEMA = RECORDS_SCHEMA + USAGE_SCHEMA + """
 CREATE TABLE IF NOT EXISTS catalog_texts (
     id              INTEGER PRIMARY KEY,
     conversation_id TEXT NOT NULL,
@@ -132,7 +135,7 @@ class SQLiteCatalog(Catalog):
         result: Conversation = await self._transaction(work)
         return result
 
-    async def restore(self, conversation: Conversation) -> bool:
+    async def restore(self, conversation: Conversation, texts: Mapping[str, str] | None = None) -> bool:
         async def work(db: aiosqlite.Connection) -> bool:
             added = list(await db.execute_fetchall(
                 f"INSERT INTO catalog_conversations ({RECORD}) VALUES (?, ?, ?, ?, ?) "
@@ -140,7 +143,8 @@ class SQLiteCatalog(Catalog):
                 (conversation.conversation_id, conversation.title, conversation.created_at,
                  conversation.updated_at, conversation.owner)))
             if added:
-                await _set_text(db, conversation.conversation_id, TITLE, conversation.title)
+                for key, text in {**(texts or {}), TITLE: conversation.title}.items():
+                    await _set_text(db, conversation.conversation_id, key, text)
             return bool(added)
 
         result: bool = await self._transaction(work)
@@ -200,6 +204,22 @@ class SQLiteCatalog(Catalog):
             await db.execute("DELETE FROM catalog_conversations WHERE conversation_id = ?", (conversation_id,))
 
         await self._transaction(work)
+
+    async def account(self, reply_id: str, owner: str | None, model: str, prompt_tokens: int,
+                      completion_tokens: int, at: str) -> None:
+        async def work(db: aiosqlite.Connection) -> None:
+            await db.execute("INSERT INTO catalog_usage (reply_id, owner, model, prompt_tokens, completion_tokens, "
+                             "ended_at) VALUES (?, ?, ?, ?, ?, ?)",
+                             (reply_id, owner, model, prompt_tokens, completion_tokens, at))
+
+        await self._transaction(work)
+
+    async def usage(self, owner: str | None, since: str | None, until: str | None) -> list[ModelUsage]:
+        rows = await self._rows(
+            "SELECT model, count(*), sum(prompt_tokens), sum(completion_tokens) FROM catalog_usage "
+            "WHERE (?1 IS NULL OR owner = ?1) AND (?2 IS NULL OR ended_at >= ?2) AND (?3 IS NULL OR ended_at < ?3) "
+            "GROUP BY model ORDER BY model", (owner, since, until))
+        return [ModelUsage(row[0], row[1], row[2], row[3]) for row in rows]
 
 
 async def _set_text(db: aiosqlite.Connection, conversation_id: str, key: str, text: str) -> None:

@@ -30,13 +30,12 @@ async def take_in_earlier_records(store: Store, catalog: Catalog) -> None:
     owners = await store.state_list(OWNERS)
     for conversation_id, record in records.items():
         owner = owners.get(conversation_id, {}).get("keyId")
+        texts = {item.id: item.data["message"] for item in await store.list_items("conversation", conversation_id)
+                 if isinstance(item.data.get("message"), str) and item.data["message"]
+                 and item.data.get("status") in FINISHED_WITH_TEXT}
         await catalog.restore(Conversation(conversation_id, str(record.get("title", "")),
                                            str(record.get("createdAt", "")), str(record.get("updatedAt", "")),
-                                           None if owner is None else str(owner)))
-        for item in await store.list_items("conversation", conversation_id):
-            text = item.data.get("message")
-            if isinstance(text, str) and text and item.data.get("status") in FINISHED_WITH_TEXT:
-                await catalog.index(conversation_id, item.id, text)
+                                           None if owner is None else str(owner)), texts)
     await store.state_set(*DONE, {"at": time.time(), "conversations": len(records)})
     if records:
         logger.info("earlier conversations taken into the catalog", extra={"conversations": len(records)})

@@ -1,7 +1,8 @@
 """What operators see of AI replies: Prometheus metrics and an OpenTelemetry span per provider call.
 
 `observed` wraps the provider's stream: it times the first piece, counts pieces (one counter
-increment each, so the per-token work stays O(1)) and ends the span with the outcome.
+increment each, so the per-token work stays O(1)), ends the span with the outcome and leaves in its
+`ReplyMeter` what the reply cost: the tokens the model counted, its time to first token and duration.
 """
 
 from __future__ import annotations
@@ -9,12 +10,14 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from prometheus_client import Counter, Gauge, Histogram
 
-from streamchat.llm import ChatProvider, ChatTurn, ProviderError
+from streamchat.llm import ChatProvider, ChatTurn, ProviderError, TokenCount
 
 ACTIVE_REPLIES = Gauge("streamchat_active_replies", "Replies streaming from the model on this instance now.")
 TOKENS = Counter("streamchat_reply_tokens_total",
@@ -25,25 +28,52 @@ TIME_TO_FIRST_TOKEN = Histogram(
 PROVIDER_ERRORS = Counter("streamchat_provider_errors_total", "Provider calls that failed, by provider.",
                           ["provider"])
 REPLIES = Counter("streamchat_replies_total", "Replies ended, by final status.", ["status"])
+MODEL_TOKENS = Counter("streamchat_model_tokens_total",
+                       "Tokens the model read (kind=prompt) and wrote (kind=completion), by model, as it counted them.",
+                       ["model", "kind"])
 
 tracer = trace.get_tracer("streamchat.reply")
 
 
-async def observed(provider: ChatProvider, turns: Sequence[ChatTurn]) -> AsyncIterator[str]:
+@dataclass(slots=True)
+class ReplyMeter:
+    """What one provider call cost; read once the stream has ended."""
+
+    model: str = ""
+    count: TokenCount = field(default_factory=TokenCount)
+    asked: float = 0.0
+    first_piece: float | None = None
+    ended: float | None = None
+
+    def usage(self) -> dict[str, Any] | None:
+        """The reply's `usage` (see conversation_stream.ReplyUsage); None if the model was never called."""
+        if not self.asked:
+            return None
+        ended = self.ended if self.ended is not None else time.perf_counter()
+        first = None if self.first_piece is None else round((self.first_piece - self.asked) * 1000)
+        return {"promptTokens": self.count.prompt, "completionTokens": self.count.completion, "model": self.model,
+                "timeToFirstTokenMs": first, "durationMs": round((ended - self.asked) * 1000)}
+
+
+async def observed(provider: ChatProvider, turns: Sequence[ChatTurn], meter: ReplyMeter | None = None
+                   ) -> AsyncIterator[str]:
     """The provider's stream, measured: TTFT, tokens, errors, and a client span around the call."""
     model = getattr(provider, "model", provider.name)
+    meter = meter if meter is not None else ReplyMeter()
+    meter.model = model
     span = tracer.start_span(f"chat {model}", kind=SpanKind.CLIENT, attributes={
         "gen_ai.operation.name": "chat", "gen_ai.system": provider.name, "gen_ai.request.model": model,
         "streamchat.turns": len(turns)})
-    asked = time.perf_counter()
+    asked = meter.asked = time.perf_counter()
     pieces = 0
     ACTIVE_REPLIES.inc()
     try:
         # Closed here, at once, when the reply ends early (a stop, a refused write), not when collected.
-        async with contextlib.aclosing(provider.stream(turns)) as stream:
+        async with contextlib.aclosing(provider.stream(turns, meter.count)) as stream:
             async for piece in stream:
                 if not pieces:
-                    TIME_TO_FIRST_TOKEN.observe(time.perf_counter() - asked)
+                    meter.first_piece = time.perf_counter()
+                    TIME_TO_FIRST_TOKEN.observe(meter.first_piece - asked)
                     span.add_event("first token")
                 pieces += 1
                 TOKENS.inc()
@@ -53,6 +83,11 @@ async def observed(provider: ChatProvider, turns: Sequence[ChatTurn]) -> AsyncIt
         span.set_status(Status(StatusCode.ERROR, error.reason))
         raise
     finally:
+        meter.ended = time.perf_counter()
         ACTIVE_REPLIES.dec()
+        for kind, tokens in (("prompt", meter.count.prompt), ("completion", meter.count.completion)):
+            if tokens:
+                MODEL_TOKENS.labels(model, kind).inc(tokens)
+                span.set_attribute(f"gen_ai.usage.{'input' if kind == 'prompt' else 'output'}_tokens", tokens)
         span.set_attribute("streamchat.reply.pieces", pieces)
         span.end()

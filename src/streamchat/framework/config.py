@@ -71,9 +71,13 @@ class ApiConfig:
     writes: Sequence[str] = ()
     #: None for a status answered without a body (204).
     responses: dict[int, type[BaseModel] | None] = field(default_factory=dict)
+    #: A status that may answer text of this media type instead of JSON (e.g. a Markdown export).
+    text_responses: dict[int, str] = field(default_factory=dict)
     description: str = ""
     #: A rate-limit bucket this endpoint counts against (e.g. "messages"), per caller per minute.
     rate_limit: str | None = None
+    #: This endpoint's own body limit instead of the app's (read when the app is built).
+    max_body_bytes: Callable[[], int] | None = None
 
     @property
     def emitted(self) -> tuple[Emit, ...]:
@@ -117,5 +121,7 @@ class ApiResponse:
     """What an API handler returns."""
 
     status: int
+    #: JSON-serialisable; a `str` when `media_type` is a text type the step declared in `text_responses`.
     body: Any
     headers: dict[str, str] = field(default_factory=dict)
+    media_type: str = "application/json"

@@ -26,6 +26,15 @@ def with_system_prompt(turns: Sequence[ChatTurn], default: str) -> Sequence[Chat
     return [ChatTurn("system", default), *turns]
 
 
+@dataclass(slots=True)
+class TokenCount:
+    """A reply's tokens as its model counted them, filled in by the provider as the reply ends;
+    None where the provider did not say (an OpenAI-compatible server that sends no usage)."""
+
+    prompt: int | None = None
+    completion: int | None = None
+
+
 class ProviderError(Exception):
     """The model could not produce (the rest of) a reply; `reason` is short and safe to show users."""
 
@@ -49,9 +58,9 @@ class ChatProvider(Protocol):
         """"ok", or what is still being prepared (or why it failed): /readyz shows it."""
         ...
 
-    def stream(self, turns: Sequence[ChatTurn]) -> AsyncGenerator[str, None]:
-        """Yield the reply's text pieces as the model produces them. Turns that do not open with a
-        system turn get the system prompt that suits the model."""
+    def stream(self, turns: Sequence[ChatTurn], count: TokenCount | None = None) -> AsyncGenerator[str, None]:
+        """Yield the reply's text pieces as the model produces them, and put its token counts in
+        `count`. Turns that do not open with a system turn get the system prompt that suits the model."""
         ...
 
     async def close(self) -> None:

@@ -10,6 +10,9 @@ still being prepared, and a reply asked for meanwhile waits for it. Generation r
 thread (a llama context is not thread-safe); pieces cross into the event loop through
 `call_soon_threadsafe`, so the loop never blocks, and a consumer that stops reading stops the
 generation at the next token.
+
+Token usage is counted with the model's own tokenizer: the prompt as its chat template (or the
+transcript) renders it, and the reply's text.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from streamchat.llm.base import ChatTurn, ProviderError, with_system_prompt
+from streamchat.llm.base import ChatTurn, ProviderError, TokenCount, with_system_prompt
 from streamchat.llm.local_models import LocalModel, PromptStyle
 
 logger = logging.getLogger("streamchat.llm.local")
@@ -79,6 +82,7 @@ class LocalProvider:
         self.prompt: PromptStyle = spec.prompt
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama")
         self._llama: Any = None
+        self._template: Any = None
         self._loading: asyncio.Future[None] | None = None
         self._state = f"{'unpacking' if spec.unpacks else 'loading'} {spec.id}"
 
@@ -115,6 +119,8 @@ class LocalProvider:
             raise ProviderError(f"the embedded model could not be loaded ({self._state})") from error
         if self.prompt == "auto":
             self.prompt = "template" if "tokenizer.chat_template" in llama.metadata else "transcript"
+        if self.prompt == "template":
+            self._template = _chat_template(llama)
         self._llama = llama
         logger.info("local model ready", extra={
             "model": self.spec.id, "prompt": self.prompt, "unpackSeconds": round(unpacked - started, 2),
@@ -123,8 +129,8 @@ class LocalProvider:
     def _tokens(self, text: str) -> int:
         return len(self._llama.tokenize(text.encode(), add_bos=False, special=True))
 
-    def _pieces(self, turns: Sequence[ChatTurn]) -> Iterator[str]:
-        """The reply's text pieces, generated on the worker thread."""
+    def _pieces(self, turns: Sequence[ChatTurn], count: TokenCount) -> Iterator[str]:
+        """The reply's text pieces, generated on the worker thread; the prompt's tokens go in `count`."""
         turns = with_system_prompt(turns, self.spec.system_prompt(self.prompt))
         budget = self.spec.context_tokens - self.max_tokens
         options = {"max_tokens": self.max_tokens, "stream": True, "temperature": self.sampling.temperature,
@@ -134,27 +140,36 @@ class LocalProvider:
             kept = fit(turns, lambda kept: sum(self._tokens(t.content) + TEMPLATE_TOKENS_PER_TURN for t in kept),
                        budget)
             messages = [{"role": turn.role, "content": turn.content} for turn in kept]
+            if self._template is not None:
+                rendered = self._template(messages=messages)
+                count.prompt = len(self._llama.tokenize(rendered.prompt.encode(), add_bos=not rendered.added_special,
+                                                        special=True))
             for chunk in self._llama.create_chat_completion(messages=messages, stop=TURN_MARKERS, **options):
                 yield chunk["choices"][0]["delta"].get("content") or ""
         else:
             kept = fit(turns, lambda kept: self._tokens(transcript(kept)) + 1, budget)
+            count.prompt = self._tokens(transcript(kept)) + 1
             for piece in self._llama.create_completion(transcript(kept), stop=TRANSCRIPT_STOPS + TURN_MARKERS,
                                                        **options):
                 yield piece["choices"][0]["text"]
 
-    async def stream(self, turns: Sequence[ChatTurn]) -> AsyncGenerator[str, None]:
+    async def stream(self, turns: Sequence[ChatTurn], count: TokenCount | None = None) -> AsyncGenerator[str, None]:
         await self.load()
+        counted = count if count is not None else TokenCount()
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[object] = asyncio.Queue()
         cancelled = threading.Event()
 
         def generate() -> None:
+            pieces: list[str] = []
             try:
-                for piece in self._pieces(turns):
+                for piece in self._pieces(turns, counted):
                     if cancelled.is_set():
                         break
                     if piece:
+                        pieces.append(piece)
                         loop.call_soon_threadsafe(queue.put_nowait, piece)
+                counted.completion = self._tokens("".join(pieces))
             except Exception as error:
                 loop.call_soon_threadsafe(queue.put_nowait, error)
             finally:
@@ -179,3 +194,14 @@ class LocalProvider:
     async def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._llama = None
+
+
+def _chat_template(llama: Any) -> Any:
+    """The GGUF file's chat template as llama-cpp-python renders it, to count a prompt's tokens."""
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    def text(token: int) -> str:
+        return "" if token == -1 else llama.detokenize([token], special=True).decode(errors="ignore")
+
+    return Jinja2ChatFormatter(template=llama.metadata["tokenizer.chat_template"],
+                               eos_token=text(llama.token_eos()), bos_token=text(llama.token_bos()))

@@ -16,11 +16,11 @@ from pydantic import BaseModel, Field
 from streamchat.catalog import current_catalog
 from streamchat.chat import answering
 from streamchat.chat.reply_quota import release
-from streamchat.chat.reply_telemetry import REPLIES, observed
+from streamchat.chat.reply_telemetry import REPLIES, ReplyMeter, observed
 from streamchat.framework import OUTAGES, Context, EventConfig, Fenced, Item
 from streamchat.llm import ChatTurn, ProviderError, current_provider
 from streamchat.settings import get_settings
-from streamchat.steps.conversation_stream import FINISHED, ConversationMessage, utc_now
+from streamchat.steps.conversation_stream import FINISHED, ConversationMessage, ReplyUsage, utc_now
 
 
 class ChatMessageEvent(BaseModel):
@@ -104,8 +104,9 @@ async def respond(data: ChatMessageEvent, ctx: Context) -> None:
         system = [ChatTurn("system", settings.system_prompt)] if settings.system_prompt else []
         turns = [*system, *history(items, until, settings.history_chars)]
         pieces: list[str] = []
+        meter = ReplyMeter()
         # The provider request starts now; the status write below overlaps its time to first token.
-        replying = control.iterate(observed(current_provider(), turns))
+        replying = control.iterate(observed(current_provider(), turns, meter))
         await stream.set(cid, reply_id, reply.model_copy(update={"message": "", "status": "streaming"}))
         try:
             async for piece in replying:
@@ -114,18 +115,21 @@ async def respond(data: ChatMessageEvent, ctx: Context) -> None:
         except ProviderError as error:
             ctx.logger.warning("provider failed", extra={"messageId": reply_id, "reason": error.reason})
             await finish(ctx, cid, reply_id, reply.model_copy(
-                update={"message": "".join(pieces), "status": "error", "error": error.reason}))
+                update={"message": "".join(pieces), "status": "error", "error": error.reason}), meter, data.keyId)
             return
         text = "".join(pieces)
         if control.stopped:
             ctx.logger.info("reply stopped", extra={"messageId": reply_id, "chars": len(text)})
-            await finish(ctx, cid, reply_id, reply.model_copy(update={"message": text, "status": "stopped"}))
+            await finish(ctx, cid, reply_id, reply.model_copy(update={"message": text, "status": "stopped"}),
+                         meter, data.keyId)
             return
         if not text.strip():
             await finish(ctx, cid, reply_id, reply.model_copy(
-                update={"message": text, "status": "error", "error": "the model returned an empty reply"}))
+                update={"message": text, "status": "error", "error": "the model returned an empty reply"}),
+                meter, data.keyId)
             return
-        await finish(ctx, cid, reply_id, reply.model_copy(update={"message": text, "status": "completed"}))
+        await finish(ctx, cid, reply_id, reply.model_copy(update={"message": text, "status": "completed"}),
+                     meter, data.keyId)
         ctx.logger.info("reply completed", extra={"messageId": reply_id, "chars": len(text)})
 
 
@@ -139,12 +143,22 @@ def _turn_before(items: Sequence[Item[ConversationMessage]], reply_id: str) -> s
     return previous
 
 
-async def finish(ctx: Context, cid: str, reply_id: str, final: ConversationMessage) -> None:
+async def finish(ctx: Context, cid: str, reply_id: str, final: ConversationMessage,
+                 meter: ReplyMeter | None = None, key_id: str | None = None) -> None:
+    """Write the reply's last state (with its usage, when the model was called) and account for it."""
     if await ctx.streams.conversation.get(cid, reply_id) is None:
         return  # its conversation was deleted meanwhile: nothing to end, nothing to bring back
+    usage = None if meter is None else meter.usage()
+    if usage is not None:
+        final = final.model_copy(update={"usage": ReplyUsage.model_validate(usage)})
     await ctx.streams.conversation.set(cid, reply_id, final)
     REPLIES.labels(final.status).inc()
-    await current_catalog().index(cid, reply_id, final.message, active_at=utc_now())
+    ended = utc_now()
+    catalog = current_catalog()
+    await catalog.index(cid, reply_id, final.message, active_at=ended)
+    if final.usage is not None:
+        await catalog.account(reply_id, key_id, final.usage.model, final.usage.promptTokens or 0,
+                              final.usage.completionTokens or 0, ended)
 
 
 async def on_failure(data: ChatMessageEvent, ctx: Context, error: BaseException) -> None:

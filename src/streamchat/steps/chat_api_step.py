@@ -24,7 +24,7 @@ from streamchat.framework import (
 )
 from streamchat.settings import get_settings
 from streamchat.steps.ai_response_step import ChatMessageEvent
-from streamchat.steps.conversation_stream import FINISHED, ConversationMessage, utc_now
+from streamchat.steps.conversation_stream import FINISHED, ID_PATTERN, ConversationMessage, utc_now
 from streamchat.steps.stop_message_step import stop_reply
 
 
@@ -32,7 +32,7 @@ class ChatRequest(BaseModel):
     message: str = Field(min_length=1, description="The user's message, at most STREAMCHAT_MAX_MESSAGE_CHARS "
                          "(default 32000) characters.")
     conversationId: str | None = Field(
-        default=None, min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:\-]+$",
+        default=None, min_length=1, max_length=200, pattern=ID_PATTERN,
         description="Continue this conversation; omitted: start a new one.",
     )
 

@@ -3,14 +3,19 @@
 Tests and the benchmark drive it through `/control`:
   POST /control {"tokens": [...], "delay": 0.01, "ttft": 0.0, "fail": [500, 429],
                  "hang_up_after": 3, "retry_after_ms": 10, "hold": false, "count": 200, "stamp": true,
-                 "tag": true, "misbehave": "garbage" | "empty-choices" | "no-newline"}
+                 "tag": true, "misbehave": "garbage" | "empty-choices" | "no-newline",
+                 "usage": true, "prompt_tokens": 42}
 sets how the next replies behave (`fail` statuses are used up one per request);
 GET /control/requests lists the request bodies received; POST /control/reset restores defaults.
 A request whose last message contains `[tokens=N]` gets N tokens instead of the scripted ones;
 `count` makes every reply N tokens long; with `stamp`, each token is its own send time
 (` 1764000000.123456`), so a client can measure the delivery lag of every token; with `tag`, each
 token starts with `r<n>-`, n counting the streams served since the last reset, so two runs of one
-reply differ and a client can tell whose text it shows.
+reply differ and a client can tell whose text it shows. A request with
+`stream_options: {"include_usage": true}` gets a last chunk with `usage` (no choices), as OpenAI
+sends it: completion tokens are the tokens sent, prompt tokens the words of every message unless
+`prompt_tokens` says otherwise; `"usage": false` leaves it out, as some compatible servers do.
+The usage a stream reported is in its entry of `streams`.
 
 Run: python -m streamchat.testing.fake_openai --port 8900
 """
@@ -55,6 +60,8 @@ class Script:
     #: Misbehaviour: "garbage" (a non-JSON data line after the tokens), "empty-choices" (chunks with
     #: no choices, never a finish), "no-newline" (bytes that never end a line).
     misbehave: str | None = None
+    usage: bool = True
+    prompt_tokens: int | None = None
 
 
 class FakeOpenAI:
@@ -163,6 +170,14 @@ class FakeOpenAI:
         if script.misbehave == "garbage":
             yield b"data: {this is not json\n\n"
         yield _sse({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        if script.usage and (body.get("stream_options") or {}).get("include_usage"):
+            prompt = script.prompt_tokens
+            if prompt is None:
+                prompt = sum(len(str(message.get("content", "")).split()) for message in body.get("messages", []))
+            usage = {"prompt_tokens": prompt, "completion_tokens": len(tokens),
+                     "total_tokens": prompt + len(tokens)}
+            record["usage"] = usage
+            yield _sse({**base, "choices": [], "usage": usage})
         yield b"data: [DONE]\n\n"
 
 

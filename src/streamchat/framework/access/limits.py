@@ -1,7 +1,7 @@
 """Limits that keep one caller from hurting the others: request size and request rates.
 
-- `BodyLimitMiddleware`: a request body over `max_bytes` is refused with 413 before a handler
-  reads it (by Content-Length, or while a chunked body arrives).
+- `BodyLimitMiddleware`: a request body over `max_bytes` (or its path's own limit) is refused
+  with 413 before a handler reads it (by Content-Length, or while a chunked body arrives).
 - `RateLimiter`: named buckets of requests per minute per caller (an API key, or the client's
   address when the service runs open). Fixed one-minute windows, counted in Redis when the
   deployment has it (so every instance shares the count), else in this process. A refused call
@@ -23,19 +23,21 @@ WINDOW_SECONDS = 60
 
 
 class BodyLimitMiddleware:
-    """413 for request bodies larger than `max_bytes`."""
+    """413 for request bodies larger than `max_bytes`, or than `by_path[path]` for those paths."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, by_path: Mapping[str, int] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.by_path = dict(by_path or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or self.max_bytes <= 0:
+        limit = self.by_path.get(scope["path"], self.max_bytes) if scope["type"] == "http" else 0
+        if limit <= 0:
             await self.app(scope, receive, send)
             return
         for name, value in scope.get("headers", []):
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                await self._refuse(send)
+            if name == b"content-length" and value.isdigit() and int(value) > limit:
+                await self._refuse(send, limit)
                 return
         seen = 0
         started = False
@@ -45,7 +47,7 @@ class BodyLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
+                if seen > limit:
                     raise BodyTooLarge
             return message
 
@@ -58,11 +60,11 @@ class BodyLimitMiddleware:
             await self.app(scope, counting_receive, tracking_send)
         except BodyTooLarge:
             if not started:
-                await self._refuse(send)
+                await self._refuse(send, limit)
 
-    async def _refuse(self, send: Send) -> None:
+    async def _refuse(self, send: Send, limit: int) -> None:
         body = orjson.dumps({"error": "payload_too_large",
-                             "detail": f"request body larger than {self.max_bytes} bytes"})
+                             "detail": f"request body larger than {limit} bytes"})
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})

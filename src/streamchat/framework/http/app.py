@@ -110,7 +110,9 @@ def build_app(
 
     if runtime.keys.required:
         document_auth(app, public=access.public, admin_only=access.admin_only)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes, by_path={
+        step.config.path: step.config.max_body_bytes() for step in runtime.steps.apis
+        if step.config.max_body_bytes is not None})
     app.add_middleware(AuthMiddleware, keys=runtime.keys, public=access.public, query_token=access.query_token,
                        admin_only=access.admin_only)
     app.add_middleware(HttpMetricsMiddleware, routes=app.router.routes)
@@ -143,6 +145,8 @@ def add_api_step(app: FastAPI, runtime: Runtime, step: ApiStep) -> None:
     for status, model in config.responses.items():
         responses[status] = ({**responses.get(status, {}), "model": model} if model is not None
                              else {"description": "done; no body"})
+    for status, media_type in config.text_responses.items():
+        responses.setdefault(status, {})["content"] = {media_type: {"schema": {"type": "string"}}}
     app.add_api_route(
         config.path,
         _endpoint(runtime, step),
@@ -166,7 +170,8 @@ def standard_errors(config: ApiConfig) -> dict[int, str]:
     errors = {503: "a backend (state store, Redis) stayed unreachable (see Retry-After), or the server is stopping",
               507: "the state store's disk is full: nothing was stored; it works again once space is freed"}
     if config.body is not None:
-        errors |= {400: "the body is not valid JSON", 413: "the body is larger than STREAMCHAT_MAX_BODY_BYTES",
+        errors |= {400: "the body is not valid JSON", 413: "the body is larger than the limit "
+                   "(STREAMCHAT_MAX_BODY_BYTES unless the endpoint has its own)",
                    422: "the body does not match the schema; `fields` names each problem"}
     if config.query is not None:
         errors[422] = "a query parameter is not valid; `fields` names each problem"
@@ -254,9 +259,11 @@ async def _run(runtime: Runtime, step: ApiStep, request: Request, body: Any, que
         response = error_response(error.status, error.error, error.detail, **error.extra)
         response.headers.update(error.headers)
     else:
-        response = Response(
-            None if result.status == 204 else orjson.dumps(result.body), status_code=result.status,
-            headers=result.headers, media_type=None if result.status == 204 else "application/json",
+        json = result.media_type == "application/json"
+        response = Response(  # Starlette adds `charset=utf-8` to a text/* type
+            None if result.status == 204 else orjson.dumps(result.body) if json else result.body,
+            status_code=result.status, headers=result.headers,
+            media_type=None if result.status == 204 else result.media_type,
         )
     response.headers[TRACE_HEADER] = trace_id
     runtime.monitor.record("api", trace_id, config.name, (time.perf_counter() - started) * 1000,
