@@ -150,6 +150,32 @@ async def test_reject_mode_lets_one_of_two_simultaneous_messages_through(
             await wait_for_status(server, cid, again.json()["assistantMessageId"])
 
 
+async def test_reject_mode_lets_one_of_a_regenerate_and_a_message_at_the_same_instant_through(
+    in_process: InProcessStarter, fake_provider: FakeProvider
+) -> None:
+    server = await in_process(STREAMCHAT_BUSY_MODE="reject")
+    fake_provider.script(tokens=SLOW[:5], delay=0.01)
+    first = await post_chat(server, "a first answer", None)
+    cid = first["conversationId"]
+    await wait_for_status(server, cid, first["assistantMessageId"])
+    async with server.client() as client:
+        for _ in range(5):
+            messages = (await client.get(f"/api/conversations/{cid}")).json()["messages"]
+            last_reply = [m["id"] for m in messages if m["from"] == "assistant"][-1]
+            regenerate = client.post(f"/api/conversations/{cid}/messages/{last_reply}/regenerate")
+            message = client.post("/chat", json={"message": "meanwhile", "conversationId": cid})
+            answers = await asyncio.gather(regenerate, message)
+            assert sorted(answer.status_code for answer in answers) in ([200, 409], [202, 409]), \
+                [a.text for a in answers]
+            [refused] = [answer for answer in answers if answer.status_code == 409]
+            assert refused.json()["error"] == "conversation_busy"
+            [accepted] = [answer.json() for answer in answers if answer.status_code != 409]
+            await wait_for_status(server, cid, accepted["assistantMessageId"])
+            after = (await client.get(f"/api/conversations/{cid}")).json()["messages"]
+            added = 2 if "message" in accepted else 1  # a message and its reply, or a new reply
+            assert len(after) == len(messages) + added, "nothing of the refused one is kept"
+
+
 async def test_interrupt_mode_stops_the_running_reply_and_answers_the_new_message(
     in_process: InProcessStarter, fake_provider: FakeProvider
 ) -> None:

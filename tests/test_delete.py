@@ -7,8 +7,9 @@ import asyncio
 
 import httpx
 import pytest
+from redis.asyncio import Redis
 
-from conftest import FakeProvider, ServerFactory
+from conftest import Cluster, FakeProvider, ServerFactory
 from helpers import SseFrame, Watcher, post_chat, read_sse, wait_until_streaming
 
 SLOW = [f"slow{i} " for i in range(200)]
@@ -63,3 +64,42 @@ async def test_deleting_while_a_reply_streams_stops_it_and_watchers_see_every_it
         assert (await client.get(f"/api/conversations/{cid}")).status_code == 404
         assert (await client.get("/api/conversations")).json()["conversations"] == []
         assert (await client.get("/api/conversations", params={"q": "talk"})).json()["conversations"] == []
+
+
+async def test_deleting_on_one_instance_empties_the_conversation_on_every_instance(
+    cluster: Cluster, fake_provider: FakeProvider,
+) -> None:
+    """Reply running on one instance, a watcher on another, the delete sent to a third place (the
+    first instance): the provider request closes, the other instance's watcher sees every item go,
+    the group's log leaves Redis, and neither instance knows the conversation afterwards."""
+    first, second = cluster.start_many(2)
+    fake_provider.script(tokens=SLOW, delay=0.03)
+    accepted = await post_chat(first.url, "talk across instances")
+    cid, mid = accepted["conversationId"], accepted["assistantMessageId"]
+    await wait_until_streaming(first.url, cid, mid)
+    redis = Redis.from_url(cluster.redis_url)
+    log_key = f"{cluster.prefix}:log:conversation:{cid}"
+    try:
+        assert await redis.exists(log_key) == 1, f"the group's log is in Redis while it streams ({log_key})"
+        async with Watcher(second.ws_url, cid, deltas=True) as watcher:
+            await watcher.next_frame(10)  # it is live: the reply's deltas reach the other instance
+            async with first.client() as client:
+                assert (await client.delete(f"/api/conversations/{cid}")).status_code == 204
+            deletes: list[str] = []
+            while len(deletes) < 2:
+                frame = await watcher.next_frame(10)
+                if frame["event"]["type"] == "delete":
+                    deletes.append(frame["event"]["data"]["id"])
+            with pytest.raises(TimeoutError):
+                extra = await watcher.next_frame(1.0)
+                raise AssertionError(f"a frame after the deletes: {extra}")
+        assert sorted(deletes) == sorted([accepted["userMessageId"], mid])
+        assert await redis.exists(log_key) == 0, "the group's log is gone from Redis"
+    finally:
+        await redis.aclose()
+    [record] = httpx.get(f"{fake_provider.url}/control/requests").json()["streams"]
+    assert record["closed_by_client_at"] is not None and not record["finished"], record
+    for server in (first, second):
+        async with server.client() as client:
+            assert (await client.get(f"/api/conversations/{cid}")).status_code == 404
+            assert (await client.get("/api/conversations")).json()["conversations"] == []

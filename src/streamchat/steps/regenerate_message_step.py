@@ -6,6 +6,7 @@ import uuid
 
 from pydantic import BaseModel
 
+from streamchat.chat import answering
 from streamchat.chat.ownership import require_owner
 from streamchat.chat.reply_quota import release, reserve
 from streamchat.chat.take_back import take_back
@@ -22,6 +23,7 @@ from streamchat.framework import (
 )
 from streamchat.settings import get_settings
 from streamchat.steps.ai_response_step import ChatMessageEvent
+from streamchat.steps.chat_api_step import make_room
 from streamchat.steps.conversation_stream import FINISHED, ConversationMessage, utc_now
 
 #: Why a regenerate may fail after it stored the new reply: a backend outage, or a shutdown.
@@ -42,7 +44,8 @@ config = ApiConfig(
     emits=[Emit("chat-message", ChatMessageEvent)],
     writes=["conversation"],
     responses={202: Regenerated, 404: ErrorBody, 409: ErrorBody, 429: ErrorBody},
-    description="Answer the user turn of an assistant message again, as a new message (202).",
+    description="Answer the user turn of an assistant message again, as a new message (202); the busy mode "
+                "applies as to a new message (409 `conversation_busy` in `reject`).",
 )
 
 
@@ -63,7 +66,13 @@ async def handler(req: ApiRequest[None], ctx: Context) -> ApiResponse:
         raise HttpError(409, "conflict", f"messageId {mid!r}: answers no user message")
     new_id = str(uuid.uuid4())
     key_id = req.principal.key_id if req.principal else None
-    await reserve(ctx, req.principal, new_id, get_settings().max_concurrent_replies)
+    taken = await make_room(ctx, cid, new_id)  # the busy mode, as for a new message
+    try:
+        await reserve(ctx, req.principal, new_id, get_settings().max_concurrent_replies)
+    except BaseException:
+        if taken:
+            await answering.free(ctx, cid, new_id)
+        raise
     stored: list[str] = []
     try:
         await ctx.streams.conversation.set(cid, new_id, ConversationMessage(
@@ -76,5 +85,7 @@ async def handler(req: ApiRequest[None], ctx: Context) -> ApiResponse:
         # Nothing of a regenerate that cannot run is kept: no reply left 'created' for ever, no quota held.
         await take_back(ctx, cid, stored)
         await release(ctx, key_id, new_id)
+        if taken:
+            await answering.free(ctx, cid, new_id)
         raise
     return ApiResponse(202, {"conversationId": cid, "assistantMessageId": new_id, "userMessageId": turn.id})
