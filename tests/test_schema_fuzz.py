@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -108,3 +109,38 @@ def test_stop_and_regenerate_of_a_real_reply_answer_as_documented(target: Target
             chat["userMessageId"], chat["assistantMessageId"], again["assistantMessageId"]]
     finally:
         fake_provider.release()
+
+
+def test_managing_a_real_conversation_answers_as_documented(target: Target, fake_provider: FakeProvider) -> None:
+    """Fuzzing never guesses a real conversation id either: rename, export in both formats, import of
+    that export, usage, search and delete of a real conversation, each answer checked against the schema."""
+    schema = schemathesis.openapi.from_url(f"{target.server.url}/openapi.json", headers=target.headers, timeout=10)
+
+    def call(method: str, path: str, expected: int, **parts: Any) -> Any:
+        case = schema[path][method].Case(**parts)
+        response = case.call_and_validate(base_url=target.server.url, headers=target.headers, checks=CHECKS,
+                                          timeout=10)
+        assert response.status_code == expected, response.text
+        return response
+
+    chat = call("POST", "/chat", 200, body={"message": "hello schema"}).json()
+    one = {"conversationId": chat["conversationId"]}
+    for _ in range(100):
+        detail = call("GET", "/api/conversations/{conversationId}", 200, path_parameters=one).json()
+        if detail["messages"][-1]["status"] == "completed":
+            break
+        time.sleep(0.05)
+    assert "usage" in detail["messages"][-1]
+    call("PATCH", "/api/conversations/{conversationId}", 200, path_parameters=one, body={"title": "documented"})
+    export = "/api/conversations/{conversationId}/export"
+    document = call("GET", export, 200, path_parameters=one, query={"format": "json"}).json()
+    markdown = call("GET", export, 200, path_parameters=one, query={"format": "markdown"})
+    assert markdown.headers["content-type"][0].startswith("text/markdown")
+    copy = call("POST", "/api/conversations/import", 201, body=document).json()
+    assert copy["title"] == "documented"
+    usage = call("GET", "/api/usage", 200, query={"since": "2000-01-01T00:00:00Z"}).json()
+    assert sum(model["replies"] for model in usage["models"]) >= 1
+    found = call("GET", "/api/conversations", 200, query={"q": "schema"}).json()["conversations"]
+    assert {hit["conversationId"] for hit in found} >= {chat["conversationId"], copy["conversationId"]}
+    call("DELETE", "/api/conversations/{conversationId}", 204, path_parameters=one)
+    call("DELETE", "/api/conversations/{conversationId}", 404, path_parameters=one)

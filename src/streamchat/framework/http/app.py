@@ -126,7 +126,7 @@ def add_api_step(app: FastAPI, runtime: Runtime, step: ApiStep) -> None:
     if config.body is not None:
         openapi_extra["requestBody"] = {
             "required": True,
-            "content": {"application/json": {"schema": config.body.model_json_schema()}},
+            "content": {"application/json": {"schema": self_contained(config.body.model_json_schema())}},
         }
     parameters = [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
                   for name in _PATH_PARAM.findall(config.path)]
@@ -160,6 +160,25 @@ def add_api_step(app: FastAPI, runtime: Runtime, step: ApiStep) -> None:
         openapi_extra=openapi_extra or None,
         response_class=JSONResponse,
     )
+
+
+def self_contained(schema: dict[str, Any]) -> dict[str, Any]:
+    """A model's JSON schema with its `$defs` written in place: a `#/$defs/...` reference would be read
+    against the root of the OpenAPI document, where there are none. (Step models have no cycles.)"""
+    definitions = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return resolve(definitions[ref.removeprefix("#/$defs/")])
+            return {key: resolve(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [resolve(value) for value in node]
+        return node
+
+    resolved: dict[str, Any] = resolve(schema)
+    return resolved
 
 
 def standard_errors(config: ApiConfig) -> dict[int, str]:
