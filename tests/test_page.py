@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import fcntl
+import json
 import os
+import re
+import statistics
 import time
 import uuid
 from collections.abc import Iterator
@@ -11,7 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Dialog, Page, sync_playwright
+from playwright.sync_api import Browser, Dialog, Page, expect, sync_playwright
 
 from conftest import ARTIFACTS, Cluster, FakeProvider, Server, ServerFactory
 from streamchat.llm.local_models import UNPACK_LOCK
@@ -378,3 +381,400 @@ def test_the_page_says_the_model_is_being_prepared_and_answers_once_it_is(
     page.wait_for_selector("#model-notice", state="hidden", timeout=10_000)
     assert page.inner_text(".message.assistant .body").strip()
     assert "gemma3-270m (local)" in page.inner_text("#model")
+
+
+# -- the conversation list, export, Markdown, usage and copy (issue 15) ----------------------------
+
+def chat(server: Server, message: str, conversation_id: str | None = None, key: str | None = None) -> dict[str, str]:
+    """Send a message over HTTP and wait until its reply has finished; the /chat answer."""
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    body = {"message": message} | ({"conversationId": conversation_id} if conversation_id else {})
+    accepted: dict[str, str] = httpx.post(f"{server.url}/chat", json=body, headers=headers).json()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        detail = httpx.get(f"{server.url}/api/conversations/{accepted['conversationId']}", headers=headers).json()
+        reply = next((m for m in detail["messages"] if m["id"] == accepted["assistantMessageId"]), None)
+        if reply and reply["status"] in ("completed", "error", "stopped"):
+            return accepted
+        time.sleep(0.05)
+    raise TimeoutError(f"the reply to {message!r} did not finish")
+
+
+def test_search_shows_snippets_and_jumps_to_the_message(
+    page: Page, server: Server, fake_provider: FakeProvider,
+) -> None:
+    word = f"quokka{uuid.uuid4().hex[:6]}"
+    fake_provider.script(tokens=[f"Line {i} of a long answer.\n\n" for i in range(25)])
+    opening = chat(server, "Let us talk about marsupials")
+    match = chat(server, f"Tell me where the {word} lives, and what it eats", opening["conversationId"])
+    for turn in range(3):   # later turns push the matching message far above the bottom
+        chat(server, f"And then part {turn}?", opening["conversationId"])
+    chat(server, "an unrelated conversation about pears")
+    page.goto(server.url)
+    page.wait_for_selector("#connection.online")
+    page.fill("#search", word)
+    result = page.locator(f"#results li[data-id='{opening['conversationId']}']")
+    result.wait_for()
+    assert page.locator("#results li").count() == 1
+    assert page.is_hidden("#conversations")
+    assert word in result.locator(".snippet").inner_text()
+    assert result.locator(".snippet mark").first.inner_text().lower() == word
+    assert result.get_attribute("data-message") == match["userMessageId"]
+    shot(page, "page-search-results")
+    result.click()
+    target = page.locator(f"#m-{match['userMessageId']}")
+    expect(target).to_have_class(re.compile(r"\bfound\b"))
+    expect(target).to_be_in_viewport()
+    assert page.locator(".message").count() == 10
+    expect(page.locator(".message").last).not_to_be_in_viewport()
+    shot(page, "page-search-jumped")
+    page.fill("#search", "")
+    page.press("#search", "Escape")
+    expect(page.locator("#conversations")).to_be_visible()
+    expect(page.locator("#results")).to_be_hidden()
+
+
+def test_rename_and_delete_from_the_list(page: Page, server: Server, fake_provider: FakeProvider) -> None:
+    keep = chat(server, f"keep me {uuid.uuid4().hex[:6]}")
+    doomed = chat(server, f"delete me {uuid.uuid4().hex[:6]}")
+    page.goto(f"{server.url}/#{keep['conversationId']}")
+    page.wait_for_selector("#connection.online")
+    page.wait_for_selector(".message.assistant.completed")
+
+    row = page.locator(f"#conversations li[data-id='{keep['conversationId']}']")
+    row.hover()
+    row.get_by_role("button", name="Rename conversation").click()
+    editor = row.locator("input.rename")
+    new_title = f"Renamed {uuid.uuid4().hex[:6]}"
+    editor.fill(new_title)
+    shot(page, "page-rename-editing")
+    editor.press("Enter")
+    expect(row.locator(".title")).to_have_text(new_title)
+    expect(page.locator("#conversation-title")).to_have_text(new_title)
+    listed = httpx.get(f"{server.url}/api/conversations").json()["conversations"]
+    assert {c["conversationId"]: c["title"] for c in listed}[keep["conversationId"]] == new_title
+    row.hover()
+    row.get_by_role("button", name="Rename conversation").click()
+    row.locator("input.rename").fill("not saved")
+    row.locator("input.rename").press("Escape")
+    expect(row.locator(".title")).to_have_text(new_title)
+    shot(page, "page-renamed")
+
+    other = page.locator(f"#conversations li[data-id='{doomed['conversationId']}']")
+    other.click()
+    page.wait_for_selector(f"#m-{doomed['assistantMessageId']}.completed")
+    other.get_by_role("button", name="Delete conversation").click()
+    expect(other).to_have_class(re.compile(r"\bconfirming\b"))
+    assert "Delete this conversation?" in other.inner_text()
+    shot(page, "page-delete-asks-first")
+    other.get_by_role("button", name="Cancel").click()
+    expect(other.locator(".title")).to_have_text(re.compile("^delete me "))
+    assert httpx.get(f"{server.url}/api/conversations/{doomed['conversationId']}").status_code == 200
+
+    other.hover()
+    other.get_by_role("button", name="Delete conversation").click()
+    other.get_by_role("button", name="Delete", exact=True).click()
+    expect(other).to_have_count(0)
+    assert httpx.get(f"{server.url}/api/conversations/{doomed['conversationId']}").status_code == 404
+    expect(page.locator("#messages .empty")).to_have_text("Start a conversation below.")
+    assert page.evaluate("location.hash") == ""
+    expect(page.locator(f"#conversations li[data-id='{keep['conversationId']}']")).to_have_count(1)
+    shot(page, "page-deleted")
+
+
+def test_the_list_loads_more_pages(page: Page, servers: ServerFactory, fake_provider: FakeProvider) -> None:
+    server = servers.start()
+    for n in range(52):   # one more page than the list's first (50)
+        httpx.post(f"{server.url}/chat", json={"message": f"conversation number {n}"}).raise_for_status()
+    page.goto(server.url)
+    expect(page.locator("#conversations li")).to_have_count(50)
+    page.click("#more")
+    expect(page.locator("#conversations li")).to_have_count(52)
+    expect(page.locator("#more")).to_be_hidden()
+    titles = page.locator("#conversations li .title").all_inner_texts()
+    assert sorted(titles) == sorted(f"conversation number {n}" for n in range(52)), "every one once"
+
+
+def test_export_downloads_markdown_and_json_with_the_key(
+    page: Page, servers: ServerFactory, fake_provider: FakeProvider,
+) -> None:
+    key = "export-key-0123456789"
+    server = servers.start(STREAMCHAT_API_KEYS=key)
+    fake_provider.script(tokens=["Exported ", "**answer**"])
+    accepted = chat(server, "export this conversation", key=key)
+    page.add_init_script(f"localStorage.setItem('streamchat.key', {key!r})")
+    page.goto(f"{server.url}/#{accepted['conversationId']}")
+    page.wait_for_selector(".message.assistant.completed")
+    expect(page.locator("#conversation-head")).to_be_visible()
+    shot(page, "page-export")
+
+    with page.expect_download() as markdown_download:
+        page.click("#conversation-head button[data-export=markdown]")
+    markdown = markdown_download.value
+    assert markdown.suggested_filename == f"conversation-{accepted['conversationId']}.md"
+    text = Path(markdown.path()).read_text()
+    assert "export this conversation" in text and "Exported **answer**" in text
+
+    with page.expect_download() as json_download:
+        page.click("#conversation-head button[data-export=json]")
+    exported = json.loads(Path(json_download.value.path()).read_text())
+    assert json_download.value.suggested_filename.endswith(".json")
+    assert exported["conversationId"] == accepted["conversationId"]
+    assert [m["id"] for m in exported["messages"]] == [accepted["userMessageId"], accepted["assistantMessageId"]]
+    assert page.is_hidden("#error")
+
+
+RICH_REPLY = """Here is the comparison:
+
+| language | typing | first release |
+|----------|:------:|--------------:|
+| Python   | dynamic | 1991 |
+| Rust     | static | 2015 |
+
+> Quoted: *both* are fine choices.
+
+1. First point
+   - nested bullet
+   - another nested bullet
+2. Second point
+
+```python
+def reverse(text: str) -> str:
+    return text[::-1]
+```
+
+Save it as reverse.py.
+
+Raw HTML stays text: <b onclick="window.pwned=1">not bold</b>, and [a trap](javascript:window.pwned=2).
+"""
+
+
+def test_a_reply_with_a_table_highlighted_code_usage_and_copy(
+    page: Page, server: Server, fake_provider: FakeProvider,
+) -> None:
+    fake_provider.script(tokens=re.findall(r"\S+\s*|\s+", RICH_REPLY), delay=0.005)
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.url)
+    page.goto(server.url)
+    page.wait_for_selector("#connection.online")
+    send(page, "Compare Python and Rust, with a table and some code")
+    page.wait_for_selector(".message.assistant.completed", timeout=20_000)
+    reply = page.locator(".message.assistant")
+    body = reply.locator(".body")
+    assert body.locator("table th").all_inner_texts() == ["language", "typing", "first release"]
+    assert body.locator("table tbody tr").count() == 2
+    assert body.locator("table td").nth(2).get_attribute("style") == "text-align:right"
+    assert body.locator("blockquote em").inner_text() == "both"
+    assert body.locator("ol > li > ul > li").count() == 2
+    code = body.locator(".code-block code.language-python")
+    assert code.inner_text().strip() == 'def reverse(text: str) -> str:\n    return text[::-1]'
+    assert code.locator(".hljs-keyword").first.inner_text() == "def"
+    assert body.locator(".code-block .language").inner_text() == "python"
+    assert page.locator(".message b, .message [onclick], .message a[href^=javascript]").count() == 0
+    assert '<b onclick="window.pwned=1">' in body.inner_text()
+    assert page.evaluate("window.pwned") is None
+    assert body.locator("a").count() == 0, "setup.py is a file name, not a link"
+
+    usage = reply.locator(".usage")
+    expect(usage).to_be_visible()
+    assert re.fullmatch(r"fake-model · \d+ \+ \d+ tokens · \d+\.\d s", usage.inner_text()), usage.inner_text()
+    assert page.locator(".message.user .usage").is_hidden()
+    shot(page, "page-table-and-code")
+
+    body.locator(".code-block").get_by_role("button", name="Copy code").click()
+    expect(body.locator(".code-block button.copied")).to_have_count(1)
+    assert page.evaluate("navigator.clipboard.readText()") == 'def reverse(text: str) -> str:\n    return text[::-1]\n'
+    shot(page, "page-copied-code")
+    reply.locator(".meta").get_by_role("button", name="Copy message").click()
+    expect(reply.locator(".meta button.copied")).to_have_count(1)
+    assert page.evaluate("navigator.clipboard.readText()") == RICH_REPLY
+    page.locator(".message.user").get_by_role("button", name="Copy message").click()
+    expect(page.locator(".message.user .meta button.copied")).to_have_count(1)
+    assert page.evaluate("navigator.clipboard.readText()") == "Compare Python and Rust, with a table and some code"
+
+
+# Cut points a streamed reply passes through that could fool an incremental renderer: a table whose
+# header arrives before its delimiter row, a setext heading, lazy continuation lines, a list broken
+# by a blank line, an open fence, a reference link defined before its use.
+TRICKY_MARKDOWN = """Intro paragraph
+| a | b |
+|---|---|
+| 1 | 2 |
+after the table
+
+Setext heading
+--------------
+> quote line
+lazy continuation
+
+- item one
+
+  more of item one
+- item two
+plain again
+
+1. one
+2. two
+
+   ```js
+   const inList = true;
+   ```
+
+[ref]: https://example.org/ref
+Uses [the ref][ref] and https://example.org/auto.
+
+```python
+for i in range(3):
+
+    print(i)
+```
+    indented code
+***
+Paths like setup.py and README.md stay text; <b>raw</b> stays text.
+3. a list that starts at three
+| x |
+|---|
+| y |
+Tail text with **bold
+"""
+
+
+LATE_DEFINITION = "Sources: [the docs][1] and [the spec][2].\n\nMore text.\n\n[1]: https://example.org/docs\n[2]: https://example.org/spec\n"
+
+
+def test_incremental_markdown_matches_a_full_render_at_every_token(page: Page, server: Server) -> None:
+    page.goto(server.url)
+    mismatches = page.evaluate("""([tricky, late]) => {
+        const { MarkdownView, render } = window.StreamchatMarkdown;
+        const live = document.createElement("div"), full = document.createElement("div");
+        const bad = [];
+        const compare = (view, text, ended) => {
+            view.update(text, ended);
+            full.replaceChildren(render(text));
+            if (live.innerHTML !== full.innerHTML) bad.push({text, ended, live: live.innerHTML, full: full.innerHTML});
+        };
+        // One character at a time: every cut point there is, each compared with a full render.
+        let view = new MarkdownView(live);
+        for (let n = 1; n <= tricky.length; n++) compare(view, tricky.slice(0, n), false);
+        compare(view, tricky, true);
+        compare(view, "Something else entirely", false);   // not a continuation: starts over
+        // Links defined below their use resolve once the reply has ended.
+        view = new MarkdownView(live);
+        for (let n = 1; n < late.length; n++) view.update(late.slice(0, n), false);
+        compare(view, late, true);
+        return bad.slice(0, 3);
+    }""", [TRICKY_MARKDOWN, LATE_DEFINITION])
+    assert mismatches == [], mismatches
+    assert page.evaluate("""(late) => {
+        const box = document.createElement("div");
+        new window.StreamchatMarkdown.MarkdownView(box).update(late, true);
+        return [...box.querySelectorAll("a")].map((a) => a.href);
+    }""", LATE_DEFINITION) == ["https://example.org/docs", "https://example.org/spec"]
+
+
+SECTION = """## Section {n}: measuring things
+
+Some prose with **bold**, `inline code` and a [link](https://example.org/{n}). More words, so that the
+paragraph wraps over a few lines in the page, as an assistant's explanations do.
+
+- a point about item {n}
+  - a nested detail
+  - another nested detail
+- a second point
+
+| step | input | time (ms) | note |
+|------|------:|----------:|------|
+| parse | {n} | 1.{n} | fast |
+| render | {n} | 2.{n} | incremental |
+| sanitize | {n} | 0.{n} | DOMPurify |
+
+> A quote to finish the thought of section {n}.
+
+```python
+def section_{n}(values: list[int]) -> int:
+    \"\"\"Sum the even values, times {n}.\"\"\"
+    total = 0
+    for value in values:
+        if value % 2 == 0:
+            total += value * {n}
+    return total
+```
+
+"""
+
+
+def long_reply(tokens: int) -> list[str]:
+    """At least `tokens` tokens of Markdown (a word and the spaces after it is a token), in whole sections."""
+    out: list[str] = []
+    section = 0
+    while len(out) < tokens:
+        section += 1
+        out += re.findall(r"\S+\s*|\s+", SECTION.format(n=section))
+    return out
+
+
+def frames_between(times: list[dict[str, float]], start: int, end: int, key: str = "ms") -> list[float]:
+    return [t[key] for t in times if start <= t["chars"] <= end]
+
+
+def spread(ms: list[float]) -> dict[str, float]:
+    return {"frames": len(ms), "median": round(statistics.median(ms), 3),
+            "p90": round(sorted(ms)[int(len(ms) * 0.9)], 3), "max": round(max(ms), 3)}
+
+
+def test_render_time_per_frame_does_not_grow_with_the_reply(
+    page: Page, server: Server, fake_provider: FakeProvider,
+) -> None:
+    tokens = long_reply(10_100)
+    offsets = [0]
+    for token in tokens:
+        offsets.append(offsets[-1] + len(token))
+    fake_provider.script(tokens=tokens, delay=0.001)
+    page.goto(server.url)
+    page.wait_for_selector("#connection.online")
+    send(page, "a very long answer, please")
+    page.wait_for_selector(".message.assistant.completed", timeout=60_000)
+    text = "".join(tokens)
+    assert page.locator(".message.assistant .body table").count() == text.count("| step |")
+    assert page.locator(".message.assistant .body .code-block").count() == text.count("```python")
+    assert page.locator(".message.assistant .body .hljs-keyword").count() > 0
+    same = page.evaluate("""() => {
+        const reply = [...window.streamchat.chat.items.values()].find((item) => item.from === "assistant");
+        const full = document.createElement("div");
+        full.append(window.StreamchatMarkdown.render(reply.message));
+        return full.innerHTML === document.querySelector(".message.assistant .body").innerHTML;
+    }""")
+    assert same, "the incremental render ends exactly where a full render of the whole reply does"
+
+    times = page.evaluate("window.streamchat.chat.renderTimes.filter((t) => t.chars > 0)")
+    near = {"2k": frames_between(times, offsets[1600], offsets[2000]),
+            "10k": frames_between(times, offsets[9600], offsets[10_000])}
+    # The whole frame's work for the message: the Markdown update plus the layout that scrolling forces.
+    whole = {"2k": frames_between(times, offsets[1600], offsets[2000], "frameMs"),
+             "10k": frames_between(times, offsets[9600], offsets[10_000], "frameMs")}
+    full = page.evaluate("""(lengths) => {
+        const reply = [...window.streamchat.chat.items.values()].find((item) => item.from === "assistant");
+        return lengths.map((length) => {
+            const runs = [];
+            for (let i = 0; i < 5; i++) {
+                const started = performance.now();
+                window.StreamchatMarkdown.render(reply.message.slice(0, length));
+                runs.push(performance.now() - started);
+            }
+            return runs.sort((a, b) => a - b)[2];
+        });
+    }""", [offsets[2000], offsets[10_000]])
+    report = {
+        "tokens": len(tokens), "chars": len(text), "frames": len(times),
+        **{f"frame_ms_near_{name}": spread(ms) for name, ms in near.items()},
+        **{f"whole_frame_ms_near_{name}": spread(ms) for name, ms in whole.items()},
+        "whole_reply_render_ms_at_2k": round(full[0], 3), "whole_reply_render_ms_at_10k": round(full[1], 3),
+    }
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "render-times.json").write_text(json.dumps(report, indent=2) + "\n")
+    print("\nper-frame Markdown render times:", json.dumps(report, indent=2))
+    for name, ms in near.items():
+        assert len(ms) >= 5, f"too few frames near {name} tokens to judge: {report}"
+    small, large = report["frame_ms_near_2k"]["median"], report["frame_ms_near_10k"]["median"]
+    # performance.now() is coarsened to 0.1 ms here, hence the floor under the 2k median.
+    assert large < 3 * max(small, 0.2), f"the render of one frame grew with the reply: {report}"
+    shot(page, "page-long-reply")

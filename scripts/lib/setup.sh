@@ -67,3 +67,19 @@ ensure_venv() {
     "$VENV/bin/python" -m pip install --progress-bar off -e ".[$extras]"
   for extra in base ${extras//,/ }; do echo "$want" >"$VENV/.installed-$extra"; done
 }
+
+# The chat page's browser libraries (markdown-it, DOMPurify, highlight.js): `npm ci` from
+# src/streamchat/web/package-lock.json, then vendor.mjs copies their minified builds into
+# src/streamchat/web/static/vendor/ (served from there, and package data in a wheel). The stamp
+# holds the hash of what they came from, so a second run does nothing.
+ensure_page_assets() {
+  local web="$ROOT/src/streamchat/web"
+  local stamp="$web/static/vendor/.stamp" want
+  want="$(cat "$web/package-lock.json" "$web/vendor.mjs" | sha256sum | cut -d' ' -f1)"
+  [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] && return 0
+  command -v npm >/dev/null || {
+    echo "npm is needed once, to install the chat page's Markdown libraries (install Node.js 20+)" >&2; return 1; }
+  say "Installing the chat page's libraries (npm ci in src/streamchat/web)"
+  (cd "$web" && npm ci --no-audit --no-fund --loglevel=error && node vendor.mjs)
+  echo "$want" >"$stamp"
+}

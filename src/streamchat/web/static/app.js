@@ -9,7 +9,8 @@
       if (app.key) h.Authorization = "Bearer " + app.key;
       return h;
     },
-    async api(path, options) {
+    // fetch with the key; on 401, ask for a key once and try again with it.
+    async fetch(path, options) {
       const response = await fetch(path, Object.assign({}, options, { headers: app.headers(options && options.headers) }));
       if (response.status === 401) {
         const key = prompt("This server needs an API key:");
@@ -17,9 +18,14 @@
           app.key = key.trim();
           localStorage.setItem("streamchat.key", app.key);
           app.live.connect();
-          return app.api(path, options);
+          return app.fetch(path, options);
         }
       }
+      return response;
+    },
+    // A JSON call: the body, or an Error with the API's detail.
+    async api(path, options) {
+      const response = await app.fetch(path, options);
       const body = await response.json().catch(() => ({}));
       if (!response.ok) throw new Error(body.detail || body.error || `HTTP ${response.status}`);
       return body;
