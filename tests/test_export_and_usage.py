@@ -86,7 +86,7 @@ async def test_the_markdown_export_is_a_readable_transcript(
     assert text.startswith("# Show me a table\n")
     assert text.index("## User") < text.index("Show me a table\n", 5) < text.index("## Assistant")
     assert "Here is a **table**:\n\n| a | b |\n|---|---|\n| 1 | 2 |" in text
-    assert f"_ · {fake_provider.requests()[-1]['model']}_" in text, "the reply's model is under its heading"
+    assert f" · {fake_provider.requests()[-1]['model']}_\n" in text, "the reply's model is under its heading"
 
 
 async def test_two_imports_of_one_export_at_once_get_different_ids(

@@ -10,10 +10,9 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-from streamchat.catalog import current_catalog
-from streamchat.chat.ownership import require_owner
-from streamchat.framework import ApiConfig, ApiRequest, ApiResponse, Context, ErrorBody, HttpError, Item
+from streamchat.framework import ApiConfig, ApiRequest, ApiResponse, Context, ErrorBody, Item
 from streamchat.steps.conversation_stream import ID_PATTERN, ConversationMessage, utc_now
+from streamchat.steps.get_conversation_step import read_conversation
 from streamchat.steps.rename_conversation_step import TITLE_MAX
 
 MESSAGES_MAX = 10_000
@@ -62,11 +61,7 @@ config = ApiConfig(
 
 async def handler(req: ApiRequest[None], ctx: Context) -> ApiResponse:
     cid = req.path_params["conversationId"]
-    await require_owner(ctx, cid, req.principal)
-    record = await current_catalog().get(cid)
-    items = await ctx.streams.conversation.get_group(cid)
-    if record is None and not items:
-        raise HttpError(404, "not_found", f"conversationId {cid!r}: no such conversation")
+    record, items = await read_conversation(ctx, cid, req.principal)
     title = record.title if record is not None else cid
     exported = {"format": "streamchat.conversation", "version": 1, "conversationId": cid, "title": title,
                 "createdAt": None if record is None else record.created_at,
