@@ -36,6 +36,8 @@ from streamchat.llm.local_models import LocalModelError
 from streamchat.llm.local_models import resolve as resolve_local_model
 from streamchat.llm.local_provider import LocalProvider
 from streamchat.llm.openai_provider import OpenAIProvider
+from streamchat.protocols.openai_errors import OPENAI_ERRORS
+from streamchat.protocols.openai_errors import PREFIX as OPENAI_PREFIX
 from streamchat.settings import Settings, get_settings
 
 logger = logging.getLogger("streamchat.app")
@@ -116,7 +118,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     shutdown_seconds=settings.shutdown_seconds,
                     socket_limits=SocketLimits(outbox=settings.ws_outbox, joins=settings.ws_max_joins,
                                                messages_per_second=settings.ws_messages_per_second),
-                    access=ACCESS, max_body_bytes=settings.max_body_bytes)
+                    access=ACCESS, max_body_bytes=settings.max_body_bytes,
+                    error_formats={OPENAI_PREFIX: OPENAI_ERRORS})
 
     @app.get("/", include_in_schema=False)
     async def chat_page() -> FileResponse:

@@ -18,7 +18,15 @@ from streamchat.framework.config import (
 )
 from streamchat.framework.context import Context, EmitError
 from streamchat.framework.discovery import StepSet, WiringError, discover
-from streamchat.framework.errors import OUTAGES, ErrorBody, HttpError, PermanentError, StorageFull, error_response
+from streamchat.framework.errors import (
+    OUTAGES,
+    ErrorBody,
+    ErrorFormat,
+    HttpError,
+    PermanentError,
+    StorageFull,
+    error_response,
+)
 from streamchat.framework.http.app import build_app
 from streamchat.framework.http.sse import end_event_streams, sse_response
 from streamchat.framework.http.websocket import SocketLimits
@@ -28,6 +36,7 @@ from streamchat.framework.observability.tracing import configure_tracing
 from streamchat.framework.runtime import Runtime
 from streamchat.framework.store.state import State
 from streamchat.framework.streams.stream import Item, Stream
+from streamchat.framework.streams.watch import ItemGone, ItemState, ItemWatch, TextDelta
 from streamchat.framework.text import NUL
 
 __all__ = [
@@ -44,10 +53,14 @@ __all__ = [
     "Emit",
     "EmitError",
     "ErrorBody",
+    "ErrorFormat",
     "EventConfig",
     "Fenced",
     "HttpError",
     "Item",
+    "ItemGone",
+    "ItemState",
+    "ItemWatch",
     "Lease",
     "PermanentError",
     "Principal",
@@ -58,6 +71,7 @@ __all__ = [
     "StorageFull",
     "Stream",
     "StreamConfig",
+    "TextDelta",
     "WiringError",
     "backends_from_urls",
     "build_app",

@@ -121,7 +121,8 @@ class ApiResponse:
     """What an API handler returns."""
 
     status: int
-    #: JSON-serialisable; a `str` when `media_type` is a text type the step declared in `text_responses`.
+    #: JSON-serialisable; a `str` when `media_type` is a text type the step declared in `text_responses`;
+    #: an async iterable of `bytes` to stream the body (e.g. `text/event-stream`) as it is produced.
     body: Any
     headers: dict[str, str] = field(default_factory=dict)
     media_type: str = "application/json"

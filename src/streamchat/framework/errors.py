@@ -1,7 +1,10 @@
-"""The one error shape every HTTP failure uses: `{"error": <code>, "detail": <text>}`."""
+"""The error shape every HTTP failure uses, `{"error": <code>, "detail": <text>}`, unless the
+routes under a path prefix speak a protocol with its own (an `ErrorFormat` for that prefix)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -55,13 +58,50 @@ class BrokerUnavailable(Unavailable):
 OUTAGES: tuple[type[Exception], ...] = (Unavailable, StorageFull)
 
 
-def error_response(status: int, error: str, detail: str, **extra: Any) -> JSONResponse:
-    return JSONResponse({"error": error, "detail": detail, **extra}, status_code=status)
+@dataclass(frozen=True)
+class ErrorFormat:
+    """How a protocol writes an error: `write(status, code, detail, extra such as fields)` → body,
+    `model` documents that body in OpenAPI, and `renumbered` the statuses it answers as another
+    (OpenAI answers a bad parameter with 400 where streamchat says 422)."""
+
+    write: Callable[[int, str, str, Mapping[str, Any]], dict[str, Any]]
+    model: type[BaseModel]
+    renumbered: Mapping[int, int] = field(default_factory=dict)
+
+    def status(self, status: int) -> int:
+        return self.renumbered.get(status, status)
+
+    def doc(self, description: str) -> dict[str, Any]:
+        """An OpenAPI response of this shape, for a route documented after it was made (no `model=` then)."""
+        return {"description": description, "content": {"application/json": {"schema": self.model.model_json_schema()}}}
+
+
+#: streamchat's own shape.
+PLAIN_ERRORS = ErrorFormat(lambda status, error, detail, extra: {"error": error, "detail": detail, **extra}, ErrorBody)
+
+
+class ErrorFormats:
+    """Which error format a path's answers use: the longest matching prefix's, else the plain one."""
+
+    def __init__(self, by_prefix: Mapping[str, ErrorFormat] | None = None) -> None:
+        self._by_prefix = sorted((by_prefix or {}).items(), key=lambda entry: -len(entry[0]))
+
+    def for_path(self, path: str) -> ErrorFormat:
+        return next((format for prefix, format in self._by_prefix if path.startswith(prefix)), PLAIN_ERRORS)
+
+    def body(self, path: str, status: int, error: str, detail: str, **extra: Any) -> tuple[int, dict[str, Any]]:
+        format = self.for_path(path)
+        return format.status(status), format.write(status, error, detail, extra)
+
+
+def error_response(status: int, error: str, detail: str, *, error_format: ErrorFormat = PLAIN_ERRORS,
+                   **extra: Any) -> JSONResponse:
+    return JSONResponse(error_format.write(status, error, detail, extra), status_code=error_format.status(status))
 
 
 def error_doc(description: str) -> dict[str, Any]:
     """An OpenAPI response in the ErrorBody shape, for a route documented after it was made (no `model=` then)."""
-    return {"description": description, "content": {"application/json": {"schema": ErrorBody.model_json_schema()}}}
+    return PLAIN_ERRORS.doc(description)
 
 
 def describe_validation(error: ValidationError, prefix: tuple[str | int, ...] = ()) -> tuple[str, list[Any]]:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pydantic import BaseModel, Field
 
 from streamchat.catalog import current_catalog
-from streamchat.chat import answering
+from streamchat.chat import answering, reply_journal
 from streamchat.chat.reply_quota import release
 from streamchat.chat.reply_telemetry import REPLIES, ReplyMeter, observed
 from streamchat.framework import OUTAGES, Context, EventConfig, Fenced, Item
@@ -30,6 +30,8 @@ class ChatMessageEvent(BaseModel):
     userMessageId: str | None = Field(
         default=None, description="The turn being answered; history stops there (regenerate answers an old one).")
     keyId: str | None = Field(default=None, description="The API key the reply counts against, if any.")
+    instructions: str | None = Field(default=None, description="The system prompt for this reply alone "
+                                     "(an OpenAI request's `instructions` or system messages).")
 
 
 config = EventConfig(
@@ -101,21 +103,26 @@ async def respond(data: ChatMessageEvent, ctx: Context) -> None:
         settings = get_settings()
         until = data.userMessageId or _turn_before(items, reply_id)
         # Without STREAMCHAT_SYSTEM_PROMPT the provider opens with the system prompt that suits its model.
-        system = [ChatTurn("system", settings.system_prompt)] if settings.system_prompt else []
+        prompt = data.instructions or settings.system_prompt
+        system = [ChatTurn("system", prompt)] if prompt else []
         turns = [*system, *history(items, until, settings.history_chars)]
         pieces: list[str] = []
         meter = ReplyMeter()
         # The provider request starts now; the status write below overlaps its time to first token.
         replying = control.iterate(observed(current_provider(), turns, meter))
         await stream.set(cid, reply_id, reply.model_copy(update={"message": "", "status": "streaming"}))
-        try:
-            async for piece in replying:
-                pieces.append(piece)
-                await stream.append(cid, reply_id, "message", piece)
-        except ProviderError as error:
-            ctx.logger.warning("provider failed", extra={"messageId": reply_id, "reason": error.reason})
+        failure: ProviderError | None = None
+        async with reply_journal.recording(ctx.state, reply_id, pieces):
+            try:
+                async for piece in replying:
+                    pieces.append(piece)
+                    await stream.append(cid, reply_id, "message", piece)
+            except ProviderError as error:
+                failure = error
+        if failure is not None:
+            ctx.logger.warning("provider failed", extra={"messageId": reply_id, "reason": failure.reason})
             await finish(ctx, cid, reply_id, reply.model_copy(
-                update={"message": "".join(pieces), "status": "error", "error": error.reason}), meter, data.keyId)
+                update={"message": "".join(pieces), "status": "error", "error": failure.reason}), meter, data.keyId)
             return
         text = "".join(pieces)
         if control.stopped:

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
 
 from streamchat.catalog import current_catalog
 from streamchat.chat import answering
 from streamchat.chat.ownership import claim
+from streamchat.chat.reply_index import forget, remember
 from streamchat.chat.reply_quota import release, reserve
 from streamchat.chat.take_back import take_back
 from streamchat.framework import (
@@ -21,7 +26,9 @@ from streamchat.framework import (
     Emit,
     ErrorBody,
     HttpError,
+    Principal,
 )
+from streamchat.llm import ChatTurn
 from streamchat.settings import get_settings
 from streamchat.steps.ai_response_step import ChatMessageEvent
 from streamchat.steps.conversation_stream import FINISHED, ID_PATTERN, ConversationMessage, utc_now
@@ -39,12 +46,17 @@ class ChatRequest(BaseModel):
     @field_validator("message")
     @classmethod
     def _not_blank_nor_too_long(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("message must not be blank")
-        limit = get_settings().max_message_chars
-        if len(value) > limit:
-            raise ValueError(f"message is {len(value)} characters; the limit is {limit}")
-        return value
+        return checked_message(value)
+
+
+def checked_message(value: str) -> str:
+    """A user message as every protocol takes it: not blank, within STREAMCHAT_MAX_MESSAGE_CHARS."""
+    if not value.strip():
+        raise ValueError("message must not be blank")
+    limit = get_settings().max_message_chars
+    if len(value) > limit:
+        raise ValueError(f"message is {len(value)} characters; the limit is {limit}")
+    return value
 
 
 class MotiaStreamRef(BaseModel):
@@ -78,51 +90,83 @@ config = ApiConfig(
 
 
 async def handler(req: ApiRequest[ChatRequest], ctx: Context) -> ApiResponse:
-    conversation_id = req.body.conversationId or str(uuid.uuid4())
+    sent = await send_message(ctx, req.principal, req.body.message, req.body.conversationId)
+    return ApiResponse(200, {
+        "conversationId": sent.conversation_id,
+        "message": "Message received, AI is responding...",
+        "status": "streaming",
+        "userMessageId": sent.user_message_id,
+        "assistantMessageId": sent.assistant_message_id,
+        "__motia": {"type": "state-stream", "streamName": "conversation", "groupId": sent.conversation_id,
+                    "id": sent.assistant_message_id},
+    })
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    conversation_id: str
+    user_message_id: str
+    assistant_message_id: str
+
+
+async def send_message(ctx: Context, principal: Principal | None, message: str, conversation_id: str | None = None,
+                       *, earlier: Sequence[ChatTurn] = (), instructions: str | None = None,
+                       details: Mapping[str, Any] | None = None) -> Sent:
+    """What every protocol's "send" does: store the message (after `earlier` turns a client sent
+    along, for a new conversation) and an empty reply, and ask for the reply.
+
+    An id that is another key's is a 404; the busy mode and the key's reply limit apply; a failure
+    keeps nothing of it. `details` are kept beside the reply in the reply index.
+    """
+    continuing = conversation_id is not None
+    conversation_id = conversation_id or str(uuid.uuid4())
     user_message_id, assistant_message_id = str(uuid.uuid4()), str(uuid.uuid4())
-    if not await claim(ctx.state, conversation_id, req.principal):
+    if not await claim(ctx.state, conversation_id, principal):
         raise HttpError(404, "not_found", f"conversationId {conversation_id!r}: no such conversation")
-    taken = req.body.conversationId is not None and await make_room(ctx, conversation_id, assistant_message_id)
+    taken = continuing and await make_room(ctx, conversation_id, assistant_message_id)
     try:
-        await reserve(ctx, req.principal, assistant_message_id, get_settings().max_concurrent_replies)
-        await store_and_queue(req, ctx, conversation_id, user_message_id, assistant_message_id)
+        await reserve(ctx, principal, assistant_message_id, get_settings().max_concurrent_replies)
+        await store_and_queue(ctx, principal, conversation_id, message, user_message_id, assistant_message_id,
+                              earlier, instructions, details)
     except BaseException:
         if taken:  # no reply will run to free it
             await answering.free(ctx, conversation_id, assistant_message_id)
         raise
     ctx.logger.info("message received", extra={"conversationId": conversation_id})
-    return ApiResponse(200, {
-        "conversationId": conversation_id,
-        "message": "Message received, AI is responding...",
-        "status": "streaming",
-        "userMessageId": user_message_id,
-        "assistantMessageId": assistant_message_id,
-        "__motia": {"type": "state-stream", "streamName": "conversation", "groupId": conversation_id,
-                    "id": assistant_message_id},
-    })
+    return Sent(conversation_id, user_message_id, assistant_message_id)
 
 
-async def store_and_queue(req: ApiRequest[ChatRequest], ctx: Context, conversation_id: str,
-                          user_message_id: str, assistant_message_id: str) -> None:
+async def store_and_queue(ctx: Context, principal: Principal | None, conversation_id: str, message: str,
+                          user_message_id: str, assistant_message_id: str, earlier: Sequence[ChatTurn],
+                          instructions: str | None, details: Mapping[str, Any] | None) -> None:
     """Store the message and an empty reply, then ask for the reply; a failure keeps nothing half-done."""
     stream = ctx.streams.conversation
     now = utc_now()
-    key_id = req.principal.key_id if req.principal else None
+    key_id = principal.key_id if principal else None
     stored: list[str] = []
+    earlier_ids = [str(uuid.uuid4()) for _ in earlier]
     try:
+        for earlier_id, turn in zip(earlier_ids, earlier, strict=True):
+            await stream.set(conversation_id, earlier_id, ConversationMessage(
+                message=turn.content, sender="user" if turn.role == "user" else "assistant", status="completed",
+                timestamp=now))
+            stored.append(earlier_id)
         await stream.set(conversation_id, user_message_id, ConversationMessage(
-            message=req.body.message, sender="user", status="completed", timestamp=now))
+            message=message, sender="user", status="completed", timestamp=now))
         stored.append(user_message_id)
         await stream.set(conversation_id, assistant_message_id, ConversationMessage(
             message="", sender="assistant", status="created", timestamp=now))
         stored.append(assistant_message_id)
+        await remember(ctx.state, assistant_message_id, conversation_id, details)
         await ctx.emit("chat-message", ChatMessageEvent(
-            message=req.body.message, conversationId=conversation_id, assistantMessageId=assistant_message_id,
-            userMessageId=user_message_id, keyId=key_id))
+            message=message, conversationId=conversation_id, assistantMessageId=assistant_message_id,
+            userMessageId=user_message_id, keyId=key_id, instructions=instructions))
     except OUTAGES:
         # The store filled up (PostgreSQL fills a page, then cannot add one) or a backend went away
         # between two writes: take back what this request stored, so a 507 or 503 keeps nothing of it.
         await take_back(ctx, conversation_id, stored)
+        with contextlib.suppress(*OUTAGES):
+            await forget(ctx.state, [assistant_message_id])
         await release(ctx, key_id, assistant_message_id)
         raise
     except BusClosed:
@@ -133,7 +177,10 @@ async def store_and_queue(req: ApiRequest[ChatRequest], ctx: Context, conversati
         raise
     # After the emit: the reply need not wait for the conversation list's record and search text.
     try:
-        await current_catalog().touch(conversation_id, key_id, user_message_id, req.body.message, now)
+        catalog = current_catalog()
+        await catalog.touch(conversation_id, key_id, user_message_id, message, now)
+        for earlier_id, turn in zip(earlier_ids, earlier, strict=True):
+            await catalog.index(conversation_id, earlier_id, turn.content)
     except OUTAGES as error:
         # The message is stored and its reply queued: accepted (an error would make the client send
         # it twice). The list catches up with the next message.

@@ -2,13 +2,14 @@
 
 A reply still running or queued is stopped first (its provider request closes); then every item
 is deleted, so each watcher gets a delete per item and nothing after; then the catalog's record
-and search text, and who owned it. The id is free afterwards: a later message may start afresh.
+and search text, what is kept beside its replies, and who owned it. The id is free afterwards:
+a later message may start afresh.
 """
 
 from __future__ import annotations
 
 from streamchat.catalog import current_catalog
-from streamchat.chat import answering
+from streamchat.chat import answering, reply_index, reply_journal
 from streamchat.chat.ownership import OWNERS, require_owner
 from streamchat.framework import ApiConfig, ApiRequest, ApiResponse, Context, ErrorBody, HttpError
 from streamchat.steps.conversation_stream import FINISHED
@@ -39,6 +40,9 @@ async def handler(req: ApiRequest[None], ctx: Context) -> ApiResponse:
     await catalog.remove(cid)
     for reply in running:
         await answering.free(ctx, cid, reply.id)
+    replies = [item.id for item in deleted if item.data.sender == "assistant"]
+    await reply_index.forget(ctx.state, replies)
+    await reply_journal.forget(ctx.state, replies)
     await ctx.state.delete(OWNERS, cid)
     ctx.logger.info("conversation deleted", extra={"conversationId": cid, "messages": len(deleted)})
     return ApiResponse(204, None)

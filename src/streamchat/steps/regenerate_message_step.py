@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 
 from pydantic import BaseModel
 
 from streamchat.chat import answering
 from streamchat.chat.ownership import require_owner
+from streamchat.chat.reply_index import forget, remember
 from streamchat.chat.reply_quota import release, reserve
 from streamchat.chat.take_back import take_back
 from streamchat.framework import (
@@ -20,6 +22,7 @@ from streamchat.framework import (
     Emit,
     ErrorBody,
     HttpError,
+    Principal,
 )
 from streamchat.settings import get_settings
 from streamchat.steps.ai_response_step import ChatMessageEvent
@@ -50,9 +53,21 @@ config = ApiConfig(
 
 
 async def handler(req: ApiRequest[None], ctx: Context) -> ApiResponse:
-    cid, mid = req.path_params["conversationId"], req.path_params["messageId"]
-    await require_owner(ctx, cid, req.principal)
+    regenerated = await regenerate(ctx, req.principal, req.path_params["conversationId"],
+                                   req.path_params["messageId"])
+    return ApiResponse(202, regenerated.model_dump())
+
+
+async def regenerate(ctx: Context, principal: Principal | None, cid: str, mid: str | None) -> Regenerated:
+    """A new reply to the user turn that assistant message `mid` answered (None: the last assistant
+    message), as every protocol's "regenerate" does it."""
+    await require_owner(ctx, cid, principal)
     items = await ctx.streams.conversation.get_group(cid)
+    if mid is None:
+        last = next((item for item in reversed(items) if item.data.sender == "assistant"), None)
+        if last is None:
+            raise HttpError(404, "not_found", f"conversationId {cid!r}: no reply to regenerate")
+        mid = last.id
     position = next((index for index, item in enumerate(items) if item.id == mid), None)
     if position is None:
         raise HttpError(404, "not_found", f"messageId {mid!r}: no such message in conversation {cid!r}")
@@ -65,10 +80,10 @@ async def handler(req: ApiRequest[None], ctx: Context) -> ApiResponse:
     if turn is None:
         raise HttpError(409, "conflict", f"messageId {mid!r}: answers no user message")
     new_id = str(uuid.uuid4())
-    key_id = req.principal.key_id if req.principal else None
+    key_id = principal.key_id if principal else None
     taken = await make_room(ctx, cid, new_id)  # the busy mode, as for a new message
     try:
-        await reserve(ctx, req.principal, new_id, get_settings().max_concurrent_replies)
+        await reserve(ctx, principal, new_id, get_settings().max_concurrent_replies)
     except BaseException:
         if taken:
             await answering.free(ctx, cid, new_id)
@@ -78,14 +93,17 @@ async def handler(req: ApiRequest[None], ctx: Context) -> ApiResponse:
         await ctx.streams.conversation.set(cid, new_id, ConversationMessage(
             message="", sender="assistant", status="created", timestamp=utc_now()))
         stored.append(new_id)
+        await remember(ctx.state, new_id, cid)
         await ctx.emit("chat-message", ChatMessageEvent(
             message=turn.data.message, conversationId=cid, assistantMessageId=new_id, userMessageId=turn.id,
             keyId=key_id))
     except NOT_QUEUED:
         # Nothing of a regenerate that cannot run is kept: no reply left 'created' for ever, no quota held.
         await take_back(ctx, cid, stored)
+        with contextlib.suppress(*OUTAGES):
+            await forget(ctx.state, [new_id])
         await release(ctx, key_id, new_id)
         if taken:
             await answering.free(ctx, cid, new_id)
         raise
-    return ApiResponse(202, {"conversationId": cid, "assistantMessageId": new_id, "userMessageId": turn.id})
+    return Regenerated(conversationId=cid, assistantMessageId=new_id, userMessageId=turn.id)

@@ -27,7 +27,7 @@ import orjson
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from streamchat.framework.errors import error_doc
+from streamchat.framework.errors import ErrorFormats
 
 DIGEST = re.compile(r"^[0-9a-f]{64}$")
 
@@ -112,7 +112,7 @@ class AccessRules:
     query_token: Rule = _never
 
 
-def document_auth(app: FastAPI, *, public: Rule, admin_only: Rule) -> None:
+def document_auth(app: FastAPI, *, public: Rule, admin_only: Rule, error_formats: ErrorFormats) -> None:
     """Add the 401 (and, on admin-only paths, 403) that `AuthMiddleware` answers to every operation of the
     app's OpenAPI schema, so the schema matches what callers get. Only for a service that uses keys.
     """
@@ -125,11 +125,12 @@ def document_auth(app: FastAPI, *, public: Rule, admin_only: Rule) -> None:
             for path, operations in schema.get("paths", {}).items():
                 if public(path):
                     continue
+                shape = error_formats.for_path(path)
                 for operation in operations.values():
                     responses = operation.setdefault("responses", {})
-                    responses.setdefault("401", error_doc("no API key, or not a valid one (WWW-Authenticate)"))
+                    responses.setdefault("401", shape.doc("no API key, or not a valid one (WWW-Authenticate)"))
                     if admin_only(path):
-                        responses.setdefault("403", error_doc("this endpoint needs an admin key"))
+                        responses.setdefault("403", shape.doc("this endpoint needs an admin key"))
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to extend the schema
@@ -143,8 +144,10 @@ class AuthMiddleware:
     `admin_only(path)` what needs an admin key.
     """
 
-    def __init__(self, app: ASGIApp, keys: ApiKeys, *, public: Rule, query_token: Rule, admin_only: Rule) -> None:
+    def __init__(self, app: ASGIApp, keys: ApiKeys, *, public: Rule, query_token: Rule, admin_only: Rule,
+                 error_formats: ErrorFormats | None = None) -> None:
         self.app = app
+        self.error_formats = error_formats or ErrorFormats()
         self.keys = keys
         self.public = public
         self.query_token = query_token
@@ -187,9 +190,9 @@ class AuthMiddleware:
                 return str(values[0])
         return None
 
-    @staticmethod
-    async def _refuse(scope: Scope, receive: Receive, send: Send, status: int, error: str, detail: str) -> None:
-        body = orjson.dumps({"error": error, "detail": detail})
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, status: int, error: str, detail: str) -> None:
+        status, shaped = self.error_formats.body(scope["path"], status, error, detail)
+        body = orjson.dumps(shaped)
         headers: list[tuple[bytes, bytes]] = [(b"content-type", b"application/json"),
                                               (b"content-length", str(len(body)).encode())]
         if status == 401:

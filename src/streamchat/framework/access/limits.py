@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from streamchat.framework.errors import ErrorFormats
 from streamchat.framework.redis_link import RedisLink
 
 WINDOW_SECONDS = 60
@@ -25,8 +26,10 @@ WINDOW_SECONDS = 60
 class BodyLimitMiddleware:
     """413 for request bodies larger than `max_bytes`, or than `by_path[path]` for those paths."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int, by_path: Mapping[str, int] | None = None) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, by_path: Mapping[str, int] | None = None,
+                 error_formats: ErrorFormats | None = None) -> None:
         self.app = app
+        self.error_formats = error_formats or ErrorFormats()
         self.max_bytes = max_bytes
         self.by_path = dict(by_path or {})
 
@@ -37,7 +40,7 @@ class BodyLimitMiddleware:
             return
         for name, value in scope.get("headers", []):
             if name == b"content-length" and value.isdigit() and int(value) > limit:
-                await self._refuse(send, limit)
+                await self._refuse(scope, send, limit)
                 return
         seen = 0
         started = False
@@ -60,12 +63,13 @@ class BodyLimitMiddleware:
             await self.app(scope, counting_receive, tracking_send)
         except BodyTooLarge:
             if not started:
-                await self._refuse(send, limit)
+                await self._refuse(scope, send, limit)
 
-    async def _refuse(self, send: Send, limit: int) -> None:
-        body = orjson.dumps({"error": "payload_too_large",
-                             "detail": f"request body larger than {limit} bytes"})
-        await send({"type": "http.response.start", "status": 413,
+    async def _refuse(self, scope: Scope, send: Send, limit: int) -> None:
+        status, shaped = self.error_formats.body(scope["path"], 413, "payload_too_large",
+                                                 f"request body larger than {limit} bytes")
+        body = orjson.dumps(shaped)
+        await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
 

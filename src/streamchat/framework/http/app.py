@@ -6,7 +6,7 @@ import logging
 import math
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -17,15 +17,16 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from streamchat.framework.access.auth import AccessRules, AuthMiddleware, document_auth
 from streamchat.framework.access.limits import BodyLimitMiddleware
 from streamchat.framework.bus import BusClosed
-from streamchat.framework.config import ApiConfig, ApiRequest
+from streamchat.framework.config import ApiConfig, ApiRequest, ApiResponse
 from streamchat.framework.discovery import ApiStep
 from streamchat.framework.errors import (
-    ErrorBody,
+    ErrorFormat,
+    ErrorFormats,
     HttpError,
     StorageFull,
     Unavailable,
@@ -56,15 +57,17 @@ def build_app(
     runtime: Runtime, *, title: str = "streamchat", version: str = "0",
     on_startup: Sequence[Hook] = (), on_shutdown: Sequence[Hook] = (), shutdown_seconds: float = 20.0,
     socket_limits: SocketLimits = DEFAULT_SOCKET_LIMITS, access: AccessRules = EVERY_PATH_KEYED,
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, error_formats: Mapping[str, ErrorFormat] | None = None,
 ) -> FastAPI:
     """The ASGI app: start/stop the runtime with the server, route every API step, serve `/` socket.
 
     `on_startup` hooks run before the runtime starts (e.g. loading a model); `on_shutdown` after it
     has drained its handlers. Every request, including routes the caller adds to the app later,
     goes through the same stack: metrics, then the API-key check (`access` says which paths are
-    public or admin-only), then the body size limit.
+    public or admin-only), then the body size limit. `error_formats` gives the routes under a path
+    prefix a protocol's own error shape (every error there, the framework's included, is written in it).
     """
+    formats = ErrorFormats(error_formats)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -82,9 +85,9 @@ def build_app(
 
     app = FastAPI(title=title, version=version, lifespan=lifespan)
     app.state.runtime = runtime
-    install_error_handlers(app)
+    install_error_handlers(app, formats)
     for step in runtime.steps.apis:
-        add_api_step(app, runtime, step)
+        add_api_step(app, runtime, step, formats.for_path(step.config.path))
     app.include_router(workbench_router(runtime))
 
     @app.get("/api/admin/stats", tags=["admin"])
@@ -109,18 +112,18 @@ def build_app(
         await stream_socket(websocket, runtime.hub, runtime.can_access, socket_limits)
 
     if runtime.keys.required:
-        document_auth(app, public=access.public, admin_only=access.admin_only)
+        document_auth(app, public=access.public, admin_only=access.admin_only, error_formats=formats)
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes, by_path={
         step.config.path: step.config.max_body_bytes() for step in runtime.steps.apis
-        if step.config.max_body_bytes is not None})
+        if step.config.max_body_bytes is not None}, error_formats=formats)
     app.add_middleware(AuthMiddleware, keys=runtime.keys, public=access.public, query_token=access.query_token,
-                       admin_only=access.admin_only)
+                       admin_only=access.admin_only, error_formats=formats)
     app.add_middleware(HttpMetricsMiddleware, routes=app.router.routes)
 
     return app
 
 
-def add_api_step(app: FastAPI, runtime: Runtime, step: ApiStep) -> None:
+def add_api_step(app: FastAPI, runtime: Runtime, step: ApiStep, error_format: ErrorFormat) -> None:
     config = step.config
     openapi_extra: dict[str, Any] = {}
     if config.body is not None:
@@ -139,9 +142,11 @@ def add_api_step(app: FastAPI, runtime: Runtime, step: ApiStep) -> None:
     if parameters:
         openapi_extra["parameters"] = parameters
     # The errors the framework answers with come first; a step's own model for a status is merged in.
-    responses: dict[int | str, dict[str, Any]] = {
-        status: {"model": ErrorBody, "description": text} for status, text in standard_errors(config).items()
-    }
+    responses: dict[int | str, dict[str, Any]] = {}
+    for status, text in standard_errors(config).items():
+        answered = error_format.status(status)
+        earlier = responses.get(answered, {}).get("description")
+        responses[answered] = {"model": error_format.model, "description": f"{earlier}; {text}" if earlier else text}
     for status, model in config.responses.items():
         responses[status] = ({**responses.get(status, {}), "model": model} if model is not None
                              else {"description": "done; no body"})
@@ -149,7 +154,7 @@ def add_api_step(app: FastAPI, runtime: Runtime, step: ApiStep) -> None:
         responses.setdefault(status, {})["content"] = {media_type: {"schema": {"type": "string"}}}
     app.add_api_route(
         config.path,
-        _endpoint(runtime, step),
+        _endpoint(runtime, step, error_format),
         methods=[config.method],
         name=config.name,
         summary=config.name,
@@ -199,22 +204,25 @@ def standard_errors(config: ApiConfig) -> dict[int, str]:
     return errors
 
 
-def _endpoint(runtime: Runtime, step: ApiStep) -> Callable[[Request], Any]:
+def _endpoint(runtime: Runtime, step: ApiStep, error_format: ErrorFormat) -> Callable[[Request], Any]:
     config = step.config
+
+    def refuse(status: int, error: str, detail: str, **extra: Any) -> JSONResponse:
+        return error_response(status, error, detail, error_format=error_format, **extra)
 
     async def endpoint(request: Request) -> Response:
         principal = getattr(request.state, "principal", None)
         if bad_path := [name for name, value in request.path_params.items() if NUL in value]:
-            return error_response(404, "not_found", f"{bad_path[0]} {request.path_params[bad_path[0]]!r}: not found")
+            return refuse(404, "not_found", f"{bad_path[0]} {request.path_params[bad_path[0]]!r}: not found")
         if bad_query := [name for name, value in request.query_params.items() if NUL in name + value]:
             detail, fields = problems(bad_query)
-            return error_response(422, "validation_error", detail, fields=fields)
+            return refuse(422, "validation_error", detail, fields=fields)
         if config.rate_limit is not None:
             caller = principal.key_id if principal is not None else (request.client.host if request.client else "-")
             wait = await runtime.limiter.check(config.rate_limit, caller)
             if wait is not None:
                 limit = runtime.limiter.per_minute[config.rate_limit]
-                refused = error_response(429, "rate_limited",
+                refused = refuse(429, "rate_limited",
                                          f"more than {limit} {config.rate_limit} per minute; retry in {wait:.0f}s")
                 refused.headers["Retry-After"] = str(math.ceil(wait))
                 return refused
@@ -224,22 +232,22 @@ def _endpoint(runtime: Runtime, step: ApiStep) -> Callable[[Request], Any]:
                 query = config.query.model_validate(dict(request.query_params))
             except ValidationError as error:
                 detail, fields = describe_validation(error)
-                return error_response(422, "validation_error", detail, fields=fields)
+                return refuse(422, "validation_error", detail, fields=fields)
         body: Any = None
         if config.body is not None:
             raw = await request.body()
             try:
                 payload = orjson.loads(raw)
             except orjson.JSONDecodeError as error:
-                return error_response(400, "invalid_json", f"request body is not valid JSON: {error}")
+                return refuse(400, "invalid_json", f"request body is not valid JSON: {error}")
             if bad_fields := nul_fields(payload):
                 detail, fields = problems(bad_fields)
-                return error_response(422, "validation_error", detail, fields=fields)
+                return refuse(422, "validation_error", detail, fields=fields)
             try:
                 body = config.body.model_validate(payload)
             except ValidationError as error:
                 detail, fields = describe_validation(error)
-                return error_response(422, "validation_error", detail, fields=fields)
+                return refuse(422, "validation_error", detail, fields=fields)
         # Inside the server span when the ASGI layer traces requests (FastAPI does, given a tracer
         # provider); otherwise this is the request's root and continues the caller's traceparent.
         served = trace.get_current_span().get_span_context().is_valid
@@ -250,7 +258,7 @@ def _endpoint(runtime: Runtime, step: ApiStep) -> Callable[[Request], Any]:
         ) as span:
             trace_id = request.headers.get(TRACE_HEADER) or trace_id_of(span)
             span.set_attribute("streamchat.trace_id", trace_id)
-            response = await _run(runtime, step, request, body, query, principal, trace_id)
+            response = await _run(runtime, step, request, body, query, principal, trace_id, error_format)
             span.set_attribute("http.response.status_code", response.status_code)
         return response
 
@@ -258,7 +266,7 @@ def _endpoint(runtime: Runtime, step: ApiStep) -> Callable[[Request], Any]:
 
 
 async def _run(runtime: Runtime, step: ApiStep, request: Request, body: Any, query: Any, principal: Any,
-               trace_id: str) -> Response:
+               trace_id: str, error_format: ErrorFormat) -> Response:
     """Call the step's handler and turn its result or HttpError into the response."""
     config = step.config
     started = time.perf_counter()
@@ -275,58 +283,69 @@ async def _run(runtime: Runtime, step: ApiStep, request: Request, body: Any, que
     try:
         result = await step.handler(api_request, ctx)
     except HttpError as error:
-        response = error_response(error.status, error.error, error.detail, **error.extra)
+        response = error_response(error.status, error.error, error.detail, error_format=error_format, **error.extra)
         response.headers.update(error.headers)
     else:
-        json = result.media_type == "application/json"
-        response = Response(  # Starlette adds `charset=utf-8` to a text/* type
-            None if result.status == 204 else orjson.dumps(result.body) if json else result.body,
-            status_code=result.status, headers=result.headers,
-            media_type=None if result.status == 204 else result.media_type,
-        )
+        response = _response(result)
     response.headers[TRACE_HEADER] = trace_id
     runtime.monitor.record("api", trace_id, config.name, (time.perf_counter() - started) * 1000,
                            method=config.method, path=request.url.path, status=response.status_code)
     return response
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    """Every error, including FastAPI's own, comes out in the `{"error", "detail"}` shape."""
+def _response(result: ApiResponse) -> Response:
+    if isinstance(result.body, AsyncIterable):
+        # A stream of bytes (e.g. a protocol's Server-Sent Events): sent as the handler's iterator yields it.
+        return StreamingResponse(result.body, status_code=result.status, headers=result.headers,
+                                 media_type=result.media_type)
+    json = result.media_type == "application/json"
+    return Response(  # Starlette adds `charset=utf-8` to a text/* type
+        None if result.status == 204 else orjson.dumps(result.body) if json else result.body,
+        status_code=result.status, headers=result.headers,
+        media_type=None if result.status == 204 else result.media_type,
+    )
+
+
+def install_error_handlers(app: FastAPI, formats: ErrorFormats) -> None:
+    """Every error, including FastAPI's own, comes out in the `{"error", "detail"}` shape (or its path's own)."""
+
+    def shaped(request: Request, status: int, error: str, detail: str) -> JSONResponse:
+        return error_response(status, error, detail, error_format=formats.for_path(request.url.path))
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         codes = {404: "not_found", 405: "method_not_allowed"}
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
-        response = error_response(exc.status_code, codes.get(exc.status_code, "http_error"), detail)
+        response = shaped(request, exc.status_code, codes.get(exc.status_code, "http_error"), detail)
         if exc.headers:
             response.headers.update(exc.headers)
         return response
 
     @app.exception_handler(RequestValidationError)
-    async def request_invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def request_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         parts = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
-        return error_response(422, "validation_error", "; ".join(parts))
+        return shaped(request, 422, "validation_error", "; ".join(parts))
 
     @app.exception_handler(StorageFull)
     async def storage_full(request: Request, exc: StorageFull) -> JSONResponse:
         logger.error("the state store is full", extra={"path": request.url.path, "error": str(exc)})
-        return error_response(507, "insufficient_storage",
-                              f"{exc}: nothing of this request was stored; try again once space is freed")
+        return shaped(request, 507, "insufficient_storage",
+                      f"{exc}: nothing of this request was stored; try again once space is freed")
 
     @app.exception_handler(Unavailable)
     async def unavailable(request: Request, exc: Unavailable) -> JSONResponse:
         logger.warning("a backend is unavailable", extra={"path": request.url.path, "error": str(exc)})
-        response = error_response(503, "unavailable", f"{exc}; try again shortly")
+        response = shaped(request, 503, "unavailable", f"{exc}; try again shortly")
         response.headers["Retry-After"] = "5"
         return response
 
     @app.exception_handler(BusClosed)
     async def shutting_down(request: Request, exc: BusClosed) -> JSONResponse:
-        response = error_response(503, "unavailable", "the server is shutting down; try again")
+        response = shaped(request, 503, "unavailable", "the server is shutting down; try again")
         response.headers["Retry-After"] = "1"
         return response
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         logger.exception("unhandled error", extra={"path": request.url.path})
-        return error_response(500, "internal_error", "the server failed to handle this request")
+        return shaped(request, 500, "internal_error", "the server failed to handle this request")

@@ -18,6 +18,7 @@ from starlette.responses import Response, StreamingResponse
 from streamchat.framework.errors import error_response
 from streamchat.framework.streams.changes import Change
 from streamchat.framework.streams.hub import StreamHub
+from streamchat.framework.streams.watch import end_watches
 
 logger = logging.getLogger("streamchat.sse")
 
@@ -57,9 +58,11 @@ _open_streams: weakref.WeakSet[SseSubscriber] = weakref.WeakSet()
 
 
 def end_event_streams() -> None:
-    """The server is stopping: end every SSE response now rather than hold the shutdown for them."""
+    """The server is stopping: end every SSE response (and every view following an item) now rather
+    than hold the shutdown for them."""
     for subscriber in list(_open_streams):
         subscriber.end()
+    end_watches()
 
 
 def last_event_id(request: Request) -> int | Response | None:

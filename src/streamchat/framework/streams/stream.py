@@ -13,6 +13,7 @@ from streamchat.framework.config import StreamConfig
 from streamchat.framework.leases import Lease
 from streamchat.framework.store import JSON
 from streamchat.framework.streams.hub import StreamHub
+from streamchat.framework.streams.watch import ItemWatch
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -104,3 +105,7 @@ class Stream(Generic[M]):
 
     async def send(self, group_id: str, event_type: str, data: Any, item_id: str | None = None) -> None:
         await self._hub.send(self.name, group_id, {"type": event_type, "data": data}, item_id)
+
+    def watch(self, group_id: str, item_id: str) -> ItemWatch[M]:
+        """Follow one item: its state now, then each write and appended piece (see watch.py)."""
+        return ItemWatch(self._hub, self.name, group_id, item_id, self.config.schema.model_validate)

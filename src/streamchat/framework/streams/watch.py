@@ -1,0 +1,124 @@
+"""Following one item from inside the server: its state now, then every change, as typed events.
+
+What a protocol view (a response that streams one reply in another wire format) reads from. It
+subscribes like an SSE client does, so it gets every appended piece as its own `TextDelta`, in
+order, whichever instance writes the item. A view that stops reading is not buffered without end:
+past `QUEUE_LIMIT` waiting changes they are dropped and the next read is the whole item again
+(`ItemState`), after which only pieces newer than it come.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel
+
+from streamchat.framework.store import JSON
+from streamchat.framework.streams.changes import Change
+from streamchat.framework.streams.hub import StreamHub
+
+M = TypeVar("M", bound=BaseModel)
+
+QUEUE_LIMIT = 20_000
+
+
+@dataclass(frozen=True, slots=True)
+class ItemState(Generic[M]):
+    """The whole item: the state it was in when the watch began, or a write of the whole item."""
+
+    seq: int
+    data: M
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    """A piece appended to the item's text field."""
+
+    text: str
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class ItemGone:
+    """The item was deleted (or is not there)."""
+
+
+WatchEvent = ItemState[M] | TextDelta | ItemGone
+_RESYNC = object()
+_END = object()
+
+
+class ItemWatch(Generic[M]):
+    """`async with stream.watch(group, item) as watch: async for event in watch: ...`"""
+
+    def __init__(self, hub: StreamHub, stream: str, group: str, item_id: str,
+                 load: Callable[[JSON], M]) -> None:
+        self._hub = hub
+        self._stream = stream
+        self._group = group
+        self._item_id = item_id
+        self._load = load
+        self._queue: asyncio.Queue[Change | object] = asyncio.Queue()
+        self._after = -1  # pieces at or below this seq are in an ItemState already read
+        _open_watches.add(self)
+
+    async def __aenter__(self) -> ItemWatch[M]:
+        await self._hub.subscribe(self, self._stream, self._group, self._item_id, deltas=True, sse=True)
+        return self
+
+    async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                        trace: TracebackType | None) -> None:
+        self._hub.unsubscribe(self, self._stream, self._group, self._item_id)
+        _open_watches.discard(self)
+
+    def push(self, change: Change) -> None:
+        if self._queue.qsize() >= QUEUE_LIMIT:
+            while not self._queue.empty():
+                self._queue.get_nowait()
+            self._queue.put_nowait(_RESYNC)
+        self._queue.put_nowait(change)
+
+    def end(self) -> None:
+        """Stop the iteration after what is already queued is dropped (the server is stopping)."""
+        while not self._queue.empty():
+            self._queue.get_nowait()
+        self._queue.put_nowait(_END)
+
+    def __aiter__(self) -> ItemWatch[M]:
+        return self
+
+    async def __anext__(self) -> WatchEvent[M]:
+        while True:
+            entry = await self._queue.get()
+            if entry is _END:
+                raise StopAsyncIteration
+            if entry is _RESYNC:
+                current = await self._hub.get(self._stream, self._group, self._item_id)
+                if current is None:
+                    return ItemGone()
+                self._after = int(current["seq"])
+                return ItemState(self._after, self._load(current))
+            assert isinstance(entry, Change)
+            if entry.kind == "delta":
+                if entry.seq is not None and entry.seq <= self._after:
+                    continue
+                return TextDelta(entry.payload["delta"], entry.seq or 0)
+            if entry.kind == "delete" or (entry.kind == "sync" and entry.payload is None):
+                return ItemGone()
+            if entry.kind in ("create", "update", "sync"):
+                self._after = int(entry.payload["seq"])
+                return ItemState(self._after, self._load(entry.payload))
+
+
+_open_watches: weakref.WeakSet[ItemWatch[Any]] = weakref.WeakSet()
+
+
+def end_watches() -> None:
+    """The server is stopping: every view following an item ends now."""
+    for watch in list(_open_watches):
+        watch.end()

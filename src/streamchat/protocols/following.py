@@ -1,0 +1,106 @@
+"""Following one reply from its first character to its end: what every protocol view reads.
+
+`follow_reply` yields the reply's text as pieces, from its beginning, whatever it already holds
+first, then each piece as the model writes it, and lastly a `ReplyEnd`. A view that numbers its
+events by piece (the Responses API) asks for the text already written to be split as it was
+written (`as_written=True`): the pieces' lengths come from the reply journal, so the numbering is
+the same on every instance and every reconnect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterable, AsyncIterator
+from dataclasses import dataclass
+from itertools import accumulate
+
+from streamchat.chat import reply_journal
+from streamchat.framework import Context, ItemGone, ItemState, TextDelta
+from streamchat.steps.conversation_stream import FINISHED, ConversationMessage
+
+#: How long a view on another instance waits for the journal to reach the text it already sees.
+JOURNAL_WAIT_SECONDS = 5.0
+JOURNAL_POLL_SECONDS = 0.05
+
+@dataclass(frozen=True, slots=True)
+class ReplyEnd:
+    """How the reply ended: its last state, or None with `reason` when it can no longer be followed."""
+
+    message: ConversationMessage | None
+    reason: str = ""
+
+
+async def follow_reply(ctx: Context, conversation_id: str, reply_id: str,
+                       as_written: bool = False) -> AsyncIterator[str | ReplyEnd]:
+    sent = 0
+    async with ctx.streams.conversation.watch(conversation_id, reply_id) as watch:
+        async for event in watch:
+            if isinstance(event, TextDelta):
+                sent += len(event.text)
+                yield event.text
+            elif isinstance(event, ItemGone):
+                yield ReplyEnd(None, "the conversation was deleted")
+                return
+            elif isinstance(event, ItemState):
+                message: ConversationMessage = event.data
+                text = message.message
+                if len(text) < sent:
+                    yield ReplyEnd(None, "the reply was started again from the beginning")
+                    return
+                if len(text) > sent:
+                    for piece in await _pieces(ctx, reply_id, text, sent, as_written):
+                        yield piece
+                    sent = len(text)
+                if message.status in FINISHED:
+                    yield ReplyEnd(message)
+                    return
+
+
+async def _pieces(ctx: Context, reply_id: str, text: str, start: int, as_written: bool) -> list[str]:
+    """`text[start:]` as the pieces it was written in (or whole, when that is not asked for)."""
+    if not as_written:
+        return [text[start:]]
+    deadline = time.monotonic() + JOURNAL_WAIT_SECONDS
+    lengths = await reply_journal.piece_lengths(ctx.state, reply_id)
+    while sum(lengths) < len(text) and time.monotonic() < deadline:
+        await asyncio.sleep(JOURNAL_POLL_SECONDS)
+        lengths = await reply_journal.piece_lengths(ctx.state, reply_id)
+    pieces: list[str] = []
+    begin = 0
+    for end in accumulate(lengths):
+        if end > len(text):
+            break
+        if begin >= start:
+            pieces.append(text[begin:end])
+        begin = end
+    if begin < len(text):  # the journal never caught up (its writer died): the rest as one piece
+        pieces.append(text[max(begin, start):])
+    return pieces
+
+
+async def with_pings(frames: AsyncIterable[bytes], every: float, ping: bytes = b": ping\n\n") -> AsyncIterator[bytes]:
+    """Pass `frames` through, sending `ping` after each `every` seconds without one (a queued reply
+    keeps proxies and clients from giving up on a quiet connection)."""
+    iterator = aiter(frames)
+    pending: asyncio.Task[bytes] | None = None
+    try:
+        while True:
+            if pending is None:
+                pending = asyncio.ensure_future(anext(iterator))
+            done, _ = await asyncio.wait({pending}, timeout=every)
+            if not done:
+                yield ping
+                continue
+            try:
+                frame = pending.result()
+            except StopAsyncIteration:
+                return
+            pending = None
+            yield frame
+    finally:
+        if pending is not None:
+            pending.cancel()
+        closing = getattr(iterator, "aclose", None)
+        if closing is not None:
+            await closing()

@@ -1,0 +1,162 @@
+"""The OpenAI Responses API's view of one reply: the response object and its numbered event stream.
+
+A response is a reply: its id is the assistant message's id, its conversation the reply's. Its
+events are numbered from 0 and rise by one: `response.created`, `response.in_progress`,
+`response.output_item.added`, `response.content_part.added`, one `response.output_text.delta` per
+piece the model wrote, then `response.output_text.done`, `response.content_part.done`,
+`response.output_item.done` and one of `response.completed` / `response.failed` /
+`response.incomplete` (stopped). The pieces come from the reply journal, so event N is the same
+event on every instance and every reconnect: a stream resumed `starting_after` N continues exactly
+after it, for as long as the conversation exists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from datetime import datetime
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ConfigDict
+
+from streamchat.framework import Context
+from streamchat.protocols.following import ReplyEnd, follow_reply, with_pings
+from streamchat.protocols.openai_models import served_model
+from streamchat.steps.conversation_stream import ConversationMessage
+
+HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+STATUS = {"created": "queued", "streaming": "in_progress", "completed": "completed", "error": "failed",
+          "stopped": "cancelled"}
+ITEM_STATUS = {"completed": "completed", "error": "incomplete", "stopped": "incomplete"}
+TERMINAL = {"completed": "response.completed", "error": "response.failed", "stopped": "response.incomplete"}
+
+
+class ResponseObject(BaseModel):
+    """A response object (documents the answer; the fields streamchat writes are listed in the README)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    object: str
+    created_at: int
+    status: str
+    model: str
+    output: list[dict[str, Any]]
+    usage: dict[str, Any] | None
+    error: dict[str, Any] | None
+
+
+def item_id(reply_id: str) -> str:
+    return f"msg_{reply_id}"
+
+
+def unix_seconds(timestamp: str) -> int:
+    return int(datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp())
+
+
+def usage_object(message: ConversationMessage) -> dict[str, Any] | None:
+    if message.usage is None:
+        return None
+    prompt, completion = message.usage.promptTokens or 0, message.usage.completionTokens or 0
+    return {"input_tokens": prompt, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": completion,
+            "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": prompt + completion}
+
+
+def text_part(text: str) -> dict[str, Any]:
+    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+
+
+def output_item(reply_id: str, message: ConversationMessage, text: str | None = None) -> dict[str, Any]:
+    return {"id": item_id(reply_id), "type": "message", "role": "assistant",
+            "status": ITEM_STATUS.get(message.status, "in_progress"),
+            "content": [text_part(message.message if text is None else text)]}
+
+
+def response_object(reply_id: str, conversation_id: str, details: Mapping[str, Any], message: ConversationMessage,
+                    *, status: str | None = None, output: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The response object as it stands: `message` is the reply's current state."""
+    status = status or STATUS[message.status]
+    error = (message.error or "the reply failed") if message.status == "error" else None
+    if output is None:
+        output = [] if message.status == "created" else [output_item(reply_id, message)]
+    return {
+        "id": reply_id,
+        "object": "response",
+        "created_at": details.get("createdAt") or unix_seconds(message.timestamp),
+        "status": status,
+        "background": bool(details.get("background", False)),
+        "conversation": {"id": conversation_id},
+        "error": None if error is None else {"code": "server_error", "message": error},
+        "incomplete_details": None,
+        "instructions": details.get("instructions"),
+        "metadata": details.get("metadata") or {},
+        "model": message.usage.model if message.usage is not None else details.get("model") or served_model(),
+        "output": output,
+        "parallel_tool_calls": False,
+        "previous_response_id": details.get("previousResponseId"),
+        "temperature": None,
+        "text": {"format": {"type": "text"}},
+        "tool_choice": "none",
+        "tools": [],
+        "top_p": None,
+        "truncation": "disabled",
+        "usage": usage_object(message),
+    }
+
+
+def response_events(ctx: Context, conversation_id: str, reply_id: str, details: Mapping[str, Any],
+                    current: ConversationMessage, starting_after: int, ping_seconds: float) -> AsyncIterator[bytes]:
+    """The reply's events after event `starting_after` (-1: all of them) as Server-Sent Events."""
+    return with_pings(_events(ctx, conversation_id, reply_id, details, current, starting_after), ping_seconds)
+
+
+async def _events(ctx: Context, conversation_id: str, reply_id: str, details: Mapping[str, Any],
+                  current: ConversationMessage, after: int) -> AsyncIterator[bytes]:
+    number = -1
+
+    def event(kind: str, **fields: Any) -> bytes | None:
+        nonlocal number
+        number += 1
+        if number <= after:
+            return None
+        data = orjson.dumps({"type": kind, "sequence_number": number, **fields})
+        return b"event: " + kind.encode() + b"\ndata: " + data + b"\n\n"
+
+    started = response_object(reply_id, conversation_id, details, current, output=[],
+                              status="queued" if current.status == "created" else "in_progress")
+    place = {"item_id": item_id(reply_id), "output_index": 0, "content_index": 0}
+    opening = [
+        event("response.created", response=started),
+        event("response.in_progress", response={**started, "status": "in_progress"}),
+        event("response.output_item.added", output_index=0, item={
+            "id": item_id(reply_id), "type": "message", "role": "assistant", "status": "in_progress", "content": []}),
+        event("response.content_part.added", **place, part=text_part("")),
+    ]
+    for frame in opening:
+        if frame is not None:
+            yield frame
+    pieces: list[str] = []
+    end: ReplyEnd | None = None
+    async for entry in follow_reply(ctx, conversation_id, reply_id, as_written=True):
+        if isinstance(entry, ReplyEnd):
+            end = entry
+            break
+        pieces.append(entry)
+        frame = event("response.output_text.delta", **place, delta=entry, logprobs=[])
+        if frame is not None:
+            yield frame
+    if end is None:
+        return  # the server is stopping: the client resumes after the last event it got
+    text = "".join(pieces)
+    last = end.message or current.model_copy(update={"message": text, "status": "error", "error": end.reason})
+    item = output_item(reply_id, last, text)
+    closing = [
+        event("response.output_text.done", **place, text=text, logprobs=[]),
+        event("response.content_part.done", **place, part=text_part(text)),
+        event("response.output_item.done", output_index=0, item=item),
+        event(TERMINAL[last.status], response=response_object(reply_id, conversation_id, details, last,
+                                                               output=[item])),
+    ]
+    for frame in closing:
+        if frame is not None:
+            yield frame

@@ -1,0 +1,64 @@
+"""The Vercel AI SDK's UI message stream (protocol v1, `ai` 5 and later) of one reply.
+
+Server-Sent Events whose data are JSON chunks: `start` (the reply's id as the message id),
+`start-step`, `text-start` / `text-delta` / `text-end`, `finish-step`, `message-metadata` (model,
+usage, status), `finish`, then `[DONE]`. A reply that failed sends `error`, a stopped one `abort`,
+before `finish`; a server that stops meanwhile just ends the response (the client resumes
+elsewhere). Chunks carry only the fields `ai` 5.0.0 defines: its parser rejects any other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+
+from streamchat.framework import Context
+from streamchat.protocols.following import ReplyEnd, follow_reply, with_pings
+
+HEADERS = {"x-vercel-ai-ui-message-stream": "v1", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+DONE = b"data: [DONE]\n\n"
+
+
+def chunk(payload: dict[str, Any]) -> bytes:
+    return b"data: " + orjson.dumps(payload) + b"\n\n"
+
+
+def ui_message_stream(ctx: Context, conversation_id: str, reply_id: str, ping_seconds: float) -> AsyncIterator[bytes]:
+    return with_pings(_chunks(ctx, conversation_id, reply_id), ping_seconds)
+
+
+async def _chunks(ctx: Context, conversation_id: str, reply_id: str) -> AsyncIterator[bytes]:
+    yield chunk({"type": "start", "messageId": reply_id})
+    yield chunk({"type": "start-step"})
+    text_id = f"text-{reply_id}"
+    writing = False
+    end: ReplyEnd | None = None
+    async for entry in follow_reply(ctx, conversation_id, reply_id):
+        if isinstance(entry, ReplyEnd):
+            end = entry
+            break
+        if not writing:
+            writing = True
+            yield chunk({"type": "text-start", "id": text_id})
+        yield chunk({"type": "text-delta", "id": text_id, "delta": entry})
+    if end is None:
+        return  # the server is stopping: the stream just ends, and the client reconnects to another instance
+    if writing:
+        yield chunk({"type": "text-end", "id": text_id})
+    yield chunk({"type": "finish-step"})
+    message = end.message
+    if message is None:
+        yield chunk({"type": "error", "errorText": end.reason})
+    else:
+        if message.status == "error":
+            yield chunk({"type": "error", "errorText": message.error or "the reply failed"})
+        elif message.status == "stopped":
+            yield chunk({"type": "abort"})
+        metadata: dict[str, Any] = {"conversationId": conversation_id, "status": message.status}
+        if message.usage is not None:
+            metadata |= {"model": message.usage.model, "usage": message.usage.model_dump()}
+        yield chunk({"type": "message-metadata", "messageMetadata": metadata})
+    yield chunk({"type": "finish"})
+    yield DONE

@@ -1,0 +1,102 @@
+"""POST /api/chat: the Vercel AI SDK's `useChat` sends a message (or asks again) and reads the reply.
+
+The body is what `DefaultChatTransport` sends: the chat `id` (the conversation id), the chat's
+`messages`, the `trigger` and, to regenerate one reply, its `messageId`. The server holds the
+history, so only the last user message is taken from `messages`. The answer is the reply as a
+UI message stream (protocols/ui_message_stream.py); the client going away never stops the reply.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from streamchat.framework import ApiConfig, ApiRequest, ApiResponse, Context, Emit, ErrorBody, HttpError
+from streamchat.protocols.ui_message_stream import HEADERS, ui_message_stream
+from streamchat.settings import get_settings
+from streamchat.steps.ai_response_step import ChatMessageEvent
+from streamchat.steps.chat_api_step import checked_message, send_message
+from streamchat.steps.conversation_stream import ID_PATTERN
+from streamchat.steps.regenerate_message_step import regenerate
+
+
+class UiMessagePart(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    text: str | None = None
+
+
+class UiMessage(BaseModel):
+    """A UI message as `useChat` keeps it; only text parts are read."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str = ""
+    role: Literal["system", "user", "assistant"]
+    parts: list[UiMessagePart] = Field(default_factory=list)
+
+    def text(self) -> str:
+        return "\n".join(part.text for part in self.parts if part.type == "text" and part.text)
+
+
+class UiChatRequest(BaseModel):
+    # Fields a transport adds (its `body` option) are allowed and ignored.
+    model_config = ConfigDict(extra="allow")
+
+    id: str = Field(min_length=1, max_length=200, pattern=ID_PATTERN, description="The chat id: the conversation id.")
+    messages: list[UiMessage] = Field(default_factory=list, description="The chat's messages; only the last "
+                                      "user message is read (the server holds the history).")
+    trigger: Literal["submit-message", "regenerate-message"] = "submit-message"
+    messageId: str | None = Field(default=None, description="regenerate-message: the reply to answer again "
+                                  "(or the user message it answered); absent: the last reply.")
+
+    @model_validator(mode="after")
+    def _has_a_user_message(self) -> UiChatRequest:
+        if self.trigger == "submit-message":
+            if not self.messages or self.messages[-1].role != "user":
+                raise ValueError("messages: the last message must be the user's message to send")
+            checked_message(self.messages[-1].text())
+        return self
+
+
+config = ApiConfig(
+    name="AiSdkChat",
+    rate_limit="messages",
+    method="POST",
+    path="/api/chat",
+    body=UiChatRequest,
+    emits=[Emit("chat-message", ChatMessageEvent)],
+    writes=["conversation"],
+    responses={200: None, 404: ErrorBody, 409: ErrorBody, 429: ErrorBody},
+    text_responses={200: "text/event-stream"},
+    description="The Vercel AI SDK's chat endpoint (`DefaultChatTransport`): send the last user message, or "
+                "regenerate a reply; answers the reply as a UI message stream (SSE, `x-vercel-ai-ui-message-stream: "
+                "v1`). Closing the connection does not stop the reply (POST .../stop does).",
+)
+
+
+async def handler(req: ApiRequest[UiChatRequest], ctx: Context) -> ApiResponse:
+    body = req.body
+    if body.trigger == "submit-message":
+        sent = await send_message(ctx, req.principal, body.messages[-1].text(), body.id)
+        reply_id = sent.assistant_message_id
+    else:
+        reply_id = (await regenerate(ctx, req.principal, body.id, await _reply_asked_for(ctx, body))).assistantMessageId
+    return ApiResponse(200, ui_message_stream(ctx, body.id, reply_id, get_settings().sse_ping_seconds),
+                       headers=HEADERS, media_type="text/event-stream")
+
+
+async def _reply_asked_for(ctx: Context, body: UiChatRequest) -> str | None:
+    """The reply to regenerate: `messageId` names it, or the user message it answered."""
+    if body.messageId is None:
+        return None
+    items = await ctx.streams.conversation.get_group(body.id)
+    position = next((index for index, item in enumerate(items) if item.id == body.messageId), None)
+    if position is None or items[position].data.sender == "assistant":
+        return body.messageId  # regenerate answers 404 for an unknown id
+    reply: Any = next((item for item in items[position + 1:] if item.data.sender == "assistant"), None)
+    if reply is None:
+        raise HttpError(404, "not_found", f"messageId {body.messageId!r}: no reply to this message to regenerate")
+    return str(reply.id)

@@ -1,0 +1,99 @@
+"""POST /v1/chat/completions: for clients that send the whole history each time (editors, chat UIs).
+
+Each call is its own conversation, stored whole (listed, searchable, watchable like any other;
+its id is in the `x-streamchat-conversation-id` header). `stream` answers chunks; otherwise the
+answer waits for the reply's end. Sampling parameters are accepted and not applied (the server's
+settings decide); tools, functions, several choices and non-text output are refused by name.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from streamchat.framework import ApiConfig, ApiRequest, ApiResponse, Context, Emit, HttpError
+from streamchat.protocols.following import ReplyEnd, follow_reply
+from streamchat.protocols.openai_chat_completions import HEADERS, ChatCompletion, completion_chunks, completion_object
+from streamchat.protocols.openai_errors import OpenAiError
+from streamchat.protocols.openai_input import InputMessage, as_turns
+from streamchat.protocols.openai_models import check_model
+from streamchat.settings import get_settings
+from streamchat.steps.ai_response_step import ChatMessageEvent
+from streamchat.steps.chat_api_step import send_message
+
+CONVERSATION_HEADER = "x-streamchat-conversation-id"
+
+
+class StreamOptions(BaseModel):
+    include_usage: bool = False
+
+
+class ChatCompletionsRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(description="The serving model (GET /v1/models).")
+    messages: list[InputMessage] = Field(min_length=1)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    n: Literal[1] = Field(default=1, description="One choice only.")
+    response_format: dict[str, Any] | None = Field(default=None, description="Only {\"type\": \"text\"}.")
+    # Accepted so that clients which always send them work; not applied (the server's settings decide).
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+    max_completion_tokens: int | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    seed: int | None = None
+    stop: str | list[str] | None = None
+    user: str | None = None
+    store: bool | None = None
+    metadata: dict[str, str] | None = None
+
+    @field_validator("response_format")
+    @classmethod
+    def _text_only(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None and value.get("type") != "text":
+            raise ValueError("only {\"type\": \"text\"} is supported")
+        return value
+
+
+config = ApiConfig(
+    name="OpenAiChatCompletions",
+    rate_limit="messages",
+    method="POST",
+    path="/v1/chat/completions",
+    body=ChatCompletionsRequest,
+    emits=[Emit("chat-message", ChatMessageEvent)],
+    writes=["conversation"],
+    responses={200: ChatCompletion, 404: OpenAiError, 502: OpenAiError},
+    text_responses={200: "text/event-stream"},
+    description="OpenAI Chat Completions: answer the last user message of `messages`, as a new conversation "
+                "(its id in the x-streamchat-conversation-id header). Errors in OpenAI's shape.",
+)
+
+
+async def handler(req: ApiRequest[ChatCompletionsRequest], ctx: Context) -> ApiResponse:
+    body = req.body
+    model = check_model(body.model)
+    asked = as_turns(body.messages, "messages")
+    sent = await send_message(ctx, req.principal, asked.message, earlier=asked.earlier,
+                              instructions=asked.instructions, details={"protocol": "chat.completions"})
+    cid, reply_id = sent.conversation_id, sent.assistant_message_id
+    created = int(time.time())
+    headers = {CONVERSATION_HEADER: cid}
+    if body.stream:
+        include_usage = body.stream_options is not None and body.stream_options.include_usage
+        return ApiResponse(200, completion_chunks(ctx, cid, reply_id, created, model, include_usage,
+                                                  get_settings().sse_ping_seconds),
+                           headers={**HEADERS, **headers}, media_type="text/event-stream")
+    end: ReplyEnd | None = None
+    async for entry in follow_reply(ctx, cid, reply_id):
+        if isinstance(entry, ReplyEnd):
+            end = entry
+    if end is None or end.message is None or end.message.status == "error":
+        reason = "the server is stopping" if end is None else end.reason if end.message is None else end.message.error
+        raise HttpError(502, "reply_failed", f"the model could not answer: {reason}", headers=headers)
+    return ApiResponse(200, completion_object(reply_id, created, model, end.message), headers=headers)

@@ -1,0 +1,92 @@
+"""One reply, every client at once: Motia's npm client, SSE, the AI SDK's resume and an OpenAI
+Responses stream all end with byte-identical text, equal to what the server stored; and a reply
+started through one protocol is stopped through another."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+from openai import AsyncOpenAI
+
+from conftest import FakeProvider, Server
+from helpers import FINISHED, Transcript, read_sse, wait_for_status, wait_until_streaming
+from test_ai_sdk import drive
+from test_ai_sdk import node as node
+from test_motia_client import NodeWatcher
+
+# Multi-byte characters, a split emoji sequence, newlines and Markdown: bytes, not just characters, must agree.
+TOKENS = ["Grüße ", "aus ", "Köln", " — ", "naïve ", "café\n\n", "```py\n", "print('日本')\n", "```\n",
+          "👩", "\u200d", "💻 ", "done."]
+
+
+async def sse_text(server: Server, cid: str, reply_id: str) -> str:
+    transcript = Transcript()
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client, \
+            client.stream("GET", f"/api/conversations/{cid}/events") as response:
+        async for frame in read_sse(response):
+            if isinstance(frame, str):
+                continue
+            transcript.apply(frame)
+            if frame.event == "item" and frame.data["id"] == reply_id and frame.data["status"] in FINISHED:
+                return transcript.texts[reply_id]
+    raise AssertionError("the SSE stream ended before the reply did")
+
+
+async def responses_text(server: Server, reply_id: str) -> str:
+    async with AsyncOpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0) as client:
+        events = [event async for event in await client.responses.retrieve(reply_id, stream=True)]
+    assert events[-1].type == "response.completed"
+    return "".join(event.delta for event in events if event.type == "response.output_text.delta")
+
+
+async def motia_text(node: str, server: Server, cid: str, reply_id: str) -> str:
+    watcher = await NodeWatcher.start(node, server.ws_url, cid, "item", reply_id)
+    result: dict[str, Any] = await watcher.final()
+    return str(result["state"]["message"])
+
+
+async def test_one_reply_reads_byte_identical_through_all_four(
+    node: str, server: Server, fake_provider: FakeProvider,
+) -> None:
+    fake_provider.script(tokens=TOKENS, delay=0.1)
+    async with AsyncOpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0) as client:
+        created = await client.responses.create(model="fake-model", input="greet me", background=True)
+    assert created.conversation is not None
+    cid, reply_id = created.conversation.id, created.id
+    await wait_until_streaming(server.url, cid, reply_id)
+    motia, sse, ai_sdk, responses = await asyncio.gather(
+        motia_text(node, server, cid, reply_id),
+        sse_text(server, cid, reply_id),
+        drive(node, "ai-6", "resume", server.url, cid),
+        responses_text(server, reply_id),
+    )
+    assert ai_sdk["resumed"] is not None, "the reply was still streaming when the AI SDK reconnected"
+    stored = (await wait_for_status(server.url, cid, reply_id))["message"]
+    expected = "".join(TOKENS).encode()
+    assert stored.encode() == expected
+    for name, text in {"motia": motia, "sse": sse, "ai sdk": ai_sdk["resumed"]["text"], "responses": responses}.items():
+        assert text.encode() == expected, name
+
+
+async def test_a_reply_started_with_the_ai_sdk_is_cancelled_through_the_responses_api(
+    node: str, server: Server, fake_provider: FakeProvider,
+) -> None:
+    fake_provider.script(tokens=[f"w{i} " for i in range(40)], delay=0.05)
+    chat = "crossprotocol0001"
+    sending = asyncio.create_task(drive(node, "ai-5", "send", server.url, chat))
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        while True:  # the reply appears as the AI SDK's POST stores it
+            messages = (await http.get(f"/api/conversations/{chat}")).json().get("messages", [])
+            if len(messages) == 2 and messages[1]["message"]:
+                break
+            await asyncio.sleep(0.02)
+    async with AsyncOpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0) as client:
+        cancelled = await client.responses.cancel(messages[1]["id"])
+    sent = (await sending)["sent"]
+    stored = await wait_for_status(server.url, chat, messages[1]["id"])
+    assert cancelled.status == "cancelled" and stored["status"] == "stopped"
+    assert sent["text"] == stored["message"] == cancelled.output_text
+    assert sent["chunks"][-4:] == ["finish-step", "abort", "message-metadata", "finish"]
+    assert sent["metadata"]["status"] == "stopped"
