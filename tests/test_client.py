@@ -4,12 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import uuid
+from typing import Any
 
 import pytest
 
 from conftest import FakeProvider, Server, ServerFactory
-from streamchat.client import FINISHED, Events, SseFrame, SseParser, StreamchatClient, StreamchatError
+from helpers import wait_for_status, wait_until_streaming
+from streamchat.client import (
+    FINISHED,
+    Events,
+    SseFrame,
+    SseParser,
+    StreamchatClient,
+    StreamchatError,
+    SyncStreamchatClient,
+)
 
 ALICE, BOB = "alice-key-0123456789", "bob-key-9876543210"
 
@@ -240,3 +251,184 @@ def test_the_sse_parser_follows_the_format() -> None:
     assert [p for p in parsed if p is not None] == [
         ": ping", SseFrame(7, "delta", {"id": "m", "delta": "x"}), SseFrame(None, "message", [1])]
     assert parser.retry_ms == 1500, "and a frame without data is no event"
+
+
+# -- the reply a send returns, read over SSE; the conversation calls; the blocking client --------------------
+
+
+async def stored_reply(client: StreamchatClient, conversation_id: str, message_id: str) -> dict[str, Any]:
+    return {m["id"]: m for m in await client.conversation(conversation_id)}[message_id]
+
+
+async def test_send_returns_the_reply_to_iterate_from_its_first_character_to_its_end(
+    server: Server, fake_provider: FakeProvider
+) -> None:
+    tokens = [f"word{i} " for i in range(30)]
+    fake_provider.script(tokens=tokens, delay=0.01)
+    async with StreamchatClient(server.url) as client:
+        reply = await client.send("stream to me")
+        assert reply.body["status"] == "streaming" and reply.item is None, "nothing is read before iterating"
+        pieces = [piece async for piece in reply]
+        stored = await stored_reply(client, reply.conversation_id, reply.assistant_message_id)
+        assert "".join(pieces) == reply.text == stored["message"] == "".join(tokens)
+        assert len(pieces) > 1, "the text arrives as it is written, not at the end"
+        assert (reply.status, reply.error, reply.restarts, reply.reconnects) == ("completed", None, 0, 0)
+        assert [piece async for piece in reply] == [], "one pass"
+
+        # Joining late: the text so far comes first as one piece, then the rest as it is written.
+        fake_provider.script(tokens=tokens, delay=0.03)
+        late = await client.send("again, slower", reply.conversation_id)
+        await wait_until_streaming(server.url, late.conversation_id, late.assistant_message_id)
+        pieces = [piece async for piece in late]
+        stored = await stored_reply(client, late.conversation_id, late.assistant_message_id)
+        assert "".join(pieces) == stored["message"] == "".join(tokens) and len(pieces) > 1
+        assert late.user_message_id != reply.user_message_id and late.status == "completed"
+
+        # A reply that ended before anyone looked: its whole text, at once.
+        fake_provider.script(fail=[500] * 10)
+        failed = await client.send("doomed", reply.conversation_id)
+        await wait_for_status(server.url, failed.conversation_id, failed.assistant_message_id)
+        assert await failed.collect() == ""
+        assert failed.status == "error" and failed.error is not None and "500" in failed.error
+
+
+async def test_a_reply_resumes_after_its_connection_drops_with_no_piece_lost_or_repeated(
+    server: Server, fake_provider: FakeProvider
+) -> None:
+    tokens = [f"t{i} " for i in range(80)]
+    fake_provider.script(tokens=tokens, delay=0.03)
+    cutter = Cutter(server.port)
+    try:
+        async with StreamchatClient(await cutter.start()) as client, StreamchatClient(server.url) as direct:
+            reply = await client.send("cut me off")
+            pieces: list[str] = []
+            async for piece in reply:
+                pieces.append(piece)
+                if len(pieces) == 10:
+                    cutter.cut()  # the SSE connection (and any other) dies mid-reply, as on a network drop
+            stored = await stored_reply(direct, reply.conversation_id, reply.assistant_message_id)
+    finally:
+        await cutter.close()
+    assert reply.reconnects == 1 and cutter.accepted >= 2, "the resumed SSE came through a new connection"
+    assert stored["status"] == reply.status == "completed" and stored["message"] == "".join(tokens)
+    assert "".join(pieces) == stored["message"], "every piece once, in order, across the drop"
+    assert pieces[1:] == tokens[len(tokens) - len(pieces) + 1:], "after the first (the text so far), one delta each"
+
+
+async def test_stop_and_regenerate_with_or_without_the_message_id(server: Server, fake_provider: FakeProvider) -> None:
+    fake_provider.script(tokens=[f"slow{i} " for i in range(200)], delay=0.03)
+    async with StreamchatClient(server.url) as client:
+        slow = await client.send("take your time")
+        cid = slow.conversation_id
+        async for _ in slow:
+            if len(slow.text) > 20 and slow.status != "stopped":
+                stopped = await slow.stop()
+                assert stopped["status"] == "stopped"
+        stored = await stored_reply(client, cid, slow.assistant_message_id)
+        assert slow.status == stored["status"] == "stopped" and slow.text == stored["message"]
+        assert 20 < len(slow.text) < len("".join(f"slow{i} " for i in range(200)))
+
+        fake_provider.script(tokens=["the ", "last ", "one"])
+        latest = await client.regenerate(cid)  # no id: the conversation's last reply
+        assert (latest.conversation_id, latest.user_message_id) == (cid, slow.user_message_id)
+        assert await latest.collect() == "the last one" and latest.status == "completed"
+
+        fake_provider.script(tokens=["named"])
+        named = await client.regenerate(cid, slow.assistant_message_id)
+        assert named.user_message_id == slow.user_message_id
+        assert "".join([piece async for piece in named]) == "named"
+        replies = [m["id"] for m in await client.conversation(cid) if m["from"] == "assistant"]
+        assert replies == [slow.assistant_message_id, latest.assistant_message_id, named.assistant_message_id]
+
+
+async def test_conversations_search_export_rename_delete(server: Server) -> None:
+    word = f"quokka{uuid.uuid4().hex[:8]}"
+    async with StreamchatClient(server.url) as client:
+        sent = [await client.send(f"tell me about the {word} number {i}") for i in range(5)]
+        for reply in sent:
+            await reply.collect()
+        ids = [reply.conversation_id for reply in sent]
+
+        def mine(listed: list[dict[str, Any]]) -> list[str]:  # other tests' conversations may come between
+            return [c["conversationId"] for c in listed if c["conversationId"] in ids]
+
+        first = await client.conversations_page(limit=2)
+        assert len(first.conversations) == 2 and first.next_cursor is not None
+        second = await client.conversations_page(limit=2, cursor=first.next_cursor)
+        paged = [c["conversationId"] for c in first.conversations + second.conversations]
+        assert len(set(paged)) == 4 and len(await client.conversations(limit=3)) == 3
+        everything = await client.conversations()
+        client.page_size = 2  # the same, two at a time, every page followed to the end
+        assert await client.conversations() == everything and mine(everything) == ids[::-1], "most recent first"
+        assert len(everything) > 4 and paged == [c["conversationId"] for c in everything[:4]]
+
+        hits = await client.search(word)
+        assert sorted(hit["conversationId"] for hit in hits) == sorted(ids)
+        assert all(word in hit["snippet"] for hit in hits)
+        assert {hit["messageId"] for hit in hits} == {reply.user_message_id for reply in sent}
+        assert len(await client.search(word, limit=1)) == 1
+
+        cid = ids[0]
+        renamed = await client.rename(cid, "Quokka facts")
+        assert (renamed["conversationId"], renamed["title"]) == (cid, "Quokka facts")
+        exported = await client.export(cid)
+        assert (exported["format"], exported["conversationId"], exported["title"]) == (
+            "streamchat.conversation", cid, "Quokka facts")
+        assert [(m["from"], m["message"]) for m in exported["messages"]] == [
+            ("user", f"tell me about the {word} number 0"), ("assistant", "Hello! I am the fake provider.")]
+        markdown = await client.export(cid, "markdown")
+        assert markdown.startswith("# Quokka facts\n") and "## Assistant" in markdown
+        assert f"the {word} number 0" in markdown
+
+        await client.delete(cid)
+        with pytest.raises(StreamchatError) as gone:
+            await client.conversation(cid)
+        assert (gone.value.status, gone.value.code) == (404, "not_found")
+        assert cid not in [hit["conversationId"] for hit in await client.search(word)]
+
+        with pytest.raises(StreamchatError) as blank:
+            await client.rename(ids[1], "   ")
+        assert (blank.value.status, blank.value.code) == (422, "validation_error") and "title" in blank.value.detail
+        with pytest.raises(StreamchatError) as unknown:
+            await client.delete(cid)
+        assert unknown.value.status == 404 and cid in unknown.value.detail
+
+
+def test_the_blocking_client_is_the_async_one_on_a_thread(server: Server, fake_provider: FakeProvider) -> None:
+    tokens = [f"sync{i} " for i in range(20)]
+    fake_provider.script(tokens=tokens, delay=0.01)
+    with SyncStreamchatClient(server.url) as client:
+        reply = client.send("hello from a script")
+        pieces = list(reply)
+        [user, stored] = client.conversation(reply.conversation_id)
+        assert "".join(pieces) == reply.text == stored["message"] == "".join(tokens) and len(pieces) > 1
+        assert (user["id"], reply.status) == (reply.user_message_id, "completed")
+
+        fake_provider.script(tokens=[f"slow{i} " for i in range(200)], delay=0.03)
+        slow = client.send("slowly", reply.conversation_id)
+        with slow:
+            for _ in slow:
+                if len(slow.text) > 10 and slow.status != "stopped":
+                    assert slow.stop()["status"] == "stopped"
+        assert slow.status == "stopped" and slow.text == client.conversation(reply.conversation_id)[-1]["message"]
+
+        fake_provider.script(tokens=["once ", "more"])
+        again = client.regenerate(reply.conversation_id)
+        assert again.collect() == "once more" and again.user_message_id == slow.user_message_id
+
+        markdown = client.export(reply.conversation_id, "markdown")
+        assert "hello from a script" in markdown and "once more" in markdown
+        assert client.export(reply.conversation_id)["conversationId"] == reply.conversation_id
+        assert reply.conversation_id in [c["conversationId"] for c in client.conversations(limit=5)]
+
+        # Leaving a reply half-read closes its stream; the client still works.
+        fake_provider.script(tokens=[f"long{i} " for i in range(100)], delay=0.02)
+        with client.send("a long one") as left:
+            assert next(left)
+        client.stop(left.conversation_id, left.assistant_message_id)
+
+        with pytest.raises(StreamchatError) as refused:
+            client.send("   ")
+        assert (refused.value.status, refused.value.code) == (422, "validation_error")
+        assert "message" in refused.value.detail
+    assert client.loop.closed and not [t for t in threading.enumerate() if t.name == "streamchat-client"]

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 from openai import AsyncOpenAI
 
-from conftest import FakeProvider, Server
+from conftest import FakeProvider, Server, ServerFactory
 from helpers import FINISHED, Transcript, read_sse, wait_for_status, wait_until_streaming
 from test_ai_sdk import drive
 from test_ai_sdk import node as node
@@ -90,3 +90,34 @@ async def test_a_reply_started_with_the_ai_sdk_is_cancelled_through_the_response
     assert sent["text"] == stored["message"] == cancelled.output_text
     assert sent["chunks"][-4:] == ["finish-step", "abort", "message-metadata", "finish"]
     assert sent["metadata"]["status"] == "stopped"
+
+
+async def test_a_quiet_reply_keeps_every_protocols_stream_alive(
+    servers: ServerFactory, fake_provider: FakeProvider,
+) -> None:
+    """While the model is silent, each stream sends `: ping` comments (which every SSE client skips)."""
+    server = servers.start(STREAMCHAT_SSE_PING_SECONDS="0.2")
+    fake_provider.script(hold=True, tokens=["at ", "last"])
+    requests = [
+        ("/api/chat", {"id": "quietchat0000001", "messages": [
+            {"id": "u", "role": "user", "parts": [{"type": "text", "text": "wait"}]}]}),
+        ("/v1/responses", {"input": "wait", "stream": True}),
+        ("/v1/chat/completions", {"model": "fake-model", "messages": [{"role": "user", "content": "wait"}],
+                                  "stream": True}),
+    ]
+
+    async def read(path: str, body: dict[str, Any]) -> tuple[int, str]:
+        pings, text = 0, ""
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as client, \
+                client.stream("POST", path, json=body) as response:
+            async for line in response.aiter_lines():
+                pings += line == ": ping"
+                text += line + "\n"
+        return pings, text
+
+    reading = [asyncio.create_task(read(path, body)) for path, body in requests]
+    await asyncio.sleep(1.0)
+    fake_provider.release()
+    for (path, _), (pings, text) in zip(requests, await asyncio.gather(*reading), strict=True):
+        assert pings >= 2, (path, text)
+        assert "last" in text, (path, text)

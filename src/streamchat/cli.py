@@ -1,19 +1,20 @@
-"""`streamchat serve | chat | conversations | models`: run the server, or talk to one from a terminal."""
+"""`streamchat serve | chat | conversations | models`: run the server, or talk to one from a terminal.
+
+The talking commands go through `streamchat.client`'s blocking client, the interactive `chat`
+through its terminal session (`streamchat.client.interactive`).
+"""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
-import httpx
-from websockets.exceptions import WebSocketException
-
-from streamchat.client import StreamchatClient, StreamchatError
+from streamchat.client import StreamchatError, SyncStreamchatClient
+from streamchat.client.interactive import UNREACHABLE, Session, show_reply
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,9 +25,11 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", default=None, help="interface to bind (default: $STREAMCHAT_HOST or 127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="port (default: $STREAMCHAT_PORT or 3000)")
 
-    chat = commands.add_parser("chat", help="send a message and print the reply live",
-                               description="Send a message and print the AI reply as it streams in.")
-    chat.add_argument("message", help="the message to send")
+    chat = commands.add_parser(
+        "chat", help="send a message and print the reply live, or talk interactively",
+        description="Send a message and print the AI reply as it streams in. Without a message: an "
+                    "interactive session (/help lists its commands; Ctrl-C stops a reply, Ctrl-D leaves).")
+    chat.add_argument("message", nargs="?", default=None, help="the message to send (none: interactive)")
     chat.add_argument("-c", "--conversation", default=None, help="continue this conversation id")
     _add_client_options(chat)
 
@@ -42,10 +45,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         return serve_command(args.host, args.port)
     if args.command == "chat":
-        return asyncio.run(chat_command(args.url, args.message, args.conversation, args.key))
+        if args.message is None:
+            return interactive_command(args.url, args.conversation, args.key)
+        return chat_command(args.url, args.message, args.conversation, args.key)
     if args.command == "models":
-        return asyncio.run(models_command(args.url, args.key))
-    return asyncio.run(conversations_command(args.url, args.key))
+        return models_command(args.url, args.key)
+    return conversations_command(args.url, args.key)
 
 
 def _add_client_options(parser: argparse.ArgumentParser) -> None:
@@ -97,55 +102,49 @@ def _exit_cleanly(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
 
-async def _talk(url: str, key: str | None, action: Callable[[StreamchatClient], Awaitable[int]]) -> int:
-    """Run one command's calls; what went wrong is said in one line, with 1 for a refusal, 2 for no server."""
+def _talk(url: str, key: str | None, action: Callable[[SyncStreamchatClient], int]) -> int:
+    """Run one command's calls; what went wrong is said in one line, with 1 for a refusal, 2 for no server
+    (and 130, quietly, for a Ctrl-C that nothing else took)."""
     try:
-        async with StreamchatClient(url, key) as client:
-            return await action(client)
+        with SyncStreamchatClient(url, key) as client:
+            return action(client)
+    except KeyboardInterrupt:
+        return 130
     except StreamchatError as error:
         print(f"streamchat: {error}", file=sys.stderr)
         return 1
-    except (httpx.HTTPError, WebSocketException, ConnectionError, TimeoutError) as error:
+    except UNREACHABLE as error:
         print(f"streamchat: cannot reach {url}: {error}", file=sys.stderr)
         return 2
 
 
-async def chat_command(url: str, message: str, conversation: str | None, key: str | None) -> int:
-    async def chat(client: StreamchatClient) -> int:
-        accepted = await client.send(message, conversation)
-        print(f"[conversation {accepted.conversation_id}]", file=sys.stderr)
-        restarts = 0
-        async with client.reply_text(accepted.conversation_id, accepted.assistant_message_id) as reply:
-            async for piece in reply:
-                if reply.restarts != restarts:
-                    sys.stdout.write("\n[reply restarted]\n")
-                    restarts = reply.restarts
-                sys.stdout.write(piece)
-                sys.stdout.flush()
-        if reply.restarts != restarts:
-            sys.stdout.write("\n[reply restarted]\n")
-        sys.stdout.write("\n")
-        assert reply.item is not None  # the reply ended: it has a last state
-        if reply.item["status"] != "completed":
-            print(f"[{reply.item['status']}: {reply.item.get('error', '')}]", file=sys.stderr)
-            return 1
-        return 0
+def chat_command(url: str, message: str, conversation: str | None, key: str | None) -> int:
+    """One message, its reply printed as it is written; 1 unless the reply completed (Ctrl-C stops it)."""
+    def chat(client: SyncStreamchatClient) -> int:
+        reply = client.send(message, conversation)
+        print(f"[conversation {reply.conversation_id}]", file=sys.stderr)
+        return 0 if show_reply(reply, sys.stdout, sys.stderr) == "completed" else 1
 
-    return await _talk(url, key, chat)
+    return _talk(url, key, chat)
 
 
-async def conversations_command(url: str, key: str | None) -> int:
-    async def listing(client: StreamchatClient) -> int:
-        for record in await client.conversations():
+def interactive_command(url: str, conversation: str | None, key: str | None) -> int:
+    """A prompt until /quit, Ctrl-D or Ctrl-C at the prompt; lines may also be piped in."""
+    return _talk(url, key, lambda client: Session(client, conversation).run())
+
+
+def conversations_command(url: str, key: str | None) -> int:
+    def listing(client: SyncStreamchatClient) -> int:
+        for record in client.conversations():
             print(f"{record['conversationId']}  {record['updatedAt']}  {record['title']}")
         return 0
 
-    return await _talk(url, key, listing)
+    return _talk(url, key, listing)
 
 
-async def models_command(url: str, key: str | None) -> int:
-    async def listing(client: StreamchatClient) -> int:
-        answer = await client.models()
+def models_command(url: str, key: str | None) -> int:
+    def listing(client: SyncStreamchatClient) -> int:
+        answer = client.models()
         serving = answer["serving"]
         for model in answer["models"]:
             mark = "*" if model["serving"] else " "
@@ -153,7 +152,7 @@ async def models_command(url: str, key: str | None) -> int:
             print(f"{mark} {model['id']}  [{model['provider']}, {state}]  {model['description']}")
         return 0
 
-    return await _talk(url, key, listing)
+    return _talk(url, key, listing)
 
 
 if __name__ == "__main__":

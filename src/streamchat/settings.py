@@ -261,6 +261,11 @@ class Settings(_ServiceSettings):
     otel_service_name: str = Field(
         "streamchat", validation_alias="OTEL_SERVICE_NAME", description="service name the traces carry")
 
+    @property
+    def several_instances(self) -> bool:
+        """Whether other instances may serve these conversations (they share the bus over Redis)."""
+        return not self.bus_url.startswith("memory:")
+
     @classmethod
     def from_env(cls, env_file: str | None = ".env") -> Settings:
         """Read the environment and `env_file` (None: no file); SettingsError names every bad variable."""

@@ -2,10 +2,11 @@
 
 An OpenAI Responses stream numbers its events, one text delta per piece the model sent, and a
 client that resumes "after event N" must get the very pieces that followed N, from any instance,
-while the reply runs or long after. The text alone does not say where its pieces began, so the AI
-step records each piece's length: in this process as it writes (views here read it at once), and
-in state every FLUSH_SECONDS and when the reply ends (other instances, and everyone afterwards,
-read that). Recording is one int appended per piece; a flush writes the lengths so far.
+while the reply runs or long after. The text alone does not say where its pieces began, so the
+AI step's own list of pieces is read here while it writes (views in this process), and their
+lengths are written to state when the reply ends (everyone afterwards reads that) and, when other
+instances serve the conversation too, every FLUSH_SECONDS meanwhile (they read that). Nothing is
+added to the per-piece path; a flush costs O(pieces).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from streamchat.framework import OUTAGES, State
+from streamchat.settings import get_settings
 
 PIECES = "reply_pieces"
 FLUSH_SECONDS = 0.5
@@ -28,14 +30,17 @@ async def recording(state: State, reply_id: str, pieces: list[str]) -> AsyncIter
     reply ended, stopped or failed); a run that was taken over or cancelled leaves the journal to
     the run that has the reply now."""
     _writing[reply_id] = pieces
-    flusher = asyncio.create_task(_flush_while_writing(state, reply_id, pieces))
+    flusher = (asyncio.create_task(_flush_while_writing(state, reply_id, pieces))
+               if get_settings().several_instances else None)
     try:
         yield
     except BaseException:
-        flusher.cancel()
+        if flusher is not None:
+            flusher.cancel()
         _writing.pop(reply_id, None)
         raise
-    flusher.cancel()
+    if flusher is not None:
+        flusher.cancel()
     await state.set(PIECES, reply_id, {"lengths": [len(piece) for piece in pieces]})
     _writing.pop(reply_id, None)
 

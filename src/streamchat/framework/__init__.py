@@ -36,7 +36,7 @@ from streamchat.framework.observability.tracing import configure_tracing
 from streamchat.framework.runtime import Runtime
 from streamchat.framework.store.state import State
 from streamchat.framework.streams.stream import Item, Stream
-from streamchat.framework.streams.watch import ItemGone, ItemState, ItemWatch, TextDelta
+from streamchat.framework.streams.watch import ItemGone, ItemState, ItemWatch, Quiet, TextDelta
 from streamchat.framework.text import NUL
 
 __all__ = [
@@ -64,6 +64,7 @@ __all__ = [
     "Lease",
     "PermanentError",
     "Principal",
+    "Quiet",
     "Runtime",
     "SocketLimits",
     "State",

@@ -1,7 +1,8 @@
 """Following one reply from its first character to its end: what every protocol view reads.
 
 `follow_reply` yields the reply's text as pieces, from its beginning, whatever it already holds
-first, then each piece as the model writes it, and lastly a `ReplyEnd`. A view that numbers its
+first, then each piece as the model writes it, and lastly a `ReplyEnd`; `Quiet` after each
+`keepalive` seconds without news (a queued reply), for the view to send its keep-alive. A view that numbers its
 events by piece (the Responses API) asks for the text already written to be split as it was
 written (`as_written=True`): the pieces' lengths come from the reply journal, so the numbering is
 the same on every instance and every reconnect.
@@ -11,16 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from itertools import accumulate
 
 from streamchat.chat import reply_journal
-from streamchat.framework import Context, ItemGone, ItemState, TextDelta
+from streamchat.framework import Context, ItemGone, ItemState, Quiet, TextDelta
 from streamchat.steps.conversation_stream import FINISHED, ConversationMessage
 
-#: How long a view on another instance waits for the journal to reach the text it already sees.
-JOURNAL_WAIT_SECONDS = 5.0
+#: How long a view on another instance waits for the journal to reach the text it already sees (the
+#: writer flushes it every reply_journal.FLUSH_SECONDS; only a writer that died leaves it behind).
+JOURNAL_WAIT_SECONDS = 10.0
 JOURNAL_POLL_SECONDS = 0.05
 
 @dataclass(frozen=True, slots=True)
@@ -31,12 +33,18 @@ class ReplyEnd:
     reason: str = ""
 
 
-async def follow_reply(ctx: Context, conversation_id: str, reply_id: str,
-                       as_written: bool = False) -> AsyncIterator[str | ReplyEnd]:
+#: What a view sends to keep a quiet connection open (an SSE comment, which every client skips).
+PING = b": ping\n\n"
+
+
+async def follow_reply(ctx: Context, conversation_id: str, reply_id: str, as_written: bool = False,
+                       keepalive: float | None = None) -> AsyncIterator[str | ReplyEnd | Quiet]:
     sent = 0
-    async with ctx.streams.conversation.watch(conversation_id, reply_id) as watch:
+    async with ctx.streams.conversation.watch(conversation_id, reply_id, keepalive) as watch:
         async for event in watch:
-            if isinstance(event, TextDelta):
+            if isinstance(event, Quiet):
+                yield event
+            elif isinstance(event, TextDelta):
                 sent += len(event.text)
                 yield event.text
             elif isinstance(event, ItemGone):
@@ -77,30 +85,3 @@ async def _pieces(ctx: Context, reply_id: str, text: str, start: int, as_written
     if begin < len(text):  # the journal never caught up (its writer died): the rest as one piece
         pieces.append(text[max(begin, start):])
     return pieces
-
-
-async def with_pings(frames: AsyncIterable[bytes], every: float, ping: bytes = b": ping\n\n") -> AsyncIterator[bytes]:
-    """Pass `frames` through, sending `ping` after each `every` seconds without one (a queued reply
-    keeps proxies and clients from giving up on a quiet connection)."""
-    iterator = aiter(frames)
-    pending: asyncio.Task[bytes] | None = None
-    try:
-        while True:
-            if pending is None:
-                pending = asyncio.ensure_future(anext(iterator))
-            done, _ = await asyncio.wait({pending}, timeout=every)
-            if not done:
-                yield ping
-                continue
-            try:
-                frame = pending.result()
-            except StopAsyncIteration:
-                return
-            pending = None
-            yield frame
-    finally:
-        if pending is not None:
-            pending.cancel()
-        closing = getattr(iterator, "aclose", None)
-        if closing is not None:
-            await closing()

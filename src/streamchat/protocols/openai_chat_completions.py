@@ -13,8 +13,8 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ConfigDict
 
-from streamchat.framework import Context
-from streamchat.protocols.following import ReplyEnd, follow_reply, with_pings
+from streamchat.framework import Context, Quiet
+from streamchat.protocols.following import PING, ReplyEnd, follow_reply
 from streamchat.steps.conversation_stream import ConversationMessage
 
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -55,13 +55,8 @@ def completion_object(reply_id: str, created: int, model: str, message: Conversa
     }
 
 
-def completion_chunks(ctx: Context, conversation_id: str, reply_id: str, created: int, model: str,
-                      include_usage: bool, ping_seconds: float) -> AsyncIterator[bytes]:
-    return with_pings(_chunks(ctx, conversation_id, reply_id, created, model, include_usage), ping_seconds)
-
-
-async def _chunks(ctx: Context, conversation_id: str, reply_id: str, created: int, model: str,
-                  include_usage: bool) -> AsyncIterator[bytes]:
+async def completion_chunks(ctx: Context, conversation_id: str, reply_id: str, created: int, model: str,
+                            include_usage: bool, ping_seconds: float) -> AsyncIterator[bytes]:
     def chunk(choices: list[dict[str, Any]], **extra: Any) -> bytes:
         data = {"id": completion_id(reply_id), "object": "chat.completion.chunk", "created": created,
                 "model": model, "choices": choices, **extra}
@@ -72,7 +67,10 @@ async def _chunks(ctx: Context, conversation_id: str, reply_id: str, created: in
 
     yield chunk(choice({"role": "assistant", "content": ""}))
     end: ReplyEnd | None = None
-    async for entry in follow_reply(ctx, conversation_id, reply_id):
+    async for entry in follow_reply(ctx, conversation_id, reply_id, keepalive=ping_seconds):
+        if isinstance(entry, Quiet):
+            yield PING
+            continue
         if isinstance(entry, ReplyEnd):
             end = entry
             break

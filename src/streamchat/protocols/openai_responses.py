@@ -19,8 +19,8 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ConfigDict
 
-from streamchat.framework import Context
-from streamchat.protocols.following import ReplyEnd, follow_reply, with_pings
+from streamchat.framework import Context, Quiet
+from streamchat.protocols.following import PING, ReplyEnd, follow_reply
 from streamchat.protocols.openai_models import served_model
 from streamchat.steps.conversation_stream import ConversationMessage
 
@@ -104,14 +104,9 @@ def response_object(reply_id: str, conversation_id: str, details: Mapping[str, A
     }
 
 
-def response_events(ctx: Context, conversation_id: str, reply_id: str, details: Mapping[str, Any],
-                    current: ConversationMessage, starting_after: int, ping_seconds: float) -> AsyncIterator[bytes]:
-    """The reply's events after event `starting_after` (-1: all of them) as Server-Sent Events."""
-    return with_pings(_events(ctx, conversation_id, reply_id, details, current, starting_after), ping_seconds)
-
-
-async def _events(ctx: Context, conversation_id: str, reply_id: str, details: Mapping[str, Any],
-                  current: ConversationMessage, after: int) -> AsyncIterator[bytes]:
+async def response_events(ctx: Context, conversation_id: str, reply_id: str, details: Mapping[str, Any],
+                          current: ConversationMessage, after: int, ping_seconds: float) -> AsyncIterator[bytes]:
+    """The reply's events after event `after` (-1: all of them) as Server-Sent Events."""
     number = -1
 
     def event(kind: str, **fields: Any) -> bytes | None:
@@ -137,7 +132,10 @@ async def _events(ctx: Context, conversation_id: str, reply_id: str, details: Ma
             yield frame
     pieces: list[str] = []
     end: ReplyEnd | None = None
-    async for entry in follow_reply(ctx, conversation_id, reply_id, as_written=True):
+    async for entry in follow_reply(ctx, conversation_id, reply_id, as_written=True, keepalive=ping_seconds):
+        if isinstance(entry, Quiet):
+            yield PING
+            continue
         if isinstance(entry, ReplyEnd):
             end = entry
             break

@@ -14,8 +14,8 @@ from typing import Any
 
 import orjson
 
-from streamchat.framework import Context
-from streamchat.protocols.following import ReplyEnd, follow_reply, with_pings
+from streamchat.framework import Context, Quiet
+from streamchat.protocols.following import PING, ReplyEnd, follow_reply
 
 HEADERS = {"x-vercel-ai-ui-message-stream": "v1", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 DONE = b"data: [DONE]\n\n"
@@ -25,17 +25,17 @@ def chunk(payload: dict[str, Any]) -> bytes:
     return b"data: " + orjson.dumps(payload) + b"\n\n"
 
 
-def ui_message_stream(ctx: Context, conversation_id: str, reply_id: str, ping_seconds: float) -> AsyncIterator[bytes]:
-    return with_pings(_chunks(ctx, conversation_id, reply_id), ping_seconds)
-
-
-async def _chunks(ctx: Context, conversation_id: str, reply_id: str) -> AsyncIterator[bytes]:
+async def ui_message_stream(ctx: Context, conversation_id: str, reply_id: str,
+                            ping_seconds: float) -> AsyncIterator[bytes]:
     yield chunk({"type": "start", "messageId": reply_id})
     yield chunk({"type": "start-step"})
     text_id = f"text-{reply_id}"
     writing = False
     end: ReplyEnd | None = None
-    async for entry in follow_reply(ctx, conversation_id, reply_id):
+    async for entry in follow_reply(ctx, conversation_id, reply_id, keepalive=ping_seconds):
+        if isinstance(entry, Quiet):
+            yield PING
+            continue
         if isinstance(entry, ReplyEnd):
             end = entry
             break

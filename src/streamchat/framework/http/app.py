@@ -151,7 +151,10 @@ def add_api_step(app: FastAPI, runtime: Runtime, step: ApiStep, error_format: Er
         responses[status] = ({**responses.get(status, {}), "model": model} if model is not None
                              else {"description": "done; no body"})
     for status, media_type in config.text_responses.items():
-        responses.setdefault(status, {})["content"] = {media_type: {"schema": {"type": "string"}}}
+        answer = responses.setdefault(status, {})
+        answer["content"] = {media_type: {"schema": {"type": "string"}}}
+        if "model" not in answer:
+            answer["description"] = f"answered as {media_type}"
     app.add_api_route(
         config.path,
         _endpoint(runtime, step, error_format),

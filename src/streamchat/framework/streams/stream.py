@@ -106,6 +106,6 @@ class Stream(Generic[M]):
     async def send(self, group_id: str, event_type: str, data: Any, item_id: str | None = None) -> None:
         await self._hub.send(self.name, group_id, {"type": event_type, "data": data}, item_id)
 
-    def watch(self, group_id: str, item_id: str) -> ItemWatch[M]:
+    def watch(self, group_id: str, item_id: str, keepalive: float | None = None) -> ItemWatch[M]:
         """Follow one item: its state now, then each write and appended piece (see watch.py)."""
-        return ItemWatch(self._hub, self.name, group_id, item_id, self.config.schema.model_validate)
+        return ItemWatch(self._hub, self.name, group_id, item_id, self.config.schema.model_validate, keepalive)

@@ -4,7 +4,8 @@ What a protocol view (a response that streams one reply in another wire format) 
 subscribes like an SSE client does, so it gets every appended piece as its own `TextDelta`, in
 order, whichever instance writes the item. A view that stops reading is not buffered without end:
 past `QUEUE_LIMIT` waiting changes they are dropped and the next read is the whole item again
-(`ItemState`), after which only pieces newer than it come.
+(`ItemState`), after which only pieces newer than it come. With `keepalive`, a `Quiet` comes after
+each such span without a change, so a view can keep its connection alive (one flag set per change).
 """
 
 from __future__ import annotations
@@ -48,8 +49,14 @@ class ItemGone:
     """The item was deleted (or is not there)."""
 
 
-WatchEvent = ItemState[M] | TextDelta | ItemGone
+@dataclass(frozen=True, slots=True)
+class Quiet:
+    """Nothing changed for the watch's `keepalive` seconds."""
+
+
+WatchEvent = ItemState[M] | TextDelta | ItemGone | Quiet
 _RESYNC = object()
+_QUIET = object()
 _END = object()
 
 
@@ -57,7 +64,7 @@ class ItemWatch(Generic[M]):
     """`async with stream.watch(group, item) as watch: async for event in watch: ...`"""
 
     def __init__(self, hub: StreamHub, stream: str, group: str, item_id: str,
-                 load: Callable[[JSON], M]) -> None:
+                 load: Callable[[JSON], M], keepalive: float | None = None) -> None:
         self._hub = hub
         self._stream = stream
         self._group = group
@@ -65,18 +72,33 @@ class ItemWatch(Generic[M]):
         self._load = load
         self._queue: asyncio.Queue[Change | object] = asyncio.Queue()
         self._after = -1  # pieces at or below this seq are in an ItemState already read
+        self._keepalive = keepalive
+        self._changed = False
+        self._timer: asyncio.TimerHandle | None = None
         _open_watches.add(self)
 
     async def __aenter__(self) -> ItemWatch[M]:
         await self._hub.subscribe(self, self._stream, self._group, self._item_id, deltas=True, sse=True)
+        if self._keepalive is not None:
+            self._timer = asyncio.get_running_loop().call_later(self._keepalive, self._tick)
         return self
 
     async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None,
                         trace: TracebackType | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
         self._hub.unsubscribe(self, self._stream, self._group, self._item_id)
         _open_watches.discard(self)
 
+    def _tick(self) -> None:
+        if not self._changed:
+            self._queue.put_nowait(_QUIET)
+        self._changed = False
+        assert self._keepalive is not None
+        self._timer = asyncio.get_running_loop().call_later(self._keepalive, self._tick)
+
     def push(self, change: Change) -> None:
+        self._changed = True
         if self._queue.qsize() >= QUEUE_LIMIT:
             while not self._queue.empty():
                 self._queue.get_nowait()
@@ -97,6 +119,8 @@ class ItemWatch(Generic[M]):
             entry = await self._queue.get()
             if entry is _END:
                 raise StopAsyncIteration
+            if entry is _QUIET:
+                return Quiet()
             if entry is _RESYNC:
                 current = await self._hub.get(self._stream, self._group, self._item_id)
                 if current is None:
