@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
-from types import TracebackType
 
 from websockets.exceptions import ConnectionClosed
 
 from streamchat.client.errors import StreamchatError
+from streamchat.client.pieces import PieceReader
 from streamchat.client.watch import FINISHED, Item, Watch
 
 
-class Reply:
+class Reply(PieceReader):
     """`async for piece in reply` gives the text each frame adds, and stops when the reply ends.
 
     A reply ends completed, error or stopped: `item` is then its last state (`item["status"]`,
@@ -22,34 +22,15 @@ class Reply:
     """
 
     def __init__(self, watch: Watch, message_id: str) -> None:
+        super().__init__()
         self.watch = watch
         self.message_id = message_id
         self.item: Item | None = None
         self.restarts = 0
-        self._pieces: AsyncGenerator[str, None] | None = None
 
     @property
     def finished(self) -> bool:
         return self.item is not None and self.item.get("status") in FINISHED
-
-    async def __aenter__(self) -> Reply:
-        return self
-
-    async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                        traceback: TracebackType | None) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        if self._pieces is not None:
-            await self._pieces.aclose()
-
-    def __aiter__(self) -> Reply:
-        return self
-
-    async def __anext__(self) -> str:
-        if self._pieces is None:
-            self._pieces = self._follow()
-        return await anext(self._pieces)
 
     async def _follow(self) -> AsyncGenerator[str, None]:
         async with self.watch:

@@ -11,10 +11,10 @@ lost or given twice.
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from streamchat.client.errors import StreamchatError
+from streamchat.client.pieces import PieceReader
 from streamchat.client.sse import Events, SseFrame
 from streamchat.client.watch import FINISHED, Item
 
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from streamchat.client.api import Accepted, StreamchatClient
 
 
-class ReplyStream:
+class ReplyStream(PieceReader):
     """`async for piece in reply` gives the reply's text piece by piece, and stops when the reply ends.
 
     It keeps what the server answered (`conversation_id`, `user_message_id`, `assistant_message_id`,
@@ -35,6 +35,7 @@ class ReplyStream:
     """
 
     def __init__(self, client: StreamchatClient, accepted: Accepted) -> None:
+        super().__init__()
         self.client = client
         self.accepted = accepted
         self.item: Item | None = None
@@ -42,7 +43,6 @@ class ReplyStream:
         self.restarts = 0
         self._seq = -1
         self._events: Events | None = None
-        self._pieces: AsyncGenerator[str, None] | None = None
 
     @property
     def conversation_id(self) -> str:
@@ -96,26 +96,6 @@ class ReplyStream:
         async for _ in self:
             pass
         return self.text
-
-    async def __aenter__(self) -> ReplyStream:
-        return self
-
-    async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                        traceback: TracebackType | None) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        """Stop reading (the reply itself goes on on the server) and close the connection."""
-        if self._pieces is not None:
-            await self._pieces.aclose()
-
-    def __aiter__(self) -> ReplyStream:
-        return self
-
-    async def __anext__(self) -> str:
-        if self._pieces is None:
-            self._pieces = self._follow()
-        return await anext(self._pieces)
 
     async def _follow(self) -> AsyncGenerator[str, None]:
         async with self.client.events(self.conversation_id) as events:

@@ -1,18 +1,19 @@
 """Following one reply from its first character to its end: what every protocol view reads.
 
-`follow_reply` yields the reply's text as pieces, from its beginning, whatever it already holds
-first, then each piece as the model writes it, and lastly a `ReplyEnd`; `Quiet` after each
-`keepalive` seconds without news (a queued reply), for the view to send its keep-alive. A view that numbers its
-events by piece (the Responses API) asks for the text already written to be split as it was
-written (`as_written=True`): the pieces' lengths come from the reply journal, so the numbering is
-the same on every instance and every reconnect.
+`FollowedReply.frames(render)` gives the reply's text as pieces, from its beginning (whatever it
+already holds first, then each piece as the model writes it), each turned into the view's bytes
+by `render`, with a keep-alive comment after each `keepalive` seconds without news (a queued
+reply); afterwards `end` says how the reply ended. `wait()` just waits for that. A view that
+numbers its events by piece (the Responses API) asks for the text already written to be split as
+it was written (`as_written=True`): the pieces' lengths come from the reply journal, so the
+numbering is the same on every instance and every reconnect.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from itertools import accumulate
 
@@ -24,6 +25,9 @@ from streamchat.steps.conversation_stream import FINISHED, ConversationMessage
 #: writer flushes it every reply_journal.FLUSH_SECONDS; only a writer that died leaves it behind).
 JOURNAL_WAIT_SECONDS = 10.0
 JOURNAL_POLL_SECONDS = 0.05
+#: What a view sends to keep a quiet connection open (an SSE comment, which every client skips).
+PING = b": ping\n\n"
+
 
 @dataclass(frozen=True, slots=True)
 class ReplyEnd:
@@ -33,36 +37,58 @@ class ReplyEnd:
     reason: str = ""
 
 
-#: What a view sends to keep a quiet connection open (an SSE comment, which every client skips).
-PING = b": ping\n\n"
+class FollowedReply:
+    """One reply, followed for a view. `end` stays None when the server stopped first (the view then
+    just ends its response, and its client resumes elsewhere)."""
 
+    def __init__(self, ctx: Context, conversation_id: str, reply_id: str, *, as_written: bool = False,
+                 keepalive: float | None = None) -> None:
+        self.ctx = ctx
+        self.conversation_id = conversation_id
+        self.reply_id = reply_id
+        self.as_written = as_written
+        self.keepalive = keepalive
+        self.end: ReplyEnd | None = None
 
-async def follow_reply(ctx: Context, conversation_id: str, reply_id: str, as_written: bool = False,
-                       keepalive: float | None = None) -> AsyncIterator[str | ReplyEnd | Quiet]:
-    sent = 0
-    async with ctx.streams.conversation.watch(conversation_id, reply_id, keepalive) as watch:
-        async for event in watch:
-            if isinstance(event, Quiet):
-                yield event
-            elif isinstance(event, TextDelta):
-                sent += len(event.text)
-                yield event.text
-            elif isinstance(event, ItemGone):
-                yield ReplyEnd(None, "the conversation was deleted")
-                return
-            elif isinstance(event, ItemState):
-                message: ConversationMessage = event.data
-                text = message.message
-                if len(text) < sent:
-                    yield ReplyEnd(None, "the reply was started again from the beginning")
+    async def frames(self, render: Callable[[str], bytes | None]) -> AsyncIterator[bytes]:
+        """`render(piece)` for each piece (None: nothing to send for it), PING when quiet."""
+        async for entry in self._entries():
+            if isinstance(entry, Quiet):
+                yield PING
+            elif (frame := render(entry)) is not None:
+                yield frame
+
+    async def wait(self) -> ReplyEnd | None:
+        async for _ in self._entries():
+            pass
+        return self.end
+
+    async def _entries(self) -> AsyncIterator[str | Quiet]:
+        sent = 0
+        ctx, reply_id = self.ctx, self.reply_id
+        async with ctx.streams.conversation.watch(self.conversation_id, reply_id, self.keepalive) as watch:
+            async for event in watch:
+                if isinstance(event, Quiet):
+                    yield event
+                elif isinstance(event, TextDelta):
+                    sent += len(event.text)
+                    yield event.text
+                elif isinstance(event, ItemGone):
+                    self.end = ReplyEnd(None, "the conversation was deleted")
                     return
-                if len(text) > sent:
-                    for piece in await _pieces(ctx, reply_id, text, sent, as_written):
-                        yield piece
-                    sent = len(text)
-                if message.status in FINISHED:
-                    yield ReplyEnd(message)
-                    return
+                elif isinstance(event, ItemState):
+                    message: ConversationMessage = event.data
+                    text = message.message
+                    if len(text) < sent:
+                        self.end = ReplyEnd(None, "the reply was started again from the beginning")
+                        return
+                    if len(text) > sent:
+                        for piece in await _pieces(ctx, reply_id, text, sent, self.as_written):
+                            yield piece
+                        sent = len(text)
+                    if message.status in FINISHED:
+                        self.end = ReplyEnd(message)
+                        return
 
 
 async def _pieces(ctx: Context, reply_id: str, text: str, start: int, as_written: bool) -> list[str]:

@@ -13,8 +13,8 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ConfigDict
 
-from streamchat.framework import Context, Quiet
-from streamchat.protocols.following import PING, ReplyEnd, follow_reply
+from streamchat.framework import Context
+from streamchat.protocols.following import FollowedReply
 from streamchat.steps.conversation_stream import ConversationMessage
 
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -66,15 +66,10 @@ async def completion_chunks(ctx: Context, conversation_id: str, reply_id: str, c
         return [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]
 
     yield chunk(choice({"role": "assistant", "content": ""}))
-    end: ReplyEnd | None = None
-    async for entry in follow_reply(ctx, conversation_id, reply_id, keepalive=ping_seconds):
-        if isinstance(entry, Quiet):
-            yield PING
-            continue
-        if isinstance(entry, ReplyEnd):
-            end = entry
-            break
-        yield chunk(choice({"content": entry}))
+    reply = FollowedReply(ctx, conversation_id, reply_id, keepalive=ping_seconds)
+    async for frame in reply.frames(lambda piece: chunk(choice({"content": piece}))):
+        yield frame
+    end = reply.end
     if end is None:
         return  # the server is stopping
     message = end.message

@@ -19,8 +19,8 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ConfigDict
 
-from streamchat.framework import Context, Quiet
-from streamchat.protocols.following import PING, ReplyEnd, follow_reply
+from streamchat.framework import Context
+from streamchat.protocols.following import FollowedReply
 from streamchat.protocols.openai_models import served_model
 from streamchat.steps.conversation_stream import ConversationMessage
 
@@ -131,18 +131,15 @@ async def response_events(ctx: Context, conversation_id: str, reply_id: str, det
         if frame is not None:
             yield frame
     pieces: list[str] = []
-    end: ReplyEnd | None = None
-    async for entry in follow_reply(ctx, conversation_id, reply_id, as_written=True, keepalive=ping_seconds):
-        if isinstance(entry, Quiet):
-            yield PING
-            continue
-        if isinstance(entry, ReplyEnd):
-            end = entry
-            break
-        pieces.append(entry)
-        frame = event("response.output_text.delta", **place, delta=entry, logprobs=[])
-        if frame is not None:
-            yield frame
+
+    def delta(piece: str) -> bytes | None:
+        pieces.append(piece)
+        return event("response.output_text.delta", **place, delta=piece, logprobs=[])
+
+    reply = FollowedReply(ctx, conversation_id, reply_id, as_written=True, keepalive=ping_seconds)
+    async for frame in reply.frames(delta):
+        yield frame
+    end = reply.end
     if end is None:
         return  # the server is stopping: the client resumes after the last event it got
     text = "".join(pieces)

@@ -14,8 +14,8 @@ from typing import Any
 
 import orjson
 
-from streamchat.framework import Context, Quiet
-from streamchat.protocols.following import PING, ReplyEnd, follow_reply
+from streamchat.framework import Context
+from streamchat.protocols.following import FollowedReply
 
 HEADERS = {"x-vercel-ai-ui-message-stream": "v1", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 DONE = b"data: [DONE]\n\n"
@@ -31,18 +31,19 @@ async def ui_message_stream(ctx: Context, conversation_id: str, reply_id: str,
     yield chunk({"type": "start-step"})
     text_id = f"text-{reply_id}"
     writing = False
-    end: ReplyEnd | None = None
-    async for entry in follow_reply(ctx, conversation_id, reply_id, keepalive=ping_seconds):
-        if isinstance(entry, Quiet):
-            yield PING
-            continue
-        if isinstance(entry, ReplyEnd):
-            end = entry
-            break
-        if not writing:
-            writing = True
-            yield chunk({"type": "text-start", "id": text_id})
-        yield chunk({"type": "text-delta", "id": text_id, "delta": entry})
+
+    def delta(piece: str) -> bytes:
+        nonlocal writing
+        frame = chunk({"type": "text-delta", "id": text_id, "delta": piece})
+        if writing:
+            return frame
+        writing = True
+        return chunk({"type": "text-start", "id": text_id}) + frame
+
+    reply = FollowedReply(ctx, conversation_id, reply_id, keepalive=ping_seconds)
+    async for frame in reply.frames(delta):
+        yield frame
+    end = reply.end
     if end is None:
         return  # the server is stopping: the stream just ends, and the client reconnects to another instance
     if writing:

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from streamchat.framework import ApiConfig, ApiRequest, ApiResponse, Context, Emit, HttpError
-from streamchat.protocols.following import ReplyEnd, follow_reply
+from streamchat.protocols.following import FollowedReply
 from streamchat.protocols.openai_chat_completions import HEADERS, ChatCompletion, completion_chunks, completion_object
 from streamchat.protocols.openai_errors import OpenAiError
 from streamchat.protocols.openai_input import InputMessage, as_turns
@@ -89,10 +89,7 @@ async def handler(req: ApiRequest[ChatCompletionsRequest], ctx: Context) -> ApiR
         return ApiResponse(200, completion_chunks(ctx, cid, reply_id, created, model, include_usage,
                                                   get_settings().sse_ping_seconds),
                            headers={**HEADERS, **headers}, media_type="text/event-stream")
-    end: ReplyEnd | None = None
-    async for entry in follow_reply(ctx, cid, reply_id):
-        if isinstance(entry, ReplyEnd):
-            end = entry
+    end = await FollowedReply(ctx, cid, reply_id).wait()
     if end is None or end.message is None or end.message.status == "error":
         reason = "the server is stopping" if end is None else end.reason if end.message is None else end.message.error
         raise HttpError(502, "reply_failed", f"the model could not answer: {reason}", headers=headers)

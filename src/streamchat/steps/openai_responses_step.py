@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from streamchat.chat.ownership import owns
 from streamchat.chat.reply_index import locate
 from streamchat.framework import ApiConfig, ApiRequest, ApiResponse, Context, Emit
-from streamchat.protocols.following import ReplyEnd, follow_reply
+from streamchat.protocols.following import FollowedReply
 from streamchat.protocols.openai_errors import OpenAiError, not_found
 from streamchat.protocols.openai_input import InputMessage, as_turns
 from streamchat.protocols.openai_models import check_model
@@ -104,8 +104,6 @@ async def handler(req: ApiRequest[ResponsesRequest], ctx: Context) -> ApiRespons
                                                 get_settings().sse_ping_seconds),
                            headers=HEADERS, media_type="text/event-stream")
     if not body.background:
-        async for entry in follow_reply(ctx, cid, reply_id):
-            if isinstance(entry, ReplyEnd):
-                break
+        await FollowedReply(ctx, cid, reply_id).wait()
         reply = await ctx.streams.conversation.get(cid, reply_id) or reply
     return ApiResponse(200, response_object(reply_id, cid, details, reply.data))
