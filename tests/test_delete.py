@@ -15,6 +15,19 @@ from helpers import SseFrame, Watcher, post_chat, read_sse, wait_until_streaming
 SLOW = [f"slow{i} " for i in range(200)]
 
 
+async def deletes_then_nothing(watcher: Watcher, items: int) -> list[str]:
+    """The ids of the next `items` delete frames a watcher gets, then a second of nothing more."""
+    deletes: list[str] = []
+    while len(deletes) < items:
+        frame = await watcher.next_frame(10)
+        if frame["event"]["type"] == "delete":
+            deletes.append(frame["event"]["data"]["id"])
+    with pytest.raises(TimeoutError):
+        extra = await watcher.next_frame(1.0)
+        raise AssertionError(f"a frame after the deletes: {extra}")
+    return deletes
+
+
 async def test_deleting_while_a_reply_streams_stops_it_and_watchers_see_every_item_go(
     servers: ServerFactory, fake_provider: FakeProvider,
 ) -> None:
@@ -40,14 +53,7 @@ async def test_deleting_while_a_reply_streams_stops_it_and_watchers_see_every_it
         async with server.client() as client:
             gone = await client.delete(f"/api/conversations/{cid}")
         assert gone.status_code == 204, gone.text
-        deletes: list[str] = []
-        while len(deletes) < 2:
-            frame = await watcher.next_frame(10)
-            if frame["event"]["type"] == "delete":
-                deletes.append(frame["event"]["data"]["id"])
-        with pytest.raises(TimeoutError):
-            extra = await watcher.next_frame(1.0)
-            raise AssertionError(f"a frame after the deletes: {extra}")
+        deletes = await deletes_then_nothing(watcher, 2)
     reader.cancel()
 
     assert sorted(deletes) == sorted([accepted["userMessageId"], mid])
@@ -85,14 +91,7 @@ async def test_deleting_on_one_instance_empties_the_conversation_on_every_instan
             await watcher.next_frame(10)  # it is live: the reply's deltas reach the other instance
             async with first.client() as client:
                 assert (await client.delete(f"/api/conversations/{cid}")).status_code == 204
-            deletes: list[str] = []
-            while len(deletes) < 2:
-                frame = await watcher.next_frame(10)
-                if frame["event"]["type"] == "delete":
-                    deletes.append(frame["event"]["data"]["id"])
-            with pytest.raises(TimeoutError):
-                extra = await watcher.next_frame(1.0)
-                raise AssertionError(f"a frame after the deletes: {extra}")
+            deletes = await deletes_then_nothing(watcher, 2)
         assert sorted(deletes) == sorted([accepted["userMessageId"], mid])
         assert await redis.exists(log_key) == 0, "the group's log is gone from Redis"
     finally:

@@ -7,11 +7,13 @@ database): contracts of the HTTP API.
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
-from conftest import FakeProvider, InProcessStarter
+from conftest import FakeProvider, InProcessStarter, ServerFactory
 from helpers import InProcessServer, wait_for_status
 from test_conversations import ALICE, BOB, bearer, converse
 
@@ -103,6 +105,28 @@ async def test_two_imports_of_one_export_at_once_get_different_ids(
         for cid in ids:
             messages = (await client.get(f"/api/conversations/{cid}")).json()["messages"]
             assert [(m["id"], m["message"]) for m in messages] == [("m1", "hi")]
+
+
+async def test_an_import_leaves_an_unowned_conversation_with_its_id_unowned(
+    servers: ServerFactory, tmp_path: Path,
+) -> None:
+    """A conversation written while the server ran open has no owner; importing an export that names its
+    id (with keys on) gets a new id and must not make the original the importer's."""
+    state = {"STREAMCHAT_STATE_URL": f"sqlite:///{tmp_path / 'open-then-keyed.db'}"}
+    opened = servers.start(**state)
+    document = {"conversationId": "written-open", "title": "open", "messages": [
+        {"id": "m1", "from": "user", "message": "hi", "status": "completed", "timestamp": "2026-01-01T00:00:00Z"}]}
+    async with httpx.AsyncClient(base_url=opened.url) as client:
+        assert (await client.post("/api/conversations/import", json=document)).status_code == 201
+    opened.stop()
+    keyed = servers.start(**state, STREAMCHAT_API_KEYS=f"{ALICE},{BOB}")
+    async with httpx.AsyncClient(base_url=keyed.url) as client:
+        imported = await client.post("/api/conversations/import", json=document, headers=bearer(ALICE))
+        assert imported.status_code == 201 and imported.json()["conversationId"] != "written-open"
+        # Still nobody's: the first key to use it takes it, and that is Bob here, not the importer.
+        taken = await client.post("/chat", json={"message": "mine?", "conversationId": "written-open"},
+                                  headers=bearer(BOB))
+        assert taken.status_code == 200, taken.text
 
 
 async def test_an_import_of_a_reply_that_was_streaming_comes_back_stopped(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,39 +82,9 @@ def test_fuzzing_the_openapi_schema_finds_no_5xx_and_no_undocumented_response(ta
     assert f"Tested: {operations}\n" in run.stdout, report  # every operation but the SSE one was reached
 
 
-def test_stop_and_regenerate_of_a_real_reply_answer_as_documented(target: Target,
-                                                                   fake_provider: FakeProvider) -> None:
-    """Fuzzing never guesses a real message id, so stop and regenerate only ever 404 there: drive their
-    successful and conflicting answers with a real reply, each one checked against the schema."""
-    schema = schemathesis.openapi.from_url(f"{target.server.url}/openapi.json", headers=target.headers, timeout=10)
-
-    def call(method: str, path: str, expected: int, **parts: Any) -> Any:
-        case = schema[path][method].Case(**parts)
-        response = case.call_and_validate(base_url=target.server.url, headers=target.headers, checks=CHECKS,
-                                          timeout=10)
-        assert response.status_code == expected, response.text
-        return response.json()
-
-    fake_provider.script(hold=True)  # the reply stays unfinished until released
-    try:
-        chat = call("POST", "/chat", 200, body={"message": "hello there"})
-        ids = {"conversationId": chat["conversationId"], "messageId": chat["assistantMessageId"]}
-        assert call("POST", STOP, 202, path_parameters=ids)["status"] == "stopped"
-        call("POST", STOP, 409, path_parameters=ids)
-        again = call("POST", REGENERATE, 202, path_parameters=ids)
-        assert again["userMessageId"] == chat["userMessageId"]
-        call("POST", REGENERATE, 409, path_parameters={**ids, "messageId": chat["userMessageId"]})
-        detail = call("GET", "/api/conversations/{conversationId}", 200,
-                      path_parameters={"conversationId": chat["conversationId"]})
-        assert [message["id"] for message in detail["messages"]] == [
-            chat["userMessageId"], chat["assistantMessageId"], again["assistantMessageId"]]
-    finally:
-        fake_provider.release()
-
-
-def test_managing_a_real_conversation_answers_as_documented(target: Target, fake_provider: FakeProvider) -> None:
-    """Fuzzing never guesses a real conversation id either: rename, export in both formats, import of
-    that export, usage, search and delete of a real conversation, each answer checked against the schema."""
+def validating_caller(target: Target) -> Callable[..., Any]:
+    """`call(method, path, expected_status, **case_parts)`: one request built from the schema, its answer
+    checked against it (status, content type, headers, body); the httpx-like response."""
     schema = schemathesis.openapi.from_url(f"{target.server.url}/openapi.json", headers=target.headers, timeout=10)
 
     def call(method: str, path: str, expected: int, **parts: Any) -> Any:
@@ -123,6 +94,35 @@ def test_managing_a_real_conversation_answers_as_documented(target: Target, fake
         assert response.status_code == expected, response.text
         return response
 
+    return call
+
+
+def test_stop_and_regenerate_of_a_real_reply_answer_as_documented(target: Target,
+                                                                   fake_provider: FakeProvider) -> None:
+    """Fuzzing never guesses a real message id, so stop and regenerate only ever 404 there: drive their
+    successful and conflicting answers with a real reply, each one checked against the schema."""
+    call = validating_caller(target)
+    fake_provider.script(hold=True)  # the reply stays unfinished until released
+    try:
+        chat = call("POST", "/chat", 200, body={"message": "hello there"}).json()
+        ids = {"conversationId": chat["conversationId"], "messageId": chat["assistantMessageId"]}
+        assert call("POST", STOP, 202, path_parameters=ids).json()["status"] == "stopped"
+        call("POST", STOP, 409, path_parameters=ids)
+        again = call("POST", REGENERATE, 202, path_parameters=ids).json()
+        assert again["userMessageId"] == chat["userMessageId"]
+        call("POST", REGENERATE, 409, path_parameters={**ids, "messageId": chat["userMessageId"]})
+        detail = call("GET", "/api/conversations/{conversationId}", 200,
+                      path_parameters={"conversationId": chat["conversationId"]}).json()
+        assert [message["id"] for message in detail["messages"]] == [
+            chat["userMessageId"], chat["assistantMessageId"], again["assistantMessageId"]]
+    finally:
+        fake_provider.release()
+
+
+def test_managing_a_real_conversation_answers_as_documented(target: Target, fake_provider: FakeProvider) -> None:
+    """Fuzzing never guesses a real conversation id either: rename, export in both formats, import of
+    that export, usage, search and delete of a real conversation, each answer checked against the schema."""
+    call = validating_caller(target)
     chat = call("POST", "/chat", 200, body={"message": "hello schema"}).json()
     one = {"conversationId": chat["conversationId"]}
     for _ in range(100):

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from streamchat.catalog.base import BadCursor, Catalog, Conversation, Hit, ModelUsage, Page, title_from
+from streamchat.catalog.base import BadCursor, Catalog, Conversation, Hit, ModelUsage, Page, Spent, title_from
 from streamchat.catalog.memory import MemoryCatalog
 from streamchat.catalog.postgres import PostgresCatalog
 from streamchat.catalog.sqlite import SQLiteCatalog
 from streamchat.framework.store import PostgresStore, SQLiteStore, Store
 
 __all__ = ["BadCursor", "Catalog", "Conversation", "Hit", "MemoryCatalog", "ModelUsage", "Page", "PostgresCatalog",
-           "SQLiteCatalog", "catalog_for", "current_catalog", "title_from", "use_catalog"]
+           "SQLiteCatalog", "Spent", "catalog_for", "current_catalog", "title_from", "use_catalog"]
 
 _catalog: Catalog | None = None
 

@@ -108,6 +108,17 @@ class ModelUsage:
 
 
 @dataclass(frozen=True, slots=True)
+class Spent:
+    """What one reply cost: its row in the usage ledger."""
+
+    reply_id: str
+    owner: str | None
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
 class Page(Generic[T]):
     entries: list[T]
     #: Pass back as `cursor` for the next page; None on the last one.
@@ -192,10 +203,12 @@ class Catalog(ABC):
         """Most recently active first; `owner` None lists every conversation."""
 
     @abstractmethod
-    async def index(self, conversation_id: str, message_id: str, text: str, active_at: str | None = None) -> None:
+    async def index(self, conversation_id: str, message_id: str, text: str, active_at: str | None = None,
+                    spent: Spent | None = None) -> None:
         """Make a finished message's text searchable (replacing what was indexed for it); it is found
         once the conversation has a record, which may be written just after. With `active_at` (a
-        reply ended) the conversation also moves up the list; one step."""
+        reply ended) the conversation also moves up the list, and `spent` enters what the reply cost
+        in the ledger (at `active_at`); all in one step, so a crash keeps all of it or none."""
 
     @abstractmethod
     async def search(self, owner: str | None, query: str, limit: int, cursor: str | None) -> Page[Hit]:
@@ -204,11 +217,6 @@ class Catalog(ABC):
     @abstractmethod
     async def remove(self, conversation_id: str) -> None:
         """Forget the record and every indexed text of a conversation (not what its replies cost)."""
-
-    @abstractmethod
-    async def account(self, reply_id: str, owner: str | None, model: str, prompt_tokens: int,
-                      completion_tokens: int, at: str) -> None:
-        """Enter what one reply cost in the ledger."""
 
     @abstractmethod
     async def usage(self, owner: str | None, since: str | None, until: str | None) -> list[ModelUsage]:

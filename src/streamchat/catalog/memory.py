@@ -13,6 +13,7 @@ from streamchat.catalog.base import (
     Hit,
     ModelUsage,
     Page,
+    Spent,
     decode_cursor,
     encode_cursor,
     search_terms,
@@ -70,11 +71,14 @@ class MemoryCatalog(Catalog):
         more = len(ordered) > limit
         return Page(page, encode_cursor("recent", [page[-1].updated_at, page[-1].conversation_id]) if more else None)
 
-    async def index(self, conversation_id: str, message_id: str, text: str, active_at: str | None = None) -> None:
+    async def index(self, conversation_id: str, message_id: str, text: str, active_at: str | None = None,
+                    spent: Spent | None = None) -> None:
         self._texts.setdefault(conversation_id, {})[message_id] = text
         record = self._records.get(conversation_id)
         if active_at is not None and record is not None:
             self._records[conversation_id] = replace(record, updated_at=max(record.updated_at, active_at))
+        if active_at is not None and spent is not None:
+            self._ledger.append((spent.owner, spent.model, spent.prompt_tokens, spent.completion_tokens, active_at))
 
     async def search(self, owner: str | None, query: str, limit: int, cursor: str | None) -> Page[Hit]:
         offset = int(decode_cursor("search", cursor, 1)[0]) if cursor is not None else 0
@@ -100,10 +104,6 @@ class MemoryCatalog(Catalog):
     async def remove(self, conversation_id: str) -> None:
         self._records.pop(conversation_id, None)
         self._texts.pop(conversation_id, None)
-
-    async def account(self, reply_id: str, owner: str | None, model: str, prompt_tokens: int,
-                      completion_tokens: int, at: str) -> None:
-        self._ledger.append((owner, model, prompt_tokens, completion_tokens, at))
 
     async def usage(self, owner: str | None, since: str | None, until: str | None) -> list[ModelUsage]:
         totals: dict[str, ModelUsage] = {}

@@ -19,6 +19,7 @@ from streamchat.catalog.base import (
     Hit,
     ModelUsage,
     Page,
+    Spent,
     decode_cursor,
     encode_cursor,
     record_from_row,
@@ -164,12 +165,18 @@ class PostgresCatalog(Catalog):
         return Page(records, encode_cursor("recent", [records[-1].updated_at, records[-1].conversation_id])
                     if more else None)
 
-    async def index(self, conversation_id: str, message_id: str, text: str, active_at: str | None = None) -> None:
+    async def index(self, conversation_id: str, message_id: str, text: str, active_at: str | None = None,
+                    spent: Spent | None = None) -> None:
         async def work(connection: Connection) -> None:
             async with connection.transaction():
                 await connection.execute(SET_TEXT, conversation_id, message_id, text)
                 if active_at is not None:
                     await connection.execute(ACTIVE, conversation_id, active_at)
+                    if spent is not None:
+                        await connection.execute(
+                            "INSERT INTO catalog_usage (reply_id, owner, model, prompt_tokens, completion_tokens, "
+                            "ended_at) VALUES ($1, $2, $3, $4, $5, $6)", spent.reply_id, spent.owner, spent.model,
+                            spent.prompt_tokens, spent.completion_tokens, active_at)
 
         await self._run(work)
 
@@ -190,12 +197,6 @@ class PostgresCatalog(Catalog):
                                          conversation_id)
 
         await self._run(work)
-
-    async def account(self, reply_id: str, owner: str | None, model: str, prompt_tokens: int,
-                      completion_tokens: int, at: str) -> None:
-        await self._rows("INSERT INTO catalog_usage (reply_id, owner, model, prompt_tokens, completion_tokens, "
-                         "ended_at) VALUES ($1, $2, $3, $4, $5, $6)",
-                         reply_id, owner, model, prompt_tokens, completion_tokens, at)
 
     async def usage(self, owner: str | None, since: str | None, until: str | None) -> list[ModelUsage]:
         rows = await self._rows(

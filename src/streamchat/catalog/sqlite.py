@@ -24,6 +24,7 @@ from streamchat.catalog.base import (
     Hit,
     ModelUsage,
     Page,
+    Spent,
     decode_cursor,
     encode_cursor,
     record_from_row,
@@ -180,11 +181,17 @@ class SQLiteCatalog(Catalog):
         return Page(records, encode_cursor("recent", [records[-1].updated_at, records[-1].conversation_id])
                     if more else None)
 
-    async def index(self, conversation_id: str, message_id: str, text: str, active_at: str | None = None) -> None:
+    async def index(self, conversation_id: str, message_id: str, text: str, active_at: str | None = None,
+                    spent: Spent | None = None) -> None:
         async def work(db: aiosqlite.Connection) -> None:
             await _set_text(db, conversation_id, message_id, text)
             if active_at is not None:
                 await db.execute(ACTIVE, (active_at, conversation_id))
+                if spent is not None:
+                    await db.execute("INSERT INTO catalog_usage (reply_id, owner, model, prompt_tokens, "
+                                     "completion_tokens, ended_at) VALUES (?, ?, ?, ?, ?, ?)",
+                                     (spent.reply_id, spent.owner, spent.model, spent.prompt_tokens,
+                                      spent.completion_tokens, active_at))
 
         await self._transaction(work)
 
@@ -202,15 +209,6 @@ class SQLiteCatalog(Catalog):
         async def work(db: aiosqlite.Connection) -> None:
             await db.execute("DELETE FROM catalog_texts WHERE conversation_id = ?", (conversation_id,))
             await db.execute("DELETE FROM catalog_conversations WHERE conversation_id = ?", (conversation_id,))
-
-        await self._transaction(work)
-
-    async def account(self, reply_id: str, owner: str | None, model: str, prompt_tokens: int,
-                      completion_tokens: int, at: str) -> None:
-        async def work(db: aiosqlite.Connection) -> None:
-            await db.execute("INSERT INTO catalog_usage (reply_id, owner, model, prompt_tokens, completion_tokens, "
-                             "ended_at) VALUES (?, ?, ?, ?, ?, ?)",
-                             (reply_id, owner, model, prompt_tokens, completion_tokens, at))
 
         await self._transaction(work)
 

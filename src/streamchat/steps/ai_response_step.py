@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel, Field
 
-from streamchat.catalog import current_catalog
+from streamchat.catalog import Spent, current_catalog
 from streamchat.chat import answering, reply_journal
 from streamchat.chat.reply_quota import release
 from streamchat.chat.reply_telemetry import REPLIES, ReplyMeter, observed
@@ -162,10 +162,9 @@ async def finish(ctx: Context, cid: str, reply_id: str, final: ConversationMessa
     REPLIES.labels(final.status).inc()
     ended = utc_now()
     catalog = current_catalog()
-    await catalog.index(cid, reply_id, final.message, active_at=ended)
-    if final.usage is not None:
-        await catalog.account(reply_id, key_id, final.usage.model, final.usage.promptTokens or 0,
-                              final.usage.completionTokens or 0, ended)
+    spent = None if final.usage is None else Spent(reply_id, key_id, final.usage.model, final.usage.promptTokens or 0,
+                                                    final.usage.completionTokens or 0)
+    await catalog.index(cid, reply_id, final.message, active_at=ended, spent=spent)
 
 
 async def on_failure(data: ChatMessageEvent, ctx: Context, error: BaseException) -> None:

@@ -62,11 +62,14 @@ async def handler(req: ApiRequest[ExportedConversation], ctx: Context) -> ApiRes
 
 async def take(ctx: Context, cid: str, record: Conversation, texts: dict[str, str],
                principal: Principal | None) -> bool:
-    """Make `cid` this import's, if nobody uses it: owned by the caller, and its record written."""
+    """Make `cid` this import's, if nobody uses it: owned by the caller, and its record written.
+
+    A conversation in use is left alone before anything is claimed (claiming first would make an
+    unowned conversation, one written while the server ran without keys, the importer's)."""
+    if await ctx.streams.conversation.get_group(cid) or await current_catalog().get(cid) is not None:
+        return False
     if not await claim(ctx.state, cid, principal):
         return False  # another key's
-    if await ctx.streams.conversation.get_group(cid):
-        return False
     return await current_catalog().restore(
         Conversation(cid, record.title, record.created_at, record.updated_at, record.owner), texts)
 
