@@ -261,3 +261,28 @@ def test_the_sync_sdk_reads_a_stream(server: Server) -> None:
     with openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0) as client:
         events = list(client.responses.create(model="fake-model", input=f"sync {uuid.uuid4()}", stream=True))
     assert events[-1].type == "response.completed" and events[-1].response.output_text == deltas(events)
+
+
+async def test_a_stopped_response_ends_incomplete_and_a_failed_one_failed(
+    servers: ServerFactory, fake_provider: FakeProvider,
+) -> None:
+    server = servers.start(STREAMCHAT_PROVIDER_RETRIES="0")
+    fake_provider.script(tokens=TOKENS, delay=0.1)
+    async with sdk(server.url) as client:
+        events: list[Any] = []
+        async for event in await client.responses.create(model="fake-model", input="stop me", stream=True):
+            events.append(event)
+            if len(events) == 6:
+                await client.responses.cancel(event.item_id.removeprefix("msg_"))
+        assert [event.sequence_number for event in events] == list(range(len(events)))
+        assert [event.type for event in events[-4:]] == [*CLOSING, "response.incomplete"]
+        stopped = events[-1].response
+        assert stopped.status == "cancelled" and stopped.output_text == deltas(events)
+        assert stopped.conversation is not None
+        assert (await stored_reply(server.url, stopped.conversation.id, stopped.id))["message"] == deltas(events)
+
+        fake_provider.script(fail=[500])
+        failed = [event async for event in await client.responses.create(input="fail me", stream=True)]
+    assert failed[-1].type == "response.failed"
+    assert failed[-1].response.status == "failed" and failed[-1].response.error is not None
+    assert "500" in failed[-1].response.error.message
