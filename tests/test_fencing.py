@@ -19,6 +19,7 @@ import pytest
 
 from conftest import Cluster, FakeProvider, Server, ServerFactory
 from helpers import read_sse, wait_until_streaming
+from streamchat.chat.messages import ConversationMessage
 from streamchat.framework.leases import Fenced, Lease
 from streamchat.framework.redis_link import RedisLink, holder_key
 from streamchat.framework.stops.registry import Stoppable, StopRegistry
@@ -27,7 +28,6 @@ from streamchat.framework.streams.hub import StreamHub
 from streamchat.framework.streams.sequencers.redis import RedisSequencer
 from streamchat.framework.streams.stream import Stream
 from streamchat.framework.streams.writeback import STORE_FLUSH_SECONDS
-from streamchat.steps.conversation_stream import ConversationMessage
 from streamchat.steps.conversation_stream import config as conversation_stream
 from test_observability import scrape, value
 from test_scale import post_to_pair, post_traced, provider_streams

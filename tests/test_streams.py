@@ -10,11 +10,11 @@ import orjson
 import pytest
 from pydantic import ValidationError
 
+from streamchat.chat.messages import ConversationMessage
 from streamchat.framework.store import MemoryStore, PostgresStore, SQLiteStore, Store, store_from_url
 from streamchat.framework.streams.changes import Change
 from streamchat.framework.streams.hub import StreamHub
 from streamchat.framework.streams.stream import Stream
-from streamchat.steps.conversation_stream import ConversationMessage
 from streamchat.steps.conversation_stream import config as conversation
 
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from itertools import accumulate
 
 from streamchat.chat import reply_journal
+from streamchat.chat.messages import FINISHED, ConversationMessage
 from streamchat.framework import Context, ItemGone, ItemState, Quiet, TextDelta
-from streamchat.steps.conversation_stream import FINISHED, ConversationMessage
 
 #: How long a view on another instance waits for the journal to reach the text it already sees (the
 #: writer flushes it every reply_journal.FLUSH_SECONDS; only a writer that died leaves it behind).

@@ -13,9 +13,9 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ConfigDict
 
+from streamchat.chat.messages import ConversationMessage
 from streamchat.framework import Context
 from streamchat.protocols.following import FollowedReply
-from streamchat.steps.conversation_stream import ConversationMessage
 
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 DONE = b"data: [DONE]\n\n"

@@ -13,9 +13,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from streamchat.chat.messages import checked_message
 from streamchat.llm import ChatTurn
 from streamchat.protocols.openai_errors import invalid
-from streamchat.steps.chat_api_step import checked_message
 
 Role = Literal["system", "developer", "user", "assistant"]
 TEXT_PARTS = frozenset({"text", "input_text", "output_text"})

@@ -19,10 +19,10 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ConfigDict
 
+from streamchat.chat.messages import ConversationMessage
 from streamchat.framework import Context
 from streamchat.protocols.following import FollowedReply
 from streamchat.protocols.openai_models import served_model
-from streamchat.steps.conversation_stream import ConversationMessage
 
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 STATUS = {"created": "queued", "streaming": "in_progress", "completed": "completed", "error": "failed",

@@ -15,12 +15,12 @@ from pydantic import BaseModel, Field
 
 from streamchat.catalog import Spent, current_catalog
 from streamchat.chat import answering, reply_journal
+from streamchat.chat.messages import FINISHED, ConversationMessage, ReplyUsage, utc_now
 from streamchat.chat.reply_quota import release
 from streamchat.chat.reply_telemetry import REPLIES, ReplyMeter, observed
 from streamchat.framework import OUTAGES, Context, EventConfig, Fenced, Item
 from streamchat.llm import ChatTurn, ProviderError, current_provider
 from streamchat.settings import get_settings
-from streamchat.steps.conversation_stream import FINISHED, ConversationMessage, ReplyUsage, utc_now
 
 
 class ChatMessageEvent(BaseModel):

@@ -12,12 +12,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from streamchat.chat.messages import ID_PATTERN, checked_message
 from streamchat.framework import ApiConfig, ApiRequest, ApiResponse, Context, Emit, ErrorBody, HttpError
 from streamchat.protocols.ui_message_stream import HEADERS, ui_message_stream
 from streamchat.settings import get_settings
 from streamchat.steps.ai_response_step import ChatMessageEvent
-from streamchat.steps.chat_api_step import checked_message, send_message
-from streamchat.steps.conversation_stream import ID_PATTERN
+from streamchat.steps.chat_api_step import send_message
 from streamchat.steps.regenerate_message_step import regenerate
 
 

@@ -7,11 +7,11 @@ character to its end, whichever instance writes it.
 
 from __future__ import annotations
 
+from streamchat.chat.messages import FINISHED
 from streamchat.chat.ownership import require_owner
 from streamchat.framework import ApiConfig, ApiRequest, ApiResponse, Context, ErrorBody, HttpError
 from streamchat.protocols.ui_message_stream import HEADERS, ui_message_stream
 from streamchat.settings import get_settings
-from streamchat.steps.conversation_stream import FINISHED
 
 config = ApiConfig(
     name="AiSdkResume",

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from streamchat.catalog import current_catalog
 from streamchat.chat import answering
+from streamchat.chat.messages import FINISHED, ID_PATTERN, ConversationMessage, checked_message, utc_now
 from streamchat.chat.ownership import claim
 from streamchat.chat.reply_index import forget, remember
 from streamchat.chat.reply_quota import release, reserve
@@ -31,7 +32,6 @@ from streamchat.framework import (
 from streamchat.llm import ChatTurn
 from streamchat.settings import get_settings
 from streamchat.steps.ai_response_step import ChatMessageEvent
-from streamchat.steps.conversation_stream import FINISHED, ID_PATTERN, ConversationMessage, utc_now
 from streamchat.steps.stop_message_step import stop_reply
 
 
@@ -47,16 +47,6 @@ class ChatRequest(BaseModel):
     @classmethod
     def _not_blank_nor_too_long(cls, value: str) -> str:
         return checked_message(value)
-
-
-def checked_message(value: str) -> str:
-    """A user message as every protocol takes it: not blank, within STREAMCHAT_MAX_MESSAGE_CHARS."""
-    if not value.strip():
-        raise ValueError("message must not be blank")
-    limit = get_settings().max_message_chars
-    if len(value) > limit:
-        raise ValueError(f"message is {len(value)} characters; the limit is {limit}")
-    return value
 
 
 class MotiaStreamRef(BaseModel):

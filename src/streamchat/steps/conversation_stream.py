@@ -1,69 +1,9 @@
-"""The `conversation` stream: one group per conversation, one item per message."""
+"""The `conversation` stream: one group per conversation, one item per message (chat/messages.py)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer
-
+from streamchat.chat.messages import ConversationMessage
 from streamchat.chat.ownership import can_watch
 from streamchat.framework import StreamConfig
-
-Status = Literal["created", "streaming", "completed", "error", "stopped"]
-FINISHED: frozenset[str] = frozenset({"completed", "error", "stopped"})
-#: What a conversation or message id may be, wherever a client chooses one.
-ID_PATTERN = r"^[A-Za-z0-9_.:\-]+$"
-
-
-def utc_now() -> str:
-    """ISO-8601 UTC timestamp with milliseconds, e.g. 2026-11-25T08:00:00.000Z."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-class ReplyUsage(BaseModel):
-    """What a reply cost, as its model counted it; on a reply once it has ended. Every field is
-    always sent, null included (messages leave out their unset fields; usage does not)."""
-
-    promptTokens: int | None = Field(default=None, description="Tokens the model read; null if the provider "
-                                     "did not say.")
-    completionTokens: int | None = Field(default=None, description="Tokens the model wrote; null if the "
-                                         "provider did not say.")
-    model: str
-    timeToFirstTokenMs: int | None = Field(default=None, description="From the model call to the first text; "
-                                           "null if none came.")
-    durationMs: int = Field(description="From the model call to the reply's end.")
-
-    @model_serializer(mode="plain")
-    def every_field(self) -> dict[str, Any]:
-        return {"promptTokens": self.promptTokens, "completionTokens": self.completionTokens, "model": self.model,
-                "timeToFirstTokenMs": self.timeToFirstTokenMs, "durationMs": self.durationMs}
-
-
-class ConversationMessage(BaseModel):
-    """A chat message as clients see it; `from` is a Python keyword, hence the alias."""
-
-    model_config = ConfigDict(populate_by_name=True)
-
-    message: str
-    sender: Literal["user", "assistant"] = Field(alias="from")
-    status: Status
-    timestamp: str
-    error: str | None = None
-    usage: ReplyUsage | None = None
-
-    @field_validator("timestamp")
-    @classmethod
-    def _iso8601(cls, value: str) -> str:
-        datetime.fromisoformat(value)
-        return value
-
-
-class MessageItem(ConversationMessage):
-    """A message as the HTTP API returns it: the stream item's data plus its id and seq (for the schema)."""
-
-    id: str
-    seq: int
-
 
 config = StreamConfig(name="conversation", schema=ConversationMessage, can_access=can_watch)

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from streamchat.catalog import current_catalog
 from streamchat.chat import answering, reply_index, reply_journal
+from streamchat.chat.messages import FINISHED
 from streamchat.chat.ownership import OWNERS, require_owner
 from streamchat.framework import ApiConfig, ApiRequest, ApiResponse, Context, ErrorBody, HttpError
-from streamchat.steps.conversation_stream import FINISHED
 from streamchat.steps.stop_message_step import stop_reply
 
 config = ApiConfig(

@@ -10,8 +10,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 
+from streamchat.chat.messages import ID_PATTERN, ConversationMessage, utc_now
 from streamchat.framework import ApiConfig, ApiRequest, ApiResponse, Context, ErrorBody, Item
-from streamchat.steps.conversation_stream import ID_PATTERN, ConversationMessage, utc_now
 from streamchat.steps.get_conversation_step import read_conversation
 from streamchat.steps.rename_conversation_step import TITLE_MAX
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from streamchat.catalog import Conversation, current_catalog
+from streamchat.chat.messages import ConversationMessage, MessageItem
 from streamchat.chat.ownership import require_owner
 from streamchat.framework import ApiConfig, ApiRequest, ApiResponse, Context, ErrorBody, HttpError, Item, Principal
-from streamchat.steps.conversation_stream import ConversationMessage, MessageItem
 
 
 class ConversationDetail(BaseModel):

@@ -11,10 +11,10 @@ from __future__ import annotations
 import uuid
 
 from streamchat.catalog import Conversation, current_catalog
+from streamchat.chat.messages import FINISHED, ConversationMessage, utc_now
 from streamchat.chat.ownership import OWNERS, claim
 from streamchat.framework import ApiConfig, ApiRequest, ApiResponse, Context, ErrorBody, Principal
 from streamchat.settings import get_settings
-from streamchat.steps.conversation_stream import FINISHED, ConversationMessage, utc_now
 from streamchat.steps.export_conversation_step import ExportedConversation, ExportedMessage
 from streamchat.steps.list_conversations_step import ConversationRecord
 

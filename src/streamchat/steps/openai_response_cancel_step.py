@@ -3,10 +3,10 @@ stop as POST /api/conversations/{cid}/messages/{mid}/stop). Cancelling a cancell
 
 from __future__ import annotations
 
+from streamchat.chat.messages import FINISHED
 from streamchat.framework import ApiConfig, ApiRequest, ApiResponse, Context
 from streamchat.protocols.openai_errors import OpenAiError, invalid
 from streamchat.protocols.openai_responses import ResponseObject, response_object
-from streamchat.steps.conversation_stream import FINISHED
 from streamchat.steps.openai_response_step import find_response
 from streamchat.steps.stop_message_step import stop_reply
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from streamchat.chat.messages import ConversationMessage
 from streamchat.chat.ownership import owns
 from streamchat.chat.reply_index import ReplyRecord, locate
 from streamchat.framework import ApiConfig, ApiRequest, ApiResponse, Context, Item, Principal
 from streamchat.protocols.openai_errors import OpenAiError, not_found
 from streamchat.protocols.openai_responses import HEADERS, ResponseObject, response_events, response_object
 from streamchat.settings import get_settings
-from streamchat.steps.conversation_stream import ConversationMessage
 
 
 class RetrieveQuery(BaseModel):

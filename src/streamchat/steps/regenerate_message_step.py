@@ -8,6 +8,7 @@ import uuid
 from pydantic import BaseModel
 
 from streamchat.chat import answering
+from streamchat.chat.messages import FINISHED, ConversationMessage, utc_now
 from streamchat.chat.ownership import require_owner
 from streamchat.chat.reply_index import forget, remember
 from streamchat.chat.reply_quota import release, reserve
@@ -27,7 +28,6 @@ from streamchat.framework import (
 from streamchat.settings import get_settings
 from streamchat.steps.ai_response_step import ChatMessageEvent
 from streamchat.steps.chat_api_step import make_room
-from streamchat.steps.conversation_stream import FINISHED, ConversationMessage, utc_now
 
 #: Why a regenerate may fail after it stored the new reply: a backend outage, or a shutdown.
 NOT_QUEUED: tuple[type[Exception], ...] = (*OUTAGES, BusClosed)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from streamchat.chat.messages import FINISHED, ConversationMessage, MessageItem
 from streamchat.chat.ownership import require_owner
 from streamchat.framework import ApiConfig, ApiRequest, ApiResponse, Context, ErrorBody, HttpError, Item
-from streamchat.steps.conversation_stream import FINISHED, ConversationMessage, MessageItem
 
 STOP_WAIT_SECONDS = 2.0
 

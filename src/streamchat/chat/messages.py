@@ -1,0 +1,76 @@
+"""A chat message as every part of streamchat sees it: the `conversation` stream's item, its
+statuses, and the rules a message must meet whichever protocol brought it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer
+
+from streamchat.settings import get_settings
+
+Status = Literal["created", "streaming", "completed", "error", "stopped"]
+FINISHED: frozenset[str] = frozenset({"completed", "error", "stopped"})
+#: What a conversation or message id may be, wherever a client chooses one.
+ID_PATTERN = r"^[A-Za-z0-9_.:\-]+$"
+
+
+def utc_now() -> str:
+    """ISO-8601 UTC timestamp with milliseconds, e.g. 2026-11-25T08:00:00.000Z."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class ReplyUsage(BaseModel):
+    """What a reply cost, as its model counted it; on a reply once it has ended. Every field is
+    always sent, null included (messages leave out their unset fields; usage does not)."""
+
+    promptTokens: int | None = Field(default=None, description="Tokens the model read; null if the provider "
+                                     "did not say.")
+    completionTokens: int | None = Field(default=None, description="Tokens the model wrote; null if the "
+                                         "provider did not say.")
+    model: str
+    timeToFirstTokenMs: int | None = Field(default=None, description="From the model call to the first text; "
+                                           "null if none came.")
+    durationMs: int = Field(description="From the model call to the reply's end.")
+
+    @model_serializer(mode="plain")
+    def every_field(self) -> dict[str, Any]:
+        return {"promptTokens": self.promptTokens, "completionTokens": self.completionTokens, "model": self.model,
+                "timeToFirstTokenMs": self.timeToFirstTokenMs, "durationMs": self.durationMs}
+
+
+class ConversationMessage(BaseModel):
+    """A chat message as clients see it; `from` is a Python keyword, hence the alias."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    message: str
+    sender: Literal["user", "assistant"] = Field(alias="from")
+    status: Status
+    timestamp: str
+    error: str | None = None
+    usage: ReplyUsage | None = None
+
+    @field_validator("timestamp")
+    @classmethod
+    def _iso8601(cls, value: str) -> str:
+        datetime.fromisoformat(value)
+        return value
+
+
+class MessageItem(ConversationMessage):
+    """A message as the HTTP API returns it: the stream item's data plus its id and seq (for the schema)."""
+
+    id: str
+    seq: int
+
+
+def checked_message(value: str) -> str:
+    """A user message as every protocol takes it: not blank, within STREAMCHAT_MAX_MESSAGE_CHARS."""
+    if not value.strip():
+        raise ValueError("message must not be blank")
+    limit = get_settings().max_message_chars
+    if len(value) > limit:
+        raise ValueError(f"message is {len(value)} characters; the limit is {limit}")
+    return value
