@@ -36,12 +36,14 @@ FULL = {"overhead_samples": 50, "counts": [1, 100, 500, 1000], "tokens": 200, "r
         "embedded_rounds": 3,
         "scale_overhead_samples": 30, "scale_counts": [1, 100, 500], "scale_rates": [20.0],
         "scale_fanout": [10, 100, 1000], "core_counts": [500, 600, 700, 800, 1000],
-        "finer_counts": [200, 300, 400], "costs": {"streams": 100, "read_tokens": 400, "conversations": 500}}
+        "finer_counts": [200, 300, 400], "costs": {"streams": 100, "read_tokens": 400, "conversations": 500},
+        "protocols": {"readers": [1, 100, 500], "tokens": 200}}
 QUICK = {"overhead_samples": 5, "counts": [1, 20], "tokens": 40, "rates": [50.0],
          "fanout": [1, 20], "wire": [50, 200], "wire_rate": 400.0, "embedded_tokens": 16,
          "embedded_rounds": 1,
          "scale_overhead_samples": 3, "scale_counts": [1, 10], "scale_rates": [50.0], "scale_fanout": [1, 10],
-         "core_counts": [10], "finer_counts": [10], "costs": {"streams": 5, "read_tokens": 50, "conversations": 10}}
+         "core_counts": [10], "finer_counts": [10], "costs": {"streams": 5, "read_tokens": 50, "conversations": 10},
+         "protocols": {"readers": [1, 5], "tokens": 40}}
 
 
 async def embedded_models(workdir: Path, max_tokens: int, rounds: int) -> dict[str, Any]:
@@ -76,6 +78,8 @@ async def run(plan: dict[str, Any], only: set[str] | None) -> dict[str, Any]:
                 ("embedded", lambda: embedded_models(workdir, plan["embedded_tokens"], plan["embedded_rounds"])),
                 ("scale", lambda: scenarios.scale(workdir, fake, plan)),
                 ("costs", lambda: costs(workdir, fake, **plan["costs"], tokens=plan["tokens"], rate=plan["rates"][0])),
+                ("protocols", lambda: scenarios.protocols(workdir, fake, plan["protocols"]["readers"],
+                                                          plan["protocols"]["tokens"], plan["rates"][0])),
             ]
             for name, scenario in steps:
                 if only and name not in only:
@@ -130,7 +134,20 @@ def table(results: dict[str, Any]) -> str:
         lines.extend(fanout_lines("   fan-out", [scaled["fanout"]]))
     if "costs" in results:
         lines.extend(cost_lines(results))
+    if "protocols" in results:
+        lines.extend(protocol_lines(results["protocols"]))
     return "\n".join(lines)
+
+
+def protocol_lines(p: dict[str, Any]) -> list[str]:
+    """Scenario 8: one row per protocol x readers."""
+    title = f"8. protocols ({p['tokens']} tokens at {p['tokens_per_s']:g}/s)"
+    lines = [f"\n{title:<37} readers   lag p50   lag p99  complete  cpu µs/tok/reader  cpu util  wire B/reply B"]
+    for r in p["runs"]:
+        lines.append(f"   {r['protocol']:<34} {r['readers']:>7} {r['lag_ms']['p50']!s:>9} {r['lag_ms']['p99']!s:>9} "
+                     f"{r['complete']:>9} {r['server_cpu_us_per_token_per_reader']:>18} "
+                     f"{r['server_cpu_utilisation']:>9} {r['wire_bytes_per_reply_byte']:>15}")
+    return lines
 
 
 def cost_lines(results: dict[str, Any]) -> list[str]:
@@ -190,10 +207,10 @@ def fanout_lines(title: str, blocks: list[dict[str, Any]]) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="Benchmark streamchat against a fake provider on 127.0.0.1.")
-    parser.add_argument("--quick", action="store_true", help="a tiny run (under a minute) that checks the harness")
+    parser.add_argument("--quick", action="store_true", help="a tiny run (about a minute and a half) that checks the harness")
     parser.add_argument("--only", default="",
                         help="comma-separated scenarios: overhead,concurrency,dedicated_core,fanout,"
-                             "fanout_uncompressed,wire,embedded,scale,costs")
+                             "fanout_uncompressed,wire,embedded,scale,costs,protocols")
     parser.add_argument("--out", default=None, help="where to write the JSON results (default "
                         "bench/results/latest.json, or soak.json with --soak)")
     parser.add_argument("--soak", action="store_true",

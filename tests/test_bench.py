@@ -21,7 +21,7 @@ def test_quick_benchmark_runs_and_writes_results(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     results = json.loads(out.read_text())
     assert {"overhead", "concurrency", "dedicated_core", "fanout", "wire", "embedded", "scale", "costs",
-            "machine"} <= results.keys()
+            "protocols", "machine"} <= results.keys()
     assert results["scale"]["instances"] == 2
     for block in results["scale"]["concurrency"].values():
         assert all(run["completion_rate"] == 1.0 for run in block["runs"]), block
@@ -45,6 +45,11 @@ def test_quick_benchmark_runs_and_writes_results(tmp_path: Path) -> None:
     unwatched = results["costs"]["unwatched_server"]
     assert unwatched["completed"] == unwatched["conversations"] == 10 and unwatched["server_us_per_token"] > 0
     assert results["costs"]["provider_read_us_per_token"]["sdk"] > 0
-    assert "7. CPU per token" in result.stdout
+    runs = results["protocols"]["runs"]
+    assert {run["protocol"] for run in runs} == {"conversation_sse", "ai_sdk", "openai_responses"}
+    for run in runs:
+        assert run["complete"] == run["readers"], run
+        assert run["lag_ms"]["n"] > 0 and run["wire_bytes_per_reply_byte"] > 1, run
+    assert "7. CPU per token" in result.stdout and "8. protocols" in result.stdout
     assert "1. first token" in result.stdout and "6. scale: 2 instances" in result.stdout
     assert "2b. the server alone on CPU" in result.stdout or "2b. server on a core of its own: skipped" in result.stdout
