@@ -152,7 +152,8 @@ def add_api_step(app: FastAPI, runtime: Runtime, step: ApiStep, error_format: Er
                              else {"description": "done; no body"})
     for status, media_type in config.text_responses.items():
         answer = responses.setdefault(status, {})
-        answer["content"] = {media_type: {"schema": {"type": "string"}}}
+        # An event stream's events are the protocol's own (documented in prose); a text body is a string.
+        answer["content"] = {media_type: {} if media_type == "text/event-stream" else {"schema": {"type": "string"}}}
         if "model" not in answer:
             answer["description"] = f"answered as {media_type}"
     app.add_api_route(
