@@ -315,6 +315,21 @@ async def test_a_reply_resumes_after_its_connection_drops_with_no_piece_lost_or_
     assert pieces[1:] == tokens[len(tokens) - len(pieces) + 1:], "after the first (the text so far), one delta each"
 
 
+async def test_a_reply_whose_conversation_was_deleted_before_it_was_read_raises_not_found(
+    server: Server, fake_provider: FakeProvider
+) -> None:
+    """Deleted before the events were opened, the reply is in no snapshot and no delete frame
+    follows: the reader looks it up instead of waiting for ever."""
+    fake_provider.script(tokens=[f"w{i} " for i in range(100)], delay=0.05)
+    async with StreamchatClient(server.url) as client:
+        reply = await client.send("deleted at once")
+        await client.delete(reply.conversation_id)
+        with pytest.raises(StreamchatError) as gone:
+            await asyncio.wait_for(reply.collect(), 30)
+        assert (gone.value.status, gone.value.code) in ((None, "not_found"), (404, "not_found"))
+        assert reply.text == "" and reply.item is None
+
+
 async def test_stop_and_regenerate_with_or_without_the_message_id(server: Server, fake_provider: FakeProvider) -> None:
     fake_provider.script(tokens=[f"slow{i} " for i in range(200)], delay=0.03)
     async with StreamchatClient(server.url) as client:

@@ -8,6 +8,7 @@ instance regenerates the reply, and two processes that share one SQLite file.
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import uuid
 from collections.abc import AsyncIterator
@@ -218,8 +219,9 @@ async def stream_until(seen: SseTexts, prefix: str, tokens: int, timeout: float 
         await asyncio.sleep(0.05)
 
 
+@pytest.mark.parametrize("thawed", ["while the new run writes", "after the new run ended"])
 async def test_an_instance_paused_past_its_lease_cannot_write_into_the_reply_taken_over(
-    cluster: Cluster, fake_provider: FakeProvider,
+    cluster: Cluster, fake_provider: FakeProvider, thawed: str,
 ) -> None:
     fake_provider.script(tokens=TOKENS, delay=0.1, tag=True)
     servers = cluster.start_many(2)
@@ -233,7 +235,10 @@ async def test_an_instance_paused_past_its_lease_cannot_write_into_the_reply_tak
 
     paused.process.send_signal(signal.SIGSTOP)
     try:
-        await stream_until(on_survivor, "r1-", 5)  # the lease ran out; the survivor regenerates the reply
+        if thawed == "while the new run writes":
+            await stream_until(on_survivor, "r1-", 5)  # the lease ran out; the survivor regenerates the reply
+        else:
+            await asyncio.wait_for(asyncio.shield(watchers[0]), 60)
     finally:
         paused.process.send_signal(signal.SIGCONT)
     await asyncio.wait_for(asyncio.gather(*watchers), 60)
@@ -248,13 +253,27 @@ async def test_an_instance_paused_past_its_lease_cannot_write_into_the_reply_tak
     [stored] = [m for m in (await conversation(survivor, cid)) if m["id"] == mid]
     assert (stored["status"], stored["message"]) == ("completed", runs[1])
     first, second = provider_streams(fake_provider)
-    assert first["closed_by_client_at"] is not None and not first["finished"], "the paused run's stream closed"
+    if thawed == "while the new run writes":  # else the provider may have sent it all while it slept
+        assert first["closed_by_client_at"] is not None and not first["finished"], "the paused run's stream closed"
     assert second["finished"]
     logs = paused.logs()
     finished = f'"msg":"handler finished","step":"AiResponse","trace_id":"{trace}"'
     assert finished not in logs, "the paused instance did not finish the reply"
     fenced = value(await scrape(paused), "streamchat_handler_runs_total", step="AiResponse", outcome="fenced")
     assert fenced == 1 or "lost a bus partition lease" in logs, "stopped by the fence or by losing the lease"
+    # The reply journal (the pieces a Responses stream numbers its events by) is the new run's on
+    # both instances: the thawed run wrote none of its own over it.
+    for server in servers:
+        assert await response_deltas(server, mid) == [f"r1-{token}" for token in TOKENS]
+
+
+async def response_deltas(server: Server, reply_id: str) -> list[str]:
+    """The text deltas of the reply's Responses event stream, read from its beginning."""
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        response = await client.get(f"/v1/responses/{reply_id}", params={"stream": "true"})
+    assert response.status_code == 200, response.text
+    events = [json.loads(line[len("data: "):]) for line in response.text.splitlines() if line.startswith("data: ")]
+    return [event["delta"] for event in events if event["type"] == "response.output_text.delta"]
 
 
 async def conversation(server: Server, cid: str) -> list[dict[str, Any]]:

@@ -5,14 +5,18 @@ client that resumes "after event N" must get the very pieces that followed N, fr
 while the reply runs or long after. The text alone does not say where its pieces began, so the
 AI step's own list of pieces is read here while it writes (views in this process), and their
 lengths are written to state when the reply ends (everyone afterwards reads that) and, when other
-instances serve the conversation too, every FLUSH_SECONDS meanwhile (they read that). Nothing is
-added to the per-piece path; a flush costs O(pieces).
+instances serve the conversation too, every FLUSH_SECONDS meanwhile (they read that).
+
+Every journal write is made by the run's own task right after a reply write its lease allowed (see
+framework/leases.py), never from a timer of its own: a run paused past its lease wakes up to a
+refused write and stops, so it cannot write its stale pieces over the journal of the run that took
+the reply over. The per-piece cost is one clock read; a flush costs O(pieces).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 
 from streamchat.framework import OUTAGES, State
@@ -24,35 +28,45 @@ FLUSH_SECONDS = 0.5
 _writing: dict[str, list[str]] = {}
 
 
+class ReplyJournal:
+    """One run's pieces of a reply, in the order it wrote them."""
+
+    def __init__(self, state: State, reply_id: str, flush_seconds: float | None) -> None:
+        self.pieces: list[str] = []
+        self._state = state
+        self._reply_id = reply_id
+        self._flush_seconds = flush_seconds
+        self._flushed_at = time.monotonic()
+
+    def text(self) -> str:
+        return "".join(self.pieces)
+
+    async def flush_if_due(self) -> None:
+        """After a piece was written: share the lengths so far, if other instances read them and it is time."""
+        if self._flush_seconds is None or time.monotonic() - self._flushed_at < self._flush_seconds:
+            return
+        self._flushed_at = time.monotonic()
+        with contextlib.suppress(*OUTAGES):  # the next flush, or the last one, writes them
+            await self._write()
+
+    async def keep(self) -> None:
+        """After the reply's last state was written: the lengths for good."""
+        await self._write()
+
+    async def _write(self) -> None:
+        await self._state.set(PIECES, self._reply_id, {"lengths": [len(piece) for piece in self.pieces]})
+
+
 @contextlib.asynccontextmanager
-async def recording(state: State, reply_id: str, pieces: list[str]) -> AsyncIterator[None]:
-    """Journal the pieces the block appends to `pieces`. Kept when the block ends normally (the
-    reply ended, stopped or failed); a run that was taken over or cancelled leaves the journal to
-    the run that has the reply now."""
-    _writing[reply_id] = pieces
-    flusher = (asyncio.create_task(_flush_while_writing(state, reply_id, pieces))
-               if get_settings().several_instances else None)
+async def recording(state: State, reply_id: str) -> AsyncIterator[ReplyJournal]:
+    """A journal for one run of the reply, read by this process's views while the block runs."""
+    journal = ReplyJournal(state, reply_id, FLUSH_SECONDS if get_settings().several_instances else None)
+    _writing[reply_id] = journal.pieces
     try:
-        yield
-    except BaseException:
-        if flusher is not None:
-            flusher.cancel()
-        _writing.pop(reply_id, None)
-        raise
-    if flusher is not None:
-        flusher.cancel()
-    await state.set(PIECES, reply_id, {"lengths": [len(piece) for piece in pieces]})
-    _writing.pop(reply_id, None)
-
-
-async def _flush_while_writing(state: State, reply_id: str, pieces: list[str]) -> None:
-    written = 0
-    while True:
-        await asyncio.sleep(FLUSH_SECONDS)
-        if len(pieces) != written:
-            written = len(pieces)
-            with contextlib.suppress(*OUTAGES):  # the next flush, or the last one, writes them
-                await state.set(PIECES, reply_id, {"lengths": [len(piece) for piece in pieces[:written]]})
+        yield journal
+    finally:
+        if _writing.get(reply_id) is journal.pieces:
+            del _writing[reply_id]
 
 
 async def piece_lengths(state: State, reply_id: str) -> list[int]:

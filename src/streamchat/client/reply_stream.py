@@ -10,6 +10,7 @@ lost or given twice.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,9 @@ from streamchat.client.watch import FINISHED, Item
 
 if TYPE_CHECKING:
     from streamchat.client.api import Accepted, StreamchatClient
+
+#: How long a reply may go unseen on a fresh connection before it is looked up (see `_first_frame`).
+UNSEEN_SECONDS = 2.0
 
 
 class ReplyStream(PieceReader):
@@ -100,12 +104,41 @@ class ReplyStream(PieceReader):
     async def _follow(self) -> AsyncGenerator[str, None]:
         async with self.client.events(self.conversation_id) as events:
             self._events = events
+            piece = await self._first_frame(events)
+            if piece:
+                yield piece
+            if self.finished:
+                return
             async for frame in events:
                 piece = self._apply(frame)
                 if piece:
                     yield piece
                 if self.finished:
                     return
+
+    async def _first_frame(self, events: Events) -> str:
+        """Read up to the first frame of this reply; the text it adds.
+
+        A fresh connection's snapshot carries the reply at once, unless the conversation was
+        deleted before it opened (then no frame of it ever comes): a reply still unseen after
+        UNSEEN_SECONDS is looked up once, and one no longer there raises `not_found`. A read cut
+        short by that wait resumes exactly (`Last-Event-ID`).
+        """
+        looked_up = False
+        while True:
+            try:
+                async with asyncio.timeout(None if looked_up else UNSEEN_SECONDS):
+                    async for frame in events:
+                        piece = self._apply(frame)
+                        if self.item is not None or self._seq >= 0:
+                            return piece
+                raise AssertionError("the conversation's events never end by themselves")
+            except TimeoutError:
+                looked_up = True
+                items = await self.client.conversation(self.conversation_id)
+                if not any(item.get("id") == self.assistant_message_id for item in items):
+                    raise StreamchatError(None, "not_found",
+                                          f"reply {self.assistant_message_id} was deleted") from None
 
     def _apply(self, frame: SseFrame) -> str:
         """Take one frame of the conversation into account; the text it adds to this reply."""

@@ -106,38 +106,39 @@ async def respond(data: ChatMessageEvent, ctx: Context) -> None:
         prompt = data.instructions or settings.system_prompt
         system = [ChatTurn("system", prompt)] if prompt else []
         turns = [*system, *history(items, until, settings.history_chars)]
-        pieces: list[str] = []
         meter = ReplyMeter()
         # The provider request starts now; the status write below overlaps its time to first token.
         replying = control.iterate(observed(current_provider(), turns, meter))
         await stream.set(cid, reply_id, reply.model_copy(update={"message": "", "status": "streaming"}))
         failure: ProviderError | None = None
-        async with reply_journal.recording(ctx.state, reply_id, pieces):
+        async with reply_journal.recording(ctx.state, reply_id) as journal:
             try:
                 async for piece in replying:
-                    pieces.append(piece)
+                    journal.pieces.append(piece)
                     await stream.append(cid, reply_id, "message", piece)
+                    await journal.flush_if_due()
             except ProviderError as error:
                 failure = error
+            final = _ending(reply, journal.text(), failure, control.stopped)
+            if await finish(ctx, cid, reply_id, final, meter, data.keyId):
+                await journal.keep()
         if failure is not None:
             ctx.logger.warning("provider failed", extra={"messageId": reply_id, "reason": failure.reason})
-            await finish(ctx, cid, reply_id, reply.model_copy(
-                update={"message": "".join(pieces), "status": "error", "error": failure.reason}), meter, data.keyId)
-            return
-        text = "".join(pieces)
-        if control.stopped:
-            ctx.logger.info("reply stopped", extra={"messageId": reply_id, "chars": len(text)})
-            await finish(ctx, cid, reply_id, reply.model_copy(update={"message": text, "status": "stopped"}),
-                         meter, data.keyId)
-            return
-        if not text.strip():
-            await finish(ctx, cid, reply_id, reply.model_copy(
-                update={"message": text, "status": "error", "error": "the model returned an empty reply"}),
-                meter, data.keyId)
-            return
-        await finish(ctx, cid, reply_id, reply.model_copy(update={"message": text, "status": "completed"}),
-                     meter, data.keyId)
-        ctx.logger.info("reply completed", extra={"messageId": reply_id, "chars": len(text)})
+        else:
+            ctx.logger.info("reply ended", extra={"messageId": reply_id, "status": final.status,
+                                                  "chars": len(final.message)})
+
+
+def _ending(reply: ConversationMessage, text: str, failure: ProviderError | None, stopped: bool) -> ConversationMessage:
+    """The reply's last state: failed, stopped, empty (an error too) or completed."""
+    if failure is not None:
+        return reply.model_copy(update={"message": text, "status": "error", "error": failure.reason})
+    if stopped:
+        return reply.model_copy(update={"message": text, "status": "stopped"})
+    if not text.strip():
+        return reply.model_copy(update={"message": text, "status": "error",
+                                        "error": "the model returned an empty reply"})
+    return reply.model_copy(update={"message": text, "status": "completed"})
 
 
 def _turn_before(items: Sequence[Item[ConversationMessage]], reply_id: str) -> str:
@@ -151,10 +152,11 @@ def _turn_before(items: Sequence[Item[ConversationMessage]], reply_id: str) -> s
 
 
 async def finish(ctx: Context, cid: str, reply_id: str, final: ConversationMessage,
-                 meter: ReplyMeter | None = None, key_id: str | None = None) -> None:
-    """Write the reply's last state (with its usage, when the model was called) and account for it."""
+                 meter: ReplyMeter | None = None, key_id: str | None = None) -> bool:
+    """Write the reply's last state (with its usage, when the model was called) and account for it;
+    False when there is nothing to end."""
     if await ctx.streams.conversation.get(cid, reply_id) is None:
-        return  # its conversation was deleted meanwhile: nothing to end, nothing to bring back
+        return False  # its conversation was deleted meanwhile: nothing to end, nothing to bring back
     usage = None if meter is None else meter.usage()
     if usage is not None:
         final = final.model_copy(update={"usage": ReplyUsage.model_validate(usage)})
@@ -165,6 +167,7 @@ async def finish(ctx: Context, cid: str, reply_id: str, final: ConversationMessa
     spent = None if final.usage is None else Spent(reply_id, key_id, final.usage.model, final.usage.promptTokens or 0,
                                                     final.usage.completionTokens or 0)
     await catalog.index(cid, reply_id, final.message, active_at=ended, spent=spent)
+    return True
 
 
 async def on_failure(data: ChatMessageEvent, ctx: Context, error: BaseException) -> None:

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from streamchat.chat.ownership import owns
 from streamchat.chat.reply_index import locate
-from streamchat.framework import ApiConfig, ApiRequest, ApiResponse, Context, Emit
+from streamchat.framework import ApiConfig, ApiRequest, ApiResponse, Context, Emit, HttpError
 from streamchat.protocols.following import FollowedReply
 from streamchat.protocols.openai_errors import OpenAiError, not_found
 from streamchat.protocols.openai_input import InputMessage, as_turns
@@ -98,7 +98,8 @@ async def handler(req: ApiRequest[ResponsesRequest], ctx: Context) -> ApiRespons
                               instructions=asked.instructions, details=details)
     cid, reply_id = sent.conversation_id, sent.assistant_message_id
     reply = await ctx.streams.conversation.get(cid, reply_id)
-    assert reply is not None
+    if reply is None:
+        raise HttpError(404, "not_found", f"response {reply_id!r}: its conversation was deleted as it was created")
     if body.stream:
         return ApiResponse(200, response_events(ctx, cid, reply_id, details, reply.data, -1,
                                                 get_settings().sse_ping_seconds),
