@@ -4,6 +4,7 @@ closes, and nothing comes back after a restart (real server processes, a real We
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import httpx
 import pytest
@@ -26,6 +27,24 @@ async def deletes_then_nothing(watcher: Watcher, items: int) -> list[str]:
         extra = await watcher.next_frame(1.0)
         raise AssertionError(f"a frame after the deletes: {extra}")
     return deletes
+
+
+async def frames_for_a_second(url: str, cid: str, last_event_id: int) -> list[SseFrame]:
+    """The frames an SSE client resuming after `last_event_id` gets in its first second."""
+    frames: list[SseFrame] = []
+
+    async def read() -> None:
+        async with httpx.AsyncClient(timeout=30) as client, client.stream(
+                "GET", f"{url}/api/conversations/{cid}/events", headers={"Last-Event-ID": str(last_event_id)}
+        ) as response:
+            assert response.status_code == 200
+            async for frame in read_sse(response):
+                if isinstance(frame, SseFrame):
+                    frames.append(frame)
+
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(read(), 1.0)
+    return frames
 
 
 async def test_deleting_while_a_reply_streams_stops_it_and_watchers_see_every_item_go(
@@ -60,6 +79,12 @@ async def test_deleting_while_a_reply_streams_stops_it_and_watchers_see_every_it
     sse_deletes = [f.data["id"] for f in sse_frames if f.event == "delete"]
     assert sorted(sse_deletes) == sorted([accepted["userMessageId"], mid])
     assert sse_frames[-1].event == "delete", "nothing after the deletes on SSE either"
+
+    # A client that resumes from before the delete gets only that the items went, none of their text.
+    mark = next(frame.id for frame in sse_frames if frame.id is not None)
+    resumed = await frames_for_a_second(server.url, cid, mark)
+    assert sorted(f.data["id"] for f in resumed if f.event == "delete") == sorted([accepted["userMessageId"], mid])
+    assert "slow" not in str([f.data for f in resumed]) and "talk" not in str([f.data for f in resumed]), resumed
 
     [record] = httpx.get(f"{fake_provider.url}/control/requests").json()["streams"]
     assert record["closed_by_client_at"] is not None and not record["finished"], record

@@ -233,6 +233,33 @@ async def test_resume_buffers_are_bounded_and_fall_back_to_a_snapshot() -> None:
     assert hub.memory()["replayBytes"] <= 50 * 700
 
 
+async def test_a_deleted_items_text_is_not_resumed_but_that_it_went_is() -> None:
+    hub = StreamHub(MemoryStore(), {"conversation": conversation})
+    stream: Stream[ConversationMessage] = Stream(conversation, hub)
+    live = Recorder()
+    await hub.subscribe(live, "conversation", "g")
+    await stream.set("g", "kept", message("stays"))
+    await stream.set("g", "r", message("", "streaming", "assistant"))
+    for piece in ("secret ", "words"):
+        await stream.append("g", "r", "message", piece)
+    await stream.set("g", "r", message("secret words", "completed", "assistant"))
+    await stream.delete("g", "r")
+    before_purge = hub.memory()["replayBytes"]
+
+    resumed = Recorder()  # at once: the purge runs before anything is replayed
+    await hub.subscribe(resumed, "conversation", "g", deltas=True, after_seq=0, sse=True)
+    assert [(f["event"]["type"], f["event"]["data"]["id"]) for f in resumed.frames] == [
+        ("create", "kept"), ("delete", "r")], "exact from the start for the item that stays"
+    assert b"secret" not in orjson.dumps(resumed.frames)
+    assert b"secret" in orjson.dumps(live.frames[-1]), "a watcher at the time gets the whole deleted item"
+    assert hub.memory()["replayBytes"] < before_purge
+
+    await stream.set("g", "later", message("after"))
+    again = Recorder()
+    await hub.subscribe(again, "conversation", "g", deltas=True, after_seq=1, sse=True)
+    assert [f["event"]["data"]["id"] for f in again.frames] == ["r", "later"]
+
+
 async def test_the_resume_budget_counts_the_text_a_change_holds() -> None:
     hub = StreamHub(MemoryStore(), {"conversation": conversation}, replay_budget=1_000_000)
     stream: Stream[ConversationMessage] = Stream(conversation, hub)

@@ -112,6 +112,9 @@ class GroupState:
     writing: dict[str, LiveItem] = field(default_factory=dict)
     live: dict[str, LiveItem] = field(default_factory=dict)
     replay: deque[Change] = field(default_factory=lambda: deque(maxlen=REPLAY_LIMIT))
+    #: The seq the resume buffer is exact from, and the items deleted since its last purge (-> the delete's seq).
+    replay_from: int = 0
+    replay_deleted: dict[str, int] = field(default_factory=dict)
     members: dict[Subscriber, Mode] = field(default_factory=dict)
     item_members: dict[str, dict[Subscriber, Mode]] = field(default_factory=dict)
     replay_bytes: int = 0

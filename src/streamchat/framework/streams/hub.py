@@ -323,7 +323,11 @@ class StreamHub:
             if view is not None and view.pop(item_id, None) is None:
                 return
             item = {**change.payload, "id": item_id, "seq": seq}
-            self._record(state, self._change(state, stream, group, item_id, "delete", item, seq))
+            # Watchers here get the whole item; a client resuming later only its id (see replay.py).
+            self.replay.deleted(state, item_id, seq)
+            self.replay.keep(state, self._change(state, stream, group, item_id, "delete", {"id": item_id, "seq": seq},
+                                                 seq))
+            self.fanout.publish(state, self._change(state, stream, group, item_id, "delete", item, seq))
 
     @staticmethod
     def _end_watching(state: GroupState, item_id: str) -> None:
@@ -517,6 +521,7 @@ class StreamHub:
             # From here to the end nothing awaits, so no broadcast change can slip in between.
             self.fanout.flush_batches(state)
             if after_seq is not None and not state.syncing and self._can_replay(state, after_seq):
+                self.replay.purge(state)
                 for change in state.replay:
                     if change.seq is not None and change.seq > after_seq and item_id in (None, change.item_id):
                         subscriber.push(change)
@@ -546,7 +551,7 @@ class StreamHub:
             return False
         if after_seq == state.seq:
             return True
-        return bool(state.replay) and state.replay[0].seq is not None and state.replay[0].seq <= after_seq + 1
+        return bool(state.replay) and state.replay_from <= after_seq + 1
 
     def unsubscribe(self, subscriber: Subscriber, stream: str, group: str, item_id: str | None = None) -> None:
         state = self._groups.get((stream, group))

@@ -3,10 +3,16 @@
 Memory is bounded twice: per group (REPLAY_LIMIT changes) and in all (a budget in bytes, as
 `replay_cost` counts them). Past the budget the least recently active groups lose their buffers,
 and a client resuming one of them gets a snapshot instead.
+
+What a deleted item said is not kept: its changes leave the buffer (one pass for a burst of
+deletes, such as a whole conversation's) and only that it was deleted stays, so a client resuming
+from before the delete, or someone who takes the id up afresh, is never sent its text. The
+buffer stays exact for every other item: `replay_from` is where it starts, whatever was removed.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 
 from streamchat.framework.streams.changes import Change
@@ -49,6 +55,8 @@ class ReplayBuffers:
     def keep(self, state: GroupState, change: Change) -> None:
         if len(state.replay) == REPLAY_LIMIT:
             self._drop_oldest(state)
+        if not state.replay and change.seq is not None:
+            state.replay_from = change.seq
         cost = replay_cost(change)
         state.replay.append(change)
         state.replay_bytes += cost
@@ -60,6 +68,30 @@ class ReplayBuffers:
         self.bytes -= state.replay_bytes
         state.replay_bytes = 0
         state.replay.clear()
+        state.replay_deleted.clear()
+
+    def deleted(self, state: GroupState, item_id: str, seq: int) -> None:
+        """Item `item_id` was deleted at `seq`: its earlier changes go, before anyone resumes (`purge`)."""
+        if not state.replay_deleted:
+            asyncio.get_running_loop().call_soon(self.purge, state)
+        state.replay_deleted[item_id] = seq
+
+    def purge(self, state: GroupState) -> None:
+        """Remove the changes of the items deleted since the last pass, in one pass."""
+        if not state.replay_deleted:
+            return
+        deleted, removed = state.replay_deleted, 0
+        kept: list[Change] = []
+        for change in state.replay:
+            if change.item_id in deleted and change.seq is not None and change.seq < deleted[change.item_id]:
+                removed += replay_cost(change)
+            else:
+                kept.append(change)
+        state.replay.clear()
+        state.replay.extend(kept)
+        state.replay_deleted = {}
+        state.replay_bytes -= removed
+        self.bytes -= removed
 
     def _trim(self, keep: GroupState) -> None:
         """Down to 80% of the budget, so trimming is rare: empty the least recently active groups'
@@ -74,6 +106,9 @@ class ReplayBuffers:
             self._drop_oldest(keep)
 
     def _drop_oldest(self, state: GroupState) -> None:
-        cost = replay_cost(state.replay.popleft())
+        oldest = state.replay.popleft()
+        if oldest.seq is not None:
+            state.replay_from = oldest.seq + 1
+        cost = replay_cost(oldest)
         state.replay_bytes -= cost
         self.bytes -= cost
