@@ -198,7 +198,8 @@ async def test_a_stop_sent_to_another_instance_stops_the_reply(
 async def test_sigterm_finishes_or_hands_back_the_running_reply(
     cluster: Cluster, fake_provider: FakeProvider, shutdown_seconds: str,
 ) -> None:
-    tokens = [f"grace{i} " for i in range(60)]
+    # Six seconds of reply: a one-second shutdown budget cannot finish it even when the stop comes late.
+    tokens = [f"grace{i} " for i in range(150)]
     fake_provider.script(tokens=tokens, delay=0.04)
     servers = cluster.start_many(2, STREAMCHAT_SHUTDOWN_SECONDS=shutdown_seconds)
     cid, expected = str(uuid.uuid4()), "".join(tokens)
