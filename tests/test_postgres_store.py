@@ -1,4 +1,4 @@
-"""The PostgreSQL store on the real server: schema set-up by racing instances, and clean failures."""
+"""The PostgreSQL store and catalog on the real server: schema set-up by racing instances, clean failures, races."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import asyncpg
 import pytest
 
 from conftest import free_port
+from streamchat.catalog.postgres import PostgresCatalog
 from streamchat.framework.errors import StoreUnavailable
 from streamchat.framework.store import PostgresStore, StoredItem
 
@@ -52,3 +53,29 @@ async def test_a_call_during_a_database_restart_waits_for_it(private_postgres_st
     await asyncio.to_thread(private_postgres.start)
     await asyncio.wait_for(write, 20)
     assert await private_postgres_store.state_list("s") == {"before": {"ok": True}, "during": {"ok": True}}
+
+
+async def test_a_catalog_touch_that_meets_a_delete_between_its_statements_makes_the_record_again(
+    postgres_url: str,
+) -> None:
+    """A message's touch finds the record (its insert does nothing), then a delete commits before its
+    update: the record is made anew for the message, never a failed request (it was a 500)."""
+    store = PostgresStore(postgres_url)
+    await store.connect()
+    catalog = PostgresCatalog(store)
+    blocker = await asyncpg.connect(postgres_url)
+    try:
+        await catalog.touch("c1", None, "m1", "the first message", "2026-12-07T00:00:00.000Z")
+        async with blocker.transaction():
+            await blocker.execute("SELECT 1 FROM catalog_conversations WHERE conversation_id = 'c1' FOR UPDATE")
+            touching = asyncio.create_task(
+                catalog.touch("c1", None, "m2", "a message meeting the delete", "2026-12-07T00:00:01.000Z"))
+            await asyncio.sleep(0.5)
+            assert not touching.done(), "its update waits for the row the delete holds"
+            await blocker.execute("DELETE FROM catalog_conversations WHERE conversation_id = 'c1'")
+        record = await asyncio.wait_for(touching, 10)
+        assert (record.conversation_id, record.title) == ("c1", "a message meeting the delete")
+        assert (await catalog.get("c1")) == record
+    finally:
+        await blocker.close()
+        await store.disconnect()

@@ -9,10 +9,16 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
+from collections.abc import Awaitable
 
 import httpx
+import pytest
 
-from conftest import FakeProvider, Server, ServerFactory
+from conftest import FakeProvider, InProcessStarter, Server, ServerFactory
+from helpers import post_chat
+from streamchat.catalog.sqlite import SQLiteCatalog
+from streamchat.framework.leases import Lease
+from streamchat.framework.store import SQLiteStore, StoredItem
 
 ALICE, BOB = "alice-key-0123456789", "bob-key-9876543210"
 ROUNDS = 20
@@ -66,3 +72,95 @@ async def test_a_burst_of_posts_never_runs_more_replies_than_the_quota(
     finally:
         fake_provider.release()
         await asyncio.gather(*(client.aclose() for client in clients))
+
+
+async def test_a_message_sent_as_its_conversation_is_deleted_never_outlives_the_delete(
+    servers: ServerFactory, fake_provider: FakeProvider, store_env: dict[str, str],
+) -> None:
+    """Either the message was in first (it goes with the rest: 200, then nothing left) or it came
+    after the delete (a conversation of its own, whole and listed) or it is refused (404, nothing
+    of it stored); never messages without their record, nor a reply without its question."""
+    server = servers.start(STREAMCHAT_API_KEYS=ALICE, STREAMCHAT_MAX_CONCURRENT_REPLIES="0",
+                           STREAMCHAT_MESSAGES_PER_MINUTE="0", **store_env)
+    fake_provider.script(tokens=["ok"])
+    outcomes: Counter[str] = Counter()
+    async with keyed_client(server, ALICE) as poster, keyed_client(server, ALICE) as deleter:
+        await asyncio.gather(warm(poster), warm(deleter))
+        for round_number in range(ROUNDS):
+            started = await poster.post("/chat", json={"message": "the first message"})
+            cid = started.json()["conversationId"]
+            sent, deleted = await asyncio.gather(
+                poster.post("/chat", json={"message": f"at the instant {round_number}", "conversationId": cid}),
+                later(deleter.delete(f"/api/conversations/{cid}"), round_number % 8 / 1000))
+            assert deleted.status_code == 204, deleted.text
+            assert sent.status_code in (200, 404), sent.text
+            read = await poster.get(f"/api/conversations/{cid}")
+            listed = [c["conversationId"] for c in (await poster.get("/api/conversations")).json()["conversations"]]
+            if read.status_code == 404:
+                assert cid not in listed, "a record without its messages"
+                outcomes["gone" if sent.status_code == 200 else "refused"] += 1
+                continue
+            assert sent.status_code == 200, "a refused message was kept"
+            messages = read.json()["messages"]
+            assert [m["message"] for m in messages if m["from"] == "user"] == [f"at the instant {round_number}"]
+            assert [m["from"] for m in messages] == ["user", "assistant"], messages
+            assert cid in listed, "messages without their record"
+            outcomes["after"] += 1
+    assert sum(outcomes.values()) == ROUNDS, outcomes
+
+
+async def later(request: Awaitable[httpx.Response], seconds: float) -> httpx.Response:
+    """The request, sent after `seconds`: racing requests meet at every step of each other."""
+    await asyncio.sleep(seconds)
+    return await request
+
+
+@pytest.mark.parametrize("held_up", ["the message's own write", "its last write, to the conversation list"])
+async def test_a_message_whose_writes_land_during_a_delete_is_taken_back(
+    in_process: InProcessStarter, fake_provider: FakeProvider, monkeypatch: pytest.MonkeyPatch, held_up: str,
+) -> None:
+    """The send checked before the delete began, and a write of it is held up (a slow disk) until the
+    delete has read the conversation: the send answers 404 and nothing of it, nor of the
+    conversation, is left: no message, no reply, no record in the list."""
+    holding, go_on = asyncio.Event(), asyncio.Event()
+
+    async def hold(message: str) -> None:
+        if message == "held up":
+            holding.set()
+            await go_on.wait()
+
+    if held_up == "the message's own write":
+        put_item = SQLiteStore.put_item
+
+        async def slow_put_item(self: SQLiteStore, stream: str, group: str, item: StoredItem,
+                                lease: Lease | None = None) -> bool:
+            await hold(str(item.data.get("message")))
+            return await put_item(self, stream, group, item, lease)
+
+        monkeypatch.setattr(SQLiteStore, "put_item", slow_put_item)
+    else:
+        touch = SQLiteCatalog.touch
+
+        async def slow_touch(self: SQLiteCatalog, conversation_id: str, owner: str | None, message_id: str,
+                             message: str, at: str) -> None:
+            await hold(message)
+            await touch(self, conversation_id, owner, message_id, message, at)
+
+        monkeypatch.setattr(SQLiteCatalog, "touch", slow_touch)
+    server = await in_process()
+    fake_provider.script(tokens=["ok"])
+    cid = (await post_chat(server, "the first message"))["conversationId"]
+    async with server.client() as client:
+        sending = asyncio.create_task(client.post("/chat", json={"message": "held up", "conversationId": cid}))
+        await asyncio.wait_for(holding.wait(), 10)
+        deleting = asyncio.create_task(client.delete(f"/api/conversations/{cid}"))
+        await asyncio.sleep(0.3)  # the delete reads the conversation (and, unless the held write blocks it, ends)
+        go_on.set()
+        sent, deleted = await asyncio.wait_for(asyncio.gather(sending, deleting), 30)
+        assert deleted.status_code == 204, deleted.text
+        assert sent.status_code == 404 and "deleted as the message arrived" in sent.json()["detail"], sent.text
+        assert (await client.get(f"/api/conversations/{cid}")).status_code == 404
+        listed = (await client.get("/api/conversations")).json()["conversations"]
+        assert cid not in [c["conversationId"] for c in listed]
+        again = await client.post("/chat", json={"message": "afresh", "conversationId": cid})
+        assert again.status_code == 200, "the id is free again"

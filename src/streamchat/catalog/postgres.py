@@ -103,16 +103,19 @@ class PostgresCatalog(Catalog):
 
         async def work(connection: Connection) -> Conversation:
             async with connection.transaction():
-                created = await connection.fetchrow(
-                    f"INSERT INTO catalog_conversations ({RECORD}) VALUES ($1, $2, $3, $3, $4) "
-                    f"ON CONFLICT (conversation_id) DO NOTHING RETURNING {RECORD}",
-                    conversation_id, title, at, owner)
                 await connection.execute(SET_TEXT, conversation_id, message_id, message)
-                if created is not None:
-                    await connection.execute(SET_TEXT, conversation_id, TITLE, title)
-                    return record_from_row(created)
-                return record_from_row(await connection.fetchrow(ACTIVE + f" RETURNING {RECORD}",
-                                                                 conversation_id, at))
+                while True:
+                    created = await connection.fetchrow(
+                        f"INSERT INTO catalog_conversations ({RECORD}) VALUES ($1, $2, $3, $3, $4) "
+                        f"ON CONFLICT (conversation_id) DO NOTHING RETURNING {RECORD}",
+                        conversation_id, title, at, owner)
+                    if created is not None:
+                        await connection.execute(SET_TEXT, conversation_id, TITLE, title)
+                        return record_from_row(created)
+                    active = await connection.fetchrow(ACTIVE + f" RETURNING {RECORD}", conversation_id, at)
+                    if active is not None:
+                        return record_from_row(active)
+                    # Removed by a delete that committed between the two statements: it is new again.
 
         result: Conversation = await self._run(work)
         return result

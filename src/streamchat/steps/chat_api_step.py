@@ -12,10 +12,12 @@ from pydantic import BaseModel, Field, field_validator
 
 from streamchat.catalog import current_catalog
 from streamchat.chat import answering
+from streamchat.chat.deleting import after_writing, before_writing
 from streamchat.chat.messages import FINISHED, ID_PATTERN, ConversationMessage, checked_message, utc_now
 from streamchat.chat.ownership import claim
 from streamchat.chat.reply_index import forget, remember
 from streamchat.chat.reply_quota import release, reserve
+from streamchat.chat.stopping import stop_reply
 from streamchat.chat.take_back import take_back
 from streamchat.framework import (
     OUTAGES,
@@ -32,7 +34,6 @@ from streamchat.framework import (
 from streamchat.llm import ChatTurn
 from streamchat.settings import get_settings
 from streamchat.steps.ai_response_step import ChatMessageEvent
-from streamchat.steps.stop_message_step import stop_reply
 
 
 class ChatRequest(BaseModel):
@@ -105,14 +106,15 @@ async def send_message(ctx: Context, principal: Principal | None, message: str, 
     """What every protocol's "send" does: store the message (after `earlier` turns a client sent
     along, for a new conversation) and an empty reply, and ask for the reply.
 
-    An id that is another key's is a 404; the busy mode and the key's reply limit apply; a failure
-    keeps nothing of it. `details` are kept beside the reply in the reply index.
+    An id that is another key's, or one being deleted, is a 404; the busy mode and the key's reply
+    limit apply; a failure keeps nothing of it. `details` are kept beside the reply in the reply index.
     """
     continuing = conversation_id is not None
     conversation_id = conversation_id or str(uuid.uuid4())
     user_message_id, assistant_message_id = str(uuid.uuid4()), str(uuid.uuid4())
     if not await claim(ctx.state, conversation_id, principal):
         raise HttpError(404, "not_found", f"conversationId {conversation_id!r}: no such conversation")
+    deletion_seen = await before_writing(ctx, conversation_id) if continuing else None
     taken = continuing and await make_room(ctx, conversation_id, assistant_message_id)
     try:
         await reserve(ctx, principal, assistant_message_id, get_settings().max_concurrent_replies)
@@ -122,6 +124,8 @@ async def send_message(ctx: Context, principal: Principal | None, message: str, 
         if taken:  # no reply will run to free it
             await answering.free(ctx, conversation_id, assistant_message_id)
         raise
+    if continuing:
+        await after_writing(ctx, conversation_id, deletion_seen)
     ctx.logger.info("message received", extra={"conversationId": conversation_id})
     return Sent(conversation_id, user_message_id, assistant_message_id)
 

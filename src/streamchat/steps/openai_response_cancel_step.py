@@ -4,11 +4,11 @@ stop as POST /api/conversations/{cid}/messages/{mid}/stop). Cancelling a cancell
 from __future__ import annotations
 
 from streamchat.chat.messages import FINISHED
+from streamchat.chat.stopping import stop_reply
 from streamchat.framework import ApiConfig, ApiRequest, ApiResponse, Context
 from streamchat.protocols.openai_errors import OpenAiError, invalid
 from streamchat.protocols.openai_responses import ResponseObject, response_object
 from streamchat.steps.openai_response_step import find_response
-from streamchat.steps.stop_message_step import stop_reply
 
 config = ApiConfig(
     name="OpenAiCancelResponse",

@@ -8,6 +8,7 @@ import uuid
 from pydantic import BaseModel
 
 from streamchat.chat import answering
+from streamchat.chat.deleting import after_writing, before_writing
 from streamchat.chat.messages import FINISHED, ConversationMessage, utc_now
 from streamchat.chat.ownership import require_owner
 from streamchat.chat.reply_index import forget, remember
@@ -62,6 +63,7 @@ async def regenerate(ctx: Context, principal: Principal | None, cid: str, mid: s
     """A new reply to the user turn that assistant message `mid` answered (None: the last assistant
     message), as every protocol's "regenerate" does it."""
     await require_owner(ctx, cid, principal)
+    deletion_seen = await before_writing(ctx, cid)
     items = await ctx.streams.conversation.get_group(cid)
     if mid is None:
         last = next((item for item in reversed(items) if item.data.sender == "assistant"), None)
@@ -106,4 +108,5 @@ async def regenerate(ctx: Context, principal: Principal | None, cid: str, mid: s
         if taken:
             await answering.free(ctx, cid, new_id)
         raise
+    await after_writing(ctx, cid, deletion_seen)
     return Regenerated(conversationId=cid, assistantMessageId=new_id, userMessageId=turn.id)

@@ -6,9 +6,8 @@ from typing import Any
 
 from streamchat.chat.messages import FINISHED, ConversationMessage, MessageItem
 from streamchat.chat.ownership import require_owner
+from streamchat.chat.stopping import stop_reply
 from streamchat.framework import ApiConfig, ApiRequest, ApiResponse, Context, ErrorBody, HttpError, Item
-
-STOP_WAIT_SECONDS = 2.0
 
 config = ApiConfig(
     name="StopMessage",
@@ -18,15 +17,6 @@ config = ApiConfig(
     responses={202: MessageItem, 404: ErrorBody, 409: ErrorBody},
     description="Stop a streaming or queued reply (202 with the item); 409 if it already finished.",
 )
-
-
-async def stop_reply(ctx: Context, cid: str, reply: Item[ConversationMessage]) -> None:
-    """Stop a reply wherever it is: running here (its provider stream closes), or still queued."""
-    if await ctx.request_stop(reply.id, wait=STOP_WAIT_SECONDS):
-        return
-    await ctx.streams.conversation.set(cid, reply.id, reply.data.model_copy(update={"status": "stopped"}))
-    # It may have started between the check and the write: stop that run too.
-    await ctx.request_stop(reply.id, wait=STOP_WAIT_SECONDS)
 
 
 async def handler(req: ApiRequest[None], ctx: Context) -> ApiResponse:
