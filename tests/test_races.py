@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from conftest import FakeProvider, InProcessStarter, Server, ServerFactory
-from helpers import post_chat
+from helpers import post_chat, wait_for_status
 from streamchat.catalog.sqlite import SQLiteCatalog
 from streamchat.framework.leases import Lease
 from streamchat.framework.store import SQLiteStore, StoredItem
@@ -115,43 +115,50 @@ async def later(request: Awaitable[httpx.Response], seconds: float) -> httpx.Res
     return await request
 
 
-@pytest.mark.parametrize("held_up", ["the message's own write", "its last write, to the conversation list"])
+@pytest.mark.parametrize("held_up", ["a message's own write", "a message's last write, to the conversation list",
+                                     "a regenerated reply's write"])
 async def test_a_message_whose_writes_land_during_a_delete_is_taken_back(
     in_process: InProcessStarter, fake_provider: FakeProvider, monkeypatch: pytest.MonkeyPatch, held_up: str,
 ) -> None:
     """The send checked before the delete began, and a write of it is held up (a slow disk) until the
     delete has read the conversation: the send answers 404 and nothing of it, nor of the
     conversation, is left: no message, no reply, no record in the list."""
-    holding, go_on = asyncio.Event(), asyncio.Event()
+    armed, holding, go_on = asyncio.Event(), asyncio.Event(), asyncio.Event()
 
-    async def hold(message: str) -> None:
-        if message == "held up":
+    async def hold() -> None:
+        """Hold up the first write after arming."""
+        if armed.is_set() and not holding.is_set():
             holding.set()
             await go_on.wait()
 
-    if held_up == "the message's own write":
-        put_item = SQLiteStore.put_item
-
-        async def slow_put_item(self: SQLiteStore, stream: str, group: str, item: StoredItem,
-                                lease: Lease | None = None) -> bool:
-            await hold(str(item.data.get("message")))
-            return await put_item(self, stream, group, item, lease)
-
-        monkeypatch.setattr(SQLiteStore, "put_item", slow_put_item)
-    else:
+    if held_up.endswith("to the conversation list"):
         touch = SQLiteCatalog.touch
 
         async def slow_touch(self: SQLiteCatalog, conversation_id: str, owner: str | None, message_id: str,
                              message: str, at: str) -> None:
-            await hold(message)
+            await hold()
             await touch(self, conversation_id, owner, message_id, message, at)
 
         monkeypatch.setattr(SQLiteCatalog, "touch", slow_touch)
+    else:
+        put_item = SQLiteStore.put_item
+
+        async def slow_put_item(self: SQLiteStore, stream: str, group: str, item: StoredItem,
+                                lease: Lease | None = None) -> bool:
+            await hold()
+            return await put_item(self, stream, group, item, lease)
+
+        monkeypatch.setattr(SQLiteStore, "put_item", slow_put_item)
     server = await in_process()
     fake_provider.script(tokens=["ok"])
-    cid = (await post_chat(server, "the first message"))["conversationId"]
+    first = await post_chat(server, "the first message")
+    cid, reply_id = first["conversationId"], first["assistantMessageId"]
+    await wait_for_status(server, cid, reply_id)
     async with server.client() as client:
-        sending = asyncio.create_task(client.post("/chat", json={"message": "held up", "conversationId": cid}))
+        armed.set()
+        sending = asyncio.create_task(
+            client.post(f"/api/conversations/{cid}/messages/{reply_id}/regenerate") if "regenerated" in held_up
+            else client.post("/chat", json={"message": "held up", "conversationId": cid}))
         await asyncio.wait_for(holding.wait(), 10)
         deleting = asyncio.create_task(client.delete(f"/api/conversations/{cid}"))
         await asyncio.sleep(0.3)  # the delete reads the conversation (and, unless the held write blocks it, ends)
