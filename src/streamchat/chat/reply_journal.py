@@ -41,10 +41,11 @@ class ReplyJournal:
     def text(self) -> str:
         return "".join(self.pieces)
 
-    async def flush_if_due(self) -> None:
-        """After a piece was written: share the lengths so far, if other instances read them and it is time."""
-        if self._flush_seconds is None or time.monotonic() - self._flushed_at < self._flush_seconds:
-            return
+    def flush_due(self) -> bool:
+        """After a piece was written: whether to share the lengths so far (other instances read them)."""
+        return self._flush_seconds is not None and time.monotonic() - self._flushed_at >= self._flush_seconds
+
+    async def flush(self) -> None:
         self._flushed_at = time.monotonic()
         with contextlib.suppress(*OUTAGES):  # the next flush, or the last one, writes them
             await self._write()

@@ -12,23 +12,9 @@ import orjson
 
 from streamchat.client.errors import StreamchatError
 from streamchat.client.reply import Reply
-from streamchat.client.reply_stream import ReplyStream
+from streamchat.client.reply_stream import Accepted, ReplyStream
 from streamchat.client.sse import Events
 from streamchat.client.watch import Item, Watch
-
-
-@dataclass(frozen=True)
-class Accepted:
-    """A message the server took (POST /chat) or a reply it began again (regenerate); `body` as sent."""
-
-    conversation_id: str
-    user_message_id: str
-    assistant_message_id: str
-    body: dict[str, Any]
-
-    @classmethod
-    def from_body(cls, body: dict[str, Any]) -> Accepted:
-        return cls(body["conversationId"], body["userMessageId"], body["assistantMessageId"], body)
 
 
 @dataclass(frozen=True)

@@ -12,18 +12,40 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from streamchat.client.errors import StreamchatError
 from streamchat.client.pieces import PieceReader
 from streamchat.client.sse import Events, SseFrame
 from streamchat.client.watch import FINISHED, Item
 
-if TYPE_CHECKING:
-    from streamchat.client.api import Accepted, StreamchatClient
-
 #: How long a reply may go unseen on a fresh connection before it is looked up (see `_first_frame`).
 UNSEEN_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """A message the server took (POST /chat) or a reply it began again (regenerate); `body` as sent."""
+
+    conversation_id: str
+    user_message_id: str
+    assistant_message_id: str
+    body: dict[str, Any]
+
+    @classmethod
+    def from_body(cls, body: dict[str, Any]) -> Accepted:
+        return cls(body["conversationId"], body["userMessageId"], body["assistantMessageId"], body)
+
+
+class ReplySource(Protocol):
+    """What a reply is read and stopped through: a StreamchatClient."""
+
+    def events(self, conversation_id: str, *, last_event_id: int | None = None) -> Events: ...
+
+    async def conversation(self, conversation_id: str) -> list[Item]: ...
+
+    async def stop(self, conversation_id: str, message_id: str) -> Item: ...
 
 
 class ReplyStream(PieceReader):
@@ -38,7 +60,7 @@ class ReplyStream(PieceReader):
     StreamchatError `not_found`. Leaving early: `async with reply:` or `await reply.aclose()`.
     """
 
-    def __init__(self, client: StreamchatClient, accepted: Accepted) -> None:
+    def __init__(self, client: ReplySource, accepted: Accepted) -> None:
         super().__init__()
         self.client = client
         self.accepted = accepted

@@ -116,7 +116,8 @@ async def respond(data: ChatMessageEvent, ctx: Context) -> None:
                 async for piece in replying:
                     journal.pieces.append(piece)
                     await stream.append(cid, reply_id, "message", piece)
-                    await journal.flush_if_due()
+                    if journal.flush_due():
+                        await journal.flush()
             except ProviderError as error:
                 failure = error
             final = _ending(reply, journal.text(), failure, control.stopped)
