@@ -482,6 +482,29 @@ def test_rename_and_delete_from_the_list(page: Page, server: Server, fake_provid
     shot(page, "page-deleted")
 
 
+def test_a_tab_coming_back_into_view_shows_what_other_tabs_did(
+    page: Page, server: Server, fake_provider: FakeProvider,
+) -> None:
+    renamed, deleted = chat(server, "rename me elsewhere"), chat(server, "delete me elsewhere")
+    page.goto(server.url)
+    page.wait_for_selector("#connection.online")
+    for started in (renamed, deleted):
+        expect(page.locator(f"#conversations li[data-id='{started['conversationId']}']")).to_have_count(1)
+    # Another tab (here: the API) starts one conversation, renames one and deletes one.
+    added = chat(server, "started elsewhere")
+    assert httpx.patch(f"{server.url}/api/conversations/{renamed['conversationId']}",
+                       json={"title": "Renamed elsewhere"}).status_code == 200
+    assert httpx.delete(f"{server.url}/api/conversations/{deleted['conversationId']}").status_code == 204
+    expect(page.locator(f"#conversations li[data-id='{added['conversationId']}']")).to_have_count(0)
+
+    page.evaluate("document.dispatchEvent(new Event('visibilitychange'))")  # the tab is shown again
+    expect(page.locator(f"#conversations li[data-id='{added['conversationId']}']")).to_have_count(1)
+    expect(page.locator(f"#conversations li[data-id='{renamed['conversationId']}'] .title")).to_have_text(
+        "Renamed elsewhere")
+    expect(page.locator(f"#conversations li[data-id='{deleted['conversationId']}']")).to_have_count(0)
+    shot(page, "page-list-refreshed")
+
+
 def test_the_list_loads_more_pages(page: Page, servers: ServerFactory, fake_provider: FakeProvider) -> None:
     server = servers.start()
     for n in range(52):   # one more page than the list's first (50)

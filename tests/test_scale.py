@@ -7,6 +7,7 @@ each other's events or conversations.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from dataclasses import dataclass
 
@@ -207,7 +208,9 @@ async def test_sigterm_finishes_or_hands_back_the_running_reply(
     mid, generator, survivor = posted.mid, posted.generator, posted.other
     async with Watcher(survivor.ws_url, cid, deltas=True) as watcher:
         await wait_until_streaming(survivor.url, cid, mid)
+        asked_at = time.monotonic()
         assert generator.stop() == 0, "a graceful stop exits with status 0"
+        stop_took = time.monotonic() - asked_at
         assert "stopped cleanly" in generator.logs()
         final = await watcher.until_finished(mid, 60)
     assert (final["status"], final["message"]) == ("completed", expected)
@@ -216,7 +219,9 @@ async def test_sigterm_finishes_or_hands_back_the_running_reply(
     assert [m["status"] for m in messages] == ["completed", "completed"]
     if shutdown_seconds == "1":
         assert "handing unfinished events back" in generator.logs()
-        assert len(provider_streams(fake_provider)) == 2, "handed back, then run once on the survivor"
+        leaving = "\n".join(generator.logs().splitlines()[-30:])
+        assert len(provider_streams(fake_provider)) == 2, (
+            f"handed back, then run once on the survivor; the stop took {stop_took:.1f} s; its log ends:\n{leaving}")
     else:
         assert len(provider_streams(fake_provider)) == 1, "finished by the instance that was leaving"
 

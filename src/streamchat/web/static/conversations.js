@@ -56,6 +56,18 @@
         if (event.key === "Escape") { search.value = ""; this.search(""); }
         if (event.key === "Enter") { clearTimeout(this.searchTimer); this.search(search.value); }
       });
+      // Another tab or device may have started, renamed or deleted conversations meanwhile.
+      document.addEventListener("visibilitychange", () => {
+        if (document.visibilityState === "visible") this.refresh();
+      });
+    }
+
+    // The first page and the search again, unless a rename or a delete is open in the list.
+    refresh() {
+      if (this.$("conversations").querySelector(".editing, .confirming")) return;
+      this.load(null).catch(() => {});  // a failed refresh leaves the list as it was
+      const query = this.$("search").value;
+      if (query.trim()) this.search(query);
     }
 
     title(id) { return this.titles.get(id) || ""; }
