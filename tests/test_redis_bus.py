@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 import zlib
@@ -102,3 +103,31 @@ async def test_an_instance_that_lost_its_partition_acknowledges_nothing(redis_ur
         if keys:
             await link.client.delete(*keys)
         await link.close()
+
+
+async def test_a_redis_call_cancelled_mid_way_raises_the_cancellation(redis_url: str) -> None:
+    """A handler cancelled in the middle of a Redis call must see the cancellation, else it runs on:
+    redis-py lost most of them (a reply kept streaming past its instance's shutdown hand-back),
+    and the link's client hands them back."""
+    link = RedisLink(redis_url, prefix=f"test-cancel-{uuid.uuid4().hex[:8]}")
+    counter = link.key("counter")
+    script = link.client.register_script("redis.call('INCR', KEYS[1]); return redis.call('GET', KEYS[1])")
+    lost = 0
+    try:
+        for trial in range(200):
+            async def calls() -> bool:
+                while True:
+                    await link.call(lambda: script(keys=[counter], args=[]), "test script")
+                    current = asyncio.current_task()
+                    if current is not None and current.cancelling():
+                        return True  # the cancellation was lost in the call
+
+            task = asyncio.create_task(calls())
+            await asyncio.sleep(0.001 + (trial % 20) / 1000)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                lost += await task
+    finally:
+        await link.client.delete(counter)
+        await link.close()
+    assert lost == 0, f"{lost} of 200 cancellations were lost inside a Redis call"

@@ -1,6 +1,7 @@
 """One Redis connection pool per process, shared by the bus, the stream sequencer and stop routing.
 
-Every call has a socket timeout. A call that fails because Redis restarts or the connection
+Every call has a socket timeout, and hands back a cancellation that redis-py lost during it
+(`raise_lost_cancellation`). A call that fails because Redis restarts or the connection
 drops is retried with backoff until `retry_seconds` have passed, then fails with
 `BrokerUnavailable`. Keys live under a prefix, so deployments (and test runs) can share a server.
 
@@ -30,6 +31,28 @@ from streamchat.framework.retrying import FIRST_DELAY, MAX_DELAY, retry_transien
 
 logger = logging.getLogger("streamchat.redis")
 T = TypeVar("T")
+
+
+def raise_lost_cancellation() -> None:
+    """Raise the cancellation of the current task if a call just lost it.
+
+    redis-py loses most cancellations that arrive in the middle of a command (8.x always, earlier
+    versions with a socket timeout): the command returns normally and the task runs on, so a reply
+    kept streaming past its instance's shutdown. A task still marked cancelling after a command
+    returned was cancelled and never told: tell it now.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
+class CancellableRedis(aioredis.Redis):
+    """redis-py's client, handing a cancellation it lost during a command back to the task."""
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        result = await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
+        raise_lost_cancellation()
+        return result
 
 #: Errors that mean "Redis is not reachable right now", worth a retry.
 TRANSIENT: tuple[type[BaseException], ...] = (RedisConnectionError, RedisTimeoutError, OSError, asyncio.TimeoutError)
@@ -74,7 +97,7 @@ class RedisLink:
         # already ran would apply it twice.
         # Typed Any on purpose: redis-py annotates replies as unions over decode modes, while this
         # client always answers bytes.
-        self.client: Any = aioredis.Redis.from_url(
+        self.client: Any = CancellableRedis.from_url(
             url, socket_timeout=timeout, socket_connect_timeout=timeout, health_check_interval=10,
             retry=Retry(NoBackoff(), 0), max_connections=256,
         )
@@ -92,9 +115,11 @@ class RedisLink:
 
     async def call(self, operation: Callable[[], Awaitable[T]], what: str = "redis call") -> T:
         """Run `operation`, retrying connection failures with backoff until the deadline."""
-        return await retry_transient(
+        result = await retry_transient(
             operation, transient=TRANSIENT, seconds=self.retry_seconds, what=f"Redis: {what}",
             unavailable=lambda error: BrokerUnavailable(f"Redis unreachable ({what}): {type(error).__name__}"))
+        raise_lost_cancellation()  # a pipeline's commands do not pass through execute_command
+        return result
 
     async def listen(self, channel: str, on_message: Callable[[bytes], None],
                      on_subscribed: Callable[[bool], Awaitable[None]]) -> None:
@@ -113,6 +138,7 @@ class RedisLink:
                 again = True
                 while True:
                     message = await pubsub.get_message(timeout=1.0)
+                    raise_lost_cancellation()
                     if message is not None and message["type"] == "message":
                         on_message(message["data"])
             except asyncio.CancelledError:

@@ -7,9 +7,10 @@ chat: the conversation) run one after another; different groups run concurrently
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,23 @@ if TYPE_CHECKING:
     from streamchat.framework.store import Store
 
 JSON = dict[str, Any]
+
+#: How long a handler cancelled at shutdown has to end before it is cancelled once more.
+CANCEL_AGAIN_SECONDS = 0.2
+
+
+async def cancel_until_done(tasks: Iterable[asyncio.Task[None]]) -> None:
+    """Cancel the tasks, again and again until each has ended.
+
+    One cancellation is not always enough: a library can lose it in the middle of a call (redis-py
+    8.0 to 8.2 did, for most commands cancelled mid-way), and the handler then runs on, past the
+    hand-back, under a lease that this instance is about to give up.
+    """
+    pending = set(tasks)
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=CANCEL_AGAIN_SECONDS)
 
 
 class BusClosed(Exception):

@@ -22,7 +22,7 @@ import uuid
 from collections import deque
 from typing import Any
 
-from streamchat.framework.bus.base import BusClosed, Event, EventBus, Subscription
+from streamchat.framework.bus.base import BusClosed, Event, EventBus, Subscription, cancel_until_done
 from streamchat.framework.errors import OUTAGES, PermanentError
 from streamchat.framework.leases import Fenced, Lease
 
@@ -162,8 +162,4 @@ class MemoryBus(EventBus):
         if not workers:
             return
         _, pending = await asyncio.wait(workers, timeout=timeout)
-        for task in pending:
-            task.cancel()
-        for task in pending:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_until_done(pending)

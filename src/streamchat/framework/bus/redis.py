@@ -41,7 +41,7 @@ from typing import Any
 import orjson
 from redis.exceptions import ResponseError
 
-from streamchat.framework.bus.base import BusClosed, Event, EventBus, Subscription
+from streamchat.framework.bus.base import BusClosed, Event, EventBus, Subscription, cancel_until_done
 from streamchat.framework.errors import OUTAGES, BrokerUnavailable, PermanentError
 from streamchat.framework.leases import Fenced, Lease
 from streamchat.framework.redis_link import LEASE_HELD_LUA, TRANSIENT, RedisLink, holder_key
@@ -248,11 +248,7 @@ class RedisBus(EventBus):
             if pending:
                 logger.warning("handing unfinished events back to the other instances",
                                extra={"running": len(pending)})
-            for task in pending:
-                task.cancel()
-            for task in pending:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await cancel_until_done(pending)
         maintainer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await maintainer
