@@ -131,3 +131,32 @@ async def test_a_redis_call_cancelled_mid_way_raises_the_cancellation(redis_url:
         await link.client.delete(counter)
         await link.close()
     assert lost == 0, f"{lost} of 200 cancellations were lost inside a Redis call"
+
+
+async def test_redis_calls_cleaning_up_after_a_delivered_cancellation_all_run(redis_url: str) -> None:
+    """Only a cancellation lost during a call is handed back: cleanup that runs after one was
+    delivered (releasing what a handler held) makes every call it needs."""
+    link = RedisLink(redis_url, prefix=f"test-cleanup-{uuid.uuid4().hex[:8]}")
+    first, second = link.key("first"), link.key("second")
+    cleaned: list[bool] = []
+
+    async def handler() -> None:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            await link.call(lambda: link.client.set(first, "1"), "cleanup")
+            await link.client.set(second, "2")
+            cleaned.append(True)
+            raise
+
+    task = asyncio.create_task(handler())
+    await asyncio.sleep(0.05)
+    task.cancel()
+    try:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        assert cleaned == [True] and task.cancelled()
+        assert await link.client.get(first) == b"1" and await link.client.get(second) == b"2"
+    finally:
+        await link.client.delete(first, second)
+        await link.close()

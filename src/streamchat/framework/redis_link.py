@@ -33,16 +33,22 @@ logger = logging.getLogger("streamchat.redis")
 T = TypeVar("T")
 
 
-def raise_lost_cancellation() -> None:
-    """Raise the cancellation of the current task if a call just lost it.
+def cancel_requests() -> int:
+    """How many cancellations of the current task are pending (see `raise_lost_cancellation`)."""
+    task = asyncio.current_task()
+    return 0 if task is None else task.cancelling()
+
+
+def raise_lost_cancellation(before: int) -> None:
+    """Raise the cancellation that a call made since `before = cancel_requests()` lost.
 
     redis-py loses most cancellations that arrive in the middle of a command (8.x always, earlier
     versions with a socket timeout): the command returns normally and the task runs on, so a reply
-    kept streaming past its instance's shutdown. A task still marked cancelling after a command
-    returned was cancelled and never told: tell it now.
+    kept streaming past its instance's shutdown. A cancellation requested during the call that is
+    still pending when it returns was never delivered: deliver it now. One requested before the
+    call (cleanup running after a delivered cancellation) is left alone.
     """
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
+    if cancel_requests() > before:
         raise asyncio.CancelledError
 
 
@@ -50,8 +56,9 @@ class CancellableRedis(aioredis.Redis):
     """redis-py's client, handing a cancellation it lost during a command back to the task."""
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
+        before = cancel_requests()
         result = await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
-        raise_lost_cancellation()
+        raise_lost_cancellation(before)
         return result
 
 #: Errors that mean "Redis is not reachable right now", worth a retry.
@@ -115,10 +122,11 @@ class RedisLink:
 
     async def call(self, operation: Callable[[], Awaitable[T]], what: str = "redis call") -> T:
         """Run `operation`, retrying connection failures with backoff until the deadline."""
+        before = cancel_requests()
         result = await retry_transient(
             operation, transient=TRANSIENT, seconds=self.retry_seconds, what=f"Redis: {what}",
             unavailable=lambda error: BrokerUnavailable(f"Redis unreachable ({what}): {type(error).__name__}"))
-        raise_lost_cancellation()  # a pipeline's commands do not pass through execute_command
+        raise_lost_cancellation(before)  # a pipeline's commands do not pass through execute_command
         return result
 
     async def listen(self, channel: str, on_message: Callable[[bytes], None],
@@ -137,8 +145,9 @@ class RedisLink:
                 await on_subscribed(again)
                 again = True
                 while True:
+                    before = cancel_requests()
                     message = await pubsub.get_message(timeout=1.0)
-                    raise_lost_cancellation()
+                    raise_lost_cancellation(before)
                     if message is not None and message["type"] == "message":
                         on_message(message["data"])
             except asyncio.CancelledError:
