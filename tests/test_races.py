@@ -17,6 +17,7 @@ import pytest
 from conftest import FakeProvider, InProcessStarter, Server, ServerFactory
 from helpers import post_chat, wait_for_status
 from streamchat.catalog.sqlite import SQLiteCatalog
+from streamchat.framework.errors import StoreUnavailable
 from streamchat.framework.leases import Lease
 from streamchat.framework.store import SQLiteStore, StoredItem
 
@@ -171,3 +172,24 @@ async def test_a_message_whose_writes_land_during_a_delete_is_taken_back(
         assert cid not in [c["conversationId"] for c in listed]
         again = await client.post("/chat", json={"message": "afresh", "conversationId": cid})
         assert again.status_code == 200, "the id is free again"
+
+
+async def test_a_delete_that_fails_part_way_leaves_the_conversation_open_to_messages(
+    in_process: InProcessStarter, fake_provider: FakeProvider, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The catalog is unreachable as the delete removes the record: the delete answers 503, and the
+    next message into the conversation is taken (its "running" mark does not stay behind)."""
+    async def unreachable(self: SQLiteCatalog, conversation_id: str) -> None:
+        raise StoreUnavailable("the catalog's database is unreachable")
+
+    server = await in_process()
+    fake_provider.script(tokens=["ok"])
+    cid = (await post_chat(server, "the first message"))["conversationId"]
+    async with server.client() as client:
+        with monkeypatch.context() as patch:
+            patch.setattr(SQLiteCatalog, "remove", unreachable)
+            failed = await client.delete(f"/api/conversations/{cid}")
+        assert failed.status_code == 503, failed.text
+        again = await client.post("/chat", json={"message": "still here?", "conversationId": cid})
+        assert again.status_code == 200, again.text
+        assert (await client.delete(f"/api/conversations/{cid}")).status_code == 204, "the delete sent again"

@@ -65,20 +65,27 @@ async def after_writing(ctx: Context, conversation_id: str, seen: str | None) ->
 
 async def delete_conversation(ctx: Context, conversation_id: str) -> int:
     """Stop its running or queued replies, delete every item (watchers get a delete each), then its
-    record and search text, what is kept beside its replies, and who owned it; how many items went."""
+    record and search text, what is kept beside its replies, and who owned it; how many items went.
+
+    The finished mark is written even when a step fails (the delete answers its error and can be
+    sent again): a new token still makes any send that overlapped it finish the delete, and the
+    conversation is not closed to messages until the running mark lapses.
+    """
     await _write_mark(ctx, conversation_id, running=True)
-    stream = ctx.streams.conversation
-    items = await stream.get_group(conversation_id)
-    running = [item for item in items if item.data.sender == "assistant" and item.data.status not in FINISHED]
-    for reply in running:
-        await stop_reply(ctx, conversation_id, reply)
-    deleted = await stream.delete_group(conversation_id)
-    await current_catalog().remove(conversation_id)
-    for reply in running:
-        await answering.free(ctx, conversation_id, reply.id)
-    replies = [item.id for item in deleted if item.data.sender == "assistant"]
-    await reply_index.forget(ctx.state, replies)
-    await reply_journal.forget(ctx.state, replies)
-    await ctx.state.delete(OWNERS, conversation_id)
-    await _write_mark(ctx, conversation_id, running=False)
+    try:
+        stream = ctx.streams.conversation
+        items = await stream.get_group(conversation_id)
+        running = [item for item in items if item.data.sender == "assistant" and item.data.status not in FINISHED]
+        for reply in running:
+            await stop_reply(ctx, conversation_id, reply)
+        deleted = await stream.delete_group(conversation_id)
+        await current_catalog().remove(conversation_id)
+        for reply in running:
+            await answering.free(ctx, conversation_id, reply.id)
+        replies = [item.id for item in deleted if item.data.sender == "assistant"]
+        await reply_index.forget(ctx.state, replies)
+        await reply_journal.forget(ctx.state, replies)
+        await ctx.state.delete(OWNERS, conversation_id)
+    finally:
+        await _write_mark(ctx, conversation_id, running=False)
     return len(deleted)

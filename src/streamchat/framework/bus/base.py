@@ -29,8 +29,8 @@ async def cancel_until_done(tasks: Iterable[asyncio.Task[None]]) -> None:
     """Cancel the tasks, again and again until each has ended.
 
     One cancellation is not always enough: a library can lose it in the middle of a call (redis-py
-    8.0 to 8.2 did, for most commands cancelled mid-way), and the handler then runs on, past the
-    hand-back, under a lease that this instance is about to give up.
+    does, for most commands cancelled mid-way: see redis_link.py), and the handler then runs on,
+    past the hand-back, under a lease that this instance is about to give up.
     """
     pending = set(tasks)
     while pending:
