@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
@@ -44,6 +45,20 @@ class FakeProvider:
 
     def requests(self) -> list[dict[str, Any]]:
         return list(httpx.get(f"{self.url}/control/requests").json()["requests"])
+
+    def streams(self) -> list[dict[str, Any]]:
+        """One entry per reply streamed since the last reset: tokens sent, finished, held, closed by the client."""
+        return list(httpx.get(f"{self.url}/control/requests").json()["streams"])
+
+    async def until_held(self, count: int = 1, timeout: float = 30) -> list[dict[str, Any]]:
+        """Wait until `count` replies are held open by `hold_after` (each has sent its first tokens)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            streams = await asyncio.to_thread(self.streams)
+            if sum(1 for stream in streams if stream.get("held")) >= count:
+                return streams
+            assert time.monotonic() < deadline, f"{count} held replies expected within {timeout:g}s: {streams}"
+            await asyncio.sleep(0.02)
 
 
 @dataclass
@@ -177,7 +192,7 @@ async def in_process(
     servers: ServerFactory, monkeypatch: pytest.MonkeyPatch,
 ) -> AsyncIterator[InProcessStarter]:
     """Start the server in this process with these settings on top of the test defaults (the same
-    as `servers.start`'s); its lifespan ends with the test."""
+    as `servers.start`'s); its lifespan ends with the test, or at its `shutdown()`."""
     import streamchat.settings
     from streamchat.app import create_app
 
@@ -192,8 +207,10 @@ async def in_process(
         settings = streamchat.settings.Settings.from_env(env_file=None)
         monkeypatch.setattr(streamchat.settings, "_settings", settings)  # what the steps read
         app = create_app(settings)
-        await running.enter_async_context(app.router.lifespan_context(app))
-        return InProcessServer(app)
+        lifespan = contextlib.AsyncExitStack()
+        await lifespan.enter_async_context(app.router.lifespan_context(app))
+        running.push_async_callback(lifespan.aclose)
+        return InProcessServer(app, shutdown=lifespan.aclose)
 
     async with running:
         yield start

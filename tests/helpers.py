@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,7 +12,7 @@ import httpx
 from streamchat.client import FINISHED, SseFrame, StreamchatClient, StreamchatError, Watch, parse_sse
 
 __all__ = ["FINISHED", "Frames", "InProcessServer", "SseFrame", "Target", "Transcript", "Watcher", "post_chat",
-           "read_sse", "wait_for_status", "wait_until_streaming"]
+           "read_sse", "until", "wait_for_status", "wait_until_streaming"]
 
 
 @dataclass
@@ -22,6 +22,13 @@ class InProcessServer:
 
     app: Any
     url: str = "http://in-process"
+    #: End the app's lifespan now, as a SIGTERM would (running handlers get the shutdown's time, then
+    #: are handed back); later calls do nothing.
+    shutdown: Callable[[], Awaitable[None]] | None = None
+
+    @property
+    def runtime(self) -> Any:
+        return self.app.state.runtime
 
     @property
     def transport(self) -> httpx.AsyncBaseTransport:
@@ -125,6 +132,18 @@ async def _poll(target: Target, conversation_id: str, item_id: str, done: Callab
             if asyncio.get_running_loop().time() > deadline:
                 raise TimeoutError(f"{item_id} did not {what}: {last}")
             await asyncio.sleep(0.02)
+
+
+async def until(check: Callable[[], Awaitable[bool]], what: str, timeout: float = 30) -> None:
+    """Wait for something that must happen (polled), failing with `what` if it has not within `timeout`.
+
+    The timeout is a bound on a hang, never a measure of speed: a pass takes as long as it takes.
+    """
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"{what}: not within {timeout:g}s")
+        await asyncio.sleep(0.02)
 
 
 def read_sse(response: httpx.Response) -> AsyncIterator[SseFrame | str]:

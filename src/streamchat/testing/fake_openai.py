@@ -2,10 +2,11 @@
 
 Tests and the benchmark drive it through `/control`:
   POST /control {"tokens": [...], "delay": 0.01, "ttft": 0.0, "fail": [500, 429],
-                 "hang_up_after": 3, "retry_after_ms": 10, "hold": false, "count": 200, "stamp": true,
-                 "tag": true, "misbehave": "garbage" | "empty-choices" | "no-newline",
+                 "hang_up_after": 3, "retry_after_ms": 10, "hold": false, "hold_after": 2, "count": 200,
+                 "stamp": true, "tag": true, "misbehave": "garbage" | "empty-choices" | "no-newline",
                  "usage": true, "prompt_tokens": 42}
-sets how the next replies behave (`fail` statuses are used up one per request);
+sets how the next replies behave (`fail` statuses are used up one per request; `hold` keeps every
+reply from starting, `hold_after` keeps it open after that many tokens, until POST /control/release);
 GET /control/requests lists the request bodies received; POST /control/reset restores defaults.
 A request whose last message contains `[tokens=N]` gets N tokens instead of the scripted ones;
 `count` makes every reply N tokens long; with `stamp`, each token is its own send time
@@ -15,7 +16,7 @@ reply differ and a client can tell whose text it shows. A request with
 `stream_options: {"include_usage": true}` gets a last chunk with `usage` (no choices), as OpenAI
 sends it: completion tokens are the tokens sent, prompt tokens the words of every message unless
 `prompt_tokens` says otherwise; `"usage": false` leaves it out, as some compatible servers do.
-The usage a stream reported is in its entry of `streams`.
+The usage a stream reported is in its entry of `streams`, and `held` is true while `hold_after` holds it.
 
 Run: python -m streamchat.testing.fake_openai --port 8900
 """
@@ -54,6 +55,7 @@ class Script:
     hang_up_after: int | None = None
     retry_after_ms: int = 10
     hold: bool = False
+    hold_after: int | None = None
     count: int | None = None
     stamp: bool = False
     tag: bool = False
@@ -160,6 +162,10 @@ class FakeOpenAI:
         for index, token in enumerate(tokens):
             if script.hang_up_after is not None and index >= script.hang_up_after:
                 raise HangUp("scripted hang-up")
+            if script.hold_after is not None and index == script.hold_after:
+                record["held"] = True
+                await self.release.wait()
+                record["held"] = False
             if index and script.delay:
                 await asyncio.sleep(script.delay)
             if script.stamp:
