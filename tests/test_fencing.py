@@ -154,7 +154,7 @@ async def test_the_relay_refuses_a_change_under_a_lease_another_run_holds(redis_
         await link.client.set(holder_key(lease_key), lease.token)
 
     async def write(lease: Lease, text: str) -> int | None:
-        return await relay.publish("conversation", "g", "delta", "r", text, "message", floor=0, lease=lease)
+        return await relay.sequence("conversation", "g", "delta", "r", text, "message", floor=0, lease=lease)
 
     try:
         await hold(mine)

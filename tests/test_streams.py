@@ -311,8 +311,8 @@ async def test_state_and_groups_behave_the_same_in_every_store(store: Store) -> 
     for group in ("older", "newer"):
         await store.put_item("s", group, StoredItem("x", {"v": group}, 1))
     assert await store.list_groups("s") == ["newer", "older"]
-    assert await store.delete_item("s", "older", "x") is True
-    assert await store.delete_item("s", "older", "x") is False
+    assert await store.delete_item("s", "older", "x", 2) is True
+    assert await store.delete_item("s", "older", "x", 3) is False
     first = await store.reserve_seq("s", "newer", 10)
     assert await store.reserve_seq("s", "newer", 10) == first + 10
     assert await store.max_seq("s", "newer") == first + 10

@@ -26,6 +26,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from streamchat.framework.cancellation import cancel_requests, raise_lost_cancellation
 from streamchat.framework.errors import BrokerUnavailable
 from streamchat.framework.retrying import FIRST_DELAY, MAX_DELAY, retry_transient
 
@@ -33,27 +34,12 @@ logger = logging.getLogger("streamchat.redis")
 T = TypeVar("T")
 
 
-def cancel_requests() -> int:
-    """How many cancellations of the current task are pending (see `raise_lost_cancellation`)."""
-    task = asyncio.current_task()
-    return 0 if task is None else task.cancelling()
-
-
-def raise_lost_cancellation(before: int) -> None:
-    """Raise the cancellation that a call made since `before = cancel_requests()` lost.
+class CancellableRedis(aioredis.Redis):
+    """redis-py's client, handing a cancellation it lost during a command back to the task.
 
     redis-py loses most cancellations that arrive in the middle of a command (8.x always, earlier
-    versions with a socket timeout): the command returns normally and the task runs on, so a reply
-    kept streaming past its instance's shutdown. A cancellation requested during the call that is
-    still pending when it returns was never delivered: deliver it now. One requested before the
-    call (cleanup running after a delivered cancellation) is left alone.
+    versions with a socket timeout): the command returns normally and the task runs on.
     """
-    if cancel_requests() > before:
-        raise asyncio.CancelledError
-
-
-class CancellableRedis(aioredis.Redis):
-    """redis-py's client, handing a cancellation it lost during a command back to the task."""
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
         before = cancel_requests()

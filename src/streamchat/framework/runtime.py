@@ -13,6 +13,7 @@ from pydantic import BaseModel, ValidationError
 from streamchat.framework.access.auth import ApiKeys, Principal
 from streamchat.framework.access.limits import RateLimiter
 from streamchat.framework.bus import Event, EventBus, Subscription
+from streamchat.framework.bus.base import dead_letter
 from streamchat.framework.config import AccessRequest, Emit
 from streamchat.framework.context import Context, Emitter, Streams
 from streamchat.framework.discovery import ApiStep, EventStep, StepSet
@@ -176,15 +177,13 @@ class Runtime:
         return run
 
     async def _dead_letter(self, subscription: Subscription, event: Event, error: BaseException) -> None:
-        """Keep the event for the admin endpoint, then let the step clean up (its `on_failure`)."""
+        """Keep the event for the admin endpoint (unless the bus keeps it), then let the step clean up
+        (its `on_failure`)."""
         DEAD_LETTERED.labels(subscription.name).inc()
         self.monitor.record("dead", event.trace_id, subscription.name, topic=event.topic, eventId=event.id,
                             attempts=event.attempt + 1, error=repr(error)[:300])
-        await self.store.state_set(DEAD_LETTERS, event.id, {
-            "eventId": event.id, "topic": event.topic, "step": subscription.name, "data": event.data,
-            "traceId": event.trace_id, "attempts": event.attempt + 1, "error": repr(error),
-            "deadAt": time.time(),
-        })
+        if not self.bus.keeps_dead_letters:
+            await self.store.state_set(DEAD_LETTERS, event.id, dead_letter(subscription, event, error))
         step = self._event_steps.get(subscription.name)
         if step is None or step.on_failure is None:
             return
@@ -195,8 +194,8 @@ class Runtime:
             ctx.logger.exception("on_failure hook failed", extra={"topic": event.topic})
 
     async def dead_letters(self) -> list[dict[str, Any]]:
-        kept_by_bus = await self.bus.dead_letters()
-        if kept_by_bus is not None:
-            return kept_by_bus
+        """Events given up after every retry, newest first, from wherever they are kept."""
+        if self.bus.keeps_dead_letters:
+            return await self.bus.dead_letters()
         letters = await self.store.state_list(DEAD_LETTERS)
         return sorted(letters.values(), key=lambda letter: letter["deadAt"], reverse=True)

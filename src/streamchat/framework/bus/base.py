@@ -7,10 +7,10 @@ chat: the conversation) run one after another; different groups run concurrently
 
 from __future__ import annotations
 
-import asyncio
+import time
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -20,24 +20,6 @@ if TYPE_CHECKING:
     from streamchat.framework.store import Store
 
 JSON = dict[str, Any]
-
-#: How long a handler cancelled at shutdown has to end before it is cancelled once more.
-CANCEL_AGAIN_SECONDS = 0.2
-
-
-async def cancel_until_done(tasks: Iterable[asyncio.Task[None]]) -> None:
-    """Cancel the tasks, again and again until each has ended.
-
-    One cancellation is not always enough: a library can lose it in the middle of a call (redis-py
-    does, for most commands cancelled mid-way: see redis_link.py), and the handler then runs on,
-    past the hand-back, under a lease that this instance is about to give up.
-    """
-    pending = set(tasks)
-    while pending:
-        for task in pending:
-            task.cancel()
-        _, pending = await asyncio.wait(pending, timeout=CANCEL_AGAIN_SECONDS)
-
 
 class BusClosed(Exception):
     """The bus takes no more events: the process is shutting down. Apart from other failures, so a
@@ -77,6 +59,12 @@ EventHandler = Callable[[Event], Awaitable[None]]
 DeadLetterSink = Callable[["Subscription", Event, BaseException], Awaitable[None]]
 
 
+def dead_letter(subscription: Subscription, event: Event, error: BaseException) -> JSON:
+    """What is kept of an event given up after every retry, wherever it is kept."""
+    return {"eventId": event.id, "topic": event.topic, "step": subscription.name, "data": event.data,
+            "traceId": event.trace_id, "attempts": event.attempt + 1, "error": repr(error), "deadAt": time.time()}
+
+
 @dataclass(frozen=True, slots=True)
 class Subscription:
     """A named consumer of a topic with its retry and ordering rules."""
@@ -103,6 +91,10 @@ class EventBus(ABC):
     pending delivery there, so events accepted before a crash or restart are delivered after it.
     """
 
+    #: Whether the bus keeps its dead letters itself (where every instance reads them), or the
+    #: runtime keeps them in the state store.
+    keeps_dead_letters: bool = False
+
     def __init__(self) -> None:
         self.subscriptions: dict[str, list[Subscription]] = {}
         self.dead_letter_sink: DeadLetterSink | None = None
@@ -121,9 +113,9 @@ class EventBus(ABC):
     async def publish(self, event: Event) -> None:
         """Queue an event for every subscription of its topic."""
 
-    async def dead_letters(self) -> list[dict[str, Any]] | None:
-        """Dead letters, newest first, when the bus keeps them itself (None: ask the runtime's store)."""
-        return None
+    async def dead_letters(self) -> list[JSON]:
+        """The dead letters the bus keeps itself (see `keeps_dead_letters`), newest first."""
+        return []
 
     async def ping(self) -> None:
         """Raise unless the bus's backend answers now (readiness checks)."""

@@ -22,7 +22,8 @@ import uuid
 from collections import deque
 from typing import Any
 
-from streamchat.framework.bus.base import BusClosed, Event, EventBus, Subscription, cancel_until_done
+from streamchat.framework.bus.base import BusClosed, Event, EventBus, Subscription
+from streamchat.framework.cancellation import cancel_until_done
 from streamchat.framework.errors import OUTAGES, PermanentError
 from streamchat.framework.leases import Fenced, Lease
 

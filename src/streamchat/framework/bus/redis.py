@@ -41,7 +41,8 @@ from typing import Any
 import orjson
 from redis.exceptions import ResponseError
 
-from streamchat.framework.bus.base import BusClosed, Event, EventBus, Subscription, cancel_until_done
+from streamchat.framework.bus.base import BusClosed, Event, EventBus, Subscription, dead_letter
+from streamchat.framework.cancellation import cancel_until_done, stop_task
 from streamchat.framework.errors import OUTAGES, BrokerUnavailable, PermanentError
 from streamchat.framework.leases import Fenced, Lease
 from streamchat.framework.redis_link import LEASE_HELD_LUA, TRANSIENT, RedisLink, holder_key
@@ -114,6 +115,8 @@ class Delivery:
 class RedisBus(EventBus):
     """At-least-once delivery through Redis Streams, ordered per group across instances."""
 
+    keeps_dead_letters = True
+
     def __init__(self, link: RedisLink, *, partitions: int = 16, lease_seconds: float = 10.0,
                  retry_delay: float = 0.2, max_retry_delay: float = 10.0, block_ms: int = 500) -> None:
         super().__init__()
@@ -138,6 +141,10 @@ class RedisBus(EventBus):
         self._closing = False
         self._hold_acquisitions_until = 0.0
         self._balanced = False
+        self._by_name: dict[str, Subscription] = {}
+        #: Partitions whose unacknowledged entries this instance let go of while it held them again:
+        #: claimed at the next round instead of after a visibility timeout.
+        self._reclaim: set[tuple[str, int]] = set()
 
     # -- names -----------------------------------------------------------------------------
 
@@ -167,9 +174,9 @@ class RedisBus(EventBus):
     def partition_of(self, subscription: Subscription, event: Event) -> int:
         return zlib.crc32(subscription.group_key(event).encode()) % self.partitions
 
-    @property
-    def _by_name(self) -> dict[str, Subscription]:
-        return {sub.name: sub for subs in self.subscriptions.values() for sub in subs}
+    def subscribe(self, subscription: Subscription) -> None:
+        super().subscribe(subscription)
+        self._by_name[subscription.name] = subscription
 
     # -- life ------------------------------------------------------------------------------
 
@@ -238,9 +245,7 @@ class RedisBus(EventBus):
         """Stop reading, let running handlers finish within `timeout`, hand the rest back."""
         self._closing = True
         maintainer, reader = self._tasks
-        reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await reader
+        await stop_task(reader)
         # Leases stay renewed while running handlers finish: no one else may start them meanwhile.
         workers = list(self._workers.values())
         if workers:
@@ -249,9 +254,7 @@ class RedisBus(EventBus):
                 logger.warning("handing unfinished events back to the other instances",
                                extra={"running": len(pending)})
             await cancel_until_done(pending)
-        maintainer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await maintainer
+        await stop_task(maintainer)
         with contextlib.suppress(*UNREACHABLE):
             for step, partition in list(self._owned):
                 await self._give_up(step, partition)
@@ -264,7 +267,7 @@ class RedisBus(EventBus):
     async def _maintain(self) -> None:
         while True:
             # While partitions change hands, look again soon: events in them wait for the handover.
-            settled = not any(self._owned.values()) and self._balanced
+            settled = not any(self._owned.values()) and self._balanced and not self._reclaim
             await asyncio.sleep(self.lease_seconds / 3 if settled else HANDOVER_POLL_SECONDS)
             try:
                 if not self._closing:
@@ -305,7 +308,9 @@ class RedisBus(EventBus):
                     logger.info("released a bus partition", extra={"step": name, "partition": partition})
             for (step, partition), draining in list(self._owned.items()):
                 if step == name and not draining:
-                    await self._claim(name, partition, min_idle_ms=lease_ms)
+                    again = (step, partition) in self._reclaim
+                    self._reclaim.discard((step, partition))
+                    await self._claim(name, partition, min_idle_ms=0 if again else lease_ms)
             if time.monotonic() < self._hold_acquisitions_until:
                 self._balanced = False
                 continue
@@ -334,12 +339,16 @@ class RedisBus(EventBus):
         await self._release(keys=[self._lease(step, partition)], args=[token])
 
     def _lose(self, step: str, partition: int) -> None:
-        """Another instance holds the lease now: stop this partition's work here (it runs there)."""
+        """Another instance holds the lease now: stop this partition's work here (it runs there).
+
+        A group's queue holds one partition's deliveries (the partition is a hash of the group key), so
+        each worker of the partition is cancelled whole; see `_drain` for what it leaves behind.
+        """
         logger.warning("lost a bus partition lease", extra={"step": step, "partition": partition})
         self._owned.pop((step, partition), None)
         self._tokens.pop((step, partition), None)
         for group, queue in list(self._queues.items()):
-            if any(d.subscription.name == step and d.partition == partition for d in queue):
+            if queue and queue[0].subscription.name == step and queue[0].partition == partition:
                 worker = self._workers.get(group)
                 if worker is not None:
                     worker.cancel()
@@ -412,21 +421,32 @@ class RedisBus(EventBus):
         return True
 
     async def _drain(self, group: str) -> None:
+        """Run a group's deliveries in order. Cancelled (its partition lost, the instance stopping), it
+        lets go of every delivery still queued: they stay unacknowledged in Redis, where the
+        partition's holder claims them in the stream's order, this instance too if it holds the
+        partition again. Kept here, they would run out of order, or again after another instance
+        had run them, and their ids in flight would keep a draining partition from being released.
+        """
         queue = self._queues[group]
         try:
             while queue:
                 delivery = queue[0]
-                try:
-                    if (delivery.subscription.name, delivery.partition) in self._owned:
-                        await self._deliver(delivery)
-                finally:
-                    queue.popleft()
-                    self._in_flight.get((delivery.subscription.name, delivery.partition), set()).discard(
-                        delivery.entry_id)
+                if (delivery.subscription.name, delivery.partition) in self._owned:
+                    await self._deliver(delivery)
+                queue.popleft()
+                self._in_flight[delivery.subscription.name, delivery.partition].discard(delivery.entry_id)
         finally:
-            if not queue or self._workers.get(group) is not asyncio.current_task():
-                self._queues.pop(group, None)
+            while queue:  # cut short: the delivery under way and those behind it
+                self._let_go(queue.popleft())
+            self._queues.pop(group, None)
             self._workers.pop(group, None)
+
+    def _let_go(self, delivery: Delivery) -> None:
+        """Leave an unfinished delivery to whoever holds its partition, this instance included."""
+        where = (delivery.subscription.name, delivery.partition)
+        self._in_flight[where].discard(delivery.entry_id)
+        if where in self._owned and not self._closing:
+            self._reclaim.add(where)
 
     async def _deliver(self, delivery: Delivery) -> None:
         """Run the handler until it succeeds or is dead-lettered; outages (Redis or the store
@@ -510,9 +530,7 @@ class RedisBus(EventBus):
     async def _dead_letter(self, delivery: Delivery, error: BaseException) -> None:
         event, subscription = delivery.event, delivery.subscription
         lease = self.lease_of(subscription.name, delivery.partition)
-        letter = {"eventId": event.id, "topic": event.topic, "step": subscription.name, "data": event.data,
-                  "traceId": event.trace_id, "attempts": event.attempt + 1, "error": repr(error),
-                  "deadAt": time.time()}
+        letter = dead_letter(subscription, event, error)
         buried = lease is not None and await self.link.call(lambda: self._bury(
             keys=[*self._lease_keys(subscription.name, delivery.partition), self.link.key("dead-letters")],
             args=[lease.token, DEAD_LETTERS_KEPT, orjson.dumps(letter)]), "dead letter")
@@ -525,7 +543,7 @@ class RedisBus(EventBus):
             await self.dead_letter_sink(subscription, event, error)
         await self._ack(delivery)
 
-    async def dead_letters(self) -> list[dict[str, Any]] | None:
+    async def dead_letters(self) -> list[dict[str, Any]]:
         entries = await self.link.call(
             lambda: self.link.client.xrevrange(self.link.key("dead-letters"), count=1000), "list dead letters")
         return [orjson.loads(fields[b"letter"]) for _, fields in entries]

@@ -2,7 +2,8 @@
 
 A handler wraps an async iterator (a provider stream) in `ctx.stoppable(key)`; another handler
 calls `ctx.request_stop(key)`. A stop interrupts only a wait inside that iterator — the provider's
-connection closes at once, even mid-wait — never the handler's own writes half-way.
+connection closes at once, even mid-wait — never the handler's own writes half-way. Winding a
+scope up ignores the source's errors but never the handler's own cancellation (a shutdown's).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator
 from types import TracebackType
 from typing import Any, Generic, Protocol, TypeVar
+
+from streamchat.framework.cancellation import settle
 
 T = TypeVar("T")
 
@@ -89,19 +92,19 @@ class Stoppable(Generic[T]):
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None,
     ) -> None:
         self.registry.unregister(self.key, self)
-        if self._first is not None and not self._first.done():
-            self._first.cancel()
-            with contextlib.suppress(BaseException):
-                await self._first
-        if self._pulling is not None:
-            # The handler left early (a refused write, an error): close the source now, not whenever
-            # the generators are collected. Closing a finished one does nothing.
-            with contextlib.suppress(BaseException):
-                await self._pulling.aclose()
-            await _close(self._source)
-        self.finished.set()
-        if self.registry.route is not None:
-            await self.registry.route.withdraw(self.key)
+        try:
+            if self._first is not None and not self._first.done():
+                self._first.cancel()
+                await settle(self._first)
+            if self._pulling is not None:
+                # The handler left early (a refused write, an error): close the source now, not whenever
+                # the generators are collected. Closing a finished one does nothing.
+                await settle(self._pulling.aclose())
+                await _close(self._source)
+        finally:
+            self.finished.set()
+            if self.registry.route is not None:
+                await self.registry.route.withdraw(self.key)
 
     def stop(self) -> None:
         if self.stopped:
@@ -161,5 +164,4 @@ class Stoppable(Generic[T]):
 async def _close(source: AsyncIterator[Any] | None) -> None:
     close = getattr(source, "aclose", None)
     if close is not None:
-        with contextlib.suppress(BaseException):
-            await close()
+        await settle(close())

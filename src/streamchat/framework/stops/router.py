@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from streamchat.framework.cancellation import stop_task
 from streamchat.framework.errors import BrokerUnavailable
 from streamchat.framework.redis_link import RedisLink
 from streamchat.framework.stops.registry import StopRegistry
@@ -60,7 +61,7 @@ class StopRouter:
                            extra={"key": key})
 
     async def withdraw(self, key: str) -> None:
-        with contextlib.suppress(BrokerUnavailable, asyncio.CancelledError):
+        with contextlib.suppress(BrokerUnavailable):
             current = await self.link.call(lambda: self.link.client.get(self._running_key(key)), "withdraw")
             if current is not None and current.decode() == self.link.instance_id:
                 await self.link.call(lambda: self.link.client.delete(self._running_key(key)), "withdraw")
@@ -111,7 +112,4 @@ class StopRouter:
 
     async def stop(self) -> None:
         self.registry.route = None
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
+        await stop_task(self._listener)

@@ -3,6 +3,11 @@
 Two kinds of data live here: stream items (grouped, ordered, each change numbered by a
 per-group sequence) and plain key/value state. Backends are chosen by URL, so business
 code never knows which one runs.
+
+Every item write carries the seq of its change, and the newest seq wins, a delete included: a
+deleted item leaves a tombstone (its id and the delete's seq, none of its data), so a write that
+was on its way before the delete (a batched write of streaming text, a retried one) lands on the
+tombstone and is refused instead of bringing the item back.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from streamchat.framework.leases import Fenced, Lease
 JSON = dict[str, Any]
 #: The state scope that holds leases taken in the store: key -> {"token": ...}.
 LEASES = "_leases"
+#: How long a tombstone is kept: far longer than any write can be on its way to the store.
+TOMBSTONE_SECONDS = 24 * 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,10 +54,9 @@ class Store(ABC):
     async def ping(self) -> None:
         """Raise unless the store answers now (readiness checks)."""
 
+    @abstractmethod
     async def max_seq(self, stream: str, group: str) -> int:
-        """The highest seq the store has seen for a group, stored or reserved; 0 if none."""
-        items = await self.list_items(stream, group)
-        return max([await self.reserve_seq(stream, group, 0), *(item.seq for item in items)])
+        """The highest seq the store has seen for a group (items, tombstones, reservations); 0 if none."""
 
     @abstractmethod
     async def reserve_seq(self, stream: str, group: str, count: int) -> int:
@@ -61,12 +67,13 @@ class Store(ABC):
 
     @abstractmethod
     async def put_item(self, stream: str, group: str, item: StoredItem, lease: Lease | None = None) -> bool:
-        """Insert an item, or replace it if `item.seq` is newer than the stored one; True if it was new.
+        """Insert an item, or replace it if `item.seq` is newer than the stored one (or its tombstone);
+        True if it was new.
 
-        A new item is ordered after every existing one. The seq guard makes writes safe to race:
-        an older snapshot landing late never overwrites a newer one. With a `lease`, the write
-        happens only while the store holds that lease's token, checked atomically with it;
-        otherwise it raises `Fenced` and writes nothing.
+        A new item, or one written anew over its tombstone, is ordered after every existing one. The
+        seq guard makes writes safe to race: an older snapshot landing late never overwrites a newer
+        one, nor revives a deleted one. With a `lease`, the write happens only while the store holds
+        that lease's token, checked atomically with it; otherwise it raises `Fenced` and writes nothing.
         """
 
     async def put_items(self, stream: str, items: list[tuple[str, StoredItem]],
@@ -97,8 +104,14 @@ class Store(ABC):
         """Return one item, or None."""
 
     @abstractmethod
-    async def delete_item(self, stream: str, group: str, item_id: str) -> bool:
-        """Remove an item; True if it existed."""
+    async def delete_item(self, stream: str, group: str, item_id: str, seq: int) -> bool:
+        """Delete an item by the change numbered `seq`, leaving its tombstone; True if a live item
+        went. A delete older than the stored item's seq (it was written anew since) does nothing.
+        With no room for a tombstone (a full disk) the item goes without one: a delete never needs room."""
+
+    @abstractmethod
+    async def prune_tombstones(self, older_than: float) -> int:
+        """Forget tombstones of deletes made before `older_than` (epoch seconds); how many went."""
 
     @abstractmethod
     async def list_items(self, stream: str, group: str) -> list[StoredItem]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 
 from streamchat.framework.leases import Fenced, Lease
@@ -13,6 +14,8 @@ class MemoryStore(Store):
 
     def __init__(self) -> None:
         self._items: dict[tuple[str, str], dict[str, StoredItem]] = defaultdict(dict)
+        #: Deleted items: (stream, group) -> item id -> (the delete's seq, when it was made).
+        self._tombstones: dict[tuple[str, str], dict[str, tuple[int, float]]] = defaultdict(dict)
         self._seqs: dict[tuple[str, str], int] = defaultdict(int)
         self._state: dict[str, dict[str, JSON]] = defaultdict(dict)
 
@@ -30,11 +33,21 @@ class MemoryStore(Store):
         if self._holds(lease):
             del self._state[LEASES][lease.key]
 
+    async def max_seq(self, stream: str, group: str) -> int:
+        seqs = [item.seq for item in self._items[stream, group].values()]
+        seqs += [seq for seq, _ in self._tombstones[stream, group].values()]
+        return max([self._seqs[stream, group], *seqs])
+
     # No await between the lease check and the write: atomic on the event loop.
     async def put_item(self, stream: str, group: str, item: StoredItem, lease: Lease | None = None) -> bool:
         if lease is not None and not self._holds(lease):
             raise Fenced(lease, f"{stream}/{group}/{item.id}")
         self.writes += 1
+        tombstones = self._tombstones[stream, group]
+        if item.id in tombstones:
+            if item.seq <= tombstones[item.id][0]:
+                return False
+            del tombstones[item.id]
         current = self._items[stream, group].get(item.id)
         if current is None or item.seq > current.seq:
             self._items[stream, group][item.id] = item
@@ -43,8 +56,25 @@ class MemoryStore(Store):
     async def get_item(self, stream: str, group: str, item_id: str) -> StoredItem | None:
         return self._items[stream, group].get(item_id)
 
-    async def delete_item(self, stream: str, group: str, item_id: str) -> bool:
+    async def delete_item(self, stream: str, group: str, item_id: str, seq: int) -> bool:
+        current = self._items[stream, group].get(item_id)
+        tombstone = self._tombstones[stream, group].get(item_id)
+        if (current is not None and current.seq >= seq) or (tombstone is not None and tombstone[0] >= seq):
+            return False
+        self.writes += 1
+        self._tombstones[stream, group][item_id] = (seq, time.time())
         return self._items[stream, group].pop(item_id, None) is not None
+
+    async def prune_tombstones(self, older_than: float) -> int:
+        pruned = 0
+        for key, tombstones in list(self._tombstones.items()):
+            for item_id, (_, at) in list(tombstones.items()):
+                if at < older_than:
+                    del tombstones[item_id]
+                    pruned += 1
+            if not tombstones:
+                del self._tombstones[key]
+        return pruned
 
     async def list_items(self, stream: str, group: str) -> list[StoredItem]:
         return list(self._items[stream, group].values())

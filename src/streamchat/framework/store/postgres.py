@@ -25,7 +25,6 @@ from streamchat.framework.store.base import JSON, LEASES, Store, StoredItem
 logger = logging.getLogger("streamchat.store")
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
 MIGRATIONS: dict[int, str] = {
     1: """
     CREATE TABLE IF NOT EXISTS stream_items (
@@ -53,12 +52,36 @@ MIGRATIONS: dict[int, str] = {
         PRIMARY KEY (scope, key)
     );
     """,
+    # Tombstones: a deleted item keeps its row (no data) with the delete's seq, so a write that was
+    # on its way before the delete is refused by the seq guard instead of inserting it again.
+    2: """
+    ALTER TABLE stream_items ADD COLUMN IF NOT EXISTS deleted_at DOUBLE PRECISION;
+    CREATE INDEX IF NOT EXISTS stream_items_tombstones ON stream_items (deleted_at) WHERE deleted_at IS NOT NULL;
+    """,
 }
 
+#: A newer write replaces the item or its tombstone; one written over a tombstone takes a new place.
 PUT_ITEM = (
     "INSERT INTO stream_items (stream, group_id, id, data, seq, position) VALUES ($1, $2, $3, $4::jsonb, $5, $5) "
-    "ON CONFLICT (stream, group_id, id) DO UPDATE SET data = excluded.data, seq = excluded.seq "
-    "WHERE excluded.seq > stream_items.seq"
+    "ON CONFLICT (stream, group_id, id) DO UPDATE SET data = excluded.data, seq = excluded.seq, "
+    "position = CASE WHEN stream_items.deleted_at IS NULL THEN stream_items.position ELSE excluded.position END, "
+    "deleted_at = NULL WHERE excluded.seq > stream_items.seq"
+)
+#: The delete as a write of its own seq: it wins over older writes only, in either order of arrival.
+DELETE_ITEM = (
+    "WITH prior AS (SELECT seq FROM stream_items WHERE stream = $1 AND group_id = $2 AND id = $3 "
+    "AND deleted_at IS NULL) "
+    "INSERT INTO stream_items (stream, group_id, id, data, seq, position, deleted_at) "
+    "VALUES ($1, $2, $3, '{}'::jsonb, $4, $4, extract(epoch FROM clock_timestamp())) "
+    "ON CONFLICT (stream, group_id, id) DO UPDATE SET data = '{}'::jsonb, seq = excluded.seq, "
+    "deleted_at = excluded.deleted_at WHERE excluded.seq > stream_items.seq "
+    "RETURNING (SELECT seq FROM prior) IS NOT NULL"
+)
+#: With no room left for a tombstone (a full disk), the row goes without one: deleting frees room,
+#: and a request taking back what it stored before its 507 has no other writer to guard against.
+WITHOUT_TOMBSTONE = (
+    "DELETE FROM stream_items WHERE stream = $1 AND group_id = $2 AND id = $3 AND seq < $4 "
+    "RETURNING deleted_at IS NULL"
 )
 
 #: Errors that mean "the server is not there right now", worth a retry.
@@ -170,7 +193,6 @@ class PostgresStore(Store):
         return int(rows[0][0])
 
     async def max_seq(self, stream: str, group: str) -> int:
-        """The highest seq this store has seen for a group (items or reservations); 0 if none."""
         rows = await self._fetch(
             "SELECT GREATEST((SELECT max(seq) FROM stream_items WHERE stream = $1 AND group_id = $2), "
             "(SELECT seq FROM stream_groups WHERE stream = $1 AND group_id = $2))", stream, group,
@@ -178,8 +200,8 @@ class PostgresStore(Store):
         return int(rows[0][0] or 0)
 
     async def put_item(self, stream: str, group: str, item: StoredItem, lease: Lease | None = None) -> bool:
-        # `position` is the seq an item was created with and never changes: right after the
-        # upsert `position = seq` holds exactly when the row is new.
+        # `position` is the seq an item was (re)created with and never changes while it lives: right
+        # after the upsert `position = seq` holds exactly when the row is new.
         args = (stream, group, item.id, item.data, item.seq)
         if lease is None:
             rows = await self._write(PUT_ITEM + " RETURNING position = seq", *args)
@@ -217,29 +239,33 @@ class PostgresStore(Store):
 
     async def get_item(self, stream: str, group: str, item_id: str) -> StoredItem | None:
         rows = await self._fetch(
-            "SELECT id, data, seq FROM stream_items WHERE stream = $1 AND group_id = $2 AND id = $3",
-            stream, group, item_id,
+            "SELECT id, data, seq FROM stream_items WHERE stream = $1 AND group_id = $2 AND id = $3 "
+            "AND deleted_at IS NULL", stream, group, item_id,
         )
         return StoredItem(rows[0][0], rows[0][1], int(rows[0][2])) if rows else None
 
-    async def delete_item(self, stream: str, group: str, item_id: str) -> bool:
-        rows = await self._write(
-            "DELETE FROM stream_items WHERE stream = $1 AND group_id = $2 AND id = $3 RETURNING id",
-            stream, group, item_id,
-        )
-        return bool(rows)
+    async def delete_item(self, stream: str, group: str, item_id: str, seq: int) -> bool:
+        try:
+            rows = await self._write(DELETE_ITEM, stream, group, item_id, seq)
+        except StorageFull:
+            rows = await self._write(WITHOUT_TOMBSTONE, stream, group, item_id, seq)
+        return bool(rows and rows[0][0])
+
+    async def prune_tombstones(self, older_than: float) -> int:
+        rows = await self._write("DELETE FROM stream_items WHERE deleted_at < $1 RETURNING 1", older_than)
+        return len(rows)
 
     async def list_items(self, stream: str, group: str) -> list[StoredItem]:
         rows = await self._fetch(
-            "SELECT id, data, seq FROM stream_items WHERE stream = $1 AND group_id = $2 ORDER BY position, created",
-            stream, group,
+            "SELECT id, data, seq FROM stream_items WHERE stream = $1 AND group_id = $2 AND deleted_at IS NULL "
+            "ORDER BY position, created", stream, group,
         )
         return [StoredItem(row[0], row[1], int(row[2])) for row in rows]
 
     async def list_groups(self, stream: str, limit: int = 1000) -> list[str]:
         rows = await self._fetch(
-            "SELECT group_id FROM stream_items WHERE stream = $1 GROUP BY group_id ORDER BY max(created) DESC "
-            "LIMIT $2", stream, limit,
+            "SELECT group_id FROM stream_items WHERE stream = $1 AND deleted_at IS NULL GROUP BY group_id "
+            "ORDER BY max(created) DESC LIMIT $2", stream, limit,
         )
         return [row[0] for row in rows]
 

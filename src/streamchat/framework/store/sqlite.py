@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -26,6 +27,7 @@ CREATE TABLE IF NOT EXISTS stream_items (
     data     TEXT NOT NULL,
     seq      INTEGER NOT NULL,
     position INTEGER NOT NULL,
+    deleted_at REAL,
     PRIMARY KEY (stream, group_id, id)
 );
 CREATE INDEX IF NOT EXISTS stream_items_order ON stream_items (stream, group_id, position);
@@ -44,9 +46,16 @@ CREATE TABLE IF NOT EXISTS state (
 """
 
 
+#: Files made before tombstones get the column; then the index that finds old tombstones.
+TOMBSTONES = """
+CREATE INDEX IF NOT EXISTS stream_items_tombstones ON stream_items (deleted_at) WHERE deleted_at IS NOT NULL;
+"""
+
+#: A newer write replaces the item or its tombstone; one written over a tombstone takes a new place.
 UPSERT_NEWER = (
-    "ON CONFLICT (stream, group_id, id) DO UPDATE SET data = excluded.data, seq = excluded.seq "
-    "WHERE excluded.seq > stream_items.seq"
+    "ON CONFLICT (stream, group_id, id) DO UPDATE SET data = excluded.data, seq = excluded.seq, "
+    "position = CASE WHEN stream_items.deleted_at IS NULL THEN stream_items.position ELSE excluded.position END, "
+    "deleted_at = NULL WHERE excluded.seq > stream_items.seq"
 )
 PUT_ITEM = (
     "INSERT INTO stream_items (stream, group_id, id, data, seq, position) VALUES (?, ?, ?, ?, ?, ?) " + UPSERT_NEWER
@@ -99,6 +108,10 @@ class SQLiteStore(Store):
         await self._db.execute("PRAGMA journal_mode=WAL")
         await self._db.execute("PRAGMA synchronous=NORMAL")
         await self._db.executescript(SCHEMA)
+        columns = {row[1] for row in await self._db.execute_fetchall("PRAGMA table_info(stream_items)")}
+        if "deleted_at" not in columns:
+            await self._db.execute("ALTER TABLE stream_items ADD COLUMN deleted_at REAL")
+        await self._db.executescript(TOMBSTONES)
 
     async def disconnect(self) -> None:
         if self._db is not None:
@@ -115,6 +128,22 @@ class SQLiteStore(Store):
             self.writes += 1
             with refused_writes():
                 return list(await self.db.execute_fetchall(sql, tuple(params)))
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """Several statements as one write transaction, taken at once (IMMEDIATE): what they read and
+        write is one, also against other processes on the same file."""
+        async with self._lock:
+            self.writes += 1
+            with refused_writes():
+                await self.db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self.db
+                    await self.db.execute("COMMIT")
+                except BaseException:
+                    with contextlib.suppress(sqlite3.OperationalError):  # SQLite may have rolled back itself
+                        await self.db.execute("ROLLBACK")
+                    raise
 
     async def run(self, work: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
         """Run `work` on the store's connection, alone (for tables of the application's own, such as
@@ -133,9 +162,16 @@ class SQLiteStore(Store):
         )
         return int(rows[0][0])
 
+    async def max_seq(self, stream: str, group: str) -> int:
+        rows = await self._read(
+            "SELECT max(coalesce((SELECT max(seq) FROM stream_items WHERE stream = ? AND group_id = ?), 0), "
+            "coalesce((SELECT seq FROM stream_groups WHERE stream = ? AND group_id = ?), 0))",
+            (stream, group, stream, group))
+        return int(rows[0][0])
+
     async def put_item(self, stream: str, group: str, item: StoredItem, lease: Lease | None = None) -> bool:
-        # `position` is the seq an item was created with and never changes, so right after the
-        # upsert `position = seq` holds exactly when the row is new.
+        # `position` is the seq an item was (re)created with and never changes while it lives, so
+        # right after the upsert `position = seq` holds exactly when the row is new.
         row = (stream, group, item.id, orjson.dumps(item.data).decode(), item.seq, item.seq)
         if lease is None:
             rows = await self._write(PUT_ITEM + " RETURNING position = seq", row)
@@ -152,25 +188,15 @@ class SQLiteStore(Store):
 
     async def put_items(self, stream: str, items: list[tuple[str, StoredItem]],
                         leases: Mapping[tuple[str, str], Lease] | None = None) -> set[tuple[str, str]]:
-        async with self._lock:
-            self.writes += 1
-            with refused_writes():
-                # IMMEDIATE: the lease check and the writes are one transaction, also against other processes.
-                await self.db.execute("BEGIN IMMEDIATE")
-                try:
-                    refused: set[tuple[str, str]] = set()
-                    if leases:
-                        held: dict[str, str] = {row[0]: row[1] for row in await self.db.execute_fetchall(
-                            f"SELECT key, json_extract(value, '$.token') FROM state WHERE scope = '{LEASES}'")}
-                        refused = {target for target, lease in leases.items() if held.get(lease.key) != lease.token}
-                    await self.db.executemany(PUT_ITEM, [
-                        (stream, group, item.id, orjson.dumps(item.data).decode(), item.seq, item.seq)
-                        for group, item in items if (group, item.id) not in refused])
-                    await self.db.execute("COMMIT")
-                except BaseException:
-                    with contextlib.suppress(sqlite3.OperationalError):  # SQLite may have rolled back itself
-                        await self.db.execute("ROLLBACK")
-                    raise
+        async with self._transaction() as db:
+            refused: set[tuple[str, str]] = set()
+            if leases:
+                held: dict[str, str] = {row[0]: row[1] for row in await db.execute_fetchall(
+                    f"SELECT key, json_extract(value, '$.token') FROM state WHERE scope = '{LEASES}'")}
+                refused = {target for target, lease in leases.items() if held.get(lease.key) != lease.token}
+            await db.executemany(PUT_ITEM, [
+                (stream, group, item.id, orjson.dumps(item.data).decode(), item.seq, item.seq)
+                for group, item in items if (group, item.id) not in refused])
         return refused
 
     async def lease_drop(self, lease: Lease) -> None:
@@ -179,29 +205,47 @@ class SQLiteStore(Store):
 
     async def get_item(self, stream: str, group: str, item_id: str) -> StoredItem | None:
         rows = await self._read(
-            "SELECT id, data, seq FROM stream_items WHERE stream = ? AND group_id = ? AND id = ?",
-            (stream, group, item_id),
+            "SELECT id, data, seq FROM stream_items WHERE stream = ? AND group_id = ? AND id = ? "
+            "AND deleted_at IS NULL", (stream, group, item_id),
         )
         return StoredItem(rows[0][0], orjson.loads(rows[0][1]), int(rows[0][2])) if rows else None
 
-    async def delete_item(self, stream: str, group: str, item_id: str) -> bool:
-        rows = await self._write(
-            "DELETE FROM stream_items WHERE stream = ? AND group_id = ? AND id = ? RETURNING id",
-            (stream, group, item_id),
-        )
-        return bool(rows)
+    async def delete_item(self, stream: str, group: str, item_id: str, seq: int) -> bool:
+        try:
+            return await self._tombstone(stream, group, item_id, seq)
+        except StorageFull:
+            # No room for a tombstone: the row goes without one (deleting frees room).
+            rows = await self._write("DELETE FROM stream_items WHERE stream = ? AND group_id = ? AND id = ? "
+                                     "AND seq < ? RETURNING deleted_at IS NULL", (stream, group, item_id, seq))
+            return bool(rows and rows[0][0])
+
+    async def _tombstone(self, stream: str, group: str, item_id: str, seq: int) -> bool:
+        async with self._transaction() as db:
+            live = await db.execute_fetchall(
+                "SELECT 1 FROM stream_items WHERE stream = ? AND group_id = ? AND id = ? "
+                "AND deleted_at IS NULL AND seq < ?", (stream, group, item_id, seq))
+            await db.execute(
+                "INSERT INTO stream_items (stream, group_id, id, data, seq, position, deleted_at) "
+                "VALUES (?, ?, ?, '{}', ?, ?, ?) ON CONFLICT (stream, group_id, id) DO UPDATE SET "
+                "data = '{}', seq = excluded.seq, deleted_at = excluded.deleted_at "
+                "WHERE excluded.seq > stream_items.seq", (stream, group, item_id, seq, seq, time.time()))
+        return bool(live)
+
+    async def prune_tombstones(self, older_than: float) -> int:
+        rows = await self._write("DELETE FROM stream_items WHERE deleted_at < ? RETURNING 1", (older_than,))
+        return len(rows)
 
     async def list_items(self, stream: str, group: str) -> list[StoredItem]:
         rows = await self._read(
-            "SELECT id, data, seq FROM stream_items WHERE stream = ? AND group_id = ? ORDER BY position",
-            (stream, group),
+            "SELECT id, data, seq FROM stream_items WHERE stream = ? AND group_id = ? AND deleted_at IS NULL "
+            "ORDER BY position", (stream, group),
         )
         return [StoredItem(row[0], orjson.loads(row[1]), int(row[2])) for row in rows]
 
     async def list_groups(self, stream: str, limit: int = 1000) -> list[str]:
         rows = await self._read(
-            "SELECT group_id FROM stream_items WHERE stream = ? GROUP BY group_id ORDER BY MAX(rowid) DESC LIMIT ?",
-            (stream, limit),
+            "SELECT group_id FROM stream_items WHERE stream = ? AND deleted_at IS NULL GROUP BY group_id "
+            "ORDER BY MAX(rowid) DESC LIMIT ?", (stream, limit),
         )
         return [row[0] for row in rows]
 

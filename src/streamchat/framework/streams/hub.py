@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
@@ -38,6 +39,7 @@ from streamchat.framework.config import StreamConfig
 from streamchat.framework.errors import OUTAGES, StorageFull
 from streamchat.framework.leases import Fenced, Lease
 from streamchat.framework.store import JSON, Store, StoredItem
+from streamchat.framework.store.base import TOMBSTONE_SECONDS
 from streamchat.framework.streams.changes import Change, Kind
 from streamchat.framework.streams.fanout import DELTA_WINDOW_SECONDS, FanOut
 from streamchat.framework.streams.group import Audience, GroupState, LiveItem, Subscriber
@@ -198,17 +200,19 @@ class StreamHub:
                 data[live.field] = live.text()
             seq = await self._sequence(state, stream, group, "delete", item_id, data)
             self.writes.drop_item((stream, group, item_id))
-            await self.store.delete_item(stream, group, item_id)
+            await self.store.delete_item(stream, group, item_id, seq)
             if not self.sequencer.broadcasts:
                 self._apply(state, Sequenced(stream, group, seq, "delete", item_id, data))
             return {**data, "id": item_id, "seq": seq}
 
     async def delete_group(self, stream: str, group: str) -> list[JSON]:
         """Delete every item of a group, each as `delete` does (subscribers get a delete per item),
-        then drop the sequencer's log of it, so nothing of its text stays behind; the deleted items."""
+        then drop the sequencer's log of it, so nothing of its text stays behind; the deleted items.
+        Tombstones old enough to be of no more use go at the same time."""
         deleted = [item for entry in await self.list_group(stream, group)
                    if (item := await self.delete(stream, group, entry["id"])) is not None]
         await self.sequencer.forget(stream, group)
+        await self.store.prune_tombstones(time.time() - TOMBSTONE_SECONDS)
         return deleted
 
     async def send(self, stream: str, group: str, event: JSON, item_id: str | None = None) -> None:
@@ -229,7 +233,7 @@ class StreamHub:
 
     async def _sequence(self, state: GroupState, stream: str, group: str, kind: SequencedKind, item_id: str,
                         payload: Any, field_name: str | None = None, lease: Lease | None = None) -> int:
-        seq = await self.sequencer.publish(stream, group, kind, item_id, payload, field_name, lease=lease)
+        seq = await self.sequencer.sequence(stream, group, kind, item_id, payload, field_name, lease=lease)
         if seq is not None:
             return seq
         # The sequencer has no count for this group: it is new, it expired, or Redis lost its data.
@@ -245,14 +249,14 @@ class StreamHub:
         for live_id, live in resumed:
             whole = {**live.data, live.field: live.text()}
             try:
-                live.seq = await self._publish_seeded(stream, group, "put", live_id, whole, None, floor, live.lease)
+                live.seq = await self._sequence_seeded(stream, group, "put", live_id, whole, None, floor, live.lease)
             except Fenced:
                 self._end_writing(state, stream, group, live_id)  # its writer's next append is refused too
-        return await self._publish_seeded(stream, group, kind, item_id, payload, field_name, floor, lease)
+        return await self._sequence_seeded(stream, group, kind, item_id, payload, field_name, floor, lease)
 
-    async def _publish_seeded(self, stream: str, group: str, kind: SequencedKind, item_id: str, payload: Any,
+    async def _sequence_seeded(self, stream: str, group: str, kind: SequencedKind, item_id: str, payload: Any,
                               field_name: str | None, floor: int, lease: Lease | None) -> int:
-        seq = await self.sequencer.publish(stream, group, kind, item_id, payload, field_name, floor=floor, lease=lease)
+        seq = await self.sequencer.sequence(stream, group, kind, item_id, payload, field_name, floor=floor, lease=lease)
         assert seq is not None, "the sequencer ignored the floor"
         return seq
 

@@ -9,10 +9,10 @@ retried on the same beat, so the store never stays behind the log.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Iterable
 
+from streamchat.framework.cancellation import stop_task
 from streamchat.framework.store import Store, StoredItem
 from streamchat.framework.streams.group import GroupState, LiveItem
 
@@ -90,13 +90,18 @@ class WriteBack:
                     live.fenced = True
                 else:
                     live.stored_seq = max(live.stored_seq, snapshot.seq)
-        pending, self._unstored = self._unstored, {}
-        for (stream, group, _), item in pending.items():
+        for key, item in list(self._unstored.items()):
+            # Each entry is looked up again after every await: a delete meanwhile drops it.
+            if self._unstored.get(key) is not item:
+                continue
+            stream, group, _ = key
             try:
                 await self.store.put_item(stream, group, item)
             except Exception:
                 logger.warning("store still unavailable; will retry", extra={"stream": stream, "group": group})
-                self._unstored.setdefault((stream, group, item.id), item)
+                continue
+            if self._unstored.get(key) is item:
+                del self._unstored[key]
         self._forget_quiet_writers()
 
     def _forget_quiet_writers(self) -> None:
@@ -110,8 +115,5 @@ class WriteBack:
 
     async def close(self) -> None:
         """Write what is pending now (graceful shutdown)."""
-        if self._flusher is not None:
-            self._flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._flusher
+        await stop_task(self._flusher)
         await self.flush()

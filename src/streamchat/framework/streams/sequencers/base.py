@@ -41,7 +41,7 @@ class Sequenced:
 class Sequencer(ABC):
     """Gives each change of a group the group's next seq, and makes it known to every instance."""
 
-    #: True: `publish` also sends the change to every instance, which apply it when it arrives
+    #: True: `sequence` also sends the change to every instance, which apply it when it arrives
     #: (and a lease is checked here, not in the store). False: one instance; the hub applies
     #: its own change once it is stored, and the store checks the lease.
     broadcasts: bool = False
@@ -52,7 +52,7 @@ class Sequencer(ABC):
         runs after a dropped connection is back, so the hub can fill what it missed."""
 
     @abstractmethod
-    async def publish(
+    async def sequence(
         self, stream: str, group: str, kind: SequencedKind, item_id: str | None, payload: Any,
         field: str | None = None, floor: int | None = None, lease: Lease | None = None,
     ) -> int | None:

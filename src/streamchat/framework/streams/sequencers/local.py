@@ -35,7 +35,7 @@ class LocalSequencer(Sequencer):
         self.counts_kept = counts_kept
         self._counts: OrderedDict[tuple[str, str], _Count] = OrderedDict()
 
-    async def publish(
+    async def sequence(
         self, stream: str, group: str, kind: SequencedKind, item_id: str | None, payload: Any,
         field: str | None = None, floor: int | None = None, lease: Lease | None = None,
     ) -> int:

@@ -8,27 +8,31 @@ script, before it takes a seq, once that lease belongs to another run (see frame
 - `{prefix}:seq:{stream}:{group}`: the group's counter (INCR).
 - `{prefix}:log:{stream}:{group}`: a Redis stream of the group's recent changes, entry id
   `<seq>-0`, capped in length and expiring when the group goes quiet. It is what PostgreSQL has
-  not caught up with yet (streaming text is flushed every 0.5 s) and what lets an instance fill
-  a gap after a dropped connection.
+  not caught up with yet (streaming text reaches the store in batches: see writeback.py) and
+  what lets an instance fill a gap after a dropped connection.
+- `{prefix}:ops:{stream}:{group}`: a hash, writer -> its last change's number and seq. A writer
+  sends one change of a group at a time (the hub holds the group's lock), so after a connection
+  dropped mid-call it finds out for certain whether Redis ran its change, instead of sending it
+  twice; a search of the log would miss it once enough other changes came after it.
 - `{prefix}:changes`: the pub/sub channel every instance listens to.
 
 A message is `stream NUL group NUL seq NUL envelope`; the envelope is JSON
-`{"k": kind, "i": item id, "p": payload, "f": text field, "w": writer op id, "r": re-seeded}`, so an instance reads
-the header cheaply and parses only changes of groups it serves. `w` lets a writer whose
-connection dropped mid-call find out whether its change was applied, instead of sending it twice.
+`{"k": kind, "i": item id, "p": payload, "f": text field, "r": re-seeded}`, so an instance reads
+the header cheaply and parses only changes of groups it serves.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 
+from streamchat.framework.cancellation import stop_task
 from streamchat.framework.errors import BrokerUnavailable
 from streamchat.framework.leases import Fenced, Lease
 from streamchat.framework.redis_link import LEASE_HELD_LUA, TRANSIENT, RedisLink, holder_key
@@ -36,17 +40,20 @@ from streamchat.framework.streams.sequencers.base import Sequenced, SequencedKin
 
 logger = logging.getLogger("streamchat.sequencer")
 
-# KEYS: seq, log[, lease, lease holder]; ARGV: head, envelope, channel, log length, ttl ms, floor[, token].
-PUBLISH_SCRIPT = LEASE_HELD_LUA + """
-if KEYS[3] and not lease_held(KEYS[3], KEYS[4], ARGV[7]) then return -1 end
+# KEYS: seq, log, ops[, lease, lease holder];
+# ARGV: head, envelope, channel, log length, ttl ms, floor, writer, change number[, token].
+SEQUENCE_SCRIPT = LEASE_HELD_LUA + """
+if KEYS[4] and not lease_held(KEYS[4], KEYS[5], ARGV[9]) then return -1 end
 if redis.call('EXISTS', KEYS[1]) == 0 then
   if ARGV[6] == '' then return false end
   redis.call('SET', KEYS[1], ARGV[6])
 end
 local seq = redis.call('INCR', KEYS[1])
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], seq .. '-0', 'c', ARGV[2])
+redis.call('HSET', KEYS[3], ARGV[7], ARGV[8] .. ' ' .. seq)
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
 redis.call('PEXPIRE', KEYS[2], ARGV[5])
+redis.call('PEXPIRE', KEYS[3], ARGV[5])
 redis.call('PUBLISH', ARGV[3], ARGV[1] .. seq .. '\\0' .. ARGV[2])
 return seq
 """
@@ -67,8 +74,10 @@ class RedisSequencer(Sequencer):
         self.log_length = log_length
         self.ttl_ms = ttl_seconds * 1000
         self.channel = link.key("changes")
-        self._script = link.client.register_script(PUBLISH_SCRIPT)
-        self._ops = itertools.count()
+        #: This sequencer among the group's writers (an instance may run more than one).
+        self.writer = f"{link.instance_id}/{uuid.uuid4().hex[:8]}"
+        self._script = link.client.register_script(SEQUENCE_SCRIPT)
+        self._changes = itertools.count(1)
         self._listener: asyncio.Task[None] | None = None
         self._wanted: Callable[[str, str], bool] = lambda stream, group: False
         self._on_change: Callable[[Sequenced], None] = lambda change: None
@@ -76,11 +85,11 @@ class RedisSequencer(Sequencer):
         self.connected = asyncio.Event()
 
     def _keys(self, stream: str, group: str) -> list[str]:
-        return [self.link.key("seq", stream, group), self.link.key("log", stream, group)]
+        return [self.link.key(kind, stream, group) for kind in ("seq", "log", "ops")]
 
     # -- writing ---------------------------------------------------------------------------
 
-    async def publish(
+    async def sequence(
         self, stream: str, group: str, kind: SequencedKind, item_id: str | None, payload: Any,
         field: str | None = None, floor: int | None = None, lease: Lease | None = None,
     ) -> int | None:
@@ -90,14 +99,15 @@ class RedisSequencer(Sequencer):
         """
         if "\0" in stream or "\0" in group:
             raise ValueError("stream and group names must not contain NUL characters")
-        op = f"{self.link.instance_id}:{next(self._ops)}"
-        body = {"k": kind, "i": item_id, "p": payload, "f": field, "w": op}
+        number = next(self._changes)
+        body: dict[str, Any] = {"k": kind, "i": item_id, "p": payload, "f": field}
         if floor is not None:
             body["r"] = 1
         envelope = orjson.dumps(body)
         head = f"{stream}\0{group}\0".encode()
         keys = self._keys(stream, group)
-        args: list[Any] = [head, envelope, self.channel, self.log_length, self.ttl_ms, "" if floor is None else floor]
+        args: list[Any] = [head, envelope, self.channel, self.log_length, self.ttl_ms,
+                           "" if floor is None else floor, self.writer, number]
         if lease is not None:
             keys += [lease.key, holder_key(lease.key)]
             args.append(lease.token)
@@ -110,23 +120,23 @@ class RedisSequencer(Sequencer):
                 return None if result is None else int(result)
             except TRANSIENT as error:
                 attempt += 1
-                # The script may have run before the connection dropped: look for our op first.
-                seq = await self._find_op(keys[1], op)
+                # The script may have run before the connection dropped: ask whether it did first.
+                seq = await self._applied(keys[2], number)
                 if seq is not None:
                     return seq
                 if attempt > 1 and not await self._wait_for_redis():
                     raise BrokerUnavailable(f"Redis unreachable (stream change): {type(error).__name__}") from error
 
-    async def _find_op(self, log_key: str, op: str) -> int | None:
-        needle = f'"w":"{op}"'.encode()
+    async def _applied(self, ops_key: str, number: int) -> int | None:
+        """The seq Redis gave this writer's change `number`, if it ran it."""
         try:
-            entries = await self.link.call(lambda: self.link.client.xrevrange(log_key, count=200), "log lookup")
+            last = await self.link.call(lambda: self.link.client.hget(ops_key, self.writer), "change lookup")
         except BrokerUnavailable:
             return None
-        for entry_id, fields in entries:
-            if needle in fields.get(b"c", b""):
-                return int(entry_id.split(b"-")[0])
-        return None
+        if last is None:
+            return None
+        ran, seq = last.split()
+        return int(seq) if int(ran) == number else None
 
     async def _wait_for_redis(self) -> bool:
         try:
@@ -152,8 +162,8 @@ class RedisSequencer(Sequencer):
                 for entry_id, fields in entries]
 
     async def forget(self, stream: str, group: str) -> None:
-        log_key = self._keys(stream, group)[1]
-        await self.link.call(lambda: self.link.client.delete(log_key), "forget log")
+        _, log_key, ops_key = self._keys(stream, group)
+        await self.link.call(lambda: self.link.client.delete(log_key, ops_key), "forget log")
 
     async def current_seq(self, stream: str, group: str) -> int | None:
         """The group's counter, or None when Redis has none (new group or lost data)."""
@@ -204,8 +214,5 @@ class RedisSequencer(Sequencer):
             logger.exception("could not apply a broadcast change", extra={"stream": stream, "group": group})
 
     async def stop(self) -> None:
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
-            self._listener = None
+        await stop_task(self._listener)
+        self._listener = None
