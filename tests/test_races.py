@@ -124,13 +124,27 @@ async def test_a_message_whose_writes_land_during_a_delete_is_taken_back(
     """The send checked before the delete began, and a write of it is held up (a slow disk) until the
     delete has read the conversation: the send answers 404 and nothing of it, nor of the
     conversation, is left: no message, no reply, no record in the list."""
-    armed, holding, go_on = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    armed, holding, go_on, delete_read = asyncio.Event(), asyncio.Event(), asyncio.Event(), asyncio.Event()
+    reads: list[str] = []
 
     async def hold() -> None:
         """Hold up the first write after arming."""
         if armed.is_set() and not holding.is_set():
             holding.set()
             await go_on.wait()
+
+    list_items = SQLiteStore.list_items
+
+    async def seen_list_items(self: SQLiteStore, stream: str, group: str) -> list[StoredItem]:
+        """Note the delete's read of the conversation (its step's check that it exists comes first)."""
+        items = await list_items(self, stream, group)
+        if holding.is_set() and stream == "conversation":
+            reads.append(group)
+            if len(reads) == 2:
+                delete_read.set()
+        return items
+
+    monkeypatch.setattr(SQLiteStore, "list_items", seen_list_items)
 
     if held_up.endswith("to the conversation list"):
         touch = SQLiteCatalog.touch
@@ -162,7 +176,7 @@ async def test_a_message_whose_writes_land_during_a_delete_is_taken_back(
             else client.post("/chat", json={"message": "held up", "conversationId": cid}))
         await asyncio.wait_for(holding.wait(), 10)
         deleting = asyncio.create_task(client.delete(f"/api/conversations/{cid}"))
-        await asyncio.sleep(0.3)  # the delete reads the conversation (and, unless the held write blocks it, ends)
+        await asyncio.wait_for(delete_read.wait(), 30)  # the delete has read the conversation: the write is late
         go_on.set()
         sent, deleted = await asyncio.wait_for(asyncio.gather(sending, deleting), 30)
         assert deleted.status_code == 204, deleted.text
@@ -184,7 +198,9 @@ async def test_a_delete_that_fails_part_way_leaves_the_conversation_open_to_mess
 
     server = await in_process()
     fake_provider.script(tokens=["ok"])
-    cid = (await post_chat(server, "the first message"))["conversationId"]
+    first = await post_chat(server, "the first message")
+    cid = first["conversationId"]
+    await wait_for_status(server, cid, first["assistantMessageId"])  # no reply's end meets the delete
     async with server.client() as client:
         with monkeypatch.context() as patch:
             patch.setattr(SQLiteCatalog, "remove", unreachable)

@@ -1,23 +1,27 @@
-"""Deleting a conversation, and what keeps a message sent at that very instant from outliving it.
+"""Deleting a conversation, and what keeps a write made at that very instant from outliving it.
 
-A delete writes a mark before it reads anything ("running") and a new one when it is done, each
-with a fresh token. A send (or a regenerate) into the conversation reads the mark before it stores
-anything and again after its last write. Running before: 404, nothing stored. Running after, or
-another token: a delete overlapped the send, which may have written after the delete read the
-conversation, so the send deletes the conversation itself, the whole of it as a delete does (the
-two overlap harmlessly; its own mark makes any other send caught in between do the same), and
-answers 404. The same finished token before and after: the send's writes all came before any
-delete read the conversation, or after one ended, so they go with the rest or start it afresh.
+Each conversation has a scope of deletion marks: one `running:<token>` entry per delete under
+way (several deletes may run at once, and one ending must not hide another), and a `generation`
+token that every delete renews as it starts and as it ends. A send (or a regenerate, or a
+reply's last write) into the conversation reads the marks before it writes anything and again
+after its last write. A delete running before: 404, nothing stored. Running after, or another
+generation: a delete overlapped the write, which may have landed after the delete read the
+conversation, so the writer deletes the conversation itself, the whole of it as a delete does
+(the two overlap harmlessly; its own marks make any other writer caught in between do the
+same), and a send answers 404. The same generation and nothing running, before and after: the
+writes all came before any delete read the conversation, or after one ended, so they go with
+the rest or start it afresh.
 
 A running mark that a server dying mid-delete left behind lapses after MARK_SECONDS. A deleted
-conversation keeps its finished mark (its id and a token, nothing of its text), so a send that
-was slow to write still sees that a delete came in between.
+conversation keeps its generation (a token, nothing of its text), so a writer that was slow to
+write still sees that a delete came in between.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import dataclass
 
 from streamchat.catalog import current_catalog
 from streamchat.chat import answering, reply_index, reply_journal
@@ -27,39 +31,61 @@ from streamchat.chat.stopping import stop_reply
 from streamchat.framework import Context, HttpError
 
 DELETIONS = "conversation_deletions"
+GENERATION = "generation"
+RUNNING = "running:"
 MARK_SECONDS = 60.0
 
 
-async def _mark(ctx: Context, conversation_id: str) -> tuple[str | None, bool]:
-    """The token of the conversation's last delete mark (None: never deleted), and whether it runs now."""
-    mark = await ctx.state.get(DELETIONS, conversation_id)
-    if mark is None:
-        return None, False
-    return str(mark["token"]), bool(mark["running"]) and time.time() - float(mark["since"]) < MARK_SECONDS
+@dataclass(frozen=True, slots=True)
+class Marks:
+    """A conversation's deletion marks as read at one instant."""
+
+    generation: str | None
+    running: bool
 
 
-async def _write_mark(ctx: Context, conversation_id: str, running: bool) -> None:
-    await ctx.state.set(DELETIONS, conversation_id, {"token": uuid.uuid4().hex, "running": running,
-                                                     "since": time.time()})
+def _scope(conversation_id: str) -> str:
+    return f"{DELETIONS}:{conversation_id}"
+
+
+async def read_marks(ctx: Context, conversation_id: str) -> Marks:
+    """The conversation's marks, in one read."""
+    marks = await ctx.state.get_group(_scope(conversation_id))
+    now = time.time()
+    running = any(now - float(mark["since"]) < MARK_SECONDS for key, mark in marks.items() if key.startswith(RUNNING))
+    generation = marks.get(GENERATION)
+    return Marks(None if generation is None else str(generation["token"]), running)
+
+
+async def _new_generation(ctx: Context, conversation_id: str) -> None:
+    await ctx.state.set(_scope(conversation_id), GENERATION, {"token": uuid.uuid4().hex})
 
 
 def gone(conversation_id: str) -> HttpError:
     return HttpError(404, "not_found", f"conversationId {conversation_id!r}: deleted as the message arrived")
 
 
-async def before_writing(ctx: Context, conversation_id: str) -> str | None:
-    """Before a send stores anything: 404 while a delete runs; else the mark to compare afterwards."""
-    token, running = await _mark(ctx, conversation_id)
-    if running:
+async def before_writing(ctx: Context, conversation_id: str) -> Marks:
+    """Before a send stores anything: 404 while a delete runs; else the marks to compare afterwards."""
+    marks = await read_marks(ctx, conversation_id)
+    if marks.running:
         raise gone(conversation_id)
-    return token
+    return marks
 
 
-async def after_writing(ctx: Context, conversation_id: str, seen: str | None) -> None:
+async def overlapped(ctx: Context, conversation_id: str, seen: Marks) -> bool:
+    """After a write made with no delete running before it (`seen`): did one run meanwhile? If so
+    the conversation is deleted here too (that delete may have read it before the write landed)."""
+    now = await read_marks(ctx, conversation_id)
+    if not now.running and now.generation == seen.generation:
+        return False
+    await delete_conversation(ctx, conversation_id)
+    return True
+
+
+async def after_writing(ctx: Context, conversation_id: str, seen: Marks) -> None:
     """After a send's last write: a delete that overlapped it is finished here too, and the send is a 404."""
-    token, running = await _mark(ctx, conversation_id)
-    if running or token != seen:
-        await delete_conversation(ctx, conversation_id)
+    if await overlapped(ctx, conversation_id, seen):
         raise gone(conversation_id)
 
 
@@ -67,11 +93,13 @@ async def delete_conversation(ctx: Context, conversation_id: str) -> int:
     """Stop its running or queued replies, delete every item (watchers get a delete each), then its
     record and search text, what is kept beside its replies, and who owned it; how many items went.
 
-    The finished mark is written even when a step fails (the delete answers its error and can be
-    sent again): a new token still makes any send that overlapped it finish the delete, and the
-    conversation is not closed to messages until the running mark lapses.
+    Its marks are renewed and let go of even when a step fails (the delete answers its error and can
+    be sent again): a new generation still makes any writer that overlapped it finish the delete,
+    and the conversation stays open to messages.
     """
-    await _write_mark(ctx, conversation_id, running=True)
+    running_mark = f"{RUNNING}{uuid.uuid4().hex}"
+    await ctx.state.set(_scope(conversation_id), running_mark, {"since": time.time()})
+    await _new_generation(ctx, conversation_id)
     try:
         stream = ctx.streams.conversation
         items = await stream.get_group(conversation_id)
@@ -87,5 +115,6 @@ async def delete_conversation(ctx: Context, conversation_id: str) -> int:
         await reply_journal.forget(ctx.state, replies)
         await ctx.state.delete(OWNERS, conversation_id)
     finally:
-        await _write_mark(ctx, conversation_id, running=False)
+        await _new_generation(ctx, conversation_id)
+        await ctx.state.delete(_scope(conversation_id), running_mark)
     return len(deleted)

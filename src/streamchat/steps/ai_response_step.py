@@ -15,10 +15,11 @@ from pydantic import BaseModel, Field
 
 from streamchat.catalog import Spent, current_catalog
 from streamchat.chat import answering, reply_journal
+from streamchat.chat.deleting import overlapped, read_marks
 from streamchat.chat.messages import FINISHED, ConversationMessage, ReplyUsage, utc_now
 from streamchat.chat.reply_quota import release
 from streamchat.chat.reply_telemetry import REPLIES, ReplyMeter, observed
-from streamchat.framework import OUTAGES, Context, EventConfig, Fenced, Item
+from streamchat.framework import Context, EventConfig, Item
 from streamchat.llm import ChatTurn, ProviderError, current_provider
 from streamchat.settings import get_settings
 
@@ -67,20 +68,19 @@ def history(items: Sequence[Item[ConversationMessage]], until: str, budget: int)
 
 
 async def handler(data: ChatMessageEvent, ctx: Context) -> None:
-    try:
-        await respond(data, ctx)
-    except Fenced:
-        raise  # not over: another run has the reply
-    except OUTAGES:
-        raise  # not over: the bus runs it again once the backend is back
-    except BaseException:
-        await reply_ended(data, ctx)
-        raise
+    """Run the reply; once it has ended, let go of what it held.
+
+    A run that raises has not ended the reply: the bus runs it again (a failed attempt, a backend
+    away, a shutdown's hand-back), or another run has it (fenced), or it fails for good and
+    `on_failure` ends it. Until then it still counts against its key and keeps its conversation busy.
+    """
+    await respond(data, ctx)
     await reply_ended(data, ctx)
 
 
 async def reply_ended(data: ChatMessageEvent, ctx: Context) -> None:
-    """Whatever the ending: the reply no longer counts against its key, nor keeps its conversation busy."""
+    """The reply has ended (completed, stopped, failed for good, or deleted): it no longer counts
+    against its key, nor keeps its conversation busy."""
     await release(ctx, data.keyId, data.assistantMessageId)
     if get_settings().busy_mode == "reject":
         await answering.free(ctx, data.conversationId, data.assistantMessageId)
@@ -155,9 +155,11 @@ def _turn_before(items: Sequence[Item[ConversationMessage]], reply_id: str) -> s
 async def finish(ctx: Context, cid: str, reply_id: str, final: ConversationMessage,
                  meter: ReplyMeter | None = None, key_id: str | None = None) -> bool:
     """Write the reply's last state (with its usage, when the model was called) and account for it;
-    False when there is nothing to end."""
-    if await ctx.streams.conversation.get(cid, reply_id) is None:
-        return False  # its conversation was deleted meanwhile: nothing to end, nothing to bring back
+    False when there is nothing to end: its conversation is being deleted or was, or a delete came
+    while the write was made (then it is finished here too, so the write brings nothing back)."""
+    seen = await read_marks(ctx, cid)
+    if seen.running or await ctx.streams.conversation.get(cid, reply_id) is None:
+        return False
     usage = None if meter is None else meter.usage()
     if usage is not None:
         final = final.model_copy(update={"usage": ReplyUsage.model_validate(usage)})
@@ -168,7 +170,7 @@ async def finish(ctx: Context, cid: str, reply_id: str, final: ConversationMessa
     spent = None if final.usage is None else Spent(reply_id, key_id, final.usage.model, final.usage.promptTokens or 0,
                                                     final.usage.completionTokens or 0)
     await catalog.index(cid, reply_id, final.message, active_at=ended, spent=spent)
-    return True
+    return not await overlapped(ctx, cid, seen)
 
 
 async def on_failure(data: ChatMessageEvent, ctx: Context, error: BaseException) -> None:
@@ -177,3 +179,4 @@ async def on_failure(data: ChatMessageEvent, ctx: Context, error: BaseException)
     if current is not None and current.data.status not in FINISHED:
         await finish(ctx, data.conversationId, data.assistantMessageId, current.data.model_copy(
             update={"status": "error", "error": "the reply failed after retries"}))
+    await reply_ended(data, ctx)

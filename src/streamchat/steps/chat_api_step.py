@@ -114,6 +114,7 @@ async def send_message(ctx: Context, principal: Principal | None, message: str, 
     user_message_id, assistant_message_id = str(uuid.uuid4()), str(uuid.uuid4())
     if not await claim(ctx.state, conversation_id, principal):
         raise HttpError(404, "not_found", f"conversationId {conversation_id!r}: no such conversation")
+    # A new id is known to nobody yet, so no delete can meet it.
     deletion_seen = await before_writing(ctx, conversation_id) if continuing else None
     taken = continuing and await make_room(ctx, conversation_id, assistant_message_id)
     try:
@@ -124,7 +125,7 @@ async def send_message(ctx: Context, principal: Principal | None, message: str, 
         if taken:  # no reply will run to free it
             await answering.free(ctx, conversation_id, assistant_message_id)
         raise
-    if continuing:
+    if deletion_seen is not None:
         await after_writing(ctx, conversation_id, deletion_seen)
     ctx.logger.info("message received", extra={"conversationId": conversation_id})
     return Sent(conversation_id, user_message_id, assistant_message_id)
