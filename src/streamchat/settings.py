@@ -20,7 +20,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails, PydanticUndefined
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from streamchat.framework.http.app import DEFAULT_MAX_BODY_BYTES
+from streamchat.framework.config import DEFAULT_MAX_BODY_BYTES
 from streamchat.framework.streams.hub import IDLE_GROUPS_KEPT
 from streamchat.framework.streams.replay import REPLAY_BUDGET_BYTES
 from streamchat.llm.local_models import DEFAULT_MODEL

@@ -46,7 +46,7 @@ class ReplyMeter:
     ended: float | None = None
 
     def usage(self) -> dict[str, Any] | None:
-        """The reply's `usage` (see conversation_stream.ReplyUsage); None if the model was never called."""
+        """The reply's `usage` (see messages.ReplyUsage); None if the model was never called."""
         if not self.asked:
             return None
         ended = self.ended if self.ended is not None else time.perf_counter()

@@ -12,6 +12,9 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel
 
+#: A request body larger than this is refused with 413 unless the app or the step sets its own limit.
+DEFAULT_MAX_BODY_BYTES = 256 * 1024
+
 if TYPE_CHECKING:
     from streamchat.framework.access.auth import Principal
     from streamchat.framework.store.state import State
@@ -38,12 +41,14 @@ class StreamConfig(Generic[M]):
     """A typed stream: items of `schema`, grouped by a group id, keyed by an item id.
 
     `can_access`, when API keys are in use, decides whether a caller may watch a group (Motia's
-    `canAccess`); without it any authenticated caller may.
+    `canAccess`); without it any authenticated caller may. `summary` names the fields the
+    Workbench shows of each write (an item's status, say), so its trace says what changed.
     """
 
     name: str
     schema: type[M]
     can_access: Callable[[AccessRequest], Awaitable[bool]] | None = None
+    summary: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -99,11 +99,6 @@ def error_response(status: int, error: str, detail: str, *, error_format: ErrorF
     return JSONResponse(error_format.write(status, error, detail, extra), status_code=error_format.status(status))
 
 
-def error_doc(description: str) -> dict[str, Any]:
-    """An OpenAPI response in the ErrorBody shape, for a route documented after it was made (no `model=` then)."""
-    return PLAIN_ERRORS.doc(description)
-
-
 def describe_validation(error: ValidationError, prefix: tuple[str | int, ...] = ()) -> tuple[str, list[Any]]:
     """Turn pydantic's error list into one readable sentence naming each field, plus the list."""
     fields = []

@@ -38,7 +38,7 @@ from streamchat.steps.ai_response_step import ChatMessageEvent
 
 class ChatRequest(BaseModel):
     message: str = Field(min_length=1, description="The user's message, at most STREAMCHAT_MAX_MESSAGE_CHARS "
-                         "(default 32000) characters.")
+                         "characters.")
     conversationId: str | None = Field(
         default=None, min_length=1, max_length=200, pattern=ID_PATTERN,
         description="Continue this conversation; omitted: start a new one.",

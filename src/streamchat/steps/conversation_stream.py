@@ -6,4 +6,5 @@ from streamchat.chat.messages import ConversationMessage
 from streamchat.chat.ownership import can_watch
 from streamchat.framework import StreamConfig
 
-config = StreamConfig(name="conversation", schema=ConversationMessage, can_access=can_watch)
+config = StreamConfig(name="conversation", schema=ConversationMessage, can_access=can_watch,
+                      summary=("status", "from"))

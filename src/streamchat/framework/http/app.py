@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from streamchat.framework.access.auth import AccessRules, AuthMiddleware, document_auth
 from streamchat.framework.access.limits import BodyLimitMiddleware
 from streamchat.framework.bus import BusClosed
-from streamchat.framework.config import ApiConfig, ApiRequest, ApiResponse
+from streamchat.framework.config import DEFAULT_MAX_BODY_BYTES, ApiConfig, ApiRequest, ApiResponse
 from streamchat.framework.discovery import ApiStep
 from streamchat.framework.errors import (
     ErrorFormat,
@@ -47,8 +47,6 @@ _PATH_PARAM = re.compile(r"{(\w+)}")
 
 
 Hook = Callable[[], Awaitable[None]]
-#: A request body larger than this is refused with 413 unless the app sets its own limit.
-DEFAULT_MAX_BODY_BYTES = 256 * 1024
 #: With keys in use, every path needs one and none needs an admin key.
 EVERY_PATH_KEYED = AccessRules()
 

@@ -67,7 +67,7 @@ class Stream(Generic[M]):
         stored = model.model_dump(mode="json", by_alias=True, exclude_none=True)
         item = await self._hub.set(self.name, group_id, item_id, stored, self._lease)
         if self._observer is not None:
-            summary: dict[str, Any] = {key: stored[key] for key in ("status", "from") if key in stored}
+            summary: dict[str, Any] = {key: stored[key] for key in self.config.summary if key in stored}
             self._observer("set", self.name, group_id, item_id, {**summary, "seq": item["seq"]})
         return Item(item_id, item["seq"], model)
 
