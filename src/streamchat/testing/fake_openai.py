@@ -2,11 +2,13 @@
 
 Tests and the benchmark drive it through `/control`:
   POST /control {"tokens": [...], "delay": 0.01, "ttft": 0.0, "fail": [500, 429],
-                 "hang_up_after": 3, "retry_after_ms": 10, "hold": false, "hold_after": 2, "count": 200,
+                 "hang_up_after": 3, "burst": false, "retry_after_ms": 10, "hold": false, "hold_after": 2, "count": 200,
                  "stamp": true, "tag": true, "misbehave": "garbage" | "empty-choices" | "no-newline",
                  "usage": true, "prompt_tokens": 42}
 sets how the next replies behave (`fail` statuses are used up one per request; `hold` keeps every
-reply from starting, `hold_after` keeps it open after that many tokens, until POST /control/release);
+reply from starting, `hold_after` keeps it open after that many tokens, until POST /control/release;
+with `burst`, the tokens before a `hang_up_after` go out in one write, so they reach the client
+together with the hang-up, as from a proxy that buffers);
 GET /control/requests lists the request bodies received; POST /control/reset restores defaults.
 A request whose last message contains `[tokens=N]` gets N tokens instead of the scripted ones;
 `count` makes every reply N tokens long; with `stamp`, each token is its own send time
@@ -53,6 +55,7 @@ class Script:
     ttft: float = 0.0
     fail: list[int] = field(default_factory=list)
     hang_up_after: int | None = None
+    burst: bool = False
     retry_after_ms: int = 10
     hold: bool = False
     hold_after: int | None = None
@@ -159,6 +162,10 @@ class FakeOpenAI:
             while True:
                 yield b"data: " + b"x" * 65536
                 await asyncio.sleep(0)
+        if script.burst and script.hang_up_after is not None and script.hang_up_after < len(tokens):
+            yield b"".join(_sse(_token_chunk(base, token)) for token in tokens[:script.hang_up_after])
+            record["sent"] = script.hang_up_after
+            raise HangUp("scripted hang-up")
         for index, token in enumerate(tokens):
             if script.hang_up_after is not None and index >= script.hang_up_after:
                 raise HangUp("scripted hang-up")
@@ -170,8 +177,7 @@ class FakeOpenAI:
                 await asyncio.sleep(script.delay)
             if script.stamp:
                 token = f" {time.time():.6f}"
-            chunk = {**base, "choices": [{"index": 0, "delta": {"content": token}, "finish_reason": None}]}
-            yield _sse(chunk)
+            yield _sse(_token_chunk(base, token))
             record["sent"] = index + 1
         if script.misbehave == "garbage":
             yield b"data: {this is not json\n\n"
@@ -185,6 +191,10 @@ class FakeOpenAI:
             record["usage"] = usage
             yield _sse({**base, "choices": [], "usage": usage})
         yield b"data: [DONE]\n\n"
+
+
+def _token_chunk(base: dict[str, Any], token: str) -> dict[str, Any]:
+    return {**base, "choices": [{"index": 0, "delta": {"content": token}, "finish_reason": None}]}
 
 
 def _sse(chunk: dict[str, Any]) -> bytes:
