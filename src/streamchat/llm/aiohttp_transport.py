@@ -1,12 +1,12 @@
 """The SDK's HTTP client on aiohttp, handing over every byte received before a broken connection's error.
 
-aiohttp reads a streamed reply two to four times cheaper than httpx2's own transport (BENCHMARKS.md,
-"The provider read"), but its `StreamReader` raises an error it has stored (a provider that hangs
-up mid-reply) before the bytes it had buffered with it, so such a reply lost its last tokens; the
-SDK's own aiohttp transport (vendored, private) passes that on. This transport hands them over
-first, then raises. Otherwise it does what the SDK's does: httpx2's timeouts and TLS settings,
-proxies from the environment, aiohttp's errors as httpx2's where the SDK and the provider tell them
-apart (timeouts, unreachable, broken mid-reply).
+aiohttp reads a streamed reply for about half (a token a read) to a quarter (many a read) of the
+CPU httpx2's own transport takes (BENCHMARKS.md, "The provider read"), but its `StreamReader`
+raises an error it has stored (a provider that hangs up mid-reply) before the bytes it had buffered
+with it, so such a reply lost its last tokens; the SDK's own aiohttp transport (vendored, private)
+passes that on. This transport hands them over first, then raises. Otherwise it does what the
+SDK's does: httpx2's timeouts and TLS settings, proxies from the environment, aiohttp's errors as
+httpx2's where the SDK and the provider tell them apart (timeouts, unreachable, broken mid-reply).
 """
 
 from __future__ import annotations
