@@ -100,7 +100,9 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
                 timeout=aiohttp.ClientTimeout(sock_connect=timeout.get("connect"), sock_read=timeout.get("read"),
                                               connect=timeout.get("pool")),
             )
-        extensions = {"http_version": b"HTTP/1.1", "reason_phrase": (response.reason or "").encode()}
+        extensions = {"http_version": b"HTTP/1.1"}
+        if response.reason:  # else httpx2 names the status's standard phrase
+            extensions["reason_phrase"] = response.reason.encode()
         return httpx2.Response(response.status, headers=response.raw_headers, stream=_Body(response),
                                request=request, extensions=extensions)
 
