@@ -16,7 +16,7 @@ from typing import Any, Literal, Protocol
 
 from streamchat.framework.leases import Lease
 from streamchat.framework.store import JSON, StoredItem
-from streamchat.framework.streams.changes import Change
+from streamchat.framework.streams.changes import Change, Kind
 
 #: Changes kept per group for exact resume (all groups' buffers share a budget: replay.py).
 REPLAY_LIMIT = 10_000
@@ -131,6 +131,11 @@ class GroupState:
         """Frame timestamp in ms, strictly rising per group (Motia clients drop ties)."""
         self.clock = max(int(time.time() * 1000), self.clock + 1)
         return self.clock
+
+    def change(self, stream: str, group: str, item_id: str | None, kind: Kind, payload: Any,
+               seq: int | None) -> Change:
+        """A change of this group, stamped with its next frame time."""
+        return Change(stream, group, item_id, kind, payload, seq, self.tick())
 
     def idle(self) -> bool:
         return not (self.writing or self.live or self.members or self.item_members or self.lock.locked())
