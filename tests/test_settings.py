@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from streamchat.llm.local_models import DEFAULT_MODEL
-from streamchat.settings import Settings, SettingsError, env_name, with_tables
+from streamchat.settings import Settings, SettingsError, env_name
+from streamchat.settings_tables import with_tables
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -212,6 +213,6 @@ def test_readme_tables_match_the_declarations() -> None:
 
 
 def test_readme_is_what_the_generator_writes() -> None:
-    """`python -m streamchat.settings --readme README.md` would change nothing: regenerate if this fails."""
+    """`python -m streamchat.settings_tables --readme README.md` would change nothing: regenerate if this fails."""
     text = README.read_text(encoding="utf-8")
     assert with_tables(text) == text

@@ -1,23 +1,20 @@
 """Settings from the environment and a `.env` file in the working directory.
 
 Each variable is declared once below: its type, default, bounds and the description README.md's
-configuration tables show (`python -m streamchat.settings --readme README.md` rewrites them; a
-test checks they match). `.env` is read, never exported into `os.environ`, and a real environment
-variable wins over it. An empty value means unset.
+configuration tables show (settings_tables.py writes them; a test checks they match). `.env` is
+read, never exported into `os.environ`, and a real environment variable wins over it. An empty
+value means unset.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
-import re
-import sys
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args, get_origin
+from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
-from pydantic_core import ErrorDetails, PydanticUndefined
+from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from streamchat.framework.config import DEFAULT_MAX_BODY_BYTES
@@ -60,7 +57,7 @@ def _keyed(data: dict[str, Any]) -> bool:
     return bool(data.get("api_keys") or data.get("api_keys_file"))
 
 
-class _ServiceSettings(BaseSettings):
+class ServiceSettings(BaseSettings):
     """README's "Configuration" table: what runs, where, and how replies are made.
 
     Fields are in the table's order; a default computed from other fields follows them.
@@ -195,13 +192,13 @@ class _ServiceSettings(BaseSettings):
         return level
 
     @model_validator(mode="after")
-    def _provider_has_a_key(self) -> _ServiceSettings:
+    def _provider_has_a_key(self) -> ServiceSettings:
         if self.provider == "openai" and not self.openai_api_key:
             raise ValueError(f"{PREFIX}PROVIDER=openai needs OPENAI_API_KEY")
         return self
 
 
-class Settings(_ServiceSettings):
+class Settings(ServiceSettings):
     """All settings; the fields declared here are README's "Access, limits and what operators see" table."""
 
     api_keys: str | None = Field(
@@ -311,7 +308,7 @@ def _complaint(detail: ErrorDetails) -> str:
     kind, ctx, got = detail["type"], detail.get("ctx", {}), detail["input"]
     if kind in _BOUNDS:
         words, bound = _BOUNDS[kind]
-        return f"{name} must be {words} {_number(ctx[bound])}, got {got}"
+        return f"{name} must be {words} {number(ctx[bound])}, got {got}"
     if kind.startswith("int_"):
         return f"{name} must be an integer, got {got!r}"
     if kind.startswith("float_"):
@@ -325,98 +322,5 @@ def _complaint(detail: ErrorDetails) -> str:
     return f"{name}: {detail['msg']}, got {got!r}"
 
 
-def _number(value: object) -> str:
+def number(value: object) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
-
-
-# README's tables ------------------------------------------------------------------------------
-
-TABLES: dict[str, list[str]] = {
-    "configuration": list(_ServiceSettings.model_fields),
-    "access": [name for name in Settings.model_fields if name not in _ServiceSettings.model_fields],
-}
-HEADER = "| variable | default | allowed | meaning |\n|---|---|---|---|"
-
-
-def shown_default(field: FieldInfo) -> str:
-    """The default as README shows it: the field's own, or its `shown` text when computed or special."""
-    extra = field.json_schema_extra
-    if isinstance(extra, dict) and "shown" in extra:
-        return str(extra["shown"])
-    if field.default is PydanticUndefined:
-        raise ValueError("a computed default needs a `shown` text")
-    if field.default is None:
-        return "unset"
-    if isinstance(field.default, bool):
-        return "`on`" if field.default else "`off`"
-    return f"`{_number(field.default)}`"
-
-
-def allowed(field: FieldInfo) -> str:
-    """What a value may be: a number's bounds, a flag's words, a choice's words; else nothing to say."""
-    if field.annotation is bool:
-        return "`on` / `off`"
-    if get_origin(field.annotation) is Literal:
-        return " / ".join(f"`{choice}`" for choice in get_args(field.annotation))
-    bounds = {kind: _readable(getattr(rule, kind)) for kind in _SIGNS
-              for rule in field.metadata if hasattr(rule, kind)}
-    if "ge" in bounds and "le" in bounds:
-        return f"{bounds['ge']}\N{EN DASH}{bounds['le']}"
-    return ", ".join(f"{_SIGNS[kind]} {value}" for kind, value in bounds.items())
-
-
-_SIGNS = {"gt": ">", "ge": "\N{GREATER-THAN OR EQUAL TO}", "lt": "<", "le": "\N{LESS-THAN OR EQUAL TO}"}
-
-
-def _readable(value: object) -> str:
-    return f"{value:,}" if isinstance(value, int) and value >= 100_000 else _number(value)
-
-
-def readme_rows(table: str) -> list[tuple[str, str, str, str]]:
-    """(variable, default, allowed, meaning) of each setting of one README table, in declaration order."""
-    rows = []
-    for name in TABLES[table]:
-        field = Settings.model_fields[name]
-        rows.append((f"`{env_name(name, field)}`", shown_default(field), allowed(field), field.description or ""))
-    return rows
-
-
-def markdown_table(table: str) -> str:
-    lines = ["| " + " | ".join(cell.replace("|", r"\|") for cell in row) + " |" for row in readme_rows(table)]
-    return "\n".join([HEADER, *lines])
-
-
-def _markers(table: str) -> tuple[str, str]:
-    return (f"<!-- settings:{table} (python -m streamchat.settings --readme README.md) -->",
-            f"<!-- /settings:{table} -->")
-
-
-def with_tables(readme: str) -> str:
-    """The README text with each table between its markers regenerated from the declarations."""
-    for table in TABLES:
-        start, end = _markers(table)
-        found = re.search(f"{re.escape(start)}\n.*?{re.escape(end)}", readme, re.DOTALL)
-        if found is None:
-            raise ValueError(f"no {start} ... {end} block in the README")
-        readme = f"{readme[:found.start()]}{start}\n{markdown_table(table)}\n{end}{readme[found.end():]}"
-    return readme
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m streamchat.settings",
-                                     description="Print or rewrite README.md's configuration tables.")
-    action = parser.add_mutually_exclusive_group(required=True)
-    action.add_argument("--markdown", action="store_true", help="print the tables, each between its markers")
-    action.add_argument("--readme", type=Path, metavar="PATH", help="rewrite the tables in this file in place")
-    args = parser.parse_args(argv)
-    if args.readme is not None:
-        args.readme.write_text(with_tables(args.readme.read_text(encoding="utf-8")), encoding="utf-8")
-        return 0
-    for table in TABLES:
-        start, end = _markers(table)
-        sys.stdout.write(f"{start}\n{markdown_table(table)}\n{end}\n\n")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
