@@ -43,6 +43,10 @@ class FakeProvider:
     def release(self) -> None:
         httpx.post(f"{self.url}/control/release").raise_for_status()
 
+    def release_stream(self, number: int) -> None:
+        """Release the `number`-th reply alone (its index in `streams()`, as `tag` counts); the others stay held."""
+        httpx.post(f"{self.url}/control/release", json={"stream": number}).raise_for_status()
+
     def requests(self) -> list[dict[str, Any]]:
         return list(httpx.get(f"{self.url}/control/requests").json()["requests"])
 
@@ -58,6 +62,16 @@ class FakeProvider:
             if sum(1 for stream in streams if stream.get("held")) >= count:
                 return streams
             assert time.monotonic() < deadline, f"{count} held replies expected within {timeout:g}s: {streams}"
+            await asyncio.sleep(0.02)
+
+    async def until_closed_by_client(self, number: int, timeout: float = 30) -> dict[str, Any]:
+        """Wait until the client of the `number`-th reply has hung up on it (an endless reply ends no other way)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            streams = await asyncio.to_thread(self.streams)
+            if len(streams) > number and streams[number]["closed_by_client_at"] is not None:
+                return streams[number]
+            assert time.monotonic() < deadline, f"reply {number} not closed by its client in {timeout:g}s: {streams}"
             await asyncio.sleep(0.02)
 
 

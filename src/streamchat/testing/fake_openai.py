@@ -2,13 +2,14 @@
 
 Tests and the benchmark drive it through `/control`:
   POST /control {"tokens": [...], "delay": 0.01, "ttft": 0.0, "fail": [500, 429],
-                 "hang_up_after": 3, "burst": false, "retry_after_ms": 10, "hold": false, "hold_after": 2, "count": 200,
-                 "stamp": true, "tag": true, "misbehave": "garbage" | "empty-choices" | "no-newline",
-                 "usage": true, "prompt_tokens": 42}
+                 "hang_up_after": 3, "burst": false, "retry_after_ms": 10, "hold": false, "hold_after": 2,
+                 "count": 200, "stamp": true, "tag": true, "misbehave": "garbage" | "empty-choices" | "no-newline",
+                 "usage": true, "prompt_tokens": 42, "endless": true}
 sets how the next replies behave (`fail` statuses are used up one per request; `hold` keeps every
-reply from starting, `hold_after` keeps it open after that many tokens, until POST /control/release;
-with `burst`, the tokens before a `hang_up_after` go out in one write, so they reach the client
-together with the hang-up, as from a proxy that buffers);
+reply from starting, `hold_after` keeps it open after that many tokens, until POST /control/release,
+or POST /control/release {"stream": n} for the n-th stream alone, counted as `tag` counts them; with
+`burst`, the tokens before a `hang_up_after` go out in one write, so they reach the client together
+with the hang-up, as from a proxy that buffers);
 GET /control/requests lists the request bodies received; POST /control/reset restores defaults.
 A request whose last message contains `[tokens=N]` gets N tokens instead of the scripted ones;
 `count` makes every reply N tokens long; with `stamp`, each token is its own send time
@@ -19,6 +20,9 @@ reply differ and a client can tell whose text it shows. A request with
 sends it: completion tokens are the tokens sent, prompt tokens the words of every message unless
 `prompt_tokens` says otherwise; `"usage": false` leaves it out, as some compatible servers do.
 The usage a stream reported is in its entry of `streams`, and `held` is true while `hold_after` holds it.
+With `endless`, a reply goes on after its tokens (one more every `delay`, at least every 20 ms) until
+the client hangs up, so a test can see a client close a reply that never finishes by itself; it is
+taken when a reply is requested, so a test can make one reply endless and the next one finite.
 
 Run: python -m streamchat.testing.fake_openai --port 8900
 """
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import re
 import time
 from collections.abc import AsyncIterator
@@ -48,6 +53,17 @@ class HangUp(Exception):
     """Raised inside the response body to drop the connection mid-stream."""
 
 
+@dataclass(frozen=True)
+class Reply:
+    """What one request is answered with, fixed when it arrives."""
+
+    #: The stream's number: its index in `streams` since the last reset.
+    number: int
+    tokens: list[str]
+    #: The prefix of the tokens sent past the scripted ones, for an endless reply; None ends it.
+    endless_prefix: str | None
+
+
 @dataclass
 class Script:
     tokens: list[str] = field(default_factory=lambda: list(DEFAULT_TOKENS))
@@ -67,6 +83,11 @@ class Script:
     misbehave: str | None = None
     usage: bool = True
     prompt_tokens: int | None = None
+    endless: bool = False
+
+
+#: How often an endless reply sends a token past its scripted ones when no `delay` is set.
+ENDLESS_PACE = 0.02
 
 
 class FakeOpenAI:
@@ -74,7 +95,10 @@ class FakeOpenAI:
         self.script = Script()
         self.requests: list[dict[str, Any]] = []
         self.streams: list[dict[str, Any]] = []
+        #: Set by a release of every held reply; cleared by a new script.
         self.release = asyncio.Event()
+        #: Releases of one stream each, by its number (its index in `streams`).
+        self._released: dict[int, asyncio.Event] = {}
 
     def app(self) -> Starlette:
         return Starlette(routes=[
@@ -98,12 +122,30 @@ class FakeOpenAI:
         self.script = Script()
         self.requests.clear()
         self.streams.clear()
-        self.release.set()
+        self._release_all()
+        self._released.clear()
         return JSONResponse({"ok": True})
 
-    async def release_held(self, _: Request) -> JSONResponse:
-        self.release.set()
+    async def release_held(self, request: Request) -> JSONResponse:
+        """Release every held reply, or with {"stream": n} the n-th stream alone (now or when it holds)."""
+        body = await request.body()
+        stream = orjson.loads(body).get("stream") if body else None
+        if stream is None:
+            self._release_all()
+        else:
+            self._released.setdefault(int(stream), asyncio.Event()).set()
         return JSONResponse({"ok": True})
+
+    def _release_all(self) -> None:
+        self.release.set()
+        for released in self._released.values():
+            released.set()
+
+    async def _held(self, number: int) -> None:
+        """Wait until this stream, or every held reply, is released."""
+        released = self._released.setdefault(number, asyncio.Event())
+        if not self.release.is_set():
+            await released.wait()
 
     async def list_requests(self, _: Request) -> JSONResponse:
         return JSONResponse({"requests": self.requests, "streams": self.streams})
@@ -122,12 +164,14 @@ class FakeOpenAI:
         last = str(body.get("messages", [{}])[-1].get("content", ""))
         if match := _TOKEN_COUNT.search(last):
             tokens = [f" t{i}" for i in range(int(match.group(1)))]
-        if script.tag:
-            tokens = [f"r{len(self.streams)}-{token}" for token in tokens]
+        number = len(self.streams)
+        prefix = f"r{number}-" if script.tag else ""
+        tokens = [f"{prefix}{token}" for token in tokens]
         record: dict[str, Any] = {"sent": 0, "finished": False, "closed_by_client_at": None,
                                   "text": "".join(tokens)}
         self.streams.append(record)
-        return StreamingResponse(self._recorded(self._chunks(body, tokens, script, record), record),
+        reply = Reply(number, tokens, prefix if script.endless else None)
+        return StreamingResponse(self._recorded(self._chunks(body, reply, script, record), record),
                                  media_type="text/event-stream")
 
     @staticmethod
@@ -142,15 +186,16 @@ class FakeOpenAI:
             raise
 
     async def _chunks(
-        self, body: dict[str, Any], tokens: list[str], script: Script, record: dict[str, Any]
+        self, body: dict[str, Any], reply: Reply, script: Script, record: dict[str, Any]
     ) -> AsyncIterator[bytes]:
+        tokens = reply.tokens
         created = int(time.time())
         base = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": created,
                 "model": body.get("model", "fake")}
         if script.ttft:
             await asyncio.sleep(script.ttft)
         if script.hold:
-            await self.release.wait()
+            await self._held(reply.number)
         yield _sse({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
                                          "finish_reason": None}]})
         if script.misbehave == "empty-choices":
@@ -171,7 +216,7 @@ class FakeOpenAI:
                 raise HangUp("scripted hang-up")
             if script.hold_after is not None and index == script.hold_after:
                 record["held"] = True
-                await self.release.wait()
+                await self._held(reply.number)
                 record["held"] = False
             if index and script.delay:
                 await asyncio.sleep(script.delay)
@@ -179,6 +224,11 @@ class FakeOpenAI:
                 token = f" {time.time():.6f}"
             yield _sse(_token_chunk(base, token))
             record["sent"] = index + 1
+        if reply.endless_prefix is not None:
+            for index in itertools.count(len(tokens)):
+                await asyncio.sleep(script.delay or ENDLESS_PACE)
+                yield _sse(_token_chunk(base, f"{reply.endless_prefix} t{index}"))
+                record["sent"] = index + 1
         if script.misbehave == "garbage":
             yield b"data: {this is not json\n\n"
         yield _sse({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
