@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import signal
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +20,7 @@ import httpx
 import pytest
 
 from conftest import Cluster, FakeProvider, Server, ServerFactory
-from helpers import read_sse, wait_until_streaming
+from helpers import read_sse, until, wait_until_streaming
 from streamchat.chat.messages import ConversationMessage
 from streamchat.framework.leases import Fenced, Lease
 from streamchat.framework.redis_link import RedisLink, holder_key
@@ -28,7 +29,6 @@ from streamchat.framework.store import Store, StoredItem
 from streamchat.framework.streams.hub import StreamHub
 from streamchat.framework.streams.sequencers.redis import RedisSequencer
 from streamchat.framework.streams.stream import Stream
-from streamchat.framework.streams.writeback import STORE_FLUSH_SECONDS
 from streamchat.steps.conversation_stream import config as conversation_stream
 from test_observability import scrape, value
 from test_scale import post_to_pair, post_traced, provider_streams
@@ -75,6 +75,7 @@ async def test_no_write_of_a_superseded_holder_lands_after_the_takeover(store: S
     await store.lease_take(old)
     taken = asyncio.Event()
     accepted_after_takeover: list[int] = []
+    accepted_before_takeover: list[int] = []
 
     async def old_writer() -> int:
         for seq in range(1, 100_000):
@@ -83,13 +84,15 @@ async def test_no_write_of_a_superseded_holder_lands_after_the_takeover(store: S
                 await store.put_item("s", "g", StoredItem("r", {"by": "old", "seq": seq}, seq), old)
             except Fenced:
                 return seq
-            if started_after:
-                accepted_after_takeover.append(seq)
+            (accepted_after_takeover if started_after else accepted_before_takeover).append(seq)
             await asyncio.sleep(0)
         raise AssertionError("the old holder was never fenced off")
 
+    async def writing_under_way() -> bool:
+        return len(accepted_before_takeover) >= 2 * len(writers)
+
     writers = [asyncio.create_task(old_writer()) for _ in range(4)]
-    await asyncio.sleep(0.05)
+    await until(writing_under_way, "the old holder's writes accepted")  # the takeover lands mid-writing
     await store.lease_take(new)
     taken.set()
     await asyncio.wait_for(asyncio.gather(*writers), 30)
@@ -98,7 +101,19 @@ async def test_no_write_of_a_superseded_holder_lands_after_the_takeover(store: S
     assert (await store.get_item("s", "g", "r")) == StoredItem("r", {"by": "new"}, 1_000_000)
 
 
-async def test_a_fenced_writer_of_the_local_hub_stops_at_its_next_write(store: Store) -> None:
+@pytest.fixture
+def writeback_log(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+    """The write-back's log, read where it is logged: a server started in this process keeps
+    streamchat's logs from reaching the root logger, where caplog reads."""
+    logger = logging.getLogger("streamchat.streams")
+    logger.addHandler(caplog.handler)
+    yield caplog
+    logger.removeHandler(caplog.handler)
+
+
+async def test_a_fenced_writer_of_the_local_hub_stops_at_its_next_write(
+    store: Store, writeback_log: pytest.LogCaptureFixture,
+) -> None:
     hub = StreamHub(store, {"conversation": conversation_stream})
     old, new = Lease("AiResponse:g", "old"), Lease("AiResponse:g", "new")
     await store.lease_take(old)
@@ -107,7 +122,12 @@ async def test_a_fenced_writer_of_the_local_hub_stops_at_its_next_write(store: S
     await stale.append("g", "r", "message", "old ")
 
     await store.lease_take(new)  # another process took the group's events over
-    await asyncio.sleep(STORE_FLUSH_SECONDS * 2)  # the batched write finds the lease taken
+
+    async def refused() -> bool:
+        return "a streaming item's lease was taken over" in writeback_log.text
+
+    # The batched write (on its beat, STORE_FLUSH_SECONDS) finds the lease taken, whenever it comes.
+    await until(refused, "the batched write refused")
     with pytest.raises(Fenced):
         await stale.append("g", "r", "message", "more ")
     with pytest.raises(Fenced):
@@ -223,7 +243,10 @@ async def stream_until(seen: SseTexts, prefix: str, tokens: int, timeout: float 
 async def test_an_instance_paused_past_its_lease_cannot_write_into_the_reply_taken_over(
     cluster: Cluster, fake_provider: FakeProvider, thawed: str,
 ) -> None:
-    fake_provider.script(tokens=TOKENS, delay=0.1, tag=True)
+    # Every run is held open after two tokens until the test releases it, so the instance is frozen
+    # mid-reply and thaws while the new run is mid-reply or after it ended, however fast the machine
+    # is. The frozen run never ends by itself (endless): only its client, the thawed instance, ends it.
+    fake_provider.script(tokens=TOKENS, tag=True, hold_after=2, endless=True)
     servers = cluster.start_many(2)
     cid = str(uuid.uuid4())
     posted = await post_to_pair(servers, "pause me", cid)
@@ -231,40 +254,57 @@ async def test_an_instance_paused_past_its_lease_cannot_write_into_the_reply_tak
     on_survivor, on_paused = SseTexts(), SseTexts()
     watchers = [asyncio.create_task(follow(survivor, cid, mid, on_survivor)),
                 asyncio.create_task(follow(paused, cid, mid, on_paused))]
+    await fake_provider.until_held(1)
     await wait_until_streaming(survivor.url, cid, mid)
+    fake_provider.script(endless=False)  # the run that takes the reply over ends by itself
 
     paused.process.send_signal(signal.SIGSTOP)
     try:
-        if thawed == "while the new run writes":
-            await stream_until(on_survivor, "r1-", 5)  # the lease ran out; the survivor regenerates the reply
-        else:
+        await fake_provider.until_held(2)  # the lease ran out; the survivor regenerates the reply
+        await stream_until(on_survivor, "r1-", 2)
+        if thawed == "after the new run ended":
+            fake_provider.release_stream(1)
             await asyncio.wait_for(asyncio.shield(watchers[0]), 60)
     finally:
         paused.process.send_signal(signal.SIGCONT)
-    await asyncio.wait_for(asyncio.gather(*watchers), 60)
-    await asyncio.sleep(1.0)  # room for a late write of the thawed instance, which must not come
+    fake_provider.release_stream(0)  # the thawed run reads on, in a reply it lost
+    await fake_provider.until_closed_by_client(0)  # fenced at its next write, or cancelled with its lease
 
-    runs = [stream["text"] for stream in provider_streams(fake_provider)]
-    assert len(runs) == 2 and all(isinstance(run, str) for run in runs)
+    async def stopped_by_the_fence_or_the_lease() -> bool:
+        fenced = value(await scrape(paused), "streamchat_handler_runs_total", step="AiResponse", outcome="fenced")
+        return fenced == 1 or "lost a bus partition lease" in paused.logs()
+
+    await until(stopped_by_the_fence_or_the_lease, "the thawed run stopped by the fence or by losing the lease")
+    fake_provider.release_stream(1)
+    await asyncio.wait_for(asyncio.gather(*watchers), 60)
+    await until(lambda: provider_stream_finished(fake_provider, 1), "the new run's provider stream finished")
+
+    runs = [str(stream["text"]) for stream in provider_streams(fake_provider)]
+    assert len(runs) == 2
     for seen in (on_survivor, on_paused):
-        assert_each_a_prefix_of_one_run(seen.texts, [str(run) for run in runs])
+        assert_each_a_prefix_of_one_run(seen.texts, runs)
         assert seen.texts[-1] == runs[1]
         assert seen.statuses.count("completed") == 1, seen.statuses
-    [stored] = [m for m in (await conversation(survivor, cid)) if m["id"] == mid]
-    assert (stored["status"], stored["message"]) == ("completed", runs[1])
-    first, second = provider_streams(fake_provider)
-    if thawed == "while the new run writes":  # else the provider may have sent it all while it slept
-        assert first["closed_by_client_at"] is not None and not first["finished"], "the paused run's stream closed"
-    assert second["finished"]
-    logs = paused.logs()
+    first = provider_streams(fake_provider)[0]
+    assert not first["finished"] and first["sent"] >= 2, "the paused run was cut off mid-reply"
     finished = f'"msg":"handler finished","step":"AiResponse","trace_id":"{trace}"'
-    assert finished not in logs, "the paused instance did not finish the reply"
-    fenced = value(await scrape(paused), "streamchat_handler_runs_total", step="AiResponse", outcome="fenced")
-    assert fenced == 1 or "lost a bus partition lease" in logs, "stopped by the fence or by losing the lease"
+    assert finished not in paused.logs(), "the paused instance did not finish the reply"
     # The reply journal (the pieces a Responses stream numbers its events by) is the new run's on
     # both instances: the thawed run wrote none of its own over it.
     for server in servers:
         assert await response_deltas(server, mid) == [f"r1-{token}" for token in TOKENS]
+    # Once the thawed instance has stopped (writing out whatever it still held), no late write of
+    # its own can come: what is stored now is final.
+    assert paused.stop() == 0
+    [stored] = [m for m in (await conversation(survivor, cid)) if m["id"] == mid]
+    assert (stored["status"], stored["message"]) == ("completed", runs[1])
+    assert await response_deltas(survivor, mid) == [f"r1-{token}" for token in TOKENS]
+
+
+async def provider_stream_finished(fake: FakeProvider, number: int) -> bool:
+    """Whether the provider sent the `number`-th reply to its end (it marks that just after the last chunk)."""
+    streams = await asyncio.to_thread(fake.streams)
+    return len(streams) > number and bool(streams[number]["finished"])
 
 
 async def response_deltas(server: Server, reply_id: str) -> list[str]:
@@ -288,27 +328,47 @@ async def test_a_second_process_on_the_same_sqlite_file_takes_the_reply_over_cle
 ) -> None:
     """A restart that overlaps the old process: the new one replays the journal and regenerates the
     running reply, and the old one, fenced off in the store, stops instead of writing on."""
-    fake_provider.script(tokens=TOKENS, delay=0.1, tag=True)
+    # The old process's run is held open after two tokens, so it is still running when the new
+    # process starts, and it never ends by itself (endless): only the old process can end it.
+    fake_provider.script(tokens=TOKENS, tag=True, hold_after=2, endless=True)
     old = servers.start()
     cid = str(uuid.uuid4())
-    accepted, _ = await post_traced(old, "overlap", cid)
+    accepted, trace = await post_traced(old, "overlap", cid)
     mid = accepted["assistantMessageId"]
+    await fake_provider.until_held(1)
     await wait_until_streaming(old.url, cid, mid)
+    fake_provider.script(endless=False)  # the new process's run ends by itself
     new = servers.start()  # same SQLite file: it replays the old process's journal
     on_new = SseTexts()
-    await asyncio.wait_for(follow(new, cid, mid, on_new), 60)
-    await asyncio.sleep(1.0)
+    following = asyncio.create_task(follow(new, cid, mid, on_new))
+    await fake_provider.until_held(2)  # the new process took the group over and regenerates the reply
+
+    fake_provider.release_stream(0)  # the old run writes on, under a lease it lost, while the new run is held
+    await fake_provider.until_closed_by_client(0)
+
+    async def fenced_off() -> bool:
+        fenced = value(await scrape(old), "streamchat_handler_runs_total", step="AiResponse", outcome="fenced")
+        return fenced == 1 and "another process took this group's events over" in old.logs()
+
+    await until(fenced_off, "the old process fenced off and leaving the group to the new one")
+    fake_provider.release_stream(1)
+    await asyncio.wait_for(following, 60)
+    await until(lambda: provider_stream_finished(fake_provider, 1), "the new run's provider stream finished")
 
     runs = [str(stream["text"]) for stream in provider_streams(fake_provider)]
     assert len(runs) == 2
     assert_each_a_prefix_of_one_run(on_new.texts, runs)
     assert on_new.texts[-1] == runs[1] and on_new.statuses.count("completed") == 1
+    first = provider_streams(fake_provider)[0]
+    assert not first["finished"] and first["sent"] > 2, "the old run read on past the takeover, then hung up"
+    finished = f'"msg":"handler finished","step":"AiResponse","trace_id":"{trace}"'
+    assert finished not in old.logs(), "the old process did not finish the reply"
     for server in (old, new):
         [stored] = [m for m in (await conversation(server, cid)) if m["id"] == mid]
         assert (stored["status"], stored["message"]) == ("completed", runs[1])
-    first, second = provider_streams(fake_provider)
-    assert first["closed_by_client_at"] is not None and not first["finished"]
-    assert second["finished"]
-    assert value(await scrape(old), "streamchat_handler_runs_total", step="AiResponse", outcome="fenced") == 1
-    assert "another process took this group's events over" in old.logs()
-    assert old.stop() == 0 and new.stop() == 0
+    # Once the old process has stopped (writing out whatever it still held), no late write of its
+    # own can come: what the new one serves now is final.
+    assert old.stop() == 0
+    [stored] = [m for m in (await conversation(new, cid)) if m["id"] == mid]
+    assert (stored["status"], stored["message"]) == ("completed", runs[1])
+    assert new.stop() == 0
