@@ -4,7 +4,6 @@ closes, and nothing comes back after a restart (real server processes, a real We
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 import httpx
 import pytest
@@ -29,8 +28,8 @@ async def deletes_then_nothing(watcher: Watcher, items: int) -> list[str]:
     return deletes
 
 
-async def frames_for_a_second(url: str, cid: str, last_event_id: int) -> list[SseFrame]:
-    """The frames an SSE client resuming after `last_event_id` gets in its first second."""
+async def frames_until_deleted(url: str, cid: str, last_event_id: int, ids: list[str]) -> list[SseFrame]:
+    """The frames an SSE client resuming after `last_event_id` gets, up to the deletes of every item in `ids`."""
     frames: list[SseFrame] = []
 
     async def read() -> None:
@@ -41,9 +40,10 @@ async def frames_for_a_second(url: str, cid: str, last_event_id: int) -> list[Ss
             async for frame in read_sse(response):
                 if isinstance(frame, SseFrame):
                     frames.append(frame)
+                    if set(ids) <= {f.data["id"] for f in frames if f.event == "delete"}:
+                        return
 
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(read(), 1.0)
+    await asyncio.wait_for(read(), 30)
     return frames
 
 
@@ -51,9 +51,10 @@ async def test_deleting_while_a_reply_streams_stops_it_and_watchers_see_every_it
     servers: ServerFactory, fake_provider: FakeProvider,
 ) -> None:
     server = servers.start()
-    fake_provider.script(tokens=SLOW, delay=0.03)
+    fake_provider.script(tokens=SLOW, hold_after=3)  # held mid-way, never released: only the delete ends it
     accepted = await post_chat(server.url, "talk for a long time")
     cid, mid = accepted["conversationId"], accepted["assistantMessageId"]
+    await fake_provider.until_held()
     await wait_until_streaming(server.url, cid, mid)
     sse_frames: list[SseFrame] = []
     subscribed = asyncio.Event()
@@ -82,12 +83,12 @@ async def test_deleting_while_a_reply_streams_stops_it_and_watchers_see_every_it
 
     # A client that resumes from before the delete gets only that the items went, none of their text.
     mark = next(frame.id for frame in sse_frames if frame.id is not None)
-    resumed = await frames_for_a_second(server.url, cid, mark)
+    resumed = await frames_until_deleted(server.url, cid, mark, [accepted["userMessageId"], mid])
     assert sorted(f.data["id"] for f in resumed if f.event == "delete") == sorted([accepted["userMessageId"], mid])
     assert "slow" not in str([f.data for f in resumed]) and "talk" not in str([f.data for f in resumed]), resumed
 
-    [record] = httpx.get(f"{fake_provider.url}/control/requests").json()["streams"]
-    assert record["closed_by_client_at"] is not None and not record["finished"], record
+    record = await fake_provider.until_closed_by_client(0)
+    assert not record["finished"] and len(fake_provider.streams()) == 1, record
 
     assert server.stop() == 0
     restarted = servers.start()
@@ -104,16 +105,19 @@ async def test_deleting_on_one_instance_empties_the_conversation_on_every_instan
     first instance): the provider request closes, the other instance's watcher sees every item go,
     the group's log leaves Redis, and neither instance knows the conversation afterwards."""
     first, second = cluster.start_many(2)
-    fake_provider.script(tokens=SLOW, delay=0.03)
+    fake_provider.script(tokens=SLOW, hold_after=3)  # held mid-way, never released: only the delete ends it
     accepted = await post_chat(first.url, "talk across instances")
     cid, mid = accepted["conversationId"], accepted["assistantMessageId"]
+    await fake_provider.until_held()
     await wait_until_streaming(first.url, cid, mid)
     redis = Redis.from_url(cluster.redis_url)
     log_key = f"{cluster.prefix}:log:conversation:{cid}"
     try:
         assert await redis.exists(log_key) == 1, f"the group's log is in Redis while it streams ({log_key})"
         async with Watcher(second.ws_url, cid, deltas=True) as watcher:
-            await watcher.next_frame(10)  # it is live: the reply's deltas reach the other instance
+            # It is live (joined and synced): the other instance shows the running reply.
+            [running] = watcher.watch.items(mid)
+            assert running["status"] == "streaming" and "".join(SLOW).startswith(running["message"]), running
             async with first.client() as client:
                 assert (await client.delete(f"/api/conversations/{cid}")).status_code == 204
             deletes = await deletes_then_nothing(watcher, 2)
@@ -121,8 +125,8 @@ async def test_deleting_on_one_instance_empties_the_conversation_on_every_instan
         assert await redis.exists(log_key) == 0, "the group's log is gone from Redis"
     finally:
         await redis.aclose()
-    [record] = httpx.get(f"{fake_provider.url}/control/requests").json()["streams"]
-    assert record["closed_by_client_at"] is not None and not record["finished"], record
+    record = await fake_provider.until_closed_by_client(0)
+    assert not record["finished"] and len(fake_provider.streams()) == 1, record
     for server in (first, second):
         async with server.client() as client:
             assert (await client.get(f"/api/conversations/{cid}")).status_code == 404
