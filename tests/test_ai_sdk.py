@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,16 +44,29 @@ def chat_id() -> str:
 
 
 async def drive(node: str, version: str, scenario: str, url: str, chat: str, text: str = "hello",
-                token: str | None = None, abort_after: int = 3, expect_error: bool = False) -> dict[str, Any]:
+                token: str | None = None, abort_after: int = 3, expect_error: bool = False,
+                reconnected: Callable[[], None] | None = None) -> dict[str, Any]:
+    """Run one scenario of chat.mjs; `reconnected` is called as soon as send-abort's reconnect is answered."""
     env = {**os.environ, "ABORT_AFTER": str(abort_after)}
     if token is not None:
         env["STREAMCHAT_TOKEN"] = token
     process = await asyncio.create_subprocess_exec(
         node, "chat.mjs", version, scenario, url, chat, text, cwd=CLIENT_DIR, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, limit=2**24)
+    assert process.stdout is not None and process.stderr is not None
+
+    async def lines() -> list[str]:
+        assert process.stdout is not None
+        read = []
+        async for line in process.stdout:
+            read.append(line.decode())
+            if reconnected is not None and line.startswith(b'{"reconnected":'):
+                await asyncio.to_thread(reconnected)
+        return read
+
+    stdout, stderr, _ = await asyncio.wait_for(asyncio.gather(lines(), process.stderr.read(), process.wait()), 60)
     assert stdout, f"no output from chat.mjs: {stderr.decode()}"
-    result = dict(json.loads(stdout.decode().strip().splitlines()[-1]))
+    result = dict(json.loads(stdout[-1]))
     assert (process.returncode != 0) == expect_error, (result, stderr.decode())
     return result
 
@@ -86,9 +100,12 @@ async def test_send_reads_the_whole_reply(node: str, version: str, server: Serve
 async def test_an_aborted_fetch_resumes_with_reconnect_and_the_reply_runs_on(
     node: str, version: str, server: Server, fake_provider: FakeProvider,
 ) -> None:
-    fake_provider.script(tokens=TOKENS, delay=0.08)
+    # The reply is held after the three tokens the client reads before it aborts, until its
+    # reconnect is answered: the reconnect finds it still streaming however slow the client is.
+    fake_provider.script(tokens=TOKENS, hold_after=3)
     chat = chat_id()
-    result = await drive(node, version, "send-abort", server.url, chat, abort_after=3)
+    result = await drive(node, version, "send-abort", server.url, chat, abort_after=3,
+                         reconnected=fake_provider.release)
     sent, resumed = result["sent"], result["resumed"]
     assert sent["deltas"] == 3 and sent["text"] == "".join(TOKENS[:3])
     assert resumed is not None, "the reply was still streaming: reconnect must not answer 204"

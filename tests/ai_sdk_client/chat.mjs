@@ -5,7 +5,8 @@
 //   send-abort      send `text`, abort the fetch after ABORT_AFTER text deltas, then reconnectToStream
 //   regenerate      regenerate the last reply (no messageId), read it to its end
 //   resume          reconnectToStream only (prints {"resumed": null} when the server answers 204)
-// Prints one JSON line: the assembled UI messages (readUIMessageStream) and what was seen.
+// Prints one JSON line: the assembled UI messages (readUIMessageStream) and what was seen; send-abort
+// prints {"reconnected": bool} before it, as soon as the reconnect is answered.
 // STREAMCHAT_TOKEN sets Authorization: Bearer; a thrown error prints {"error": message} and exits 1.
 const [pkg, scenario, baseUrl, chatId, text = "hello"] = process.argv.slice(2);
 const ai = await import(pkg);
@@ -66,6 +67,8 @@ try {
     });
     const sent = await read(stream, { controller, stopAfter: abortAfter });
     const again = await transport.reconnectToStream({ chatId });
+    // Tell the test the server has answered the reconnect (a test holding the reply releases it now).
+    console.log(JSON.stringify({ reconnected: again !== null }));
     result = { sent, resumed: again === null ? null : await read(again) };
   } else if (scenario === "regenerate") {
     // useChat's regenerate() without a messageId: the last reply is dropped from `messages`.
