@@ -6,12 +6,13 @@ import asyncio
 import contextlib
 import threading
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from conftest import FakeProvider, Server, ServerFactory
-from helpers import wait_for_status, wait_until_streaming
+from helpers import until, wait_for_status, wait_until_streaming
 from streamchat.client import (
     FINISHED,
     Events,
@@ -27,11 +28,11 @@ ALICE, BOB = "alice-key-0123456789", "bob-key-9876543210"
 
 async def test_send_then_reply_text_streams_what_the_server_stores(server: Server, fake_provider: FakeProvider) -> None:
     tokens = [f"piece{i} " for i in range(30)]
-    fake_provider.script(tokens=tokens, delay=0.02)
+    fake_provider.script(tokens=tokens, hold_after=15)  # the rest is written once the reader has a piece
     async with StreamchatClient(server.url) as client:
         accepted = await client.send("stream to me")
         reply = client.reply_text(accepted.conversation_id, accepted.assistant_message_id)
-        pieces = [piece async for piece in reply]
+        pieces = [piece async for piece in releasing_after_the_first(reply, fake_provider)]
         messages = await client.conversation(accepted.conversation_id)
         listed = await client.conversations()
         models = await client.models()
@@ -55,20 +56,21 @@ async def test_reply_text_ends_with_a_failed_or_stopped_reply(server: Server, fa
         assert reply.item is not None and reply.item["status"] == "error" and "500" in reply.item["error"]
 
         fake_provider.reset()
-        fake_provider.script(tokens=[f"slow{i} " for i in range(200)], delay=0.05)
+        # Held after five tokens and never released: only the stop ends it.
+        fake_provider.script(tokens=[f"slow{i} " for i in range(200)], hold_after=5)
         slow = await client.send("take your time")
         reply = client.reply_text(slow.conversation_id, slow.assistant_message_id)
-        shown, stopped = "", None
+        shown, stopped, held = "", None, "".join(f"slow{i} " for i in range(5))
         async for piece in reply:
             shown += piece
-            if stopped is None and len(shown) > 20:
+            if stopped is None and shown == held:
                 stopped = await client.stop(slow.conversation_id, slow.assistant_message_id)
                 assert stopped["status"] == "stopped"
         assert reply.item is not None and reply.item["status"] == "stopped"
         [_, stored] = await client.conversation(slow.conversation_id)
-        assert shown == stored["message"] and 0 < len(shown) < len("".join(f"slow{i} " for i in range(200)))
+        assert shown == stored["message"] == held
 
-        fake_provider.script(tokens=["again"])
+        fake_provider.script(tokens=["again"], hold_after=None)
         again = await client.regenerate(slow.conversation_id, slow.assistant_message_id)
         assert (again.conversation_id, again.user_message_id) == (slow.conversation_id, slow.user_message_id)
         pieces = [p async for p in client.reply_text(again.conversation_id, again.assistant_message_id)]
@@ -77,7 +79,8 @@ async def test_reply_text_ends_with_a_failed_or_stopped_reply(server: Server, fa
 
 async def test_deltas_rebuild_exactly_the_stored_reply(server: Server, fake_provider: FakeProvider) -> None:
     tokens = ["Grüße ", "🌊 ", "海 ", "e\u0301 ", '"quoted" ', "\\back\\slash ", "\n"] * 10
-    fake_provider.script(tokens=tokens, delay=0.01)
+    # Held after ten tokens, until a second watcher has joined: it joins mid-reply on any machine.
+    fake_provider.script(tokens=tokens, hold_after=10)
     cid = str(uuid.uuid4())
     async with StreamchatClient(server.url) as client, client.watch(cid, deltas=True) as early:
         accepted = await client.send("unicode, please", cid)
@@ -91,13 +94,14 @@ async def test_deltas_rebuild_exactly_the_stored_reply(server: Server, fake_prov
                 rebuilt += change.appended
                 deltas += 1
                 assert early.text(mid) == rebuilt
-                if late is None and deltas == 3:
+                if late is None and rebuilt == "".join(tokens[:10]):
                     late = await client.watch(cid, deltas=True).__aenter__()  # joins mid-reply
+                    await asyncio.to_thread(fake_provider.release)
             elif change.item["status"] in FINISHED:
                 break
         assert late is not None
         try:
-            assert 0 < len(late.text(mid)) < len("".join(tokens)), "the late joiner's sync has the text so far"
+            assert late.text(mid) == "".join(tokens[:10]), "the late joiner's sync has the text so far"
             final = await late.until_finished(mid, timeout=30)
         finally:
             await late.aclose()
@@ -113,6 +117,8 @@ class Cutter:
         self.target_port = target_port
         self.open: list[asyncio.StreamWriter] = []
         self.accepted = 0
+        #: How many connections had been accepted when the first cut came.
+        self.accepted_at_cut: int | None = None
         self.listener: asyncio.Server | None = None
 
     async def start(self) -> str:
@@ -134,6 +140,8 @@ class Cutter:
         await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
 
     def cut(self) -> None:
+        if self.accepted_at_cut is None:
+            self.accepted_at_cut = self.accepted
         for writer in self.open:
             writer.transport.abort()
         self.open.clear()
@@ -142,6 +150,27 @@ class Cutter:
         self.cut()
         if self.listener is not None:
             self.listener.close()
+
+
+async def releasing_after_the_first(pieces: AsyncIterator[str], fake: FakeProvider) -> AsyncIterator[str]:
+    """The pieces of a reply held by the fake provider, which is released once the first has come:
+    the rest is written while the reader reads, so it must come as pieces of its own."""
+    released = False
+    async for piece in pieces:
+        if not released:
+            await asyncio.to_thread(fake.release)
+            released = True
+        yield piece
+
+
+async def release_on_reconnect(cutter: Cutter, fake: FakeProvider) -> None:
+    """Release the held reply once the client connected again after the cut: it reconnects while
+    the reply still streams."""
+    async def reconnected() -> bool:
+        return cutter.accepted_at_cut is not None and cutter.accepted > cutter.accepted_at_cut
+
+    await until(reconnected, "a new connection after the cut")
+    await asyncio.to_thread(fake.release)
 
 
 async def read_until_finished(events: Events, mid: str, cut_after: int | None = None,
@@ -160,7 +189,7 @@ async def test_sse_resumes_after_a_dropped_connection_with_exactly_the_missing_f
     server: Server, fake_provider: FakeProvider
 ) -> None:
     tokens = [f"t{i} " for i in range(80)]
-    fake_provider.script(tokens=tokens, delay=0.02)
+    fake_provider.script(tokens=tokens, hold_after=20)  # the rest is written once the dropped client reconnects
     cutter = Cutter(server.port)
     cid = str(uuid.uuid4())
     try:
@@ -168,8 +197,9 @@ async def test_sse_resumes_after_a_dropped_connection_with_exactly_the_missing_f
                 direct.events(cid) as whole, dropped.events(cid) as resumed:
             accepted = await direct.send("cut me off", cid)
             mid = accepted.assistant_message_id
-            expected, got = await asyncio.wait_for(asyncio.gather(
-                read_until_finished(whole, mid), read_until_finished(resumed, mid, cut_after=10, cutter=cutter)), 60)
+            expected, got, _ = await asyncio.wait_for(asyncio.gather(
+                read_until_finished(whole, mid), read_until_finished(resumed, mid, cut_after=10, cutter=cutter),
+                release_on_reconnect(cutter, fake_provider)), 60)
             assert resumed.reconnects == 1 and cutter.accepted == 2 and whole.reconnects == 0
             assert got == expected, "after the drop: exactly the frames missed, then live, nothing twice"
             ids = [frame.id for frame in got if frame.id is not None]
@@ -264,11 +294,11 @@ async def test_send_returns_the_reply_to_iterate_from_its_first_character_to_its
     server: Server, fake_provider: FakeProvider
 ) -> None:
     tokens = [f"word{i} " for i in range(30)]
-    fake_provider.script(tokens=tokens, delay=0.01)
+    fake_provider.script(tokens=tokens, hold_after=15)  # the rest is written once the reader has a piece
     async with StreamchatClient(server.url) as client:
         reply = await client.send("stream to me")
         assert reply.body["status"] == "streaming" and reply.item is None, "nothing is read before iterating"
-        pieces = [piece async for piece in reply]
+        pieces = [piece async for piece in releasing_after_the_first(reply, fake_provider)]
         stored = await stored_reply(client, reply.conversation_id, reply.assistant_message_id)
         assert "".join(pieces) == reply.text == stored["message"] == "".join(tokens)
         assert len(pieces) > 1, "the text arrives as it is written, not at the end"
@@ -276,10 +306,10 @@ async def test_send_returns_the_reply_to_iterate_from_its_first_character_to_its
         assert [piece async for piece in reply] == [], "one pass"
 
         # Joining late: the text so far comes first as one piece, then the rest as it is written.
-        fake_provider.script(tokens=tokens, delay=0.03)
-        late = await client.send("again, slower", reply.conversation_id)
+        fake_provider.script(tokens=tokens, hold_after=15)
+        late = await client.send("again, later", reply.conversation_id)
         await wait_until_streaming(server.url, late.conversation_id, late.assistant_message_id)
-        pieces = [piece async for piece in late]
+        pieces = [piece async for piece in releasing_after_the_first(late, fake_provider)]
         stored = await stored_reply(client, late.conversation_id, late.assistant_message_id)
         assert "".join(pieces) == stored["message"] == "".join(tokens) and len(pieces) > 1
         assert late.user_message_id != reply.user_message_id and late.status == "completed"
@@ -296,16 +326,20 @@ async def test_a_reply_resumes_after_its_connection_drops_with_no_piece_lost_or_
     server: Server, fake_provider: FakeProvider
 ) -> None:
     tokens = [f"t{i} " for i in range(80)]
-    fake_provider.script(tokens=tokens, delay=0.03)
+    fake_provider.script(tokens=tokens, hold_after=20)  # the rest is written once the client reconnects
     cutter = Cutter(server.port)
     try:
         async with StreamchatClient(await cutter.start()) as client, StreamchatClient(server.url) as direct:
             reply = await client.send("cut me off")
             pieces: list[str] = []
+            releasing = None
             async for piece in reply:
                 pieces.append(piece)
-                if len(pieces) == 10:
+                if releasing is None and "".join(pieces) == "".join(tokens[:20]):
                     cutter.cut()  # the SSE connection (and any other) dies mid-reply, as on a network drop
+                    releasing = asyncio.create_task(release_on_reconnect(cutter, fake_provider))
+            assert releasing is not None
+            await releasing
             stored = await stored_reply(direct, reply.conversation_id, reply.assistant_message_id)
     finally:
         await cutter.close()
@@ -320,7 +354,7 @@ async def test_a_reply_whose_conversation_was_deleted_before_it_was_read_raises_
 ) -> None:
     """Deleted before the events were opened, the reply is in no snapshot and no delete frame
     follows: the reader looks it up instead of waiting for ever."""
-    fake_provider.script(tokens=[f"w{i} " for i in range(100)], delay=0.05)
+    fake_provider.script(tokens=[f"w{i} " for i in range(100)], hold_after=2)  # never released: the delete ends it
     async with StreamchatClient(server.url) as client:
         reply = await client.send("deleted at once")
         await client.delete(reply.conversation_id)
@@ -331,19 +365,20 @@ async def test_a_reply_whose_conversation_was_deleted_before_it_was_read_raises_
 
 
 async def test_stop_and_regenerate_with_or_without_the_message_id(server: Server, fake_provider: FakeProvider) -> None:
-    fake_provider.script(tokens=[f"slow{i} " for i in range(200)], delay=0.03)
+    # Held after five tokens and never released: only the stop ends it.
+    fake_provider.script(tokens=[f"slow{i} " for i in range(200)], hold_after=5)
     async with StreamchatClient(server.url) as client:
         slow = await client.send("take your time")
         cid = slow.conversation_id
+        held = "".join(f"slow{i} " for i in range(5))
         async for _ in slow:
-            if len(slow.text) > 20 and slow.status != "stopped":
+            if slow.text == held and slow.status != "stopped":
                 stopped = await slow.stop()
                 assert stopped["status"] == "stopped"
         stored = await stored_reply(client, cid, slow.assistant_message_id)
-        assert slow.status == stored["status"] == "stopped" and slow.text == stored["message"]
-        assert 20 < len(slow.text) < len("".join(f"slow{i} " for i in range(200)))
+        assert slow.status == stored["status"] == "stopped" and slow.text == stored["message"] == held
 
-        fake_provider.script(tokens=["the ", "last ", "one"])
+        fake_provider.script(tokens=["the ", "last ", "one"], hold_after=None)
         latest = await client.regenerate(cid)  # no id: the conversation's last reply
         assert (latest.conversation_id, latest.user_message_id) == (cid, slow.user_message_id)
         assert await latest.collect() == "the last one" and latest.status == "completed"
@@ -359,9 +394,11 @@ async def test_stop_and_regenerate_with_or_without_the_message_id(server: Server
 async def test_conversations_search_export_rename_delete(server: Server) -> None:
     word = f"quokka{uuid.uuid4().hex[:8]}"
     async with StreamchatClient(server.url) as client:
-        sent = [await client.send(f"tell me about the {word} number {i}") for i in range(5)]
-        for reply in sent:
+        sent = []
+        for i in range(5):  # each reply ends before the next message: their order of activity is the sending order
+            reply = await client.send(f"tell me about the {word} number {i}")
             await reply.collect()
+            sent.append(reply)
         ids = [reply.conversation_id for reply in sent]
 
         def mine(listed: list[dict[str, Any]]) -> list[str]:  # other tests' conversations may come between
@@ -411,23 +448,29 @@ async def test_conversations_search_export_rename_delete(server: Server) -> None
 
 def test_the_blocking_client_is_the_async_one_on_a_thread(server: Server, fake_provider: FakeProvider) -> None:
     tokens = [f"sync{i} " for i in range(20)]
-    fake_provider.script(tokens=tokens, delay=0.01)
+    fake_provider.script(tokens=tokens, hold_after=10)  # the rest is written once the reader has a piece
     with SyncStreamchatClient(server.url) as client:
         reply = client.send("hello from a script")
-        pieces = list(reply)
+        pieces = []
+        for piece in reply:
+            if not pieces:
+                fake_provider.release()
+            pieces.append(piece)
         [user, stored] = client.conversation(reply.conversation_id)
         assert "".join(pieces) == reply.text == stored["message"] == "".join(tokens) and len(pieces) > 1
         assert (user["id"], reply.status) == (reply.user_message_id, "completed")
 
-        fake_provider.script(tokens=[f"slow{i} " for i in range(200)], delay=0.03)
+        # Held after three tokens and never released: only the stop ends it.
+        fake_provider.script(tokens=[f"slow{i} " for i in range(200)], hold_after=3)
         slow = client.send("slowly", reply.conversation_id)
         with slow:
             for _ in slow:
-                if len(slow.text) > 10 and slow.status != "stopped":
+                if slow.text == "slow0 slow1 slow2 " and slow.status != "stopped":
                     assert slow.stop()["status"] == "stopped"
         assert slow.status == "stopped" and slow.text == client.conversation(reply.conversation_id)[-1]["message"]
+        assert slow.text == "slow0 slow1 slow2 "
 
-        fake_provider.script(tokens=["once ", "more"])
+        fake_provider.script(tokens=["once ", "more"], hold_after=None)
         again = client.regenerate(reply.conversation_id)
         assert again.collect() == "once more" and again.user_message_id == slow.user_message_id
 
@@ -437,7 +480,7 @@ def test_the_blocking_client_is_the_async_one_on_a_thread(server: Server, fake_p
         assert reply.conversation_id in [c["conversationId"] for c in client.conversations(limit=5)]
 
         # Leaving a reply half-read closes its stream; the client still works.
-        fake_provider.script(tokens=[f"long{i} " for i in range(100)], delay=0.02)
+        fake_provider.script(tokens=[f"long{i} " for i in range(100)], hold_after=2)  # still running at the stop
         with client.send("a long one") as left:
             assert next(left)
         client.stop(left.conversation_id, left.assistant_message_id)
