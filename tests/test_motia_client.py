@@ -51,8 +51,15 @@ class NodeWatcher:
             raise AssertionError(f"node client exited: {stderr.decode()}")
         return dict(json.loads(raw))
 
+    async def until_rendered(self, length: int) -> None:
+        """Read the group watcher's renders until it has shown a reply of `length` characters."""
+        while (line := await self.line()) != {"type": "render", "length": length}:
+            assert line["type"] == "render", line
+
     async def final(self) -> dict[str, Any]:
         result = await self.line()
+        while result["type"] == "render":
+            result = await self.line()
         assert await asyncio.wait_for(self.process.wait(), 10) == 0
         assert result["type"] == "final", result
         return result
@@ -61,26 +68,31 @@ class NodeWatcher:
 async def test_group_subscription_receives_the_whole_reply(
     node: str, server: Server, fake_provider: FakeProvider
 ) -> None:
-    fake_provider.script(tokens=TOKENS, delay=0.02)
+    fake_provider.script(tokens=TOKENS, hold_after=5)  # held mid-way until the client has shown it
     cid = str(uuid.uuid4())
     watcher = await NodeWatcher.start(node, server.ws_url, cid, "group")
     accepted = await post_chat(server.url, "hello from node", cid)
+    await watcher.until_rendered(len("".join(TOKENS[:5])))
+    fake_provider.release()
     result = await watcher.final()
     items = {item["id"]: item for item in result["state"]}
     reply = items[accepted["assistantMessageId"]]
     assert (reply["status"], reply["message"]) == ("completed", "".join(TOKENS))
     assert items[accepted["userMessageId"]]["message"] == "hello from node"
     assert [item["id"] for item in result["state"]] == [accepted["userMessageId"], accepted["assistantMessageId"]]
-    assert len(set(result["renders"])) > 3, "the client should have rendered the reply progressively"
+    held, whole = len("".join(TOKENS[:5])), len("".join(TOKENS))
+    assert held in result["renders"] and result["renders"][-1] == whole, (
+        "the client rendered the reply progressively: the text so far, then the whole")
 
 
 async def test_a_deleted_conversation_empties_in_motias_client(
     node: str, server: Server, fake_provider: FakeProvider
 ) -> None:
     """DELETE while the reply streams: Motia's own client removes each message on its delete frame."""
-    fake_provider.script(tokens=[f"long{i} " for i in range(200)], delay=0.03)
+    fake_provider.script(tokens=[f"long{i} " for i in range(200)], hold_after=3)  # never released: still streaming
     accepted = await post_chat(server.url, "a reply to delete")
     cid = accepted["conversationId"]
+    await fake_provider.until_held()
     await wait_until_streaming(server.url, cid, accepted["assistantMessageId"])
     watcher = await NodeWatcher.start(node, server.ws_url, cid, "emptied")
     async with server.client() as client:
@@ -119,7 +131,7 @@ async def test_every_kind_of_subscriber_ends_with_byte_identical_text(
     node: str, server: Server, fake_provider: FakeProvider
 ) -> None:
     tokens = ["Grüße ", "🌊 ", "海 ", "e\u0301 ", '"quoted" ', "\\back\\slash ", "<b>tag</b> ", "\n", "end"] * 8
-    fake_provider.script(tokens=tokens, delay=0.01)
+    fake_provider.script(tokens=tokens, hold_after=20)  # held until the late watcher has joined mid-reply
     expected = "".join(tokens).encode()
     cid = str(uuid.uuid4())
     node_watcher = await NodeWatcher.start(node, server.ws_url, cid, "group")
@@ -133,6 +145,7 @@ async def test_every_kind_of_subscriber_ends_with_byte_identical_text(
     await wait_until_streaming(server.url, cid, mid)
     late = Watcher(server.ws_url, cid, deltas=True)
     await late.__aenter__()
+    fake_provider.release()
     finals = await asyncio.gather(plain.until_finished(mid), deltas.until_finished(mid), late.until_finished(mid))
     node_state = {item["id"]: item for item in (await node_watcher.final())["state"]}
     await sse

@@ -2,7 +2,8 @@
 // Usage: node watch.mjs <ws-url> <conversationId> [group|item|emptied] [messageId]
 // Prints one JSON line "ready" once subscribed (after the first sync), then one JSON line
 // with the final state, and exits 0; exits 1 on timeout. `emptied` watches the group until
-// it had items and has none left (the conversation was deleted).
+// it had items and has none left (the conversation was deleted). `group` also prints a "render"
+// line with the reply's length at each change, as it happens, for a test to act on.
 import { Stream } from "@motiadev/stream-client-node";
 
 const [url, conversationId, mode = "group", messageId] = process.argv.slice(2);
@@ -45,7 +46,11 @@ if (mode === "item") {
   sub.addChangeListener((items) => {
     if (!ready) { ready = true; console.log(JSON.stringify({ type: "ready" })); }
     const replies = items.filter((item) => item.from === "assistant");
-    if (replies.length) renders.push(replies[replies.length - 1].message.length);
+    if (replies.length) {
+      const length = replies[replies.length - 1].message.length;
+      renders.push(length);
+      console.log(JSON.stringify({ type: "render", length }));
+    }
     if (replies.length && replies.every(finished)) done(items);
   });
 }
