@@ -66,7 +66,7 @@ async def test_a_streamed_response_is_numbered_and_equals_the_stored_reply(
 async def test_a_background_response_resumes_exactly_after_event_n(
     server: Server, fake_provider: FakeProvider, when: str,
 ) -> None:
-    fake_provider.script(tokens=TOKENS, delay=0.05)
+    fake_provider.script(tokens=TOKENS, hold_after=4)  # held after four pieces until the test says so
     async with sdk(server.url) as client:
         stream = await client.responses.create(model="fake-model", input="long one", stream=True, background=True)
         first: list[Any] = []
@@ -78,12 +78,14 @@ async def test_a_background_response_resumes_exactly_after_event_n(
         response_id = first[0].response.id
         cid = first[0].response.conversation.id
         if when == "after the end":
+            fake_provider.release()
             await wait_for_status(server.url, cid, response_id)
         else:
             assert (await stored_reply(server.url, cid, response_id))["status"] == "streaming"
         last_seen = first[-1].sequence_number
-        rest = [event async for event in await client.responses.retrieve(
-            response_id, stream=True, starting_after=last_seen)]
+        resumed = await client.responses.retrieve(response_id, stream=True, starting_after=last_seen)
+        fake_provider.release()  # (while streaming) the rest is written once the resumed stream is open
+        rest = [event async for event in resumed]
         retrieved = await client.responses.retrieve(response_id)
         whole = [event async for event in await client.responses.retrieve(response_id, stream=True)]
     assert rest[0].sequence_number == last_seen + 1
@@ -102,23 +104,26 @@ async def test_a_response_resumes_exactly_on_another_instance_while_streaming(
 ) -> None:
     """The instance writing the reply keeps the piece lengths; another reads them from state."""
     a, b = cluster.start_many(2)
-    fake_provider.script(tokens=TOKENS, delay=0.1)
+    fake_provider.script(tokens=TOKENS, hold_after=5)  # held after five pieces until both resumed streams are open
     async with sdk(a.url) as on_a, sdk(b.url) as on_b:
         stream = await on_a.responses.create(model="fake-model", input="across", stream=True, background=True)
         first: list[Any] = []
         async for event in stream:
             first.append(event)
-            if len(first) == 9:
+            if len(first) == 9:  # the opening four and five deltas
                 break
         await stream.close()
         response_id, cid = first[0].response.id, first[0].response.conversation.id
         assert (await stored_reply(b.url, cid, response_id))["status"] == "streaming"
         # Resumed on both: whichever instance runs the reply, the other one reads the lengths from state.
-        async def resume(client: AsyncOpenAI) -> list[Any]:
-            return [event async for event in await client.responses.retrieve(
-                response_id, stream=True, starting_after=first[-1].sequence_number)]
+        resumed = await asyncio.gather(*(client.responses.retrieve(
+            response_id, stream=True, starting_after=first[-1].sequence_number) for client in (on_a, on_b)))
+        fake_provider.release()
 
-        rest_a, rest_b = await asyncio.gather(resume(on_a), resume(on_b))
+        async def rest_of(stream: Any) -> list[Any]:
+            return [event async for event in stream]
+
+        rest_a, rest_b = await asyncio.gather(*(rest_of(stream) for stream in resumed))
     reply = await stored_reply(b.url, cid, response_id)
     for rest in (rest_a, rest_b):
         numbers = [event.sequence_number for event in first + rest]
@@ -144,11 +149,12 @@ async def test_previous_response_id_carries_the_history(server: Server, fake_pro
 
 
 async def test_cancel_stops_a_background_response(server: Server, fake_provider: FakeProvider) -> None:
-    fake_provider.script(tokens=TOKENS, delay=0.1)
+    fake_provider.script(tokens=TOKENS, hold_after=3)  # never released: only the cancel ends it
     async with sdk(server.url) as client:
         created = await client.responses.create(model="fake-model", input="go on", background=True)
         assert created.status in ("queued", "in_progress")
         assert created.conversation is not None
+        await fake_provider.until_held()
         await wait_until_streaming(server.url, created.conversation.id, created.id)
         cancelled = await client.responses.cancel(created.id)
         again = await client.responses.cancel(created.id)  # cancelling a cancelled one answers it again
@@ -267,7 +273,7 @@ async def test_a_stopped_response_ends_incomplete_and_a_failed_one_failed(
     servers: ServerFactory, fake_provider: FakeProvider,
 ) -> None:
     server = servers.start(STREAMCHAT_PROVIDER_RETRIES="0")
-    fake_provider.script(tokens=TOKENS, delay=0.1)
+    fake_provider.script(tokens=TOKENS, hold_after=2)  # never released: only the cancel ends it
     async with sdk(server.url) as client:
         events: list[Any] = []
         async for event in await client.responses.create(model="fake-model", input="stop me", stream=True):
@@ -280,8 +286,9 @@ async def test_a_stopped_response_ends_incomplete_and_a_failed_one_failed(
         assert stopped.status == "cancelled" and stopped.output_text == deltas(events)
         assert stopped.conversation is not None
         assert (await stored_reply(server.url, stopped.conversation.id, stopped.id))["message"] == deltas(events)
+        assert deltas(events) == "".join(TOKENS[:2])
 
-        fake_provider.script(fail=[500])
+        fake_provider.script(fail=[500], hold_after=None)
         failed = [event async for event in await client.responses.create(input="fail me", stream=True)]
     assert failed[-1].type == "response.failed"
     assert failed[-1].response.status == "failed" and failed[-1].response.error is not None
