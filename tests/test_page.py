@@ -66,20 +66,41 @@ def send(page: Page, text: str) -> None:
     page.press("#input", "Enter")
 
 
+def until_showing(page: Page, text: str) -> None:
+    """Wait until the newest reply shows exactly `text` while it streams (what a held reply has sent)."""
+    page.wait_for_function("""(text) => {
+        const replies = document.querySelectorAll('.message.assistant.streaming .body');
+        return replies.length > 0 && replies[replies.length - 1].innerText.trim() === text;
+    }""", arg=text.strip(), timeout=20_000)
+
+
+def until_closed_by_client(fake: FakeProvider, number: int = 0, timeout: float = 30) -> dict[str, object]:
+    """The `number`-th provider stream, once its client (the server) has hung up on it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        streams = fake.streams()
+        if len(streams) > number and streams[number]["closed_by_client_at"] is not None:
+            return streams[number]
+        assert time.monotonic() < deadline, f"reply {number} not closed by the server: {streams}"
+        time.sleep(0.02)
+
+
 def test_a_reply_appears_progressively_in_the_page(page: Page, server: Server, fake_provider: FakeProvider) -> None:
     tokens = [f"word{i} " for i in range(25)]
-    fake_provider.script(tokens=tokens, delay=0.04)
+    fake_provider.script(tokens=tokens, hold_after=10)  # held mid-way until the page shows it
     page.add_init_script(RECORD_RENDERS)
     page.goto(server.url)
     page.wait_for_selector("#connection.online")
     send(page, "Hello from the browser")
+    until_showing(page, "".join(tokens[:10]))
+    fake_provider.release()
     page.wait_for_selector(".message.assistant.completed", timeout=20_000)
     expected = "".join(tokens).strip()
     assert page.inner_text(".message.assistant .body").strip() == expected
     assert page.inner_text(".message.user .body") == "Hello from the browser"
     renders = page.evaluate("window.__renders")
-    partial = [text for text in renders if 0 < len(text.strip()) < len(expected)]
-    assert len(partial) >= 5, f"expected several intermediate renders, saw {renders}"
+    expected_renders_ok(renders, expected)
+    assert "".join(tokens[:10]).strip() in [text.strip() for text in renders], "the reply grew in the page"
     assert page.evaluate("location.hash").startswith("#"), "the open conversation is kept in the URL"
     shot(page, "chat-completed")
 
@@ -146,34 +167,38 @@ def expected_renders_ok(renders: list[str], expected: str) -> None:
 
 def test_reload_mid_reply_continues_without_repeating(page: Page, server: Server, fake_provider: FakeProvider) -> None:
     tokens = [f"line{i} " for i in range(60)]
-    fake_provider.script(tokens=tokens, delay=0.05)
+    held = "".join(tokens[:5])
+    fake_provider.script(tokens=tokens, hold_after=5)  # held mid-way until the reloaded page shows it
     page.goto(server.url)
     page.wait_for_selector("#connection.online")
     send(page, "long reply please")
-    page.wait_for_function("document.querySelector('.message.assistant .body')?.innerText.length > 20")
+    until_showing(page, held)
     page.add_init_script(RECORD_RENDERS)
     page.reload()
-    page.wait_for_selector(".message.assistant.streaming")
+    until_showing(page, held)
+    fake_provider.release()
     page.wait_for_selector(".message.assistant.completed", timeout=30_000)
     expected = "".join(tokens).strip()
     assert page.inner_text(".message.assistant .body").strip() == expected
     renders = page.evaluate("window.__renders")
     expected_renders_ok(renders, expected)
-    assert len(renders) > 3, "after the reload the reply kept streaming in"
+    shown = [text.strip() for text in renders]
+    assert held.strip() in shown and shown[-1] == expected, "after the reload the reply kept streaming in"
     shot(page, "chat-after-reload")
 
 
 def test_a_dropped_socket_resumes_without_duplicates(page: Page, server: Server, fake_provider: FakeProvider) -> None:
     tokens = [f"w{i} " for i in range(60)]
-    fake_provider.script(tokens=tokens, delay=0.04)
+    fake_provider.script(tokens=tokens, hold_after=5)  # held mid-way until the page is back online
     page.add_init_script(RECORD_RENDERS)
     page.goto(server.url)
     page.wait_for_selector("#connection.online")
     send(page, "survive a dropped connection")
-    page.wait_for_function("document.querySelector('.message.assistant .body')?.innerText.length > 10")
+    until_showing(page, "".join(tokens[:5]))
     page.evaluate("window.streamchat.live.socket.close()")
     page.wait_for_selector("#connection.offline")
-    page.wait_for_selector("#connection.online", timeout=10_000)
+    page.wait_for_selector("#connection.online", timeout=20_000)
+    fake_provider.release()
     page.wait_for_selector(".message.assistant.completed", timeout=30_000)
     expected = "".join(tokens).strip()
     assert page.inner_text(".message.assistant .body").strip() == expected
@@ -182,7 +207,7 @@ def test_a_dropped_socket_resumes_without_duplicates(page: Page, server: Server,
 
 def test_two_tabs_stay_identical(browser: Browser, server: Server, fake_provider: FakeProvider) -> None:
     tokens = [f"same{i} " for i in range(40)]
-    fake_provider.script(tokens=tokens, delay=0.03)
+    fake_provider.script(tokens=tokens, hold_after=5)  # held mid-way until both tabs show it
     context = browser.new_context()
     first, second = context.new_page(), context.new_page()
     for tab in (first, second):
@@ -192,6 +217,9 @@ def test_two_tabs_stay_identical(browser: Browser, server: Server, fake_provider
     send(first, "watched twice")
     first.wait_for_function("location.hash.length > 1")
     second.goto(server.url + "/" + first.evaluate("location.hash"))
+    for tab in (first, second):
+        until_showing(tab, "".join(tokens[:5]))
+    fake_provider.release()
     for tab in (first, second):
         tab.wait_for_selector(".message.assistant.completed", timeout=30_000)
     expected = "".join(tokens).strip()
@@ -204,19 +232,21 @@ def test_two_tabs_stay_identical(browser: Browser, server: Server, fake_provider
 
 
 def test_the_stop_button_stops_the_reply(page: Page, server: Server, fake_provider: FakeProvider) -> None:
-    fake_provider.script(tokens=[f"t{i} " for i in range(200)], delay=0.05)
+    held = "t0 t1 t2 t3 t4 "
+    fake_provider.script(tokens=[f"t{i} " for i in range(200)], hold_after=5)  # never released: the stop ends it
     page.goto(server.url)
     page.wait_for_selector("#connection.online")
     send(page, "go on forever")
-    page.wait_for_function("document.querySelector('.message.assistant .body')?.innerText.length > 10")
+    until_showing(page, held)
     page.click(".message.assistant button[data-action=stop]")
-    page.wait_for_selector(".message.assistant.stopped", timeout=5_000)
-    text = page.inner_text(".message.assistant .body")
-    page.wait_for_timeout(300)
-    assert page.inner_text(".message.assistant .body") == text, "no text arrives after the stop"
+    page.wait_for_selector(".message.assistant.stopped", timeout=20_000)
+    # No text can arrive after the stop: the server hung up on the provider where it was held.
+    record = until_closed_by_client(fake_provider)
+    assert record["sent"] == 5 and not record["finished"], record
+    assert page.inner_text(".message.assistant .body").strip() == held.strip()
     assert page.locator(".message.assistant button[data-action=regenerate]").count() == 1
     shot(page, "chat-stopped")
-    fake_provider.script(tokens=["Fresh", " answer"], delay=0.0)
+    fake_provider.script(tokens=["Fresh", " answer"], hold_after=None)
     page.click(".message.assistant button[data-action=regenerate]")
     page.wait_for_selector(".message.assistant.completed", timeout=10_000)
     assert page.locator(".message.assistant").count() == 2
@@ -291,7 +321,7 @@ def test_a_page_on_one_instance_follows_a_reply_made_on_another(
     page: Page, cluster: Cluster, fake_provider: FakeProvider, tmp_path: Path,
 ) -> None:
     tokens = [f"far{i} " for i in range(40)]
-    fake_provider.script(tokens=tokens, delay=0.05)
+    fake_provider.script(tokens=tokens, hold_after=10)  # held mid-way until the page on the other instance shows it
     package = product_with_a_broken_step(tmp_path)
     servers = cluster.start_many(2, STREAMCHAT_STEPS=package, PYTHONPATH=str(tmp_path))
     trace = uuid.uuid4().hex
@@ -306,11 +336,14 @@ def test_a_page_on_one_instance_follows_a_reply_made_on_another(
 
     page.add_init_script(RECORD_RENDERS)
     page.goto(f"{watcher.url}/#{accepted['conversationId']}")
+    until_showing(page, "".join(tokens[:10]))
+    fake_provider.release()
     page.wait_for_selector(".message.assistant.completed", timeout=20_000)
     assert page.inner_text(".message.assistant .body").strip() == "".join(tokens).strip()
     assert page.inner_text(".message.user .body") == "made elsewhere"
     renders = page.evaluate("window.__renders")
-    assert any(0 < len(text.strip()) < len("".join(tokens).strip()) for text in renders), (
+    expected_renders_ok(renders, "".join(tokens).strip())
+    assert "".join(tokens[:10]).strip() in [text.strip() for text in renders], (
         "the page should have shown the reply growing, not only its end")
     shot(page, "cluster-chat")
 
@@ -740,13 +773,18 @@ def frames_between(times: list[dict[str, float]], start: int, end: int, key: str
 
 
 def spread(ms: list[float]) -> dict[str, float]:
+    if not ms:  # how many frames a stretch of the reply gets depends on the machine's speed
+        return {"frames": 0}
     return {"frames": len(ms), "median": round(statistics.median(ms), 3),
             "p90": round(sorted(ms)[int(len(ms) * 0.9)], 3), "max": round(max(ms), 3)}
 
 
-def test_render_time_per_frame_does_not_grow_with_the_reply(
+def test_the_work_of_one_update_does_not_grow_with_the_reply(
     page: Page, server: Server, fake_provider: FakeProvider,
 ) -> None:
+    """The page renders a long reply incrementally: each update parses what arrived plus the
+    unfinished last block, never the reply so far. Counted in characters parsed, not timed: the
+    time a frame takes is the benchmark's to measure, and only reported here."""
     tokens = long_reply(10_100)
     offsets = [0]
     for token in tokens:
@@ -768,6 +806,24 @@ def test_render_time_per_frame_does_not_grow_with_the_reply(
     }""")
     assert same, "the incremental render ends exactly where a full render of the whole reply does"
 
+    # The reply again, token by token, through the page's own view: how much each update parses.
+    parsed = page.evaluate("""(tokens) => {
+        const view = new window.StreamchatMarkdown.MarkdownView(document.createElement("div"));
+        const parsed = [];
+        let text = "";
+        for (const token of tokens) {
+            text += token;
+            parsed.push(text.length - view.done);
+            view.update(text);
+        }
+        return parsed;
+    }""", tokens)
+    near_2k, near_10k = max(parsed[1600:2000]), max(parsed[9600:10_000])
+    # Sections repeat, so the longest unfinished block is as long at 10k tokens as at 2k (give or
+    # take the section number's digits); re-parsing the reply so far would be tens of thousands.
+    assert near_10k <= near_2k + 16, f"one update parses {near_10k} chars near 10k tokens, {near_2k} near 2k"
+    assert near_10k < offsets[2000] / 10, f"one update parses {near_10k} of {offsets[10_000]} chars"
+
     times = page.evaluate("window.streamchat.chat.renderTimes.filter((t) => t.chars > 0)")
     near = {"2k": frames_between(times, offsets[1600], offsets[2000]),
             "10k": frames_between(times, offsets[9600], offsets[10_000])}
@@ -788,16 +844,12 @@ def test_render_time_per_frame_does_not_grow_with_the_reply(
     }""", [offsets[2000], offsets[10_000]])
     report = {
         "tokens": len(tokens), "chars": len(text), "frames": len(times),
+        "max_chars_parsed_per_update_near_2k": near_2k, "max_chars_parsed_per_update_near_10k": near_10k,
         **{f"frame_ms_near_{name}": spread(ms) for name, ms in near.items()},
         **{f"whole_frame_ms_near_{name}": spread(ms) for name, ms in whole.items()},
         "whole_reply_render_ms_at_2k": round(full[0], 3), "whole_reply_render_ms_at_10k": round(full[1], 3),
     }
     ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / "render-times.json").write_text(json.dumps(report, indent=2) + "\n")
-    print("\nper-frame Markdown render times:", json.dumps(report, indent=2))
-    for name, ms in near.items():
-        assert len(ms) >= 5, f"too few frames near {name} tokens to judge: {report}"
-    small, large = report["frame_ms_near_2k"]["median"], report["frame_ms_near_10k"]["median"]
-    # performance.now() is coarsened to 0.1 ms here, hence the floor under the 2k median.
-    assert large < 3 * max(small, 0.2), f"the render of one frame grew with the reply: {report}"
+    print("\nper-frame Markdown render times (a report, not a check):", json.dumps(report, indent=2))
     shot(page, "page-long-reply")
