@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import signal
 
 import httpx
 
 from conftest import FakeProvider, ServerFactory
-from helpers import post_chat, wait_for_status
+from helpers import post_chat, wait_for_status, wait_until_streaming
 
 
 async def test_conversations_survive_a_restart(servers: ServerFactory) -> None:
@@ -39,19 +38,15 @@ async def test_a_reply_cut_off_by_a_crash_is_finished_after_restart(
     servers: ServerFactory, fake_provider: FakeProvider
 ) -> None:
     tokens = [f"part{i} " for i in range(40)]
-    fake_provider.script(tokens=tokens, delay=0.05)
+    fake_provider.script(tokens=tokens, hold_after=3)  # held mid-way: the crash cuts it off
     first = servers.start()
     accepted = await post_chat(first.url, "survive a crash")
     cid, mid = accepted["conversationId"], accepted["assistantMessageId"]
-    for _ in range(100):
-        reply = httpx.get(f"{first.url}/api/conversations/{cid}").json()["messages"][1]
-        if reply["status"] == "streaming" and reply["message"]:
-            break
-        await asyncio.sleep(0.05)
-    assert reply["status"] == "streaming"
+    await fake_provider.until_held()
+    await wait_until_streaming(first.url, cid, mid)
     first.stop(signal.SIGKILL)
 
-    fake_provider.script(delay=0.0)
+    fake_provider.script(hold_after=None)  # the run after the restart goes to the end
     second = servers.start()
     final = await wait_for_status(second.url, cid, mid)
     assert (final["status"], final["message"]) == ("completed", "".join(tokens))
