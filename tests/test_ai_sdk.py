@@ -46,7 +46,8 @@ def chat_id() -> str:
 async def drive(node: str, version: str, scenario: str, url: str, chat: str, text: str = "hello",
                 token: str | None = None, abort_after: int = 3, expect_error: bool = False,
                 reconnected: Callable[[], None] | None = None) -> dict[str, Any]:
-    """Run one scenario of chat.mjs; `reconnected` is called as soon as send-abort's reconnect is answered."""
+    """Run one scenario of chat.mjs; `reconnected` is called (on a thread) as soon as the reconnect of
+    send-abort or resume is answered."""
     env = {**os.environ, "ABORT_AFTER": str(abort_after)}
     if token is not None:
         env["STREAMCHAT_TOKEN"] = token

@@ -6,7 +6,7 @@
 //   regenerate      regenerate the last reply (no messageId), read it to its end
 //   resume          reconnectToStream only (prints {"resumed": null} when the server answers 204)
 // Prints one JSON line: the assembled UI messages (readUIMessageStream) and what was seen; send-abort
-// prints {"reconnected": bool} before it, as soon as the reconnect is answered.
+// and resume print {"reconnected": bool} before it, as soon as the reconnect is answered.
 // STREAMCHAT_TOKEN sets Authorization: Bearer; a thrown error prints {"error": message} and exits 1.
 const [pkg, scenario, baseUrl, chatId, text = "hello"] = process.argv.slice(2);
 const ai = await import(pkg);
@@ -79,6 +79,7 @@ try {
     result = { regenerated: await read(stream) };
   } else if (scenario === "resume") {
     const again = await transport.reconnectToStream({ chatId });
+    console.log(JSON.stringify({ reconnected: again !== null }));
     result = { resumed: again === null ? null : await read(again) };
   } else {
     throw new Error(`unknown scenario ${scenario}`);
