@@ -20,8 +20,10 @@ def events_url(server: Server, cid: str) -> str:
 
 
 async def follow(server: Server, cid: str, transcript: Transcript, *, until_done: str | None = None,
-                 max_frames: int | None = None, use_query: bool = False) -> list[SseFrame]:
-    """Read frames into `transcript` until `until_done` finishes or `max_frames` were read."""
+                 max_frames: int | None = None, use_query: bool = False,
+                 opened: asyncio.Event | None = None) -> list[SseFrame]:
+    """Read frames into `transcript` until `until_done` finishes or `max_frames` were read; `opened`
+    is set once the server has answered."""
     headers, params = {}, {}
     if transcript.last_id is not None:
         if use_query:
@@ -33,6 +35,8 @@ async def follow(server: Server, cid: str, transcript: Transcript, *, until_done
         "GET", events_url(server, cid), headers=headers, params=params
     ) as response:
         assert response.status_code == 200
+        if opened is not None:
+            opened.set()
         async for frame in read_sse(response):
             if isinstance(frame, str):
                 continue
@@ -47,9 +51,10 @@ async def follow(server: Server, cid: str, transcript: Transcript, *, until_done
 
 async def test_headers_and_a_snapshot_then_live_frames(server: Server, fake_provider: FakeProvider) -> None:
     tokens = [f"s{i} " for i in range(20)]
-    fake_provider.script(tokens=tokens, delay=0.03)
+    fake_provider.script(tokens=tokens, hold_after=5)  # held mid-way until the snapshot has come
     accepted = await post_chat(server.url, "sse please")
     cid, mid = accepted["conversationId"], accepted["assistantMessageId"]
+    await fake_provider.until_held()
     async with httpx.AsyncClient(timeout=30) as client, client.stream("GET", events_url(server, cid)) as response:
         assert response.headers["content-type"].startswith("text/event-stream")
         assert response.headers["cache-control"] == "no-cache"
@@ -60,6 +65,8 @@ async def test_headers_and_a_snapshot_then_live_frames(server: Server, fake_prov
             if isinstance(frame, SseFrame):
                 frames.append(frame)
                 transcript.apply(frame)
+                if len(frames) == 2:
+                    await asyncio.to_thread(fake_provider.release)  # the rest of the reply comes live
                 if transcript.status.get(mid) in FINISHED:
                     break
     assert [f.event for f in frames[:2]] == ["item", "item"], "a fresh connection starts with a snapshot"
@@ -96,8 +103,10 @@ async def test_resume_at_the_latest_id_waits_for_new_frames(server: Server) -> N
     await wait_for_status(server.url, cid, accepted["assistantMessageId"])
     transcript = Transcript()
     await follow(server, cid, transcript, until_done=accepted["assistantMessageId"])
-    follower = asyncio.create_task(follow(server, cid, transcript, max_frames=1))
-    await asyncio.sleep(0.3)
+    opened = asyncio.Event()
+    follower = asyncio.create_task(follow(server, cid, transcript, max_frames=1, opened=opened))
+    await asyncio.wait_for(opened.wait(), 30)
+    await asyncio.sleep(0.3)  # room for a frame that must not come: nothing signals that none will
     assert not follower.done(), "nothing was missed, so nothing should be sent yet"
     nxt = await post_chat(server.url, "news", cid)
     [frame] = await asyncio.wait_for(follower, 10)
@@ -132,7 +141,7 @@ async def test_a_stopping_server_ends_its_event_streams_instead_of_waiting_for_t
     servers: ServerFactory, fake_provider: FakeProvider,
 ) -> None:
     """SIGTERM with watchers connected: their streams end at once (they resume from their last id),
-    so the shutdown is not held for STREAMCHAT_SHUTDOWN_SECONDS (killed after 10 s below: status -9)."""
+    so the shutdown is not held for STREAMCHAT_SHUTDOWN_SECONDS (killed after 30 s below: status -9)."""
     server = servers.start(STREAMCHAT_SHUTDOWN_SECONDS="60")
     accepted = await post_chat(server.url, "something to watch")
     cid = accepted["conversationId"]
@@ -144,7 +153,7 @@ async def test_a_stopping_server_ends_its_event_streams_instead_of_waiting_for_t
             frame = await anext(frames)
             if isinstance(frame, SseFrame):
                 transcript.apply(frame)
-        stopping = asyncio.create_task(asyncio.to_thread(server.stop, timeout=10))
+        stopping = asyncio.create_task(asyncio.to_thread(server.stop, timeout=30))
         rest = [frame async for frame in frames]  # the stream ends, cleanly, without the client closing it
         assert await stopping == 0, "the server exited cleanly, not killed after the timeout"
     assert [frame for frame in rest if isinstance(frame, SseFrame)] == []
