@@ -98,6 +98,14 @@ class Watcher(Watch):
     async def until_finished(self, item_id: str, timeout: float | None = 30) -> dict[str, Any]:
         return await super().until_finished(item_id, timeout)
 
+    async def until_text(self, item_id: str, text: str, timeout: float = 30) -> None:
+        """Read frames until the item shows exactly `text` (all that a held reply has sent, say)."""
+        async def shown() -> None:
+            while self.text(item_id) != text:
+                await self.next()
+
+        await asyncio.wait_for(shown(), timeout)
+
 
 async def wait_for_status(target: Target, conversation_id: str, item_id: str, timeout: float = 30,
                           headers: dict[str, str] | None = None) -> dict[str, Any]:
