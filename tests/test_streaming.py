@@ -25,10 +25,13 @@ BURST = 2000
 async def test_reply_streams_token_by_token_and_ends_completed_with_the_provider_text(
     server: Server, fake_provider: FakeProvider
 ) -> None:
-    fake_provider.script(tokens=TOKENS, delay=0.01)
+    held = "".join(TOKENS[:4])
+    fake_provider.script(tokens=TOKENS, hold_after=4)  # held mid-way until the watcher has seen it
     cid = str(uuid.uuid4())
     async with Watcher(server.ws_url, cid) as watcher:
         accepted = await post_chat(server.url, "stream to me", cid)
+        await watcher.until_text(accepted["assistantMessageId"], held)
+        fake_provider.release()
         final = await watcher.until_finished(accepted["assistantMessageId"])
     assert final["status"] == "completed"
     assert final["message"] == "".join(TOKENS)
@@ -38,7 +41,7 @@ async def test_reply_streams_token_by_token_and_ends_completed_with_the_provider
     assert statuses[-1] == "completed"
     assert "streaming" in statuses
     growing = [v["message"] for v in versions if v["status"] == "streaming"]
-    assert len({len(text) for text in growing if text}) >= 3, "reply did not arrive progressively"
+    assert held in growing, "reply did not arrive progressively"
     assert all(later.startswith(earlier) for earlier, later in itertools.pairwise(growing))
     user = watcher.watch.final(accepted["userMessageId"])
     assert (user["from"], user["status"], user["message"]) == ("user", "completed", "stream to me")
@@ -81,14 +84,16 @@ async def test_item_join_gets_a_sync_of_the_item_then_its_changes(server: Server
 async def test_joining_mid_reply_gets_the_text_so_far_then_the_rest(
     server: Server, fake_provider: FakeProvider
 ) -> None:
-    fake_provider.script(tokens=TOKENS, delay=0.05)
+    fake_provider.script(tokens=TOKENS, hold_after=4)  # held mid-way until the late watcher has joined
     accepted = await post_chat(server.url, "late joiner")
     cid, mid = accepted["conversationId"], accepted["assistantMessageId"]
+    await fake_provider.until_held()
     await wait_until_streaming(server.url, cid, mid)
     async with Watcher(server.ws_url, cid) as watcher:
         snapshot = {item["id"]: item for item in watcher.watch.frames[0]["event"]["data"]}
         assert snapshot[mid]["status"] == "streaming"
-        assert 0 < len(snapshot[mid]["message"]) < len("".join(TOKENS))
+        assert "".join(TOKENS[:4]).startswith(snapshot[mid]["message"]) and snapshot[mid]["message"]
+        fake_provider.release()
         final = await watcher.until_finished(mid)
     assert final["message"] == "".join(TOKENS)
 
@@ -107,11 +112,12 @@ async def test_every_watcher_sees_the_same_final_text(server: Server, fake_provi
 
 
 async def test_a_disconnected_client_does_not_stop_the_reply(server: Server, fake_provider: FakeProvider) -> None:
-    fake_provider.script(tokens=TOKENS, delay=0.03)
+    fake_provider.script(tokens=TOKENS, hold_after=4)  # held mid-way until the client has left
     cid = str(uuid.uuid4())
-    async with Watcher(server.ws_url, cid):
+    async with Watcher(server.ws_url, cid) as watcher:
         accepted = await post_chat(server.url, "leave early", cid)
-        await asyncio.sleep(0.1)
+        await watcher.until_text(accepted["assistantMessageId"], "".join(TOKENS[:4]))
+    fake_provider.release()
     final = await wait_for_status(server.url, cid, accepted["assistantMessageId"])
     assert (final["status"], final["message"]) == ("completed", "".join(TOKENS))
 
@@ -155,11 +161,15 @@ async def test_history_is_trimmed_to_the_budget_newest_first(
 
 
 async def test_two_conversations_stream_concurrently(server: Server, fake_provider: FakeProvider) -> None:
-    fake_provider.script(tokens=[f"w{i} " for i in range(20)], delay=0.03)
+    # Both replies are held mid-way: B has provably started before A can finish.
+    fake_provider.script(tokens=[f"w{i} " for i in range(20)], hold_after=5)
     cid_a, cid_b = str(uuid.uuid4()), str(uuid.uuid4())
     async with Watcher(server.ws_url, cid_a) as watch_a, Watcher(server.ws_url, cid_b) as watch_b:
         a = await post_chat(server.url, "conversation A", cid_a)
         b = await post_chat(server.url, "conversation B", cid_b)
+        await fake_provider.until_held(2)
+        await watch_b.until_text(b["assistantMessageId"], "".join(f"w{i} " for i in range(5)))
+        fake_provider.release()
         final_a, final_b = await asyncio.gather(
             watch_a.until_finished(a["assistantMessageId"]), watch_b.until_finished(b["assistantMessageId"]))
     expected = "".join(f"w{i} " for i in range(20))
@@ -276,17 +286,21 @@ async def test_fast_pieces_reach_delta_subscribers_joined_in_few_frames_each_pie
     server: Server, fake_provider: FakeProvider
 ) -> None:
     tokens = [f"j{i} " for i in range(400)]
-    fake_provider.script(tokens=tokens, delay=0.001)
+    # One piece, held: it must reach the subscriber on its own (not held back for company); then the
+    # other 399 come as fast as the provider can send them, to be joined.
+    fake_provider.script(tokens=tokens, hold_after=1)
     cid = str(uuid.uuid4())
     async with Watcher(server.ws_url, cid, deltas=True) as watcher:
         accepted = await post_chat(server.url, "a fast model", cid)
+        await watcher.until_text(accepted["assistantMessageId"], tokens[0])
+        fake_provider.release()
         final = await watcher.until_finished(accepted["assistantMessageId"])
     deltas = delta_frames(watcher)
     assert "".join(d["delta"] for d in deltas) == "".join(tokens) == final["message"], "every piece exactly once"
     assert deltas[0]["delta"] == tokens[0], "the first piece is not held back"
     seqs = [d["seq"] for d in deltas]
     assert seqs == sorted(set(seqs)) and seqs[-1] < final["seq"]
-    assert len(deltas) < len(tokens) / 4, f"{len(deltas)} frames for {len(tokens)} pieces ~1 ms apart"
+    assert len(deltas) < len(tokens) / 4, f"{len(deltas)} frames for {len(tokens)} pieces sent at once"
 
 
 async def test_plain_subscribers_get_coalesced_updates_and_always_the_final_one(
