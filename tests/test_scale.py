@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from conftest import Cluster, FakeProvider, PrivatePostgres, PrivateRedis, Server, ServerFactory
-from helpers import Transcript, Watcher, post_chat, read_sse, wait_for_status, wait_until_streaming
+from helpers import Transcript, Watcher, post_chat, read_sse, until, wait_for_status, wait_until_streaming
 from test_motia_client import NodeWatcher, node, rebuilt_from_deltas  # noqa: F401  (node is a fixture)
 
 TOKENS = [f"tok{i} " for i in range(40)]
@@ -147,7 +147,7 @@ async def test_killing_the_generating_instance_lets_another_finish_the_one_reply
     cluster: Cluster, fake_provider: FakeProvider,
 ) -> None:
     tokens = [f"word{i} " for i in range(60)]
-    fake_provider.script(tokens=tokens, delay=0.04)
+    fake_provider.script(tokens=tokens, hold_after=3)  # held mid-way: the kill provably cuts it off
     servers = cluster.start_many(2)
     cid, expected = str(uuid.uuid4()), "".join(tokens)
     watchers = {}
@@ -157,9 +157,11 @@ async def test_killing_the_generating_instance_lets_another_finish_the_one_reply
         watchers = {servers[0].port: (plain_a, deltas_a), servers[1].port: (plain_b, deltas_b)}
         posted = await post_to_pair(servers, "survive a crash", cid)
         mid, generator, survivor = posted.mid, posted.generator, posted.other
+        await fake_provider.until_held()
         await wait_until_streaming(survivor.url, cid, mid)
         generator.process.kill()
         generator.process.wait()
+        fake_provider.release()  # the survivor's run goes to the end
         plain, deltas = watchers[survivor.port]
         finals = await asyncio.gather(plain.until_finished(mid, 60), deltas.until_finished(mid, 60))
 
@@ -178,11 +180,12 @@ async def test_a_stop_sent_to_another_instance_stops_the_reply(
     cluster: Cluster, fake_provider: FakeProvider,
 ) -> None:
     tokens = [f"long{i} " for i in range(400)]
-    fake_provider.script(tokens=tokens, delay=0.02)
+    fake_provider.script(tokens=tokens, hold_after=3)  # never released: only the stop ends it
     servers = cluster.start_many(2)
     cid = str(uuid.uuid4())
     posted = await post_to_pair(servers, "stop me from elsewhere", cid)
     mid, other = posted.mid, posted.other
+    await fake_provider.until_held()
     await wait_until_streaming(other.url, cid, mid)
     async with httpx.AsyncClient(base_url=other.url, timeout=30) as client:
         response = await client.post(f"/api/conversations/{cid}/messages/{mid}/stop")
@@ -190,8 +193,8 @@ async def test_a_stop_sent_to_another_instance_stops_the_reply(
     final = await wait_for_status(other.url, cid, mid)
     assert final["status"] == "stopped"
     assert "".join(tokens).startswith(final["message"]) and len(final["message"]) < len("".join(tokens))
-    [stream] = provider_streams(fake_provider)
-    assert stream["closed_by_client_at"] is not None, "the provider stream on the generating instance closed"
+    await fake_provider.until_closed_by_client(0)  # the provider stream on the generating instance closed
+    assert len(provider_streams(fake_provider)) == 1
     assert response.json()["status"] == "stopped"
 
 
@@ -199,18 +202,25 @@ async def test_a_stop_sent_to_another_instance_stops_the_reply(
 async def test_sigterm_finishes_or_hands_back_the_running_reply(
     cluster: Cluster, fake_provider: FakeProvider, shutdown_seconds: str,
 ) -> None:
-    # Six seconds of reply: a one-second shutdown budget cannot finish it even when the stop comes late.
+    # The reply is held mid-way when the stop comes. With a one-second budget it stays held, so it
+    # cannot finish: it is handed back. With thirty, it is released once the instance is leaving.
     tokens = [f"grace{i} " for i in range(150)]
-    fake_provider.script(tokens=tokens, delay=0.04)
+    fake_provider.script(tokens=tokens, hold_after=3)
     servers = cluster.start_many(2, STREAMCHAT_SHUTDOWN_SECONDS=shutdown_seconds)
     cid, expected = str(uuid.uuid4()), "".join(tokens)
     posted = await post_to_pair(servers, "leave gracefully", cid)
     mid, generator, survivor = posted.mid, posted.generator, posted.other
     async with Watcher(survivor.ws_url, cid, deltas=True) as watcher:
+        await fake_provider.until_held()
         await wait_until_streaming(survivor.url, cid, mid)
         asked_at = time.monotonic()
-        assert generator.stop() == 0, "a graceful stop exits with status 0"
+        stopping = asyncio.create_task(asyncio.to_thread(generator.stop))
+        if shutdown_seconds == "30":
+            await until(lambda: not_listening(generator), "the leaving instance no longer taking connections")
+            fake_provider.release()
+        assert await stopping == 0, "a graceful stop exits with status 0"
         stop_took = time.monotonic() - asked_at
+        fake_provider.release()  # (one second) the survivor's run of the handed-back reply goes to the end
         assert "stopped cleanly" in generator.logs()
         final = await watcher.until_finished(mid, 60)
     assert (final["status"], final["message"]) == ("completed", expected)
@@ -226,6 +236,21 @@ async def test_sigterm_finishes_or_hands_back_the_running_reply(
         assert len(provider_streams(fake_provider)) == 1, "finished by the instance that was leaving"
 
 
+async def not_listening(server: Server) -> bool:
+    """Whether the server refuses connections: a leaving uvicorn closes its socket first."""
+    try:
+        _, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    except OSError:
+        return True
+    writer.close()
+    return False
+
+
+async def provider_sent(fake: FakeProvider, number: int, tokens: int) -> bool:
+    streams = await asyncio.to_thread(fake.streams)
+    return len(streams) > number and streams[number]["sent"] >= tokens
+
+
 # -- Redis or PostgreSQL restarts ---------------------------------------------------------------------
 
 async def test_redis_restarting_mid_reply_loses_no_message(
@@ -233,20 +258,22 @@ async def test_redis_restarting_mid_reply_loses_no_message(
 ) -> None:
     """This Redis keeps nothing on disk: a restart loses every key, and the service must not care."""
     tokens = [f"red{i} " for i in range(80)]
-    fake_provider.script(tokens=tokens, delay=0.05)
+    fake_provider.script(tokens=tokens, hold_after=5)  # held mid-way, then released while Redis is down
     deployment = Cluster(servers, private_redis.url, postgres_url, "restart")
     a, b = deployment.start_many(2, STREAMCHAT_BACKEND_RETRY_SECONDS="30")
     cid, expected = str(uuid.uuid4()), "".join(tokens)
     async with Watcher(b.ws_url, cid, deltas=True) as deltas, Watcher(a.ws_url, cid) as plain:
         first = await post_chat(a.url, "before the restart", cid)
         mid = first["assistantMessageId"]
+        await fake_provider.until_held()
         await wait_until_streaming(b.url, cid, mid)
         private_redis.kill()
         async with httpx.AsyncClient(base_url=b.url, timeout=30) as client:
             down = await client.get("/readyz")
             assert down.status_code == 503 and down.json()["checks"]["redis"].startswith("unavailable"), down.text
             assert (await client.get("/healthz")).status_code == 200, "alive, only not ready"
-            await asyncio.sleep(1.0)
+            fake_provider.release()  # the rest of the reply comes while Redis is down
+            await until(lambda: provider_sent(fake_provider, 0, len(tokens)), "the reply sent while Redis is down")
             private_redis.start()
             assert (await client.get("/readyz")).json() == {"status": "ready",
                                                              "checks": {"store": "ok", "redis": "ok",
@@ -273,7 +300,9 @@ async def test_dropped_redis_connections_mid_reply_are_filled_from_the_log(
     """Redis keeps its data, but every instance's subscription is cut, three times: the missed
     changes come from the group's log, in order, without a snapshot being re-sent."""
     tokens = [f"cut{i} " for i in range(80)]
-    fake_provider.script(tokens=tokens, delay=0.04)
+    # Paced, so that changes come while a subscription is cut; held before its end until the three
+    # cuts are over, so the reply is running across all of them.
+    fake_provider.script(tokens=tokens, delay=0.04, hold_after=60)
     deployment = Cluster(servers, private_redis.url, postgres_url, "drops")
     a, b = deployment.start_many(2)
     cid, expected = str(uuid.uuid4()), "".join(tokens)
@@ -281,9 +310,14 @@ async def test_dropped_redis_connections_mid_reply_are_filled_from_the_log(
         first = await post_chat(a.url, "cut the wires", cid)
         mid = first["assistantMessageId"]
         await wait_until_streaming(b.url, cid, mid)
-        for _ in range(3):
+        for cut in range(1, 4):
             await asyncio.to_thread(private_redis.cli, "CLIENT", "KILL", "TYPE", "pubsub")
-            await asyncio.sleep(0.4)
+
+            async def resubscribed(cut: int = cut) -> bool:
+                return all(server.logs().count("relay reconnected") >= cut for server in (a, b))
+
+            await until(resubscribed, f"both instances back on the relay after cut {cut}")
+        fake_provider.release()
         finals = await asyncio.gather(deltas.until_finished(mid, 60), other.until_finished(mid, 60))
     for final in finals:
         assert (final["status"], final["message"]) == ("completed", expected)
@@ -300,17 +334,19 @@ async def test_postgres_restarting_mid_reply_loses_no_message(
     servers: ServerFactory, redis_url: str, private_postgres: PrivatePostgres, fake_provider: FakeProvider,
 ) -> None:
     tokens = [f"pg{i} " for i in range(80)]
-    fake_provider.script(tokens=tokens, delay=0.05)
+    fake_provider.script(tokens=tokens, hold_after=5)  # held mid-way, then released while PostgreSQL is down
     deployment = Cluster(servers, redis_url, private_postgres.url, f"streamchat-test-{uuid.uuid4().hex[:10]}")
     a, b = deployment.start_many(2)
     cid, expected = str(uuid.uuid4()), "".join(tokens)
     async with Watcher(b.ws_url, cid, deltas=True) as deltas:
         first = await post_chat(a.url, "before the restart", cid)
         mid = first["assistantMessageId"]
+        await fake_provider.until_held()
         await wait_until_streaming(b.url, cid, mid)
         private_postgres.stop()
         during = asyncio.create_task(post_chat(b.url, "while the database restarts", cid))
-        await asyncio.sleep(1.5)
+        fake_provider.release()  # the rest of the reply comes while PostgreSQL is down
+        await until(lambda: provider_sent(fake_provider, 0, len(tokens)), "the reply sent while PostgreSQL is down")
         private_postgres.start()
         final = await deltas.until_finished(mid, 60)
         second = await asyncio.wait_for(during, 60)
@@ -355,7 +391,11 @@ async def test_a_message_posted_while_redis_stays_down_is_503_and_keeps_nothing(
         assert refused.json()["error"] == "unavailable" and "Redis" in refused.json()["detail"], refused.text
         assert "Retry-After" in refused.headers
         private_redis.start()
-        await asyncio.sleep(1.0)
+
+        async def ready_again() -> bool:
+            return (await client.get("/readyz")).status_code == 200
+
+        await until(ready_again, "the instance ready again once Redis is back")
         assert (await client.get(f"/api/conversations/{cid}")).status_code == 404, "nothing of it was kept"
         accepted = await client.post("/chat", json={"message": "back again", "conversationId": cid})
         assert accepted.status_code == 200, accepted.text
