@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from conftest import FakeProvider, PrivatePostgres, ServerFactory
-from helpers import wait_for_status
+from helpers import until, wait_for_status
 from streamchat.testing.databases import run_sql
 
 
@@ -142,7 +142,28 @@ async def test_postgres_out_of_space_is_507_with_nothing_half_written_and_recove
             assert gone.status_code == 404, f"a refused POST left something behind: {gone.text}"
 
         fake_provider.release()  # the accepted replies now stream into a full disk, past every retry
-        await asyncio.sleep(2.0)
+        if bus == "memory":
+            # Each run of a reply asks the provider again: five runs each are more than its retries
+            # (AiResponse's max_retries is 3), so a store outage must not count as one.
+            questions = [f"{reply['conversationId'].removeprefix('full-')} padding" for reply in accepted]
+
+            async def every_reply_ran_five_times() -> bool:
+                asked = [str(body["messages"][-1]["content"])
+                         for body in await asyncio.to_thread(fake_provider.requests)]
+                return all(sum(text.startswith(question) for text in asked) >= 5 for question in questions)
+
+            await until(every_reply_ran_five_times, "every accepted reply run five times against the full disk", 60)
+        else:
+            # Redis carries the changes: each reply ends there while the disk is still full, to be
+            # stored once there is room.
+            for reply in accepted:
+                ended = await wait_for_status(server.url, reply["conversationId"], reply["assistantMessageId"], 60)
+                assert ended["status"] == "completed", ended
+
+            async def store_retried() -> bool:  # the store refused them, and they are kept to be written again
+                return "store still unavailable; will retry" in server.logs()
+
+            await until(store_retried, "the ended replies kept for the store while the disk is full")
         filler.unlink()
         again = (await client.post("/chat", json={"message": "space is back"})).json()
         for reply in [first, *accepted, again]:
@@ -153,6 +174,16 @@ async def test_postgres_out_of_space_is_507_with_nothing_half_written_and_recove
         assert {first["conversationId"], again["conversationId"]} <= listed
     replies = {reply["assistantMessageId"] for reply in [first, *accepted, again]}
     await until_stored_as_completed(url, replies)
+
+
+async def read_only_setting(url: str, value: str) -> bool:
+    """Whether a new session starts with default_transaction_read_only at `value`: the server has
+    reloaded its configuration and signalled every session, which applies it before its next statement."""
+    connection = await asyncpg.connect(url)
+    try:
+        return bool(await connection.fetchval("SHOW default_transaction_read_only") == value)
+    finally:
+        await connection.close()
 
 
 async def until_stored_as_completed(url: str, replies: set[str], timeout: float = 15) -> None:
@@ -209,14 +240,14 @@ async def test_a_read_only_postgres_is_503_and_recovers(
         for sql in ("ALTER SYSTEM SET default_transaction_read_only = on", "SELECT pg_reload_conf()"):
             run_sql(private_postgres.url, sql)
         try:
-            await asyncio.sleep(0.5)
+            await until(lambda: read_only_setting(private_postgres.url, "on"), "read-only mode in force")
             refused = await client.post("/chat", json={"message": "while read-only"})
             assert refused.status_code == 503, refused.text
             assert refused.json()["error"] == "unavailable" and "read-only" in refused.json()["detail"]
         finally:
             for sql in ("ALTER SYSTEM RESET default_transaction_read_only", "SELECT pg_reload_conf()"):
                 run_sql(private_postgres.url + "?options=-c%20default_transaction_read_only%3Doff", sql)
-        await asyncio.sleep(0.5)
+        await until(lambda: read_only_setting(private_postgres.url, "off"), "read-only mode lifted")
         again = (await client.post("/chat", json={"message": "writable again"})).json()
         await wait_for_status(server.url, again["conversationId"], again["assistantMessageId"])
         assert len((await client.get("/api/conversations")).json()["conversations"]) == 2
