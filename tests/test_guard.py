@@ -15,7 +15,7 @@ import websockets
 from websockets.exceptions import InvalidStatus
 
 from conftest import FakeProvider, InProcessStarter, Server, ServerFactory
-from helpers import InProcessServer, wait_for_status
+from helpers import InProcessServer, until, wait_for_status
 from test_motia_client import NodeWatcher, node  # noqa: F401  (node is a fixture)
 
 ALICE, BOB, ADMIN = "alice-key-0123456789", "bob-key-9876543210", "admin-key-5555555555"
@@ -240,12 +240,14 @@ async def test_concurrent_replies_per_key_are_capped(in_process: InProcessStarte
     fake_provider.release()
     body = first.json()
     await wait_for_status(server, body["conversationId"], body["assistantMessageId"], headers=bearer(ALICE))
-    for _ in range(50):  # the slot frees as the reply ends
-        third = await post(server, ALICE, {"message": "third, after it finished"})
-        if third.status_code == 200:
-            break
-        await asyncio.sleep(0.05)
-    assert third.status_code == 200, third.text
+    answers: list[httpx.Response] = []
+
+    async def third_accepted() -> bool:  # the slot frees as the reply ends
+        answers.append(await post(server, ALICE, {"message": "third, after it finished"}))
+        assert answers[-1].status_code in (200, 429), answers[-1].text
+        return answers[-1].status_code == 200
+
+    await until(third_accepted, "a reply accepted once the first one ended")
 
 
 async def test_socket_limits_joins_frame_rate_and_frame_size(servers: ServerFactory) -> None:
@@ -286,11 +288,11 @@ async def test_a_client_that_does_not_read_is_dropped_and_others_are_unaffected(
         reply = (await client.post("/chat", json={"message": "flood", "conversationId": cid})).json()
     final = await wait_for_status(server.url, cid, reply["assistantMessageId"], timeout=60)
     assert final["status"] == "completed" and final["message"].count(" t") == 20_000
-    for _ in range(100):
-        if "dropping a websocket client that does not read" in server.logs():
-            break
-        await asyncio.sleep(0.05)
-    assert "dropping a websocket client that does not read" in server.logs()
+
+    async def dropped() -> bool:
+        return "dropping a websocket client that does not read" in server.logs()
+
+    await until(dropped, "the client that does not read dropped")
     await stalled.close()
 
 
