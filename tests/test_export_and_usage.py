@@ -7,6 +7,7 @@ database): contracts of the HTTP API.
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -215,7 +216,9 @@ async def test_every_reply_carries_the_usage_the_provider_reported(
 ) -> None:
     fake_provider.script(tokens=["one", " two", " three"], prompt_tokens=17, ttft=0.05)
     server = await in_process(**store_env)
+    asked = time.monotonic()
     accepted = await converse(server, "count for me")
+    waited_ms = (time.monotonic() - asked) * 1000
     async with server.client() as client:
         reply = (await client.get(f"/api/conversations/{accepted['conversationId']}")).json()["messages"][1]
     reported = fake_provider.requests()
@@ -223,7 +226,9 @@ async def test_every_reply_carries_the_usage_the_provider_reported(
     usage = reply["usage"]
     assert usage["promptTokens"] == 17 and usage["completionTokens"] == 3
     assert usage["model"] == reported[-1]["model"]
-    assert 50 <= usage["timeToFirstTokenMs"] <= usage["durationMs"] < 10_000
+    # The provider waited 50 ms before its first token; the reply took no longer than the test waited
+    # for it (milliseconds, not another unit; how fast it was is the benchmark's business).
+    assert 50 <= usage["timeToFirstTokenMs"] <= usage["durationMs"] <= waited_ms + 1
     assert set(usage) == {"promptTokens", "completionTokens", "model", "timeToFirstTokenMs", "durationMs"}
 
 

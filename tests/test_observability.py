@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import uuid
 from collections.abc import Iterator
@@ -17,7 +16,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import FakeProvider, Server, ServerFactory
-from helpers import wait_for_status
+from helpers import until, wait_for_status
 
 KEY = "metrics-key-0123456789"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -71,7 +70,7 @@ async def test_metrics_are_protected_and_count_requests_replies_and_tokens(
     assert value(samples, "streamchat_replies_total", status="completed") == 1
     assert value(samples, "streamchat_time_to_first_token_seconds_count") == 1
     assert value(samples, "streamchat_time_to_first_token_seconds_bucket", le="0.025") == 0, "TTFT was 50 ms"
-    assert value(samples, "streamchat_time_to_first_token_seconds_bucket", le="1.0") == 1
+    assert value(samples, "streamchat_time_to_first_token_seconds_sum") >= 0.05, "in seconds"
     assert value(samples, "streamchat_handler_runs_total", step="AiResponse", outcome="finished") == 1
     assert value(samples, "streamchat_active_replies") == 0
     assert value(samples, "streamchat_provider_errors_total", provider="openai") == 0
@@ -107,12 +106,13 @@ async def test_gauges_show_sockets_subscribers_live_replies_and_the_queue(
         await socket.close()
         fake_provider.release()
     await wait_for_status(server.url, cid, second["assistantMessageId"], headers=AUTH)
-    for _ in range(50):
+
+    async def socket_gone() -> bool:
+        nonlocal samples
         samples = await scrape(server)
-        if value(samples, "streamchat_websocket_connections") == 0:
-            break
-        await asyncio.sleep(0.1)
-    assert value(samples, "streamchat_websocket_connections") == 0
+        return value(samples, "streamchat_websocket_connections") == 0
+
+    await until(socket_gone, "the closed socket no longer counted")
     assert value(samples, "streamchat_stream_subscribers") == 0
     assert value(samples, "streamchat_event_queue_depth") == 0
     assert value(samples, "streamchat_replies_total", status="completed") == 2
@@ -162,10 +162,10 @@ class Collector:
 
     async def wait_for(self, name: str, count: int = 1) -> None:
         """Spans arrive in batches (every 50 ms in these tests): wait until `count` of `name` are in."""
-        for _ in range(100):
-            if len(self.named(name)) >= count:
-                return
-            await asyncio.sleep(0.05)
+        async def arrived() -> bool:
+            return len(self.named(name)) >= count
+
+        await until(arrived, f"{count} span(s) named {name!r} at the collector")
 
 
 @pytest.fixture
