@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import fcntl
 import os
 import shutil
@@ -16,7 +15,7 @@ import httpx
 import pytest
 
 from conftest import ROOT, Server, ServerFactory, free_port
-from helpers import Watcher, post_chat
+from helpers import Watcher, post_chat, until
 from streamchat.llm.base import ChatTurn
 from streamchat.llm.local_models import DEFAULT_MODEL, KNOWN, UNPACK_LOCK, LocalModelError, resolve
 from streamchat.llm.local_provider import fit
@@ -116,7 +115,13 @@ async def test_the_server_answers_while_the_model_is_being_prepared(servers: Ser
         cid = str(uuid.uuid4())
         watcher = await Watcher(server.ws_url, cid).__aenter__()
         accepted = await post_chat(server.url, PROMPTS[0], cid)
-        await asyncio.sleep(1.0)
+
+        async def reply_started() -> bool:
+            history = httpx.get(f"{server.url}/api/conversations/{cid}").json()["messages"]
+            return len(history) == 2 and history[1]["status"] != "created"
+
+        await until(reply_started, "the reply's handler running")
+        # Nothing can come while the lock is held: the reply streams nothing, it waits for the model.
         history = httpx.get(f"{server.url}/api/conversations/{cid}").json()["messages"]
         waiting = [(m["from"], m["status"], m["message"]) for m in history]
         assert waiting == [("user", "completed", PROMPTS[0]), ("assistant", "streaming", "")], "it waits for the model"
