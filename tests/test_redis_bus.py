@@ -10,6 +10,7 @@ import zlib
 
 import orjson
 
+from helpers import until
 from streamchat.framework.bus import Event, Subscription
 from streamchat.framework.bus.redis import RedisBus
 from streamchat.framework.redis_link import RedisLink
@@ -55,10 +56,11 @@ async def test_entries_with_the_same_id_in_two_partitions_are_counted_apart(redi
         await bus.connect()
         await asyncio.wait_for(both_running.wait(), 10)
         finish.set()
-        for _ in range(200):  # both acknowledged within 10 s
-            if not await link.client.hlen(link.key("attempts", "Receiver")):
-                break
-            await asyncio.sleep(0.05)
+
+        async def both_acknowledged() -> bool:
+            return not await link.client.hlen(link.key("attempts", "Receiver"))
+
+        await until(both_acknowledged, "both entries acknowledged")
         assert sorted(started) == sorted(conversations)
         assert await bus.dead_letters() == []
         assert await link.client.hlen(link.key("attempts", "Receiver")) == 0  # both acknowledged
@@ -92,7 +94,11 @@ async def test_an_instance_that_lost_its_partition_acknowledges_nothing(redis_ur
         await link.client.set(lease, b"another-instance:token")
         await link.client.set(f"{lease}:holder", b"another-instance:token")
         finish.set()
-        await asyncio.sleep(0.5)
+
+        async def delivery_over() -> bool:  # the bus is done with it: acknowledged or left for the holder
+            return bus.queue_depth() == 0
+
+        await until(delivery_over, "the bus done with the finished handler's entry")
         assert (await link.client.xpending(stream, "workers"))["pending"] == 1, "not acknowledged"
         assert await link.client.xlen(stream) == 1
         assert await bus.dead_letters() == []
@@ -139,9 +145,11 @@ async def test_redis_calls_cleaning_up_after_a_delivered_cancellation_all_run(re
     link = RedisLink(redis_url, prefix=f"test-cleanup-{uuid.uuid4().hex[:8]}")
     first, second = link.key("first"), link.key("second")
     cleaned: list[bool] = []
+    waiting = asyncio.Event()
 
     async def handler() -> None:
         try:
+            waiting.set()
             await asyncio.sleep(30)
         except asyncio.CancelledError:
             await link.call(lambda: link.client.set(first, "1"), "cleanup")
@@ -150,7 +158,7 @@ async def test_redis_calls_cleaning_up_after_a_delivered_cancellation_all_run(re
             raise
 
     task = asyncio.create_task(handler())
-    await asyncio.sleep(0.05)
+    await waiting.wait()  # cancelled inside its try, so its cleanup runs
     task.cancel()
     try:
         with contextlib.suppress(asyncio.CancelledError):
