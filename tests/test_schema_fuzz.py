@@ -125,10 +125,10 @@ def test_managing_a_real_conversation_answers_as_documented(target: Target, fake
     call = validating_caller(target)
     chat = call("POST", "/chat", 200, body={"message": "hello schema"}).json()
     one = {"conversationId": chat["conversationId"]}
-    for _ in range(100):
-        detail = call("GET", "/api/conversations/{conversationId}", 200, path_parameters=one).json()
-        if detail["messages"][-1]["status"] == "completed":
-            break
+    deadline = time.monotonic() + 30  # a bound on a hang
+    while (detail := call("GET", "/api/conversations/{conversationId}", 200,
+                          path_parameters=one).json())["messages"][-1]["status"] != "completed":
+        assert time.monotonic() < deadline, f"the reply did not complete: {detail}"
         time.sleep(0.05)
     assert "usage" in detail["messages"][-1]
     call("PATCH", "/api/conversations/{conversationId}", 200, path_parameters=one, body={"title": "documented"})

@@ -18,6 +18,7 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from websockets.server import ServerProtocol
 
 from conftest import free_port
+from helpers import until
 from streamchat.serving import WebSocketProtocol
 
 
@@ -50,17 +51,21 @@ async def connections_left_after_closing(protocol: type[WebSocketsSansIOProtocol
     server = uvicorn.Server(uvicorn.Config(echo_app, host="127.0.0.1", port=port, ws=protocol,
                                            ws_per_message_deflate=True, lifespan="off", log_level="warning"))
     serving = asyncio.create_task(server.serve())
-    for _ in range(1000):  # up to 10 s
-        if server.started:
-            break
-        await asyncio.sleep(0.01)
+
+    async def started() -> bool:
+        return server.started
+
+    async def every_close_seen() -> bool:  # a connection leaves the server's set once it has seen it close
+        return not server.server_state.connections
+
+    await until(started, "the server started")
     try:
         before = alive()
         for index in range(count):
             async with websockets.connect(f"ws://127.0.0.1:{port}/", compression="deflate") as socket:
                 await socket.send(f"hello {index}")
                 assert await socket.recv() == f"hello {index}"
-        await asyncio.sleep(0.2)  # the server sees every close
+        await until(every_close_seen, "the server saw every close")
         return alive() - before
     finally:
         server.should_exit = True
