@@ -10,6 +10,7 @@ import orjson
 import pytest
 from pydantic import ValidationError
 
+from helpers import until
 from streamchat.chat.messages import ConversationMessage
 from streamchat.framework.store import MemoryStore, PostgresStore, SQLiteStore, Store, store_from_url
 from streamchat.framework.streams.changes import Change
@@ -151,7 +152,11 @@ async def test_fast_pieces_are_joined_for_sockets_but_every_seq_reaches_sse() ->
     pieces = [f"p{i} " for i in range(20)]
     seqs = [await stream.append("g", "r", "message", piece) for piece in pieces]
     assert delta_texts(socket) == [(first, "first ")], "the rest waits for the window"
-    await asyncio.sleep(0.08)
+
+    async def window_closed() -> bool:
+        return len(delta_texts(socket)) > 1
+
+    await until(window_closed, "the held-back pieces sent when the window closes")
     assert delta_texts(socket)[1] == (seqs[-1], "".join(pieces)), "one frame, carrying the last seq"
     assert [seq for seq, _ in delta_texts(sse)] == [first, *seqs], "SSE: every seq, for exact resume"
 
@@ -161,7 +166,7 @@ async def test_fast_pieces_are_joined_for_sockets_but_every_seq_reaches_sse() ->
     await stream.set("g", "r", message("first " + "".join(pieces) + "held back", "completed", "assistant"))
     kinds = [f["event"]["type"] if f["event"]["type"] != "event" else "delta" for f in socket.frames]
     assert kinds[-2:] == ["delta", "update"] and delta_texts(socket)[-1][1] == "held back"
-    await asyncio.sleep(0.08)
+    await asyncio.sleep(0.08)  # past the window: room for a frame that must not come (nothing signals none will)
     assert kinds == [f["event"]["type"] if f["event"]["type"] != "event" else "delta" for f in socket.frames]
 
 
@@ -176,10 +181,18 @@ async def test_a_socket_joining_mid_window_gets_each_piece_once() -> None:
     await hub.subscribe(late, "conversation", "g", deltas=True)  # "b" and "c" are held back now
     for piece in ("d", "e"):
         await stream.append("g", "r", "message", piece)
-    await asyncio.sleep(0.08)
+
     [sync] = [f for f in late.frames if f["event"]["type"] == "sync"]
-    assert sync["event"]["data"][0]["message"] + "".join(text for _, text in delta_texts(late)) == "abcde"
-    assert "".join(text for _, text in delta_texts(early)) == "abcde"
+
+    def shown(recorder: Recorder, before: str = "") -> str:
+        return before + "".join(text for _, text in delta_texts(recorder))
+
+    async def window_closed() -> bool:
+        return len(shown(early)) >= 5 and len(shown(late, sync["event"]["data"][0]["message"])) >= 5
+
+    await until(window_closed, "the held-back pieces sent to both when the window closes")
+    assert shown(late, sync["event"]["data"][0]["message"]) == "abcde"
+    assert shown(early) == "abcde"
 
 
 async def test_reads_see_the_live_text_and_a_restart_keeps_the_flushed_text(tmp_path: Path) -> None:
