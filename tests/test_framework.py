@@ -15,7 +15,7 @@ from prometheus_client import REGISTRY
 from pydantic import BaseModel
 
 from conftest import ServerFactory
-from helpers import wait_for_status
+from helpers import until, wait_for_status
 from streamchat.framework import EmitError, Runtime, WiringError, build_app, discover
 from streamchat.framework.bus import Event, MemoryBus
 from streamchat.framework.config import Emit
@@ -246,10 +246,11 @@ async def test_a_fourth_step_file_joins_without_framework_changes(servers: Serve
     assert response.headers["x-trace-id"] == "trace-audit-1"
     await wait_for_status(server.url, accepted["conversationId"], accepted["assistantMessageId"])
     assert httpx.get(f"{server.url}/api/conversations").status_code == 404, "that step file was left out"
-    for _ in range(50):
-        if '"msg":"audited"' in server.logs():
-            break
-        await asyncio.sleep(0.05)
+
+    async def audited() -> bool:
+        return '"msg":"audited"' in server.logs()
+
+    await until(audited, "the audit step's log line")
     audit_lines = [line for line in server.logs().splitlines() if '"msg":"audited"' in line]
     assert len(audit_lines) == 1
     assert accepted["conversationId"] in audit_lines[0]
@@ -279,11 +280,13 @@ async def test_dead_letters_are_listed_by_the_admin_endpoint(
     accepted = httpx.post(f"{server.url}/chat", json={"message": "hi"}, headers={"x-trace-id": "dead-1"}).json()
     await wait_for_status(server.url, accepted["conversationId"], accepted["assistantMessageId"])
     letters: list[dict[str, object]] = []
-    for _ in range(100):
-        letters = httpx.get(f"{server.url}/api/admin/dead-letters").json()["deadLetters"]
-        if letters:
-            break
-        await asyncio.sleep(0.05)
+
+    async def dead_lettered() -> bool:
+        nonlocal letters
+        letters = (await asyncio.to_thread(httpx.get, f"{server.url}/api/admin/dead-letters")).json()["deadLetters"]
+        return bool(letters)
+
+    await until(dead_lettered, "the broken step's event dead-lettered")
     [letter] = letters
     assert (letter["step"], letter["topic"], letter["attempts"], letter["traceId"]) == (
         "Broken", "chat-message", 3, "dead-1")
