@@ -13,11 +13,13 @@ import pytest
 from conftest import ROOT
 
 
-@pytest.mark.timeout(300)  # the run itself is bounded at 240 s below
+@pytest.mark.timeout(660)  # the run itself is bounded below
 def test_quick_benchmark_runs_and_writes_results(tmp_path: Path) -> None:
     out = tmp_path / "latest.json"
+    # A bound on a hang, not on speed: the run takes about a minute and a half alone, several times
+    # that beside other work on two cores.
     result = subprocess.run([sys.executable, "-m", "bench.run", "--quick", "--out", str(out)], cwd=ROOT,
-                            capture_output=True, text=True, timeout=240, check=False)
+                            capture_output=True, text=True, timeout=600, check=False)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     results = json.loads(out.read_text())
     assert {"overhead", "concurrency", "dedicated_core", "fanout", "wire", "embedded", "scale", "costs",
