@@ -231,6 +231,27 @@ async def test_an_unreachable_provider_ends_the_reply_as_error(in_process: InPro
     assert (final["status"], final["error"]) == ("error", "could not reach the provider")
 
 
+@pytest.mark.parametrize("bypassed", [False, True])
+async def test_the_provider_is_reached_through_the_proxy_the_environment_names(
+    in_process: InProcessStarter, fake_provider: FakeProvider, monkeypatch: pytest.MonkeyPatch, bypassed: bool,
+) -> None:
+    """HTTP_PROXY names the fake provider and the base URL a host that does not resolve: the reply
+    can only come through the proxy; NO_PROXY for that host sends it direct (and it cannot)."""
+    monkeypatch.setenv("HTTP_PROXY", fake_provider.url)
+    if bypassed:
+        monkeypatch.setenv("NO_PROXY", "provider.invalid")
+    else:
+        monkeypatch.delenv("NO_PROXY", raising=False)
+    server = await in_process(OPENAI_BASE_URL="http://provider.invalid/v1", STREAMCHAT_PROVIDER_RETRIES="0")
+    fake_provider.script(tokens=["through ", "the proxy"])
+    accepted = await post_chat(server, "via the proxy")
+    final = await wait_for_status(server, accepted["conversationId"], accepted["assistantMessageId"])
+    if bypassed:
+        assert (final["status"], final["error"]) == ("error", "could not reach the provider")
+    else:
+        assert (final["status"], final["message"]) == ("completed", "through the proxy")
+
+
 @pytest.mark.parametrize(
     ("frame", "code"),
     [
