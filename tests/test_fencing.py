@@ -21,7 +21,7 @@ import pytest
 
 from conftest import Cluster, FakeProvider, Server, ServerFactory
 from helpers import read_sse, until, wait_until_streaming
-from streamchat.chat.messages import ConversationMessage
+from streamchat.conversations.messages import ConversationMessage
 from streamchat.framework.leases import Fenced, Lease
 from streamchat.framework.redis_link import RedisLink, holder_key
 from streamchat.framework.stops.registry import Stoppable, StopRegistry

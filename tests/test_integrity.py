@@ -23,7 +23,7 @@ from pydantic import BaseModel
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from helpers import until
-from streamchat.chat.messages import ConversationMessage
+from streamchat.conversations.messages import ConversationMessage
 from streamchat.framework import Runtime
 from streamchat.framework.bus import Event, Subscription
 from streamchat.framework.bus.redis import RedisBus

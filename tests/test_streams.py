@@ -11,7 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from helpers import until
-from streamchat.chat.messages import ConversationMessage
+from streamchat.conversations.messages import ConversationMessage
 from streamchat.framework.store import MemoryStore, PostgresStore, SQLiteStore, Store, store_from_url
 from streamchat.framework.streams.changes import Change
 from streamchat.framework.streams.hub import StreamHub

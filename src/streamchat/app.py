@@ -14,14 +14,16 @@ from fastapi.staticfiles import StaticFiles
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 
 from streamchat import __version__
-from streamchat.catalog import catalog_for, use_catalog
-from streamchat.chat.earlier_records import take_in_earlier_records
+from streamchat.catalog import catalog_for
+from streamchat.conversations.earlier_records import take_in_earlier_records
+from streamchat.conversations.replies.journal import ReplyJournals
 from streamchat.framework import (
     NUL,
     AccessRules,
     ApiKeys,
     ErrorBody,
     Runtime,
+    Services,
     SocketLimits,
     backends_from_urls,
     build_app,
@@ -83,13 +85,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     keys = ApiKeys.from_config(settings.api_keys, settings.api_keys_file, settings.admin_keys,
                                settings.admin_keys_file)
+    catalog = catalog_for(backends.store)
+    catalog.on_first_use = functools.partial(take_in_earlier_records, backends.store)
+    # What handlers reach as ctx.service(...): no module globals between the app and its steps.
+    services = Services(settings, catalog, ReplyJournals(several_instances=settings.several_instances))
     runtime = Runtime(steps, backends.store, backends.bus, backends.link, keys,
                       rate_limits={"messages": settings.messages_per_minute},
                       delta_window=settings.delta_window_ms / 1000,
-                      replay_budget=settings.replay_memory_mb * 1024 * 1024, idle_groups_kept=settings.idle_groups_kept)
-    catalog = catalog_for(backends.store)
-    catalog.on_first_use = functools.partial(take_in_earlier_records, backends.store)
-    use_catalog(catalog)
+                      replay_budget=settings.replay_memory_mb * 1024 * 1024, idle_groups_kept=settings.idle_groups_kept,
+                      services=services)
     provider = make_provider(settings)
 
     async def start_provider() -> None:

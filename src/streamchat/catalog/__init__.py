@@ -9,9 +9,7 @@ from streamchat.catalog.sqlite import SQLiteCatalog
 from streamchat.framework.store import PostgresStore, SQLiteStore, Store
 
 __all__ = ["BadCursor", "Catalog", "Conversation", "Hit", "MemoryCatalog", "ModelUsage", "Page", "PostgresCatalog",
-           "SQLiteCatalog", "Spent", "catalog_for", "current_catalog", "title_from", "use_catalog"]
-
-_catalog: Catalog | None = None
+           "SQLiteCatalog", "Spent", "catalog_for", "title_from"]
 
 
 def catalog_for(store: Store) -> Catalog:
@@ -22,13 +20,3 @@ def catalog_for(store: Store) -> Catalog:
         return PostgresCatalog(store)
     return MemoryCatalog()
 
-
-def use_catalog(catalog: Catalog | None) -> None:
-    global _catalog
-    _catalog = catalog
-
-
-def current_catalog() -> Catalog:
-    if _catalog is None:
-        raise RuntimeError("no catalog in use: the app sets one at start-up (use_catalog)")
-    return _catalog

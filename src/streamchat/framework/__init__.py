@@ -34,6 +34,7 @@ from streamchat.framework.leases import Fenced, Lease
 from streamchat.framework.observability.logs import configure_logging
 from streamchat.framework.observability.tracing import configure_tracing
 from streamchat.framework.runtime import Runtime
+from streamchat.framework.services import MissingService, Services
 from streamchat.framework.store.state import State
 from streamchat.framework.streams.stream import Item, Stream
 from streamchat.framework.streams.watch import ItemGone, ItemState, ItemWatch, Quiet, TextDelta
@@ -62,10 +63,12 @@ __all__ = [
     "ItemState",
     "ItemWatch",
     "Lease",
+    "MissingService",
     "PermanentError",
     "Principal",
     "Quiet",
     "Runtime",
+    "Services",
     "SocketLimits",
     "State",
     "StepSet",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -13,10 +13,13 @@ from streamchat.framework.leases import Lease
 from streamchat.framework.observability.logs import StepLogger
 from streamchat.framework.observability.monitor import Monitor
 from streamchat.framework.observability.tracing import carrier
+from streamchat.framework.services import Services
 from streamchat.framework.stops.registry import Stoppable, StopRegistry
 from streamchat.framework.store.state import State
 from streamchat.framework.streams.hub import StreamHub
 from streamchat.framework.streams.stream import Stream, StreamObserver
+
+T = TypeVar("T")
 
 
 class EmitError(RuntimeError):
@@ -84,7 +87,7 @@ class Context:
 
     def __init__(
         self, *, step: str, trace_id: str, emits: Mapping[str, Emit], emitter: Emitter,
-        streams: Streams, state: State, stops: StopRegistry,
+        streams: Streams, state: State, stops: StopRegistry, services: Services | None = None,
     ) -> None:
         self.step = step
         self.trace_id = trace_id
@@ -94,10 +97,15 @@ class Context:
         self._emits = emits
         self._emitter = emitter
         self._stops = stops
+        self._services = services or Services()
 
     async def emit(self, topic: str, data: BaseModel | Mapping[str, Any]) -> None:
         """Validate and publish an event; the trace id travels with it."""
         await self._emitter.emit(self.step, self._emits, topic, data, self.trace_id)
+
+    def service(self, kind: type[T]) -> T:
+        """A service the app gave the runtime (see services.py), by its type."""
+        return self._services.get(kind)
 
     def stoppable(self, key: str) -> Stoppable[Any]:
         """A scope other handlers can stop with `request_stop(key)`."""

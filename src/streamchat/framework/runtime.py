@@ -23,6 +23,7 @@ from streamchat.framework.observability.metrics import DEAD_LETTERED, HANDLER_RE
 from streamchat.framework.observability.monitor import WORKBENCH_STREAM, Monitor, workbench_stream
 from streamchat.framework.observability.tracing import extracted, tracer
 from streamchat.framework.redis_link import RedisLink
+from streamchat.framework.services import Services
 from streamchat.framework.stops.registry import StopRegistry
 from streamchat.framework.stops.router import StopRouter
 from streamchat.framework.store import Store
@@ -43,8 +44,9 @@ class Runtime:
     def __init__(self, steps: StepSet, store: Store, bus: EventBus, link: RedisLink | None = None,
                  keys: ApiKeys | None = None, rate_limits: Mapping[str, int] | None = None,
                  delta_window: float = DELTA_WINDOW_SECONDS, replay_budget: int = REPLAY_BUDGET_BYTES,
-                 idle_groups_kept: int = IDLE_GROUPS_KEPT) -> None:
+                 idle_groups_kept: int = IDLE_GROUPS_KEPT, services: Services | None = None) -> None:
         self.steps = steps
+        self.services = services or Services()
         self.keys = keys or ApiKeys()
         self.limiter = RateLimiter(rate_limits or {}, link)
         self.store = store
@@ -120,7 +122,7 @@ class Runtime:
         return Context(
             step=name, trace_id=trace_id, emits={emit.topic: emit for emit in emits},
             emitter=self.emitter, streams=Streams(self.hub, self.monitor.stream_observer(trace_id, name), lease),
-            state=self.state, stops=self.stops,
+            state=self.state, stops=self.stops, services=self.services,
         )
 
     def api_context(self, step: ApiStep, trace_id: str) -> Context:

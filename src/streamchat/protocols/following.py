@@ -17,12 +17,12 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from itertools import accumulate
 
-from streamchat.chat import reply_journal
-from streamchat.chat.messages import FINISHED, ConversationMessage
+from streamchat.conversations.messages import FINISHED, ConversationMessage
+from streamchat.conversations.replies.journal import ReplyJournals
 from streamchat.framework import Context, ItemGone, ItemState, Quiet, TextDelta
 
 #: How long a view on another instance waits for the journal to reach the text it already sees (the
-#: writer flushes it every reply_journal.FLUSH_SECONDS; only a writer that died leaves it behind).
+#: writer flushes it every journal.FLUSH_SECONDS; only a writer that died leaves it behind).
 JOURNAL_WAIT_SECONDS = 10.0
 JOURNAL_POLL_SECONDS = 0.05
 #: What a view sends to keep a quiet connection open (an SSE comment, which every client skips).
@@ -96,10 +96,11 @@ async def _pieces(ctx: Context, reply_id: str, text: str, start: int, as_written
     if not as_written:
         return [text[start:]]
     deadline = time.monotonic() + JOURNAL_WAIT_SECONDS
-    lengths = await reply_journal.piece_lengths(ctx.state, reply_id)
+    journals = ctx.service(ReplyJournals)
+    lengths = await journals.piece_lengths(ctx.state, reply_id)
     while sum(lengths) < len(text) and time.monotonic() < deadline:
         await asyncio.sleep(JOURNAL_POLL_SECONDS)
-        lengths = await reply_journal.piece_lengths(ctx.state, reply_id)
+        lengths = await journals.piece_lengths(ctx.state, reply_id)
     pieces: list[str] = []
     begin = 0
     for end in accumulate(lengths):

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ConfigDict
 
-from streamchat.chat.messages import ConversationMessage
+from streamchat.conversations.messages import ConversationMessage
 from streamchat.framework import Context
 from streamchat.protocols.following import FollowedReply
 

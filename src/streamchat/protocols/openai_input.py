@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from streamchat.chat.messages import checked_message
+from streamchat.conversations.messages import checked_message
 from streamchat.llm import ChatTurn
 from streamchat.protocols.openai_errors import invalid
 

@@ -19,9 +19,12 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ConfigDict
 
-from streamchat.chat.messages import ConversationMessage
-from streamchat.framework import Context
+from streamchat.conversations.messages import ConversationMessage
+from streamchat.conversations.ownership import owns
+from streamchat.conversations.replies.index import ReplyRecord, locate
+from streamchat.framework import Context, Item, Principal
 from streamchat.protocols.following import FollowedReply
+from streamchat.protocols.openai_errors import not_found
 from streamchat.protocols.openai_models import served_model
 
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -155,3 +158,14 @@ async def response_events(ctx: Context, conversation_id: str, reply_id: str, det
     for frame in closing:
         if frame is not None:
             yield frame
+
+
+async def find_response(ctx: Context, response_id: str,
+                        principal: Principal | None) -> tuple[ReplyRecord, Item[ConversationMessage]]:
+    """The reply a response id names, if the caller may see it; else 404 in OpenAI's shape."""
+    record = await locate(ctx.state, response_id)
+    if record is not None and await owns(ctx.state, record.conversation_id, principal):
+        reply = await ctx.streams.conversation.get(record.conversation_id, response_id)
+        if reply is not None:
+            return record, reply
+    raise not_found("id", response_id, "response")

@@ -12,13 +12,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from streamchat.chat.messages import ID_PATTERN, checked_message
+from streamchat.conversations.events import REPLY_ASKED, ChatMessageEvent
+from streamchat.conversations.messages import ID_PATTERN, checked_message
+from streamchat.conversations.service import Conversations
 from streamchat.framework import ApiConfig, ApiRequest, ApiResponse, Context, Emit, ErrorBody, HttpError
 from streamchat.protocols.ui_message_stream import HEADERS, ui_message_stream
-from streamchat.settings import get_settings
-from streamchat.steps.ai_response_step import ChatMessageEvent
-from streamchat.steps.chat_api_step import send_message
-from streamchat.steps.regenerate_message_step import regenerate
+from streamchat.settings import Settings
 
 
 class UiMessagePart(BaseModel):
@@ -67,7 +66,7 @@ config = ApiConfig(
     method="POST",
     path="/api/chat",
     body=UiChatRequest,
-    emits=[Emit("chat-message", ChatMessageEvent)],
+    emits=[Emit(REPLY_ASKED, ChatMessageEvent)],
     writes=["conversation"],
     responses={200: None, 404: ErrorBody, 409: ErrorBody, 429: ErrorBody},
     text_responses={200: "text/event-stream"},
@@ -79,12 +78,14 @@ config = ApiConfig(
 
 async def handler(req: ApiRequest[UiChatRequest], ctx: Context) -> ApiResponse:
     body = req.body
+    conversations = Conversations(ctx)
     if body.trigger == "submit-message":
-        sent = await send_message(ctx, req.principal, body.messages[-1].text(), body.id)
+        sent = await conversations.send(req.principal, body.messages[-1].text(), body.id)
         reply_id = sent.assistant_message_id
     else:
-        reply_id = (await regenerate(ctx, req.principal, body.id, await _reply_asked_for(ctx, body))).assistantMessageId
-    return ApiResponse(200, ui_message_stream(ctx, body.id, reply_id, get_settings().sse_ping_seconds),
+        asked_for = await _reply_asked_for(ctx, body)
+        reply_id = (await conversations.regenerate(req.principal, body.id, asked_for)).assistantMessageId
+    return ApiResponse(200, ui_message_stream(ctx, body.id, reply_id, ctx.service(Settings).sse_ping_seconds),
                        headers=HEADERS, media_type="text/event-stream")
 
 

@@ -7,11 +7,11 @@ character to its end, whichever instance writes it.
 
 from __future__ import annotations
 
-from streamchat.chat.messages import FINISHED
-from streamchat.chat.ownership import require_owner
+from streamchat.conversations.messages import FINISHED
+from streamchat.conversations.ownership import require_owner
 from streamchat.framework import ApiConfig, ApiRequest, ApiResponse, Context, ErrorBody, HttpError
 from streamchat.protocols.ui_message_stream import HEADERS, ui_message_stream
-from streamchat.settings import get_settings
+from streamchat.settings import Settings
 
 config = ApiConfig(
     name="AiSdkResume",
@@ -35,5 +35,5 @@ async def handler(req: ApiRequest[None], ctx: Context) -> ApiResponse:
                    None)
     if running is None:
         return ApiResponse(204, None)
-    return ApiResponse(200, ui_message_stream(ctx, cid, running.id, get_settings().sse_ping_seconds),
+    return ApiResponse(200, ui_message_stream(ctx, cid, running.id, ctx.service(Settings).sse_ping_seconds),
                        headers=HEADERS, media_type="text/event-stream")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from streamchat.chat.messages import ConversationMessage
-from streamchat.chat.ownership import can_watch
+from streamchat.conversations.messages import ConversationMessage
+from streamchat.conversations.ownership import can_watch
 from streamchat.framework import StreamConfig
 
 config = StreamConfig(name="conversation", schema=ConversationMessage, can_access=can_watch,

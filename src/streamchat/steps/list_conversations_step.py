@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from streamchat.catalog import BadCursor, current_catalog
+from streamchat.catalog import BadCursor, Catalog
+from streamchat.conversations.public import ConversationRecord
 from streamchat.framework import ApiConfig, ApiRequest, ApiResponse, Context, ErrorBody, HttpError
 
 #: Conversations in one page when the caller does not say.
@@ -18,13 +19,6 @@ class ConversationQuery(BaseModel):
     limit: int = Field(default=PAGE_SIZE, ge=1, le=PAGE_SIZE_MAX, description="Conversations in this page.")
     cursor: str | None = Field(default=None, min_length=1, max_length=500,
                                description="`nextCursor` of the page before, for the next one.")
-
-
-class ConversationRecord(BaseModel):
-    conversationId: str
-    title: str
-    createdAt: str
-    updatedAt: str
 
 
 class ConversationSummary(ConversationRecord):
@@ -51,7 +45,7 @@ config = ApiConfig(
 async def handler(req: ApiRequest[None], ctx: Context) -> ApiResponse:
     query: ConversationQuery = req.query
     owner = req.principal.key_id if req.principal is not None else None
-    catalog = current_catalog()
+    catalog = ctx.service(Catalog)
     try:
         if query.q is None:
             recent = await catalog.recent(owner, query.limit, query.cursor)

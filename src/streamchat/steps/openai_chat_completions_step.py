@@ -13,15 +13,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from streamchat.conversations.events import REPLY_ASKED, ChatMessageEvent
+from streamchat.conversations.service import Conversations
 from streamchat.framework import ApiConfig, ApiRequest, ApiResponse, Context, Emit, HttpError
 from streamchat.protocols.following import FollowedReply
 from streamchat.protocols.openai_chat_completions import HEADERS, ChatCompletion, completion_chunks, completion_object
 from streamchat.protocols.openai_errors import OpenAiError
 from streamchat.protocols.openai_input import InputMessage, as_turns
 from streamchat.protocols.openai_models import check_model
-from streamchat.settings import get_settings
-from streamchat.steps.ai_response_step import ChatMessageEvent
-from streamchat.steps.chat_api_step import send_message
+from streamchat.settings import Settings
 
 CONVERSATION_HEADER = "x-streamchat-conversation-id"
 
@@ -66,7 +66,7 @@ config = ApiConfig(
     method="POST",
     path="/v1/chat/completions",
     body=ChatCompletionsRequest,
-    emits=[Emit("chat-message", ChatMessageEvent)],
+    emits=[Emit(REPLY_ASKED, ChatMessageEvent)],
     writes=["conversation"],
     responses={200: ChatCompletion, 404: OpenAiError, 502: OpenAiError},
     text_responses={200: "text/event-stream"},
@@ -79,7 +79,7 @@ async def handler(req: ApiRequest[ChatCompletionsRequest], ctx: Context) -> ApiR
     body = req.body
     model = check_model(body.model)
     asked = as_turns(body.messages, "messages")
-    sent = await send_message(ctx, req.principal, asked.message, earlier=asked.earlier,
+    sent = await Conversations(ctx).send(req.principal, asked.message, earlier=asked.earlier,
                               instructions=asked.instructions, details={"protocol": "chat.completions"})
     cid, reply_id = sent.conversation_id, sent.assistant_message_id
     created = int(time.time())
@@ -87,7 +87,7 @@ async def handler(req: ApiRequest[ChatCompletionsRequest], ctx: Context) -> ApiR
     if body.stream:
         include_usage = body.stream_options is not None and body.stream_options.include_usage
         return ApiResponse(200, completion_chunks(ctx, cid, reply_id, created, model, include_usage,
-                                                  get_settings().sse_ping_seconds),
+                                                  ctx.service(Settings).sse_ping_seconds),
                            headers={**HEADERS, **headers}, media_type="text/event-stream")
     end = await FollowedReply(ctx, cid, reply_id).wait()
     if end is None or end.message is None or end.message.status == "error":

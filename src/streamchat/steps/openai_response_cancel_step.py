@@ -3,12 +3,11 @@ stop as POST /api/conversations/{cid}/messages/{mid}/stop). Cancelling a cancell
 
 from __future__ import annotations
 
-from streamchat.chat.messages import FINISHED
-from streamchat.chat.stopping import stop_reply
+from streamchat.conversations.messages import FINISHED
+from streamchat.conversations.service import Conversations
 from streamchat.framework import ApiConfig, ApiRequest, ApiResponse, Context
 from streamchat.protocols.openai_errors import OpenAiError, invalid
-from streamchat.protocols.openai_responses import ResponseObject, response_object
-from streamchat.steps.openai_response_step import find_response
+from streamchat.protocols.openai_responses import ResponseObject, find_response, response_object
 
 config = ApiConfig(
     name="OpenAiCancelResponse",
@@ -28,7 +27,7 @@ async def handler(req: ApiRequest[None], ctx: Context) -> ApiResponse:
         raise invalid("id", f"response {response_id!r} is already {reply.data.status}; only a queued or in-progress "
                       "response can be cancelled", code="response_not_cancellable")
     if reply.data.status not in FINISHED:
-        await stop_reply(ctx, cid, reply)
+        await Conversations(ctx).stop_reply(cid, reply)
         ctx.logger.info("response cancelled", extra={"conversationId": cid, "messageId": response_id})
     latest = await ctx.streams.conversation.get(cid, response_id) or reply
     return ApiResponse(200, response_object(response_id, cid, record.details, latest.data))

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from streamchat.chat.messages import ConversationMessage
-from streamchat.chat.ownership import owns
-from streamchat.chat.reply_index import ReplyRecord, locate
-from streamchat.framework import ApiConfig, ApiRequest, ApiResponse, Context, Item, Principal
-from streamchat.protocols.openai_errors import OpenAiError, not_found
-from streamchat.protocols.openai_responses import HEADERS, ResponseObject, response_events, response_object
-from streamchat.settings import get_settings
+from streamchat.framework import ApiConfig, ApiRequest, ApiResponse, Context
+from streamchat.protocols.openai_errors import OpenAiError
+from streamchat.protocols.openai_responses import (
+    HEADERS,
+    ResponseObject,
+    find_response,
+    response_events,
+    response_object,
+)
+from streamchat.settings import Settings
 
 
 class RetrieveQuery(BaseModel):
@@ -32,17 +35,6 @@ config = ApiConfig(
 )
 
 
-async def find_response(ctx: Context, response_id: str,
-                        principal: Principal | None) -> tuple[ReplyRecord, Item[ConversationMessage]]:
-    """The reply a response id names, if the caller may see it; else 404 in OpenAI's shape."""
-    record = await locate(ctx.state, response_id)
-    if record is not None and await owns(ctx.state, record.conversation_id, principal):
-        reply = await ctx.streams.conversation.get(record.conversation_id, response_id)
-        if reply is not None:
-            return record, reply
-    raise not_found("id", response_id, "response")
-
-
 async def handler(req: ApiRequest[None], ctx: Context) -> ApiResponse:
     response_id = req.path_params["id"]
     query: RetrieveQuery = req.query
@@ -50,6 +42,6 @@ async def handler(req: ApiRequest[None], ctx: Context) -> ApiResponse:
     cid = record.conversation_id
     if query.stream:
         return ApiResponse(200, response_events(ctx, cid, response_id, record.details, reply.data, query.starting_after,
-                                                get_settings().sse_ping_seconds),
+                                                ctx.service(Settings).sse_ping_seconds),
                            headers=HEADERS, media_type="text/event-stream")
     return ApiResponse(200, response_object(response_id, cid, record.details, reply.data))

@@ -13,17 +13,17 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from streamchat.chat.ownership import owns
-from streamchat.chat.reply_index import locate
+from streamchat.conversations.events import REPLY_ASKED, ChatMessageEvent
+from streamchat.conversations.ownership import owns
+from streamchat.conversations.replies.index import locate
+from streamchat.conversations.service import Conversations
 from streamchat.framework import ApiConfig, ApiRequest, ApiResponse, Context, Emit, HttpError
 from streamchat.protocols.following import FollowedReply
 from streamchat.protocols.openai_errors import OpenAiError, not_found
 from streamchat.protocols.openai_input import InputMessage, as_turns
 from streamchat.protocols.openai_models import check_model
 from streamchat.protocols.openai_responses import HEADERS, ResponseObject, response_events, response_object
-from streamchat.settings import get_settings
-from streamchat.steps.ai_response_step import ChatMessageEvent
-from streamchat.steps.chat_api_step import send_message
+from streamchat.settings import Settings
 
 #: OpenAI's limits on `metadata`.
 METADATA_KEYS, METADATA_KEY_CHARS, METADATA_VALUE_CHARS = 16, 64, 512
@@ -70,7 +70,7 @@ config = ApiConfig(
     method="POST",
     path="/v1/responses",
     body=ResponsesRequest,
-    emits=[Emit("chat-message", ChatMessageEvent)],
+    emits=[Emit(REPLY_ASKED, ChatMessageEvent)],
     writes=["conversation"],
     responses={200: ResponseObject, 404: OpenAiError, 409: OpenAiError},
     text_responses={200: "text/event-stream"},
@@ -94,7 +94,7 @@ async def handler(req: ApiRequest[ResponsesRequest], ctx: Context) -> ApiRespons
         "instructions": asked.instructions, "metadata": body.metadata or {},
         "previousResponseId": body.previous_response_id,
     }
-    sent = await send_message(ctx, req.principal, asked.message, conversation_id, earlier=asked.earlier,
+    sent = await Conversations(ctx).send(req.principal, asked.message, conversation_id, earlier=asked.earlier,
                               instructions=asked.instructions, details=details)
     cid, reply_id = sent.conversation_id, sent.assistant_message_id
     reply = await ctx.streams.conversation.get(cid, reply_id)
@@ -102,7 +102,7 @@ async def handler(req: ApiRequest[ResponsesRequest], ctx: Context) -> ApiRespons
         raise HttpError(404, "not_found", f"response {reply_id!r}: its conversation was deleted as it was created")
     if body.stream:
         return ApiResponse(200, response_events(ctx, cid, reply_id, details, reply.data, -1,
-                                                get_settings().sse_ping_seconds),
+                                                ctx.service(Settings).sse_ping_seconds),
                            headers=HEADERS, media_type="text/event-stream")
     if not body.background:
         await FollowedReply(ctx, cid, reply_id).wait()

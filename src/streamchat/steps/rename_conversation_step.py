@@ -4,12 +4,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field, field_validator
 
-from streamchat.catalog import current_catalog
-from streamchat.chat.ownership import require_owner
-from streamchat.framework import ApiConfig, ApiRequest, ApiResponse, Context, ErrorBody, HttpError
-from streamchat.steps.list_conversations_step import ConversationRecord
-
-TITLE_MAX = 200
+from streamchat.conversations.public import TITLE_MAX, ConversationRecord
+from streamchat.conversations.service import Conversations
+from streamchat.framework import ApiConfig, ApiRequest, ApiResponse, Context, ErrorBody
 
 
 class RenameRequest(BaseModel):
@@ -34,10 +31,5 @@ config = ApiConfig(
 
 
 async def handler(req: ApiRequest[RenameRequest], ctx: Context) -> ApiResponse:
-    cid = req.path_params["conversationId"]
-    await require_owner(ctx, cid, req.principal)
-    record = await current_catalog().rename(cid, req.body.title)
-    if record is None:
-        raise HttpError(404, "not_found", f"conversationId {cid!r}: no such conversation")
-    ctx.logger.info("conversation renamed", extra={"conversationId": cid})
+    record = await Conversations(ctx).rename(req.principal, req.path_params["conversationId"], req.body.title)
     return ApiResponse(200, record.public())

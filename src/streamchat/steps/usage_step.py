@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
-from streamchat.catalog import current_catalog
+from streamchat.catalog import Catalog
 from streamchat.framework import ApiConfig, ApiRequest, ApiResponse, Context, ErrorBody
 
 
@@ -55,6 +55,6 @@ config = ApiConfig(
 async def handler(req: ApiRequest[None], ctx: Context) -> ApiResponse:
     query: UsageQuery = req.query
     owner = req.principal.key_id if req.principal is not None and not req.principal.admin else None
-    totals = await current_catalog().usage(owner, None if query.since is None else as_stamp(query.since),
+    totals = await ctx.service(Catalog).usage(owner, None if query.since is None else as_stamp(query.since),
                                            None if query.until is None else as_stamp(query.until))
     return ApiResponse(200, {"models": [entry.public() for entry in totals]})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streamchat.chat.messages import ConversationMessage
+from streamchat.conversations.messages import ConversationMessage
 from streamchat.framework import Context, Item
 
 #: How long a stop waits for the run it stopped to write the reply's last state.

@@ -5,7 +5,8 @@ client that resumes "after event N" must get the very pieces that followed N, fr
 while the reply runs or long after. The text alone does not say where its pieces began, so the
 AI step's own list of pieces is read here while it writes (views in this process), and their
 lengths are written to state when the reply ends (everyone afterwards reads that) and, when other
-instances serve the conversation too, every FLUSH_SECONDS meanwhile (they read that).
+instances serve the conversation too, every FLUSH_SECONDS meanwhile (they read that). One
+`ReplyJournals` per process (a service the app gives the runtime) knows the replies it writes.
 
 Every journal write is made by the run's own task right after a reply write its lease allowed (see
 framework/leases.py), never from a timer of its own: a run paused past its lease wakes up to a
@@ -19,13 +20,10 @@ import contextlib
 import time
 from collections.abc import AsyncIterator
 
+from streamchat.conversations.records import REPLY_PIECES
 from streamchat.framework import OUTAGES, State
-from streamchat.settings import get_settings
 
-PIECES = "reply_pieces"
 FLUSH_SECONDS = 0.5
-
-_writing: dict[str, list[str]] = {}
 
 
 class ReplyJournal:
@@ -55,30 +53,31 @@ class ReplyJournal:
         await self._write()
 
     async def _write(self) -> None:
-        await self._state.set(PIECES, self._reply_id, {"lengths": [len(piece) for piece in self.pieces]})
+        await self._state.set(REPLY_PIECES, self._reply_id, {"lengths": [len(piece) for piece in self.pieces]})
 
 
-@contextlib.asynccontextmanager
-async def recording(state: State, reply_id: str) -> AsyncIterator[ReplyJournal]:
-    """A journal for one run of the reply, read by this process's views while the block runs."""
-    journal = ReplyJournal(state, reply_id, FLUSH_SECONDS if get_settings().several_instances else None)
-    _writing[reply_id] = journal.pieces
-    try:
-        yield journal
-    finally:
-        if _writing.get(reply_id) is journal.pieces:
-            del _writing[reply_id]
+class ReplyJournals:
+    """This process's journals: the pieces of the replies it is writing, read by its views."""
 
+    def __init__(self, several_instances: bool) -> None:
+        self._flush_seconds = FLUSH_SECONDS if several_instances else None
+        self._writing: dict[str, list[str]] = {}
 
-async def piece_lengths(state: State, reply_id: str) -> list[int]:
-    """The lengths known so far: this process's own while it writes the reply, else the stored ones."""
-    local = _writing.get(reply_id)
-    if local is not None:
-        return [len(piece) for piece in local]
-    stored = await state.get(PIECES, reply_id)
-    return [] if stored is None else [int(length) for length in stored["lengths"]]
+    @contextlib.asynccontextmanager
+    async def recording(self, state: State, reply_id: str) -> AsyncIterator[ReplyJournal]:
+        """A journal for one run of the reply, read by this process's views while the block runs."""
+        journal = ReplyJournal(state, reply_id, self._flush_seconds)
+        self._writing[reply_id] = journal.pieces
+        try:
+            yield journal
+        finally:
+            if self._writing.get(reply_id) is journal.pieces:
+                del self._writing[reply_id]
 
-
-async def forget(state: State, reply_ids: list[str]) -> None:
-    for reply_id in reply_ids:
-        await state.delete(PIECES, reply_id)
+    async def piece_lengths(self, state: State, reply_id: str) -> list[int]:
+        """The lengths known so far: this process's own while it writes the reply, else the stored ones."""
+        local = self._writing.get(reply_id)
+        if local is not None:
+            return [len(piece) for piece in local]
+        stored = await state.get(REPLY_PIECES, reply_id)
+        return [] if stored is None else [int(length) for length in stored["lengths"]]

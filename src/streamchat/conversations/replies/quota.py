@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import time
 
+from streamchat.conversations.records import RUNNING_REPLIES, scope_of
 from streamchat.framework import Context, HttpError, Principal
 
-RUNNING = "running_replies"
 STALE_SECONDS = 15 * 60
 RETRY_AFTER_SECONDS = 5
 
@@ -22,7 +22,7 @@ async def reserve(ctx: Context, principal: Principal | None, reply_id: str, limi
     if principal is None or limit <= 0:
         return
     now = time.time()
-    if not await ctx.state.reserve(f"{RUNNING}:{principal.key_id}", reply_id, {"at": now}, limit,
+    if not await ctx.state.reserve(scope_of(RUNNING_REPLIES, principal.key_id), reply_id, {"at": now}, limit,
                                    fresh_since=now - STALE_SECONDS):
         raise HttpError(429, "too_many_replies",
                         f"{limit} replies of this API key are still running (the limit); "
@@ -31,4 +31,4 @@ async def reserve(ctx: Context, principal: Principal | None, reply_id: str, limi
 
 async def release(ctx: Context, key_id: str | None, reply_id: str) -> None:
     if key_id is not None:
-        await ctx.state.delete(f"{RUNNING}:{key_id}", reply_id)
+        await ctx.state.delete(scope_of(RUNNING_REPLIES, key_id), reply_id)

@@ -23,14 +23,12 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from streamchat.catalog import current_catalog
-from streamchat.chat import answering, reply_index, reply_journal
-from streamchat.chat.messages import FINISHED
-from streamchat.chat.ownership import OWNERS
-from streamchat.chat.stopping import stop_reply
+from streamchat.catalog import Catalog
+from streamchat.conversations.messages import FINISHED
+from streamchat.conversations.records import DELETIONS, purge, scope_of
+from streamchat.conversations.replies.stopping import stop_reply
 from streamchat.framework import Context, HttpError
 
-DELETIONS = "conversation_deletions"
 GENERATION = "generation"
 RUNNING = "running:"
 MARK_SECONDS = 60.0
@@ -45,7 +43,7 @@ class Marks:
 
 
 def _scope(conversation_id: str) -> str:
-    return f"{DELETIONS}:{conversation_id}"
+    return scope_of(DELETIONS, conversation_id)
 
 
 async def read_marks(ctx: Context, conversation_id: str) -> Marks:
@@ -90,8 +88,8 @@ async def after_writing(ctx: Context, conversation_id: str, seen: Marks) -> None
 
 
 async def delete_conversation(ctx: Context, conversation_id: str) -> int:
-    """Stop its running or queued replies, delete every item (watchers get a delete each), then its
-    record and search text, what is kept beside its replies, and who owned it; how many items went.
+    """Stop its running or queued replies, delete every item (watchers get a delete each), then
+    every record kept beside them (records.purge); how many items went.
 
     Its marks are renewed and let go of even when a step fails (the delete answers its error and can
     be sent again): a new generation still makes any writer that overlapped it finish the delete,
@@ -107,13 +105,8 @@ async def delete_conversation(ctx: Context, conversation_id: str) -> int:
         for reply in running:
             await stop_reply(ctx, conversation_id, reply)
         deleted = await stream.delete_group(conversation_id)
-        await current_catalog().remove(conversation_id)
-        for reply in running:
-            await answering.free(ctx, conversation_id, reply.id)
         replies = [item.id for item in deleted if item.data.sender == "assistant"]
-        await reply_index.forget(ctx.state, replies)
-        await reply_journal.forget(ctx.state, replies)
-        await ctx.state.delete(OWNERS, conversation_id)
+        await purge(ctx.state, ctx.service(Catalog), conversation_id, replies)
     finally:
         await _new_generation(ctx, conversation_id)
         await ctx.state.delete(_scope(conversation_id), running_mark)

@@ -7,9 +7,8 @@ existence does not leak. Owners are stored by key id, never by key.
 
 from __future__ import annotations
 
+from streamchat.conversations.records import OWNERS
 from streamchat.framework import AccessRequest, Context, HttpError, Principal, State
-
-OWNERS = "conversation_owners"
 
 
 async def owner(state: State, conversation_id: str) -> str | None:

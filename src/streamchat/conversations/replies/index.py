@@ -11,9 +11,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from streamchat.conversations.records import REPLY_INDEX
 from streamchat.framework import State
-
-REPLIES = "reply_index"
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,11 +22,11 @@ class ReplyRecord:
 
 
 async def remember(state: State, reply_id: str, conversation_id: str, details: Mapping[str, Any] | None = None) -> None:
-    await state.set(REPLIES, reply_id, {"conversationId": conversation_id, "details": dict(details or {})})
+    await state.set(REPLY_INDEX, reply_id, {"conversationId": conversation_id, "details": dict(details or {})})
 
 
 async def locate(state: State, reply_id: str) -> ReplyRecord | None:
-    record = await state.get(REPLIES, reply_id)
+    record = await state.get(REPLY_INDEX, reply_id)
     if record is None:
         return None
     return ReplyRecord(str(record["conversationId"]), record.get("details") or {})
@@ -35,4 +34,4 @@ async def locate(state: State, reply_id: str) -> ReplyRecord | None:
 
 async def forget(state: State, reply_ids: Iterable[str]) -> None:
     for reply_id in reply_ids:
-        await state.delete(REPLIES, reply_id)
+        await state.delete(REPLY_INDEX, reply_id)

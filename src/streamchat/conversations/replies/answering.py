@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import time
 
-from streamchat.chat.reply_quota import STALE_SECONDS
+from streamchat.conversations.records import ANSWERING, scope_of
+from streamchat.conversations.replies.quota import STALE_SECONDS
 from streamchat.framework import Context
-
-ANSWERING = "answering"
 
 
 async def take(ctx: Context, conversation_id: str, reply_id: str) -> bool:
     """True if the conversation was answering nothing and now answers `reply_id`."""
     now = time.time()
-    return await ctx.state.reserve(f"{ANSWERING}:{conversation_id}", reply_id, {"at": now}, 1,
+    return await ctx.state.reserve(scope_of(ANSWERING, conversation_id), reply_id, {"at": now}, 1,
                                    fresh_since=now - STALE_SECONDS)
 
 
 async def free(ctx: Context, conversation_id: str, reply_id: str) -> None:
-    await ctx.state.delete(f"{ANSWERING}:{conversation_id}", reply_id)
+    await ctx.state.delete(scope_of(ANSWERING, conversation_id), reply_id)

@@ -13,7 +13,7 @@ import logging
 import time
 
 from streamchat.catalog import Catalog, Conversation
-from streamchat.chat.ownership import OWNERS
+from streamchat.conversations.records import OWNERS
 from streamchat.framework.store import Store
 
 logger = logging.getLogger("streamchat.catalog")

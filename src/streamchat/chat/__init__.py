@@ -1,1 +1,0 @@
-"""What the chat steps share and are not steps themselves: ownership, the reply quota, reply telemetry."""

@@ -1,0 +1,66 @@
+"""A conversation as a file to keep or to move: the JSON form import takes back, and a Markdown transcript."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator
+
+from streamchat.conversations.messages import FINISHED, ID_PATTERN, ConversationMessage
+from streamchat.conversations.public import TITLE_MAX
+from streamchat.framework import Item
+
+MESSAGES_MAX = 10_000
+
+
+class ExportedMessage(ConversationMessage):
+    id: str = Field(min_length=1, max_length=200, pattern=ID_PATTERN)
+
+
+class ExportedConversation(BaseModel):
+    format: Literal["streamchat.conversation"] = "streamchat.conversation"
+    version: Literal[1] = 1
+    conversationId: str | None = Field(default=None, min_length=1, max_length=200, pattern=ID_PATTERN,
+                                       description="Kept on import when no conversation has it.")
+    title: str = Field(min_length=1, max_length=TITLE_MAX)
+    createdAt: str | None = None
+    updatedAt: str | None = None
+    exportedAt: str | None = None
+    messages: list[ExportedMessage] = Field(max_length=MESSAGES_MAX)
+
+    @field_validator("messages")
+    @classmethod
+    def unique_ids(cls, messages: list[ExportedMessage]) -> list[ExportedMessage]:
+        seen: set[str] = set()
+        for message in messages:
+            if message.id in seen:
+                raise ValueError(f"message id {message.id!r} appears twice")
+            seen.add(message.id)
+        return messages
+
+
+def as_stored(message: ExportedMessage) -> ConversationMessage:
+    """An exported message as it is stored again: one still running when exported comes back
+    `stopped` (nothing will finish it)."""
+    data = ConversationMessage.model_validate(message.model_dump(exclude={"id"}))
+    if data.status in FINISHED:
+        return data
+    if data.sender == "user":
+        return data.model_copy(update={"status": "completed"})
+    return data.model_copy(update={"status": "stopped"})
+
+
+def transcript(title: str, items: Sequence[Item[ConversationMessage]]) -> str:
+    """A readable Markdown transcript: the title, then each message under who said it and when."""
+    parts = [f"# {' '.join(title.split())}\n"]
+    for item in items:
+        message = item.data
+        heading = "User" if message.sender == "user" else "Assistant"
+        notes = [message.timestamp]
+        if message.usage is not None:
+            notes.append(message.usage.model)
+        if message.status not in ("completed", "created"):
+            notes.append(message.status + (f": {message.error}" if message.error else ""))
+        parts.append(f"## {heading}\n\n_{' · '.join(notes)}_\n\n{message.message.strip()}\n")
+    return "\n".join(parts)

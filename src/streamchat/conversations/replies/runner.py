@@ -1,0 +1,128 @@
+"""The reply runner: the prompt, the provider loop and the reply's last write, for the AI step.
+
+Idempotent by reply id: a redelivered event for a reply that already finished does nothing, and
+one for a reply cut off mid-way starts it again from empty. The reply can be stopped (see
+stopping.py): the provider stream closes and the partial text is kept. If another run took the
+reply over (this instance was paused past its lease), the next write raises `Fenced`: the
+provider stream closes and everything else is left to that run.
+
+What a reply holds (its place in its key's quota, its conversation's turn in reject mode) is let
+go of only when it has really ended: a run that raises has not ended it (the bus runs it again, or
+another run has it, or it fails for good and `failed` ends it).
+"""
+
+from __future__ import annotations
+
+from streamchat.catalog import Catalog, Spent
+from streamchat.conversations.deleting import overlapped, read_marks
+from streamchat.conversations.events import ChatMessageEvent
+from streamchat.conversations.history import history, turn_before
+from streamchat.conversations.messages import FINISHED, ConversationMessage, ReplyUsage, utc_now
+from streamchat.conversations.replies import answering
+from streamchat.conversations.replies.journal import ReplyJournals
+from streamchat.conversations.replies.quota import release
+from streamchat.conversations.replies.telemetry import REPLIES, ReplyMeter, observed
+from streamchat.framework import Context
+from streamchat.llm import ChatTurn, ProviderError, current_provider
+from streamchat.settings import Settings
+
+
+class ReplyRunner:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.settings = ctx.service(Settings)
+        self.catalog = ctx.service(Catalog)
+        self.journals = ctx.service(ReplyJournals)
+        self.stream = ctx.streams.conversation
+
+    async def run(self, data: ChatMessageEvent) -> None:
+        """Run the reply; once it has ended, let go of what it held."""
+        await self._respond(data)
+        await self.ended(data)
+
+    async def ended(self, data: ChatMessageEvent) -> None:
+        """The reply has ended (completed, stopped, failed for good, or deleted): it no longer counts
+        against its key, nor keeps its conversation busy."""
+        await release(self.ctx, data.keyId, data.assistantMessageId)
+        if self.settings.busy_mode == "reject":
+            await answering.free(self.ctx, data.conversationId, data.assistantMessageId)
+
+    async def failed(self, data: ChatMessageEvent) -> None:
+        """Every retry failed: end the reply as an error so no client waits on it forever."""
+        current = await self.stream.get(data.conversationId, data.assistantMessageId)
+        if current is not None and current.data.status not in FINISHED:
+            await self.finish(data.conversationId, data.assistantMessageId, current.data.model_copy(
+                update={"status": "error", "error": "the reply failed after retries"}))
+        await self.ended(data)
+
+    async def _respond(self, data: ChatMessageEvent) -> None:
+        cid, reply_id = data.conversationId, data.assistantMessageId
+        logger = self.ctx.logger
+        async with self.ctx.stoppable(reply_id) as control:
+            items = await self.stream.get_group(cid)
+            current = next((item for item in items if item.id == reply_id), None)
+            if current is None:
+                logger.warning("reply message no longer exists; nothing to do", extra={"messageId": reply_id})
+                return
+            reply: ConversationMessage = current.data
+            if reply.status in FINISHED:
+                logger.info("reply already finished; skipping", extra={"messageId": reply_id, "status": reply.status})
+                return
+            until = data.userMessageId or turn_before(items, reply_id)
+            # Without STREAMCHAT_SYSTEM_PROMPT the provider opens with the system prompt that suits its model.
+            prompt = data.instructions or self.settings.system_prompt
+            system = [ChatTurn("system", prompt)] if prompt else []
+            turns = [*system, *history(items, until, self.settings.history_chars)]
+            meter = ReplyMeter()
+            # The provider request starts now; the status write below overlaps its time to first token.
+            replying = control.iterate(observed(current_provider(), turns, meter))
+            await self.stream.set(cid, reply_id, reply.model_copy(update={"message": "", "status": "streaming"}))
+            failure: ProviderError | None = None
+            async with self.journals.recording(self.ctx.state, reply_id) as journal:
+                try:
+                    async for piece in replying:
+                        journal.pieces.append(piece)
+                        await self.stream.append(cid, reply_id, "message", piece)
+                        if journal.flush_due():
+                            await journal.flush()
+                except ProviderError as error:
+                    failure = error
+                final = _ending(reply, journal.text(), failure, control.stopped)
+                if await self.finish(cid, reply_id, final, meter, data.keyId):
+                    await journal.keep()
+            if failure is not None:
+                logger.warning("provider failed", extra={"messageId": reply_id, "reason": failure.reason})
+            else:
+                logger.info("reply ended", extra={"messageId": reply_id, "status": final.status,
+                                                  "chars": len(final.message)})
+
+    async def finish(self, cid: str, reply_id: str, final: ConversationMessage, meter: ReplyMeter | None = None,
+                     key_id: str | None = None) -> bool:
+        """Write the reply's last state (with its usage, when the model was called) and account for it;
+        False when there is nothing to end: its conversation is being deleted or was, or a delete came
+        while the write was made (then it is finished here too, so the write brings nothing back)."""
+        seen = await read_marks(self.ctx, cid)
+        if seen.running or await self.stream.get(cid, reply_id) is None:
+            return False
+        usage = None if meter is None else meter.usage()
+        if usage is not None:
+            final = final.model_copy(update={"usage": ReplyUsage.model_validate(usage)})
+        await self.stream.set(cid, reply_id, final)
+        REPLIES.labels(final.status).inc()
+        spent = None if final.usage is None else Spent(reply_id, key_id, final.usage.model,
+                                                        final.usage.promptTokens or 0,
+                                                        final.usage.completionTokens or 0)
+        await self.catalog.index(cid, reply_id, final.message, active_at=utc_now(), spent=spent)
+        return not await overlapped(self.ctx, cid, seen)
+
+
+def _ending(reply: ConversationMessage, text: str, failure: ProviderError | None, stopped: bool) -> ConversationMessage:
+    """The reply's last state: failed, stopped, empty (an error too) or completed."""
+    if failure is not None:
+        return reply.model_copy(update={"message": text, "status": "error", "error": failure.reason})
+    if stopped:
+        return reply.model_copy(update={"message": text, "status": "stopped"})
+    if not text.strip():
+        return reply.model_copy(update={"message": text, "status": "error",
+                                        "error": "the model returned an empty reply"})
+    return reply.model_copy(update={"message": text, "status": "completed"})
