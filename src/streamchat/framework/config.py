@@ -43,12 +43,15 @@ class StreamConfig(Generic[M]):
     `can_access`, when API keys are in use, decides whether a caller may watch a group (Motia's
     `canAccess`); without it any authenticated caller may. `summary` names the fields the
     Workbench shows of each write (an item's status, say), so its trace says what changed.
+    `sticky_events` names the group events (`Stream.send_event`) whose latest one is stored and
+    ends every new SSE snapshot (and follows every WebSocket sync), so a fresh watcher learns it.
     """
 
     name: str
     schema: type[M]
     can_access: Callable[[AccessRequest], Awaitable[bool]] | None = None
     summary: tuple[str, ...] = ()
+    sticky_events: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -95,6 +95,11 @@ class Store(ABC):
         """Hold `lease.key` with `lease.token` from now on: writes under any earlier token are refused."""
         await self.state_set(LEASES, lease.key, {"token": lease.token})
 
+    async def lease_held(self, lease: Lease) -> bool:
+        """Whether `lease.key` is held with `lease.token` now (for a write that stores nothing to check it with)."""
+        held = await self.state_get(LEASES, lease.key)
+        return held is not None and held.get("token") == lease.token
+
     @abstractmethod
     async def lease_drop(self, lease: Lease) -> None:
         """Forget the lease if it still holds this token (a later holder's stays)."""

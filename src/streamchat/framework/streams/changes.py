@@ -11,7 +11,9 @@ from typing import Any, Literal
 
 import orjson
 
-Kind = Literal["sync", "create", "update", "delete", "event", "delta"]
+#: "event" is a custom event that is no change (Motia's `send`: WebSocket only, no seq); "group-event"
+#: one that is a change of the group (`send_event`: sequenced, kept for resume, an SSE frame too).
+Kind = Literal["sync", "create", "update", "delete", "event", "group-event", "delta"]
 
 
 class Change:
@@ -46,7 +48,7 @@ class Change:
         """The frame of Motia's stream protocol (built on each call; sockets share `motia_text`)."""
         if self.kind == "delta":
             event: dict[str, Any] = {"type": "event", "event": {"type": "delta", "data": self.payload}}
-        elif self.kind == "event":
+        elif self.kind in ("event", "group-event"):
             event = {"type": "event", "event": self.payload}
         else:
             event = {"type": self.kind, "data": self.payload}
@@ -57,14 +59,20 @@ class Change:
         return orjson.dumps(frame)
 
     def sse(self) -> bytes | None:
-        """The Server-Sent Events frame, or None for changes SSE does not carry (custom events, syncs)."""
+        """The Server-Sent Events frame, or None for changes SSE does not carry (Motia's custom events, syncs).
+
+        A group event is a frame named by its type, with its data.
+        """
         if self._sse is None:
+            data = self.payload
             if self.kind in ("create", "update"):
                 name = "item"
             elif self.kind in ("delta", "delete"):
                 name = self.kind
+            elif self.kind == "group-event":
+                name, data = self.payload["type"], self.payload["data"]
             else:
                 return None
             head = b"" if self.seq is None else b"id: %d\n" % self.seq
-            self._sse = b"%sevent: %s\ndata: %s\n\n" % (head, name.encode(), orjson.dumps(self.payload))
+            self._sse = b"%sevent: %s\ndata: %s\n\n" % (head, name.encode(), orjson.dumps(data))
         return self._sse

@@ -19,9 +19,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from streamchat.framework.store import JSON
-from streamchat.framework.streams.changes import Change
+from streamchat.framework.streams.changes import Change, Kind
+from streamchat.framework.streams.events import GroupEvents
 from streamchat.framework.streams.fanout import FanOut
-from streamchat.framework.streams.group import Audience, GroupState, LiveItem, Subscriber
+from streamchat.framework.streams.group import Audience, GroupState, KeptEvent, LiveItem, Subscriber
 from streamchat.framework.streams.replay import ReplayBuffers
 from streamchat.framework.streams.sequencers.base import Sequenced, Sequencer
 
@@ -34,7 +35,8 @@ class Following:
     """The views, resume buffers and subscribers of the hub's groups on this instance."""
 
     def __init__(self, groups: OrderedDict[tuple[str, str], GroupState], group: Callable[[str, str], GroupState],
-                 sequencer: Sequencer, fanout: FanOut, replay: ReplayBuffers, read_group: ReadGroup) -> None:
+                 sequencer: Sequencer, fanout: FanOut, replay: ReplayBuffers, read_group: ReadGroup,
+                 events: GroupEvents) -> None:
         #: The hub's groups (shared), and how the hub finds or makes one.
         self._groups = groups
         self._group = group
@@ -43,6 +45,8 @@ class Following:
         self.replay = replay
         #: The group's items as of its latest change, and that change's seq (the hub's read).
         self._read_group = read_group
+        #: Which events are sticky, and the latest of each as stored and logged.
+        self.events = events
         self._catching_up: set[tuple[str, str]] = set()
 
     def record(self, state: GroupState, change: Change, audience: Audience = "all") -> None:
@@ -52,10 +56,13 @@ class Following:
 
     def apply(self, state: GroupState, change: Sequenced) -> None:
         """Take the group's next change into its view and resume buffer and push it to subscribers here."""
-        assert change.seq is not None and change.item_id is not None
+        assert change.seq is not None
         stream, group, item_id, seq = change.stream, change.group, change.item_id, change.seq
         state.seq = seq
         state.exact = True
+        if item_id is None:
+            self._apply_group_event(state, change)
+            return
         view = state.view
         if change.kind == "put":
             self._end_watching(state, item_id)
@@ -89,6 +96,20 @@ class Following:
             self.replay.deleted(state, item_id, seq)
             self.replay.keep(state, state.change(stream, group, item_id, "delete", {"id": item_id, "seq": seq}, seq))
             self.fanout.publish(state, state.change(stream, group, item_id, "delete", item, seq))
+
+    def _apply_group_event(self, state: GroupState, change: Sequenced) -> None:
+        """A group event (events.py): kept if sticky, then recorded like an item change; or the kept ones cleared."""
+        assert change.seq is not None
+        if change.kind == "events-cleared":
+            state.sticky = {name: kept for name, kept in state.sticky.items() if kept.seq > change.seq}
+            self.replay.forget_events(state, change.seq)
+            return
+        name = change.payload["type"]
+        if name in self.events.sticky_names(change.stream):
+            current = state.sticky.get(name)
+            if current is None or current.seq < change.seq:
+                state.sticky[name] = KeptEvent(change.seq, change.payload)
+        self.record(state, state.change(change.stream, change.group, None, "group-event", change.payload, change.seq))
 
     @staticmethod
     def _end_watching(state: GroupState, item_id: str) -> None:
@@ -130,15 +151,22 @@ class Following:
             return
         state.view, state.syncing, state.backlog = {}, True, []
         try:
-            items, at = await self._read_group(stream, group)
+            sticky, items, at = await self._read(stream, group)
         except BaseException:
             state.view, state.syncing, state.backlog = None, False, []
             raise
-        self._rebuild(state, items, at)
+        self._rebuild(state, items, at, sticky)
         if self._drain_backlog(state):
             self._start_catch_up(stream, group)
 
-    def _rebuild(self, state: GroupState, items: list[JSON], at: int) -> None:
+    async def _read(self, stream: str, group: str) -> tuple[dict[str, KeptEvent], list[JSON], int]:
+        """The group's sticky events, its items and the seq they are at. The events are read first: the
+        items' read then reaches at least as far, so nothing between them is taken as applied."""
+        sticky = await self.events.read(stream, group)
+        items, at = await self._read_group(stream, group)
+        return sticky, items, max([at, *(kept.seq for kept in sticky.values())])
+
+    def _rebuild(self, state: GroupState, items: list[JSON], at: int, sticky: dict[str, KeptEvent]) -> None:
         for live in state.live.values():
             live.end()
         state.live.clear()
@@ -147,6 +175,7 @@ class Following:
             self.replay.forget(state)
             state.exact = True
         state.view = {item["id"]: item for item in items}
+        state.sticky = dict(sticky)
         state.seq = max(at, state.seq)
 
     def _view_items(self, state: GroupState) -> list[JSON]:
@@ -207,9 +236,9 @@ class Following:
             return
         logger.info("relay gap cannot be filled from the log; re-sending a snapshot",
                     extra={"stream": stream, "group": group, "seq": state.seq})
-        items, at = await self._read_group(stream, group)
+        sticky, items, at = await self._read(stream, group)
         if state.view is not None:
-            self._rebuild(state, items, at)
+            self._rebuild(state, items, at, sticky)
             self._resend_snapshot(state, stream, group)
 
     def _resend_snapshot(self, state: GroupState, stream: str, group: str) -> None:
@@ -217,11 +246,11 @@ class Following:
         self.fanout.drop_batches(state)
         items = self._view_items(state)
         sync = state.change(stream, group, None, "sync", items, state.seq)
+        snapshot = self._snapshot_frames(state, stream, group, items)
         for subscriber in list(state.members):
             subscriber.push(sync)
-            for index, item in enumerate(items, start=1):
-                seq = state.seq if index == len(items) else None
-                subscriber.push(Change(stream, group, item["id"], "update", item, seq, state.clock))
+            for change in snapshot:
+                subscriber.push(change)
         for item_id, room in state.item_members.items():
             match = [entry for entry in items if entry["id"] == item_id]
             for subscriber in list(room):
@@ -257,15 +286,31 @@ class Following:
         if item_id is not None:
             items = [item for item in items if item["id"] == item_id]
         if sse:
-            # Only the snapshot's last frame carries an id: a client cut off half-way through it has
-            # not seen the whole snapshot, and must get it again on reconnect.
-            at = max([state.seq, *(item["seq"] for item in items)])
-            for index, item in enumerate(items, start=1):
-                subscriber.push(Change(stream, group, item["id"], "update", item,
-                                       at if index == len(items) else None, state.clock))
+            for change in self._snapshot_frames(state, stream, group, items, sticky=item_id is None):
+                subscriber.push(change)
         else:
             payload: Any = items if item_id is None else (items[0] if items else None)
             subscriber.push(state.change(stream, group, item_id, "sync", payload, state.seq))
+            if item_id is None:
+                # Motia's clients know only items in a sync; the sticky events follow it as custom events.
+                for kept in sorted(state.sticky.values(), key=lambda kept: kept.seq):
+                    subscriber.push(state.change(stream, group, None, "group-event", kept.event, kept.seq))
+
+    @staticmethod
+    def _snapshot_frames(state: GroupState, stream: str, group: str, items: list[JSON],
+                         sticky: bool = True) -> list[Change]:
+        """A snapshot as single changes: each item, then the sticky events, for SSE (and after a WebSocket sync).
+
+        Only the last one carries a seq, the one the whole snapshot is at: a client cut off half-way
+        through it has not seen it all and must get it again on reconnect, and one that resumes from
+        it must not be sent what the snapshot holds already (even when the last event is older).
+        """
+        kept = sorted(state.sticky.values(), key=lambda event: event.seq) if sticky else []
+        at = max([state.seq, *(item["seq"] for item in items), *(event.seq for event in kept)])
+        frames: list[tuple[str | None, Kind, JSON]] = [(item["id"], "update", item) for item in items]
+        frames += [(None, "group-event", event.event) for event in kept]
+        return [Change(stream, group, item_id, kind, payload, at if index == len(frames) else None, state.clock)
+                for index, (item_id, kind, payload) in enumerate(frames, start=1)]
 
     @staticmethod
     def _can_replay(state: GroupState, after_seq: int) -> bool:
@@ -287,6 +332,7 @@ class Following:
             live.end()
         state.live.clear()
         state.view = None
+        state.sticky = {}
         state.backlog.clear()
         if self.sequencer.broadcasts:
             # Its changes stop coming here, so what is kept would have gaps.

@@ -98,6 +98,14 @@ class DeltaBatch:
             self.timer = None
 
 
+@dataclass(frozen=True, slots=True)
+class KeptEvent:
+    """The latest group event of a sticky name (see events.py): its seq and the event, `{"type", "data"}`."""
+
+    seq: int
+    event: JSON
+
+
 @dataclass(eq=False)
 class GroupState:
     """Everything the hub keeps in memory for one group."""
@@ -124,6 +132,8 @@ class GroupState:
     #: The group's items as this instance last applied them (None: nobody here watches the group),
     #: and the changes held back while the view is being (re)built.
     view: dict[str, JSON] | None = None
+    #: The latest event of each sticky name, kept with the view: what a new watcher's snapshot ends with.
+    sticky: dict[str, KeptEvent] = field(default_factory=dict)
     syncing: bool = False
     backlog: list[Any] = field(default_factory=list)
 

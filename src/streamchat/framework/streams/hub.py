@@ -21,7 +21,7 @@ A growing text field is streamed with `append`: O(1) per piece. How each subscri
 fanout.py's job (joined delta frames, every seq for SSE, coalesced whole items for plain Motia
 clients), what is kept for resume is replay.py's, and the batched store writes of streaming text
 are writeback.py's. `set` (e.g. the final `completed`) writes through to the store before it is
-applied.
+applied. Custom events that are changes of a group (`send_event`) are events.py's.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from streamchat.framework.errors import OUTAGES, StorageFull
 from streamchat.framework.leases import Fenced, Lease
 from streamchat.framework.store import JSON, Store, StoredItem
 from streamchat.framework.store.base import TOMBSTONE_SECONDS
+from streamchat.framework.streams.events import GroupEvents
 from streamchat.framework.streams.fanout import DELTA_WINDOW_SECONDS, FanOut
 from streamchat.framework.streams.following import Following
 from streamchat.framework.streams.group import GroupState, LiveItem, Subscriber
@@ -89,8 +90,10 @@ class StreamHub:
         self.fanout = FanOut(delta_window)
         self.replay = ReplayBuffers(self._groups.values(), replay_budget)
         self.writes = WriteBack(store, self._groups.values(), fences_in_store=not self.sequencer.broadcasts)
+        self.events = GroupEvents(store, self.configs, self.sequencer, self.writes, self._group, self._sequence,
+                                  self._store, lambda state, change: self.following.apply(state, change))
         self.following = Following(self._groups, self._group, self.sequencer, self.fanout, self.replay,
-                                   self.read_group)
+                                   self.read_group, self.events)
 
     async def start(self) -> None:
         """Begin serving: a broadcasting sequencer starts delivering the other instances' changes."""
@@ -196,10 +199,12 @@ class StreamHub:
 
     async def delete_group(self, stream: str, group: str) -> list[JSON]:
         """Delete every item of a group, each as `delete` does (subscribers get a delete per item),
-        then drop the sequencer's log of it, so nothing of its text stays behind; the deleted items.
+        then its sticky events (events.py), then drop the sequencer's log of it, so nothing of its text
+        stays behind; the deleted items.
         Tombstones old enough to be of no more use go at the same time."""
         deleted = [item for entry in await self.list_group(stream, group)
                    if (item := await self.delete(stream, group, entry["id"])) is not None]
+        await self.events.clear(stream, group)
         await self.sequencer.forget(stream, group)
         await self.store.prune_tombstones(time.time() - TOMBSTONE_SECONDS)
         return deleted
@@ -214,13 +219,18 @@ class StreamHub:
         async with state.lock:
             self.fanout.publish(state, state.change(stream, group, item_id, "event", event, None))
 
+    async def send_event(self, stream: str, group: str, name: str, data: Any, lease: Lease | None = None) -> int:
+        """A custom event that is a change of the group: sequenced, kept for resume (see events.py); its seq."""
+        self.config(stream)
+        return await self.events.send(stream, group, name, data, lease)
+
     def notify(self, stream: str, group: str, event: JSON) -> None:
         """`send` to this instance's subscribers, for callers that cannot await; nothing when nobody listens."""
         state = self._groups.get((stream, group))
         if state is not None and (state.members or state.item_members):
             self.fanout.publish(state, state.change(stream, group, None, "event", event, None))
 
-    async def _sequence(self, state: GroupState, stream: str, group: str, kind: SequencedKind, item_id: str,
+    async def _sequence(self, state: GroupState, stream: str, group: str, kind: SequencedKind, item_id: str | None,
                         payload: Any, field_name: str | None = None, lease: Lease | None = None) -> int:
         seq = await self.sequencer.sequence(stream, group, kind, item_id, payload, field_name, lease=lease)
         if seq is not None:
@@ -230,7 +240,7 @@ class StreamHub:
         # wide gap, unless the store has never seen the group), and re-announce what this instance
         # is streaming into the group so no one builds on text the lost log held.
         resumed = list(state.writing.items())
-        stored = await self.store.max_seq(stream, group)
+        stored = max(await self.store.max_seq(stream, group), await self.events.max_seq(stream, group))
         floor = 0 if stored == 0 and not resumed else max([stored, *(live.seq for _, live in resumed)]) + RESEED_GAP
         if floor:
             logger.warning("re-seeding a stream group's sequence", extra={"stream": stream, "group": group,
@@ -243,7 +253,7 @@ class StreamHub:
                 self._end_writing(state, stream, group, live_id)  # its writer's next append is refused too
         return await self._sequence_seeded(stream, group, kind, item_id, payload, field_name, floor, lease)
 
-    async def _sequence_seeded(self, stream: str, group: str, kind: SequencedKind, item_id: str, payload: Any,
+    async def _sequence_seeded(self, stream: str, group: str, kind: SequencedKind, item_id: str | None, payload: Any,
                               field_name: str | None, floor: int, lease: Lease | None) -> int:
         seq = await self.sequencer.sequence(stream, group, kind, item_id, payload, field_name, floor=floor, lease=lease)
         assert seq is not None, "the sequencer ignored the floor"

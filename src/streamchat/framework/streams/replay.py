@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 
+import orjson
+
 from streamchat.framework.streams.changes import Change
 from streamchat.framework.streams.group import REPLAY_LIMIT, GroupState
 
@@ -32,6 +34,8 @@ def replay_cost(change: Change) -> int:
     payload = change.payload
     if change.kind == "delta":
         return CHANGE_BYTES + _text_bytes(payload["delta"])
+    if change.kind == "group-event":
+        return CHANGE_BYTES + TEXT_COPIES * len(orjson.dumps(payload["data"]))
     if isinstance(payload, dict):
         return CHANGE_BYTES + sum(STRING_BYTES + _text_bytes(value) for value in payload.values()
                                   if isinstance(value, str))
@@ -92,6 +96,21 @@ class ReplayBuffers:
         state.replay_deleted = {}
         state.replay_bytes -= removed
         self.bytes -= removed
+
+    def forget_events(self, state: GroupState, before: int) -> None:
+        """The group's events before `before` were cleared (its items were deleted): they are not replayed."""
+        removed = 0
+        kept: list[Change] = []
+        for change in state.replay:
+            if change.kind == "group-event" and change.seq is not None and change.seq < before:
+                removed += replay_cost(change)
+            else:
+                kept.append(change)
+        if removed:
+            state.replay.clear()
+            state.replay.extend(kept)
+            state.replay_bytes -= removed
+            self.bytes -= removed
 
     def _trim(self, keep: GroupState) -> None:
         """Down to 80% of the budget, so trimming is rare: empty the least recently active groups'

@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+import orjson
 from pydantic import BaseModel
 
 from streamchat.framework.config import StreamConfig
@@ -104,7 +105,27 @@ class Stream(Generic[M]):
         return [self._load(item) for item in await self._hub.list_group(self.name, group_id)]
 
     async def send(self, group_id: str, event_type: str, data: Any, item_id: str | None = None) -> None:
+        """Push a custom event to whoever watches now (Motia's `send`): no seq, not kept, not on SSE."""
         await self._hub.send(self.name, group_id, {"type": event_type, "data": data}, item_id)
+
+    async def send_event(self, group_id: str, name: str, data: BaseModel | Any) -> int:
+        """Send every watcher of the group a custom event that is a change of it; returns its seq.
+
+        It is ordered with the item writes (on every instance), kept for resume, sent to SSE clients
+        as `event: <name>`, and carries the handler's lease like `set`. The latest event of a name the
+        config lists in `sticky_events` is stored and ends each new watcher's snapshot. Data that is
+        not JSON (or a model) is refused here, before anything is sent.
+        """
+        if isinstance(data, BaseModel):
+            data = data.model_dump(mode="json", by_alias=True)
+        try:
+            data = orjson.loads(orjson.dumps(data))
+        except TypeError as error:
+            raise TypeError(f"event {name!r} of stream {self.name!r}: data is not JSON: {error}") from None
+        seq = await self._hub.send_event(self.name, group_id, name, data, self._lease)
+        if self._observer is not None:
+            self._observer("event", self.name, group_id, "", {"event": name, "seq": seq})
+        return seq
 
     def watch(self, group_id: str, item_id: str, keepalive: float | None = None) -> ItemWatch[M]:
         """Follow one item: its state now, then each write and appended piece (see watch.py)."""

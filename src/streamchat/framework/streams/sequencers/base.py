@@ -17,12 +17,14 @@ from typing import Any, Literal
 from streamchat.framework.leases import Lease
 from streamchat.framework.store import JSON
 
-SequencedKind = Literal["put", "delta", "delete", "event"]
+#: "event": a custom event (a change with a seq when sent by `send_event`, none when by `send`);
+#: "events-cleared": the group's kept events are gone (its items were all deleted).
+SequencedKind = Literal["put", "delta", "delete", "event", "events-cleared"]
 
 
 @dataclass(frozen=True, slots=True)
 class Sequenced:
-    """One change of a group with its seq, as the hub applies it (custom events have no seq)."""
+    """One change of a group with its seq, as the hub applies it (a custom event that is no change has none)."""
 
     stream: str
     group: str
