@@ -24,7 +24,7 @@ from streamchat.conversations.replies import answering
 from streamchat.conversations.replies.index import forget, remember
 from streamchat.conversations.replies.quota import release, reserve
 from streamchat.conversations.replies.stopping import stop_reply
-from streamchat.framework import OUTAGES, Context, HttpError, Principal
+from streamchat.framework import OUTAGES, Context, HttpError, Item, Principal
 from streamchat.settings import Settings
 
 
@@ -63,9 +63,11 @@ class ReplyOrder:
             raise
         return self
 
-    async def store(self, item_id: str, message: ConversationMessage) -> None:
-        await self.ctx.streams.conversation.set(self.conversation_id, item_id, message)
+    async def store(self, item_id: str, message: ConversationMessage) -> Item[ConversationMessage]:
+        stored: Item[ConversationMessage] = await self.ctx.streams.conversation.set(
+            self.conversation_id, item_id, message)
         self._stored.append(item_id)
+        return stored
 
     async def queue(self, event: ChatMessageEvent, details: Mapping[str, Any] | None = None) -> None:
         """Index the reply (with what its protocol keeps beside it), then ask for it."""

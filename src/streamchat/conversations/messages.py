@@ -11,6 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serial
 from streamchat.settings import get_settings
 
 Status = Literal["created", "streaming", "completed", "error", "stopped"]
+#: Why a reply ended: "length" when a token limit cut it, "stop" otherwise.
+FinishReason = Literal["stop", "length"]
 FINISHED: frozenset[str] = frozenset({"completed", "error", "stopped"})
 #: What a conversation or message id may be, wherever a client chooses one.
 ID_PATTERN = r"^[A-Za-z0-9_.:\-]+$"
@@ -51,12 +53,23 @@ class ConversationMessage(BaseModel):
     timestamp: str
     error: str | None = None
     usage: ReplyUsage | None = None
+    parentId: str | None = Field(default=None, description="The message this one follows (a reply: the user "
+                                 "message it answers); null for a first message. Absent on messages kept by "
+                                 "versions before the tree: each follows the one before it.")
+    model: str | None = Field(default=None, description="A reply: the configured model writing it.")
+    finishReason: FinishReason | None = Field(default=None, description="A reply that ended: `length` when a "
+                                              "token limit cut it, else `stop`.")
 
     @field_validator("timestamp")
     @classmethod
     def _iso8601(cls, value: str) -> str:
         datetime.fromisoformat(value)
         return value
+
+    @property
+    def parent_recorded(self) -> bool:
+        """Whether this message names its parent (null included), as every message written since the tree does."""
+        return "parentId" in self.model_fields_set
 
 
 class MessageItem(ConversationMessage):

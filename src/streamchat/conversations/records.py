@@ -8,7 +8,9 @@ earlier versions wrote, so conversations they kept read the same with no migrati
 - `conversation_deletions:<conversation>`: deletes under way and their generation (deleting.py);
 - `answering:<conversation>`, keyed by reply: the one reply it answers in reject mode (replies/answering.py);
 - `reply_index`, keyed by reply: its conversation and protocol details (replies/index.py);
-- `reply_pieces`, keyed by reply: the lengths of the pieces it was written in (replies/journal.py).
+- `reply_pieces`, keyed by reply: the lengths of the pieces it was written in (replies/journal.py);
+- `conversation_branch`, keyed by conversation: its active branch (branches.py);
+- `conversation_settings`, keyed by conversation: its model and sampling settings (settings.py).
 
 A key's running replies (`running_replies:<key id>`, replies/quota.py) belong to the key, not the
 conversation: each is released when its reply ends, so a purge leaves them alone. The deletion marks
@@ -28,6 +30,8 @@ ANSWERING = "answering"
 REPLY_INDEX = "reply_index"
 REPLY_PIECES = "reply_pieces"
 RUNNING_REPLIES = "running_replies"
+BRANCH = "conversation_branch"
+SETTINGS = "conversation_settings"
 
 
 def scope_of(kind: str, owner_id: str) -> str:
@@ -46,4 +50,6 @@ async def purge(state: State, catalog: Catalog, conversation_id: str, reply_ids:
     for reply_id in reply_ids:
         await state.delete(REPLY_INDEX, reply_id)
         await state.delete(REPLY_PIECES, reply_id)
+    await state.delete(BRANCH, conversation_id)
+    await state.delete(SETTINGS, conversation_id)
     await state.delete(OWNERS, conversation_id)

@@ -18,3 +18,14 @@ class Regenerated(BaseModel):
     conversationId: str
     assistantMessageId: str
     userMessageId: str
+
+
+class Edited(BaseModel):
+    conversationId: str
+    userMessageId: str
+    assistantMessageId: str
+
+
+class ActiveBranchView(BaseModel):
+    activeMessageId: str
+    path: list[str]

@@ -45,6 +45,8 @@ class StreamConfig(Generic[M]):
     Workbench shows of each write (an item's status, say), so its trace says what changed.
     `sticky_events` names the group events (`Stream.send_event`) whose latest one is stored and
     ends every new SSE snapshot (and follows every WebSocket sync), so a fresh watcher learns it.
+    Items are written without their null fields, except those `kept_nulls` names (by their wire
+    name) when the writer gave the null: there a null says something an absent field does not.
     """
 
     name: str
@@ -52,6 +54,7 @@ class StreamConfig(Generic[M]):
     can_access: Callable[[AccessRequest], Awaitable[bool]] | None = None
     summary: tuple[str, ...] = ()
     sticky_events: tuple[str, ...] = ()
+    kept_nulls: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

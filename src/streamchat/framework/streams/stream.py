@@ -52,6 +52,8 @@ class Stream(Generic[M]):
         self._observer = observer
         self._lease = lease
         self._text_fields = _text_fields(config.schema)
+        self._kept_nulls = {name: wire for name, field in config.schema.model_fields.items()
+                            if (wire := field.alias or name) in config.kept_nulls}
 
     def _validate(self, data: M | Mapping[str, Any]) -> M:
         if isinstance(data, self.config.schema):
@@ -66,6 +68,9 @@ class Stream(Generic[M]):
     async def set(self, group_id: str, item_id: str, data: M | Mapping[str, Any]) -> Item[M]:
         model = self._validate(data)
         stored = model.model_dump(mode="json", by_alias=True, exclude_none=True)
+        for name, wire in self._kept_nulls.items():
+            if name in model.model_fields_set and wire not in stored:
+                stored[wire] = None
         item = await self._hub.set(self.name, group_id, item_id, stored, self._lease)
         if self._observer is not None:
             summary: dict[str, Any] = {key: stored[key] for key in self.config.summary if key in stored}
