@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from streamchat.llm.base import ChatProvider, ChatTurn, ProviderError, TokenCount
+from streamchat.llm.base import ChatProvider, ChatTurn, ProviderError, Sampling, TokenCount
 
-__all__ = ["ChatProvider", "ChatTurn", "ProviderError", "TokenCount", "current_provider", "use_provider"]
+__all__ = ["ChatProvider", "ChatTurn", "ProviderError", "Sampling", "TokenCount", "current_provider", "use_provider"]
 
 _provider: ChatProvider | None = None
 

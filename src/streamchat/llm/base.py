@@ -26,13 +26,26 @@ def with_system_prompt(turns: Sequence[ChatTurn], default: str) -> Sequence[Chat
     return [ChatTurn("system", default), *turns]
 
 
+@dataclass(frozen=True, slots=True)
+class Sampling:
+    """One request's generation settings (a conversation's or a model's); None keeps the provider's
+    own default, so an unset limit sends none to a server that has no reason to cut a reply short."""
+
+    temperature: float | None = None
+    max_tokens: int | None = None
+
+
 @dataclass(slots=True)
 class TokenCount:
-    """A reply's tokens as its model counted them, filled in by the provider as the reply ends;
-    None where the provider did not say (an OpenAI-compatible server that sends no usage)."""
+    """How a reply ended, as its model told it, filled in by the provider as the reply ends; None
+    where the provider did not say (an OpenAI-compatible server that sends no usage).
+
+    `finish_reason` is "stop" (the model ended its turn), "length" (a token limit cut the reply
+    short), or whatever else the provider said ("content_filter", ...)."""
 
     prompt: int | None = None
     completion: int | None = None
+    finish_reason: str | None = None
 
 
 class ProviderError(Exception):
@@ -58,9 +71,12 @@ class ChatProvider(Protocol):
         """"ok", or what is still being prepared (or why it failed): /readyz shows it."""
         ...
 
-    def stream(self, turns: Sequence[ChatTurn], count: TokenCount | None = None) -> AsyncGenerator[str, None]:
-        """Yield the reply's text pieces as the model produces them, and put its token counts in
-        `count`. Turns that do not open with a system turn get the system prompt that suits the model."""
+    def stream(
+        self, turns: Sequence[ChatTurn], count: TokenCount | None = None, sampling: Sampling | None = None,
+    ) -> AsyncGenerator[str, None]:
+        """Yield the reply's text pieces as the model produces them, and put its token counts and
+        finish reason in `count`. `sampling`'s values override the provider's defaults for this reply.
+        Turns that do not open with a system turn get the system prompt that suits the model."""
         ...
 
     async def close(self) -> None:

@@ -12,7 +12,11 @@ thread (a llama context is not thread-safe); pieces cross into the event loop th
 generation at the next token.
 
 Token usage is counted with the model's own tokenizer: the prompt as its chat template (or the
-transcript) renders it, and the reply's text.
+transcript) renders it, and the reply's text. The finish reason is llama.cpp's: "length" when the
+reply reached its cap, "stop" when the model ended its turn or wrote a turn marker.
+
+Unlike a remote server, an embedded model always gets a cap: the small models it runs sometimes
+never end a turn, and each token costs this machine's CPU.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from streamchat.llm.base import ChatTurn, ProviderError, TokenCount, with_system_prompt
+from streamchat.llm.base import ChatTurn, ProviderError, Sampling, TokenCount, with_system_prompt
 from streamchat.llm.local_models import LocalModel, PromptStyle
 
 logger = logging.getLogger("streamchat.llm.local")
@@ -40,6 +44,8 @@ TURN_MARKERS = ["<|im_start|>", "<|im_end|>", "<|endoftext|>", "<start_of_turn>"
 TRANSCRIPT_STOPS = ["\nUser:", "\nuser:", "User:", "\n\n\n"]
 #: Tokens a chat template adds around one turn, beyond its text (a generous estimate).
 TEMPLATE_TOKENS_PER_TURN = 8
+#: A reply's cap when neither the provider's settings nor the request give one.
+DEFAULT_MAX_TOKENS = 512
 _END = object()
 
 
@@ -72,13 +78,14 @@ class LocalProvider:
     name = "local"
 
     def __init__(
-        self, spec: LocalModel, *, models_dir: Path, max_tokens: int = 512, temperature: float | None = None,
+        self, spec: LocalModel, *, models_dir: Path, max_tokens: int | None = None, temperature: float | None = None,
     ) -> None:
         self.spec = spec
         self.model = spec.id
         self.models_dir = models_dir
-        self.max_tokens = max_tokens
-        self.sampling = spec.sampling if temperature is None else replace(spec.sampling, temperature=temperature)
+        self.max_tokens = DEFAULT_MAX_TOKENS if max_tokens is None else max_tokens
+        #: The model's decoding settings (local_models.Sampling), with the configured temperature.
+        self.decoding = spec.sampling if temperature is None else replace(spec.sampling, temperature=temperature)
         self.prompt: PromptStyle = spec.prompt
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama")
         self._llama: Any = None
@@ -129,13 +136,24 @@ class LocalProvider:
     def _tokens(self, text: str) -> int:
         return len(self._llama.tokenize(text.encode(), add_bos=False, special=True))
 
-    def _pieces(self, turns: Sequence[ChatTurn], count: TokenCount) -> Iterator[str]:
-        """The reply's text pieces, generated on the worker thread; the prompt's tokens go in `count`."""
+    def _options(self, sampling: Sampling | None) -> dict[str, Any]:
+        """llama.cpp's generation options: the request's values over the provider's."""
+        max_tokens, temperature = self.max_tokens, self.decoding.temperature
+        if sampling is not None:
+            max_tokens = max_tokens if sampling.max_tokens is None else sampling.max_tokens
+            temperature = temperature if sampling.temperature is None else sampling.temperature
+        return {"max_tokens": max_tokens, "stream": True, "temperature": temperature, "top_p": self.decoding.top_p,
+                "top_k": self.decoding.top_k, "min_p": self.decoding.min_p,
+                "repeat_penalty": self.decoding.repeat_penalty}
+
+    def _pieces(self, turns: Sequence[ChatTurn], count: TokenCount, sampling: Sampling | None) -> Iterator[str]:
+        """The reply's text pieces, generated on the worker thread; the prompt's tokens and the finish
+        reason go in `count`."""
         turns = with_system_prompt(turns, self.spec.system_prompt(self.prompt))
-        budget = self.spec.context_tokens - self.max_tokens
-        options = {"max_tokens": self.max_tokens, "stream": True, "temperature": self.sampling.temperature,
-                   "top_p": self.sampling.top_p, "top_k": self.sampling.top_k, "min_p": self.sampling.min_p,
-                   "repeat_penalty": self.sampling.repeat_penalty}
+        options = self._options(sampling)
+        # Room for the reply, but never more than half the context: a large cap must not push the
+        # history out (llama.cpp stops a reply where the context ends anyway, as "length").
+        budget = self.spec.context_tokens - min(options["max_tokens"], self.spec.context_tokens // 2)
         if self.prompt == "template":
             kept = fit(turns, lambda kept: sum(self._tokens(t.content) + TEMPLATE_TOKENS_PER_TURN for t in kept),
                        budget)
@@ -145,15 +163,23 @@ class LocalProvider:
                 count.prompt = len(self._llama.tokenize(rendered.prompt.encode(), add_bos=not rendered.added_special,
                                                         special=True))
             for chunk in self._llama.create_chat_completion(messages=messages, stop=TURN_MARKERS, **options):
-                yield chunk["choices"][0]["delta"].get("content") or ""
+                choice = chunk["choices"][0]
+                if choice["finish_reason"] is not None:
+                    count.finish_reason = choice["finish_reason"]
+                yield choice["delta"].get("content") or ""
         else:
             kept = fit(turns, lambda kept: self._tokens(transcript(kept)) + 1, budget)
             count.prompt = self._tokens(transcript(kept)) + 1
             for piece in self._llama.create_completion(transcript(kept), stop=TRANSCRIPT_STOPS + TURN_MARKERS,
                                                        **options):
-                yield piece["choices"][0]["text"]
+                choice = piece["choices"][0]
+                if choice["finish_reason"] is not None:
+                    count.finish_reason = choice["finish_reason"]
+                yield choice["text"]
 
-    async def stream(self, turns: Sequence[ChatTurn], count: TokenCount | None = None) -> AsyncGenerator[str, None]:
+    async def stream(
+        self, turns: Sequence[ChatTurn], count: TokenCount | None = None, sampling: Sampling | None = None,
+    ) -> AsyncGenerator[str, None]:
         await self.load()
         counted = count if count is not None else TokenCount()
         loop = asyncio.get_running_loop()
@@ -163,7 +189,7 @@ class LocalProvider:
         def generate() -> None:
             pieces: list[str] = []
             try:
-                for piece in self._pieces(turns, counted):
+                for piece in self._pieces(turns, counted, sampling):
                     if cancelled.is_set():
                         break
                     if piece:

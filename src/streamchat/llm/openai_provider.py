@@ -7,7 +7,13 @@ are avoided: an aiohttp transport reads a reply for half to a quarter of the CPU
 default httpx2 one (ours, aiohttp_transport.py, also keeps the tokens that came with a hang-up), and
 passing the messages through `extra_body` skips the SDK's recursive typed-dict transform of every
 message (about 1.5 ms of CPU per request).
-Token usage comes from the chunk the server sends last when asked (`stream_options.include_usage`).
+Token usage comes from the chunk the server sends last when asked (`stream_options.include_usage`),
+the finish reason from the chunk that carries one.
+
+A reply limit is sent only when one is set (the request's or the constructor's): a server without one
+lets the model end its turn, where a default cap would cut long answers short. It goes out as
+`max_tokens`, which every OpenAI-compatible server accepts; OpenAI's reasoning models want
+`max_completion_tokens` instead, which other servers do not all know.
 """
 
 from __future__ import annotations
@@ -22,21 +28,28 @@ import openai
 import orjson
 
 from streamchat.llm.aiohttp_transport import http_client
-from streamchat.llm.base import INSTRUCTION_PROMPT, ChatTurn, ProviderError, TokenCount, with_system_prompt
+from streamchat.llm.base import (
+    INSTRUCTION_PROMPT,
+    ChatTurn,
+    ProviderError,
+    Sampling,
+    TokenCount,
+    with_system_prompt,
+)
 
 
 class OpenAIProvider:
     name = "openai"
 
     def __init__(
-        self, *, api_key: str, base_url: str | None, model: str, max_tokens: int,
+        self, *, api_key: str, base_url: str | None, model: str, max_tokens: int | None = None,
         max_retries: int = 2, connect_timeout: float = 10.0, read_timeout: float = 60.0,
         temperature: float | None = None, total_timeout: float = 600.0,
     ) -> None:
         self.model = model
         self.total_timeout = total_timeout
-        self.max_tokens = max_tokens
-        self.options: dict[str, Any] = {} if temperature is None else {"temperature": temperature}
+        #: Defaults for every reply (None: send none); a request's Sampling overrides each.
+        self.defaults = Sampling(temperature=temperature, max_tokens=max_tokens)
         self.client = openai.AsyncOpenAI(
             api_key=api_key,
             base_url=base_url or None,
@@ -51,22 +64,40 @@ class OpenAIProvider:
     def readiness(self) -> str:
         return "ok"
 
-    async def stream(self, turns: Sequence[ChatTurn], count: TokenCount | None = None) -> AsyncGenerator[str, None]:
+    def options(self, sampling: Sampling | None) -> dict[str, Any]:
+        """The request's sampling parameters: each set one, the request's value over the default."""
+        temperature, max_tokens = self.defaults.temperature, self.defaults.max_tokens
+        if sampling is not None:
+            temperature = temperature if sampling.temperature is None else sampling.temperature
+            max_tokens = max_tokens if sampling.max_tokens is None else sampling.max_tokens
+        options: dict[str, Any] = {}
+        if temperature is not None:
+            options["temperature"] = temperature
+        if max_tokens is not None:
+            options["max_tokens"] = max_tokens
+        return options
+
+    async def stream(
+        self, turns: Sequence[ChatTurn], count: TokenCount | None = None, sampling: Sampling | None = None,
+    ) -> AsyncGenerator[str, None]:
         messages: Any = [{"role": turn.role, "content": turn.content}
                          for turn in with_system_prompt(turns, INSTRUCTION_PROMPT)]
         finished = False
         try:
             async with self.client.chat.completions.with_streaming_response.create(
                 model=self.model, messages=[], extra_body={"messages": messages}, stream=True,
-                max_tokens=self.max_tokens, stream_options={"include_usage": True}, **self.options,
+                stream_options={"include_usage": True}, **self.options(sampling),
             ) as response:
                 deadline = asyncio.get_running_loop().time() + self.total_timeout
                 async for payload in _data_lines(response.iter_bytes()):
                     if payload == b"[DONE]":
                         finished = True
                         break
-                    text, done, usage = _parse_chunk(payload)
-                    finished = finished or done
+                    text, reason, usage = _parse_chunk(payload)
+                    if reason is not None:
+                        finished = True
+                        if count is not None:
+                            count.finish_reason = reason
                     if usage is not None and count is not None:
                         count.prompt, count.completion = usage
                     if text:
@@ -108,8 +139,8 @@ async def _data_lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
                 yield line[5:].strip()
 
 
-def _parse_chunk(payload: bytes) -> tuple[str, bool, tuple[int | None, int | None] | None]:
-    """Text of one streamed chunk, whether it carried a finish_reason, and the (prompt, completion)
+def _parse_chunk(payload: bytes) -> tuple[str, str | None, tuple[int | None, int | None] | None]:
+    """Text of one streamed chunk, its finish_reason when it carried one, and the (prompt, completion)
     tokens when it carried usage."""
     try:
         chunk = orjson.loads(payload)
@@ -122,11 +153,14 @@ def _parse_chunk(payload: bytes) -> tuple[str, bool, tuple[int | None, int | Non
     usage = _usage(chunk.get("usage"))
     choices = chunk.get("choices")
     if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-        return "", False, usage
+        return "", None, usage
     choice = choices[0]
     delta = choice.get("delta")
     text = delta.get("content") if isinstance(delta, dict) else None
-    return (text if isinstance(text, str) else ""), choice.get("finish_reason") is not None, usage
+    reason = choice.get("finish_reason")
+    if reason is not None and not isinstance(reason, str):
+        reason = str(reason)
+    return (text if isinstance(text, str) else ""), reason, usage
 
 
 def _usage(reported: Any) -> tuple[int | None, int | None] | None:

@@ -3,14 +3,16 @@
 Tests and the benchmark drive it through `/control`:
   POST /control {"tokens": [...], "delay": 0.01, "ttft": 0.0, "fail": [500, 429],
                  "hang_up_after": 3, "burst": false, "retry_after_ms": 10, "hold": false, "hold_after": 2,
-                 "count": 200, "stamp": true, "tag": true, "misbehave": "garbage" | "empty-choices" | "no-newline",
-                 "usage": true, "prompt_tokens": 42, "endless": true}
+                 "count": 200, "stamp": true, "tag": true,
+                 "misbehave": "garbage" | "empty-choices" | "no-newline" | "no-finish-reason",
+                 "usage": true, "prompt_tokens": 42, "endless": true, "finish_reason": "content_filter"}
 sets how the next replies behave (`fail` statuses are used up one per request; `hold` keeps every
 reply from starting, `hold_after` keeps it open after that many tokens, until POST /control/release,
 or POST /control/release {"stream": n} for the n-th stream alone, counted as `tag` counts them; with
 `burst`, the tokens before a `hang_up_after` go out in one write, so they reach the client together
 with the hang-up, as from a proxy that buffers);
-GET /control/requests lists the request bodies received; POST /control/reset restores defaults.
+GET /control/requests lists the request bodies received (with their `max_tokens` and `temperature`
+when sent); POST /control/reset restores defaults.
 A request whose last message contains `[tokens=N]` gets N tokens instead of the scripted ones;
 `count` makes every reply N tokens long; with `stamp`, each token is its own send time
 (` 1764000000.123456`), so a client can measure the delivery lag of every token; with `tag`, each
@@ -23,6 +25,10 @@ The usage a stream reported is in its entry of `streams`, and `held` is true whi
 With `endless`, a reply goes on after its tokens (one more every `delay`, at least every 20 ms) until
 the client hangs up, so a test can see a client close a reply that never finishes by itself; it is
 taken when a reply is requested, so a test can make one reply endless and the next one finite.
+A request's `max_tokens` is honoured as OpenAI does: a reply longer than that is cut after that many
+tokens (an endless one too) and ends with `finish_reason: "length"`; a reply that ends by itself says
+"stop", or the scripted `finish_reason`. A `max_tokens` that is not a positive integer gets a 400.
+The finish reason a stream sent is in its entry of `streams`.
 
 Run: python -m streamchat.testing.fake_openai --port 8900
 """
@@ -62,6 +68,10 @@ class Reply:
     tokens: list[str]
     #: The prefix of the tokens sent past the scripted ones, for an endless reply; None ends it.
     endless_prefix: str | None
+    #: The request's `max_tokens`: the reply ends, as "length", when it has sent that many tokens.
+    limit: int | None
+    #: What the reply's last chunk says: "length" when `limit` cuts it, else the scripted reason.
+    finish_reason: str
 
 
 @dataclass
@@ -79,11 +89,14 @@ class Script:
     stamp: bool = False
     tag: bool = False
     #: Misbehaviour: "garbage" (a non-JSON data line after the tokens), "empty-choices" (chunks with
-    #: no choices, never a finish), "no-newline" (bytes that never end a line).
+    #: no choices, never a finish), "no-newline" (bytes that never end a line), "no-finish-reason"
+    #: (the tokens and [DONE], no chunk with a finish_reason).
     misbehave: str | None = None
     usage: bool = True
     prompt_tokens: int | None = None
     endless: bool = False
+    #: The finish reason of a reply that ends by itself ("stop" unless a test wants another).
+    finish_reason: str = "stop"
 
 
 #: How often an endless reply sends a token past its scripted ones when no `delay` is set.
@@ -160,17 +173,24 @@ class FakeOpenAI:
                 {"error": {"message": f"scripted failure {status}", "type": "server_error"}},
                 status_code=status, headers={"retry-after-ms": str(script.retry_after_ms)},
             )
+        limit = body.get("max_tokens")
+        if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+            return JSONResponse(
+                {"error": {"message": f"max_tokens must be a positive integer, not {limit!r}",
+                           "type": "invalid_request_error", "param": "max_tokens"}}, status_code=400)
         tokens = script.tokens if script.count is None else [f" t{i}" for i in range(script.count)]
         last = str(body.get("messages", [{}])[-1].get("content", ""))
         if match := _TOKEN_COUNT.search(last):
             tokens = [f" t{i}" for i in range(int(match.group(1)))]
         number = len(self.streams)
         prefix = f"r{number}-" if script.tag else ""
-        tokens = [f"{prefix}{token}" for token in tokens]
+        cut = limit is not None and (len(tokens) > limit or script.endless)
+        tokens = [f"{prefix}{token}" for token in tokens[:limit]]
         record: dict[str, Any] = {"sent": 0, "finished": False, "closed_by_client_at": None,
-                                  "text": "".join(tokens)}
+                                  "text": "".join(tokens), "finish_reason": None}
         self.streams.append(record)
-        reply = Reply(number, tokens, prefix if script.endless else None)
+        reply = Reply(number, tokens, prefix if script.endless else None, limit,
+                      "length" if cut else script.finish_reason)
         return StreamingResponse(self._recorded(self._chunks(body, reply, script, record), record),
                                  media_type="text/event-stream")
 
@@ -226,18 +246,22 @@ class FakeOpenAI:
             record["sent"] = index + 1
         if reply.endless_prefix is not None:
             for index in itertools.count(len(tokens)):
+                if index == reply.limit:
+                    break
                 await asyncio.sleep(script.delay or ENDLESS_PACE)
                 yield _sse(_token_chunk(base, f"{reply.endless_prefix} t{index}"))
                 record["sent"] = index + 1
         if script.misbehave == "garbage":
             yield b"data: {this is not json\n\n"
-        yield _sse({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        if script.misbehave != "no-finish-reason":
+            record["finish_reason"] = reply.finish_reason
+            yield _sse({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": record["finish_reason"]}]})
+        sent = record["sent"]
         if script.usage and (body.get("stream_options") or {}).get("include_usage"):
             prompt = script.prompt_tokens
             if prompt is None:
                 prompt = sum(len(str(message.get("content", "")).split()) for message in body.get("messages", []))
-            usage = {"prompt_tokens": prompt, "completion_tokens": len(tokens),
-                     "total_tokens": prompt + len(tokens)}
+            usage = {"prompt_tokens": prompt, "completion_tokens": sent, "total_tokens": prompt + sent}
             record["usage"] = usage
             yield _sse({**base, "choices": [], "usage": usage})
         yield b"data: [DONE]\n\n"
