@@ -138,9 +138,6 @@ class ServerFactory:
             "STREAMCHAT_DATA_DIR": str(self.tmp / "data"),
             "STREAMCHAT_RETRY_DELAY": "0.05",
             "STREAMCHAT_LOG_LEVEL": "INFO",
-            # The fake provider honours max_tokens as a real server does; replies of thousands of tokens
-            # must not be cut by the default limit the server still sends (see issue 26: it will send none).
-            "STREAMCHAT_MAX_TOKENS": "1000000",
         })
         return env
 
@@ -164,8 +161,7 @@ class ServerFactory:
 
     def start_local(self, **overrides: str) -> Server:
         """A server on the embedded model: no OpenAI settings at all, as a new user runs it."""
-        settings: dict[str, str | None] = {"STREAMCHAT_MAX_TOKENS": None, **overrides}  # the embedded model's own cap
-        return self.start(OPENAI_API_KEY=None, OPENAI_BASE_URL=None, OPENAI_MODEL=None, **settings)
+        return self.start(OPENAI_API_KEY=None, OPENAI_BASE_URL=None, OPENAI_MODEL=None, **overrides)
 
     def stop_all(self) -> None:
         for server in self.servers:

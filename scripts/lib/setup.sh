@@ -40,7 +40,7 @@ with_heartbeat() {
   say "$label done in $((SECONDS - start))s"
 }
 
-# ensure_venv EXTRAS  e.g. ensure_venv local,dev
+# ensure_venv EXTRAS  e.g. ensure_venv local,dev  (ensure_venv "": the base install only)
 ensure_venv() {
   local extras="$1"
   if [ ! -x "$VENV/bin/python" ]; then
@@ -61,10 +61,12 @@ ensure_venv() {
     "$VENV/bin/python" scripts/lib/install_local.py install
   fi
   [ -n "$missing" ] || return 0
-  say "Installing streamchat[$extras]"
+  local spec="."
+  [ -z "$extras" ] || spec=".[$extras]"
+  say "Installing streamchat${spec#.}"
   CMAKE_BUILD_PARALLEL_LEVEL="$(nproc 2>/dev/null || echo 2)" \
     with_heartbeat "pip install" "$VENV/install.log" \
-    "$VENV/bin/python" -m pip install --progress-bar off -e ".[$extras]"
+    "$VENV/bin/python" -m pip install --progress-bar off -e "$spec"
   for extra in base ${extras//,/ }; do echo "$want" >"$VENV/.installed-$extra"; done
 }
 

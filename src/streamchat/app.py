@@ -1,9 +1,8 @@
-"""The streamchat server: the chat steps on the framework, a model provider, and the chat page."""
+"""The streamchat server: the chat steps on the framework, the configured models, and the chat page."""
 
 from __future__ import annotations
 
 import functools
-import importlib.util
 import logging
 from importlib.resources import files
 from pathlib import Path
@@ -33,11 +32,7 @@ from streamchat.framework import (
     error_response,
     sse_response,
 )
-from streamchat.llm import ChatProvider, use_provider
-from streamchat.llm.local_models import LocalModelError
-from streamchat.llm.local_models import resolve as resolve_local_model
-from streamchat.llm.local_provider import LocalProvider
-from streamchat.llm.openai_provider import OpenAIProvider
+from streamchat.llm.model_set import ModelSet
 from streamchat.protocols.openai_errors import OPENAI_ERRORS
 from streamchat.protocols.openai_errors import PREFIX as OPENAI_PREFIX
 from streamchat.settings import Settings, get_settings
@@ -57,22 +52,6 @@ ACCESS = AccessRules(
 )
 
 
-def make_provider(settings: Settings) -> ChatProvider:
-    if settings.provider == "openai":
-        assert settings.openai_api_key is not None
-        return OpenAIProvider(
-            api_key=settings.openai_api_key, base_url=settings.openai_base_url, model=settings.openai_model,
-            max_tokens=settings.max_tokens, max_retries=settings.provider_retries,
-            read_timeout=settings.provider_timeout, temperature=settings.temperature,
-            total_timeout=settings.provider_total_timeout,
-        )
-    if importlib.util.find_spec("llama_cpp") is None:
-        raise LocalModelError("the embedded model needs llama-cpp-python: pip install 'streamchat[local]' "
-                              "(./scripts/serve does it), or set OPENAI_API_KEY")
-    return LocalProvider(resolve_local_model(settings.local_model), models_dir=settings.data_dir / "models",
-                         max_tokens=settings.max_tokens, temperature=settings.temperature)
-
-
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Everything `streamchat serve` runs, configured from the environment."""
     settings = settings or get_settings()
@@ -87,26 +66,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                settings.admin_keys_file)
     catalog = catalog_for(backends.store)
     catalog.on_first_use = functools.partial(take_in_earlier_records, backends.store)
+    models = ModelSet.from_settings(settings)
     # What handlers reach as ctx.service(...): no module globals between the app and its steps.
-    services = Services(settings, catalog, ReplyJournals(several_instances=settings.several_instances))
+    services = Services(settings, catalog, models, ReplyJournals(several_instances=settings.several_instances))
     runtime = Runtime(steps, backends.store, backends.bus, backends.link, keys,
                       rate_limits={"messages": settings.messages_per_minute},
                       delta_window=settings.delta_window_ms / 1000,
                       replay_budget=settings.replay_memory_mb * 1024 * 1024, idle_groups_kept=settings.idle_groups_kept,
                       services=services)
-    provider = make_provider(settings)
 
-    async def start_provider() -> None:
-        # The server listens while the model loads; /readyz says what is still loading meanwhile.
-        use_provider(provider)
-        provider.start()
-        logger.info("provider started", extra={"provider": provider.name, "model": provider.model,
-                                               "state": settings.state_url.split(":")[0]})
+    async def start_models() -> None:
+        # The server listens while the models load; /readyz says what is still loading meanwhile.
+        models.start()
+        logger.info("models started", extra={"models": models.names(), "default": models.default,
+                                             "state": settings.state_url.split(":")[0]})
 
-    async def stop_provider() -> None:
-        await provider.close()
+    async def stop_models() -> None:
+        await models.close()
 
-    shutdown = [stop_provider]
+    shutdown = [stop_models]
     if settings.otlp_endpoint:
         tracing = configure_tracing(settings.otel_service_name, endpoint=settings.otlp_endpoint)
         collector = urlsplit(settings.otlp_endpoint)
@@ -118,7 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         shutdown.append(flush_traces)
 
     app = build_app(runtime, title="streamchat", version=__version__,
-                    on_startup=[start_provider], on_shutdown=shutdown,
+                    on_startup=[start_models], on_shutdown=shutdown,
                     shutdown_seconds=settings.shutdown_seconds,
                     socket_limits=SocketLimits(outbox=settings.ws_outbox, joins=settings.ws_max_joins,
                                                messages_per_second=settings.ws_messages_per_second),
@@ -150,10 +128,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/readyz", tags=["ops"], responses={503: {"description": "a dependency is unreachable"}})
     async def readyz() -> JSONResponse:
         """Readiness: every dependency (store, Redis, the model) is ready; 503 naming the one that is not."""
-        checks = {**await runtime.readiness(), "model": provider.readiness()}
+        checks = {**await runtime.readiness(), "model": models.readiness()}
         ready = all(state == "ok" for state in checks.values())
         return JSONResponse({"status": "ready" if ready else "unavailable", "checks": checks},
                             status_code=200 if ready else 503)
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.state.models = models
     return app

@@ -83,8 +83,10 @@ def serve_command(host: str | None, port: int | None) -> int:
         logging.getLogger("streamchat.cli").warning(
             "serving on a non-loopback address without API keys: anyone who can reach this port can read "
             "every conversation and spend provider tokens; set STREAMCHAT_API_KEYS", extra={"host": bind_host})
-    print(f"streamchat: serving http://{bind_host}:{bind_port} with the {settings.provider} provider "
-          f"(Ctrl+C to stop)", file=sys.stderr, flush=True)
+    models = app.state.models
+    others = f" and {len(models.names()) - 1} more" if len(models.names()) > 1 else ""
+    print(f"streamchat: serving http://{bind_host}:{bind_port} with the {models.entry(models.default).provider} "
+          f"model {models.default}{others} (Ctrl+C to stop)", file=sys.stderr, flush=True)
     # On SIGTERM: stop accepting, give open connections (SSE, sockets) a bounded time, then the
     # runtime finishes or hands back running replies within STREAMCHAT_SHUTDOWN_SECONDS. Once it
     # is done uvicorn raises the signal again for the handler it found: this one makes that a clean

