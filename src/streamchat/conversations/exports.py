@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from streamchat.conversations.messages import FINISHED, ID_PATTERN, ConversationMessage
 from streamchat.conversations.public import TITLE_MAX
@@ -28,6 +28,8 @@ class ExportedConversation(BaseModel):
     updatedAt: str | None = None
     exportedAt: str | None = None
     messages: list[ExportedMessage] = Field(max_length=MESSAGES_MAX)
+    activeMessageId: str | None = Field(default=None, description="The active branch's leaf; absent: the last "
+                                        "message.")
 
     @field_validator("messages")
     @classmethod
@@ -39,11 +41,25 @@ class ExportedConversation(BaseModel):
             seen.add(message.id)
         return messages
 
+    @model_validator(mode="after")
+    def _tree_closed(self) -> ExportedConversation:
+        """Every parent and the active leaf name a message given before (parents come first)."""
+        seen: set[str] = set()
+        for message in self.messages:
+            if message.parentId is not None and message.parentId not in seen:
+                raise ValueError(f"messages: {message.id!r} names parentId {message.parentId!r}, which is not "
+                                 "a message before it")
+            seen.add(message.id)
+        if self.activeMessageId is not None and self.activeMessageId not in seen:
+            raise ValueError(f"activeMessageId: {self.activeMessageId!r} is not one of the messages")
+        return self
+
 
 def as_stored(message: ExportedMessage) -> ConversationMessage:
     """An exported message as it is stored again: one still running when exported comes back
     `stopped` (nothing will finish it)."""
-    data = ConversationMessage.model_validate(message.model_dump(exclude={"id"}))
+    # Only the fields the export gave: one without parentId (an export made before the tree) stays such.
+    data = ConversationMessage.model_validate(message.model_dump(exclude={"id"}, exclude_unset=True))
     if data.status in FINISHED:
         return data
     if data.sender == "user":

@@ -79,6 +79,14 @@ class MessageItem(ConversationMessage):
     seq: int
 
 
+class TreeMessageItem(MessageItem):
+    """A message of a conversation as GET returns it: also where it sits among its siblings."""
+
+    siblings: list[str] = Field(description="The ids of the messages with the same parent, in creation order, "
+                                "this one included.")
+    siblingIndex: int = Field(description="This message's index in `siblings`.")
+
+
 def checked_message(value: str) -> str:
     """A user message as every protocol takes it: not blank, within STREAMCHAT_MAX_MESSAGE_CHARS."""
     if not value.strip():

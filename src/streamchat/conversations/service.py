@@ -8,26 +8,48 @@ and deletion-mark rules built in, so a step only parses its request and shapes t
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from streamchat.catalog import Catalog, Conversation
 from streamchat.conversations.asking import ReplyOrder
-from streamchat.conversations.deleting import delete_conversation
+from streamchat.conversations.branches import Branches, tree_of
+from streamchat.conversations.chat_settings import ChatSettings, check_model, given, read_settings, write_settings
+from streamchat.conversations.deleting import after_writing, before_writing, delete_conversation
 from streamchat.conversations.events import ChatMessageEvent
-from streamchat.conversations.exports import ExportedConversation, as_stored
+from streamchat.conversations.exports import ExportedConversation
+from streamchat.conversations.importing import bring_in
 from streamchat.conversations.messages import FINISHED, ConversationMessage, utc_now
 from streamchat.conversations.ownership import claim, require_owner
-from streamchat.conversations.records import OWNERS
 from streamchat.conversations.replies.stopping import stop_reply
-from streamchat.conversations.results import Regenerated, Sent
+from streamchat.conversations.results import ActiveBranchView, Edited, Regenerated, Sent
+from streamchat.conversations.tree import Tree
 from streamchat.framework import OUTAGES, Context, HttpError, Item, Principal
 from streamchat.llm import ChatTurn
+from streamchat.llm.model_set import ModelSet
 from streamchat.settings import Settings
 
 Items = list[Item[ConversationMessage]]
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationView:
+    """A conversation as its owner reads it: its record, every message, their tree, the active leaf."""
+
+    record: Conversation | None
+    items: Items
+    tree: Tree
+    active: str | None
+    settings: ChatSettings
+
+    def branch(self) -> Items:
+        """The active branch's messages, root first."""
+        if self.active is None:
+            return []
+        by_id = {item.id: item for item in self.items}
+        return [by_id[message_id] for message_id in self.tree.path_to(self.active)]
 
 
 def no_such_conversation(cid: str) -> HttpError:
@@ -43,7 +65,9 @@ class Conversations:
         self.ctx = ctx
         self.settings = ctx.service(Settings)
         self.catalog = ctx.service(Catalog)
+        self.models = ctx.service(ModelSet)
         self.stream = ctx.streams.conversation
+        self.branches = Branches(ctx)
 
     async def read(self, principal: Principal | None, cid: str) -> tuple[Conversation | None, Items]:
         """The caller's conversation: its record (None for one kept without) and messages; 404 otherwise."""
@@ -54,43 +78,84 @@ class Conversations:
             raise no_such_conversation(cid)
         return record, items
 
+    async def view(self, principal: Principal | None, cid: str) -> ConversationView:
+        """The caller's conversation with its tree, active branch and settings; 404 otherwise."""
+        record, items = await self.read(principal, cid)
+        tree = tree_of(items)
+        active = (await self.branches.current(cid)).resolve(tree)
+        return ConversationView(record, items, tree, active, await read_settings(self.ctx.state, cid))
+
     async def send(self, principal: Principal | None, message: str, conversation_id: str | None = None, *,
                    earlier: Sequence[ChatTurn] = (), instructions: str | None = None,
-                   details: Mapping[str, Any] | None = None) -> Sent:
+                   details: Mapping[str, Any] | None = None, change: ChatSettings | None = None) -> Sent:
         """What every protocol's "send" does: store the message (after `earlier` turns a client sent
-        along, for a new conversation) and an empty reply, and ask for the reply.
+        along, for a new conversation) on the active branch and an empty reply to it, make the reply the
+        active leaf, and ask for it.
 
         An id that is another key's, or one being deleted, is a 404; the busy mode and the key's reply
-        limit apply; a failure keeps nothing of it. `details` are kept beside the reply in the reply index.
+        limit apply; a failure keeps nothing of it. `details` are kept beside the reply in the reply index;
+        `change` (its given fields) changes the conversation's settings from this reply on.
         """
         existing = conversation_id is not None
         cid = conversation_id or str(uuid.uuid4())
         user_id, reply_id = str(uuid.uuid4()), str(uuid.uuid4())
         if not await claim(self.ctx.state, cid, principal):
             raise no_such_conversation(cid)
+        items = await self.stream.get_group(cid) if existing else []
+        tree = tree_of(items)
+        parent = (await self.branches.current(cid)).resolve(tree) if items else None
+        chat = await self._settings_for(cid, existing, change)
         earlier_ids = [str(uuid.uuid4()) for _ in earlier]
         now = utc_now()
         async with ReplyOrder(self.ctx, self.settings, principal, cid, reply_id, existing=existing) as order:
+            if change is not None and given(change):
+                await write_settings(self.ctx.state, cid, chat)
+            stored: Items = []
             for earlier_id, turn in zip(earlier_ids, earlier, strict=True):
-                await order.store(earlier_id, ConversationMessage(
+                stored.append(await order.store(earlier_id, ConversationMessage(
                     message=turn.content, sender="user" if turn.role == "user" else "assistant", status="completed",
-                    timestamp=now))
-            await order.store(user_id, ConversationMessage(message=message, sender="user", status="completed",
-                                                           timestamp=now))
-            await order.store(reply_id, ConversationMessage(message="", sender="assistant", status="created",
-                                                            timestamp=now))
+                    timestamp=now, parentId=parent)))
+                parent = earlier_id
+            stored.append(await order.store(user_id, ConversationMessage(
+                message=message, sender="user", status="completed", timestamp=now, parentId=parent)))
+            stored.append(await order.store(reply_id, self._new_reply(user_id, chat.model, now)))
             await order.queue(ChatMessageEvent(
                 message=message, conversationId=cid, assistantMessageId=reply_id, userMessageId=user_id,
                 keyId=order.key_id, instructions=instructions), details)
-        await self._list(cid, order.key_id, user_id, message, now, zip(earlier_ids, earlier, strict=True))
+            await self._activate(cid, [*items, *stored], reply_id)
+            await self._list(cid, order.key_id, user_id, message, now, zip(earlier_ids, earlier, strict=True))
         self.ctx.logger.info("message received", extra={"conversationId": cid})
         return Sent(cid, user_id, reply_id)
 
+    async def _settings_for(self, cid: str, existing: bool, change: ChatSettings | None) -> ChatSettings:
+        """The conversation's settings with `change` applied (checked: an unknown model is a 422)."""
+        current = await read_settings(self.ctx.state, cid) if existing else ChatSettings()
+        if change is None or not given(change):
+            return current
+        check_model(self.models, change.model)
+        return current.changed_by(change)
+
+    def _new_reply(self, parent: str, model: str | None, now: str) -> ConversationMessage:
+        """An empty reply to `parent`, naming the model that will write it (one since removed from the
+        models file too: the reply then ends with an error naming it)."""
+        return ConversationMessage(message="", sender="assistant", status="created", timestamp=now, parentId=parent,
+                                   model=model or self.models.default)
+
+    async def _activate(self, cid: str, items: Items, leaf: str) -> None:
+        """Make a new reply the active leaf. Inside the request's unit of work, so a delete overlapping it
+        is finished after it; a backend away here leaves the branch as it was (the reply still comes)."""
+        try:
+            await self.branches.activate(cid, tree_of(items), leaf)
+        except OUTAGES as error:
+            self.ctx.logger.warning("could not switch the active branch", extra={
+                "conversationId": cid, "error": str(error)})
+
     async def _list(self, cid: str, key_id: str | None, user_id: str, message: str, now: str,
                     earlier: Any) -> None:
-        """The conversation list's record and search text, after the reply was asked for: the reply
-        need not wait for them, and a failure here keeps the message (an error would make the client
-        send it twice); the list catches up with the next message."""
+        """The conversation list's record and search text, after the reply was asked for (the reply need
+        not wait for them) and before the deletion marks are compared (a delete overlapping this write
+        finishes after it). A failure here keeps the message (an error would make the client send it
+        twice); the list catches up with the next message."""
         try:
             await self.catalog.touch(cid, key_id, user_id, message, now)
             for earlier_id, turn in earlier:
@@ -99,35 +164,100 @@ class Conversations:
             self.ctx.logger.warning("could not update the conversation list", extra={
                 "conversationId": cid, "error": str(error)})
 
-    async def regenerate(self, principal: Principal | None, cid: str, mid: str | None) -> Regenerated:
-        """A new reply to the user turn that assistant message `mid` answered (None: the last assistant
-        message), as every protocol's "regenerate" does it."""
+    async def regenerate(self, principal: Principal | None, cid: str, mid: str | None,
+                         model: str | None = None) -> Regenerated:
+        """A new reply beside assistant message `mid` (None: the active branch's last reply), answering
+        the same user message, by the conversation's model or `model`; it becomes the active leaf.
+        The old reply stays, whole, on its branch."""
         await require_owner(self.ctx, cid, principal)
         items = await self.stream.get_group(cid)
+        tree = tree_of(items)
+        by_id = {item.id: item for item in items}
         if mid is None:
-            last = next((item for item in reversed(items) if item.data.sender == "assistant"), None)
-            if last is None:
+            active = (await self.branches.current(cid)).resolve(tree)
+            on_branch = [] if active is None else tree.path_to(active)
+            mid = next((message_id for message_id in reversed(on_branch)
+                        if by_id[message_id].data.sender == "assistant"), None)
+            if mid is None:
                 raise HttpError(404, "not_found", f"conversationId {cid!r}: no reply to regenerate")
-            mid = last.id
-        position = next((index for index, item in enumerate(items) if item.id == mid), None)
-        if position is None:
+        target = by_id.get(mid)
+        if target is None:
             raise no_such_message(cid, mid)
-        target = items[position]
         if target.data.sender != "assistant":
             raise HttpError(409, "conflict", f"messageId {mid!r}: only an assistant message can be regenerated")
         if target.data.status not in FINISHED:
             raise HttpError(409, "conflict", f"messageId {mid!r}: still {target.data.status}; stop it first")
-        turn = next((item for item in reversed(items[:position]) if item.data.sender == "user"), None)
+        turn = next((by_id[message_id] for message_id in reversed(tree.path_to(mid)[:-1])
+                     if by_id[message_id].data.sender == "user"), None)
         if turn is None:
             raise HttpError(409, "conflict", f"messageId {mid!r}: answers no user message")
+        parent = tree.parent(mid)
+        assert parent is not None  # it has a user message before it
+        check_model(self.models, model)
+        chosen = model or (await read_settings(self.ctx.state, cid)).model
         reply_id = str(uuid.uuid4())
         async with ReplyOrder(self.ctx, self.settings, principal, cid, reply_id, existing=True) as order:
-            await order.store(reply_id, ConversationMessage(message="", sender="assistant", status="created",
-                                                            timestamp=utc_now()))
+            reply = await order.store(reply_id, self._new_reply(parent, chosen, utc_now()))
             await order.queue(ChatMessageEvent(
                 message=turn.data.message, conversationId=cid, assistantMessageId=reply_id, userMessageId=turn.id,
                 keyId=order.key_id))
+            await self._activate(cid, [*items, reply], reply_id)
         return Regenerated(conversationId=cid, assistantMessageId=reply_id, userMessageId=turn.id)
+
+    async def edit(self, principal: Principal | None, cid: str, mid: str, message: str,
+                   model: str | None = None) -> Edited:
+        """A new user message beside user message `mid` (same parent), and its reply, which becomes the
+        active leaf; the edited message and everything under it stay."""
+        await require_owner(self.ctx, cid, principal)
+        items = await self.stream.get_group(cid)
+        tree = tree_of(items)
+        target = next((item for item in items if item.id == mid), None)
+        if target is None:
+            raise no_such_message(cid, mid)
+        if target.data.sender != "user":
+            raise HttpError(409, "conflict", f"messageId {mid!r}: only a user message can be edited "
+                            "(regenerate a reply instead)")
+        check_model(self.models, model)
+        chosen = model or (await read_settings(self.ctx.state, cid)).model
+        user_id, reply_id = str(uuid.uuid4()), str(uuid.uuid4())
+        now = utc_now()
+        key_id = None if principal is None else principal.key_id
+        async with ReplyOrder(self.ctx, self.settings, principal, cid, reply_id, existing=True) as order:
+            user = await order.store(user_id, ConversationMessage(
+                message=message, sender="user", status="completed", timestamp=now, parentId=tree.parent(mid)))
+            reply = await order.store(reply_id, self._new_reply(user_id, chosen, now))
+            await order.queue(ChatMessageEvent(
+                message=message, conversationId=cid, assistantMessageId=reply_id, userMessageId=user_id,
+                keyId=key_id))
+            await self._activate(cid, [*items, user, reply], reply_id)
+            await self._list(cid, key_id, user_id, message, now, ())
+        return Edited(conversationId=cid, userMessageId=user_id, assistantMessageId=reply_id)
+
+    async def switch(self, principal: Principal | None, cid: str, message_id: str) -> ActiveBranchView:
+        """Make the branch through `message_id` active (its leaf: the one last active under it)."""
+        await require_owner(self.ctx, cid, principal)
+        marks = await before_writing(self.ctx, cid)
+        tree = tree_of(await self.stream.get_group(cid))
+        if message_id not in tree:
+            raise no_such_message(cid, message_id)
+        leaf, path = await self.branches.activate(cid, tree, message_id)
+        await after_writing(self.ctx, cid, marks)
+        return ActiveBranchView(activeMessageId=leaf, path=path)
+
+    async def configure(self, principal: Principal | None, cid: str, title: str | None,
+                        change: ChatSettings | None) -> tuple[Conversation, ChatSettings]:
+        """Rename the conversation and/or change its settings (the given fields; a null resets one)."""
+        await require_owner(self.ctx, cid, principal)
+        record = await self.catalog.get(cid) if title is None else await self.catalog.rename(cid, title)
+        if record is None:
+            raise no_such_conversation(cid)
+        settings = await self._settings_for(cid, True, change)
+        if change is not None and given(change):
+            marks = await before_writing(self.ctx, cid)
+            await write_settings(self.ctx.state, cid, settings)
+            await after_writing(self.ctx, cid, marks)
+        self.ctx.logger.info("conversation changed", extra={"conversationId": cid})
+        return record, settings
 
     async def stop(self, principal: Principal | None, cid: str, mid: str) -> Item[ConversationMessage]:
         """End a streaming or queued reply now, keeping its text; the item as it ended."""
@@ -154,49 +284,6 @@ class Conversations:
         self.ctx.logger.info("conversation deleted", extra={"conversationId": cid, "messages": count})
         return count
 
-    async def rename(self, principal: Principal | None, cid: str, title: str) -> Conversation:
-        await require_owner(self.ctx, cid, principal)
-        record = await self.catalog.rename(cid, title)
-        if record is None:
-            raise no_such_conversation(cid)
-        self.ctx.logger.info("conversation renamed", extra={"conversationId": cid})
-        return record
-
     async def bring_in(self, principal: Principal | None, exported: ExportedConversation) -> Conversation:
-        """A conversation exported as JSON, stored again: under its own id when that is free (nor
-        another key's), else under a new one. If storing fails part-way, what was stored is removed."""
-        owner = None if principal is None else principal.key_id
-        messages = [as_stored(message) for message in exported.messages]
-        texts = {message.id: data.message for message, data in zip(exported.messages, messages, strict=True)
-                 if data.message and data.status in ("completed", "stopped")}
-        now = utc_now()
-        first = exported.messages[0].timestamp if exported.messages else now
-        last = exported.messages[-1].timestamp if exported.messages else now
-        record = Conversation("", exported.title, exported.createdAt or first, exported.updatedAt or last, owner)
-        cid = exported.conversationId
-        if cid is None or not await self._take(cid, record, texts, principal):
-            cid = str(uuid.uuid4())
-            await self._take(cid, record, texts, principal)
-        try:
-            for message, data in zip(exported.messages, messages, strict=True):
-                await self.stream.set(cid, message.id, data)
-        except BaseException:
-            await self.stream.delete_group(cid)
-            await self.catalog.remove(cid)
-            await self.ctx.state.delete(OWNERS, cid)
-            raise
-        self.ctx.logger.info("conversation imported", extra={"conversationId": cid, "messages": len(messages)})
-        # Deleted again already (a DELETE at this very instant): it was imported all the same.
-        return await self.catalog.get(cid) or dataclasses.replace(record, conversation_id=cid)
-
-    async def _take(self, cid: str, record: Conversation, texts: dict[str, str], principal: Principal | None) -> bool:
-        """Make `cid` this import's, if nobody uses it: owned by the caller, and its record written.
-
-        A conversation in use is left alone before anything is claimed (claiming first would make an
-        unowned conversation, one written while the server ran without keys, the importer's)."""
-        if await self.stream.get_group(cid) or await self.catalog.get(cid) is not None:
-            return False
-        if not await claim(self.ctx.state, cid, principal):
-            return False  # another key's
-        return await self.catalog.restore(
-            Conversation(cid, record.title, record.created_at, record.updated_at, record.owner), texts)
+        """A conversation exported as JSON, stored again (importing.py)."""
+        return await bring_in(self.ctx, self.catalog, principal, exported)

@@ -76,6 +76,8 @@ class ApiConfig:
     method: HttpMethod
     path: str
     body: type[BaseModel] | None = None
+    #: An empty request body is taken as `{}` (a body whose every field is optional may be left out).
+    body_optional: bool = False
     #: Validates the query string (each field one parameter); the handler gets it as `req.query`.
     query: type[BaseModel] | None = None
     emits: Sequence[str | Emit] = ()

@@ -38,6 +38,11 @@ def completion_id(reply_id: str) -> str:
     return f"chatcmpl-{reply_id}"
 
 
+def finish_reason(message: ConversationMessage) -> str:
+    """"length" for a reply a token limit cut, "stop" for any other end."""
+    return "length" if message.finishReason == "length" else "stop"
+
+
 def usage_object(message: ConversationMessage) -> dict[str, Any] | None:
     if message.usage is None:
         return None
@@ -50,7 +55,7 @@ def completion_object(reply_id: str, created: int, model: str, message: Conversa
         "id": completion_id(reply_id), "object": "chat.completion", "created": created,
         "model": message.usage.model if message.usage is not None else model,
         "choices": [{"index": 0, "message": {"role": "assistant", "content": message.message, "refusal": None},
-                     "logprobs": None, "finish_reason": "stop"}],
+                     "logprobs": None, "finish_reason": finish_reason(message)}],
         "usage": usage_object(message),
     }
 
@@ -79,7 +84,7 @@ async def completion_chunks(ctx: Context, conversation_id: str, reply_id: str, c
                                                    "code": "reply_failed"}}) + b"\n\n"
         yield DONE
         return
-    yield chunk(choice({}, "stop"))
+    yield chunk(choice({}, finish_reason(message)))
     if include_usage:
         yield chunk([], usage=usage_object(message))
     yield DONE

@@ -1,4 +1,5 @@
-"""The models an OpenAI client may name: the one serving replies (models per conversation come later)."""
+"""The models an OpenAI client may name: the configured ones (the models file, or the one model of
+the OPENAI_* / local-model variables), each by its configured name."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from streamchat.llm import current_provider
+from streamchat.llm.model_set import ModelSet
 from streamchat.protocols.openai_errors import invalid
 
 #: `created` of a model object: the server does not know when a model was made.
@@ -25,18 +26,16 @@ class ModelList(BaseModel):
     data: list[ModelObject]
 
 
-def served_model() -> str:
-    return current_provider().model
-
-
 def model_object(name: str) -> dict[str, Any]:
     return {"id": name, "object": "model", "created": UNKNOWN_CREATED, "owned_by": "streamchat"}
 
 
-def check_model(name: str | None) -> str:
-    """The model that will answer: `name` must be it (or left out)."""
-    served = served_model()
-    if name is not None and name != served:
-        raise invalid("model", f"the model {name!r} does not exist here; this server serves {served!r} "
-                      "(GET /v1/models)", status=404, code="model_not_found")
-    return served
+def check_model(models: ModelSet, name: str | None) -> str:
+    """The model that will answer: `name` when it is configured here, the default when left out;
+    404 in OpenAI's shape for one that is not."""
+    if name is None:
+        return models.default
+    if name not in models.names():
+        raise invalid("model", f"the model {name!r} does not exist here; the models are "
+                      f"{', '.join(map(repr, models.names()))} (GET /v1/models)", status=404, code="model_not_found")
+    return name

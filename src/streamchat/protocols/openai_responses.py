@@ -5,7 +5,7 @@ events are numbered from 0 and rise by one: `response.created`, `response.in_pro
 `response.output_item.added`, `response.content_part.added`, one `response.output_text.delta` per
 piece the model wrote, then `response.output_text.done`, `response.content_part.done`,
 `response.output_item.done` and one of `response.completed` / `response.failed` /
-`response.incomplete` (stopped). The pieces come from the reply journal, so event N is the same
+`response.incomplete` (stopped, or cut by a token limit). The pieces come from the reply journal, so event N is the same
 event on every instance and every reconnect: a stream resumed `starting_after` N continues exactly
 after it, for as long as the conversation exists.
 """
@@ -25,7 +25,6 @@ from streamchat.conversations.replies.index import ReplyRecord, locate
 from streamchat.framework import Context, Item, Principal
 from streamchat.protocols.following import FollowedReply
 from streamchat.protocols.openai_errors import not_found
-from streamchat.protocols.openai_models import served_model
 
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 STATUS = {"created": "queued", "streaming": "in_progress", "completed": "completed", "error": "failed",
@@ -70,15 +69,16 @@ def text_part(text: str) -> dict[str, Any]:
 
 
 def output_item(reply_id: str, message: ConversationMessage, text: str | None = None) -> dict[str, Any]:
-    return {"id": item_id(reply_id), "type": "message", "role": "assistant",
-            "status": ITEM_STATUS.get(message.status, "in_progress"),
+    status = "incomplete" if message.finishReason == "length" else ITEM_STATUS.get(message.status, "in_progress")
+    return {"id": item_id(reply_id), "type": "message", "role": "assistant", "status": status,
             "content": [text_part(message.message if text is None else text)]}
 
 
 def response_object(reply_id: str, conversation_id: str, details: Mapping[str, Any], message: ConversationMessage,
                     *, status: str | None = None, output: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """The response object as it stands: `message` is the reply's current state."""
-    status = status or STATUS[message.status]
+    cut = message.finishReason == "length"
+    status = status or ("incomplete" if cut else STATUS[message.status])
     error = (message.error or "the reply failed") if message.status == "error" else None
     if output is None:
         output = [] if message.status == "created" else [output_item(reply_id, message)]
@@ -90,10 +90,10 @@ def response_object(reply_id: str, conversation_id: str, details: Mapping[str, A
         "background": bool(details.get("background", False)),
         "conversation": {"id": conversation_id},
         "error": None if error is None else {"code": "server_error", "message": error},
-        "incomplete_details": None,
+        "incomplete_details": {"reason": "max_output_tokens"} if cut else None,
         "instructions": details.get("instructions"),
         "metadata": details.get("metadata") or {},
-        "model": message.usage.model if message.usage is not None else details.get("model") or served_model(),
+        "model": message.usage.model if message.usage is not None else details.get("model") or message.model or "",
         "output": output,
         "parallel_tool_calls": False,
         "previous_response_id": details.get("previousResponseId"),
@@ -148,12 +148,12 @@ async def response_events(ctx: Context, conversation_id: str, reply_id: str, det
     text = "".join(pieces)
     last = end.message or current.model_copy(update={"message": text, "status": "error", "error": end.reason})
     item = output_item(reply_id, last, text)
+    terminal = "response.incomplete" if last.finishReason == "length" else TERMINAL[last.status]
     closing = [
         event("response.output_text.done", **place, text=text, logprobs=[]),
         event("response.content_part.done", **place, part=text_part(text)),
         event("response.output_item.done", output_index=0, item=item),
-        event(TERMINAL[last.status], response=response_object(reply_id, conversation_id, details, last,
-                                                               output=[item])),
+        event(terminal, response=response_object(reply_id, conversation_id, details, last, output=[item])),
     ]
     for frame in closing:
         if frame is not None:

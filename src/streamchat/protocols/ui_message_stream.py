@@ -60,6 +60,8 @@ async def ui_message_stream(ctx: Context, conversation_id: str, reply_id: str,
         metadata: dict[str, Any] = {"conversationId": conversation_id, "status": message.status}
         if message.usage is not None:
             metadata |= {"model": message.usage.model, "usage": message.usage.model_dump()}
+        if message.finishReason is not None:
+            metadata["finishReason"] = message.finishReason
         yield chunk({"type": "message-metadata", "messageMetadata": metadata})
     yield chunk({"type": "finish"})
     yield DONE

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from streamchat.conversations.chat_settings import FIELDS, ChatSettings
 from streamchat.conversations.events import REPLY_ASKED, ChatMessageEvent
 from streamchat.conversations.messages import ID_PATTERN, checked_message
 from streamchat.conversations.service import Conversations
@@ -40,8 +41,9 @@ class UiMessage(BaseModel):
         return "\n".join(part.text for part in self.parts if part.type == "text" and part.text)
 
 
-class UiChatRequest(BaseModel):
-    # Fields a transport adds (its `body` option) are allowed and ignored.
+class UiChatRequest(ChatSettings):
+    # Fields a transport adds (its `body` option) are allowed and ignored, but for the conversation's
+    # settings (model, systemPrompt, temperature, maxTokens), which change from this reply on.
     model_config = ConfigDict(extra="allow")
 
     id: str = Field(min_length=1, max_length=200, pattern=ID_PATTERN, description="The chat id: the conversation id.")
@@ -80,7 +82,9 @@ async def handler(req: ApiRequest[UiChatRequest], ctx: Context) -> ApiResponse:
     body = req.body
     conversations = Conversations(ctx)
     if body.trigger == "submit-message":
-        sent = await conversations.send(req.principal, body.messages[-1].text(), body.id)
+        sent = await conversations.send(req.principal, body.messages[-1].text(), body.id,
+                                        change=ChatSettings.model_validate(body.model_dump(include=set(FIELDS),
+                                                                                           exclude_unset=True)))
         reply_id = sent.assistant_message_id
     else:
         asked_for = await _reply_asked_for(ctx, body)

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from streamchat.conversations.chat_settings import FIELDS, ChatSettings
 from streamchat.conversations.events import REPLY_ASKED, ChatMessageEvent
 from streamchat.conversations.messages import ID_PATTERN, checked_message
 from streamchat.conversations.service import Conversations
 from streamchat.framework import ApiConfig, ApiRequest, ApiResponse, Context, Emit, ErrorBody
 
 
-class ChatRequest(BaseModel):
+class ChatRequest(ChatSettings):
+    """The message, and optionally the conversation's settings (model, systemPrompt, temperature,
+    maxTokens) for a new conversation, or changed from this reply on."""
+
+    model_config = ConfigDict(extra="ignore")
+
     message: str = Field(min_length=1, description="The user's message, at most STREAMCHAT_MAX_MESSAGE_CHARS "
                          "characters.")
     conversationId: str | None = Field(
@@ -55,7 +61,9 @@ config = ApiConfig(
 
 
 async def handler(req: ApiRequest[ChatRequest], ctx: Context) -> ApiResponse:
-    sent = await Conversations(ctx).send(req.principal, req.body.message, req.body.conversationId)
+    body = req.body
+    change = ChatSettings.model_validate(body.model_dump(include=set(FIELDS), exclude_unset=True))
+    sent = await Conversations(ctx).send(req.principal, body.message, body.conversationId, change=change)
     return ApiResponse(200, {
         "conversationId": sent.conversation_id,
         "message": "Message received, AI is responding...",

@@ -33,15 +33,19 @@ config = ApiConfig(
 
 async def handler(req: ApiRequest[None], ctx: Context) -> ApiResponse:
     cid = req.path_params["conversationId"]
-    record, items = await Conversations(ctx).read(req.principal, cid)
+    view = await Conversations(ctx).view(req.principal, cid)
+    record, items = view.record, view.items
     title = record.title if record is not None else cid
+    # Every message names its parent as the tree reads it (one kept before the tree too), so the tree
+    # comes back whole on import.
     exported = {"format": "streamchat.conversation", "version": 1, "conversationId": cid, "title": title,
                 "createdAt": None if record is None else record.created_at,
                 "updatedAt": None if record is None else record.updated_at, "exportedAt": utc_now(),
-                "messages": [{"id": item.id, **item.data.model_dump(mode="json", by_alias=True, exclude_none=True)}
-                             for item in items]}
+                "activeMessageId": view.active,
+                "messages": [{"id": item.id, **item.data.model_dump(mode="json", by_alias=True, exclude_none=True),
+                              "parentId": view.tree.parent(item.id)} for item in items]}
     name = f"conversation-{cid}"
     if req.query.format == "markdown":
-        return ApiResponse(200, transcript(title, items), media_type="text/markdown",
+        return ApiResponse(200, transcript(title, view.branch()), media_type="text/markdown",
                            headers={"Content-Disposition": f'attachment; filename="{name}.md"'})
     return ApiResponse(200, exported, headers={"Content-Disposition": f'attachment; filename="{name}.json"'})

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from streamchat.catalog import BadCursor, Catalog
+from streamchat.conversations.chat_settings import ChatSettings, read_settings
 from streamchat.conversations.public import ConversationRecord
 from streamchat.framework import ApiConfig, ApiRequest, ApiResponse, Context, ErrorBody, HttpError
 
@@ -22,6 +23,7 @@ class ConversationQuery(BaseModel):
 
 
 class ConversationSummary(ConversationRecord):
+    settings: ChatSettings | None = Field(default=None, description="Without `q`: the conversation's settings.")
     snippet: str | None = Field(default=None, description="With `q`: the words around the best match.")
     messageId: str | None = Field(default=None, description="With `q`: the best-matching message; null when "
                                   "only the title matches.")
@@ -50,6 +52,9 @@ async def handler(req: ApiRequest[None], ctx: Context) -> ApiResponse:
         if query.q is None:
             recent = await catalog.recent(owner, query.limit, query.cursor)
             listed, next_cursor = [record.public() for record in recent.entries], recent.next_cursor
+            for entry in listed:
+                settings = await read_settings(ctx.state, entry["conversationId"])
+                entry["settings"] = settings.model_dump(mode="json")
         else:
             hits = await catalog.search(owner, query.q, query.limit, query.cursor)
             listed = [{**hit.conversation.public(), "snippet": hit.snippet, "messageId": hit.message_id}

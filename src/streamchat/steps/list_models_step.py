@@ -1,22 +1,30 @@
-"""GET /api/models: the models this server can run, and the one that answers now (still loading?)."""
+"""GET /api/models: the configured models (what a conversation may choose), the default one's state,
+and the embedded models this server could run."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 from streamchat.framework import ApiConfig, ApiRequest, ApiResponse, Context
-from streamchat.llm import current_provider
 from streamchat.llm.local_models import KNOWN
+from streamchat.llm.model_set import ModelSet
 
 
-class ModelInfo(BaseModel):
-    id: str = Field(description="a STREAMCHAT_LOCAL_MODEL value for local models, OPENAI_MODEL for openai")
+class ConfiguredModel(BaseModel):
+    name: str = Field(description="What a conversation's `model` setting names.")
     provider: Literal["local", "openai"]
+    model: str = Field(description="The provider's own id for it.")
+    default: bool
+    params: dict[str, Any] = Field(description="Its defaults (temperature, max_tokens); a conversation's "
+                                   "settings override them.")
+
+
+class EmbeddedModel(BaseModel):
+    id: str = Field(description="A STREAMCHAT_LOCAL_MODEL value (or a models file's `model` for provider local)")
     description: str
     installed: bool = Field(description="whether this server has what the model needs")
-    serving: bool = Field(description="whether this model answers the replies")
 
 
 class Serving(BaseModel):
@@ -27,8 +35,9 @@ class Serving(BaseModel):
 
 
 class ModelList(BaseModel):
-    serving: Serving
-    models: list[ModelInfo]
+    serving: Serving = Field(description="The default model, and whether it is ready.")
+    models: list[ConfiguredModel]
+    embedded: list[EmbeddedModel]
 
 
 config = ApiConfig(
@@ -36,24 +45,17 @@ config = ApiConfig(
     method="GET",
     path="/api/models",
     responses={200: ModelList},
-    description="The models this server can run, and the one serving replies (and whether it is ready).",
+    description="The configured models (never a key), the default one's state, and the embedded models.",
 )
 
 
 async def handler(req: ApiRequest[None], ctx: Context) -> ApiResponse:
-    provider = current_provider()
+    models = ctx.service(ModelSet)
+    provider = models.provider(models.default)
     detail = provider.readiness()
     status = "ready" if detail == "ok" else "failed" if detail.startswith("failed") else "loading"
-    models: list[ModelInfo] = []
-    if provider.name == "openai":
-        models.append(ModelInfo(id=provider.model, provider="openai", installed=True, serving=True,
-                                description="the model of the configured OpenAI-compatible provider"))
-    serving_local = provider.model if provider.name == "local" else None
-    for model in KNOWN.values():
-        models.append(ModelInfo(id=model.id, provider="local", description=model.description,
-                                installed=model.installed(), serving=model.id == serving_local))
-    if serving_local is not None and serving_local not in KNOWN:
-        models.append(ModelInfo(id=serving_local, provider="local", description="a GGUF file (STREAMCHAT_LOCAL_MODEL)",
-                                installed=True, serving=True))
     serving = Serving(provider=provider.name, model=provider.model, status=status, detail=detail)
-    return ApiResponse(200, ModelList(serving=serving, models=models).model_dump())
+    embedded = [EmbeddedModel(id=model.id, description=model.description, installed=model.installed())
+                for model in KNOWN.values()]
+    return ApiResponse(200, {"serving": serving.model_dump(), "models": models.public(),
+                             "embedded": [model.model_dump() for model in embedded]})

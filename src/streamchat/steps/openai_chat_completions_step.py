@@ -2,8 +2,9 @@
 
 Each call is its own conversation, stored whole (listed, searchable, watchable like any other;
 its id is in the `x-streamchat-conversation-id` header). `stream` answers chunks; otherwise the
-answer waits for the reply's end. Sampling parameters are accepted and not applied (the server's
-settings decide); tools, functions, several choices and non-text output are refused by name.
+answer waits for the reply's end. `model`, `temperature` and the token limit become the new
+conversation's settings; the other sampling parameters are accepted and not applied; tools,
+functions, several choices and non-text output are refused by name.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from streamchat.conversations.chat_settings import ChatSettings
 from streamchat.conversations.events import REPLY_ASKED, ChatMessageEvent
 from streamchat.conversations.service import Conversations
 from streamchat.framework import ApiConfig, ApiRequest, ApiResponse, Context, Emit, HttpError
+from streamchat.llm.model_set import ModelSet
 from streamchat.protocols.following import FollowedReply
 from streamchat.protocols.openai_chat_completions import HEADERS, ChatCompletion, completion_chunks, completion_object
 from streamchat.protocols.openai_errors import OpenAiError
@@ -33,17 +36,18 @@ class StreamOptions(BaseModel):
 class ChatCompletionsRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    model: str = Field(description="The serving model (GET /v1/models).")
+    model: str = Field(description="A configured model (GET /v1/models).")
     messages: list[InputMessage] = Field(min_length=1)
     stream: bool = False
     stream_options: StreamOptions | None = None
     n: Literal[1] = Field(default=1, description="One choice only.")
     response_format: dict[str, Any] | None = Field(default=None, description="Only {\"type\": \"text\"}.")
-    # Accepted so that clients which always send them work; not applied (the server's settings decide).
-    temperature: float | None = None
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    max_tokens: int | None = Field(default=None, ge=1, description="Deprecated by OpenAI for "
+                                   "max_completion_tokens; either caps the reply (finish_reason `length`).")
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    # Accepted so that clients which always send them work; not applied.
     top_p: float | None = None
-    max_tokens: int | None = None
-    max_completion_tokens: int | None = None
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
     seed: int | None = None
@@ -77,10 +81,14 @@ config = ApiConfig(
 
 async def handler(req: ApiRequest[ChatCompletionsRequest], ctx: Context) -> ApiResponse:
     body = req.body
-    model = check_model(body.model)
+    model = check_model(ctx.service(ModelSet), body.model)
     asked = as_turns(body.messages, "messages")
+    limit = body.max_completion_tokens or body.max_tokens
+    change = ChatSettings.model_validate({name: value for name, value in (
+        ("model", model), ("temperature", body.temperature), ("maxTokens", limit)) if value is not None})
     sent = await Conversations(ctx).send(req.principal, asked.message, earlier=asked.earlier,
-                              instructions=asked.instructions, details={"protocol": "chat.completions"})
+                                         instructions=asked.instructions, details={"protocol": "chat.completions"},
+                                         change=change)
     cid, reply_id = sent.conversation_id, sent.assistant_message_id
     created = int(time.time())
     headers = {CONVERSATION_HEADER: cid}

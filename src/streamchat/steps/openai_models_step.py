@@ -1,18 +1,19 @@
-"""GET /v1/models: the models an OpenAI client may name here (the one serving replies)."""
+"""GET /v1/models: the models an OpenAI client may name here (every configured one)."""
 
 from __future__ import annotations
 
 from streamchat.framework import ApiConfig, ApiRequest, ApiResponse, Context
-from streamchat.protocols.openai_models import ModelList, model_object, served_model
+from streamchat.llm.model_set import ModelSet
+from streamchat.protocols.openai_models import ModelList, model_object
 
 config = ApiConfig(
     name="OpenAiListModels",
     method="GET",
     path="/v1/models",
     responses={200: ModelList},
-    description="OpenAI API: the models this server answers with (OpenAI's list shape).",
+    description="OpenAI API: the models this server answers with (OpenAI's list shape), by their configured names.",
 )
 
 
 async def handler(req: ApiRequest[None], ctx: Context) -> ApiResponse:
-    return ApiResponse(200, {"object": "list", "data": [model_object(served_model())]})
+    return ApiResponse(200, {"object": "list", "data": [model_object(name) for name in ctx.service(ModelSet).names()]})

@@ -13,11 +13,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from streamchat.conversations.chat_settings import ChatSettings
 from streamchat.conversations.events import REPLY_ASKED, ChatMessageEvent
 from streamchat.conversations.ownership import owns
 from streamchat.conversations.replies.index import locate
 from streamchat.conversations.service import Conversations
 from streamchat.framework import ApiConfig, ApiRequest, ApiResponse, Context, Emit, HttpError
+from streamchat.llm.model_set import ModelSet
 from streamchat.protocols.following import FollowedReply
 from streamchat.protocols.openai_errors import OpenAiError, not_found
 from streamchat.protocols.openai_input import InputMessage, as_turns
@@ -33,7 +35,12 @@ class ResponsesRequest(BaseModel):
     # Unknown parameters are refused by name (400), so a client never believes one was applied.
     model_config = ConfigDict(extra="forbid")
 
-    model: str | None = Field(default=None, description="The serving model (GET /v1/models); omitted: that one.")
+    model: str | None = Field(default=None, description="A configured model (GET /v1/models); omitted: the "
+                              "conversation's. Given, it becomes the conversation's model from this reply on.")
+    temperature: float | None = Field(default=None, ge=0, le=2, description="The conversation's temperature from "
+                                      "this reply on.")
+    max_output_tokens: int | None = Field(default=None, ge=1, description="The conversation's token limit per reply "
+                                          "from this reply on (a reply cut by it is `incomplete`).")
     input: str | list[InputMessage] = Field(description="The user's message, or messages (system and developer "
                                             "ones become instructions; the last must be the user's).")
     instructions: str | None = Field(default=None, description="The system prompt for this response alone.")
@@ -80,7 +87,7 @@ config = ApiConfig(
 
 async def handler(req: ApiRequest[ResponsesRequest], ctx: Context) -> ApiResponse:
     body = req.body
-    model = check_model(body.model)
+    model = check_model(ctx.service(ModelSet), body.model)
     messages = [InputMessage(role="user", content=body.input)] if isinstance(body.input, str) else body.input
     asked = as_turns(messages, "input", body.instructions)
     conversation_id = None
@@ -94,8 +101,11 @@ async def handler(req: ApiRequest[ResponsesRequest], ctx: Context) -> ApiRespons
         "instructions": asked.instructions, "metadata": body.metadata or {},
         "previousResponseId": body.previous_response_id,
     }
+    change = ChatSettings.model_validate({name: value for name, value in (
+        ("model", body.model), ("temperature", body.temperature), ("maxTokens", body.max_output_tokens))
+        if value is not None})
     sent = await Conversations(ctx).send(req.principal, asked.message, conversation_id, earlier=asked.earlier,
-                              instructions=asked.instructions, details=details)
+                                         instructions=asked.instructions, details=details, change=change)
     cid, reply_id = sent.conversation_id, sent.assistant_message_id
     reply = await ctx.streams.conversation.get(cid, reply_id)
     if reply is None:

@@ -14,16 +14,19 @@ another run has it, or it fails for good and `failed` ends it).
 from __future__ import annotations
 
 from streamchat.catalog import Catalog, Spent
+from streamchat.conversations.branches import tree_of
+from streamchat.conversations.chat_settings import read_settings
 from streamchat.conversations.deleting import overlapped, read_marks
 from streamchat.conversations.events import ChatMessageEvent
-from streamchat.conversations.history import history, turn_before
+from streamchat.conversations.history import history
 from streamchat.conversations.messages import FINISHED, ConversationMessage, ReplyUsage, utc_now
 from streamchat.conversations.replies import answering
 from streamchat.conversations.replies.journal import ReplyJournals
 from streamchat.conversations.replies.quota import release
 from streamchat.conversations.replies.telemetry import REPLIES, ReplyMeter, observed
 from streamchat.framework import Context
-from streamchat.llm import ChatTurn, ProviderError, current_provider
+from streamchat.llm import ChatTurn, ProviderError, Sampling
+from streamchat.llm.model_set import ModelSet
 from streamchat.settings import Settings
 
 
@@ -33,6 +36,7 @@ class ReplyRunner:
         self.settings = ctx.service(Settings)
         self.catalog = ctx.service(Catalog)
         self.journals = ctx.service(ReplyJournals)
+        self.models = ctx.service(ModelSet)
         self.stream = ctx.streams.conversation
 
     async def run(self, data: ChatMessageEvent) -> None:
@@ -68,14 +72,22 @@ class ReplyRunner:
             if reply.status in FINISHED:
                 logger.info("reply already finished; skipping", extra={"messageId": reply_id, "status": reply.status})
                 return
-            until = data.userMessageId or turn_before(items, reply_id)
-            # Without STREAMCHAT_SYSTEM_PROMPT the provider opens with the system prompt that suits its model.
-            prompt = data.instructions or self.settings.system_prompt
+            tree = tree_of(items)
+            until = data.userMessageId or tree.parent(reply_id) or reply_id
+            chat = await read_settings(self.ctx.state, cid)
+            model = reply.model or self.models.default
+            if model not in self.models.names():
+                await self.finish(cid, reply_id, reply.model_copy(update={
+                    "status": "error", "error": f"the model {model!r} is not configured on this server any more"}))
+                return
+            # Without a system prompt the provider opens with the one that suits its model.
+            prompt = data.instructions or chat.systemPrompt or self.settings.system_prompt
             system = [ChatTurn("system", prompt)] if prompt else []
-            turns = [*system, *history(items, until, self.settings.history_chars)]
+            turns = [*system, *history(items, tree, until, self.settings.history_chars)]
+            sampling = Sampling(temperature=chat.temperature, max_tokens=chat.maxTokens)
             meter = ReplyMeter()
             # The provider request starts now; the status write below overlaps its time to first token.
-            replying = control.iterate(observed(current_provider(), turns, meter))
+            replying = control.iterate(observed(self.models.provider(model), turns, meter, sampling))
             await self.stream.set(cid, reply_id, reply.model_copy(update={"message": "", "status": "streaming"}))
             failure: ProviderError | None = None
             async with self.journals.recording(self.ctx.state, reply_id) as journal:
@@ -87,7 +99,7 @@ class ReplyRunner:
                             await journal.flush()
                 except ProviderError as error:
                     failure = error
-                final = _ending(reply, journal.text(), failure, control.stopped)
+                final = _ending(reply, journal.text(), failure, control.stopped, meter.count.finish_reason)
                 if await self.finish(cid, reply_id, final, meter, data.keyId):
                     await journal.keep()
             if failure is not None:
@@ -116,8 +128,10 @@ class ReplyRunner:
         return not await overlapped(self.ctx, cid, seen)
 
 
-def _ending(reply: ConversationMessage, text: str, failure: ProviderError | None, stopped: bool) -> ConversationMessage:
-    """The reply's last state: failed, stopped, empty (an error too) or completed."""
+def _ending(reply: ConversationMessage, text: str, failure: ProviderError | None, stopped: bool,
+            finish_reason: str | None) -> ConversationMessage:
+    """The reply's last state: failed, stopped, empty (an error too) or completed (cut by a token
+    limit, or not)."""
     if failure is not None:
         return reply.model_copy(update={"message": text, "status": "error", "error": failure.reason})
     if stopped:
@@ -125,4 +139,5 @@ def _ending(reply: ConversationMessage, text: str, failure: ProviderError | None
     if not text.strip():
         return reply.model_copy(update={"message": text, "status": "error",
                                         "error": "the model returned an empty reply"})
-    return reply.model_copy(update={"message": text, "status": "completed"})
+    return reply.model_copy(update={"message": text, "status": "completed",
+                                    "finishReason": "length" if finish_reason == "length" else "stop"})

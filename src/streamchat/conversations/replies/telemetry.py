@@ -17,7 +17,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from prometheus_client import Counter, Gauge, Histogram
 
-from streamchat.llm import ChatProvider, ChatTurn, ProviderError, TokenCount
+from streamchat.llm import ChatProvider, ChatTurn, ProviderError, Sampling, TokenCount
 
 ACTIVE_REPLIES = Gauge("streamchat_active_replies", "Replies streaming from the model on this instance now.")
 TOKENS = Counter("streamchat_reply_tokens_total",
@@ -55,8 +55,8 @@ class ReplyMeter:
                 "timeToFirstTokenMs": first, "durationMs": round((ended - self.asked) * 1000)}
 
 
-async def observed(provider: ChatProvider, turns: Sequence[ChatTurn], meter: ReplyMeter | None = None
-                   ) -> AsyncIterator[str]:
+async def observed(provider: ChatProvider, turns: Sequence[ChatTurn], meter: ReplyMeter | None = None,
+                   sampling: Sampling | None = None) -> AsyncIterator[str]:
     """The provider's stream, measured: TTFT, tokens, errors, and a client span around the call."""
     model = getattr(provider, "model", provider.name)
     meter = meter if meter is not None else ReplyMeter()
@@ -69,7 +69,7 @@ async def observed(provider: ChatProvider, turns: Sequence[ChatTurn], meter: Rep
     ACTIVE_REPLIES.inc()
     try:
         # Closed here, at once, when the reply ends early (a stop, a refused write), not when collected.
-        async with contextlib.aclosing(provider.stream(turns, meter.count)) as stream:
+        async with contextlib.aclosing(provider.stream(turns, meter.count, sampling)) as stream:
             async for piece in stream:
                 if not pieces:
                     meter.first_piece = time.perf_counter()

@@ -126,7 +126,7 @@ def add_api_step(app: FastAPI, runtime: Runtime, step: ApiStep, error_format: Er
     openapi_extra: dict[str, Any] = {}
     if config.body is not None:
         openapi_extra["requestBody"] = {
-            "required": True,
+            "required": not config.body_optional,
             "content": {"application/json": {"schema": self_contained(config.body.model_json_schema())}},
         }
     parameters = [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
@@ -239,7 +239,7 @@ def _endpoint(runtime: Runtime, step: ApiStep, error_format: ErrorFormat) -> Cal
         if config.body is not None:
             raw = await request.body()
             try:
-                payload = orjson.loads(raw)
+                payload = {} if config.body_optional and not raw.strip() else orjson.loads(raw)
             except orjson.JSONDecodeError as error:
                 return refuse(400, "invalid_json", f"request body is not valid JSON: {error}")
             if bad_fields := nul_fields(payload):

@@ -1,0 +1,64 @@
+"""A conversation's settings: which model answers it and how (system prompt, temperature, max tokens).
+
+Each is null until set, meaning "the model's default" (the models file's params, or the server's).
+Given on a message (from that reply on) or by PATCH, kept in state per conversation (records.py),
+read by the reply runner for every later reply, so every tab, device and instance agrees.
+A field a request leaves out keeps its value; a null one goes back to the default.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from streamchat.conversations.records import SETTINGS
+from streamchat.framework import HttpError, State
+from streamchat.llm.model_set import ModelSet
+
+#: The settings fields, as requests and answers spell them.
+FIELDS = ("model", "systemPrompt", "temperature", "maxTokens")
+
+
+class ChatSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str | None = Field(default=None, min_length=1, max_length=200,
+                              description="A configured model's name (GET /api/models); null: the default.")
+    systemPrompt: str | None = Field(default=None, max_length=100_000,
+                                     description="The system prompt of every reply; null: the server's.")
+    temperature: float | None = Field(default=None, ge=0, le=2, allow_inf_nan=False,
+                                      description="0 to 2; null: the model's.")
+    maxTokens: int | None = Field(default=None, ge=1, description="At most this many tokens a reply; null: the "
+                                  "model's (none for an OpenAI-compatible server).")
+
+    def changed_by(self, change: BaseModel) -> ChatSettings:
+        """These settings with the fields `change` was given (by name; a null resets one)."""
+        given = {name: getattr(change, name) for name in FIELDS if name in change.model_fields_set}
+        return self.model_copy(update=given)
+
+
+def given(request: BaseModel) -> bool:
+    """Whether a request carries any settings field."""
+    return any(name in request.model_fields_set for name in FIELDS)
+
+
+def check_model(models: ModelSet, name: str | None, field: str = "model") -> None:
+    """422 naming the field and the value when no configured model has that name."""
+    if name is not None and name not in models.names():
+        detail = f"{field}: no model {name!r} here; the models are {', '.join(map(repr, models.names()))}"
+        raise HttpError(422, "validation_error", detail,
+                        fields=[{"field": field, "message": detail, "type": "value_error"}])
+
+
+async def read_settings(state: State, conversation_id: str) -> ChatSettings:
+    record = await state.get(SETTINGS, conversation_id)
+    return ChatSettings() if record is None else ChatSettings.model_validate(record)
+
+
+async def write_settings(state: State, conversation_id: str, settings: ChatSettings) -> None:
+    await state.set(SETTINGS, conversation_id, settings.model_dump(mode="json"))
+
+
+def public(settings: ChatSettings) -> dict[str, Any]:
+    return settings.model_dump(mode="json")
