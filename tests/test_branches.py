@@ -223,3 +223,42 @@ async def test_an_import_whose_parents_do_not_close_is_refused_naming_the_messag
         answer = await client.post("/api/conversations/import", json={**exported, "messages": exported["messages"][:1],
                                                                        "activeMessageId": "zz"})
         assert answer.status_code == 422 and "activeMessageId" in answer.json()["detail"], answer.text
+
+
+async def test_an_edit_or_regenerate_while_a_reply_streams_follows_the_busy_mode(
+    in_process: InProcessStarter, fake_provider: FakeProvider,
+) -> None:
+    server = await in_process(STREAMCHAT_BUSY_MODE="reject")
+    first = await send(server, "q1")
+    cid = first["conversationId"]
+    fake_provider.script(tokens=["held ", "here"], hold_after=1)
+    async with server.client() as client:
+        streaming = (await client.post("/chat", json={"message": "q2", "conversationId": cid})).json()
+        await fake_provider.until_held(1)
+        for path, body in ((f"messages/{first['userMessageId']}/edit", {"message": "q1 again"}),
+                           (f"messages/{first['assistantMessageId']}/regenerate", None)):
+            refused = await client.post(f"/api/conversations/{cid}/{path}", json=body)
+            assert refused.status_code == 409 and refused.json()["error"] == "conversation_busy", refused.text
+    fake_provider.release()
+    await wait_for_status(server, cid, streaming["assistantMessageId"])
+    assert len((await conversation(server, cid, everything=True))["messages"]) == 4, "nothing of the refused kept"
+
+
+async def test_a_deleted_tree_leaves_no_record_and_search_finds_every_branch(
+    in_process: InProcessStarter, fake_provider: FakeProvider,
+) -> None:
+    server = await in_process()
+    first = await send(server, "about otters")
+    cid = first["conversationId"]
+    await edit(server, cid, first["userMessageId"], "about beavers")
+    await switch(server, cid, first["userMessageId"])
+    async with server.client() as client:
+        patched = await client.patch(f"/api/conversations/{cid}", json={"temperature": 0.5})
+        assert patched.status_code == 200, patched.text
+        for word in ("otters", "beavers"):
+            hits = (await client.get("/api/conversations", params={"q": word})).json()["conversations"]
+            assert [hit["conversationId"] for hit in hits] == [cid], word
+        assert (await client.delete(f"/api/conversations/{cid}")).status_code == 204
+    store = server.runtime.store
+    for scope in ("conversation_branch", "conversation_settings"):
+        assert cid not in await store.state_list(scope), f"{scope} outlived the conversation"

@@ -180,3 +180,26 @@ async def test_no_limit_is_sent_unless_one_is_set_and_a_cut_reply_says_so_in_eve
                        if line.startswith("data:") and line[5:].strip().startswith("{")]
     metadata = [chunk["messageMetadata"] for chunk in chunks_seen if chunk.get("type") == "message-metadata"]
     assert metadata and metadata[-1]["finishReason"] == "length"
+
+
+async def test_a_conversation_whose_model_was_removed_gets_an_error_reply_naming_it(
+    in_process: InProcessStarter, fake_provider: FakeProvider, second_fake: FakeProvider, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FAST_KEY", "sk-fast")
+    both = models_file(tmp_path, fake_provider, second_fake)
+    state = f"sqlite:///{tmp_path / 'kept.db'}"
+    before = await in_process(STREAMCHAT_MODELS_FILE=str(both), STREAMCHAT_STATE_URL=state)
+    sent = await send(before, {"message": "hi", "model": "smart"})
+    assert before.shutdown is not None
+    await before.shutdown()
+
+    only_fast = tmp_path / "fast-only.toml"
+    only_fast.write_text(both.read_text().split("[[models]]\nname = \"smart\"")[0])
+    after = await in_process(STREAMCHAT_MODELS_FILE=str(only_fast), STREAMCHAT_STATE_URL=state)
+    async with after.client() as client:
+        answer = await client.post("/chat", json={"message": "again", "conversationId": sent["conversationId"]})
+    assert answer.status_code == 200, answer.text
+    ended = await wait_for_status(after, sent["conversationId"], answer.json()["assistantMessageId"])
+    assert ended["status"] == "error" and "'smart'" in ended["error"], ended
+    assert len(second_fake.requests()) == 1, "the removed model was not called"

@@ -42,6 +42,12 @@ class Branches:
         record = await self.ctx.state.get(BRANCH, cid)
         return ActiveBranch() if record is None else ActiveBranch.from_json(record)
 
+    async def extend(self, cid: str, tree: Tree, leaf: str) -> None:
+        """A new reply under the active leaf (a message sent): it is the active leaf already, as the record
+        reads (the leaf under the recorded one, following the newest children), so only the announcement
+        is made; no record is written, and a straight conversation keeps none."""
+        await self.stream.send_event(cid, ACTIVE_BRANCH, announcement(tree, leaf))
+
     async def activate(self, cid: str, tree: Tree, message_id: str) -> tuple[str, list[str]]:
         """Make the branch through `message_id` active (its leaf: the one last active under it), store it
         and announce it; the active leaf and its path."""

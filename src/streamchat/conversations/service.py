@@ -121,8 +121,8 @@ class Conversations:
             stored.append(await order.store(reply_id, self._new_reply(user_id, chat.model, now)))
             await order.queue(ChatMessageEvent(
                 message=message, conversationId=cid, assistantMessageId=reply_id, userMessageId=user_id,
-                keyId=order.key_id, instructions=instructions), details)
-            await self._activate(cid, [*items, *stored], reply_id)
+                keyId=order.key_id, instructions=instructions, settings=chat), details)
+            await self._activate(cid, [*items, *stored], reply_id, extends=True)
             await self._list(cid, order.key_id, user_id, message, now, zip(earlier_ids, earlier, strict=True))
         self.ctx.logger.info("message received", extra={"conversationId": cid})
         return Sent(cid, user_id, reply_id)
@@ -141,11 +141,15 @@ class Conversations:
         return ConversationMessage(message="", sender="assistant", status="created", timestamp=now, parentId=parent,
                                    model=model or self.models.default)
 
-    async def _activate(self, cid: str, items: Items, leaf: str) -> None:
-        """Make a new reply the active leaf. Inside the request's unit of work, so a delete overlapping it
-        is finished after it; a backend away here leaves the branch as it was (the reply still comes)."""
+    async def _activate(self, cid: str, items: Items, leaf: str, extends: bool = False) -> None:
+        """Make a new reply the active leaf (`extends`: it was sent under the active leaf). Inside the
+        request's unit of work, so a delete overlapping it is finished after it; a backend away here
+        leaves the branch as it was (the reply still comes)."""
         try:
-            await self.branches.activate(cid, tree_of(items), leaf)
+            if extends:
+                await self.branches.extend(cid, tree_of(items), leaf)
+            else:
+                await self.branches.activate(cid, tree_of(items), leaf)
         except OUTAGES as error:
             self.ctx.logger.warning("could not switch the active branch", extra={
                 "conversationId": cid, "error": str(error)})
@@ -194,13 +198,13 @@ class Conversations:
         parent = tree.parent(mid)
         assert parent is not None  # it has a user message before it
         check_model(self.models, model)
-        chosen = model or (await read_settings(self.ctx.state, cid)).model
+        chat = await read_settings(self.ctx.state, cid)
         reply_id = str(uuid.uuid4())
         async with ReplyOrder(self.ctx, self.settings, principal, cid, reply_id, existing=True) as order:
-            reply = await order.store(reply_id, self._new_reply(parent, chosen, utc_now()))
+            reply = await order.store(reply_id, self._new_reply(parent, model or chat.model, utc_now()))
             await order.queue(ChatMessageEvent(
                 message=turn.data.message, conversationId=cid, assistantMessageId=reply_id, userMessageId=turn.id,
-                keyId=order.key_id))
+                keyId=order.key_id, settings=chat))
             await self._activate(cid, [*items, reply], reply_id)
         return Regenerated(conversationId=cid, assistantMessageId=reply_id, userMessageId=turn.id)
 
@@ -218,17 +222,17 @@ class Conversations:
             raise HttpError(409, "conflict", f"messageId {mid!r}: only a user message can be edited "
                             "(regenerate a reply instead)")
         check_model(self.models, model)
-        chosen = model or (await read_settings(self.ctx.state, cid)).model
+        chat = await read_settings(self.ctx.state, cid)
         user_id, reply_id = str(uuid.uuid4()), str(uuid.uuid4())
         now = utc_now()
         key_id = None if principal is None else principal.key_id
         async with ReplyOrder(self.ctx, self.settings, principal, cid, reply_id, existing=True) as order:
             user = await order.store(user_id, ConversationMessage(
                 message=message, sender="user", status="completed", timestamp=now, parentId=tree.parent(mid)))
-            reply = await order.store(reply_id, self._new_reply(user_id, chosen, now))
+            reply = await order.store(reply_id, self._new_reply(user_id, model or chat.model, now))
             await order.queue(ChatMessageEvent(
                 message=message, conversationId=cid, assistantMessageId=reply_id, userMessageId=user_id,
-                keyId=key_id))
+                keyId=key_id, settings=chat))
             await self._activate(cid, [*items, user, reply], reply_id)
             await self._list(cid, key_id, user_id, message, now, ())
         return Edited(conversationId=cid, userMessageId=user_id, assistantMessageId=reply_id)

@@ -74,7 +74,7 @@ class ReplyRunner:
                 return
             tree = tree_of(items)
             until = data.userMessageId or tree.parent(reply_id) or reply_id
-            chat = await read_settings(self.ctx.state, cid)
+            chat = data.settings or await read_settings(self.ctx.state, cid)
             model = reply.model or self.models.default
             if model not in self.models.names():
                 await self.finish(cid, reply_id, reply.model_copy(update={
