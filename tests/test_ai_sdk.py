@@ -75,7 +75,7 @@ async def drive(node: str, version: str, scenario: str, url: str, chat: str, tex
 async def stored(url: str, chat: str, token: str | None = None) -> list[dict[str, Any]]:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     async with httpx.AsyncClient(base_url=url, headers=headers, timeout=10) as client:
-        response = await client.get(f"/api/conversations/{chat}")
+        response = await client.get(f"/api/conversations/{chat}", params={"all": "true"})  # every branch
         response.raise_for_status()
         return list(response.json()["messages"])
 

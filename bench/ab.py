@@ -1,0 +1,105 @@
+"""An A/B of two checkouts on one machine, in alternating runs, each figure relative to one measured
+in the same run, so that the machine's drift between runs (15-25% here) does not count as a change.
+
+    python -m bench.ab --base /tmp/base --head . --rounds 4 --out /tmp/ab.json
+
+Each round runs the base, then the head (the order flips every round), each in a process of its own
+with that checkout's `src` first on PYTHONPATH (the bench code is this one's, for both), and takes:
+- the first-token overhead: p50 of (first token at a delta WebSocket subscriber minus the provider called
+  directly just before), both in that run; also its ratio to the direct call's p50;
+- the server's CPU per 1000 delivered tokens at `--conversations` x `--tokens` at `--rate` tokens/s
+  (one delta subscriber each), and its ratio to the floor measured in that run: the CPU of reading
+  the same stream from the fake provider with aiohttp and orjson alone.
+The table gives each figure's mean over the rounds for both checkouts and the change.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.costs import _cpu_per_token, _read_with_aiohttp
+from bench.harness import ROOT, Fake
+from bench.scenarios import _conversations, overhead
+
+FIGURES = ("overhead_p50_ms", "overhead_over_direct", "cpu_s_per_1000_tokens", "cpu_over_floor")
+
+
+async def one_run(samples: int, conversations: int, tokens: int, rate: float) -> dict[str, Any]:
+    """The figures of this process's checkout, measured once."""
+    with tempfile.TemporaryDirectory(prefix="streamchat-ab-") as tmp:
+        workdir = Path(tmp)
+        fake = Fake(workdir)
+        try:
+            first = await overhead(workdir, fake, samples)
+            fake.script(count=tokens, delay=0)
+            floor = await _cpu_per_token(_read_with_aiohttp, fake, 20) * 1000 / 1e6  # s per 1000 tokens
+            load = await _conversations(workdir, fake, conversations, tokens, rate)
+        finally:
+            fake.process.stop()
+    delta = first["websocket_deltas"]["overhead_ms"]["p50"]
+    cpu = load["server_cpu_s_per_1000_tokens"]
+    return {"overhead_p50_ms": delta, "overhead_over_direct": round(delta / first["provider_ttft_ms"]["p50"], 4),
+            "cpu_s_per_1000_tokens": cpu, "cpu_over_floor": round(cpu / floor, 3), "floor_s_per_1000_tokens": floor,
+            "completed": load["completed"], "conversations": conversations}
+
+
+def run_checkout(checkout: Path, args: argparse.Namespace) -> dict[str, Any]:
+    env = {**os.environ, "PYTHONPATH": f"{checkout / 'src'}{os.pathsep}{ROOT}"}
+    command = [sys.executable, "-m", "bench.ab", "--one", "--samples", str(args.samples),
+               "--conversations", str(args.conversations), "--tokens", str(args.tokens), "--rate", str(args.rate)]
+    done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, check=True)
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def table(runs: dict[str, list[dict[str, Any]]]) -> str:
+    lines = [f"{'figure (mean over rounds)':<28}{'base':>12}{'head':>12}{'change':>10}"]
+    for figure in FIGURES:
+        base = statistics.mean(run[figure] for run in runs["base"])
+        head = statistics.mean(run[figure] for run in runs["head"])
+        lines.append(f"{figure:<28}{base:>12.4g}{head:>12.4g}{(head / base - 1) * 100:>+9.1f}%")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--base", type=Path, help="the checkout to compare against")
+    parser.add_argument("--head", type=Path, default=ROOT)
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--samples", type=int, default=30, help="first-token samples a run")
+    parser.add_argument("--conversations", type=int, default=200)
+    parser.add_argument("--tokens", type=int, default=200)
+    parser.add_argument("--rate", type=float, default=20.0)
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(asyncio.run(one_run(args.samples, args.conversations, args.tokens, args.rate))))
+        return
+    if args.base is None:
+        parser.error("--base is needed")
+    runs: dict[str, list[dict[str, Any]]] = {"base": [], "head": []}
+    for round_number in range(args.rounds):
+        order = ("base", "head") if round_number % 2 == 0 else ("head", "base")
+        for name in order:
+            started = time.time()
+            result = run_checkout(args.base if name == "base" else args.head, args)
+            runs[name].append(result)
+            print(f"round {round_number + 1} {name}: {json.dumps(result)} ({time.time() - started:.0f} s)", flush=True)
+    print(table(runs))
+    if args.out is not None:
+        args.out.write_text(json.dumps(runs, indent=2))
+
+
+if __name__ == "__main__":
+    main()
