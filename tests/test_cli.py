@@ -142,7 +142,7 @@ def terminal(server: Server) -> Iterator[Callable[..., Terminal]]:
 
 
 def messages(server: Server, conversation_id: str) -> list[tuple[str, str, str]]:
-    answer = httpx.get(f"{server.url}/api/conversations/{conversation_id}").json()
+    answer = httpx.get(f"{server.url}/api/conversations/{conversation_id}", params={"all": "true"}).json()
     return [(m["from"], m["status"], m["message"]) for m in answer["messages"]]
 
 

@@ -148,10 +148,15 @@ def models_command(url: str, key: str | None) -> int:
     def listing(client: SyncStreamchatClient) -> int:
         answer = client.models()
         serving = answer["serving"]
-        for model in answer["models"]:
-            mark = "*" if model["serving"] else " "
-            state = serving["detail"] if model["serving"] else "installed" if model["installed"] else "not installed"
-            print(f"{mark} {model['id']}  [{model['provider']}, {state}]  {model['description']}")
+        for model in answer["models"]:  # the configured ones; * the default
+            mark = "*" if model["default"] else " "
+            state = serving["detail"] if model["default"] else "configured"
+            print(f"{mark} {model['name']}  [{model['provider']}, {state}]  {model['model']}")
+        configured = {model["name"] for model in answer["models"]}
+        for model in answer["embedded"]:  # what this server could run as well
+            if model["id"] not in configured:
+                state = "installed" if model["installed"] else "not installed"
+                print(f"  {model['id']}  [local, {state}]  {model['description']}")
         return 0
 
     return _talk(url, key, listing)

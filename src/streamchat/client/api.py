@@ -116,9 +116,11 @@ class StreamchatClient:
         answer = await self._call("GET", "/api/conversations", params=params)
         return Page(list(answer["conversations"]), answer.get("nextCursor"))
 
-    async def conversation(self, conversation_id: str) -> list[Item]:
-        """A conversation's messages in order, as stored now."""
-        return list((await self._call("GET", _conversation_path(conversation_id)))["messages"])
+    async def conversation(self, conversation_id: str, *, branch: bool = False) -> list[Item]:
+        """A conversation's messages as stored now: every message of its tree in creation order, or
+        (`branch`) its active branch, root first. Each carries `parentId`, `siblings`, `siblingIndex`."""
+        params = {} if branch else {"all": "true"}
+        return list((await self._call("GET", _conversation_path(conversation_id), params=params))["messages"])
 
     async def rename(self, conversation_id: str, title: str) -> dict[str, Any]:
         """Give a conversation a title; its record (conversationId, title, createdAt, updatedAt)."""

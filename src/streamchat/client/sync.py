@@ -11,6 +11,7 @@ speak the protocol the same way, through one implementation.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from types import TracebackType
 from typing import Any, Literal, overload
@@ -155,8 +156,8 @@ class SyncStreamchatClient:
     def conversations_page(self, limit: int = PAGE_SIZE, cursor: str | None = None, query: str | None = None) -> Page:
         return self.loop.call(self.client.conversations_page, limit, cursor, query)
 
-    def conversation(self, conversation_id: str) -> list[Item]:
-        return self.loop.call(self.client.conversation, conversation_id)
+    def conversation(self, conversation_id: str, *, branch: bool = False) -> list[Item]:
+        return self.loop.call(functools.partial(self.client.conversation, branch=branch), conversation_id)
 
     def rename(self, conversation_id: str, title: str) -> dict[str, Any]:
         return self.loop.call(self.client.rename, conversation_id, title)
