@@ -295,3 +295,21 @@ def test_a_cut_reply_says_so_and_continues_on_its_branch(
     expect(continue_button).to_be_hidden()   # no longer the end of the branch
     expect(page.locator(".message.assistant").last.locator(".cut")).to_have_count(0)
     shot(page, "branches-continued")
+
+
+def test_the_pages_tree_reads_items_as_the_server_does(page: Page, server: Server) -> None:
+    """Items written before the tree (no `parentId`) follow the one before them; a parent the page does
+    not hold makes a root; siblings are in creation order."""
+    page.goto(server.url)
+    tree = page.evaluate("""() => {
+        const tree = new MessageTree([
+            {id: "old1"}, {id: "old2"},                                  // before the tree: one straight branch
+            {id: "u1", parentId: "old2"}, {id: "a1", parentId: "u1"},
+            {id: "a2", parentId: "u1"}, {id: "u2", parentId: "old2"},     // a regeneration, an edit
+            {id: "lost", parentId: "gone"}, {id: "root2", parentId: null},
+        ]);
+        return {path: tree.pathTo("a2"), siblings: tree.siblings("a2"), edits: tree.siblings("u2"),
+                roots: tree.siblings("root2"), latest: tree.latestPath(), unknown: tree.pathTo("nope")};
+    }""")
+    assert tree == {"path": ["old1", "old2", "u1", "a2"], "siblings": ["a1", "a2"], "edits": ["u1", "u2"],
+                    "roots": ["old1", "lost", "root2"], "latest": ["root2"], "unknown": []}

@@ -51,7 +51,9 @@
       return Object.fromEntries(Object.entries(this.settings).filter(([, value]) => value !== null));
     }
 
-    render() {
+    // Everything as the settings stand; the panel's fields only while it is closed (or as it opens),
+    // so that what is being typed there stays.
+    render(fill = this.$("settings-panel").hidden) {
       const picker = this.$("model-picker");
       const options = this.models.map((model) => new Option(model.default ? `${model.name} (default)` : model.name, model.name));
       const wanted = this.settings.model;
@@ -65,10 +67,12 @@
       picker.value = wanted || this.defaultModel?.name || "";
       picker.hidden = this.models.length === 0;
       const params = this.current?.params || {};
-      this.$("system-prompt").value = this.settings.systemPrompt ?? "";
-      this.$("temperature").value = this.settings.temperature ?? "";
+      if (fill) {
+        this.$("system-prompt").value = this.settings.systemPrompt ?? "";
+        this.$("temperature").value = this.settings.temperature ?? "";
+        this.$("max-tokens").value = this.settings.maxTokens ?? "";
+      }
       this.$("temperature").placeholder = params.temperature != null ? `model default: ${params.temperature}` : "model default";
-      this.$("max-tokens").value = this.settings.maxTokens ?? "";
       this.$("max-tokens").placeholder = params.max_tokens != null ? `model default: ${params.max_tokens}` : "no limit";
       this.$("settings-summary").textContent = this.summary();
     }
@@ -84,7 +88,7 @@
       const panel = this.$("settings-panel");
       panel.hidden = open === undefined ? !panel.hidden : !open;
       this.$("settings-toggle").setAttribute("aria-expanded", String(!panel.hidden));
-      if (!panel.hidden) this.render();
+      if (!panel.hidden) this.render(true);
     }
 
     pickModel() { this.change({ model: this.$("model-picker").value || null }); }
@@ -114,7 +118,7 @@
         return true;
       } catch (error) {
         this.app.showError(error.message);
-        this.render();    // back to what the server holds
+        this.render();    // the picker back to what the server holds; the panel keeps what was typed
         return false;
       }
     }
