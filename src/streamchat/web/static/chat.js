@@ -1,50 +1,18 @@
 // The Chat panel: the live conversation (joined with deltas: each token arrives as a small `delta`
 // event, whole items only on create and status changes), stop and regenerate, copy, the reply's
-// usage line and the export buttons. The sidebar is conversations.js.
+// usage line and the export buttons. The sidebar is conversations.js, the model and settings
+// settings.js.
+//
+// The conversation's stream holds the messages of every branch (edits and regenerations add siblings);
+// the page shows the active branch only, as the server names it in its `active-branch` event, so a
+// switch in one tab shows in every other. Every message keeps its element; those off the branch are
+// hidden, so a switch moves elements instead of rendering replies again.
 "use strict";
 (function (global) {
   const FINISHED = new Set(["completed", "error", "stopped"]);
   const RENDER_LOG = 20000;   // render timings kept for the browser test (a ring, so memory stays flat)
   const { MarkdownView } = global.StreamchatMarkdown;
-
-  // "fake-model · 12 + 34 tokens · 1.2 s", or null when the reply carries no usage.
-  function usageLine(usage) {
-    if (!usage) return null;
-    const parts = [String(usage.model || "").split("/").pop()];
-    const { promptTokens: prompt, completionTokens: completion } = usage;
-    if (prompt != null && completion != null) parts.push(`${prompt} + ${completion} tokens`);
-    else if (completion != null) parts.push(`${completion} tokens`);
-    if (usage.durationMs != null) parts.push(`${(usage.durationMs / 1000).toFixed(1)} s`);
-    const detail = [prompt != null ? `${prompt} prompt tokens` : null, completion != null ? `${completion} reply tokens` : null,
-      usage.timeToFirstTokenMs != null ? `first token after ${(usage.timeToFirstTokenMs / 1000).toFixed(2)} s` : null]
-      .filter(Boolean).join(", ");
-    return { text: parts.filter(Boolean).join(" · "), detail };
-  }
-
-  async function copyText(text) {
-    if (navigator.clipboard && window.isSecureContext) {
-      try { await navigator.clipboard.writeText(text); return; } catch { /* fall back below */ }
-    }
-    // Plain http from another host has no Clipboard API: copy through a selected, invisible textarea.
-    const area = document.createElement("textarea");
-    area.value = text;
-    area.setAttribute("readonly", "");
-    area.style.cssText = "position:fixed;top:0;left:0;opacity:0";
-    document.body.append(area);
-    area.select();
-    const copied = document.execCommand("copy");
-    area.remove();
-    if (!copied) throw new Error("the browser refused to copy");
-  }
-
-  // The file name a Content-Disposition header gives (RFC 6266: filename* first), or null.
-  function dispositionName(header) {
-    if (!header) return null;
-    const encoded = header.match(/filename\*\s*=\s*UTF-8''([^;]+)/i);
-    if (encoded) { try { return decodeURIComponent(encoded[1].trim()); } catch { /* use the plain one */ } }
-    const plain = header.match(/filename\s*=\s*"([^"]*)"|filename\s*=\s*([^;]+)/i);
-    return plain ? (plain[1] ?? plain[2]).trim() : null;
-  }
+  const { usageLine, copyText, downloadExport } = global.ChatTools;
 
   class Chat {
     constructor(app) {
@@ -57,6 +25,11 @@
       this.jumpTo = null;            // a message to scroll to once the conversation has arrived
       this.unsubscribe = null;
       this.renderTimes = [];         // {id, chars, ms, frameMs}: ms is the Markdown update alone
+      this.tree = new MessageTree([]);
+      this.path = [];                // the active branch, root first (ids of messages maybe not arrived yet)
+      this.layoutPending = false;
+      this.branches = new BranchControls(this);
+      this.settings = new SettingsPanel(app);
       app.showError = (text) => this.showError(text);
       this.list = new ConversationList(app, (id, messageId) => this.open(id, messageId));
       this.list.onTitle = () => this.showHead();
@@ -78,6 +51,7 @@
       this.renderAll();
       this.showHead();
       if (this.conversationId) this.watch(this.conversationId);
+      this.settings.show(this.conversationId);
       this.loadConversations();
     }
 
@@ -97,20 +71,28 @@
       if (conversationId && conversationId === this.conversationId) { this.reveal(); return; }
       this.conversationId = conversationId;
       this.items = new Map();
+      this.tree = new MessageTree([]);
+      this.path = [];
       history.replaceState(null, "", conversationId ? "#" + encodeURIComponent(conversationId) : location.pathname);
       this.renderAll();
       this.showHead();
       this.list.setActive(conversationId);
       if (this.unsubscribe) { this.unsubscribe(); this.unsubscribe = null; }
       if (conversationId) this.watch(conversationId);
+      this.settings.show(conversationId);
       this.$("input").focus();
     }
 
-    // Scroll to the message a search result named, and mark it for a moment.
-    reveal() {
+    // Scroll to the message a search result named, and mark it for a moment; one on another branch
+    // makes that branch the active one first.
+    async reveal() {
       const target = this.jumpTo && document.getElementById("m-" + this.jumpTo);
       if (!target) return;
       this.jumpTo = null;
+      if (target.hidden) {
+        await this.branches.activate(target.dataset.id);
+        this.layout();
+      }
       target.scrollIntoView({ block: "center" });
       target.classList.add("found");
       setTimeout(() => target.classList.remove("found"), 2500);
@@ -125,18 +107,31 @@
       const event = frame.event;
       if (event.type === "sync") {
         this.items = new Map((event.data || []).map((item) => [item.id, item]));
+        this.tree = new MessageTree(this.items.values());
+        // Until the server's `active-branch` event (it follows the sync): the branch shown before a
+        // reconnect, or the latest message's.
+        if (!this.path.length || !this.path.every((id) => this.tree.has(id))) this.path = this.tree.latestPath();
         this.renderAll();
-        this.reveal();
       } else if (event.type === "create" || event.type === "update") {
         const known = this.items.get(event.data.id);
         if (known && event.data.seq < known.seq) return;
         this.items.set(event.data.id, event.data);
+        if (!known) {
+          // A new message: sent, edited or regenerated, it is on the branch made active (the server's
+          // event confirms it), so it shows at once.
+          this.tree = new MessageTree(this.items.values());
+          this.showBranch(this.tree.pathTo(event.data.id));
+        }
         this.schedule(event.data.id);
         if (event.data.from === "assistant" && FINISHED.has(event.data.status)) this.loadConversations();
       } else if (event.type === "delete") {
         this.items.delete(event.data.id);
         this.views.delete(event.data.id);
+        this.tree = new MessageTree(this.items.values());
         document.getElementById("m-" + event.data.id)?.remove();
+        this.scheduleLayout();
+      } else if (event.type === "event" && event.event.type === "active-branch") {
+        this.showBranch(event.event.data.path || []);
       } else if (event.type === "event" && event.event.type === "delta") {
         const delta = event.event.data;
         const item = this.items.get(delta.id);
@@ -158,17 +153,58 @@
       });
     }
 
+    showBranch(path) {
+      this.path = path;
+      this.scheduleLayout();
+    }
+
+    // Order, show and hide the messages for the active branch once per frame, after the renders.
+    scheduleLayout() {
+      if (this.layoutPending) return;
+      this.layoutPending = true;
+      requestAnimationFrame(() => { this.layoutPending = false; this.layout(); });
+    }
+
+    layout() {
+      const box = this.$("messages");
+      const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 60;
+      const shown = new Set(this.path);
+      let previous = null;
+      for (const id of this.path) {
+        const item = this.items.get(id);
+        if (!item) continue;       // announced before its item arrived: placed when it does
+        const el = document.getElementById("m-" + id) || this.renderItem(item);
+        el.hidden = false;
+        if (previous ? previous.nextElementSibling !== el : box.firstElementChild !== el) {
+          if (previous) previous.after(el); else box.prepend(el);
+        }
+        previous = el;
+      }
+      for (const el of box.querySelectorAll("article.message")) {
+        if (!shown.has(el.dataset.id)) el.hidden = true;
+        this.branches.decorate(el, this.items.get(el.dataset.id));
+      }
+      if (atBottom) box.scrollTop = box.scrollHeight;
+      if (this.jumpTo) this.reveal();
+    }
+
+    // The branch's last message: where a new message (Continue) goes.
+    get leaf() { return this.path.length ? this.path[this.path.length - 1] : null; }
+
     element(item) {
       let el = document.getElementById("m-" + item.id);
       if (!el) {
         el = document.createElement("article");
         el.id = "m-" + item.id;
         el.dataset.id = item.id;
-        el.innerHTML = '<div class="meta"><span class="who"></span><span class="actions">'
+        el.hidden = true;          // until the layout places it (on the branch or not)
+        el.innerHTML = '<div class="meta"><span class="who"></span><span class="model-name"></span><span class="actions">'
+          + '<span class="versions" hidden></span>'
           + '<button type="button" class="link copy" data-copy="message" aria-label="Copy message" data-label="Copy"></button>'
           + '<span class="control"></span></span></div><div class="body"></div>'
           + '<div class="usage" hidden></div>';
         this.$("messages").appendChild(el);
+        this.scheduleLayout();
       }
       return el;
     }
@@ -184,13 +220,16 @@
       const when = item.timestamp ? new Date(item.timestamp).toLocaleTimeString() : "";
       const label = item.status === "completed" || item.from === "user" ? "" : ` · ${item.status}`;
       el.querySelector(".who").textContent = `${item.from === "user" ? "You" : "Assistant"} ${when}${label}`;
+      const modelName = el.querySelector(".model-name");
+      modelName.textContent = item.model || "";
+      modelName.title = item.model ? "the model that wrote this reply" : "";
       const control = el.querySelector(".control");
-      if (item.from === "assistant") {
-        const action = FINISHED.has(item.status) ? "regenerate" : "stop";
-        if (control.dataset.action !== action) {
-          control.dataset.action = action;
-          control.innerHTML = `<button type="button" class="link" data-action="${action}">${action === "stop" ? "■ Stop" : "↻ Regenerate"}</button>`;
-        }
+      const action = item.from === "user" ? "edit" : FINISHED.has(item.status) ? "regenerate" : "stop";
+      if (control.dataset.action !== action) {
+        control.dataset.action = action;
+        control.innerHTML = action === "edit"
+          ? '<button type="button" class="link" data-action="edit" aria-label="Edit message" data-label="Edit"></button>'
+          : `<button type="button" class="link" data-action="${action}">${action === "stop" ? "■ Stop" : "↻ Regenerate"}</button>`;
       }
       const body = el.querySelector(".body");
       let markdownMs = 0;
@@ -214,8 +253,10 @@
       usage.hidden = !line;
       usage.textContent = line ? line.text : "";
       usage.title = line ? line.detail : "";
+      this.branches.decorate(el, item);
       if (atBottom) box.scrollTop = box.scrollHeight;
       if (item.from === "assistant") this.logRender(item, markdownMs, performance.now() - started);
+      return el;
     }
 
     logRender(item, ms, frameMs) {
@@ -234,13 +275,16 @@
         box.appendChild(p);
       }
       for (const item of this.items.values()) this.renderItem(item);
+      // In the next frame: after a sync, the server's `active-branch` event comes next, so a
+      // conversation opens on its active branch, not the latest one for a moment.
+      this.scheduleLayout();
     }
 
     async onAction(event) {
       const copy = event.target.closest("button[data-copy]");
       if (copy) { this.copy(copy); return; }
       const button = event.target.closest("button[data-action]");
-      if (!button) return;
+      if (!button || this.branches.handle(button)) return;
       const id = button.closest("article").dataset.id;
       button.disabled = true;
       try {
@@ -262,26 +306,10 @@
       } catch (error) { this.showError(`Could not copy: ${error.message}`); }
     }
 
-    // Fetched with the API key (a plain link could not send it), then saved through a blob link.
     async exportAs(button) {
-      const format = button.dataset.export;
-      const id = this.conversationId;
       button.disabled = true;
-      try {
-        const response = await this.app.fetch(`/api/conversations/${encodeURIComponent(id)}/export?format=${format}`);
-        if (!response.ok) {
-          const body = await response.json().catch(() => ({}));
-          throw new Error(body.detail || body.error || `HTTP ${response.status}`);
-        }
-        const blob = await response.blob();
-        const name = dispositionName(response.headers.get("Content-Disposition")) || `conversation-${id}.${format === "json" ? "json" : "md"}`;
-        const url = URL.createObjectURL(blob);
-        const link = Object.assign(document.createElement("a"), { href: url, download: name, hidden: true });
-        document.body.append(link);
-        link.click();
-        link.remove();
-        setTimeout(() => URL.revokeObjectURL(url), 60_000);
-      } catch (error) { this.showError(`Export failed: ${error.message}`); }
+      try { await downloadExport(this.app, this.conversationId, button.dataset.export); }
+      catch (error) { this.showError(`Export failed: ${error.message}`); }
       finally { button.disabled = false; }
     }
 
@@ -293,7 +321,7 @@
       this.$("send").disabled = true;
       this.showError("");
       try {
-        const body = { message };
+        const body = Object.assign({ message }, this.settings.chosen());
         if (this.conversationId) body.conversationId = this.conversationId;
         const accepted = await this.app.api("/chat", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
         input.value = "";
