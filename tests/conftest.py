@@ -115,6 +115,42 @@ def fake_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeProv
     stop_process(process, timeout=10)
 
 
+
+@pytest.fixture
+def second_fake(tmp_path: Path) -> Iterator[FakeProvider]:
+    """Another OpenAI-compatible server of its own, for a models file with two endpoints."""
+    port = free_port()
+    process = start_process([sys.executable, "-m", "streamchat.testing.fake_openai", "--port", str(port)],
+                            {}, tmp_path / "fake2.log", f"http://127.0.0.1:{port}/control/requests", cwd=ROOT)
+    yield FakeProvider(f"http://127.0.0.1:{port}")
+    stop_process(process, timeout=10)
+
+
+def two_models_file(tmp_path: Path, fast: FakeProvider, smart: FakeProvider, smart_params: str) -> Path:
+    """A models file: `fast` (the default, its key in FAST_KEY, temperature 0.3) on one fake provider,
+    `smart` (no key, `smart_params` as its [models.params] lines) on the other."""
+    path = tmp_path / "models.toml"
+    path.write_text(f"""
+[[models]]
+name = "fast"
+provider = "openai"
+base_url = "{fast.url}/v1"
+api_key_env = "FAST_KEY"
+model = "fast-model"
+default = true
+[models.params]
+temperature = 0.3
+
+[[models]]
+name = "smart"
+provider = "openai"
+base_url = "{smart.url}/v1"
+model = "smart-model"
+[models.params]
+{smart_params}
+""")
+    return path
+
 @pytest.fixture(autouse=True)
 def _fresh_fake(request: pytest.FixtureRequest) -> None:
     """Every test starts with the fake provider's default script and an empty request log."""

@@ -6,8 +6,6 @@ every view."""
 from __future__ import annotations
 
 import json
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,44 +13,12 @@ import httpx
 import pytest
 from openai import AsyncOpenAI
 
-from conftest import ROOT, FakeProvider, InProcessStarter
+from conftest import FakeProvider, InProcessStarter, two_models_file
 from helpers import InProcessServer, wait_for_status
-from streamchat.testing.processes import free_port, start_process, stop_process
-
-
-@pytest.fixture
-def second_fake(tmp_path: Path) -> Iterator[FakeProvider]:
-    """Another OpenAI-compatible server of its own, for a models file with two endpoints."""
-    port = free_port()
-    process = start_process([sys.executable, "-m", "streamchat.testing.fake_openai", "--port", str(port)],
-                            {}, tmp_path / "fake2.log", f"http://127.0.0.1:{port}/control/requests", cwd=ROOT)
-    yield FakeProvider(f"http://127.0.0.1:{port}")
-    stop_process(process, timeout=10)
 
 
 def models_file(tmp_path: Path, fast: FakeProvider, smart: FakeProvider) -> Path:
-    path = tmp_path / "models.toml"
-    path.write_text(f"""
-[[models]]
-name = "fast"
-provider = "openai"
-base_url = "{fast.url}/v1"
-api_key_env = "FAST_KEY"
-model = "fast-model"
-default = true
-[models.params]
-temperature = 0.3
-
-[[models]]
-name = "smart"
-provider = "openai"
-base_url = "{smart.url}/v1"
-model = "smart-model"
-[models.params]
-temperature = 0.5
-max_tokens = 40
-""")
-    return path
+    return two_models_file(tmp_path, fast, smart, "temperature = 0.5\nmax_tokens = 40")
 
 
 async def send(server: InProcessServer, body: dict[str, Any]) -> dict[str, Any]:

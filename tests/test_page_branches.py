@@ -6,19 +6,15 @@ reply a token limit cut."""
 from __future__ import annotations
 
 import re
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from playwright.sync_api import Browser, Page, expect
 
 import test_page
-from conftest import ROOT, FakeProvider, Server, ServerFactory
-from streamchat.testing.processes import free_port, start_process, stop_process
+from conftest import FakeProvider, Server, ServerFactory, two_models_file
 from test_page import chat, send, shot
 
 # test_page.py's fixtures: the same Chromium, and a page that fails its test on any JavaScript error.
@@ -158,38 +154,8 @@ def test_switching_between_replies_shows_in_another_tab_at_once(
     assert errors == [], f"JavaScript errors on the page: {errors}"
 
 
-@pytest.fixture
-def second_fake(tmp_path: Path) -> Iterator[FakeProvider]:
-    """Another OpenAI-compatible server of its own: the second model's endpoint."""
-    port = free_port()
-    process = start_process([sys.executable, "-m", "streamchat.testing.fake_openai", "--port", str(port)],
-                            {}, tmp_path / "fake2.log", f"http://127.0.0.1:{port}/control/requests", cwd=ROOT)
-    yield FakeProvider(f"http://127.0.0.1:{port}")
-    stop_process(process, timeout=10)
-
-
 def two_models(tmp_path: Path, fast: FakeProvider, smart: FakeProvider) -> Path:
-    path = tmp_path / "models.toml"
-    path.write_text(f"""
-[[models]]
-name = "fast"
-provider = "openai"
-base_url = "{fast.url}/v1"
-api_key_env = "FAST_KEY"
-model = "fast-model"
-default = true
-[models.params]
-temperature = 0.3
-
-[[models]]
-name = "smart"
-provider = "openai"
-base_url = "{smart.url}/v1"
-model = "smart-model"
-[models.params]
-max_tokens = 200
-""")
-    return path
+    return two_models_file(tmp_path, fast, smart, "max_tokens = 200")
 
 
 def test_the_model_picker_and_the_settings_panel(
