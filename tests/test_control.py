@@ -170,7 +170,7 @@ async def test_reject_mode_lets_one_of_two_simultaneous_messages_through(
             assert sorted(answer.status_code for answer in answers) == [200, 409], [a.text for a in answers]
             [accepted] = [answer.json() for answer in answers if answer.status_code == 200]
             await wait_for_status(server, cid, accepted["assistantMessageId"])
-            messages = (await client.get(f"/api/conversations/{cid}")).json()["messages"]
+            messages = (await client.get(f"/api/conversations/{cid}", params={"all": "true"})).json()["messages"]
             assert len(messages) == 2, "nothing of the refused message is kept"
             again = await client.post("/chat", json={"message": "and now?", "conversationId": cid})
             assert again.status_code == 200, "the finished reply frees the conversation"
@@ -187,7 +187,7 @@ async def test_reject_mode_lets_one_of_a_regenerate_and_a_message_at_the_same_in
     await wait_for_status(server, cid, first["assistantMessageId"])
     async with server.client() as client:
         for _ in range(5):
-            messages = (await client.get(f"/api/conversations/{cid}")).json()["messages"]
+            messages = (await client.get(f"/api/conversations/{cid}", params={"all": "true"})).json()["messages"]
             last_reply = [m["id"] for m in messages if m["from"] == "assistant"][-1]
             # The accepted reply is held open until both answers are in: it cannot end between them.
             fake_provider.script(hold_after=1)
@@ -201,7 +201,7 @@ async def test_reject_mode_lets_one_of_a_regenerate_and_a_message_at_the_same_in
             assert refused.json()["error"] == "conversation_busy"
             [accepted] = [answer.json() for answer in answers if answer.status_code != 409]
             await wait_for_status(server, cid, accepted["assistantMessageId"])
-            after = (await client.get(f"/api/conversations/{cid}")).json()["messages"]
+            after = (await client.get(f"/api/conversations/{cid}", params={"all": "true"})).json()["messages"]
             added = 2 if "message" in accepted else 1  # a message and its reply, or a new reply
             assert len(after) == len(messages) + added, "nothing of the refused one is kept"
 

@@ -111,7 +111,7 @@ def test_stop_and_regenerate_of_a_real_reply_answer_as_documented(target: Target
         again = call("POST", REGENERATE, 202, path_parameters=ids).json()
         assert again["userMessageId"] == chat["userMessageId"]
         call("POST", REGENERATE, 409, path_parameters={**ids, "messageId": chat["userMessageId"]})
-        detail = call("GET", "/api/conversations/{conversationId}", 200,
+        detail = call("GET", "/api/conversations/{conversationId}", 200, query={"all": "true"},
                       path_parameters={"conversationId": chat["conversationId"]}).json()
         assert [message["id"] for message in detail["messages"]] == [
             chat["userMessageId"], chat["assistantMessageId"], again["assistantMessageId"]]

@@ -64,9 +64,11 @@ class ReplyOrder:
         return self
 
     async def store(self, item_id: str, message: ConversationMessage) -> Item[ConversationMessage]:
+        # Counted before the write: a write that fails may still have been announced (on several
+        # instances a full store keeps the item to write it later), and the undo must take it back.
+        self._stored.append(item_id)
         stored: Item[ConversationMessage] = await self.ctx.streams.conversation.set(
             self.conversation_id, item_id, message)
-        self._stored.append(item_id)
         return stored
 
     async def queue(self, event: ChatMessageEvent, details: Mapping[str, Any] | None = None) -> None:

@@ -38,14 +38,20 @@ class Branches:
         self.stream = ctx.streams.conversation
 
     async def current(self, cid: str) -> ActiveBranch:
-        """The record as stored; an empty one for a conversation that never switched (its latest message is active)."""
+        """The record as stored; an empty one for a conversation that never branched (its latest message is active)."""
+        return await self.record(cid) or ActiveBranch()
+
+    async def record(self, cid: str) -> ActiveBranch | None:
+        """The record, or None for a conversation that never branched: it is one straight line, its latest
+        message the active leaf, and nothing was ever announced for it."""
         record = await self.ctx.state.get(BRANCH, cid)
-        return ActiveBranch() if record is None else ActiveBranch.from_json(record)
+        return None if record is None else ActiveBranch.from_json(record)
 
     async def extend(self, cid: str, tree: Tree, leaf: str) -> None:
-        """A new reply under the active leaf (a message sent): it is the active leaf already, as the record
-        reads (the leaf under the recorded one, following the newest children), so only the announcement
-        is made; no record is written, and a straight conversation keeps none."""
+        """A new reply under the active leaf of a conversation that has branched (a message sent): it is
+        the active leaf already, as the record reads (the leaf under the recorded one, following the
+        newest children), so no record is written; it is announced, so the last announcement (which
+        ends every new SSE snapshot) stays the active branch."""
         await self.stream.send_event(cid, ACTIVE_BRANCH, announcement(tree, leaf))
 
     async def activate(self, cid: str, tree: Tree, message_id: str) -> tuple[str, list[str]]:

@@ -25,7 +25,7 @@ from streamchat.conversations.messages import FINISHED, ConversationMessage, utc
 from streamchat.conversations.ownership import claim, require_owner
 from streamchat.conversations.replies.stopping import stop_reply
 from streamchat.conversations.results import ActiveBranchView, Edited, Regenerated, Sent
-from streamchat.conversations.tree import Tree
+from streamchat.conversations.tree import ActiveBranch, Tree
 from streamchat.framework import OUTAGES, Context, HttpError, Item, Principal
 from streamchat.llm import ChatTurn
 from streamchat.llm.model_set import ModelSet
@@ -103,7 +103,8 @@ class Conversations:
             raise no_such_conversation(cid)
         items = await self.stream.get_group(cid) if existing else []
         tree = tree_of(items)
-        parent = (await self.branches.current(cid)).resolve(tree) if items else None
+        branched = await self.branches.record(cid) if items else None
+        parent = (branched or ActiveBranch()).resolve(tree)
         chat = await self._settings_for(cid, existing, change)
         earlier_ids = [str(uuid.uuid4()) for _ in earlier]
         now = utc_now()
@@ -122,7 +123,8 @@ class Conversations:
             await order.queue(ChatMessageEvent(
                 message=message, conversationId=cid, assistantMessageId=reply_id, userMessageId=user_id,
                 keyId=order.key_id, instructions=instructions, settings=chat), details)
-            await self._activate(cid, [*items, *stored], reply_id, extends=True)
+            if branched is not None:  # a straight conversation's new reply is its latest message: nothing to say
+                await self._activate(cid, [*items, *stored], reply_id, extends=True)
             await self._list(cid, order.key_id, user_id, message, now, zip(earlier_ids, earlier, strict=True))
         self.ctx.logger.info("message received", extra={"conversationId": cid})
         return Sent(cid, user_id, reply_id)
