@@ -41,16 +41,20 @@ async def one_run(samples: int, conversations: int, tokens: int, rate: float) ->
         fake = Fake(workdir)
         try:
             first = await overhead(workdir, fake, samples)
-            fake.script(count=tokens, delay=0)
-            floor = await _cpu_per_token(_read_with_aiohttp, fake, 20) * 1000 / 1e6  # s per 1000 tokens
-            load = await _conversations(workdir, fake, conversations, tokens, rate)
+            delta = first["websocket_deltas"]["overhead_ms"]["p50"]
+            result: dict[str, Any] = {"overhead_p50_ms": delta,
+                                      "overhead_over_direct": round(delta / first["provider_ttft_ms"]["p50"], 4)}
+            if conversations:  # 0: the first token alone
+                fake.script(count=tokens, delay=0)
+                floor = await _cpu_per_token(_read_with_aiohttp, fake, 20) * 1000 / 1e6  # s per 1000 tokens
+                load = await _conversations(workdir, fake, conversations, tokens, rate)
+                cpu = load["server_cpu_s_per_1000_tokens"]
+                result |= {"cpu_s_per_1000_tokens": cpu, "cpu_over_floor": round(cpu / floor, 3),
+                           "floor_s_per_1000_tokens": floor, "completed": load["completed"],
+                           "conversations": conversations}
         finally:
             fake.process.stop()
-    delta = first["websocket_deltas"]["overhead_ms"]["p50"]
-    cpu = load["server_cpu_s_per_1000_tokens"]
-    return {"overhead_p50_ms": delta, "overhead_over_direct": round(delta / first["provider_ttft_ms"]["p50"], 4),
-            "cpu_s_per_1000_tokens": cpu, "cpu_over_floor": round(cpu / floor, 3), "floor_s_per_1000_tokens": floor,
-            "completed": load["completed"], "conversations": conversations}
+    return result
 
 
 def run_checkout(checkout: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -64,7 +68,7 @@ def run_checkout(checkout: Path, args: argparse.Namespace) -> dict[str, Any]:
 
 def table(runs: dict[str, list[dict[str, Any]]]) -> str:
     lines = [f"{'figure (mean over rounds)':<28}{'base':>12}{'head':>12}{'change':>10}"]
-    for figure in FIGURES:
+    for figure in (figure for figure in FIGURES if all(figure in run for run in runs["base"])):
         base = statistics.mean(run[figure] for run in runs["base"])
         head = statistics.mean(run[figure] for run in runs["head"])
         lines.append(f"{figure:<28}{base:>12.4g}{head:>12.4g}{(head / base - 1) * 100:>+9.1f}%")

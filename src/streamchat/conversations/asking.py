@@ -32,14 +32,14 @@ class ReplyOrder:
     """`async with ReplyOrder(...) as order:` store the messages, then `queue` the reply's event."""
 
     def __init__(self, ctx: Context, settings: Settings, principal: Principal | None, conversation_id: str,
-                 reply_id: str, *, existing: bool) -> None:
+                 reply_id: str, *, existing: bool, marks: Marks | None = None) -> None:
         self.ctx = ctx
         self.settings = settings
         self.principal = principal
         self.conversation_id = conversation_id
         self.reply_id = reply_id
         self.existing = existing
-        self._marks: Marks | None = None
+        self._marks: Marks | None = marks  # as the caller read them, if it did
         self._stored: list[str] = []
         self._took_turn = False
         self._reserved = False
@@ -54,7 +54,7 @@ class ReplyOrder:
         the reply counted against its key (429 at the limit)."""
         try:
             if self.existing:  # a new id is known to nobody yet: no delete can meet it, nothing is busy
-                self._marks = await before_writing(self.ctx, self.conversation_id)
+                self._marks = await before_writing(self.ctx, self.conversation_id, self._marks)
                 self._took_turn = await make_room(self.ctx, self.settings, self.conversation_id, self.reply_id)
             await reserve(self.ctx, self.principal, self.reply_id, self.settings.max_concurrent_replies)
             self._reserved = True

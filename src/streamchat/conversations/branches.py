@@ -14,9 +14,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from streamchat.conversations.messages import ConversationMessage
-from streamchat.conversations.records import BRANCH
+from streamchat.conversations.records import BRANCH_KEY, CONVERSATION, scope_of
 from streamchat.conversations.tree import ActiveBranch, Node, Tree
 from streamchat.framework import Context, Item
+from streamchat.framework.store import JSON
 
 #: The name of the stream event that announces a switch (a sticky event: it ends every SSE snapshot).
 ACTIVE_BRANCH = "active-branch"
@@ -32,6 +33,13 @@ def announcement(tree: Tree, leaf: str | None) -> dict[str, Any]:
     return {"activeMessageId": leaf, "path": [] if leaf is None else tree.path_to(leaf)}
 
 
+def branch_in(records: dict[str, JSON]) -> ActiveBranch | None:
+    """The active branch's record among a conversation's own records (records.own_records); None when it
+    never branched."""
+    record = records.get(BRANCH_KEY)
+    return None if record is None else ActiveBranch.from_json(record)
+
+
 class Branches:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
@@ -44,8 +52,8 @@ class Branches:
     async def record(self, cid: str) -> ActiveBranch | None:
         """The record, or None for a conversation that never branched: it is one straight line, its latest
         message the active leaf, and nothing was ever announced for it."""
-        record = await self.ctx.state.get(BRANCH, cid)
-        return None if record is None else ActiveBranch.from_json(record)
+        record = await self.ctx.state.get(scope_of(CONVERSATION, cid), BRANCH_KEY)
+        return branch_in({} if record is None else {BRANCH_KEY: record})
 
     async def extend(self, cid: str, tree: Tree, leaf: str) -> None:
         """A new reply under the active leaf of a conversation that has branched (a message sent): it is
@@ -58,7 +66,7 @@ class Branches:
         """Make the branch through `message_id` active (its leaf: the one last active under it), store it
         and announce it; the active leaf and its path."""
         switched = (await self.current(cid)).switch(tree, message_id)
-        await self.ctx.state.set(BRANCH, cid, switched.to_json())
+        await self.ctx.state.set(scope_of(CONVERSATION, cid), BRANCH_KEY, switched.to_json())
         data = announcement(tree, switched.leaf)
         await self.stream.send_event(cid, ACTIVE_BRANCH, data)
         now = await self.current(cid)

@@ -12,8 +12,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from streamchat.conversations.records import SETTINGS
+from streamchat.conversations.records import CONVERSATION, SETTINGS_KEY, scope_of
 from streamchat.framework import HttpError, State
+from streamchat.framework.store import JSON
 from streamchat.llm.model_set import ModelSet
 
 #: The settings fields, as requests and answers spell them.
@@ -52,12 +53,18 @@ def check_model(models: ModelSet, name: str | None, field: str = "model") -> Non
 
 
 async def read_settings(state: State, conversation_id: str) -> ChatSettings:
-    record = await state.get(SETTINGS, conversation_id)
+    return settings_in({SETTINGS_KEY: record} if (record := await state.get(
+        scope_of(CONVERSATION, conversation_id), SETTINGS_KEY)) is not None else {})
+
+
+def settings_in(records: dict[str, JSON]) -> ChatSettings:
+    """The settings among a conversation's own records (records.own_records)."""
+    record = records.get(SETTINGS_KEY)
     return ChatSettings() if record is None else ChatSettings.model_validate(record)
 
 
 async def write_settings(state: State, conversation_id: str, settings: ChatSettings) -> None:
-    await state.set(SETTINGS, conversation_id, settings.model_dump(mode="json"))
+    await state.set(scope_of(CONVERSATION, conversation_id), SETTINGS_KEY, settings.model_dump(mode="json"))
 
 
 def public(settings: ChatSettings) -> dict[str, Any]:

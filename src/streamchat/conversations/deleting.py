@@ -25,9 +25,10 @@ from dataclasses import dataclass
 
 from streamchat.catalog import Catalog
 from streamchat.conversations.messages import FINISHED
-from streamchat.conversations.records import DELETIONS, purge, scope_of
+from streamchat.conversations.records import CONVERSATION, own_records, purge, scope_of
 from streamchat.conversations.replies.stopping import stop_reply
 from streamchat.framework import Context, HttpError
+from streamchat.framework.store import JSON
 
 GENERATION = "generation"
 RUNNING = "running:"
@@ -43,12 +44,16 @@ class Marks:
 
 
 def _scope(conversation_id: str) -> str:
-    return scope_of(DELETIONS, conversation_id)
+    return scope_of(CONVERSATION, conversation_id)
 
 
 async def read_marks(ctx: Context, conversation_id: str) -> Marks:
     """The conversation's marks, in one read."""
-    marks = await ctx.state.get_group(_scope(conversation_id))
+    return marks_in(await own_records(ctx.state, conversation_id))
+
+
+def marks_in(marks: dict[str, JSON]) -> Marks:
+    """The marks among a conversation's own records (records.own_records)."""
     now = time.time()
     running = any(now - float(mark["since"]) < MARK_SECONDS for key, mark in marks.items() if key.startswith(RUNNING))
     generation = marks.get(GENERATION)
@@ -63,9 +68,10 @@ def gone(conversation_id: str) -> HttpError:
     return HttpError(404, "not_found", f"conversationId {conversation_id!r}: deleted as the message arrived")
 
 
-async def before_writing(ctx: Context, conversation_id: str) -> Marks:
-    """Before a send stores anything: 404 while a delete runs; else the marks to compare afterwards."""
-    marks = await read_marks(ctx, conversation_id)
+async def before_writing(ctx: Context, conversation_id: str, marks: Marks | None = None) -> Marks:
+    """Before a send stores anything: 404 while a delete runs; else the marks to compare afterwards
+    (`marks`: as the caller read them just now)."""
+    marks = marks or await read_marks(ctx, conversation_id)
     if marks.running:
         raise gone(conversation_id)
     return marks

@@ -10,7 +10,7 @@ from streamchat.catalog import Catalog, Conversation
 from streamchat.conversations.exports import ExportedConversation, as_stored
 from streamchat.conversations.messages import utc_now
 from streamchat.conversations.ownership import claim
-from streamchat.conversations.records import BRANCH, OWNERS
+from streamchat.conversations.records import BRANCH_KEY, CONVERSATION, OWNERS, scope_of
 from streamchat.conversations.tree import ActiveBranch
 from streamchat.framework import Context, Principal
 
@@ -34,11 +34,12 @@ async def bring_in(ctx: Context, catalog: Catalog, principal: Principal | None,
         for message, data in zip(exported.messages, messages, strict=True):
             await stream.set(cid, message.id, data)
         if exported.activeMessageId is not None:
-            await ctx.state.set(BRANCH, cid, ActiveBranch(exported.activeMessageId).to_json())
+            branch = ActiveBranch(exported.activeMessageId)
+            await ctx.state.set(scope_of(CONVERSATION, cid), BRANCH_KEY, branch.to_json())
     except BaseException:
         await stream.delete_group(cid)
         await catalog.remove(cid)
-        await ctx.state.delete(BRANCH, cid)
+        await ctx.state.delete(scope_of(CONVERSATION, cid), BRANCH_KEY)
         await ctx.state.delete(OWNERS, cid)
         raise
     ctx.logger.info("conversation imported", extra={"conversationId": cid, "messages": len(messages)})

@@ -5,12 +5,12 @@ record (title, search text, usage), and these records in state. The scope names 
 earlier versions wrote, so conversations they kept read the same with no migration:
 
 - `conversation_owners`, keyed by conversation: the API key id that owns it (ownership.py);
-- `conversation_deletions:<conversation>`: deletes under way and their generation (deleting.py);
+- `conversation:<conversation>`: its own records, read in one trip: the deletes under way and their
+  generation (deleting.py), its settings (key `settings`, chat_settings.py) and its active branch
+  (key `branch`, branches.py);
 - `answering:<conversation>`, keyed by reply: the one reply it answers in reject mode (replies/answering.py);
 - `reply_index`, keyed by reply: its conversation and protocol details (replies/index.py);
-- `reply_pieces`, keyed by reply: the lengths of the pieces it was written in (replies/journal.py);
-- `conversation_branch`, keyed by conversation: its active branch (branches.py);
-- `conversation_settings`, keyed by conversation: its model and sampling settings (settings.py).
+- `reply_pieces`, keyed by reply: the lengths of the pieces it was written in (replies/journal.py).
 
 A key's running replies (`running_replies:<key id>`, replies/quota.py) belong to the key, not the
 conversation: each is released when its reply ends, so a purge leaves them alone. The deletion marks
@@ -23,15 +23,22 @@ from collections.abc import Iterable
 
 from streamchat.catalog import Catalog
 from streamchat.framework import State
+from streamchat.framework.store import JSON
 
 OWNERS = "conversation_owners"
-DELETIONS = "conversation_deletions"
+#: The scope of a conversation's own records (`conversation:<id>`), and the keys of two of them.
+CONVERSATION = "conversation"
+SETTINGS_KEY = "settings"
+BRANCH_KEY = "branch"
 ANSWERING = "answering"
 REPLY_INDEX = "reply_index"
 REPLY_PIECES = "reply_pieces"
 RUNNING_REPLIES = "running_replies"
-BRANCH = "conversation_branch"
-SETTINGS = "conversation_settings"
+
+
+async def own_records(state: State, conversation_id: str) -> dict[str, JSON]:
+    """Every record of the conversation's own scope, in one read (what a send needs before it writes)."""
+    return await state.get_group(scope_of(CONVERSATION, conversation_id))
 
 
 def scope_of(kind: str, owner_id: str) -> str:
@@ -50,6 +57,7 @@ async def purge(state: State, catalog: Catalog, conversation_id: str, reply_ids:
     for reply_id in reply_ids:
         await state.delete(REPLY_INDEX, reply_id)
         await state.delete(REPLY_PIECES, reply_id)
-    await state.delete(BRANCH, conversation_id)
-    await state.delete(SETTINGS, conversation_id)
+    own = scope_of(CONVERSATION, conversation_id)
+    await state.delete(own, BRANCH_KEY)
+    await state.delete(own, SETTINGS_KEY)
     await state.delete(OWNERS, conversation_id)

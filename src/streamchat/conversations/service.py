@@ -8,6 +8,7 @@ and deletion-mark rules built in, so a step only parses its request and shapes t
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -15,14 +16,22 @@ from typing import Any
 
 from streamchat.catalog import Catalog, Conversation
 from streamchat.conversations.asking import ReplyOrder
-from streamchat.conversations.branches import Branches, tree_of
-from streamchat.conversations.chat_settings import ChatSettings, check_model, given, read_settings, write_settings
-from streamchat.conversations.deleting import after_writing, before_writing, delete_conversation
+from streamchat.conversations.branches import Branches, branch_in, tree_of
+from streamchat.conversations.chat_settings import (
+    ChatSettings,
+    check_model,
+    given,
+    read_settings,
+    settings_in,
+    write_settings,
+)
+from streamchat.conversations.deleting import after_writing, before_writing, delete_conversation, marks_in
 from streamchat.conversations.events import ChatMessageEvent
 from streamchat.conversations.exports import ExportedConversation
 from streamchat.conversations.importing import bring_in
 from streamchat.conversations.messages import FINISHED, ConversationMessage, utc_now
 from streamchat.conversations.ownership import claim, require_owner
+from streamchat.conversations.records import own_records
 from streamchat.conversations.replies.stopping import stop_reply
 from streamchat.conversations.results import ActiveBranchView, Edited, Regenerated, Sent
 from streamchat.conversations.tree import ActiveBranch, Tree
@@ -101,14 +110,17 @@ class Conversations:
         user_id, reply_id = str(uuid.uuid4()), str(uuid.uuid4())
         if not await claim(self.ctx.state, cid, principal):
             raise no_such_conversation(cid)
-        items = await self.stream.get_group(cid) if existing else []
-        tree = tree_of(items)
-        branched = await self.branches.record(cid) if items else None
-        parent = (branched or ActiveBranch()).resolve(tree)
-        chat = await self._settings_for(cid, existing, change)
+        items: Items = []
+        own: dict[str, Any] = {}
+        if existing:  # read at once: each is a trip to the store, and the first token waits for them
+            items, own = await asyncio.gather(self.stream.get_group(cid), own_records(self.ctx.state, cid))
+        branched = branch_in(own)
+        parent = (branched or ActiveBranch()).resolve(tree_of(items))
+        chat = self._changed(settings_in(own), change)
         earlier_ids = [str(uuid.uuid4()) for _ in earlier]
         now = utc_now()
-        async with ReplyOrder(self.ctx, self.settings, principal, cid, reply_id, existing=existing) as order:
+        async with ReplyOrder(self.ctx, self.settings, principal, cid, reply_id, existing=existing,
+                              marks=marks_in(own) if existing else None) as order:
             if change is not None and given(change):
                 await write_settings(self.ctx.state, cid, chat)
             stored: Items = []
@@ -131,7 +143,9 @@ class Conversations:
 
     async def _settings_for(self, cid: str, existing: bool, change: ChatSettings | None) -> ChatSettings:
         """The conversation's settings with `change` applied (checked: an unknown model is a 422)."""
-        current = await read_settings(self.ctx.state, cid) if existing else ChatSettings()
+        return self._changed(await read_settings(self.ctx.state, cid) if existing else ChatSettings(), change)
+
+    def _changed(self, current: ChatSettings, change: ChatSettings | None) -> ChatSettings:
         if change is None or not given(change):
             return current
         check_model(self.models, change.model)
