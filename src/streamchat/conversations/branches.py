@@ -56,10 +56,10 @@ class Branches:
         return branch_in({} if record is None else {BRANCH_KEY: record})
 
     async def extend(self, cid: str, tree: Tree, leaf: str) -> None:
-        """A new reply under the active leaf of a conversation that has branched (a message sent): it is
-        the active leaf already, as the record reads (the leaf under the recorded one, following the
-        newest children), so no record is written; it is announced, so the last announcement (which
-        ends every new SSE snapshot) stays the active branch."""
+        """A message sent under the active leaf of a conversation that has branched: its reply is the
+        active leaf already, as the record reads it (the leaf under the recorded one, following the
+        newest children), so nothing is written; it is announced, so the last announcement (which ends
+        every new SSE snapshot) stays the active branch."""
         await self.stream.send_event(cid, ACTIVE_BRANCH, announcement(tree, leaf))
 
     async def activate(self, cid: str, tree: Tree, message_id: str) -> tuple[str, list[str]]:

@@ -8,7 +8,6 @@ and deletion-mark rules built in, so a step only parses its request and shapes t
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -34,7 +33,7 @@ from streamchat.conversations.ownership import claim, require_owner
 from streamchat.conversations.records import own_records
 from streamchat.conversations.replies.stopping import stop_reply
 from streamchat.conversations.results import ActiveBranchView, Edited, Regenerated, Sent
-from streamchat.conversations.tree import ActiveBranch, Tree
+from streamchat.conversations.tree import Tree
 from streamchat.framework import OUTAGES, Context, HttpError, Item, Principal
 from streamchat.llm import ChatTurn
 from streamchat.llm.model_set import ModelSet
@@ -110,12 +109,17 @@ class Conversations:
         user_id, reply_id = str(uuid.uuid4()), str(uuid.uuid4())
         if not await claim(self.ctx.state, cid, principal):
             raise no_such_conversation(cid)
-        items: Items = []
-        own: dict[str, Any] = {}
-        if existing:  # read at once: each is a trip to the store, and the first token waits for them
-            items, own = await asyncio.gather(self.stream.get_group(cid), own_records(self.ctx.state, cid))
-        branched = branch_in(own)
-        parent = (branched or ActiveBranch()).resolve(tree_of(items))
+        # One trip to the store before anything is written (the first token waits for it): the marks,
+        # the settings and the active branch. A conversation that never branched is one straight line:
+        # its new message names no parent and so follows the message before it (as every message kept
+        # before the tree does), which needs no read of the conversation. One that has branched is read,
+        # for the active leaf under which the message goes.
+        own = await own_records(self.ctx.state, cid) if existing else {}
+        record = branch_in(own)
+        items = [] if record is None else await self.stream.get_group(cid)
+        tree = tree_of(items)
+        parent = None if record is None else record.resolve(tree)
+        parent_known = record is not None or not existing
         chat = self._changed(settings_in(own), change)
         earlier_ids = [str(uuid.uuid4()) for _ in earlier]
         now = utc_now()
@@ -123,20 +127,20 @@ class Conversations:
                               marks=marks_in(own) if existing else None) as order:
             if change is not None and given(change):
                 await write_settings(self.ctx.state, cid, chat)
-            stored: Items = []
-            for earlier_id, turn in zip(earlier_ids, earlier, strict=True):
-                stored.append(await order.store(earlier_id, ConversationMessage(
+            for earlier_id, turn in zip(earlier_ids, earlier, strict=True):  # a new conversation's history
+                await order.store(earlier_id, ConversationMessage(
                     message=turn.content, sender="user" if turn.role == "user" else "assistant", status="completed",
-                    timestamp=now, parentId=parent)))
+                    timestamp=now, parentId=parent))
                 parent = earlier_id
-            stored.append(await order.store(user_id, ConversationMessage(
-                message=message, sender="user", status="completed", timestamp=now, parentId=parent)))
-            stored.append(await order.store(reply_id, self._new_reply(user_id, chat.model, now)))
+            placed = {"parentId": parent} if parent_known or earlier else {}
+            user = await order.store(user_id, ConversationMessage(
+                message=message, sender="user", status="completed", timestamp=now, **placed))
+            reply = await order.store(reply_id, self._new_reply(user_id, chat.model, now))
             await order.queue(ChatMessageEvent(
                 message=message, conversationId=cid, assistantMessageId=reply_id, userMessageId=user_id,
                 keyId=order.key_id, instructions=instructions, settings=chat), details)
-            if branched is not None:  # a straight conversation's new reply is its latest message: nothing to say
-                await self._activate(cid, [*items, *stored], reply_id, extends=True)
+            if record is not None:
+                await self._announce(cid, tree_of([*items, user, reply]), reply_id)
             await self._list(cid, order.key_id, user_id, message, now, zip(earlier_ids, earlier, strict=True))
         self.ctx.logger.info("message received", extra={"conversationId": cid})
         return Sent(cid, user_id, reply_id)
@@ -157,15 +161,19 @@ class Conversations:
         return ConversationMessage(message="", sender="assistant", status="created", timestamp=now, parentId=parent,
                                    model=model or self.models.default)
 
-    async def _activate(self, cid: str, items: Items, leaf: str, extends: bool = False) -> None:
-        """Make a new reply the active leaf (`extends`: it was sent under the active leaf). Inside the
-        request's unit of work, so a delete overlapping it is finished after it; a backend away here
-        leaves the branch as it was (the reply still comes)."""
+    async def _announce(self, cid: str, tree: Tree, leaf: str) -> None:
+        """Tell every watcher of a branched conversation that a message extended its active branch."""
         try:
-            if extends:
-                await self.branches.extend(cid, tree_of(items), leaf)
-            else:
-                await self.branches.activate(cid, tree_of(items), leaf)
+            await self.branches.extend(cid, tree, leaf)
+        except OUTAGES as error:
+            self.ctx.logger.warning("could not announce the active branch", extra={
+                "conversationId": cid, "error": str(error)})
+
+    async def _activate(self, cid: str, items: Items, leaf: str) -> None:
+        """Make a new reply the active leaf. Inside the request's unit of work, so a delete overlapping it
+        is finished after it; a backend away here leaves the branch as it was (the reply still comes)."""
+        try:
+            await self.branches.activate(cid, tree_of(items), leaf)
         except OUTAGES as error:
             self.ctx.logger.warning("could not switch the active branch", extra={
                 "conversationId": cid, "error": str(error)})

@@ -32,9 +32,17 @@ StreamObserver = Callable[[str, str, str, str, Mapping[str, Any]], None]
 
 
 @functools.cache
+@functools.cache
 def _text_fields(schema: type[BaseModel]) -> frozenset[str]:
-    """Wire names of the plain string fields of a schema: the ones `append` may grow."""
+    """Wire names of the plain string fields of a schema: the ones `append` may grow. Once per schema:
+    a Stream is made for every handler run, and reading a schema's fields is not free."""
     return frozenset((info.alias or name) for name, info in schema.model_fields.items() if info.annotation is str)
+
+
+@functools.cache
+def _kept_nulls(schema: type[BaseModel], kept: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """(field name, wire name) of the fields whose given null is written (StreamConfig.kept_nulls)."""
+    return tuple((name, wire) for name, field in schema.model_fields.items() if (wire := field.alias or name) in kept)
 
 
 class Stream(Generic[M]):
@@ -52,8 +60,7 @@ class Stream(Generic[M]):
         self._observer = observer
         self._lease = lease
         self._text_fields = _text_fields(config.schema)
-        self._kept_nulls = {name: wire for name, field in config.schema.model_fields.items()
-                            if (wire := field.alias or name) in config.kept_nulls}
+        self._kept_nulls = _kept_nulls(config.schema, config.kept_nulls)
 
     def _validate(self, data: M | Mapping[str, Any]) -> M:
         if isinstance(data, self.config.schema):
@@ -68,7 +75,7 @@ class Stream(Generic[M]):
     async def set(self, group_id: str, item_id: str, data: M | Mapping[str, Any]) -> Item[M]:
         model = self._validate(data)
         stored = model.model_dump(mode="json", by_alias=True, exclude_none=True)
-        for name, wire in self._kept_nulls.items():
+        for name, wire in self._kept_nulls:
             if name in model.model_fields_set and wire not in stored:
                 stored[wire] = None
         item = await self._hub.set(self.name, group_id, item_id, stored, self._lease)
