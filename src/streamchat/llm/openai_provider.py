@@ -211,9 +211,8 @@ def _tool_call_deltas(calls: Any) -> list[ToolCallDelta]:
         raise ProviderError("provider sent a malformed tool call")
     pieces: list[ToolCallDelta] = []
     for position, call in enumerate(calls):
-        function = call.get("function") if isinstance(call, dict) else None
-        function = {} if function is None else function
-        if not isinstance(call, dict) or not isinstance(function, dict):
+        function = (call.get("function") or {}) if isinstance(call, dict) else None
+        if not isinstance(function, dict):
             raise ProviderError("provider sent a malformed tool call")
         index, call_id = call.get("index"), call.get("id")
         index = position if index is None else index
