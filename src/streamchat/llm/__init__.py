@@ -2,6 +2,17 @@
 
 from __future__ import annotations
 
-from streamchat.llm.base import ChatProvider, ChatTurn, ProviderError, Sampling, TokenCount
+from streamchat.llm.base import (
+    ChatProvider,
+    ChatTurn,
+    ProviderError,
+    Sampling,
+    TokenCount,
+    ToolCall,
+    ToolCallDelta,
+    ToolSpecs,
+)
+from streamchat.llm.tool_calls import ToolCallParts
 
-__all__ = ["ChatProvider", "ChatTurn", "ProviderError", "Sampling", "TokenCount"]
+__all__ = ["ChatProvider", "ChatTurn", "ProviderError", "Sampling", "TokenCount", "ToolCall", "ToolCallDelta",
+           "ToolCallParts", "ToolSpecs"]

@@ -1,12 +1,14 @@
-"""What the AI step needs from a model: stream text for a list of chat turns."""
+"""What the AI step needs from a model: stream text (and tool calls) for a list of chat turns."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol, overload
 
-Role = Literal["system", "user", "assistant"]
+Role = Literal["system", "user", "assistant", "tool"]
+#: The OpenAI `tools` list of a request: `{"type": "function", "function": {name, description, parameters}}`.
+ToolSpecs = Sequence[Mapping[str, Any]]
 
 #: The system prompt of a chat (instruction-tuned) model unless STREAMCHAT_SYSTEM_PROMPT says otherwise.
 INSTRUCTION_PROMPT = ("You are a helpful assistant. Answer accurately and concisely, "
@@ -14,9 +16,36 @@ INSTRUCTION_PROMPT = ("You are a helpful assistant. Answer accurately and concis
 
 
 @dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A whole tool call the model made: `arguments` is its JSON text, as the model wrote it."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallDelta:
+    """One streamed piece of a tool call, as OpenAI streams them: the call's `id` and `name` come with
+    its first piece, its `arguments` text is split across pieces, and the calls of one turn share the
+    stream, told apart by `index`. Text pieces stay plain `str`, so the text path allocates nothing more."""
+
+    index: int
+    id: str | None
+    name: str | None
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
 class ChatTurn:
+    """One message of the history. An assistant turn may carry the `tool_calls` it made (its `content`
+    is then the text before them, often empty); a "tool" turn is one call's result, `tool_call_id`
+    naming the call."""
+
     role: Role
     content: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
 
 
 def with_system_prompt(turns: Sequence[ChatTurn], default: str) -> Sequence[ChatTurn]:
@@ -41,7 +70,8 @@ class TokenCount:
     where the provider did not say (an OpenAI-compatible server that sends no usage).
 
     `finish_reason` is "stop" (the model ended its turn), "length" (a token limit cut the reply
-    short), or whatever else the provider said ("content_filter", ...)."""
+    short), "tool_calls" (the model stopped to call tools), or whatever else the provider said
+    ("content_filter", ...)."""
 
     prompt: int | None = None
     completion: int | None = None
@@ -71,12 +101,27 @@ class ChatProvider(Protocol):
         """"ok", or what is still being prepared (or why it failed): /readyz shows it."""
         ...
 
+    @overload
     def stream(
         self, turns: Sequence[ChatTurn], count: TokenCount | None = None, sampling: Sampling | None = None,
-    ) -> AsyncGenerator[str, None]:
-        """Yield the reply's text pieces as the model produces them, and put its token counts and
+        tools: None = None,
+    ) -> AsyncGenerator[str, None]: ...
+
+    @overload
+    def stream(
+        self, turns: Sequence[ChatTurn], count: TokenCount | None = None, sampling: Sampling | None = None,
+        tools: ToolSpecs | None = None,
+    ) -> AsyncGenerator[str | ToolCallDelta, None]: ...
+
+    def stream(
+        self, turns: Sequence[ChatTurn], count: TokenCount | None = None, sampling: Sampling | None = None,
+        tools: ToolSpecs | None = None,
+    ) -> AsyncGenerator[str | ToolCallDelta, None]:
+        """Yield the reply's text pieces as the model produces them, and with `tools` (OpenAI's `tools`
+        list; none is sent when empty) the pieces of the tool calls it makes; put its token counts and
         finish reason in `count`. `sampling`'s values override the provider's defaults for this reply.
-        Turns that do not open with a system turn get the system prompt that suits the model."""
+        Turns that do not open with a system turn get the system prompt that suits the model.
+        A provider whose model cannot call tools refuses `tools` with a ProviderError."""
         ...
 
     async def close(self) -> None:

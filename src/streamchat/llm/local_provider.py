@@ -17,6 +17,9 @@ reply reached its cap, "stop" when the model ended its turn or wrote a turn mark
 
 Unlike a remote server, an embedded model always gets a cap: the small models it runs sometimes
 never end a turn, and each token costs this machine's CPU.
+
+The embedded models cannot call tools: a request with tools is refused, and the tool calls and results
+of a history (from another model of the conversation) are left out, the replies' text kept.
 """
 
 from __future__ import annotations
@@ -30,9 +33,17 @@ from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
-from streamchat.llm.base import ChatTurn, ProviderError, Sampling, TokenCount, with_system_prompt
+from streamchat.llm.base import (
+    ChatTurn,
+    ProviderError,
+    Sampling,
+    TokenCount,
+    ToolCallDelta,
+    ToolSpecs,
+    with_system_prompt,
+)
 from streamchat.llm.local_models import LocalModel, PromptStyle
 
 logger = logging.getLogger("streamchat.llm.local")
@@ -60,6 +71,12 @@ def transcript(turns: Sequence[ChatTurn]) -> str:
             lines.append(f"{speaker}: {turn.content.strip()}")
     lines.append("Assistant:")
     return "\n".join(lines)
+
+
+def text_turns(turns: Sequence[ChatTurn]) -> list[ChatTurn]:
+    """The turns an embedded model can read: no tool results, and assistant turns by their text alone."""
+    return [ChatTurn(turn.role, turn.content) if turn.tool_calls else turn for turn in turns
+            if turn.role != "tool" and (turn.content or not turn.tool_calls)]
 
 
 def fit(turns: Sequence[ChatTurn], measure: Callable[[Sequence[ChatTurn]], int], budget: int) -> list[ChatTurn]:
@@ -149,7 +166,7 @@ class LocalProvider:
     def _pieces(self, turns: Sequence[ChatTurn], count: TokenCount, sampling: Sampling | None) -> Iterator[str]:
         """The reply's text pieces, generated on the worker thread; the prompt's tokens and the finish
         reason go in `count`."""
-        turns = with_system_prompt(turns, self.spec.system_prompt(self.prompt))
+        turns = with_system_prompt(text_turns(turns), self.spec.system_prompt(self.prompt))
         options = self._options(sampling)
         # Room for the reply, but never more than half the context: a large cap must not push the
         # history out (llama.cpp stops a reply where the context ends anyway, as "length").
@@ -177,9 +194,24 @@ class LocalProvider:
                     count.finish_reason = choice["finish_reason"]
                 yield choice["text"]
 
+    @overload
+    def stream(
+        self, turns: Sequence[ChatTurn], count: TokenCount | None = None, sampling: Sampling | None = None,
+        tools: None = None,
+    ) -> AsyncGenerator[str, None]: ...
+
+    @overload
+    def stream(
+        self, turns: Sequence[ChatTurn], count: TokenCount | None = None, sampling: Sampling | None = None,
+        tools: ToolSpecs | None = None,
+    ) -> AsyncGenerator[str | ToolCallDelta, None]: ...
+
     async def stream(
         self, turns: Sequence[ChatTurn], count: TokenCount | None = None, sampling: Sampling | None = None,
-    ) -> AsyncGenerator[str, None]:
+        tools: ToolSpecs | None = None,
+    ) -> AsyncGenerator[str | ToolCallDelta, None]:
+        if tools:
+            raise ProviderError(f"the embedded model {self.model} cannot call tools")
         await self.load()
         counted = count if count is not None else TokenCount()
         loop = asyncio.get_running_loop()

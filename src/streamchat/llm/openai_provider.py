@@ -14,13 +14,18 @@ A reply limit is sent only when one is set (the request's or the constructor's):
 lets the model end its turn, where a default cap would cut long answers short. It goes out as
 `max_tokens`, which every OpenAI-compatible server accepts; OpenAI's reasoning models want
 `max_completion_tokens` instead, which other servers do not all know.
+
+Tools go out in `extra_body` too, and only when given. The `tool_calls` of a chunk's delta are yielded
+as ToolCallDeltas (only when tools were sent: a caller that sent none reads text alone). A piece that
+has no `index` takes its place in the list, as some compatible servers leave it out; a turn that made
+calls but says "stop" (as some servers do) ends as "tool_calls".
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
-from typing import Any
+from typing import Any, overload
 
 import aiohttp
 import httpx2
@@ -34,6 +39,8 @@ from streamchat.llm.base import (
     ProviderError,
     Sampling,
     TokenCount,
+    ToolCallDelta,
+    ToolSpecs,
     with_system_prompt,
 )
 
@@ -77,15 +84,29 @@ class OpenAIProvider:
             options["max_tokens"] = max_tokens
         return options
 
+    @overload
+    def stream(
+        self, turns: Sequence[ChatTurn], count: TokenCount | None = None, sampling: Sampling | None = None,
+        tools: None = None,
+    ) -> AsyncGenerator[str, None]: ...
+
+    @overload
+    def stream(
+        self, turns: Sequence[ChatTurn], count: TokenCount | None = None, sampling: Sampling | None = None,
+        tools: ToolSpecs | None = None,
+    ) -> AsyncGenerator[str | ToolCallDelta, None]: ...
+
     async def stream(
         self, turns: Sequence[ChatTurn], count: TokenCount | None = None, sampling: Sampling | None = None,
-    ) -> AsyncGenerator[str, None]:
-        messages: Any = [{"role": turn.role, "content": turn.content}
-                         for turn in with_system_prompt(turns, INSTRUCTION_PROMPT)]
-        finished = False
+        tools: ToolSpecs | None = None,
+    ) -> AsyncGenerator[str | ToolCallDelta, None]:
+        body: dict[str, Any] = {"messages": [_message(turn) for turn in with_system_prompt(turns, INSTRUCTION_PROMPT)]}
+        if tools:
+            body["tools"] = list(tools)
+        finished = called = False
         try:
             async with self.client.chat.completions.with_streaming_response.create(
-                model=self.model, messages=[], extra_body={"messages": messages}, stream=True,
+                model=self.model, messages=[], extra_body=body, stream=True,
                 stream_options={"include_usage": True}, **self.options(sampling),
             ) as response:
                 deadline = asyncio.get_running_loop().time() + self.total_timeout
@@ -93,15 +114,20 @@ class OpenAIProvider:
                     if payload == b"[DONE]":
                         finished = True
                         break
-                    text, reason, usage = _parse_chunk(payload)
+                    text, reason, usage, calls = _parse_chunk(payload)
+                    if calls and tools:
+                        called = True
                     if reason is not None:
                         finished = True
                         if count is not None:
-                            count.finish_reason = reason
+                            count.finish_reason = "tool_calls" if called and reason == "stop" else reason
                     if usage is not None and count is not None:
                         count.prompt, count.completion = usage
                     if text:
                         yield text
+                    if calls and tools:
+                        for call in calls:
+                            yield call
                     if asyncio.get_running_loop().time() > deadline:
                         raise ProviderError(f"the reply took longer than {self.total_timeout:g}s")
         except openai.APIStatusError as error:
@@ -139,9 +165,23 @@ async def _data_lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
                 yield line[5:].strip()
 
 
-def _parse_chunk(payload: bytes) -> tuple[str, str | None, tuple[int | None, int | None] | None]:
-    """Text of one streamed chunk, its finish_reason when it carried one, and the (prompt, completion)
-    tokens when it carried usage."""
+def _message(turn: ChatTurn) -> dict[str, Any]:
+    """A turn as a Chat Completions message: an assistant's calls and a call's result in OpenAI's shape."""
+    if turn.tool_calls:
+        return {"role": "assistant", "content": turn.content or None, "tool_calls": [
+            {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}
+            for call in turn.tool_calls]}
+    if turn.tool_call_id is not None:
+        return {"role": "tool", "tool_call_id": turn.tool_call_id, "content": turn.content}
+    return {"role": turn.role, "content": turn.content}
+
+
+Chunk = tuple[str, str | None, tuple[int | None, int | None] | None, list[ToolCallDelta] | None]
+
+
+def _parse_chunk(payload: bytes) -> Chunk:
+    """Text of one streamed chunk, its finish_reason when it carried one, the (prompt, completion)
+    tokens when it carried usage, and its tool-call pieces when it carried some."""
     try:
         chunk = orjson.loads(payload)
     except orjson.JSONDecodeError as error:
@@ -153,14 +193,35 @@ def _parse_chunk(payload: bytes) -> tuple[str, str | None, tuple[int | None, int
     usage = _usage(chunk.get("usage"))
     choices = chunk.get("choices")
     if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-        return "", None, usage
+        return "", None, usage, None
     choice = choices[0]
     delta = choice.get("delta")
-    text = delta.get("content") if isinstance(delta, dict) else None
+    text = calls = None
+    if isinstance(delta, dict):
+        text, calls = delta.get("content"), delta.get("tool_calls")
     reason = choice.get("finish_reason")
     if reason is not None and not isinstance(reason, str):
         reason = str(reason)
-    return (text if isinstance(text, str) else ""), reason, usage
+    return (text if isinstance(text, str) else ""), reason, usage, (_tool_call_deltas(calls) if calls else None)
+
+
+def _tool_call_deltas(calls: Any) -> list[ToolCallDelta]:
+    """The tool-call pieces of one delta (`delta.tool_calls`)."""
+    if not isinstance(calls, list):
+        raise ProviderError("provider sent a malformed tool call")
+    pieces: list[ToolCallDelta] = []
+    for position, call in enumerate(calls):
+        function = (call.get("function") or {}) if isinstance(call, dict) else None
+        if not isinstance(function, dict):
+            raise ProviderError("provider sent a malformed tool call")
+        index, call_id = call.get("index"), call.get("id")
+        index = position if index is None else index
+        name, arguments = function.get("name"), function.get("arguments") or ""
+        if (not isinstance(index, int) or isinstance(index, bool) or not isinstance(call_id, str | None)
+                or not isinstance(name, str | None) or not isinstance(arguments, str)):
+            raise ProviderError("provider sent a malformed tool call")
+        pieces.append(ToolCallDelta(index, call_id, name, arguments))
+    return pieces
 
 
 def _usage(reported: Any) -> tuple[int | None, int | None] | None:

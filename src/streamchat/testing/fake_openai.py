@@ -30,6 +30,20 @@ tokens (an endless one too) and ends with `finish_reason: "length"`; a reply tha
 "stop", or the scripted `finish_reason`. A `max_tokens` that is not a positive integer gets a 400.
 The finish reason a stream sent is in its entry of `streams`.
 
+Tool calls (see fake_tool_calls.py for how they stream):
+  POST /control {"tool_calls": [[{"name": "calculator", "arguments": {"expression": "2+3"}}, ...], ...],
+                 "argument_chunk": 5}
+scripts one list per model round of a reply: a request that sends `tools` is answered with the round
+after the ones it already had (its assistant `tool_calls` messages since the last user message, so a
+request whose last message is a `tool` result gets the next round), ending "tool_calls"; past the last
+round, or without `tools`, it gets text as usual. A round may mix in `{"text": "..."}` (streamed before
+or between its calls); arguments given as text are streamed as written (so malformed JSON can be
+scripted, as can a tool name never offered), in pieces of `argument_chunk` characters. A round's
+entry of `streams` has its `round` and `tool_calls` (id, name, arguments); the requests keep the
+`tools` and the tool messages they carried. `delay`, `hold_after`, `hang_up_after` and `max_tokens`
+count a call's pieces as tokens; `"tool_finish_reason": "stop"` ends a round as some compatible
+servers do. A bad `tool_calls` gets a 400 naming it.
+
 Run: python -m streamchat.testing.fake_openai --port 8900
 """
 
@@ -45,11 +59,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+import pydantic
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+
+from streamchat.testing.fake_tool_calls import round_pieces, rounds_done, scripted_rounds
 
 DEFAULT_TOKENS = ["Hello", "!", " I", " am", " the", " fake", " provider", "."]
 _TOKEN_COUNT = re.compile(r"\[tokens=(\d+)\]")
@@ -65,7 +82,8 @@ class Reply:
 
     #: The stream's number: its index in `streams` since the last reset.
     number: int
-    tokens: list[str]
+    #: Text tokens, and a tool-call round's pieces (each a `delta.tool_calls` entry).
+    tokens: list[str | dict[str, Any]]
     #: The prefix of the tokens sent past the scripted ones, for an endless reply; None ends it.
     endless_prefix: str | None
     #: The request's `max_tokens`: the reply ends, as "length", when it has sent that many tokens.
@@ -97,6 +115,12 @@ class Script:
     endless: bool = False
     #: The finish reason of a reply that ends by itself ("stop" unless a test wants another).
     finish_reason: str = "stop"
+    #: The tool calls of each model round (see fake_tool_calls.scripted_rounds); none: text replies.
+    tool_calls: list[list[dict[str, Any]]] = field(default_factory=list)
+    #: How many characters of a call's arguments each streamed piece carries.
+    argument_chunk: int = 5
+    #: What a round of tool calls ends with.
+    tool_finish_reason: str = "tool_calls"
 
 
 #: How often an endless reply sends a token past its scripted ones when no `delay` is set.
@@ -127,6 +151,11 @@ class FakeOpenAI:
         for key, value in changes.items():
             if not hasattr(self.script, key):
                 return JSONResponse({"error": f"unknown setting {key}"}, status_code=400)
+            if key == "tool_calls":
+                try:
+                    value = scripted_rounds(value)
+                except pydantic.ValidationError as error:
+                    return JSONResponse({"error": f"tool_calls: {error}"}, status_code=400)
             setattr(self.script, key, value)
         self.release.clear()
         return JSONResponse({"ok": True})
@@ -178,19 +207,24 @@ class FakeOpenAI:
             return JSONResponse(
                 {"error": {"message": f"max_tokens must be a positive integer, not {limit!r}",
                            "type": "invalid_request_error", "param": "max_tokens"}}, status_code=400)
-        tokens = script.tokens if script.count is None else [f" t{i}" for i in range(script.count)]
+        tokens: list[str | dict[str, Any]] = list(script.tokens if script.count is None
+                                                  else [f" t{i}" for i in range(script.count)])
         last = str(body.get("messages", [{}])[-1].get("content", ""))
         if match := _TOKEN_COUNT.search(last):
             tokens = [f" t{i}" for i in range(int(match.group(1)))]
         number = len(self.streams)
+        record: dict[str, Any] = {"sent": 0, "finished": False, "closed_by_client_at": None, "finish_reason": None}
+        finish_reason = script.finish_reason
+        rounds = script.tool_calls if body.get("tools") else []
+        if (done := rounds_done(body.get("messages", []))) < len(rounds):
+            tokens, record["tool_calls"] = round_pieces(rounds[done], number, script.argument_chunk)
+            record["round"], finish_reason = done, script.tool_finish_reason
         prefix = f"r{number}-" if script.tag else ""
         cut = limit is not None and (len(tokens) > limit or script.endless)
-        tokens = [f"{prefix}{token}" for token in tokens[:limit]]
-        record: dict[str, Any] = {"sent": 0, "finished": False, "closed_by_client_at": None,
-                                  "text": "".join(tokens), "finish_reason": None}
+        tokens = [f"{prefix}{token}" if isinstance(token, str) else token for token in tokens[:limit]]
+        record["text"] = "".join(token for token in tokens if isinstance(token, str))
         self.streams.append(record)
-        reply = Reply(number, tokens, prefix if script.endless else None, limit,
-                      "length" if cut else script.finish_reason)
+        reply = Reply(number, tokens, prefix if script.endless else None, limit, "length" if cut else finish_reason)
         return StreamingResponse(self._recorded(self._chunks(body, reply, script, record), record),
                                  media_type="text/event-stream")
 
@@ -240,7 +274,7 @@ class FakeOpenAI:
                 record["held"] = False
             if index and script.delay:
                 await asyncio.sleep(script.delay)
-            if script.stamp:
+            if script.stamp and isinstance(token, str):
                 token = f" {time.time():.6f}"
             yield _sse(_token_chunk(base, token))
             record["sent"] = index + 1
@@ -260,15 +294,16 @@ class FakeOpenAI:
         if script.usage and (body.get("stream_options") or {}).get("include_usage"):
             prompt = script.prompt_tokens
             if prompt is None:
-                prompt = sum(len(str(message.get("content", "")).split()) for message in body.get("messages", []))
+                prompt = sum(len(str(message.get("content") or "").split()) for message in body.get("messages", []))
             usage = {"prompt_tokens": prompt, "completion_tokens": sent, "total_tokens": prompt + sent}
             record["usage"] = usage
             yield _sse({**base, "choices": [], "usage": usage})
         yield b"data: [DONE]\n\n"
 
 
-def _token_chunk(base: dict[str, Any], token: str) -> dict[str, Any]:
-    return {**base, "choices": [{"index": 0, "delta": {"content": token}, "finish_reason": None}]}
+def _token_chunk(base: dict[str, Any], token: str | dict[str, Any]) -> dict[str, Any]:
+    delta = {"content": token} if isinstance(token, str) else {"tool_calls": [token]}
+    return {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
 
 
 def _sse(chunk: dict[str, Any]) -> bytes:
