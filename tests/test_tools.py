@@ -3,6 +3,8 @@ search tool's rule that a key finds only its own conversations."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 import textwrap
 import uuid
@@ -14,7 +16,10 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
+from conftest import ROOT, InProcessStarter
 from streamchat.framework import Services, WiringError
+from streamchat.framework.access.auth import digest
+from streamchat.testing.processes import free_port
 from streamchat.tools import (
     Progress,
     Tool,
@@ -28,6 +33,9 @@ from streamchat.tools import (
 from streamchat.tools.builtin.calculator import CalculatorInput, calculate
 from streamchat.tools.builtin.calculator import handler as calculator
 from streamchat.tools.schema import parameters_of
+
+ALICE, BOB = "alice-key-0123456789", "bob-key-9876543210"
+
 
 # -- the calculator ------------------------------------------------------------------------------
 
@@ -309,3 +317,79 @@ def test_the_start_up_check_refuses_a_miswired_tool_naming_the_module(
 def test_an_unknown_tools_package_is_named() -> None:
     with pytest.raises(WiringError, match="tools package 'no_such_tools' cannot be imported"):
         discover_tools(["no_such_tools"])
+
+
+@pytest.mark.parametrize(("files", "problem"), [
+    ({"a.py": tool_file("twice"), "b.py": tool_file("twice")}, "tool name 'twice' is declared twice"),
+    ({"spaced.py": tool_file("get weather")}, "tool name 'get weather' (PKG.spaced) is not 1-64 letters"),
+    ({"opaque.py": tool_file(input="Opaque")},
+     "tool 'weather' (PKG.opaque): input model Opaque cannot make a JSON schema: Cannot generate a JsonSchema"),
+])
+def test_a_server_with_a_miswired_tool_does_not_start(tmp_path: Path, files: dict[str, str], problem: str) -> None:
+    package = write_tools(tmp_path, files)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("STREAMCHAT_", "OPENAI_"))}
+    env.update(STREAMCHAT_TOOLS=f"{package}, ", STREAMCHAT_DATA_DIR=str(tmp_path / "data"),
+               STREAMCHAT_STATE_URL=f"sqlite:///{tmp_path / 'state.db'}",
+               PYTHONPATH=os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")])))
+    result = subprocess.run([sys.executable, "-m", "streamchat", "serve", "--port", str(free_port())], env=env,
+                            cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("streamchat: cannot start: tools are miswired:\n"), result.stderr
+    assert f"  - {problem.replace('PKG', package)}" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+# -- the server: GET /api/tools, and search_conversations as the caller ----------------------------
+
+async def test_get_tools_lists_the_built_ins_and_a_tool_file_with_their_input_schemas(
+    in_process: InProcessStarter, packages: Path,
+) -> None:
+    package = write_tools(packages, {"weather.py": WEATHER})
+    server = await in_process(STREAMCHAT_TOOLS=package)
+    async with server.client() as client:
+        response = await client.get("/api/tools")
+    assert response.status_code == 200
+    listed = {entry["name"]: entry for entry in response.json()}
+    assert list(listed) == ["calculator", "search_conversations", "weather"]
+    assert listed["calculator"] == {
+        "name": "calculator", "description": listed["calculator"]["description"], "source": "builtin",
+        "needsApproval": False, "available": True, "inputSchema": parameters_of(CalculatorInput)}
+    assert listed["search_conversations"]["inputSchema"]["required"] == ["query"]
+    weather = listed["weather"]
+    assert (weather["source"], weather["needsApproval"], weather["description"]) == (
+        "file", True, "The forecast for a place.")
+    assert weather["inputSchema"]["properties"]["place"]["properties"]["city"] == {
+        "description": "a city name", "title": "City", "type": "string"}, "nested models written out"
+    assert weather["inputSchema"]["properties"]["days"] == {
+        "default": 1, "maximum": 7, "minimum": 1, "title": "Days", "type": "integer"}
+
+
+async def test_search_conversations_finds_only_the_callers_conversations(in_process: InProcessStarter) -> None:
+    server = await in_process(STREAMCHAT_API_KEYS=f"{ALICE},{BOB}")
+    started: dict[str, str] = {}
+    async with server.client() as client:
+        for key, message in [(ALICE, "Planning the zebra enclosure"), (BOB, "Bob's zebra photos"),
+                             (ALICE, "Groceries for the week")]:
+            response = await client.post("/chat", json={"message": message},
+                                         headers={"Authorization": f"Bearer {key}"})
+            assert response.status_code == 200, response.text
+            started[message] = response.json()["conversationId"]
+        assert (await client.get("/api/tools")).status_code == 401, "listing the tools needs a key too"
+    tools: ToolSet = server.runtime.services.get(ToolSet)
+    search = tools.get("search_conversations")
+    assert search is not None
+
+    async def found(key: str, query: str) -> list[dict[str, Any]]:
+        context = ToolContext(conversation_id="any", call_id="call-1", services=server.runtime.services,
+                              key_id=digest(key)[:16])
+        result: list[dict[str, Any]] = await search.handler(search.arguments(f'{{"query": "{query}"}}'), context)
+        return result
+
+    [alices] = await found(ALICE, "zebra")
+    assert alices["conversationId"] == started["Planning the zebra enclosure"]
+    assert alices["title"] == "Planning the zebra enclosure" and "zebra" in alices["snippet"].lower()
+    assert set(alices) == {"conversationId", "title", "snippet"}
+    [bobs] = await found(BOB, "zebra")
+    assert bobs["conversationId"] == started["Bob's zebra photos"]
+    assert await found(BOB, "groceries") == [], "another key's conversation is never found"
+    assert [hit["conversationId"] for hit in await found(ALICE, "groceries")] == [started["Groceries for the week"]]
