@@ -36,6 +36,7 @@ from streamchat.llm.model_set import ModelSet
 from streamchat.protocols.openai_errors import OPENAI_ERRORS
 from streamchat.protocols.openai_errors import PREFIX as OPENAI_PREFIX
 from streamchat.settings import Settings, get_settings
+from streamchat.tools import discover_tools
 
 logger = logging.getLogger("streamchat.app")
 
@@ -57,6 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings.log_level)
     steps = discover(settings.steps_package)
+    tools = discover_tools(settings.tool_packages)
     backends = backends_from_urls(
         settings.state_url, settings.bus_url, retry_delay=settings.retry_delay,
         retry_seconds=settings.backend_retry_seconds, prefix=settings.redis_prefix,
@@ -68,7 +70,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     catalog.on_first_use = functools.partial(take_in_earlier_records, backends.store)
     models = ModelSet.from_settings(settings)
     # What handlers reach as ctx.service(...): no module globals between the app and its steps.
-    services = Services(settings, catalog, models, ReplyJournals(several_instances=settings.several_instances))
+    services = Services(settings, catalog, models, ReplyJournals(several_instances=settings.several_instances),
+                        tools)
     runtime = Runtime(steps, backends.store, backends.bus, backends.link, keys,
                       rate_limits={"messages": settings.messages_per_minute},
                       delta_window=settings.delta_window_ms / 1000,

@@ -138,6 +138,10 @@ class ServiceSettings(BaseSettings):
     steps_package: str = Field(
         "streamchat.steps", validation_alias=f"{PREFIX}STEPS",
         description="the package whose modules are the steps")
+    tools: str | None = Field(
+        None, validation_alias=f"{PREFIX}TOOLS",
+        description="comma-separated packages whose modules are tool files the model may call, beside the "
+                    "built-in `calculator` and `search_conversations`; a duplicate or invalid tool stops the start")
     busy_mode: BusyMode = Field(
         "enqueue", description="a message while a reply streams: `enqueue`, `reject` (409) or `interrupt`")
     sse_ping_seconds: float = Field(
@@ -267,6 +271,11 @@ class Settings(ServiceSettings):
         json_schema_extra={"shown": "`OTEL_EXPORTER_OTLP_ENDPOINT` + `/v1/traces`"})
     otel_service_name: str = Field(
         "streamchat", validation_alias="OTEL_SERVICE_NAME", description="service name the traces carry")
+
+    @property
+    def tool_packages(self) -> list[str]:
+        """The packages `STREAMCHAT_TOOLS` names, in its order."""
+        return [name.strip() for name in (self.tools or "").split(",") if name.strip()]
 
     @property
     def several_instances(self) -> bool:

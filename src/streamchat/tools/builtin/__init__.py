@@ -1,0 +1,1 @@
+"""The built-in tools: each module is one tool, found like any tool file."""
