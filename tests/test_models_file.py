@@ -150,7 +150,7 @@ def test_key_variables_come_from_the_environment_over_dotenv(clean_env: pytest.M
     ("[[models]\nname = 'x'", "not valid TOML: "),
     ("", "models: missing: the file has no [[models]] table"),
     (ONE_MODEL.format(name="fast", extra='api_key = "sk-in-the-file"'), "model 'fast': api_key: unknown key"),
-    (ONE_MODEL.format(name="fast", extra="") + "[[mcp_servers]]\nname = 'x'\n", "mcp_servers: unknown key"),
+    (ONE_MODEL.format(name="fast", extra="") + "[[mcp_tools]]\nname = 'x'\n", "mcp_tools: unknown key"),
     (ONE_MODEL.format(name="fast", extra="[models.params]\ntop_p = 0.9"), "model 'fast': params.top_p: unknown key"),
     (ONE_MODEL.format(name="fast", extra="[models.params]\ntemperature = 2.5"),
      "model 'fast': params.temperature: must be at most 2, got 2.5"),
@@ -177,6 +177,77 @@ def test_a_bad_file_is_refused_in_one_line_naming_the_model_and_the_key(
     tmp_path: Path, text: str, expected: str,
 ) -> None:
     assert refusal(write(tmp_path, text)).startswith(expected)
+
+
+MCP_SERVERS = """
+[[mcp_servers]]
+name = "files"
+command = ["python", "mcp_files.py"]
+env = {{ FILES_ROOT = "/srv" }}
+needs_approval = ["delete"]
+timeout_seconds = 30
+
+[[mcp_servers]]
+name = "search-web"
+url = "http://127.0.0.1:9000/mcp"
+headers = {{ Authorization = "Bearer t" }}
+needs_approval = true
+
+[[mcp_servers]]
+name = "tools_elsewhere"
+command = ["./run"]
+cwd = "{cwd}"
+"""
+
+
+def test_mcp_servers_are_read_with_the_models(tmp_path: Path) -> None:
+    path = write(tmp_path, ONE_MODEL.format(name="fast", extra="") + MCP_SERVERS.format(cwd="servers"))
+    files, web, elsewhere = load(path, KEYS).mcp_servers
+    assert (files.transport, files.command, files.env, files.timeout_seconds) == (
+        "stdio", ["python", "mcp_files.py"], {"FILES_ROOT": "/srv"}, 30)
+    assert files.cwd == tmp_path and elsewhere.cwd == tmp_path / "servers"  # relative to the models file
+    assert [files.needs_approval_of(tool) for tool in ("delete", "read")] == [True, False]
+    assert (web.transport, web.url, web.headers, web.cwd, web.timeout_seconds) == (
+        "http", "http://127.0.0.1:9000/mcp", {"Authorization": "Bearer t"}, None, 60)
+    assert web.needs_approval_of("anything") and files.tool_name("read") == "files__read"
+    assert load(write(tmp_path, ONE_MODEL.format(name="fast", extra="")), KEYS).mcp_servers == ()
+    absolute = write(tmp_path, ONE_MODEL.format(name="fast", extra="") + MCP_SERVERS.format(cwd="/opt/tools"))
+    assert load(absolute, KEYS).mcp_servers[2].cwd == Path("/opt/tools")
+
+
+SERVER = ONE_MODEL.format(name="fast", extra="") + "[[mcp_servers]]\nname = \"{name}\"\n{extra}\n"
+
+
+@pytest.mark.parametrize(("name", "extra", "expected"), [
+    ("files", "", "mcp server 'files': command: give either command = [...] (stdio) or url"),
+    ("files", 'command = ["x"]\nurl = "http://h/mcp"', "mcp server 'files': url: give either command (stdio) or url"),
+    ("files", "command = []", "mcp server 'files': command: list should have at least 1 item"),
+    ("files", 'command = "python x.py"', "mcp server 'files': command: input should be a valid list"),
+    ("files", 'command = [""]', "mcp server 'files': command.0: string should have at least 1 character"),
+    ("files", 'url = "ftp://h/mcp"', "mcp server 'files': url: 'ftp://h/mcp' is not an http:// or https:// URL"),
+    ("files", 'url = "http://h/mcp"\nenv = { A = "b" }', "mcp server 'files': env: only for a server run by command"),
+    ("files", 'url = "http://h/mcp"\ncwd = "."', "mcp server 'files': cwd: only for a server run by command"),
+    ("files", 'command = ["x"]\nheaders = { A = "b" }',
+     "mcp server 'files': headers: only for a server reached by url"),
+    ("files", 'command = ["x"]\nargs = ["y"]', "mcp server 'files': args: unknown key"),
+    ("files", 'command = ["x"]\nneeds_approval = "yes"',
+     "mcp server 'files': needs_approval: must be true, false or a list of tool names, got 'yes'"),
+    ("files", 'command = ["x"]\ntimeout_seconds = 0', "mcp server 'files': timeout_seconds: input should be greater"),
+    ("my files", 'command = ["x"]', "mcp server 'my files': name: 'my files' is not allowed: use letters, digits"),
+    ("a__b", 'command = ["x"]', "mcp server 'a__b': name: 'a__b' is not allowed"),
+    ("f" * 62, 'command = ["x"]', f"mcp server '{'f' * 62}': name: "),
+])
+def test_a_bad_mcp_server_is_refused_in_one_line_naming_it_and_the_key(
+    tmp_path: Path, name: str, extra: str, expected: str,
+) -> None:
+    assert refusal(write(tmp_path, SERVER.format(name=name, extra=extra))).startswith(expected)
+
+
+def test_mcp_servers_need_distinct_names_and_a_name(tmp_path: Path) -> None:
+    twice = SERVER.format(name="files", extra='command = ["x"]') + '[[mcp_servers]]\nname = "files"\nurl = "http://h"\n'
+    assert refusal(write(tmp_path, twice)) == "mcp server 'files': name: another MCP server has this name already"
+    nameless = ONE_MODEL.format(name="fast", extra="") + '[[mcp_servers]]\ncommand = ["x"]\n'
+    assert refusal(write(tmp_path, nameless)) == "mcp server #1: name: missing"
 
 
 def test_an_unset_key_variable_is_refused_naming_it(tmp_path: Path) -> None:

@@ -1,7 +1,8 @@
 """The models file (STREAMCHAT_MODELS_FILE): the models clients may choose, read once at start-up.
 
-A TOML file of `[[models]]` tables, validated in full before the server listens: whatever is wrong
-with it (bad TOML, an unknown key, a key variable that is unset, two defaults, a repeated name)
+A TOML file of `[[models]]` tables (and `[[mcp_servers]]`, the MCP servers whose tools they may call),
+validated in full before the server listens: whatever is wrong with it (bad TOML, an unknown key, a
+key variable that is unset, two defaults, a repeated name)
 stops the start with one line naming the file, the model and the key, so a typo never turns into
 replies that fail later. Keys are never written in the file: `api_key_env` names the variable that
 holds one, read from the environment or `.env` (the environment wins, as for every setting).
@@ -35,6 +36,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 
 from streamchat.llm.local_models import KNOWN
+from streamchat.tools.mcp.config import McpServerEntry
 
 #: A name clients send and may see in URLs and logs: no blanks, slashes or quotes.
 ModelName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")]
@@ -109,6 +111,7 @@ class _File(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     models: list[ModelEntry] = Field(min_length=1)
+    mcp_servers: list[McpServerEntry] = []
 
 
 @dataclass(frozen=True)
@@ -127,6 +130,8 @@ class ConfiguredModel:
 class ModelsFile:
     path: Path
     models: tuple[ConfiguredModel, ...]
+    #: Each with its `cwd` made absolute (the models file's folder when not given) for a stdio server.
+    mcp_servers: tuple[McpServerEntry, ...] = ()
 
     @property
     def default(self) -> str:
@@ -154,7 +159,9 @@ def load(path: Path, environ: Mapping[str, str] | None = None) -> ModelsFile:
         raise ModelsFileError(_complaint(path, raw, error.errors())) from None
     entries = [_anchored(entry, path.parent) for entry in parsed.models]
     _check_names_and_default(path, entries)
-    return ModelsFile(path, tuple(ConfiguredModel(entry, _key(path, entry, environ)) for entry in entries))
+    servers = tuple(_anchored_server(server, path.parent) for server in parsed.mcp_servers)
+    _check_server_names(path, servers)
+    return ModelsFile(path, tuple(ConfiguredModel(entry, _key(path, entry, environ)) for entry in entries), servers)
 
 
 def key_variables(env_file: Path = Path(".env")) -> dict[str, str]:
@@ -170,6 +177,22 @@ def _anchored(entry: OpenAIEntry | LocalEntry, folder: Path) -> OpenAIEntry | Lo
         path = entry.path.expanduser()
         return entry.model_copy(update={"path": path if path.is_absolute() else folder / path})
     return entry
+
+
+def _anchored_server(server: McpServerEntry, folder: Path) -> McpServerEntry:
+    """A stdio server runs in the models file's folder, or in its `cwd` taken relative to it."""
+    if server.command is None:
+        return server
+    cwd = folder if server.cwd is None else server.cwd.expanduser()
+    return server.model_copy(update={"cwd": cwd if cwd.is_absolute() else folder / cwd})
+
+
+def _check_server_names(path: Path, servers: Sequence[McpServerEntry]) -> None:
+    seen: set[str] = set()
+    for server in servers:
+        if server.name in seen:
+            raise ModelsFileError(f"{path}: mcp server {server.name!r}: name: another MCP server has this name already")
+        seen.add(server.name)
 
 
 def _check_names_and_default(path: Path, entries: Sequence[OpenAIEntry | LocalEntry]) -> None:
@@ -201,12 +224,12 @@ def _key(path: Path, entry: OpenAIEntry | LocalEntry, environ: Mapping[str, str]
 
 
 def _complaint(path: Path, raw: Mapping[str, Any], errors: Sequence[ErrorDetails]) -> str:
-    """The first problem pydantic found, as `file: model 'name': key: what is wrong`."""
+    """The first problem pydantic found, as `file: model 'name': key: what is wrong` (or `mcp server 'name'`)."""
     detail = errors[0]
     loc = list(detail["loc"])
     where = [str(path)]
-    if len(loc) >= 2 and loc[0] == "models" and isinstance(loc[1], int):
-        where.append(_model_label(raw, loc[1]))
+    if len(loc) >= 2 and loc[0] in _ENTRY_KINDS and isinstance(loc[1], int):
+        where.append(_entry_label(raw, str(loc[0]), loc[1]))
         loc = loc[3:] if loc[2:3] in (["openai"], ["local"]) else loc[2:]  # past the union's tag
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
     if detail["type"] == "value_error" and not loc:  # the entry's own check names its key itself
@@ -217,11 +240,16 @@ def _complaint(path: Path, raw: Mapping[str, Any], errors: Sequence[ErrorDetails
     return ": ".join([*where, key, _reason(detail)]) + more
 
 
-def _model_label(raw: Mapping[str, Any], index: int) -> str:
-    models = raw.get("models")
-    entry = models[index] if isinstance(models, list) and index < len(models) else None
+#: The tables of entries, by how a complaint names one of them.
+_ENTRY_KINDS = {"models": "model", "mcp_servers": "mcp server"}
+
+
+def _entry_label(raw: Mapping[str, Any], table: str, index: int) -> str:
+    entries = raw.get(table)
+    entry = entries[index] if isinstance(entries, list) and index < len(entries) else None
     name = entry.get("name") if isinstance(entry, dict) else None
-    return f"model {name!r}" if isinstance(name, str) else f"model #{index + 1}"
+    kind = _ENTRY_KINDS[table]
+    return f"{kind} {name!r}" if isinstance(name, str) else f"{kind} #{index + 1}"
 
 
 _BOUNDS = {"greater_than_equal": ("at least", "ge"), "less_than_equal": ("at most", "le")}
