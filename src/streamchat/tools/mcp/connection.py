@@ -22,11 +22,11 @@ from typing import Any, Literal
 import anyio
 import httpx2
 from anyio.streams.memory import MemoryObjectSendStream
-
 from mcp import ClientSession, StdioServerParameters, stdio_client, types
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.message import SessionMessage
+
 from streamchat import __version__
 from streamchat.tools.mcp.config import TOOL_NAME, McpServerEntry
 

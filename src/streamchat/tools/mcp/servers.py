@@ -16,10 +16,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import anyio
-from pydantic import ValidationError
-
 from mcp import MCPError, types
 from mcp.shared.dispatcher import ProgressFnT
+from pydantic import ValidationError
+
 from streamchat.tools.mcp.config import McpServerEntry
 from streamchat.tools.mcp.connection import McpConnection, McpTool, ProgressCallback, describe
 
