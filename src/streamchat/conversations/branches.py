@@ -53,7 +53,7 @@ class Branches:
         """The record, or None for a conversation that never branched: it is one straight line, its latest
         message the active leaf, and nothing was ever announced for it."""
         record = await self.ctx.state.get(scope_of(CONVERSATION, cid), BRANCH_KEY)
-        return branch_in({} if record is None else {BRANCH_KEY: record})
+        return None if record is None else ActiveBranch.from_json(record)
 
     async def extend(self, cid: str, tree: Tree, leaf: str) -> None:
         """A message sent under the active leaf of a conversation that has branched: its reply is the

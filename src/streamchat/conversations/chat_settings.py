@@ -53,8 +53,8 @@ def check_model(models: ModelSet, name: str | None, field: str = "model") -> Non
 
 
 async def read_settings(state: State, conversation_id: str) -> ChatSettings:
-    return settings_in({SETTINGS_KEY: record} if (record := await state.get(
-        scope_of(CONVERSATION, conversation_id), SETTINGS_KEY)) is not None else {})
+    record = await state.get(scope_of(CONVERSATION, conversation_id), SETTINGS_KEY)
+    return ChatSettings() if record is None else ChatSettings.model_validate(record)
 
 
 def settings_in(records: dict[str, JSON]) -> ChatSettings:
