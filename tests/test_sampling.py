@@ -4,6 +4,8 @@ with its real model."""
 
 from __future__ import annotations
 
+import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -125,3 +127,14 @@ async def test_the_embedded_model_is_capped_and_says_where_it_stopped(tmp_path: 
     assert short_count.completion is not None and longer_count.completion is not None
     assert short_count.completion <= 3 < longer_count.completion <= 7, (short_count, longer_count)
     assert longer.startswith(short.strip()), "greedy decoding: the longer reply goes on from the shorter one"
+
+
+async def test_closing_the_embedded_model_while_it_loads_waits_for_the_load(tmp_path: Path) -> None:
+    """llama.cpp swaps sys.stdout while it loads: a load left running past close would swallow the
+    output of whatever this process does next (it once took another test's captured output)."""
+    before = sys.stdout
+    provider = LocalProvider(resolve(None), models_dir=tmp_path)
+    provider.start()
+    await provider.close()
+    assert [thread.name for thread in threading.enumerate() if thread.name.startswith("llama")] == []
+    assert sys.stdout is before

@@ -250,7 +250,11 @@ class LocalProvider:
             await asyncio.shield(worker)
 
     async def close(self) -> None:
+        """Waits (off the loop) for a load or generation already on the worker thread: llama.cpp
+        swaps the process's stdout and stderr while it loads, so a load left running past close
+        would swallow the output of whatever runs next in this process."""
         self._executor.shutdown(wait=False, cancel_futures=True)
+        await asyncio.to_thread(self._executor.shutdown, wait=True)
         self._llama = None
 
 
