@@ -121,6 +121,8 @@ class ServiceSettings(BaseSettings):
                                     "the opening of a transcript for base models"})
     history_chars: int = Field(
         16_000, ge=1, le=10_000_000, description="history budget: earlier completed turns, newest kept first")
+    tool_rounds: int = Field(
+        8, ge=1, le=100, description="model ↔ tool rounds one reply may take; past them it ends as an error")
     max_tokens: int | None = Field(
         None, ge=1, le=1_000_000,
         description="longest reply, in tokens (without a models file)",

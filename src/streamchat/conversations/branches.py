@@ -24,8 +24,10 @@ ACTIVE_BRANCH = "active-branch"
 
 
 def tree_of(items: Sequence[Item[ConversationMessage]]) -> Tree:
-    """The tree of a conversation's items, in their creation order (the stream's order)."""
-    return Tree.of(Node(item.id, item.data.parentId, item.data.parent_recorded) for item in items)
+    """The tree of a conversation's messages, in their creation order (the stream's order); tool calls
+    hang off their replies outside the tree (tool_calls.py)."""
+    return Tree.of(Node(item.id, item.data.parentId, item.data.parent_recorded) for item in items
+                   if not item.data.is_tool_call)
 
 
 def announcement(tree: Tree, leaf: str | None) -> dict[str, Any]:

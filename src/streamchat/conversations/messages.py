@@ -10,10 +10,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serial
 
 from streamchat.settings import get_settings
 
-Status = Literal["created", "streaming", "completed", "error", "stopped"]
+#: A message's statuses, and a tool call's (pending … denied): one item model for both, so every client
+#: that watches a conversation sees its tool calls the way it sees its messages.
+Status = Literal["created", "streaming", "completed", "error", "stopped",
+                 "pending", "awaiting_approval", "running", "cancelled", "denied"]
+Sender = Literal["user", "assistant", "tool"]
 #: Why a reply ended: "length" when a token limit cut it, "stop" otherwise.
 FinishReason = Literal["stop", "length"]
-FINISHED: frozenset[str] = frozenset({"completed", "error", "stopped"})
+FINISHED: frozenset[str] = frozenset({"completed", "error", "stopped", "cancelled", "denied"})
 #: What a conversation or message id may be, wherever a client chooses one.
 ID_PATTERN = r"^[A-Za-z0-9_.:\-]+$"
 
@@ -42,13 +46,26 @@ class ReplyUsage(BaseModel):
                 "timeToFirstTokenMs": self.timeToFirstTokenMs, "durationMs": self.durationMs}
 
 
+class ToolProgress(BaseModel):
+    """How far a running tool call is, as its tool (or MCP server) last said."""
+
+    progress: float
+    total: float | None = None
+    message: str | None = None
+
+
 class ConversationMessage(BaseModel):
-    """A chat message as clients see it; `from` is a Python keyword, hence the alias."""
+    """A chat message as clients see it; `from` is a Python keyword, hence the alias.
+
+    A tool call is an item of its own (`from` "tool") whose parent is the reply that made it: its
+    arguments grow while the model writes them, its status follows the call, and it ends with a
+    `result` (or an `error`). `round` and `offset` place it in its reply: the model round that made
+    it, and how much of the reply's text came before it."""
 
     model_config = ConfigDict(populate_by_name=True)
 
     message: str
-    sender: Literal["user", "assistant"] = Field(alias="from")
+    sender: Sender = Field(alias="from")
     status: Status
     timestamp: str
     error: str | None = None
@@ -59,12 +76,26 @@ class ConversationMessage(BaseModel):
     model: str | None = Field(default=None, description="A reply: the configured model writing it.")
     finishReason: FinishReason | None = Field(default=None, description="A reply that ended: `length` when a "
                                               "token limit cut it, else `stop`.")
+    toolCallId: str | None = Field(default=None, description="A tool call: its id, as the model gave it.")
+    name: str | None = Field(default=None, description="A tool call: the tool's name.")
+    arguments: str | None = Field(default=None, description="A tool call: its arguments as JSON text (growing "
+                                  "while the model writes them).")
+    result: Any = Field(default=None, description="A completed tool call: what the tool returned (JSON).")
+    progress: ToolProgress | None = Field(default=None, description="A running tool call: how far it is.")
+    round: int | None = Field(default=None, ge=0, description="A tool call: the model round of its reply that "
+                              "made it (0 first).")
+    offset: int | None = Field(default=None, ge=0, description="A tool call: how many characters of its reply's "
+                               "text came before it.")
 
     @field_validator("timestamp")
     @classmethod
     def _iso8601(cls, value: str) -> str:
         datetime.fromisoformat(value)
         return value
+
+    @property
+    def is_tool_call(self) -> bool:
+        return self.sender == "tool"
 
     @property
     def parent_recorded(self) -> bool:

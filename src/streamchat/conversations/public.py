@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel
@@ -26,8 +27,13 @@ def message_json(item: Item[ConversationMessage]) -> dict[str, Any]:
     return {**item.data.model_dump(mode="json", by_alias=True, exclude_none=True), "id": item.id, "seq": item.seq}
 
 
-def tree_message_json(item: Item[ConversationMessage], tree: Tree) -> dict[str, Any]:
+def tree_message_json(item: Item[ConversationMessage], tree: Tree,
+                      calls: Mapping[str, Sequence[Item[ConversationMessage]]]) -> dict[str, Any]:
     """A message with its place in the tree: its parent (as the tree reads it, also for a message kept
-    before the tree), the ids of its siblings in creation order (itself included) and its index there."""
+    before the tree), the ids of its siblings in creation order (itself included) and its index there.
+    A tool call's siblings are the calls its reply made (`calls`: each reply's, tool_calls.calls_by_reply)."""
+    if item.data.is_tool_call:
+        fellows = [call.id for call in calls.get(item.data.parentId or "", ())]
+        return {**message_json(item), "siblings": fellows, "siblingIndex": fellows.index(item.id)}
     return {**message_json(item), "parentId": tree.parent(item.id), "siblings": list(tree.siblings(item.id)),
             "siblingIndex": tree.sibling_index(item.id)}

@@ -10,7 +10,10 @@ earlier versions wrote, so conversations they kept read the same with no migrati
   (key `branch`, branches.py);
 - `answering:<conversation>`, keyed by reply: the one reply it answers in reject mode (replies/answering.py);
 - `reply_index`, keyed by reply: its conversation and protocol details (replies/index.py);
-- `reply_pieces`, keyed by reply: the lengths of the pieces it was written in (replies/journal.py).
+- `reply_pieces`, keyed by reply: the lengths of the pieces it was written in (replies/journal.py);
+- `tool_calls:<conversation>`: what its replies' tool calls need between rounds (replies/waiting.py):
+  the event that asked for each waiting reply, the one go-on of each round, the one answer to each
+  approval.
 
 A key's running replies (`running_replies:<key id>`, replies/quota.py) belong to the key, not the
 conversation: each is released when its reply ends, so a purge leaves them alone. The deletion marks
@@ -34,6 +37,7 @@ ANSWERING = "answering"
 REPLY_INDEX = "reply_index"
 REPLY_PIECES = "reply_pieces"
 RUNNING_REPLIES = "running_replies"
+TOOL_CALLS = "tool_calls"
 
 
 async def own_records(state: State, conversation_id: str) -> dict[str, JSON]:
@@ -54,6 +58,9 @@ async def purge(state: State, catalog: Catalog, conversation_id: str, reply_ids:
     answering = scope_of(ANSWERING, conversation_id)
     for reply_id in await state.get_group(answering):
         await state.delete(answering, reply_id)
+    calls = scope_of(TOOL_CALLS, conversation_id)
+    for key in await state.get_group(calls):
+        await state.delete(calls, key)
     for reply_id in reply_ids:
         await state.delete(REPLY_INDEX, reply_id)
         await state.delete(REPLY_PIECES, reply_id)

@@ -33,6 +33,7 @@ from streamchat.conversations.ownership import claim, require_owner
 from streamchat.conversations.records import own_records
 from streamchat.conversations.replies.stopping import stop_reply
 from streamchat.conversations.results import ActiveBranchView, Edited, Regenerated, Sent
+from streamchat.conversations.tool_calls import calls_by_reply
 from streamchat.conversations.tree import Tree
 from streamchat.framework import OUTAGES, Context, HttpError, Item, Principal
 from streamchat.llm import ChatTurn
@@ -53,11 +54,13 @@ class ConversationView:
     settings: ChatSettings
 
     def branch(self) -> Items:
-        """The active branch's messages, root first."""
+        """The active branch's messages, root first, each reply followed by the tool calls it made."""
         if self.active is None:
             return []
         by_id = {item.id: item for item in self.items}
-        return [by_id[message_id] for message_id in self.tree.path_to(self.active)]
+        calls = calls_by_reply(self.items)
+        return [shown for message_id in self.tree.path_to(self.active)
+                for shown in (by_id[message_id], *calls.get(message_id, ()))]
 
 
 def no_such_conversation(cid: str) -> HttpError:

@@ -107,6 +107,11 @@ class Context:
         """A service the app gave the runtime (see services.py), by its type."""
         return self._services.get(kind)
 
+    @property
+    def services(self) -> Services:
+        """Every service, to hand on to code that is not a step (a tool's handler)."""
+        return self._services
+
     def stoppable(self, key: str) -> Stoppable[Any]:
         """A scope other handlers can stop with `request_stop(key)`."""
         return Stoppable(self._stops, key)

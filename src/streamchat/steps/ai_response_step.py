@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
-from streamchat.conversations.events import REPLY_ASKED, ChatMessageEvent
+from streamchat.conversations.events import REPLY_ASKED, TOOL_CALL, ChatMessageEvent, ToolCallEvent
 from streamchat.conversations.replies.runner import ReplyRunner
-from streamchat.framework import Context, EventConfig
+from streamchat.framework import Context, Emit, EventConfig
 
 __all__ = ["ChatMessageEvent", "config", "handler", "on_failure"]
 
@@ -13,10 +13,12 @@ config = EventConfig(
     name="AiResponse",
     subscribes=[REPLY_ASKED],
     input=ChatMessageEvent,
+    emits=[Emit(TOOL_CALL, ToolCallEvent), Emit(REPLY_ASKED, ChatMessageEvent)],
     writes=["conversation"],
     max_retries=3,
     group_by="conversationId",
-    description="Calls the model with streaming on and writes the growing reply into the conversation.",
+    description="Calls the model with streaming on and writes the growing reply into the conversation; the tool "
+                "calls it makes are queued as tool-call events, and the reply goes on in a later round.",
 )
 
 

@@ -8,6 +8,7 @@ from streamchat.conversations.chat_settings import ChatSettings
 from streamchat.conversations.messages import TreeMessageItem
 from streamchat.conversations.public import tree_message_json
 from streamchat.conversations.service import Conversations
+from streamchat.conversations.tool_calls import calls_by_reply
 from streamchat.framework import ApiConfig, ApiRequest, ApiResponse, Context, ErrorBody
 
 
@@ -39,6 +40,7 @@ async def handler(req: ApiRequest[None], ctx: Context) -> ApiResponse:
     cid = req.path_params["conversationId"]
     view = await Conversations(ctx).view(req.principal, cid)
     shown = view.items if req.query.all else view.branch()
+    calls = calls_by_reply(view.items)
     return ApiResponse(200, {"conversationId": cid, "title": None if view.record is None else view.record.title,
                              "activeMessageId": view.active, "settings": view.settings.model_dump(mode="json"),
-                             "messages": [tree_message_json(item, view.tree) for item in shown]})
+                             "messages": [tree_message_json(item, view.tree, calls) for item in shown]})

@@ -17,7 +17,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from prometheus_client import Counter, Gauge, Histogram
 
-from streamchat.llm import ChatProvider, ChatTurn, ProviderError, Sampling, TokenCount
+from streamchat.llm import ChatProvider, ChatTurn, ProviderError, Sampling, TokenCount, ToolCallDelta, ToolSpecs
 
 ACTIVE_REPLIES = Gauge("streamchat_active_replies", "Replies streaming from the model on this instance now.")
 TOKENS = Counter("streamchat_reply_tokens_total",
@@ -56,20 +56,24 @@ class ReplyMeter:
 
 
 async def observed(provider: ChatProvider, turns: Sequence[ChatTurn], meter: ReplyMeter | None = None,
-                   sampling: Sampling | None = None) -> AsyncIterator[str]:
-    """The provider's stream, measured: TTFT, tokens, errors, and a client span around the call."""
+                   sampling: Sampling | None = None,
+                   tools: ToolSpecs | None = None) -> AsyncIterator[str | ToolCallDelta]:
+    """The provider's stream, measured: TTFT, tokens, errors, and a client span around the call.
+    With `tools`, the pieces of the calls the model makes come through too (not counted as text)."""
     model = getattr(provider, "model", provider.name)
     meter = meter if meter is not None else ReplyMeter()
     meter.model = model
     span = tracer.start_span(f"chat {model}", kind=SpanKind.CLIENT, attributes={
         "gen_ai.operation.name": "chat", "gen_ai.system": provider.name, "gen_ai.request.model": model,
-        "streamchat.turns": len(turns)})
+        "streamchat.turns": len(turns), "streamchat.tools": len(tools or ())})
     asked = meter.asked = time.perf_counter()
     pieces = 0
     ACTIVE_REPLIES.inc()
     try:
         # Closed here, at once, when the reply ends early (a stop, a refused write), not when collected.
-        async with contextlib.aclosing(provider.stream(turns, meter.count, sampling)) as stream:
+        source = (provider.stream(turns, meter.count, sampling, tools) if tools
+                  else provider.stream(turns, meter.count, sampling))
+        async with contextlib.aclosing(source) as stream:
             async for piece in stream:
                 if not pieces:
                     meter.first_piece = time.perf_counter()

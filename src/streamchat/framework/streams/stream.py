@@ -32,11 +32,12 @@ StreamObserver = Callable[[str, str, str, str, Mapping[str, Any]], None]
 
 
 @functools.cache
-@functools.cache
 def _text_fields(schema: type[BaseModel]) -> frozenset[str]:
-    """Wire names of the plain string fields of a schema: the ones `append` may grow. Once per schema:
-    a Stream is made for every handler run, and reading a schema's fields is not free."""
-    return frozenset((info.alias or name) for name, info in schema.model_fields.items() if info.annotation is str)
+    """Wire names of the string fields of a schema (optional ones too: an item that has text there can
+    grow it): the ones `append` may grow. Once per schema: a Stream is made for every handler run, and
+    reading a schema's fields is not free."""
+    return frozenset((info.alias or name) for name, info in schema.model_fields.items()
+                     if info.annotation is str or info.annotation == str | None)
 
 
 @functools.cache
