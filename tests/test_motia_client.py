@@ -34,9 +34,10 @@ class NodeWatcher:
         self.process = process
 
     @classmethod
-    async def start(cls, node: str, *args: str, env: dict[str, str] | None = None) -> NodeWatcher:
+    async def start(cls, node: str, *args: str, env: dict[str, str] | None = None,
+                    script: str = "watch.mjs") -> NodeWatcher:
         process = await asyncio.create_subprocess_exec(
-            node, "watch.mjs", *args, cwd=CLIENT_DIR, env={**os.environ, **(env or {})},
+            node, script, *args, cwd=CLIENT_DIR, env={**os.environ, **(env or {})},
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         watcher = cls(process)
         ready = await watcher.line()

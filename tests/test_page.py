@@ -302,6 +302,7 @@ def product_with_a_broken_step(root: Path) -> str:
     package = root / name
     package.mkdir()
     exports = {"conversation_stream": "config", "ai_response_step": "config, handler, on_failure",
+               "tool_call_step": "config, handler, on_failure",
                **{module: "config, handler" for module in (
                    "chat_api_step", "list_conversations_step", "get_conversation_step", "stop_message_step",
                    "regenerate_message_step")}}

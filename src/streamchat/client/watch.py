@@ -218,6 +218,7 @@ class Watch:
         if seq <= item.get("seq", 0):
             return None
         piece: str = delta["delta"]
-        item["message"] = item.get("message", "") + piece
+        grows = delta.get("field", "message")  # a tool call's arguments name their field
+        item[grows] = (item.get(grows) or "") + piece
         item["seq"] = seq
         return Change("delta", item, piece, False)

@@ -83,7 +83,7 @@ class FollowedReply:
                         self.end = ReplyEnd(None, "the reply was started again from the beginning")
                         return
                     if len(text) > sent:
-                        for piece in await _pieces(ctx, reply_id, text, sent, self.as_written):
+                        for piece in await text_pieces(ctx, reply_id, text, sent, self.as_written):
                             yield piece
                         sent = len(text)
                     if message.status in FINISHED:
@@ -91,7 +91,7 @@ class FollowedReply:
                         return
 
 
-async def _pieces(ctx: Context, reply_id: str, text: str, start: int, as_written: bool) -> list[str]:
+async def text_pieces(ctx: Context, reply_id: str, text: str, start: int, as_written: bool) -> list[str]:
     """`text[start:]` as the pieces it was written in (or whole, when that is not asked for)."""
     if not as_written:
         return [text[start:]]

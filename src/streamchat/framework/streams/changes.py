@@ -14,6 +14,16 @@ import orjson
 #: "event" is a custom event that is no change (Motia's `send`: WebSocket only, no seq); "group-event"
 #: one that is a change of the group (`send_event`: sequenced, kept for resume, an SSE frame too).
 Kind = Literal["sync", "create", "update", "delete", "event", "group-event", "delta"]
+#: The field a delta grows unless it says otherwise: a delta into any other string field (a tool
+#: call's `arguments`) names it as `field`, so clients that only know text deltas stay as they are.
+TEXT_FIELD = "message"
+
+
+def delta_payload(item_id: str, seq: int, text: str, field: str) -> dict[str, Any]:
+    """A delta as subscribers get it: `{"id", "seq", "delta"}`, and `field` when it is not the text."""
+    if field == TEXT_FIELD:
+        return {"id": item_id, "seq": seq, "delta": text}
+    return {"id": item_id, "seq": seq, "delta": text, "field": field}
 
 
 class Change:

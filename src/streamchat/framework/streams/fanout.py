@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 
-from streamchat.framework.streams.changes import Change
+from streamchat.framework.streams.changes import TEXT_FIELD, Change, delta_payload
 from streamchat.framework.streams.group import Audience, DeltaBatch, GroupState, LiveItem, Mode, Subscriber
 
 CLIENT_FLUSH_SECONDS = 0.025
@@ -57,7 +57,8 @@ class FanOut:
         assert item_id is not None
         batch = state.batches.get(item_id)
         if batch is None:
-            batch = state.batches[item_id] = DeltaBatch(change.stream, change.group)
+            batch = state.batches[item_id] = DeltaBatch(change.stream, change.group,
+                                                        change.payload.get("field", TEXT_FIELD))
         loop = asyncio.get_running_loop()
         now = loop.time()
         if batch.timer is None and now - batch.sent_at >= self.delta_window:
@@ -76,7 +77,7 @@ class FanOut:
             return
         batch.cancel()
         if batch.parts:
-            delta = {"id": item_id, "seq": batch.seq, "delta": "".join(batch.parts)}
+            delta = delta_payload(item_id, batch.seq, "".join(batch.parts), batch.grows)
             batch.parts.clear()
             batch.sent_at = asyncio.get_running_loop().time()
             self._push(state, Change(batch.stream, batch.group, item_id, "delta", delta, batch.seq, state.tick()),

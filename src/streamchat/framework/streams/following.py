@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from streamchat.framework.store import JSON
-from streamchat.framework.streams.changes import Change, Kind
+from streamchat.framework.streams.changes import Change, Kind, delta_payload
 from streamchat.framework.streams.events import GroupEvents
 from streamchat.framework.streams.fanout import FanOut
 from streamchat.framework.streams.group import Audience, GroupState, KeptEvent, LiveItem, Subscriber
@@ -72,7 +72,7 @@ class Following:
                 view[item_id] = item
             self.record(state, state.change(stream, group, item_id, "create" if created else "update", item, seq))
         elif change.kind == "delta" and change.field is not None:
-            delta = {"id": item_id, "seq": seq, "delta": change.payload}
+            delta = delta_payload(item_id, seq, change.payload, change.field)
             live = None
             if view is not None:
                 live = state.live.get(item_id)

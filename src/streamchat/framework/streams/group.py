@@ -16,7 +16,7 @@ from typing import Any, Literal, Protocol
 
 from streamchat.framework.leases import Lease
 from streamchat.framework.store import JSON, StoredItem
-from streamchat.framework.streams.changes import Change, Kind
+from streamchat.framework.streams.changes import TEXT_FIELD, Change, Kind
 
 #: Changes kept per group for exact resume (all groups' buffers share a budget: replay.py).
 REPLAY_LIMIT = 10_000
@@ -87,6 +87,8 @@ class DeltaBatch:
 
     stream: str
     group: str
+    #: The item's field the pieces grow.
+    grows: str = TEXT_FIELD
     parts: list[str] = field(default_factory=list)
     seq: int = 0
     sent_at: float = float("-inf")

@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from streamchat.framework.config import StreamConfig
 from streamchat.framework.leases import Lease
 from streamchat.framework.store import JSON
+from streamchat.framework.streams.group_watch import GroupWatch
 from streamchat.framework.streams.hub import StreamHub
 from streamchat.framework.streams.watch import ItemWatch
 
@@ -143,3 +144,7 @@ class Stream(Generic[M]):
     def watch(self, group_id: str, item_id: str, keepalive: float | None = None) -> ItemWatch[M]:
         """Follow one item: its state now, then each write and appended piece (see watch.py)."""
         return ItemWatch(self._hub, self.name, group_id, item_id, self.config.schema.model_validate, keepalive)
+
+    def watch_group(self, group_id: str, keepalive: float | None = None) -> GroupWatch[M]:
+        """Follow every item of a group: their states now, then each change of any (see group_watch.py)."""
+        return GroupWatch(self._hub, self.name, group_id, self.config.schema.model_validate, keepalive)

@@ -15,12 +15,12 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from pydantic import BaseModel
 
 from streamchat.framework.store import JSON
-from streamchat.framework.streams.changes import Change
+from streamchat.framework.streams.changes import TEXT_FIELD, Change
 from streamchat.framework.streams.hub import StreamHub
 
 M = TypeVar("M", bound=BaseModel)
@@ -34,19 +34,25 @@ class ItemState(Generic[M]):
 
     seq: int
     data: M
+    #: Which item (a group watch follows several).
+    item_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class TextDelta:
-    """A piece appended to the item's text field."""
+    """A piece appended to one of the item's string fields (its text unless `field` says otherwise)."""
 
     text: str
     seq: int
+    item_id: str = ""
+    field: str = TEXT_FIELD
 
 
 @dataclass(frozen=True, slots=True)
 class ItemGone:
     """The item was deleted (or is not there)."""
+
+    item_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +81,7 @@ class ItemWatch(Generic[M]):
         self._keepalive = keepalive
         self._changed = False
         self._timer: asyncio.TimerHandle | None = None
-        _open_watches.add(self)
+        track(self)
 
     async def __aenter__(self) -> ItemWatch[M]:
         await self._hub.subscribe(self, self._stream, self._group, self._item_id, deltas=True, sse=True)
@@ -139,7 +145,16 @@ class ItemWatch(Generic[M]):
                 return ItemState(self._after, self._load(entry.payload))
 
 
-_open_watches: weakref.WeakSet[ItemWatch[Any]] = weakref.WeakSet()
+class Endable(Protocol):
+    def end(self) -> None: ...
+
+
+_open_watches: weakref.WeakSet[Endable] = weakref.WeakSet()
+
+
+def track(watch: Endable) -> None:
+    """A watch the server ends when it stops (so a view's response ends and its client resumes elsewhere)."""
+    _open_watches.add(watch)
 
 
 def end_watches() -> None:
