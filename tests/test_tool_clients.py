@@ -20,7 +20,7 @@ TESTS = Path(__file__).parent
 ENDED = {"completed", "error", "stopped"}
 
 
-def with_loop_tools(servers: ServerFactory) -> dict[str, str]:
+def with_loop_tools() -> dict[str, str]:
     """The settings of a server that also has the tool files of tests/loop_tools."""
     return {"STREAMCHAT_TOOLS": "loop_tools",
             "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))}
@@ -71,7 +71,7 @@ def essentials(call: dict[str, Any]) -> tuple[Any, ...]:
 async def test_motia_and_sse_clients_see_the_calls_stream_wait_run_and_end_as_stored(
     node: str, servers: ServerFactory, fake_provider: FakeProvider,  # noqa: F811
 ) -> None:
-    server = servers.start(**with_loop_tools(servers))
+    server = servers.start(**with_loop_tools())
     fake_provider.script(tool_calls=[[{"text": "Checking. "},
                                       {"name": "calculator", "arguments": {"expression": "6 * 7"}},
                                       {"name": "delete_file", "arguments": {"path": "/tmp/old.txt"}}]],
