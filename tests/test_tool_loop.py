@@ -6,6 +6,7 @@ tool files (tests/loop_tools) that record what happened to them."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -303,3 +304,24 @@ async def test_another_keys_tool_call_is_not_found(in_process: InProcessStarter,
         assert refused.status_code == 404
         denied = await owner.post(f"/api/conversations/{cid}/messages/{found[0]['id']}/deny")
         assert denied.status_code == 200
+
+
+async def test_the_readmes_tool_file_works_as_written(
+    in_process: InProcessStarter, fake_provider: FakeProvider, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme[readme.index("\n## Tools\n"):]
+    source = section[section.index("```python\n") + len("```python\n"):section.index("\n```\n")]
+    package = tmp_path / "readme_tools"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "weather.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    server = await in_process(STREAMCHAT_TOOLS="readme_tools")
+    fake_provider.script(tool_calls=[[{"name": "weather", "arguments": {"city": "Oslo"}},
+                                      {"name": "weather", "arguments": {"city": " "}}]], tokens=["Clear."])
+    sent = await send(server, "weather?")
+    assert (await wait_for_status(server, sent["conversationId"], sent["assistantMessageId"]))["status"] == "completed"
+    done, refused = await calls(server, sent["conversationId"])
+    assert (done["status"], done["result"]) == ("completed", {"city": "Oslo", "sky": "clear"})
+    assert (refused["status"], refused["error"]) == ("error", "which city?")
