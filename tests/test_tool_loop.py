@@ -325,3 +325,25 @@ async def test_the_readmes_tool_file_works_as_written(
     done, refused = await calls(server, sent["conversationId"])
     assert (done["status"], done["result"]) == ("completed", {"city": "Oslo", "sky": "clear"})
     assert (refused["status"], refused["error"]) == ("error", "which city?")
+
+
+async def test_a_conversation_with_calls_exports_and_imports_whole(
+    in_process: InProcessStarter, fake_provider: FakeProvider,
+) -> None:
+    server = await in_process()
+    fake_provider.script(tool_calls=[[{"text": "Adding. "},
+                                      {"name": "calculator", "arguments": {"expression": "1+2"}}]], tokens=["Three."])
+    sent = await send(server, "1+2?")
+    cid = sent["conversationId"]
+    await wait_for_status(server, cid, sent["assistantMessageId"])
+    async with server.client() as client:
+        exported = (await client.get(f"/api/conversations/{cid}/export")).json()
+        markdown = (await client.get(f"/api/conversations/{cid}/export", params={"format": "markdown"})).text
+        imported = await client.post("/api/conversations/import", json={**exported, "conversationId": None})
+    assert [message["from"] for message in exported["messages"]] == ["user", "assistant", "tool"]
+    assert "### Tool call `calculator` (completed)" in markdown and '"result": 3' in markdown
+    assert imported.status_code == 201, imported.text
+    copy = await messages(server, imported.json()["conversationId"])
+    original = await messages(server, cid)
+    assert [(m["from"], m["message"], m.get("result")) for m in copy] == [
+        (m["from"], m["message"], m.get("result")) for m in original]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
+import orjson
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from streamchat.conversations.messages import FINISHED, ID_PATTERN, ConversationMessage
@@ -64,7 +65,7 @@ def as_stored(message: ExportedMessage) -> ConversationMessage:
         return data
     if data.sender == "user":
         return data.model_copy(update={"status": "completed"})
-    return data.model_copy(update={"status": "stopped"})
+    return data.model_copy(update={"status": "cancelled" if data.is_tool_call else "stopped"})
 
 
 def transcript(title: str, items: Sequence[Item[ConversationMessage]]) -> str:
@@ -72,6 +73,9 @@ def transcript(title: str, items: Sequence[Item[ConversationMessage]]) -> str:
     parts = [f"# {' '.join(title.split())}\n"]
     for item in items:
         message = item.data
+        if message.is_tool_call:
+            parts.append(_call_transcript(message))
+            continue
         heading = "User" if message.sender == "user" else "Assistant"
         notes = [message.timestamp]
         if message.usage is not None:
@@ -80,3 +84,11 @@ def transcript(title: str, items: Sequence[Item[ConversationMessage]]) -> str:
             notes.append(message.status + (f": {message.error}" if message.error else ""))
         parts.append(f"## {heading}\n\n_{' · '.join(notes)}_\n\n{message.message.strip()}\n")
     return "\n".join(parts)
+
+
+def _call_transcript(call: ConversationMessage) -> str:
+    """A tool call under its reply: the tool, how it ended, its arguments and its result or error."""
+    outcome = (f"```json\n{orjson.dumps(call.result, option=orjson.OPT_INDENT_2).decode()}\n```"
+               if call.status == "completed" else f"_{call.error or call.status}_")
+    return (f"### Tool call `{call.name}` ({call.status})\n\n```json\n{call.arguments or ''}\n```\n\n"
+            f"{outcome}\n")

@@ -43,7 +43,8 @@ async def handler(req: ApiRequest[None], ctx: Context) -> ApiResponse:
                 "updatedAt": None if record is None else record.updated_at, "exportedAt": utc_now(),
                 "activeMessageId": view.active,
                 "messages": [{"id": item.id, **item.data.model_dump(mode="json", by_alias=True, exclude_none=True),
-                              "parentId": view.tree.parent(item.id)} for item in items]}
+                              "parentId": item.data.parentId if item.data.is_tool_call else view.tree.parent(item.id)}
+                             for item in items]}
     name = f"conversation-{cid}"
     if req.query.format == "markdown":
         return ApiResponse(200, transcript(title, view.branch()), media_type="text/markdown",
