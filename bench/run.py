@@ -19,6 +19,7 @@ from bench import scenarios, soak
 from bench.charts import draw
 from bench.costs import costs
 from bench.harness import ROOT, Fake
+from bench.tool_calls import tool_round_trip
 from streamchat.llm.local_models import KNOWN
 
 RESULTS = ROOT / "bench" / "results"
@@ -37,13 +38,13 @@ FULL = {"overhead_samples": 50, "counts": [1, 100, 500, 1000], "tokens": 200, "r
         "scale_overhead_samples": 30, "scale_counts": [1, 100, 500], "scale_rates": [20.0],
         "scale_fanout": [10, 100, 1000], "core_counts": [500, 600, 700, 800, 1000],
         "finer_counts": [200, 300, 400], "costs": {"streams": 100, "read_tokens": 400, "conversations": 500},
-        "protocols": {"readers": [1, 100, 500], "tokens": 200}}
+        "protocols": {"readers": [1, 100, 500], "tokens": 200}, "tool_samples": 30}
 QUICK = {"overhead_samples": 5, "counts": [1, 20], "tokens": 40, "rates": [50.0],
          "fanout": [1, 20], "wire": [50, 200], "wire_rate": 400.0, "embedded_tokens": 16,
          "embedded_rounds": 1,
          "scale_overhead_samples": 3, "scale_counts": [1, 10], "scale_rates": [50.0], "scale_fanout": [1, 10],
          "core_counts": [10], "finer_counts": [10], "costs": {"streams": 5, "read_tokens": 50, "conversations": 10},
-         "protocols": {"readers": [1, 5], "tokens": 40}}
+         "protocols": {"readers": [1, 5], "tokens": 40}, "tool_samples": 3}
 
 
 async def embedded_models(workdir: Path, max_tokens: int, rounds: int) -> dict[str, Any]:
@@ -80,6 +81,7 @@ async def run(plan: dict[str, Any], only: set[str] | None) -> dict[str, Any]:
                 ("costs", lambda: costs(workdir, fake, **plan["costs"], tokens=plan["tokens"], rate=plan["rates"][0])),
                 ("protocols", lambda: scenarios.protocols(workdir, fake, plan["protocols"]["readers"],
                                                           plan["protocols"]["tokens"], plan["rates"][0])),
+                ("tools", lambda: tool_round_trip(workdir, fake, plan["tool_samples"])),
             ]
             for name, scenario in steps:
                 if only and name not in only:
@@ -136,6 +138,10 @@ def table(results: dict[str, Any]) -> str:
         lines.extend(cost_lines(results))
     if "protocols" in results:
         lines.extend(protocol_lines(results["protocols"]))
+    if "tools" in results:
+        trip = results["tools"]["round_trip_ms"]
+        lines.append(f"\n9. a calculator call's round trip (model round ended → model asked again), "
+                     f"{results['tools']['samples']} calls: p50 {trip['p50']} ms, p95 {trip['p95']} ms")
     return "\n".join(lines)
 
 
@@ -211,7 +217,7 @@ def main() -> None:
                         help="a tiny run (about a minute and a half) that checks the harness")
     parser.add_argument("--only", default="",
                         help="comma-separated scenarios: overhead,concurrency,dedicated_core,fanout,"
-                             "fanout_uncompressed,wire,embedded,scale,costs,protocols")
+                             "fanout_uncompressed,wire,embedded,scale,costs,protocols,tools")
     parser.add_argument("--out", default=None, help="where to write the JSON results (default "
                         "bench/results/latest.json, or soak.json with --soak)")
     parser.add_argument("--soak", action="store_true",

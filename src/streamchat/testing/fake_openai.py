@@ -21,7 +21,8 @@ reply differ and a client can tell whose text it shows. A request with
 `stream_options: {"include_usage": true}` gets a last chunk with `usage` (no choices), as OpenAI
 sends it: completion tokens are the tokens sent, prompt tokens the words of every message unless
 `prompt_tokens` says otherwise; `"usage": false` leaves it out, as some compatible servers do.
-The usage a stream reported is in its entry of `streams`, and `held` is true while `hold_after` holds it.
+The usage a stream reported is in its entry of `streams`, and `held` is true while `hold_after` holds it;
+`asked_at` and `ended_at` are when its request came and its last byte went (time.time()).
 With `endless`, a reply goes on after its tokens (one more every `delay`, at least every 20 ms) until
 the client hangs up, so a test can see a client close a reply that never finishes by itself; it is
 taken when a reply is requested, so a test can make one reply endless and the next one finite.
@@ -213,7 +214,8 @@ class FakeOpenAI:
         if match := _TOKEN_COUNT.search(last):
             tokens = [f" t{i}" for i in range(int(match.group(1)))]
         number = len(self.streams)
-        record: dict[str, Any] = {"sent": 0, "finished": False, "closed_by_client_at": None, "finish_reason": None}
+        record: dict[str, Any] = {"sent": 0, "finished": False, "closed_by_client_at": None, "finish_reason": None,
+                                  "asked_at": time.time(), "ended_at": None}
         finish_reason = script.finish_reason
         rounds = script.tool_calls if body.get("tools") else []
         if (done := rounds_done(body.get("messages", []))) < len(rounds):
@@ -234,7 +236,7 @@ class FakeOpenAI:
         try:
             async for chunk in chunks:
                 yield chunk
-            record["finished"] = True
+            record["finished"], record["ended_at"] = True, time.time()
         except (asyncio.CancelledError, GeneratorExit, OSError):
             record["closed_by_client_at"] = time.time()
             raise
