@@ -347,3 +347,23 @@ async def test_a_conversation_with_calls_exports_and_imports_whole(
     original = await messages(server, cid)
     assert [(m["from"], m["message"], m.get("result")) for m in copy] == [
         (m["from"], m["message"], m.get("result")) for m in original]
+
+
+@pytest.mark.parametrize("mode", ["reject", "interrupt"])
+async def test_a_reply_waiting_for_an_approval_keeps_its_conversation_busy_per_the_busy_mode(
+    in_process: InProcessStarter, fake_provider: FakeProvider, mode: str,
+) -> None:
+    server = await in_process(STREAMCHAT_TOOLS=TOOLS, STREAMCHAT_BUSY_MODE=mode)
+    fake_provider.script(tool_calls=[[{"name": "delete_file", "arguments": {"path": "/tmp/busy"}}]], tokens=["ok"])
+    sent = await send(server, "delete busy")
+    cid, reply_id = sent["conversationId"], sent["assistantMessageId"]
+    await until_call(server, cid, "awaiting_approval")
+    async with server.client() as client:
+        second = await client.post("/chat", json={"message": "and now?", "conversationId": cid})
+    if mode == "reject":
+        assert second.status_code == 409, second.text
+        assert (await messages(server, cid))[1]["status"] == "streaming"
+    else:
+        assert second.status_code == 200, second.text
+        assert (await wait_for_status(server, cid, reply_id))["status"] == "stopped"
+        assert [call["status"] for call in await calls(server, cid) if call["parentId"] == reply_id] == ["cancelled"]
