@@ -1,7 +1,7 @@
 // The Chat panel: the live conversation (joined with deltas: each token arrives as a small `delta`
 // event, whole items only on create and status changes), stop and regenerate, copy, the reply's
 // usage line and the export buttons. The sidebar is conversations.js, the model and settings
-// settings.js.
+// settings.js, a reply's tool calls tool-calls.js.
 //
 // The conversation's stream holds the messages of every branch (edits and regenerations add siblings);
 // the page shows the active branch only, as the server names it in its `active-branch` event, so a
@@ -11,7 +11,7 @@
 (function (global) {
   const FINISHED = new Set(["completed", "error", "stopped"]);
   const RENDER_LOG = 20000;   // render timings kept for the browser test (a ring, so memory stays flat)
-  const { MarkdownView } = global.StreamchatMarkdown;
+  const { isToolCall, ReplyCalls, ReplyBody } = global.StreamchatToolCalls;
   const { usageLine, copyText, downloadExport } = global.ChatTools;
 
   class Chat {
@@ -19,8 +19,9 @@
       this.app = app;
       this.$ = (id) => document.getElementById(id);
       this.conversationId = decodeURIComponent(location.hash.replace(/^#/, "")) || null;
-      this.items = new Map();
-      this.views = new Map();        // message id -> MarkdownView of its body
+      this.items = new Map();        // messages and tool calls, by id
+      this.calls = new ReplyCalls();  // each reply's tool calls (items too, outside the tree)
+      this.views = new Map();        // message id -> ReplyBody of its body
       this.pending = new Set();
       this.jumpTo = null;            // a message to scroll to once the conversation has arrived
       this.unsubscribe = null;
@@ -71,6 +72,7 @@
       if (conversationId && conversationId === this.conversationId) { this.reveal(); return; }
       this.conversationId = conversationId;
       this.items = new Map();
+      this.calls.reset([]);
       this.tree = new MessageTree([]);
       this.path = [];
       history.replaceState(null, "", conversationId ? "#" + encodeURIComponent(conversationId) : location.pathname);
@@ -107,6 +109,7 @@
       const event = frame.event;
       if (event.type === "sync") {
         this.items = new Map((event.data || []).map((item) => [item.id, item]));
+        this.calls.reset(this.items.values());
         this.tree = new MessageTree(this.items.values());
         // Until the server's `active-branch` event (it follows the sync): the branch shown before a
         // reconnect, or the latest message's.
@@ -116,6 +119,11 @@
         const known = this.items.get(event.data.id);
         if (known && event.data.seq < known.seq) return;
         this.items.set(event.data.id, event.data);
+        if (isToolCall(event.data)) {   // shown in its reply, which renders again
+          this.calls.put(event.data);
+          this.schedule(event.data.parentId);
+          return;
+        }
         if (!known) {
           // A new message: sent, edited or regenerated, it is on the branch made active (the server's
           // event confirms it), so it shows at once.
@@ -125,7 +133,9 @@
         this.schedule(event.data.id);
         if (event.data.from === "assistant" && FINISHED.has(event.data.status)) this.loadConversations();
       } else if (event.type === "delete") {
+        const known = this.items.get(event.data.id);
         this.items.delete(event.data.id);
+        if (known && isToolCall(known)) { this.calls.remove(known); this.schedule(known.parentId); return; }
         this.views.delete(event.data.id);
         this.tree = new MessageTree(this.items.values());
         document.getElementById("m-" + event.data.id)?.remove();
@@ -136,9 +146,10 @@
         const delta = event.event.data;
         const item = this.items.get(delta.id);
         if (!item || delta.seq <= item.seq) return;   // unknown yet, or already contained: never twice
-        item.message += delta.delta;
+        const field = delta.field || "message";       // a tool call's arguments name their field
+        item[field] = (item[field] || "") + delta.delta;
         item.seq = delta.seq;
-        this.schedule(delta.id);
+        this.schedule(isToolCall(item) ? item.parentId : delta.id);
       }
     }
 
@@ -149,7 +160,7 @@
       requestAnimationFrame(() => {
         this.pending.delete(id);
         const item = this.items.get(id);
-        if (item) this.renderItem(item);
+        if (item && !isToolCall(item)) this.renderItem(item);
       });
     }
 
@@ -236,9 +247,9 @@
       if (item.from === "user") body.textContent = item.message;
       else {
         let view = this.views.get(item.id);
-        if (!view || view.element !== body) this.views.set(item.id, view = new MarkdownView(body));
+        if (!view || view.element !== body) this.views.set(item.id, view = new ReplyBody(body));
         const before = performance.now();
-        view.update(item.message, FINISHED.has(item.status));
+        view.update(item.message, FINISHED.has(item.status), this.calls.of(item.id));
         markdownMs = performance.now() - before;
       }
       let failure = el.querySelector(".failure");
@@ -274,7 +285,7 @@
         p.textContent = this.conversationId ? "No messages yet." : "Start a conversation below.";
         box.appendChild(p);
       }
-      for (const item of this.items.values()) this.renderItem(item);
+      for (const item of this.items.values()) if (!isToolCall(item)) this.renderItem(item);
       // In the next frame: after a sync, the server's `active-branch` event comes next, so a
       // conversation opens on its active branch, not the latest one for a moment.
       this.scheduleLayout();
@@ -285,7 +296,7 @@
       if (copy) { this.copy(copy); return; }
       const button = event.target.closest("button[data-action]");
       if (!button || this.branches.handle(button)) return;
-      const id = button.closest("article").dataset.id;
+      const id = button.closest("[data-id]").dataset.id;   // a message, or a tool call in it (approve, deny)
       button.disabled = true;
       try {
         await this.app.api(`/api/conversations/${encodeURIComponent(this.conversationId)}/messages/${encodeURIComponent(id)}/${button.dataset.action}`, { method: "POST" });

@@ -2,7 +2,8 @@
 // branch, and the page shows one branch (the active one). The rules are the server's (tree.py): a
 // message names its parent (`parentId`, null for a root); an item without the field was written
 // before messages had parents and follows the item created before it; a parent the page does not
-// hold makes the message a root. Items are given in creation order (the stream's order).
+// hold makes the message a root. Items are given in creation order (the stream's order). Tool calls
+// (`from: "tool"`) hang off their replies outside the tree, as on the server.
 "use strict";
 (function (global) {
   class MessageTree {
@@ -12,6 +13,7 @@
       this.order = [];
       let previous = null;
       for (const item of items) {
+        if (item.from === "tool") continue;
         let parent = "parentId" in item ? item.parentId ?? null : previous;
         if (parent !== null && !this.parent.has(parent)) parent = null;
         this.parent.set(item.id, parent);
