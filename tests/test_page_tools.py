@@ -48,7 +48,7 @@ LAYOUT = """(replyId) => {
 def tool_server(fake_provider: FakeProvider, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One server process for the module: the loop_tools files, and a key every request needs."""
     factory = ServerFactory(fake_provider, tmp_path_factory.mktemp("page-tools"))
-    server = factory.start(STREAMCHAT_API_KEYS=KEY, **with_loop_tools(factory))
+    server = factory.start(STREAMCHAT_API_KEYS=KEY, **with_loop_tools())
     yield server
     factory.stop_all()
 
