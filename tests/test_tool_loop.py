@@ -15,6 +15,7 @@ import pytest
 from conftest import FakeProvider, InProcessStarter
 from helpers import InProcessServer, wait_for_status
 from loop_tools import delete_file, flaky, slow_wait
+from streamchat.framework.errors import Unavailable
 
 TOOLS = "loop_tools"
 
@@ -367,3 +368,29 @@ async def test_a_reply_waiting_for_an_approval_keeps_its_conversation_busy_per_t
         assert second.status_code == 200, second.text
         assert (await wait_for_status(server, cid, reply_id))["status"] == "stopped"
         assert [call["status"] for call in await calls(server, cid) if call["parentId"] == reply_id] == ["cancelled"]
+
+
+async def test_an_approval_the_bus_cannot_take_is_503_and_can_be_given_again(
+    in_process: InProcessStarter, fake_provider: FakeProvider, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    server = await in_process(STREAMCHAT_TOOLS=TOOLS)
+    fake_provider.script(tool_calls=[[{"name": "delete_file", "arguments": {"path": "/tmp/later"}}]], tokens=["ok"])
+    sent = await send(server, "delete later")
+    cid, reply_id = sent["conversationId"], sent["assistantMessageId"]
+    [waiting] = await until_call(server, cid, "awaiting_approval")
+    bus = server.runtime.bus
+    publish = bus.publish
+
+    async def unreachable(event: object) -> None:
+        raise Unavailable("the bus is away")
+
+    monkeypatch.setattr(bus, "publish", unreachable)
+    async with server.client() as client:
+        refused = await client.post(f"/api/conversations/{cid}/messages/{waiting['id']}/approve")
+        assert refused.status_code == 503, refused.text
+        assert [call["status"] for call in await calls(server, cid)] == ["awaiting_approval"]
+        monkeypatch.setattr(bus, "publish", publish)
+        approved = await client.post(f"/api/conversations/{cid}/messages/{waiting['id']}/approve")
+    assert approved.status_code == 200, approved.text
+    assert (await wait_for_status(server, cid, reply_id))["status"] == "completed"
+    assert delete_file.RAN.count("/tmp/later") == 1

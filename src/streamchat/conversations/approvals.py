@@ -12,7 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from streamchat.conversations.events import TOOL_CALL, ToolCallEvent
 from streamchat.conversations.messages import ConversationMessage
 from streamchat.conversations.ownership import require_owner
-from streamchat.conversations.replies.waiting import asked, claim, go_on
+from streamchat.conversations.records import TOOL_CALLS, scope_of
+from streamchat.conversations.replies.waiting import answer_key, asked, claim, go_on
 from streamchat.conversations.tool_calls import DENIED
 from streamchat.framework import Context, HttpError, Item, Principal
 
@@ -37,16 +38,22 @@ async def answer(ctx: Context, principal: Principal | None, cid: str, call_id: s
     call = await stream.get(cid, call_id)
     if call is None or not call.data.is_tool_call:
         raise _no_such_call(cid, call_id)
-    if call.data.status != "awaiting_approval" or not await claim(ctx, cid, f"answer:{call_id}"):
+    if call.data.status != "awaiting_approval" or not await claim(ctx, cid, answer_key(call_id)):
         latest = await stream.get(cid, call_id) or call
         raise HttpError(409, "conflict", f"messageId {call_id!r}: the call is {latest.data.status}, "
                                          "not awaiting approval")
     reply_id = call.data.parentId or ""
     if approve:
-        await stream.set(cid, call_id, call.data.model_copy(update={"status": "pending"}))
         data = await asked(ctx, cid, reply_id)
-        await ctx.emit(TOOL_CALL, ToolCallEvent(conversationId=cid, replyId=reply_id, callId=call_id,
-                                                keyId=None if data is None else data.keyId))
+        await stream.set(cid, call_id, call.data.model_copy(update={"status": "pending"}))
+        try:
+            await ctx.emit(TOOL_CALL, ToolCallEvent(conversationId=cid, replyId=reply_id, callId=call_id,
+                                                    keyId=None if data is None else data.keyId))
+        except BaseException:
+            # Not queued: the call waits for its answer again, and the answer can be given again.
+            await stream.set(cid, call_id, call.data)
+            await ctx.state.delete(scope_of(TOOL_CALLS, cid), answer_key(call_id))
+            raise
     else:
         said = DENIED if not reason else f"{DENIED}: {reason}"
         await stream.set(cid, call_id, call.data.model_copy(update={"status": "denied", "error": said}))

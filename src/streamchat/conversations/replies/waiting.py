@@ -29,6 +29,11 @@ def _asked_key(reply_id: str) -> str:
     return f"asked:{reply_id}"
 
 
+def answer_key(call_id: str) -> str:
+    """The claim of the one answer a call awaiting approval gets (an approve, a deny or a stop)."""
+    return f"answer:{call_id}"
+
+
 async def remember(ctx: Context, data: ChatMessageEvent) -> None:
     """Keep the event that asked for the reply, for whoever asks for its next round."""
     await ctx.state.set(scope_of(TOOL_CALLS, data.conversationId), _asked_key(data.assistantMessageId),
@@ -79,7 +84,7 @@ async def end_calls(ctx: Context, cid: str, reply_id: str) -> None:
         if call.data.status == "running":
             await ctx.request_stop(call.id, wait=CALL_STOP_WAIT_SECONDS)
         elif call.data.status == "awaiting_approval":
-            await claim(ctx, cid, f"answer:{call.id}")
+            await claim(ctx, cid, answer_key(call.id))
     for call in calls:
         latest = await stream.get(cid, call.id)
         if latest is not None and latest.data.status not in FINISHED:
