@@ -81,7 +81,7 @@ async def test_each_reply_comes_from_the_model_it_asked_for_with_its_params_unde
         conversation = (await client.get(f"/api/conversations/{cid}")).json()
         listed_record = next(record for record in (await client.get("/api/conversations")).json()["conversations"]
                              if record["conversationId"] == cid)
-    expected = {"model": "smart", "systemPrompt": None, "temperature": 1.5, "maxTokens": None}
+    expected = {"model": "smart", "systemPrompt": None, "temperature": 1.5, "maxTokens": None, "tools": None}
     assert conversation["settings"] == expected and listed_record["settings"] == expected
 
 
@@ -103,7 +103,7 @@ async def test_settings_are_validated_by_name_and_a_patch_changes_them_from_the_
                                                  "maxTokens": 3})
         assert changed.status_code == 200, changed.text
         assert changed.json()["settings"] == {"model": None, "systemPrompt": "Answer in French.", "temperature": 0.2,
-                                              "maxTokens": 3}
+                                              "maxTokens": 3, "tools": None}
         renamed = await client.patch(base, json={"title": "French", "temperature": None})
         assert renamed.json()["title"] == "French" and renamed.json()["settings"]["temperature"] is None
         assert renamed.json()["settings"]["maxTokens"] == 3, "a field left out keeps its value"

@@ -96,12 +96,13 @@ def test_a_good_file_makes_every_model_with_its_provider(clean_env: pytest.Monke
     assert models.provider("smart").model == "smart-model"
     assert models.public() == [
         {"name": "fast", "provider": "openai", "model": "fast-model", "default": True,
-         "params": {"temperature": 0.3, "max_tokens": 7}},
+         "params": {"temperature": 0.3, "max_tokens": 7}, "tools": True},
         {"name": "smart", "provider": "openai", "model": "smart-model", "default": False,
-         "params": {"temperature": None, "max_tokens": None}},
+         "params": {"temperature": None, "max_tokens": None}, "tools": True},
         {"name": "offline", "provider": "local", "model": DEFAULT_MODEL, "default": False,
-         "params": {"temperature": None, "max_tokens": 64}},
+         "params": {"temperature": None, "max_tokens": 64}, "tools": False},
     ]
+    assert [models.calls_tools(name) for name in models.names()] == [True, True, False], "by default"
     shown = repr(models.public()) + repr(load(path, KEYS))
     assert not any(key in shown for key in KEYS.values())
     with pytest.raises(UnknownModel, match="no model 'gpt-5' here; the models are 'fast', 'smart', 'offline'"):
@@ -124,6 +125,13 @@ async def test_each_openai_model_calls_its_server_with_its_params(
     assert (fast["model"], fast["temperature"], fast["max_tokens"]) == ("fast-model", 0.3, 7)
     assert smart["model"] == "smart-model"
     assert "temperature" not in smart and smart.get("max_tokens") is None  # no limit unless one is set
+
+
+def test_the_tools_flag_is_read_and_false_is_kept(tmp_path: Path) -> None:
+    text = (ONE_MODEL.format(name="refuses", extra="tools = false\ndefault = true")
+            + ONE_MODEL.format(name="calls", extra="tools = true")
+            + '[[models]]\nname = "offline"\nprovider = "local"\ntools = false\n')
+    assert [model.entry.tools for model in load(write(tmp_path, text), KEYS).models] == [False, True, False]
 
 
 def test_a_single_model_is_the_default_without_saying_so(tmp_path: Path) -> None:
@@ -164,6 +172,9 @@ def test_key_variables_come_from_the_environment_over_dotenv(clean_env: pytest.M
     ('[[models]]\nprovider = "local"\n', "model #1: name: missing"),
     ('[[models]]\nname = "l"\nprovider = "local"\nbase_url = "http://h"\n', "model 'l': base_url: unknown key"),
     ('[[models]]\nname = "l"\nprovider = "local"\nmodel = "tinyllama"\n', "model 'l': model: no built-in model"),
+    ('[[models]]\nname = "l"\nprovider = "local"\ntools = true\n',
+     "model 'l': tools: an embedded model cannot call tools"),
+    (ONE_MODEL.format(name="fast", extra='tools = "yes"'), "model 'fast': tools: input should be a valid boolean"),
     ('[[models]]\nname = "l"\nprovider = "local"\nmodel = "gemma3-270m"\npath = "x.gguf"\n',
      "model 'l': path: give a built-in model's name (model) or a GGUF file (path), not both"),
     (ONE_MODEL.format(name="fast", extra="default = true") + ONE_MODEL.format(name="slow", extra="default = true"),
@@ -270,7 +281,7 @@ async def test_without_a_file_the_variables_make_the_one_model(clean_env: pytest
         clean_env, OPENAI_API_KEY="sk-variable-secret", OPENAI_MODEL="gpt-4o", STREAMCHAT_TEMPERATURE="0.5"))
     assert (remote.names(), remote.default) == (["gpt-4o"], "gpt-4o")
     assert remote.public() == [{"name": "gpt-4o", "provider": "openai", "model": "gpt-4o", "default": True,
-                                "params": {"temperature": 0.5, "max_tokens": None}}]
+                                "params": {"temperature": 0.5, "max_tokens": None}, "tools": True}]
     assert "sk-variable-secret" not in repr(remote.public())
     await remote.close()
     clean_env.delenv("OPENAI_API_KEY")

@@ -208,7 +208,7 @@ def test_the_model_picker_and_the_settings_panel(
     expect(page.locator("#settings-panel")).to_be_hidden()
     expect(page.locator("#settings-summary")).to_have_text("temperature 0.7 · max 64 tokens · system prompt")
     assert detail(server, cid)["settings"] == {"model": "fast", "systemPrompt": "Answer in one line.",
-                                               "temperature": 0.7, "maxTokens": 64}
+                                               "temperature": 0.7, "maxTokens": 64, "tools": None}
     send(page, "Once more")
     wait_shown(page, ".message.assistant.completed", ["Careful answer.", "Quick answer.", "Quick answer."])
     request = fake_provider.requests()[-1]
@@ -232,7 +232,7 @@ def test_the_model_picker_and_the_settings_panel(
     page.click("#settings-reset")
     expect(page.locator("#settings-summary")).to_have_text("")
     assert detail(server, cid)["settings"] == {"model": "smart", "systemPrompt": None, "temperature": None,
-                                               "maxTokens": None}
+                                               "maxTokens": None, "tools": None}
 
 
 def test_a_cut_reply_says_so_and_continues_on_its_branch(

@@ -37,6 +37,8 @@ from streamchat.protocols.openai_errors import OPENAI_ERRORS
 from streamchat.protocols.openai_errors import PREFIX as OPENAI_PREFIX
 from streamchat.settings import Settings, get_settings
 from streamchat.tools import discover_tools
+from streamchat.tools.mcp.servers import McpServers
+from streamchat.tools.mcp.tool_source import serve_tools
 
 logger = logging.getLogger("streamchat.app")
 
@@ -69,9 +71,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     catalog = catalog_for(backends.store)
     catalog.on_first_use = functools.partial(take_in_earlier_records, backends.store)
     models = ModelSet.from_settings(settings)
+    mcp_servers = McpServers(models.mcp_servers)
+    serve_tools(mcp_servers, tools)
     # What handlers reach as ctx.service(...): no module globals between the app and its steps.
     services = Services(settings, catalog, models, ReplyJournals(several_instances=settings.several_instances),
-                        tools)
+                        tools, mcp_servers)
     runtime = Runtime(steps, backends.store, backends.bus, backends.link, keys,
                       rate_limits={"messages": settings.messages_per_minute},
                       delta_window=settings.delta_window_ms / 1000,
@@ -87,7 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def stop_models() -> None:
         await models.close()
 
-    shutdown = [stop_models]
+    shutdown = [stop_models, mcp_servers.close]
     if settings.otlp_endpoint:
         tracing = configure_tracing(settings.otel_service_name, endpoint=settings.otlp_endpoint)
         collector = urlsplit(settings.otlp_endpoint)
@@ -98,8 +102,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         shutdown.append(flush_traces)
 
+    # MCP servers: the start waits for each one's first attempt (at most its timeout_seconds); one that
+    # fails is logged and tried again meanwhile, its tools unavailable (GET /api/tools says why).
     app = build_app(runtime, title="streamchat", version=__version__,
-                    on_startup=[start_models], on_shutdown=shutdown,
+                    on_startup=[start_models, mcp_servers.start], on_shutdown=shutdown,
                     shutdown_seconds=settings.shutdown_seconds,
                     socket_limits=SocketLimits(outbox=settings.ws_outbox, joins=settings.ws_max_joins,
                                                messages_per_second=settings.ws_messages_per_second),

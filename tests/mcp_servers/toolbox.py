@@ -65,6 +65,11 @@ def build(name: str) -> MCPServer:
         return f"added {tool}"
 
     @server.tool()
+    def pid() -> int:
+        """This server's process id (a test checks the process is gone once the app has stopped)."""
+        return os.getpid()
+
+    @server.tool()
     def crash() -> str:
         """End the server's process at once, as a crash would."""
         os._exit(3)

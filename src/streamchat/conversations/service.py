@@ -19,6 +19,7 @@ from streamchat.conversations.branches import Branches, branch_in, tree_of
 from streamchat.conversations.chat_settings import (
     ChatSettings,
     check_model,
+    check_tools,
     given,
     read_settings,
     settings_in,
@@ -39,6 +40,7 @@ from streamchat.framework import OUTAGES, Context, HttpError, Item, Principal
 from streamchat.llm import ChatTurn
 from streamchat.llm.model_set import ModelSet
 from streamchat.settings import Settings
+from streamchat.tools import ToolSet
 
 Items = list[Item[ConversationMessage]]
 
@@ -156,6 +158,7 @@ class Conversations:
         if change is None or not given(change):
             return current
         check_model(self.models, change.model)
+        check_tools(self.models, self.ctx.service(ToolSet), current.changed_by(change), change)
         return current.changed_by(change)
 
     def _new_reply(self, parent: str, model: str | None, now: str) -> ConversationMessage:

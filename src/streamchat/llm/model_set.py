@@ -1,5 +1,6 @@
 """The models this server runs, each with its provider: from the models file, or the one model that
-today's variables make (OPENAI_* or STREAMCHAT_LOCAL_MODEL) when no file is given.
+today's variables make (OPENAI_* or STREAMCHAT_LOCAL_MODEL) when no file is given; and the file's
+MCP servers (none without a file), which the app connects as tool sources.
 
 Every provider is made before the server listens, so a model that cannot be made (a local model's
 file missing, the embedded runtime not installed) stops the start with a line naming it; they are
@@ -29,6 +30,7 @@ from streamchat.llm.models_file import (
 )
 from streamchat.llm.openai_provider import OpenAIProvider
 from streamchat.settings import Settings
+from streamchat.tools.mcp.config import McpServerEntry
 
 logger = logging.getLogger("streamchat.llm.models")
 
@@ -48,10 +50,12 @@ class ModelSet:
     """The configured models by name, the default among them, and their providers."""
 
     def __init__(self, models: Sequence[ConfiguredModel], providers: Mapping[str, ChatProvider],
-                 default: str) -> None:
+                 default: str, mcp_servers: Sequence[McpServerEntry] = ()) -> None:
         self._models = {model.name: model for model in models}
         self._providers = dict(providers)
         self.default = default
+        #: The models file's `[[mcp_servers]]`, checked; the app connects them (tools/mcp/servers.py).
+        self.mcp_servers = tuple(mcp_servers)
 
     @classmethod
     def from_settings(cls, settings: Settings, environ: Mapping[str, str] | None = None) -> ModelSet:
@@ -67,13 +71,18 @@ class ModelSet:
                 providers[model.name] = _provider(settings, model, label=f"{configured.path}: model {model.name!r}")
             except LocalModelError as error:
                 raise ModelsFileError(str(error)) from None
-        return cls(configured.models, providers, configured.default)
+        return cls(configured.models, providers, configured.default, configured.mcp_servers)
 
     def names(self) -> list[str]:
         return list(self._models)
 
     def entry(self, name: str) -> OpenAIEntry | LocalEntry:
         return self._configured(name).entry
+
+    def calls_tools(self, name: str) -> bool:
+        """Whether model `name` may be sent tools (its entry's `tools`: by default an OpenAI-compatible
+        model does, an embedded one does not)."""
+        return self.entry(name).tools
 
     def provider(self, name: str) -> ChatProvider:
         self._configured(name)
@@ -88,7 +97,8 @@ class ModelSet:
     def public(self) -> list[dict[str, Any]]:
         """What clients may see of each model: never a key, nor which variable holds it."""
         return [{"name": name, "provider": model.entry.provider, "model": self._providers[name].model,
-                 "default": name == self.default, "params": model.entry.params.model_dump()}
+                 "default": name == self.default, "params": model.entry.params.model_dump(),
+                 "tools": model.entry.tools}
                 for name, model in self._models.items()]
 
     def start(self) -> None:

@@ -74,6 +74,8 @@ class OpenAIEntry(_Entry):
     base_url: str | None = None
     #: The variable holding the key; may be left out for a server of your own that takes none.
     api_key_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    #: Whether the model can call tools: false for a server whose model refuses OpenAI's `tools`.
+    tools: StrictBool = True
 
     @model_validator(mode="after")
     def _key_for_openai_itself(self) -> OpenAIEntry:
@@ -88,9 +90,13 @@ class LocalEntry(_Entry):
     provider: Literal["local"]
     model: str | None = None
     path: Path | None = None
+    #: The embedded runtime refuses tools (local_provider.py): false, and only false, is allowed.
+    tools: StrictBool = False
 
     @model_validator(mode="after")
     def _one_source(self) -> LocalEntry:
+        if self.tools:
+            raise ValueError("tools: an embedded model cannot call tools (leave it out, or false)")
         if self.model is not None and self.path is not None:
             raise ValueError("path: give a built-in model's name (model) or a GGUF file (path), not both")
         if self.model is not None and self.model not in KNOWN:

@@ -30,7 +30,7 @@ class ChangeRequest(ChatSettings):
     @classmethod
     def not_blank(cls, title: str | None) -> str | None:
         if title == NOTHING_GIVEN:
-            raise ValueError("give a title, or one of the settings model, systemPrompt, temperature, maxTokens")
+            raise ValueError(f"give a title, or one of the settings {', '.join(FIELDS)}")
         if title is not None and not title.strip():
             raise ValueError("title is blank")
         return title

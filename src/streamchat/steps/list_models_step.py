@@ -19,6 +19,8 @@ class ConfiguredModel(BaseModel):
     default: bool
     params: dict[str, Any] = Field(description="Its defaults (temperature, max_tokens); a conversation's "
                                    "settings override them.")
+    tools: bool = Field(description="Whether it can call tools; a conversation naming tools on a model that "
+                        "cannot is refused.")
 
 
 class EmbeddedModel(BaseModel):

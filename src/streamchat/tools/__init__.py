@@ -5,7 +5,7 @@ from streamchat.tools.config import DEFAULT_TIMEOUT_SECONDS, Tool, ToolConfig, T
 from streamchat.tools.context import Progress, ToolContext
 from streamchat.tools.discovery import discover_tools
 from streamchat.tools.errors import ToolArgumentsError, ToolError
-from streamchat.tools.registry import ToolNameTaken, ToolSet
+from streamchat.tools.registry import ToolNameTaken, ToolSet, offered_tools
 
 __all__ = [
     "DEFAULT_TIMEOUT_SECONDS",
@@ -19,4 +19,5 @@ __all__ = [
     "ToolNameTaken",
     "ToolSet",
     "discover_tools",
+    "offered_tools",
 ]

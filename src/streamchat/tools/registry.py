@@ -82,3 +82,12 @@ class ToolSet:
                     "source": source, "available": False, "error": error}
                    for source, error in self._down.items() if source not in sources]
         return listed
+
+
+def offered_tools(tools: ToolSet, names: list[str] | None, calls_tools: bool) -> list[dict[str, Any]]:
+    """The OpenAI `tools` list a reply sends: the conversation's `tools` setting (`names`; None: every
+    tool) of those available now, or none for a model that cannot call tools. A name no longer
+    declared, or whose MCP server is down, is left out: the reply goes on without it."""
+    if not calls_tools:
+        return []
+    return tools.schemas(names)

@@ -4,8 +4,9 @@ The SDK's transports and sessions are anyio context managers that must be entere
 task, so each server lives in a task of its own (run by McpServers) that connects, initializes,
 lists the tools, then watches the session: it re-lists when the server says its list changed, and
 when the session is lost (a stdio server exits, an HTTP server stops answering) it marks the server
-unavailable, keeps the reason for `GET /api/tools`, and connects again with a growing pause.
-Calls are made from the callers' own tasks on the current session.
+unavailable, keeps the reason for `GET /api/tools`, and connects again with a growing pause. Each
+of those changes (connected, list read again, lost) is told to `on_change`, which keeps the app's
+ToolSet in step. Calls are made from the callers' own tasks on the current session.
 """
 
 from __future__ import annotations
@@ -74,6 +75,8 @@ class McpConnection:
     session: ClientSession | None = None
     #: Set once the first attempt has connected or failed: start-up waits for it.
     tried: asyncio.Event = field(default_factory=asyncio.Event)
+    #: Told whenever `tools`, `session` or `error` changed (run in this connection's task).
+    on_change: Callable[[McpConnection], None] | None = None
     _signals: MemoryObjectSendStream[Signal] | None = None
 
     @property
@@ -103,6 +106,16 @@ class McpConnection:
 
     def _down(self, error: str) -> None:
         self.session, self.error, self._signals = None, error, None
+        self.changed()
+
+    def changed(self) -> None:
+        """Tell `on_change`; its failure is logged, never the connection's."""
+        if self.on_change is None:
+            return
+        try:
+            self.on_change(self)
+        except Exception:
+            logger.exception("MCP change not taken in", extra={"server": self.entry.name})
 
     def _signal(self, signal: Signal) -> None:
         if self._signals is not None:
@@ -124,6 +137,7 @@ class McpConnection:
                 await session.initialize()
                 await self._list_tools(session)
             self.session, self.error = session, None
+            self.changed()
             self.tried.set()
             logger.info("MCP server connected", extra={"server": self.entry.name, "tools": sorted(self.tools)})
             async for signal in signals:
@@ -133,6 +147,7 @@ class McpConnection:
                     with anyio.fail_after(self.entry.timeout_seconds):
                         if signal == "list_changed":
                             await self._list_tools(session)
+                            self.changed()
                             logger.info("MCP tools changed", extra={"server": self.entry.name,
                                                                     "tools": sorted(self.tools)})
                         else:

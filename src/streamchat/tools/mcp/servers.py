@@ -5,6 +5,9 @@ that fails is logged and left out; the rest work, and it is tried again in the b
 `close()` ends every session and stops every stdio server. The sessions live in one task of their
 own that holds an anyio task group: a stdio server is stopped under anyio's cancellation, which its
 shutdown shields, whatever the task that calls `close()`.
+
+The app always has this service; with no server configured it is empty and the SDK is never
+imported (it adds half a second to every start).
 """
 
 from __future__ import annotations
@@ -12,16 +15,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import anyio
-from mcp import MCPError, types
-from mcp.shared.dispatcher import ProgressFnT
 from pydantic import ValidationError
 
 from streamchat.tools.mcp.config import McpServerEntry
-from streamchat.tools.mcp.connection import McpConnection, McpTool, ProgressCallback, describe
+
+if TYPE_CHECKING:
+    from mcp import types
+    from mcp.shared.dispatcher import ProgressFnT
+
+    from streamchat.tools.mcp.connection import McpConnection, McpTool, ProgressCallback
 
 logger = logging.getLogger("streamchat.tools.mcp")
 
@@ -40,7 +46,11 @@ class UnknownMcpTool(McpToolError, LookupError):
 
 class McpServers:
     def __init__(self, entries: Sequence[McpServerEntry]) -> None:
-        self._connections = {entry.name: McpConnection(entry) for entry in entries}
+        self._connections: dict[str, McpConnection] = {}
+        if entries:
+            from streamchat.tools.mcp.connection import McpConnection
+
+            self._connections = {entry.name: McpConnection(entry) for entry in entries}
         self._runner: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
 
@@ -73,6 +83,20 @@ class McpServers:
             group.cancel_scope.cancel()
         for connection in self._connections.values():
             connection.session, connection.error = None, "closed"
+            connection.changed()
+
+    def watch(self, on_change: Callable[[str], None]) -> None:
+        """Have `on_change(server)` told whenever a server connects, is lost, or lists its tools again."""
+        for connection in self._connections.values():
+            connection.on_change = lambda changed: on_change(changed.entry.name)
+
+    def names(self) -> list[str]:
+        """The configured servers, in the models file's order."""
+        return list(self._connections)
+
+    def listed(self, server: str) -> list[McpTool]:
+        """`server`'s tools as last listed, whether or not it is connected now (none if it never was)."""
+        return list(self._connections[server].tools.values())
 
     def tools(self) -> list[McpTool]:
         """The tools of every connected server, as last listed."""
@@ -109,6 +133,10 @@ class McpServers:
         `notifications/cancelled` with the request's id before the timeout or cancellation goes on.
         """
         connection, tool = self._find(name)
+        from mcp import MCPError, types
+
+        from streamchat.tools.mcp.connection import describe
+
         session = connection.session
         if session is None:
             raise McpToolError(f"MCP server {connection.entry.name!r} is unavailable: {connection.error}")
@@ -149,6 +177,8 @@ def _forwarding(callback: ProgressCallback) -> ProgressFnT:
 def result_value(name: str, result: types.CallToolResult) -> Any:
     """What the model is given: the structured content when there is some, else the text joined; the
     content blocks themselves when some are not text. An `isError` result raises with its text."""
+    from mcp import types
+
     texts = [block.text for block in result.content if isinstance(block, types.TextContent)]
     if result.is_error:
         raise McpToolError("\n".join(texts) or f"{name} failed")
