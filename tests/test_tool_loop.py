@@ -394,3 +394,23 @@ async def test_an_approval_the_bus_cannot_take_is_503_and_can_be_given_again(
     assert approved.status_code == 200, approved.text
     assert (await wait_for_status(server, cid, reply_id))["status"] == "completed"
     assert delete_file.RAN.count("/tmp/later") == 1
+
+
+async def test_the_conversations_tools_setting_is_what_the_model_is_offered(
+    in_process: InProcessStarter, fake_provider: FakeProvider,
+) -> None:
+    server = await in_process(STREAMCHAT_TOOLS=TOOLS)
+    fake_provider.script(tokens=["plain"], tool_calls=[])
+    async with server.client() as client:
+        only = (await client.post("/chat", json={"message": "a", "tools": ["calculator"]})).json()
+        await wait_for_status(server, only["conversationId"], only["assistantMessageId"])
+        offered = [tool["function"]["name"] for tool in model_requests(fake_provider)[-1]["tools"]]
+        assert offered == ["calculator"]
+        none = (await client.post("/chat", json={"message": "b", "tools": []})).json()
+        await wait_for_status(server, none["conversationId"], none["assistantMessageId"])
+        assert "tools" not in model_requests(fake_provider)[-1], "no tools at all: none are sent"
+        every = (await client.post("/chat", json={"message": "c"})).json()
+        await wait_for_status(server, every["conversationId"], every["assistantMessageId"])
+        offered = [tool["function"]["name"] for tool in model_requests(fake_provider)[-1]["tools"]]
+        assert offered == ["calculator", "search_conversations", "delete_file", "flaky", "misbehaving",
+                           "slow_wait"]

@@ -32,6 +32,7 @@ from streamchat.llm import ChatTurn, ProviderError, Sampling, ToolCallDelta
 from streamchat.llm.model_set import ModelSet
 from streamchat.settings import Settings
 from streamchat.tools import ToolSet
+from streamchat.tools.registry import offered_tools
 
 
 class ReplyRunner:
@@ -98,7 +99,7 @@ class ReplyRunner:
             turns = [*system, *history(items, tree, until, self.settings.history_chars),
                      *reply_turns(reply, earlier_calls, before_round=data.round)]
             sampling = Sampling(temperature=chat.temperature, max_tokens=chat.maxTokens)
-            offered = self._offered(model)
+            offered = offered_tools(self.tools, chat.tools, self.models.calls_tools(model))
             meter = ReplyMeter()
             # The provider request starts now; the status write below overlaps its time to first token.
             replying = control.iterate(observed(self.models.provider(model), turns, meter, sampling, offered))
@@ -146,12 +147,6 @@ class ReplyRunner:
                 logger.info("reply ended", extra={"messageId": reply_id, "status": final.status,
                                                   "chars": len(final.message)})
             return True
-
-    def _offered(self, model: str) -> list[dict[str, Any]]:
-        """The tools offered to the model this round (none to a model that cannot call tools)."""
-        if self.models.entry(model).provider == "local":
-            return []
-        return self.tools.schemas()
 
     async def _earlier_pieces(self, reply_id: str, text: str) -> list[str]:
         """The pieces the reply's earlier rounds were written in (their journal), so the reply's
