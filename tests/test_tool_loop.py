@@ -414,3 +414,29 @@ async def test_the_conversations_tools_setting_is_what_the_model_is_offered(
         offered = [tool["function"]["name"] for tool in model_requests(fake_provider)[-1]["tools"]]
         assert offered == ["calculator", "search_conversations", "delete_file", "flaky", "misbehaving",
                            "slow_wait"]
+
+
+async def test_search_conversations_in_the_loop_finds_only_the_callers_own(
+    in_process: InProcessStarter, fake_provider: FakeProvider,
+) -> None:
+    server = await in_process(STREAMCHAT_API_KEYS="key-alice,key-bob")
+    alice = server.client(headers={"Authorization": "Bearer key-alice"})
+    bob = server.client(headers={"Authorization": "Bearer key-bob"})
+    async with alice, bob:
+        fake_provider.script(tokens=["They walk."], tool_calls=[])
+        for client, text in ((alice, "How do penguins migrate?"), (bob, "My secret penguins plan")):
+            done = (await client.post("/chat", json={"message": text})).json()
+            await wait_for_status(server, done["conversationId"], done["assistantMessageId"],
+                                  headers={"Authorization": client.headers["Authorization"]})
+        fake_provider.script(tool_calls=[[{"name": "search_conversations", "arguments": {"query": "penguins"}}]],
+                             tokens=["Found it."])
+        asked = (await alice.post("/chat", json={"message": "What did I ask about penguins?"})).json()
+        cid = asked["conversationId"]
+        await wait_for_status(server, cid, asked["assistantMessageId"],
+                              headers={"Authorization": "Bearer key-alice"})
+        shown = (await alice.get(f"/api/conversations/{cid}")).json()["messages"]
+    [call] = [message for message in shown if message["from"] == "tool"]
+    assert call["status"] == "completed", call
+    titles = [hit["title"] for hit in call["result"]]
+    assert any("penguins migrate" in title for title in titles), titles
+    assert not any("secret" in title for title in titles), "never another key's conversation"
