@@ -98,7 +98,7 @@ def test_a_payload_model_mismatch_fails_naming_both_steps(packages: Path) -> Non
 def test_the_product_steps_are_wired() -> None:
     steps = discover("streamchat.steps")
     assert {s.config.path for s in steps.apis} >= {"/chat", "/api/conversations", "/api/conversations/{conversationId}"}
-    assert [s.config.name for s in steps.events] == ["AiResponse"]
+    assert [s.config.name for s in steps.events] == ["AiResponse", "ToolCall"]
     assert set(steps.streams) == {"conversation"}
 
 
@@ -224,6 +224,7 @@ PRODUCT_STEPS = {
     "conversation_stream.py": "from streamchat.steps.conversation_stream import config\n",
     "chat_api_step.py": "from streamchat.steps.chat_api_step import config, handler\n",
     "ai_response_step.py": "from streamchat.steps.ai_response_step import config, handler, on_failure\n",
+    "tool_call_step.py": "from streamchat.steps.tool_call_step import config, handler, on_failure\n",
     "get_conversation_step.py": "from streamchat.steps.get_conversation_step import config, handler\n",
 }
 
