@@ -388,14 +388,17 @@ class Deployment:
             for server in self.servers:
                 pin(server.process.popen.pid, server_cpus)
         if instances > 1:
-            self._wait_until_balanced(int(env.get("STREAMCHAT_BUS_PARTITIONS", "16")))
+            self._wait_until_balanced()
 
-    def _wait_until_balanced(self, partitions: int, timeout: float = 60.0) -> None:
-        """Measure the steady state: every event partition owned, each instance holding its share."""
+    def _wait_until_balanced(self, timeout: float = 60.0) -> None:
+        """Measure the steady state: every event partition (of every event step) owned, each instance
+        holding its share."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            owned = [httpx.get(f"{s.url}/api/admin/stats").json()["bus"]["partitionsOwned"] for s in self.servers]
-            if sum(owned) == partitions and min(owned) >= partitions // len(self.servers):
+            buses = [httpx.get(f"{s.url}/api/admin/stats").json()["bus"] for s in self.servers]
+            owned = [bus["partitionsOwned"] for bus in buses]
+            every = buses[0]["partitionsInAll"]
+            if sum(owned) == every and min(owned) >= every // len(self.servers):
                 return
             time.sleep(0.1)
         raise TimeoutError(f"the instances did not share the bus partitions within {timeout}s")

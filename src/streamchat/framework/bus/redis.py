@@ -183,6 +183,7 @@ class RedisBus(EventBus):
 
     def stats(self) -> dict[str, Any]:
         return {"instance": self.link.instance_id, "partitionsOwned": len(self.leases.held),
+                "partitionsInAll": self.leases.partitions * len(self._by_name),
                 "inFlight": sum(len(ids) for ids in self._in_flight.values())}
 
     def _busy(self, step: str, partition: int) -> bool:
