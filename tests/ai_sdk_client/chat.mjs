@@ -1,5 +1,5 @@
 // Drive one version of the Vercel AI SDK's DefaultChatTransport against streamchat, as useChat does.
-// Usage: node chat.mjs <package: ai-5.0.0 | ai-5 | ai-6> <scenario> <base-url> <chatId> [text]
+// Usage: node chat.mjs <package: ai-5.0.0 | ai-5 | ai-6 | ai-7 (on Node 22)> <scenario> <base-url> <chatId> [text]
 // Scenarios:
 //   send            send `text`, read the reply to its end
 //   send-abort      send `text`, abort the fetch after ABORT_AFTER text deltas, then reconnectToStream

@@ -2,43 +2,28 @@
 
 The body is what `DefaultChatTransport` sends: the chat `id` (the conversation id), the chat's
 `messages`, the `trigger` and, to regenerate one reply, its `messageId`. The server holds the
-history, so only the last user message is taken from `messages`. The answer is the reply as a
-UI message stream (protocols/ui_message_stream.py); the client going away never stops the reply.
+history, so only the last message is read (protocols/ui_messages.py): a user message is sent; an
+assistant message answering approvals (`ai` 6+) approves or denies those calls, and the answer is
+the rest of that reply. The answer is the reply as a UI message stream, in the dialect the header
+`X-AI-SDK-Version` asks for (protocols/ui_message_stream.py); the client going away never stops
+the reply.
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from streamchat.conversations.chat_settings import FIELDS, ChatSettings
-from streamchat.conversations.events import REPLY_ASKED, ChatMessageEvent
+from streamchat.conversations.events import REPLY_ASKED, TOOL_CALL, ChatMessageEvent, ToolCallEvent
 from streamchat.conversations.messages import ID_PATTERN, checked_message
 from streamchat.conversations.service import Conversations
 from streamchat.framework import ApiConfig, ApiRequest, ApiResponse, Context, Emit, ErrorBody, HttpError
 from streamchat.protocols.ui_message_stream import HEADERS, ui_message_stream
+from streamchat.protocols.ui_messages import UiMessage, answer_approvals
+from streamchat.protocols.ui_tool_parts import dialect_of
 from streamchat.settings import Settings
-
-
-class UiMessagePart(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    type: str
-    text: str | None = None
-
-
-class UiMessage(BaseModel):
-    """A UI message as `useChat` keeps it; only text parts are read."""
-
-    model_config = ConfigDict(extra="allow")
-
-    id: str = ""
-    role: Literal["system", "user", "assistant"]
-    parts: list[UiMessagePart] = Field(default_factory=list)
-
-    def text(self) -> str:
-        return "\n".join(part.text for part in self.parts if part.type == "text" and part.text)
 
 
 class UiChatRequest(ChatSettings):
@@ -48,7 +33,9 @@ class UiChatRequest(ChatSettings):
 
     id: str = Field(min_length=1, max_length=200, pattern=ID_PATTERN, description="The chat id: the conversation id.")
     messages: list[UiMessage] = Field(default_factory=list, description="The chat's messages; only the last "
-                                      "user message is read (the server holds the history).")
+                                      "is read (the server holds the history): the user message to send, or the "
+                                      "assistant message whose tool parts answer approvals (state "
+                                      "`approval-responded`).")
     trigger: Literal["submit-message", "regenerate-message"] = "submit-message"
     messageId: str | None = Field(default=None, description="regenerate-message: the reply to answer again "
                                   "(or the user message it answered); absent: the last reply.")
@@ -56,8 +43,11 @@ class UiChatRequest(ChatSettings):
     @model_validator(mode="after")
     def _has_a_user_message(self) -> UiChatRequest:
         if self.trigger == "submit-message":
+            if self.messages and self.messages[-1].answers_approvals:
+                return self
             if not self.messages or self.messages[-1].role != "user":
-                raise ValueError("messages: the last message must be the user's message to send")
+                raise ValueError("messages: the last message must be the user's message to send, or the "
+                                 "assistant's answering approvals (tool parts in state approval-responded)")
             checked_message(self.messages[-1].text())
         return self
 
@@ -68,19 +58,28 @@ config = ApiConfig(
     method="POST",
     path="/api/chat",
     body=UiChatRequest,
-    emits=[Emit(REPLY_ASKED, ChatMessageEvent)],
+    emits=[Emit(REPLY_ASKED, ChatMessageEvent), Emit(TOOL_CALL, ToolCallEvent)],
     writes=["conversation"],
-    responses={200: None, 404: ErrorBody, 409: ErrorBody, 429: ErrorBody},
+    responses={200: None, 404: ErrorBody, 409: ErrorBody, 422: ErrorBody, 429: ErrorBody},
     text_responses={200: "text/event-stream"},
-    description="The Vercel AI SDK's chat endpoint (`DefaultChatTransport`): send the last user message, or "
-                "regenerate a reply; answers the reply as a UI message stream (SSE, `x-vercel-ai-ui-message-stream: "
-                "v1`). Closing the connection does not stop the reply (POST .../stop does).",
+    description="The Vercel AI SDK's chat endpoint (`DefaultChatTransport`): send the last user message, "
+                "regenerate a reply, or (`ai` 6+) answer tool approvals; answers the reply as a UI message stream "
+                "(SSE, `x-vercel-ai-ui-message-stream: v1`) with its tool calls; the header `X-AI-SDK-Version: 6` "
+                "(or later) adds the approval chunks. Closing the connection does not stop the reply (POST "
+                ".../stop does).",
 )
 
 
 async def handler(req: ApiRequest[UiChatRequest], ctx: Context) -> ApiResponse:
     body = req.body
+    dialect = dialect_of(req.headers)
+    ping = ctx.service(Settings).sse_ping_seconds
     conversations = Conversations(ctx)
+    if body.trigger == "submit-message" and body.messages[-1].answers_approvals:
+        where = f"messages[{len(body.messages) - 1}]"
+        reply_id, client = await answer_approvals(ctx, req.principal, body.id, body.messages[-1], where)
+        return ApiResponse(200, ui_message_stream(ctx, body.id, reply_id, ping, dialect, client),
+                           headers=HEADERS, media_type="text/event-stream")
     if body.trigger == "submit-message":
         sent = await conversations.send(req.principal, body.messages[-1].text(), body.id,
                                         change=ChatSettings.model_validate(body.model_dump(include=set(FIELDS),
@@ -89,7 +88,7 @@ async def handler(req: ApiRequest[UiChatRequest], ctx: Context) -> ApiResponse:
     else:
         asked_for = await _reply_asked_for(ctx, body)
         reply_id = (await conversations.regenerate(req.principal, body.id, asked_for)).assistantMessageId
-    return ApiResponse(200, ui_message_stream(ctx, body.id, reply_id, ctx.service(Settings).sse_ping_seconds),
+    return ApiResponse(200, ui_message_stream(ctx, body.id, reply_id, ping, dialect),
                        headers=HEADERS, media_type="text/event-stream")
 
 
