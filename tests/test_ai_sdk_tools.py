@@ -39,7 +39,7 @@ PART_FIELDS = ("type", "text", "toolCallId", "state", "input", "rawInput", "outp
 def tool_server(fake_provider: FakeProvider, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One server process with the loop tools for the module (the clients connect over the network)."""
     factory = ServerFactory(fake_provider, tmp_path_factory.mktemp("ai-sdk-tools"))
-    yield factory.start(**with_loop_tools(factory))
+    yield factory.start(**with_loop_tools())
     factory.stop_all()
 
 
