@@ -78,6 +78,8 @@ class ResponseLayout:
         self.known = 0
         self.calls: dict[str, ConversationMessage] = {}
         self.whole: set[str] = set()
+        #: Each round's calls by id, in the order the model made them.
+        self._rounds: dict[int, list[str]] = {}
         self._asked: dict[str, bool] = {}
         #: Why the reply can no longer be followed (deleted, or started again); None while it can.
         self.lost: str | None = None
@@ -86,7 +88,10 @@ class ResponseLayout:
         self.round = segment.after_round or 0
         self._taken = 0
         self._position = 0
+        #: The open message item: its place in the output, its events' place fields, its text so far.
         self._message: int | None = None
+        self._place: dict[str, Any] = {}
+        self._text_parts: list[str] = []
         self._to_close: list[tuple[str, int, bool]] = []
         self._waits = False
         #: The response's items so far; its status and last state once it has ended.
@@ -97,18 +102,20 @@ class ResponseLayout:
     # -- what is seen ------------------------------------------------------------------------
 
     async def absorb(self, event: ItemState[ConversationMessage] | TextDelta | ItemGone | Quiet) -> None:
-        if isinstance(event, Quiet):
-            return
-        if isinstance(event, TextDelta):
+        if isinstance(event, TextDelta):  # first: by far the most frequent
             if event.item_id == self.reply_id and event.field == TEXT_FIELD:
                 self.pieces.append(event.text)
                 self.known += len(event.text)
             return  # a call's arguments: shown whole, from its item
+        if isinstance(event, Quiet):
+            return
         if isinstance(event, ItemGone):
             if event.item_id == self.reply_id:
                 self.lost = "the conversation was deleted"
-            elif self.calls.pop(event.item_id, None) is not None and self.phase is not Phase.DONE:
-                self.lost = "a round of the reply was run again"
+            elif (gone := self.calls.pop(event.item_id, None)) is not None:
+                self._rounds[gone.round or 0].remove(event.item_id)
+                if self.phase is not Phase.DONE:
+                    self.lost = "a round of the reply was run again"
             return
         data = event.data
         if event.item_id == self.reply_id:
@@ -116,8 +123,13 @@ class ResponseLayout:
         elif data.is_tool_call and data.parentId == self.reply_id:
             # A call's first write after it appeared (or a state past pending) comes once the model has
             # written all of it: its round ended and the call was checked.
-            if event.item_id in self.calls or data.status != "pending":
+            seen = event.item_id in self.calls
+            if seen or data.status != "pending":
                 self.whole.add(event.item_id)
+            if not seen:
+                made = self._rounds.setdefault(data.round or 0, [])
+                made.append(event.item_id)
+                made.sort(key=_index)
             self.calls[event.item_id] = data
 
     async def _reply_is(self, message: ConversationMessage) -> None:
@@ -150,15 +162,26 @@ class ResponseLayout:
     async def advance(self) -> list[Event]:
         """The events that follow from what has been seen, past those already given."""
         events: list[Event] = []
-        steps = {Phase.START: self._start, Phase.TEXT: self._text, Phase.OPENINGS: self._openings,
-                 Phase.CLOSINGS: self._closings, Phase.END: self._end}
-        while self.lost is None and self.reply is not None and self.phase in steps:
-            if not await steps[self.phase](events):
+        while self.lost is None and self.reply is not None:
+            phase = self.phase
+            if phase is Phase.TEXT:
+                moved = self._text(events)
+            elif phase is Phase.OPENINGS:
+                moved = await self._openings(events)
+            elif phase is Phase.CLOSINGS:
+                moved = await self._closings(events)
+            elif phase is Phase.START:
+                moved = await self._start(events)
+            elif phase is Phase.END:
+                moved = await self._end(events)
+            else:
+                moved = False
+            if not moved:
                 break
         return events
 
     def _round_calls(self, number: int) -> list[str]:
-        return sorted((call_id for call_id, call in self.calls.items() if (call.round or 0) == number), key=_index)
+        return self._rounds.get(number, [])
 
     async def _is_asked(self, call_id: str) -> bool:
         if call_id not in self._asked:
@@ -193,7 +216,7 @@ class ResponseLayout:
         # everything the reply holds, which is known once the reply has ended.
         return len(self.reply.message) if self.reply.status in FINISHED else None
 
-    async def _text(self, events: list[Event]) -> bool:
+    def _text(self, events: list[Event]) -> bool:
         end = self._text_end()
         while self._taken < len(self.pieces) and (end is None or self._position < end):
             piece = self.pieces[self._taken]
@@ -300,33 +323,32 @@ class ResponseLayout:
             self._message = len(self.output)
             item_id = message_id(self.reply_id, self.round)
             self.output.append(message_item(item_id, "", "in_progress"))
+            self._place = {"item_id": item_id, "output_index": self._message, "content_index": 0}
+            self._text_parts = []
             events.append(("response.output_item.added", {"output_index": self._message,
                                                           "item": message_item(item_id, None, "in_progress")}))
-            events.append(("response.content_part.added", {**self._place(), "part": text_part("")}))
-        item = self.output[self._message]
-        item["content"][0]["text"] += piece
-        events.append(("response.output_text.delta", {**self._place(), "delta": piece, "logprobs": []}))
+            events.append(("response.content_part.added", {**self._place, "part": text_part("")}))
+        self._text_parts.append(piece)
+        events.append(("response.output_text.delta", {**self._place, "delta": piece, "logprobs": []}))
         return events
-
-    def _place(self) -> dict[str, Any]:
-        assert self._message is not None
-        return {"item_id": self.output[self._message]["id"], "output_index": self._message, "content_index": 0}
 
     def _close_message(self, status: str) -> list[Event]:
         if self._message is None:
             return []
-        place = self._place()
-        item = self.output[self._message]
-        text = item["content"][0]["text"]
-        done = message_item(item["id"], text, status)
-        self.output[self._message] = done
+        place = self._place
+        text = "".join(self._text_parts)
+        self.output[self._message] = message_item(place["item_id"], text, status)
         self._message = None
+        self._text_parts = []
         return [("response.output_text.done", {**place, "text": text, "logprobs": []}),
                 ("response.content_part.done", {**place, "part": text_part(text)}),
                 ("response.output_item.done", {"output_index": place["output_index"],
-                                               "item": message_item(done["id"], text, status)})]
+                                               "item": message_item(place["item_id"], text, status)})]
 
     def items(self) -> list[dict[str, Any]]:
         """A copy of the output as it stands (events keep what they were given)."""
-        return [{**item, "content": [dict(part) for part in item["content"]]} if item["type"] == "message"
-                else dict(item) for item in self.output]
+        items = [{**item, "content": [dict(part) for part in item["content"]]} if item["type"] == "message"
+                 else dict(item) for item in self.output]
+        if self._message is not None:
+            items[self._message] = message_item(self._place["item_id"], "".join(self._text_parts), "in_progress")
+        return items
