@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import httpx
 import openai
 import orjson
 import pytest
 from openai import AsyncOpenAI
+from openai.types.responses import Response, ResponseStreamEvent
 
 from conftest import FakeProvider, Server, ServerFactory
 from helpers import wait_for_status
+from streamchat.conversations.messages import ConversationMessage
+from streamchat.protocols.responses_items import approval_item, call_item
+from streamchat.tools import Tool, ToolSet
 
 TESTS = Path(__file__).parent
 OPEN_MESSAGE = ["response.output_item.added", "response.content_part.added"]
@@ -26,6 +30,9 @@ CLOSE_MESSAGE = ["response.output_text.done", "response.content_part.done", "res
 OPEN_CALL = ["response.output_item.added", "response.mcp_call.in_progress", "response.mcp_call_arguments.delta",
              "response.mcp_call_arguments.done"]
 APPROVAL = ["response.output_item.added", "response.output_item.done"]
+#: Each event type's class in the SDK, to validate an event as that class defines it.
+EVENT_CLASSES = {get_args(kind.model_fields["type"].annotation)[0]: kind
+                 for kind in get_args(get_args(ResponseStreamEvent)[0])}
 
 
 #: The settings of a server that also has the tool files of tests/loop_tools.
@@ -62,6 +69,15 @@ def same_event(event: Any) -> Any:
     return event.model_dump(mode="json")
 
 
+async def validated(client: AsyncOpenAI, response_id: str) -> list[Any]:
+    """The response's events, each validated as the SDK's type for it defines it (the SDK's own stream
+    only constructs them, so a missing field would pass there unseen)."""
+    raw = await client.responses.with_raw_response.retrieve(response_id, stream=True)
+    lines = [line async for line in raw.http_response.aiter_lines() if line.startswith("data: ")]
+    return [EVENT_CLASSES[data["type"]].model_validate(data)
+            for data in (orjson.loads(line.removeprefix("data: ")) for line in lines)]
+
+
 def dumped(items: list[Any]) -> list[Any]:
     """Output items as JSON, whichever SDK class read them (the stream helper's add `parsed: None`)."""
     return [item.model_dump(mode="json", exclude_none=True) for item in items]
@@ -96,6 +112,9 @@ async def test_a_calculator_call_streams_as_an_mcp_call_item_equal_to_the_stored
         cid = final.conversation.id
         [call] = await stored_calls(server.url, cid)
         retrieved = await client.responses.retrieve(final.id)
+        strict = await validated(client, final.id)
+        plain = (await client.responses.with_raw_response.retrieve(final.id)).http_response.json()
+        assert Response.model_validate(plain).output == final.output
         # The SDK's own stream helper accumulates the same events into the same response.
         fake_provider.script(tool_calls=[[{"text": "Again. "},
                                           {"name": "calculator", "arguments": {"expression": "1 + 1"}}]],
@@ -124,6 +143,7 @@ async def test_a_calculator_call_streams_as_an_mcp_call_item_equal_to_the_stored
     assert final.status == "completed" and final.usage is not None
     assert final.usage.output_tokens == reply["usage"]["completionTokens"]
     assert retrieved.output == final.output and retrieved.status == "completed"
+    assert [event.type for event in strict] == types(events) and strict[-1].response.output == final.output
     assert helped[-1].type == "response.completed"
     assert accumulated.output_text == "Again. Two." and [entry.type for entry in accumulated.output] == [
         "message", "mcp_call", "message"]
@@ -140,6 +160,7 @@ async def test_calls_that_fail_end_as_failed_items_in_the_order_the_model_made_t
                          tokens=["Sorry."], argument_chunk=3)
     async with sdk(server.url) as client:
         events = await collect(await client.responses.create(model="fake-model", input="try", stream=True))
+        assert types(await validated(client, events[-1].response.id)) == types(events)
     final = events[-1].response
     assert final.conversation is not None
     calls = await stored_calls(server.url, final.conversation.id)
@@ -199,6 +220,8 @@ async def test_an_approval_request_ends_the_response_and_an_approval_continues_t
         reply = await wait_for_status(server.url, cid, reply_id)
         calls = await stored_calls(server.url, cid)
         retrieved = await client.responses.retrieve(second.id)
+        assert types(await validated(client, reply_id)) == types(events)
+        assert types(await validated(client, second.id)) == types(going_on)
         with pytest.raises(openai.ConflictError):  # answered already
             await client.responses.create(previous_response_id=reply_id, input=answer)  # type: ignore[arg-type]
 
@@ -319,7 +342,7 @@ async def test_cancelling_a_reply_that_waits_for_approval_ends_its_call_and_its_
         events, cid, _ = await approval_turn(client, server)
         reply_id = events[-1].response.id
         cancelled = await client.responses.cancel(f"{reply_id}.a0")
-        replayed = await collect(await client.responses.retrieve(f"{reply_id}.a0", stream=True))
+        replayed = await validated(client, f"{reply_id}.a0")
         first = await client.responses.retrieve(reply_id)
     calls = await stored_calls(server.url, cid)
     assert calls[1]["status"] == "cancelled"
@@ -329,3 +352,24 @@ async def test_cancelling_a_reply_that_waits_for_approval_ends_its_call_and_its_
                                "response.output_item.done", "response.incomplete"]
     assert replayed[-1].response.output == cancelled.output
     assert first.status == "completed", "the first response ended with its approval request"
+
+
+def test_an_mcp_servers_tool_is_shown_on_its_server_under_its_own_name() -> None:
+    async def handler(args: Any, ctx: Any) -> None:
+        return None
+
+    def tool(name: str, source: str) -> Tool:
+        return Tool(name=name, description="", parameters={"type": "object"}, handler=handler, source=source,
+                    origin=source)
+
+    tools = ToolSet([tool("files__read", "mcp:files"), tool("my__tool", "file"), tool("calculator", "builtin")])
+    for name, label in (("files__read", ("files", "read")), ("my__tool", ("streamchat", "my__tool")),
+                        ("calculator", ("streamchat", "calculator")), ("gone__tool", ("streamchat", "gone__tool"))):
+        call = ConversationMessage.model_validate({"from": "tool", "message": "", "status": "completed", "name": name,
+                                                   "arguments": "{}", "result": {"b": 1, "a": 2},
+                                                   "timestamp": "2026-01-01T00:00:00.000Z"})
+        item = call_item(tools, "r.t0.0", call, approval=False, arguments="{}", ended=True)
+        assert (item["server_label"], item["name"]) == label
+        assert item["output"] == '{"a":2,"b":1}', "keys sorted: the same text whichever store kept the result"
+        request = approval_item(tools, "r.t0.0", call)
+        assert (request["server_label"], request["name"]) == label

@@ -60,8 +60,9 @@ def usage_object(message: ConversationMessage) -> dict[str, Any] | None:
     if message.usage is None:
         return None
     prompt, completion = message.usage.promptTokens or 0, message.usage.completionTokens or 0
-    return {"input_tokens": prompt, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": completion,
-            "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": prompt + completion}
+    return {"input_tokens": prompt, "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+            "output_tokens": completion, "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": prompt + completion}
 
 
 def response_object(target: ResponseTarget, reply: ConversationMessage, *, status: str,
