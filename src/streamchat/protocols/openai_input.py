@@ -2,16 +2,17 @@
 
 System and developer messages become the reply's instructions; user and assistant messages are
 turns; the last must be the user's (the message answered). Only text is taken: any other content
-part is refused with a 400 naming it, rather than silently dropped.
+part is refused with a 400 naming it, rather than silently dropped. A Responses `input` may instead
+answer approval requests (`mcp_approval_response` items), which continue a reply rather than start one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter, ValidationError
 
 from streamchat.conversations.messages import checked_message
 from streamchat.llm import ChatTurn
@@ -35,6 +36,57 @@ class InputMessage(BaseModel):
 
     role: Role
     content: str | list[ContentPart] | None = None
+
+
+class ApprovalAnswer(BaseModel):
+    """An `mcp_approval_response` item: the user's answer to an `mcp_approval_request` (whose id is the
+    call's item id in the conversation)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["mcp_approval_response"]
+    approval_request_id: str = Field(min_length=1)
+    approve: bool
+    reason: str | None = Field(default=None, max_length=2000, description="Told to the model with a denial.")
+    id: str | None = Field(default=None, description="Accepted and ignored.")
+
+
+def _kind(value: Any) -> str:
+    kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    return "approval" if kind == "mcp_approval_response" else "message"
+
+
+#: One item of a Responses `input` list: a message, or an answer to an approval request.
+InputItem = Annotated[Annotated[InputMessage, Tag("message")] | Annotated[ApprovalAnswer, Tag("approval")],
+                      Discriminator(_kind)]
+
+
+_ITEMS: TypeAdapter[list[InputMessage | ApprovalAnswer]] = TypeAdapter(list[InputItem])
+#: What pydantic puts in an error's location for a union's branch (not a field of the input).
+_BRANCHES = frozenset({"message", "approval", "str"})
+
+
+def checked_items(value: Any, field: str) -> Any:
+    """A list of input items, checked item by item so that an error names the item and its field
+    (`input[0].approve`) rather than the branches of the union it failed; anything else unchanged."""
+    if not isinstance(value, list):
+        return value
+    try:
+        return _ITEMS.validate_python(value)
+    except ValidationError as error:
+        first = error.errors(include_url=False)[0]
+        where = field
+        for part in first["loc"]:
+            if isinstance(part, int):
+                where += f"[{part}]"
+            elif part not in _BRANCHES and "[" not in part:
+                where += f".{part}"
+        raise ValueError(f"{where}: {first['msg']}") from None
+
+
+def answers_in(items: Sequence[InputMessage | ApprovalAnswer]) -> list[tuple[int, ApprovalAnswer]]:
+    """The approval answers among `items`, each with its index in the list."""
+    return [(index, item) for index, item in enumerate(items) if isinstance(item, ApprovalAnswer)]
 
 
 @dataclass(frozen=True, slots=True)

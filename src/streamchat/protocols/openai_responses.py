@@ -1,17 +1,20 @@
-"""The OpenAI Responses API's view of one reply: the response object and its numbered event stream.
+"""The OpenAI Responses API's view of a reply: the response object and its numbered event stream.
 
-A response is a reply: its id is the assistant message's id, its conversation the reply's. Its
-events are numbered from 0 and rise by one: `response.created`, `response.in_progress`,
-`response.output_item.added`, `response.content_part.added`, one `response.output_text.delta` per
-piece the model wrote, then `response.output_text.done`, `response.content_part.done`,
-`response.output_item.done` and one of `response.completed` / `response.failed` /
-`response.incomplete` (stopped, or cut by a token limit). The pieces come from the reply journal, so event N is the same
-event on every instance and every reconnect: a stream resumed `starting_after` N continues exactly
-after it, for as long as the conversation exists.
+A response is a stretch of a reply (responses_segments.py): the reply's id names it from its
+beginning; a round whose tool calls wait for the user's approval ends it, and `<reply>.a<round>` goes
+on from there. Its events are numbered from 0 and rise by one: `response.created`,
+`response.in_progress`, then its items' events (responses_layout.py: the text as `message` items,
+one `response.output_text.delta` per piece the model wrote; the calls as `mcp_call` items; approval
+requests), then one of `response.completed` / `response.failed` / `response.incomplete` (stopped, or
+cut by a token limit). The pieces come from the reply journal and the calls' events from their items
+alone, in an order fixed by what is stored, so event N is the same event on every instance and every
+reconnect: a stream resumed `starting_after` N continues exactly after it, for as long as the
+conversation exists.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Mapping
 from datetime import datetime
 from typing import Any
@@ -20,17 +23,18 @@ import orjson
 from pydantic import BaseModel, ConfigDict
 
 from streamchat.conversations.messages import ConversationMessage
-from streamchat.conversations.ownership import owns
-from streamchat.conversations.replies.index import ReplyRecord, locate
-from streamchat.framework import Context, Item, Principal
-from streamchat.protocols.following import FollowedReply
-from streamchat.protocols.openai_errors import not_found
+from streamchat.framework import Context, ItemState, Quiet
+from streamchat.protocols.following import PING
+from streamchat.protocols.responses_layout import Event, ResponseLayout
+from streamchat.protocols.responses_segments import ResponseTarget, find_response
+
+__all__ = ["HEADERS", "ResponseObject", "current_response", "find_response", "followed", "response_events",
+           "settled_response"]
 
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-STATUS = {"created": "queued", "streaming": "in_progress", "completed": "completed", "error": "failed",
-          "stopped": "cancelled"}
-ITEM_STATUS = {"completed": "completed", "error": "incomplete", "stopped": "incomplete"}
-TERMINAL = {"completed": "response.completed", "error": "response.failed", "stopped": "response.incomplete"}
+#: How long a response waits for the calls of a reply that has ended before it shows them cancelled
+#: (a stop ends them within seconds; only a call whose run was lost never ends).
+CALL_END_WAIT_SECONDS = 30.0
 
 
 class ResponseObject(BaseModel):
@@ -48,10 +52,6 @@ class ResponseObject(BaseModel):
     error: dict[str, Any] | None
 
 
-def item_id(reply_id: str) -> str:
-    return f"msg_{reply_id}"
-
-
 def unix_seconds(timestamp: str) -> int:
     return int(datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp())
 
@@ -60,59 +60,90 @@ def usage_object(message: ConversationMessage) -> dict[str, Any] | None:
     if message.usage is None:
         return None
     prompt, completion = message.usage.promptTokens or 0, message.usage.completionTokens or 0
-    return {"input_tokens": prompt, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": completion,
-            "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": prompt + completion}
+    return {"input_tokens": prompt, "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+            "output_tokens": completion, "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": prompt + completion}
 
 
-def text_part(text: str) -> dict[str, Any]:
-    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
-
-
-def output_item(reply_id: str, message: ConversationMessage, text: str | None = None) -> dict[str, Any]:
-    status = "incomplete" if message.finishReason == "length" else ITEM_STATUS.get(message.status, "in_progress")
-    return {"id": item_id(reply_id), "type": "message", "role": "assistant", "status": status,
-            "content": [text_part(message.message if text is None else text)]}
-
-
-def response_object(reply_id: str, conversation_id: str, details: Mapping[str, Any], message: ConversationMessage,
-                    *, status: str | None = None, output: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """The response object as it stands: `message` is the reply's current state."""
-    cut = message.finishReason == "length"
-    status = status or ("incomplete" if cut else STATUS[message.status])
-    error = (message.error or "the reply failed") if message.status == "error" else None
-    if output is None:
-        output = [] if message.status == "created" else [output_item(reply_id, message)]
+def response_object(target: ResponseTarget, reply: ConversationMessage, *, status: str,
+                    output: list[dict[str, Any]], final: bool) -> dict[str, Any]:
+    """The response object. `final`: it ends with the reply, so the reply's usage, error and cut are its
+    own (a response that ends at an approval request, or has not ended, has none of them)."""
+    details: Mapping[str, Any] = target.details
+    cut = final and reply.finishReason == "length"
+    error = (reply.error or "the reply failed") if final and reply.status == "error" else None
     return {
-        "id": reply_id,
+        "id": target.response_id,
         "object": "response",
-        "created_at": details.get("createdAt") or unix_seconds(message.timestamp),
+        "created_at": details.get("createdAt") or unix_seconds(reply.timestamp),
         "status": status,
         "background": bool(details.get("background", False)),
-        "conversation": {"id": conversation_id},
+        "conversation": {"id": target.conversation_id},
         "error": None if error is None else {"code": "server_error", "message": error},
         "incomplete_details": {"reason": "max_output_tokens"} if cut else None,
         "instructions": details.get("instructions"),
         "metadata": details.get("metadata") or {},
-        "model": message.usage.model if message.usage is not None else details.get("model") or message.model or "",
+        "model": reply.usage.model if reply.usage is not None else details.get("model") or reply.model or "",
         "output": output,
-        "parallel_tool_calls": False,
+        "parallel_tool_calls": True,
         "previous_response_id": details.get("previousResponseId"),
         "temperature": None,
         "text": {"format": {"type": "text"}},
-        "tool_choice": "none",
+        "tool_choice": "auto",
         "tools": [],
         "top_p": None,
         "truncation": "disabled",
-        "usage": usage_object(message),
+        "usage": usage_object(reply) if final else None,
     }
 
 
-async def response_events(ctx: Context, conversation_id: str, reply_id: str, details: Mapping[str, Any],
-                          current: ConversationMessage, after: int, ping_seconds: float) -> AsyncIterator[bytes]:
-    """The reply's events after event `after` (-1: all of them) as Server-Sent Events."""
+def _layout(ctx: Context, target: ResponseTarget, *, as_written: bool) -> ResponseLayout:
+    def respond(status: str, output: list[dict[str, Any]], final: bool) -> dict[str, Any]:
+        return response_object(target, layout.reply or target.reply.data, status=status, output=output, final=final)
+
+    layout = ResponseLayout(ctx, target.conversation_id, target.segment, respond, as_written=as_written)
+    return layout
+
+
+def _opening_status(target: ResponseTarget, reply: ConversationMessage) -> str:
+    return "queued" if reply.status == "created" and target.segment.after_round is None else "in_progress"
+
+
+async def followed(ctx: Context, target: ResponseTarget, layout: ResponseLayout,
+                   keepalive: float | None) -> AsyncIterator[Event | Quiet]:
+    """The response's item events as the reply goes (and `Quiet` when nothing happens for `keepalive`
+    seconds), until it ends; `layout.status` is None afterwards when it could not end (the reply was
+    deleted, or the server is stopping: a client resumes after the last event it got)."""
+    ended_at: float | None = None
+    async with ctx.streams.conversation.watch_group(target.conversation_id, keepalive) as watch:
+        for state in watch.snapshot():
+            await layout.absorb(state)
+        if layout.reply is None:
+            return
+        for event in await layout.advance():
+            yield event
+        if layout.status is not None or layout.lost is not None:
+            return
+        async for change in watch:
+            if isinstance(change, Quiet):
+                yield change
+            await layout.absorb(change)
+            if layout.waits_after_the_end:
+                ended_at = ended_at if ended_at is not None else time.monotonic()
+                if time.monotonic() - ended_at > CALL_END_WAIT_SECONDS:
+                    layout.give_up()
+            for event in await layout.advance():
+                yield event
+            if layout.status is not None or layout.lost is not None:
+                return
+
+
+async def response_events(ctx: Context, target: ResponseTarget, after: int,
+                          ping_seconds: float) -> AsyncIterator[bytes]:
+    """The response's events after event `after` (-1: all of them) as Server-Sent Events."""
     number = -1
 
-    def event(kind: str, **fields: Any) -> bytes | None:
+    def frame(kind: str, fields: Mapping[str, Any]) -> bytes | None:
         nonlocal number
         number += 1
         if number <= after:
@@ -120,52 +151,38 @@ async def response_events(ctx: Context, conversation_id: str, reply_id: str, det
         data = orjson.dumps({"type": kind, "sequence_number": number, **fields})
         return b"event: " + kind.encode() + b"\ndata: " + data + b"\n\n"
 
-    started = response_object(reply_id, conversation_id, details, current, output=[],
-                              status="queued" if current.status == "created" else "in_progress")
-    place = {"item_id": item_id(reply_id), "output_index": 0, "content_index": 0}
-    opening = [
-        event("response.created", response=started),
-        event("response.in_progress", response={**started, "status": "in_progress"}),
-        event("response.output_item.added", output_index=0, item={
-            "id": item_id(reply_id), "type": "message", "role": "assistant", "status": "in_progress", "content": []}),
-        event("response.content_part.added", **place, part=text_part("")),
-    ]
-    for frame in opening:
-        if frame is not None:
-            yield frame
-    pieces: list[str] = []
-
-    def delta(piece: str) -> bytes | None:
-        pieces.append(piece)
-        return event("response.output_text.delta", **place, delta=piece, logprobs=[])
-
-    reply = FollowedReply(ctx, conversation_id, reply_id, as_written=True, keepalive=ping_seconds)
-    async for frame in reply.frames(delta):
-        yield frame
-    end = reply.end
-    if end is None:
-        return  # the server is stopping: the client resumes after the last event it got
-    text = "".join(pieces)
-    last = end.message or current.model_copy(update={"message": text, "status": "error", "error": end.reason})
-    item = output_item(reply_id, last, text)
-    terminal = "response.incomplete" if last.finishReason == "length" else TERMINAL[last.status]
-    closing = [
-        event("response.output_text.done", **place, text=text, logprobs=[]),
-        event("response.content_part.done", **place, part=text_part(text)),
-        event("response.output_item.done", output_index=0, item=item),
-        event(terminal, response=response_object(reply_id, conversation_id, details, last, output=[item])),
-    ]
-    for frame in closing:
-        if frame is not None:
-            yield frame
+    reply = target.reply.data
+    started = response_object(target, reply, status=_opening_status(target, reply), output=[], final=False)
+    for kind, fields in (("response.created", {"response": started}),
+                         ("response.in_progress", {"response": {**started, "status": "in_progress"}})):
+        if (sent := frame(kind, fields)) is not None:
+            yield sent
+    layout = _layout(ctx, target, as_written=True)
+    async for event in followed(ctx, target, layout, ping_seconds):
+        if isinstance(event, Quiet):
+            yield PING
+        elif (sent := frame(*event)) is not None:
+            yield sent
 
 
-async def find_response(ctx: Context, response_id: str,
-                        principal: Principal | None) -> tuple[ReplyRecord, Item[ConversationMessage]]:
-    """The reply a response id names, if the caller may see it; else 404 in OpenAI's shape."""
-    record = await locate(ctx.state, response_id)
-    if record is not None and await owns(ctx.state, record.conversation_id, principal):
-        reply = await ctx.streams.conversation.get(record.conversation_id, response_id)
-        if reply is not None:
-            return record, reply
-    raise not_found("id", response_id, "response")
+async def current_response(ctx: Context, target: ResponseTarget) -> dict[str, Any]:
+    """The response as it stands now, laid out from the stored conversation."""
+    layout = _layout(ctx, target, as_written=False)
+    for item in await ctx.streams.conversation.get_group(target.conversation_id):
+        await layout.absorb(ItemState(item.seq, item.data, item.id))
+    await layout.advance()
+    if layout.response is not None:
+        return layout.response
+    reply = layout.reply or target.reply.data
+    return response_object(target, reply, status=_opening_status(target, reply), output=layout.items(),
+                           final=False)
+
+
+async def settled_response(ctx: Context, target: ResponseTarget) -> dict[str, Any]:
+    """The response once it has ended (or can no longer end: then as it stands)."""
+    layout = _layout(ctx, target, as_written=False)
+    async for _ in followed(ctx, target, layout, CALL_END_WAIT_SECONDS / 2):
+        pass
+    if layout.response is not None:
+        return layout.response
+    return await current_response(ctx, target)

@@ -1,5 +1,6 @@
 """GET /v1/responses/{id}: a response as it stands, or (`stream=true`) its events, resumed exactly
-after event `starting_after`. Any reply is a response, whichever protocol asked for it."""
+after event `starting_after`. Any reply is a response, whichever protocol asked for it; so is each
+stretch of it after a round of approval requests (`<reply>.a<round>`)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ from streamchat.protocols.openai_errors import OpenAiError
 from streamchat.protocols.openai_responses import (
     HEADERS,
     ResponseObject,
+    current_response,
     find_response,
     response_events,
-    response_object,
 )
 from streamchat.settings import Settings
 
@@ -36,12 +37,10 @@ config = ApiConfig(
 
 
 async def handler(req: ApiRequest[None], ctx: Context) -> ApiResponse:
-    response_id = req.path_params["id"]
     query: RetrieveQuery = req.query
-    record, reply = await find_response(ctx, response_id, req.principal)
-    cid = record.conversation_id
+    target = await find_response(ctx, req.path_params["id"], req.principal)
     if query.stream:
-        return ApiResponse(200, response_events(ctx, cid, response_id, record.details, reply.data, query.starting_after,
+        return ApiResponse(200, response_events(ctx, target, query.starting_after,
                                                 ctx.service(Settings).sse_ping_seconds),
                            headers=HEADERS, media_type="text/event-stream")
-    return ApiResponse(200, response_object(response_id, cid, record.details, reply.data))
+    return ApiResponse(200, await current_response(ctx, target))

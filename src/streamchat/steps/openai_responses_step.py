@@ -1,9 +1,12 @@
 """POST /v1/responses: the OpenAI Responses API's create, for the subset a chat needs.
 
 The response is a reply in a conversation: `previous_response_id` continues the conversation that
-response belongs to, else a new one starts. `stream` answers the numbered events; `background`
-answers at once (status `queued`) and the reply runs on; neither waits for the reply's end. The
-client going away never stops the reply: POST /v1/responses/{id}/cancel does.
+response belongs to, else a new one starts. An `input` of `mcp_approval_response` items instead
+answers the approval requests that ended the previous response, and the response is the reply going
+on (responses_approvals.py). `stream` answers the numbered events; `background` answers at once
+(status `queued`) and the reply runs on; neither waits for the response's end, which a plain create
+does (the reply's end, or an approval request). The client going away never stops the reply:
+POST /v1/responses/{id}/cancel does.
 """
 
 from __future__ import annotations
@@ -14,17 +17,30 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from streamchat.conversations.chat_settings import ChatSettings
-from streamchat.conversations.events import REPLY_ASKED, ChatMessageEvent
-from streamchat.conversations.ownership import owns
-from streamchat.conversations.replies.index import locate
+from streamchat.conversations.events import REPLY_ASKED, TOOL_CALL, ChatMessageEvent, ToolCallEvent
 from streamchat.conversations.service import Conversations
-from streamchat.framework import ApiConfig, ApiRequest, ApiResponse, Context, Emit, HttpError
+from streamchat.framework import ApiConfig, ApiRequest, ApiResponse, Context, Emit, HttpError, Principal
 from streamchat.llm.model_set import ModelSet
-from streamchat.protocols.following import FollowedReply
-from streamchat.protocols.openai_errors import OpenAiError, not_found
-from streamchat.protocols.openai_input import InputMessage, as_turns
+from streamchat.protocols.openai_errors import OpenAiError, invalid
+from streamchat.protocols.openai_input import (
+    ApprovalAnswer,
+    InputItem,
+    InputMessage,
+    answers_in,
+    as_turns,
+    checked_items,
+)
 from streamchat.protocols.openai_models import check_model
-from streamchat.protocols.openai_responses import HEADERS, ResponseObject, response_events, response_object
+from streamchat.protocols.openai_responses import (
+    HEADERS,
+    ResponseObject,
+    current_response,
+    find_response,
+    response_events,
+    settled_response,
+)
+from streamchat.protocols.responses_approvals import answer_requests
+from streamchat.protocols.responses_segments import ResponseTarget, Segment, remember_continuation
 from streamchat.settings import Settings
 
 #: OpenAI's limits on `metadata`.
@@ -41,8 +57,10 @@ class ResponsesRequest(BaseModel):
                                       "this reply on.")
     max_output_tokens: int | None = Field(default=None, ge=1, description="The conversation's token limit per reply "
                                           "from this reply on (a reply cut by it is `incomplete`).")
-    input: str | list[InputMessage] = Field(description="The user's message, or messages (system and developer "
-                                            "ones become instructions; the last must be the user's).")
+    input: str | list[InputItem] = Field(description="The user's message, or messages (system and developer ones "
+                                         "become instructions; the last must be the user's); or, with "
+                                         "previous_response_id, `mcp_approval_response` items answering its "
+                                         "approval requests.")
     instructions: str | None = Field(default=None, description="The system prompt for this response alone.")
     previous_response_id: str | None = Field(default=None, description="Continue that response's conversation.")
     stream: bool = False
@@ -50,6 +68,11 @@ class ResponsesRequest(BaseModel):
     metadata: dict[str, str] | None = None
     store: bool = Field(default=True, description="Accepted for compatibility: every response is stored.")
     user: str | None = Field(default=None, description="Accepted and ignored.")
+
+    @field_validator("input", mode="before")
+    @classmethod
+    def _each_item_named(cls, value: Any) -> Any:
+        return checked_items(value, "input")
 
     @field_validator("metadata")
     @classmethod
@@ -77,9 +100,9 @@ config = ApiConfig(
     method="POST",
     path="/v1/responses",
     body=ResponsesRequest,
-    emits=[Emit(REPLY_ASKED, ChatMessageEvent)],
+    emits=[Emit(REPLY_ASKED, ChatMessageEvent), Emit(TOOL_CALL, ToolCallEvent)],
     writes=["conversation"],
-    responses={200: ResponseObject, 404: OpenAiError, 409: OpenAiError},
+    responses={200: ResponseObject, 400: OpenAiError, 404: OpenAiError, 409: OpenAiError},
     text_responses={200: "text/event-stream"},
     description="OpenAI Responses API: create a response (a reply in a conversation). Errors in OpenAI's shape.",
 )
@@ -88,33 +111,64 @@ config = ApiConfig(
 async def handler(req: ApiRequest[ResponsesRequest], ctx: Context) -> ApiResponse:
     body = req.body
     model = check_model(ctx.service(ModelSet), body.model)
-    messages = [InputMessage(role="user", content=body.input)] if isinstance(body.input, str) else body.input
+    items = [InputMessage(role="user", content=body.input)] if isinstance(body.input, str) else body.input
+    answers = answers_in(items)
+    previous = None if body.previous_response_id is None else await find_response(
+        ctx, body.previous_response_id, req.principal, param="previous_response_id")
+    if answers:
+        target = await _continued(ctx, req.principal, body, previous, answers)
+    else:
+        target = await _sent(ctx, req.principal, body, model, previous,
+                             [item for item in items if isinstance(item, InputMessage)])
+    if body.stream:
+        return ApiResponse(200, response_events(ctx, target, -1, ctx.service(Settings).sse_ping_seconds),
+                           headers=HEADERS, media_type="text/event-stream")
+    if body.background:
+        return ApiResponse(200, await current_response(ctx, target))
+    return ApiResponse(200, await settled_response(ctx, target))
+
+
+def _details(body: ResponsesRequest, model: str, instructions: str | None) -> dict[str, Any]:
+    return {"protocol": "responses", "createdAt": int(time.time()), "model": model, "background": body.background,
+            "instructions": instructions, "metadata": body.metadata or {},
+            "previousResponseId": body.previous_response_id}
+
+
+async def _sent(ctx: Context, principal: Principal | None, body: ResponsesRequest, model: str,
+                previous: ResponseTarget | None, messages: list[InputMessage]) -> ResponseTarget:
+    """A new reply, to the input's last user message."""
     asked = as_turns(messages, "input", body.instructions)
-    conversation_id = None
-    if body.previous_response_id is not None:
-        previous = await locate(ctx.state, body.previous_response_id)
-        if previous is None or not await owns(ctx.state, previous.conversation_id, req.principal):
-            raise not_found("previous_response_id", body.previous_response_id, "response")
-        conversation_id = previous.conversation_id
-    details: dict[str, Any] = {
-        "protocol": "responses", "createdAt": int(time.time()), "model": model, "background": body.background,
-        "instructions": asked.instructions, "metadata": body.metadata or {},
-        "previousResponseId": body.previous_response_id,
-    }
+    details = _details(body, model, asked.instructions)
     change = ChatSettings.model_validate({name: value for name, value in (
         ("model", body.model), ("temperature", body.temperature), ("maxTokens", body.max_output_tokens))
         if value is not None})
-    sent = await Conversations(ctx).send(req.principal, asked.message, conversation_id, earlier=asked.earlier,
+    sent = await Conversations(ctx).send(principal, asked.message, None if previous is None else
+                                         previous.conversation_id, earlier=asked.earlier,
                                          instructions=asked.instructions, details=details, change=change)
     cid, reply_id = sent.conversation_id, sent.assistant_message_id
     reply = await ctx.streams.conversation.get(cid, reply_id)
     if reply is None:
         raise HttpError(404, "not_found", f"response {reply_id!r}: its conversation was deleted as it was created")
-    if body.stream:
-        return ApiResponse(200, response_events(ctx, cid, reply_id, details, reply.data, -1,
-                                                ctx.service(Settings).sse_ping_seconds),
-                           headers=HEADERS, media_type="text/event-stream")
-    if not body.background:
-        await FollowedReply(ctx, cid, reply_id).wait()
-        reply = await ctx.streams.conversation.get(cid, reply_id) or reply
-    return ApiResponse(200, response_object(reply_id, cid, details, reply.data))
+    return ResponseTarget(cid, Segment(reply_id), details, reply)
+
+
+async def _continued(ctx: Context, principal: Principal | None, body: ResponsesRequest,
+                     previous: ResponseTarget | None, answers: list[tuple[int, ApprovalAnswer]]) -> ResponseTarget:
+    """The previous response's reply going on, once its approval requests are answered."""
+    if previous is None:
+        raise invalid("previous_response_id", "required with mcp_approval_response input items: the response "
+                      "whose approval requests they answer")
+    if isinstance(body.input, list) and len(answers) < len(body.input):
+        raise invalid("input", "mcp_approval_response items continue a reply: send them without messages")
+    reply = previous.reply.data
+    for name, value in (("instructions", body.instructions), ("temperature", body.temperature),
+                        ("max_output_tokens", body.max_output_tokens)):
+        if value is not None:
+            raise invalid(name, "not with mcp_approval_response items: the reply goes on as it began")
+    if body.model is not None and reply.model is not None and body.model != reply.model:
+        raise invalid("model", f"the reply goes on with the model it began with, {reply.model!r}")
+    segment = await answer_requests(ctx, principal, previous, answers)
+    details = _details(body, reply.model or previous.details.get("model") or "", previous.details.get("instructions"))
+    await remember_continuation(ctx, previous.conversation_id, segment, details)
+    latest = await ctx.streams.conversation.get(previous.conversation_id, segment.reply_id) or previous.reply
+    return ResponseTarget(previous.conversation_id, segment, details, latest)

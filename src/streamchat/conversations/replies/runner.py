@@ -107,8 +107,10 @@ class ReplyRunner:
             round_calls = RoundCalls(self.ctx, cid, reply_id, data.round,
                                      [spec["function"]["name"] for spec in offered])
             failure: ProviderError | None = None
+            # Read before this run's journal is opened: while it is open, it is what this process reads.
+            earlier_pieces = await self._earlier_pieces(reply_id, reply.message)
             async with self.journals.recording(self.ctx.state, reply_id) as journal:
-                journal.pieces += await self._earlier_pieces(reply_id, reply.message)
+                journal.pieces += earlier_pieces
                 written = len(reply.message)
                 try:
                     async for piece in replying:
