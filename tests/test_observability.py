@@ -170,13 +170,15 @@ class Collector:
 
 @pytest.fixture
 def collector() -> Iterator[Collector]:
+    """Ask for it before `servers`: it then outlives them, so a server's last spans at shutdown reach
+    it instead of retrying against a closed port until the exporter's timeout."""
     collector = Collector()
     yield collector
     collector.server.shutdown()
 
 
 async def test_one_trace_runs_from_the_api_through_the_bus_to_the_provider(
-    servers: ServerFactory, fake_provider: FakeProvider, collector: Collector,
+    collector: Collector, servers: ServerFactory, fake_provider: FakeProvider,
 ) -> None:
     server = servers.start(OTEL_EXPORTER_OTLP_ENDPOINT=collector.url, OTEL_BSP_SCHEDULE_DELAY="50",
                            OTEL_SERVICE_NAME="streamchat-under-test")
@@ -211,7 +213,7 @@ async def test_one_trace_runs_from_the_api_through_the_bus_to_the_provider(
 
 
 async def test_a_request_carrying_a_traceparent_continues_that_trace(
-    servers: ServerFactory, fake_provider: FakeProvider, collector: Collector,
+    collector: Collector, servers: ServerFactory, fake_provider: FakeProvider,
 ) -> None:
     server = servers.start(OTEL_EXPORTER_OTLP_ENDPOINT=collector.url, OTEL_BSP_SCHEDULE_DELAY="50")
     caller_trace, caller_span = uuid.uuid4().hex, uuid.uuid4().hex[:16]
