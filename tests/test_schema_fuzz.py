@@ -67,7 +67,7 @@ def test_fuzzing_the_openapi_schema_finds_no_5xx_and_no_undocumented_response(ta
         sys.executable, "-m", "schemathesis.cli", "run", f"{target.server.url}/openapi.json",
         "--checks", ",".join(check.__name__ for check in CHECKS),
         "--exclude-path", SSE_PATH,
-        "--max-examples", "30",
+        "--max-examples", "20",
         "--request-timeout", "10",
         "--generation-database", "none",
         "--no-color",
