@@ -9,7 +9,6 @@ each naming its item. Past `QUEUE_LIMIT` waiting changes a slow reader gets the 
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Generic, TypeVar
@@ -19,44 +18,35 @@ from pydantic import BaseModel
 from streamchat.framework.store import JSON
 from streamchat.framework.streams.changes import TEXT_FIELD, Change
 from streamchat.framework.streams.hub import StreamHub
-from streamchat.framework.streams.watch import QUEUE_LIMIT, ItemGone, ItemState, Quiet, TextDelta, track
+from streamchat.framework.streams.watch import END, QUIET, RESYNC, ChangeQueue, ItemGone, ItemState, Quiet, TextDelta
 
 M = TypeVar("M", bound=BaseModel)
 
 GroupEvent = ItemState[M] | TextDelta | ItemGone | Quiet
-_RESYNC = object()
-_QUIET = object()
-_END = object()
 
 
-class GroupWatch(Generic[M]):
+class GroupWatch(ChangeQueue, Generic[M]):
     """`async with stream.watch_group(group) as watch: first = watch.snapshot(); async for event in watch: ...`"""
 
     def __init__(self, hub: StreamHub, stream: str, group: str, load: Callable[[JSON], M],
                  keepalive: float | None = None) -> None:
+        super().__init__(keepalive)
         self._hub = hub
         self._stream = stream
         self._group = group
         self._load = load
-        self._queue: asyncio.Queue[Change | object] = asyncio.Queue()
         self._pending: list[GroupEvent[M]] = []
         #: Per item, pieces at or below this seq are in an ItemState already read.
         self._after: dict[str, int] = {}
-        self._keepalive = keepalive
-        self._changed = False
-        self._timer: asyncio.TimerHandle | None = None
 
     async def __aenter__(self) -> GroupWatch[M]:
         await self._hub.subscribe(self, self._stream, self._group, deltas=True, sse=True)
-        track(self)
-        if self._keepalive is not None:
-            self._timer = asyncio.get_running_loop().call_later(self._keepalive, self._tick)
+        self._start_ticking()
         return self
 
     async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None,
                         trace: TracebackType | None) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
+        self._stop_ticking()
         self._hub.unsubscribe(self, self._stream, self._group)
 
     def snapshot(self) -> list[ItemState[M]]:
@@ -70,27 +60,6 @@ class GroupWatch(Generic[M]):
                 states.append(event)
         return states
 
-    def _tick(self) -> None:
-        if not self._changed:
-            self._queue.put_nowait(_QUIET)
-        self._changed = False
-        assert self._keepalive is not None
-        self._timer = asyncio.get_running_loop().call_later(self._keepalive, self._tick)
-
-    def push(self, change: Change) -> None:
-        self._changed = True
-        if self._queue.qsize() >= QUEUE_LIMIT:
-            while not self._queue.empty():
-                self._queue.get_nowait()
-            self._queue.put_nowait(_RESYNC)
-        self._queue.put_nowait(change)
-
-    def end(self) -> None:
-        """Stop the iteration after what is already queued is dropped (the server is stopping)."""
-        while not self._queue.empty():
-            self._queue.get_nowait()
-        self._queue.put_nowait(_END)
-
     def __aiter__(self) -> GroupWatch[M]:
         return self
 
@@ -99,11 +68,11 @@ class GroupWatch(Generic[M]):
             if self._pending:
                 return self._pending.pop(0)
             entry = await self._queue.get()
-            if entry is _END:
+            if entry is END:
                 raise StopAsyncIteration
-            if entry is _QUIET:
+            if entry is QUIET:
                 return Quiet()
-            if entry is _RESYNC:
+            if entry is RESYNC:
                 self._pending = [self._state(item) for item in await self._hub.list_group(self._stream, self._group)]
                 continue
             assert isinstance(entry, Change)

@@ -61,44 +61,36 @@ class Quiet:
 
 
 WatchEvent = ItemState[M] | TextDelta | ItemGone | Quiet
-_RESYNC = object()
-_QUIET = object()
-_END = object()
+#: What a watch's queue holds beside changes: read the whole again, a quiet span, the server stops.
+RESYNC = object()
+QUIET = object()
+END = object()
 
 
-class ItemWatch(Generic[M]):
-    """`async with stream.watch(group, item) as watch: async for event in watch: ...`"""
+class ChangeQueue:
+    """The hub's side of a watch: each change queued for the watch's reader, QUIET after each
+    `keepalive` seconds without one, RESYNC instead of the backlog once past QUEUE_LIMIT, END when
+    the server stops. ItemWatch and GroupWatch read it, each in its own terms."""
 
-    def __init__(self, hub: StreamHub, stream: str, group: str, item_id: str,
-                 load: Callable[[JSON], M], keepalive: float | None = None) -> None:
-        self._hub = hub
-        self._stream = stream
-        self._group = group
-        self._item_id = item_id
-        self._load = load
+    def __init__(self, keepalive: float | None) -> None:
         self._queue: asyncio.Queue[Change | object] = asyncio.Queue()
-        self._after = -1  # pieces at or below this seq are in an ItemState already read
         self._keepalive = keepalive
         self._changed = False
         self._timer: asyncio.TimerHandle | None = None
         track(self)
 
-    async def __aenter__(self) -> ItemWatch[M]:
-        await self._hub.subscribe(self, self._stream, self._group, self._item_id, deltas=True, sse=True)
+    def _start_ticking(self) -> None:
         if self._keepalive is not None:
             self._timer = asyncio.get_running_loop().call_later(self._keepalive, self._tick)
-        return self
 
-    async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                        trace: TracebackType | None) -> None:
+    def _stop_ticking(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
-        self._hub.unsubscribe(self, self._stream, self._group, self._item_id)
         _open_watches.discard(self)
 
     def _tick(self) -> None:
         if not self._changed:
-            self._queue.put_nowait(_QUIET)
+            self._queue.put_nowait(QUIET)
         self._changed = False
         assert self._keepalive is not None
         self._timer = asyncio.get_running_loop().call_later(self._keepalive, self._tick)
@@ -108,14 +100,38 @@ class ItemWatch(Generic[M]):
         if self._queue.qsize() >= QUEUE_LIMIT:
             while not self._queue.empty():
                 self._queue.get_nowait()
-            self._queue.put_nowait(_RESYNC)
+            self._queue.put_nowait(RESYNC)
         self._queue.put_nowait(change)
 
     def end(self) -> None:
         """Stop the iteration after what is already queued is dropped (the server is stopping)."""
         while not self._queue.empty():
             self._queue.get_nowait()
-        self._queue.put_nowait(_END)
+        self._queue.put_nowait(END)
+
+
+class ItemWatch(ChangeQueue, Generic[M]):
+    """`async with stream.watch(group, item) as watch: async for event in watch: ...`"""
+
+    def __init__(self, hub: StreamHub, stream: str, group: str, item_id: str,
+                 load: Callable[[JSON], M], keepalive: float | None = None) -> None:
+        super().__init__(keepalive)
+        self._hub = hub
+        self._stream = stream
+        self._group = group
+        self._item_id = item_id
+        self._load = load
+        self._after = -1  # pieces at or below this seq are in an ItemState already read
+
+    async def __aenter__(self) -> ItemWatch[M]:
+        await self._hub.subscribe(self, self._stream, self._group, self._item_id, deltas=True, sse=True)
+        self._start_ticking()
+        return self
+
+    async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                        trace: TracebackType | None) -> None:
+        self._stop_ticking()
+        self._hub.unsubscribe(self, self._stream, self._group, self._item_id)
 
     def __aiter__(self) -> ItemWatch[M]:
         return self
@@ -123,11 +139,11 @@ class ItemWatch(Generic[M]):
     async def __anext__(self) -> WatchEvent[M]:
         while True:
             entry = await self._queue.get()
-            if entry is _END:
+            if entry is END:
                 raise StopAsyncIteration
-            if entry is _QUIET:
+            if entry is QUIET:
                 return Quiet()
-            if entry is _RESYNC:
+            if entry is RESYNC:
                 current = await self._hub.get(self._stream, self._group, self._item_id)
                 if current is None:
                     return ItemGone()
