@@ -37,6 +37,7 @@ from streamchat.protocols.openai_errors import OPENAI_ERRORS
 from streamchat.protocols.openai_errors import PREFIX as OPENAI_PREFIX
 from streamchat.settings import Settings, get_settings
 from streamchat.tools import discover_tools
+from streamchat.tools.client_tools import add_client_tools
 from streamchat.tools.mcp.servers import McpServers
 from streamchat.tools.mcp.tool_source import serve_tools
 
@@ -71,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     catalog = catalog_for(backends.store)
     catalog.on_first_use = functools.partial(take_in_earlier_records, backends.store)
     models = ModelSet.from_settings(settings)
+    add_client_tools(tools, models.client_tools)
     mcp_servers = McpServers(models.mcp_servers)
     serve_tools(mcp_servers, tools)
     # What handlers reach as ctx.service(...): no module globals between the app and its steps.

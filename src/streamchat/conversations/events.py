@@ -6,6 +6,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from streamchat.conversations.chat_settings import ChatSettings
+from streamchat.tools.client_tools import ClientTool
 
 #: The topic a reply is asked for on; the AI step subscribes to it.
 REPLY_ASKED = "chat-message"
@@ -25,6 +26,9 @@ class ChatMessageEvent(BaseModel):
     settings: ChatSettings | None = Field(default=None, description="The conversation's settings when the reply "
                                           "was asked for (absent in events queued by earlier versions: read "
                                           "then); the AI step need not read them before it calls the model.")
+    clientTools: list[ClientTool] | None = Field(
+        default=None, description="Tools the request brought that its client runs (AG-UI's `tools`, an OpenAI "
+        "request's functions): offered to the model beside the conversation's, answered by the client.")
     round: int = Field(default=0, ge=0, description="The model round to run: 0 first; each later one goes on "
                        "once every tool call of the one before has ended.")
 

@@ -13,7 +13,7 @@ from streamchat.settings import get_settings
 #: A message's statuses, and a tool call's (pending … denied): one item model for both, so every client
 #: that watches a conversation sees its tool calls the way it sees its messages.
 Status = Literal["created", "streaming", "completed", "error", "stopped",
-                 "pending", "awaiting_approval", "running", "cancelled", "denied"]
+                 "pending", "awaiting_approval", "awaiting_result", "running", "cancelled", "denied"]
 Sender = Literal["user", "assistant", "tool"]
 #: Why a reply ended: "length" when a token limit cut it, "stop" otherwise.
 FinishReason = Literal["stop", "length"]

@@ -41,6 +41,7 @@ from streamchat.llm import ChatTurn
 from streamchat.llm.model_set import ModelSet
 from streamchat.settings import Settings
 from streamchat.tools import ToolSet
+from streamchat.tools.client_tools import ClientTool, request_tools
 
 Items = list[Item[ConversationMessage]]
 
@@ -100,16 +101,19 @@ class Conversations:
 
     async def send(self, principal: Principal | None, message: str, conversation_id: str | None = None, *,
                    earlier: Sequence[ChatTurn] = (), instructions: str | None = None,
-                   details: Mapping[str, Any] | None = None, change: ChatSettings | None = None) -> Sent:
+                   details: Mapping[str, Any] | None = None, change: ChatSettings | None = None,
+                   client_tools: Sequence[ClientTool] = ()) -> Sent:
         """What every protocol's "send" does: store the message (after `earlier` turns a client sent
         along, for a new conversation) on the active branch and an empty reply to it, make the reply the
         active leaf, and ask for it.
 
         An id that is another key's, or one being deleted, is a 404; the busy mode and the key's reply
         limit apply; a failure keeps nothing of it. `details` are kept beside the reply in the reply index;
-        `change` (its given fields) changes the conversation's settings from this reply on.
+        `change` (its given fields) changes the conversation's settings from this reply on;
+        `client_tools` are offered to the model for this reply beside the conversation's tools.
         """
         existing = conversation_id is not None
+        offered = request_tools(self.ctx.service(ToolSet), client_tools) or None
         cid = conversation_id or str(uuid.uuid4())
         user_id, reply_id = str(uuid.uuid4()), str(uuid.uuid4())
         if not await claim(self.ctx.state, cid, principal):
@@ -143,7 +147,7 @@ class Conversations:
             reply = await order.store(reply_id, self._new_reply(user_id, chat.model, now))
             await order.queue(ChatMessageEvent(
                 message=message, conversationId=cid, assistantMessageId=reply_id, userMessageId=user_id,
-                keyId=order.key_id, instructions=instructions, settings=chat), details)
+                keyId=order.key_id, instructions=instructions, settings=chat, clientTools=offered), details)
             if record is not None:
                 await self._announce(cid, tree_of([*items, user, reply]), reply_id)
             await self._list(cid, order.key_id, user_id, message, now, zip(earlier_ids, earlier, strict=True))
@@ -199,7 +203,7 @@ class Conversations:
                 "conversationId": cid, "error": str(error)})
 
     async def regenerate(self, principal: Principal | None, cid: str, mid: str | None,
-                         model: str | None = None) -> Regenerated:
+                         model: str | None = None, client_tools: Sequence[ClientTool] = ()) -> Regenerated:
         """A new reply beside assistant message `mid` (None: the active branch's last reply), answering
         the same user message, by the conversation's model or `model`; it becomes the active leaf.
         The old reply stays, whole, on its branch."""
@@ -228,13 +232,14 @@ class Conversations:
         parent = tree.parent(mid)
         assert parent is not None  # it has a user message before it
         check_model(self.models, model)
+        offered = request_tools(self.ctx.service(ToolSet), client_tools) or None
         chat = await read_settings(self.ctx.state, cid)
         reply_id = str(uuid.uuid4())
         async with ReplyOrder(self.ctx, self.settings, principal, cid, reply_id, existing=True) as order:
             reply = await order.store(reply_id, self._new_reply(parent, model or chat.model, utc_now()))
             await order.queue(ChatMessageEvent(
                 message=turn.data.message, conversationId=cid, assistantMessageId=reply_id, userMessageId=turn.id,
-                keyId=order.key_id, settings=chat))
+                keyId=order.key_id, settings=chat, clientTools=offered))
             await self._activate(cid, [*items, reply], reply_id)
         return Regenerated(conversationId=cid, assistantMessageId=reply_id, userMessageId=turn.id)
 

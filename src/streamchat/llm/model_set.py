@@ -30,6 +30,7 @@ from streamchat.llm.models_file import (
 )
 from streamchat.llm.openai_provider import OpenAIProvider
 from streamchat.settings import Settings
+from streamchat.tools.client_tools import ClientTool
 from streamchat.tools.mcp.config import McpServerEntry
 
 logger = logging.getLogger("streamchat.llm.models")
@@ -50,12 +51,15 @@ class ModelSet:
     """The configured models by name, the default among them, and their providers."""
 
     def __init__(self, models: Sequence[ConfiguredModel], providers: Mapping[str, ChatProvider],
-                 default: str, mcp_servers: Sequence[McpServerEntry] = ()) -> None:
+                 default: str, mcp_servers: Sequence[McpServerEntry] = (),
+                 client_tools: Sequence[ClientTool] = ()) -> None:
         self._models = {model.name: model for model in models}
         self._providers = dict(providers)
         self.default = default
         #: The models file's `[[mcp_servers]]`, checked; the app connects them (tools/mcp/servers.py).
         self.mcp_servers = tuple(mcp_servers)
+        #: The models file's `[[client_tools]]`; the app adds them to its tools.
+        self.client_tools = tuple(client_tools)
 
     @classmethod
     def from_settings(cls, settings: Settings, environ: Mapping[str, str] | None = None) -> ModelSet:
@@ -71,7 +75,8 @@ class ModelSet:
                 providers[model.name] = _provider(settings, model, label=f"{configured.path}: model {model.name!r}")
             except LocalModelError as error:
                 raise ModelsFileError(str(error)) from None
-        return cls(configured.models, providers, configured.default, configured.mcp_servers)
+        return cls(configured.models, providers, configured.default, configured.mcp_servers,
+                   configured.client_tools)
 
     def names(self) -> list[str]:
         return list(self._models)

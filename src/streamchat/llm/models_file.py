@@ -1,9 +1,9 @@
 """The models file (STREAMCHAT_MODELS_FILE): the models clients may choose, read once at start-up.
 
-A TOML file of `[[models]]` tables (and `[[mcp_servers]]`, the MCP servers whose tools they may call),
-validated in full before the server listens: whatever is wrong with it (bad TOML, an unknown key, a
-key variable that is unset, two defaults, a repeated name)
-stops the start with one line naming the file, the model and the key, so a typo never turns into
+A TOML file of `[[models]]` tables (and `[[mcp_servers]]`, the MCP servers whose tools they may call,
+and `[[client_tools]]`, tools a client runs), validated in full before the server listens: whatever
+is wrong with it (bad TOML, an unknown key, a key variable that is unset, two defaults, a repeated
+name) stops the start with one line naming the file, the model and the key, so a typo never turns into
 replies that fail later. Keys are never written in the file: `api_key_env` names the variable that
 holds one, read from the environment or `.env` (the environment wins, as for every setting).
 
@@ -36,6 +36,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 
 from streamchat.llm.local_models import KNOWN
+from streamchat.tools.client_tools import ClientTool
 from streamchat.tools.mcp.config import McpServerEntry
 
 #: A name clients send and may see in URLs and logs: no blanks, slashes or quotes.
@@ -118,6 +119,7 @@ class _File(BaseModel):
 
     models: list[ModelEntry] = Field(min_length=1)
     mcp_servers: list[McpServerEntry] = []
+    client_tools: list[ClientTool] = []
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,8 @@ class ModelsFile:
     models: tuple[ConfiguredModel, ...]
     #: Each with its `cwd` made absolute (the models file's folder when not given) for a stdio server.
     mcp_servers: tuple[McpServerEntry, ...] = ()
+    #: Tools a client answers, offered to conversations whose `tools` setting names them.
+    client_tools: tuple[ClientTool, ...] = ()
 
     @property
     def default(self) -> str:
@@ -167,7 +171,9 @@ def load(path: Path, environ: Mapping[str, str] | None = None) -> ModelsFile:
     _check_names_and_default(path, entries)
     servers = tuple(_anchored_server(server, path.parent) for server in parsed.mcp_servers)
     _check_server_names(path, servers)
-    return ModelsFile(path, tuple(ConfiguredModel(entry, _key(path, entry, environ)) for entry in entries), servers)
+    _check_client_tool_names(path, parsed.client_tools)
+    return ModelsFile(path, tuple(ConfiguredModel(entry, _key(path, entry, environ)) for entry in entries), servers,
+                      tuple(parsed.client_tools))
 
 
 def key_variables(env_file: Path = Path(".env")) -> dict[str, str]:
@@ -199,6 +205,14 @@ def _check_server_names(path: Path, servers: Sequence[McpServerEntry]) -> None:
         if server.name in seen:
             raise ModelsFileError(f"{path}: mcp server {server.name!r}: name: another MCP server has this name already")
         seen.add(server.name)
+
+
+def _check_client_tool_names(path: Path, tools: Sequence[ClientTool]) -> None:
+    seen: set[str] = set()
+    for tool in tools:
+        if tool.name in seen:
+            raise ModelsFileError(f"{path}: client tool {tool.name!r}: name: another client tool has this name already")
+        seen.add(tool.name)
 
 
 def _check_names_and_default(path: Path, entries: Sequence[OpenAIEntry | LocalEntry]) -> None:
@@ -247,7 +261,7 @@ def _complaint(path: Path, raw: Mapping[str, Any], errors: Sequence[ErrorDetails
 
 
 #: The tables of entries, by how a complaint names one of them.
-_ENTRY_KINDS = {"models": "model", "mcp_servers": "mcp server"}
+_ENTRY_KINDS = {"models": "model", "mcp_servers": "mcp server", "client_tools": "client tool"}
 
 
 def _entry_label(raw: Mapping[str, Any], table: str, index: int) -> str:

@@ -28,6 +28,8 @@ DEFAULT_TIMEOUT_SECONDS = 60.0
 #: Where a tool comes from, as `GET /api/tools` says it; an MCP server's tools are `mcp:<server>`.
 BUILTIN = "builtin"
 FILE = "file"
+#: A tool that runs in the client: no handler here, its calls wait for the client's result.
+CLIENT = "client"
 
 #: `await handler(args, ctx)`: args are the validated input model (a dict for a tool without one);
 #: the result must be JSON-able; a `ToolError` is the call's error, given to the model.
@@ -81,6 +83,10 @@ class Tool:
         except ValidationError as error:
             described, _ = describe_validation(error)
             raise ToolArgumentsError(f"arguments do not fit {self.name!r}: {described}") from None
+
+    @property
+    def runs_in_client(self) -> bool:
+        return self.source == CLIENT
 
     def public(self, *, available: bool = True, error: str | None = None) -> dict[str, Any]:
         """Its entry in `GET /api/tools`."""

@@ -47,8 +47,23 @@ class ToolSet:
         else:
             self._down[source] = error
 
+    def joined(self, extra: Iterable[Tool]) -> ToolSet:
+        """These tools with `extra` (a request's client tools) in place of any of the same name."""
+        extra = list(extra)
+        if not extra:
+            return self
+        names = {tool.name for tool in extra}
+        joined = ToolSet([tool for tool in self._tools.values() if tool.name not in names])
+        for tool in extra:
+            joined.add(tool)
+        joined._down = dict(self._down)
+        return joined
+
     def get(self, name: str) -> Tool | None:
         return self._tools.get(name)
+
+    def __getitem__(self, name: str) -> Tool:
+        return self._tools[name]
 
     def __contains__(self, name: object) -> bool:
         return name in self._tools
@@ -84,10 +99,14 @@ class ToolSet:
         return listed
 
 
-def offered_tools(tools: ToolSet, names: list[str] | None, calls_tools: bool) -> list[dict[str, Any]]:
+def offered_tools(tools: ToolSet, names: list[str] | None, calls_tools: bool,
+                  also: Iterable[str] = ()) -> list[dict[str, Any]]:
     """The OpenAI `tools` list a reply sends: the conversation's `tools` setting (`names`; None: every
-    tool) of those available now, or none for a model that cannot call tools. A name no longer
-    declared, or whose MCP server is down, is left out: the reply goes on without it."""
+    tool that runs here, since a client tool needs a client that answers it) of those available now,
+    and `also` (the client tools the request brought), or none for a model that cannot call tools. A
+    name no longer declared, or whose MCP server is down, is left out: the reply goes on without it."""
     if not calls_tools:
         return []
-    return tools.schemas(names)
+    if names is None:
+        names = [name for name in tools.names() if not tools[name].runs_in_client]
+    return tools.schemas(dict.fromkeys([*names, *also]))

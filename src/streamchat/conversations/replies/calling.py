@@ -4,8 +4,9 @@ A call is an item of the conversation from the moment its name is known, its arg
 the model writes them, so every client watches it grow the way it watches text. When the round
 ends, each call is checked before anything runs: a tool the conversation does not offer, or
 arguments that are not JSON or do not fit the tool's input, end the call `error` with the reason
-(given to the model next round); a tool that needs approval waits for it; the rest are queued on
-the `tool-call` topic, so they run on whichever instance takes them, in parallel.
+(given to the model next round); a tool that needs approval waits for it, one that runs in the
+client waits for the client's result; the rest are queued on the `tool-call` topic, so they run on
+whichever instance takes them, in parallel.
 """
 
 from __future__ import annotations
@@ -24,11 +25,13 @@ from streamchat.tools.errors import ToolArgumentsError
 class RoundCalls:
     """Collects the round's calls while it streams; `start` checks and queues them when it ends."""
 
-    def __init__(self, ctx: Context, cid: str, reply_id: str, round_number: int, offered: Collection[str]) -> None:
+    def __init__(self, ctx: Context, cid: str, reply_id: str, round_number: int, tools: ToolSet,
+                 offered: Collection[str]) -> None:
         self.ctx = ctx
         self.cid = cid
         self.reply_id = reply_id
         self.round = round_number
+        self.tools = tools
         self.offered = offered
         self.parts = ToolCallParts()
         self._stream = ctx.streams.conversation
@@ -74,13 +77,12 @@ class RoundCalls:
         """Check each whole call and set it going; True when none is left to wait for (every one ended
         at its check, so the next round can start at once). ProviderError if the model left a call
         without its id or name."""
-        tools = self.ctx.service(ToolSet)
         calls = self.parts.calls()
         waiting = False
         for index, call in zip(sorted(self._indexes), calls, strict=True):
             item_id = self._items.get(index) or call_item_id(self.reply_id, self.round, index)
             item = self._item(call.id, call.name, call.arguments, written)
-            tool = tools.get(call.name) if call.name in self.offered else None
+            tool = self.tools.get(call.name) if call.name in self.offered else None
             if tool is None:
                 item = item.model_copy(update={"status": "error", "error": f"there is no tool {call.name!r} here; "
                                                f"the tools are {', '.join(map(repr, self.offered)) or 'none'}"})
@@ -91,7 +93,9 @@ class RoundCalls:
                     item = item.model_copy(update={"status": "error", "error": str(error)})
                 else:
                     waiting = True
-                    if tool.needs_approval:
+                    if tool.runs_in_client:
+                        item = item.model_copy(update={"status": "awaiting_result"})
+                    elif tool.needs_approval:
                         item = item.model_copy(update={"status": "awaiting_approval"})
             await self._stream.set(self.cid, item_id, item)
             if item.status == "pending":

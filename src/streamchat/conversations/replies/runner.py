@@ -32,6 +32,7 @@ from streamchat.llm import ChatTurn, ProviderError, Sampling, ToolCallDelta
 from streamchat.llm.model_set import ModelSet
 from streamchat.settings import Settings
 from streamchat.tools import ToolSet
+from streamchat.tools.client_tools import reply_tools
 from streamchat.tools.registry import offered_tools
 
 
@@ -99,12 +100,14 @@ class ReplyRunner:
             turns = [*system, *history(items, tree, until, self.settings.history_chars),
                      *reply_turns(reply, earlier_calls, before_round=data.round)]
             sampling = Sampling(temperature=chat.temperature, max_tokens=chat.maxTokens)
-            offered = offered_tools(self.tools, chat.tools, self.models.calls_tools(model))
+            tools = reply_tools(self.tools, data.clientTools)
+            offered = offered_tools(tools, chat.tools, self.models.calls_tools(model),
+                                    also=[tool.name for tool in data.clientTools or ()])
             meter = ReplyMeter()
             # The provider request starts now; the status write below overlaps its time to first token.
             replying = control.iterate(observed(self.models.provider(model), turns, meter, sampling, offered))
             await self.stream.set(cid, reply_id, reply.model_copy(update={"status": "streaming"}))
-            round_calls = RoundCalls(self.ctx, cid, reply_id, data.round,
+            round_calls = RoundCalls(self.ctx, cid, reply_id, data.round, tools,
                                      [spec["function"]["name"] for spec in offered])
             failure: ProviderError | None = None
             # Read before this run's journal is opened: while it is open, it is what this process reads.

@@ -30,7 +30,7 @@ def _asked_key(reply_id: str) -> str:
 
 
 def answer_key(call_id: str) -> str:
-    """The claim of the one answer a call awaiting approval gets (an approve, a deny or a stop)."""
+    """The claim of the one answer a waiting call gets (an approve, a deny, a client's result or a stop)."""
     return f"answer:{call_id}"
 
 
@@ -75,15 +75,15 @@ async def let_go(ctx: Context, key_id: str | None, cid: str, reply_id: str) -> N
 
 async def end_calls(ctx: Context, cid: str, reply_id: str) -> None:
     """A stopped (or deleted) reply's calls end too: running ones are stopped where they run (a tool
-    file's handler is cancelled, an MCP server is told), waiting approvals can no longer be answered,
-    and every call left unfinished ends `cancelled`. A reply that was waiting between rounds ran on
-    no instance: what it held is let go of here."""
+    file's handler is cancelled, an MCP server is told), waiting approvals can no longer be answered
+    nor client results given, and every call left unfinished ends `cancelled`. A reply that was
+    waiting between rounds ran on no instance: what it held is let go of here."""
     stream = ctx.streams.conversation
     calls = [call for call in calls_of(await stream.get_group(cid), reply_id) if call.data.status not in FINISHED]
     for call in calls:
         if call.data.status == "running":
             await ctx.request_stop(call.id, wait=CALL_STOP_WAIT_SECONDS)
-        elif call.data.status == "awaiting_approval":
+        elif call.data.status in ("awaiting_approval", "awaiting_result"):
             await claim(ctx, cid, answer_key(call.id))
     for call in calls:
         latest = await stream.get(cid, call.id)

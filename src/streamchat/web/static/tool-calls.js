@@ -9,7 +9,8 @@
 (function (global) {
   const { MarkdownView } = global.StreamchatMarkdown;
   const ENDED = new Set(["completed", "error", "cancelled", "denied"]);
-  const STATUS_TEXT = { pending: "pending", awaiting_approval: "awaiting approval", running: "running",
+  const STATUS_TEXT = { pending: "pending", awaiting_approval: "awaiting approval",
+    awaiting_result: "waiting for the client's result", running: "running",
     completed: "completed", error: "error", cancelled: "cancelled", denied: "denied" };
   const PREVIEW = 160;   // characters of a closed block's one-line preview
   const PLACE = /\.t(\d+)\.(\d+)$/;   // <replyId>.t<round>.<index>
