@@ -33,6 +33,8 @@ from streamchat.framework import (
     sse_response,
 )
 from streamchat.llm.model_set import ModelSet
+from streamchat.protocols.chatkit_errors import CHATKIT_ERRORS
+from streamchat.protocols.chatkit_errors import PREFIX as CHATKIT_PREFIX
 from streamchat.protocols.openai_errors import OPENAI_ERRORS
 from streamchat.protocols.openai_errors import PREFIX as OPENAI_PREFIX
 from streamchat.settings import Settings, get_settings
@@ -48,11 +50,11 @@ STATIC_DIR = Path(str(files("streamchat.web").joinpath("static")))
 PUBLIC_PATHS = frozenset({"/healthz", "/", "/favicon.ico"})
 #: What spans every user's data needs an admin key (STREAMCHAT_ADMIN_KEYS) when keys are in use.
 ADMIN_PREFIXES = ("/api/admin/", "/api/workbench/records", "/api/workbench/traces", "/api/workbench/streams")
-#: Where the API key may come as `?authToken=`: the SSE endpoint (EventSource cannot set headers).
+#: Where the API key may come as `?authToken=`: the SSE endpoints (EventSource cannot set headers).
 ACCESS = AccessRules(
     public=lambda path: path in PUBLIC_PATHS or path.startswith("/static/"),
     admin_only=lambda path: path.startswith(ADMIN_PREFIXES),
-    query_token=lambda path: path.startswith("/api/conversations/") and path.endswith("/events"),
+    query_token=lambda path: path.startswith(("/api/conversations/", "/chatkit/threads/")) and path.endswith("/events"),
 )
 
 
@@ -112,7 +114,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     socket_limits=SocketLimits(outbox=settings.ws_outbox, joins=settings.ws_max_joins,
                                                messages_per_second=settings.ws_messages_per_second),
                     access=ACCESS, max_body_bytes=settings.max_body_bytes,
-                    error_formats={OPENAI_PREFIX: OPENAI_ERRORS})
+                    error_formats={OPENAI_PREFIX: OPENAI_ERRORS, CHATKIT_PREFIX: CHATKIT_ERRORS})
 
     @app.get("/", include_in_schema=False)
     async def chat_page() -> FileResponse:

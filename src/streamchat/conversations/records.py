@@ -13,7 +13,10 @@ earlier versions wrote, so conversations they kept read the same with no migrati
 - `reply_pieces`, keyed by reply: the lengths of the pieces it was written in (replies/journal.py);
 - `tool_calls:<conversation>`: what its replies' tool calls need between rounds (replies/waiting.py):
   the event that asked for each waiting reply, the one go-on of each round, the one answer to each
-  approval.
+  approval;
+- `feedback:<conversation>`, keyed by message: the user's rating of a reply (feedback.py);
+- `chatkit:<conversation>`: where each reply's ChatKit stream is anchored in the conversation's
+  sequence, both ways (protocols/chatkit_stream.py).
 
 A key's running replies (`running_replies:<key id>`, replies/quota.py) belong to the key, not the
 conversation: each is released when its reply ends, so a purge leaves them alone. The deletion marks
@@ -38,6 +41,8 @@ REPLY_INDEX = "reply_index"
 REPLY_PIECES = "reply_pieces"
 RUNNING_REPLIES = "running_replies"
 TOOL_CALLS = "tool_calls"
+FEEDBACK = "feedback"
+CHATKIT = "chatkit"
 
 
 async def own_records(state: State, conversation_id: str) -> dict[str, JSON]:
@@ -58,9 +63,10 @@ async def purge(state: State, catalog: Catalog, conversation_id: str, reply_ids:
     answering = scope_of(ANSWERING, conversation_id)
     for reply_id in await state.get_group(answering):
         await state.delete(answering, reply_id)
-    calls = scope_of(TOOL_CALLS, conversation_id)
-    for key in await state.get_group(calls):
-        await state.delete(calls, key)
+    for kind in (TOOL_CALLS, FEEDBACK, CHATKIT):
+        scope = scope_of(kind, conversation_id)
+        for key in await state.get_group(scope):
+            await state.delete(scope, key)
     for reply_id in reply_ids:
         await state.delete(REPLY_INDEX, reply_id)
         await state.delete(REPLY_PIECES, reply_id)

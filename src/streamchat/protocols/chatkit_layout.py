@@ -1,0 +1,332 @@
+"""The ChatKit events of one reply, in an order fixed by what is stored, so event N is the same event
+live, rebuilt later and on every instance (what makes resume by event id exact).
+
+Per model round: the round's text as an `assistant_message` item (`thread.item.added`, its content
+part added, one `text_delta` per piece as the model wrote it, the part done, `thread.item.done`);
+then the round's calls, once the model has written all of them. The calls the server runs come as
+one `workflow` item: added, a `workflow.task.added` per call in the order the model made them, then,
+in that same order, each call's `workflow.task.updated` once it has ended (a call that ends early
+waits for the ones before it), then the workflow done. Then each call the client runs, one at a time:
+its `client_tool_call` item done (pending), where the layout waits (`waiting_on`) for the client's
+result; with the result in, a new stretch of the stream begins: `stream_options`, the call
+`thread.item.replaced` (completed, with its output). Then the next round. The reply's end closes the
+open text; a reply that failed adds an `error` event.
+
+`ChatKitLayout` is fed the conversation's items (a group watch's events, or a snapshot) and gives the
+events that follow from what it has seen; `items` is the thread items it has laid out so far.
+"""
+
+from __future__ import annotations
+
+from enum import Enum, auto
+from typing import Any
+
+from streamchat.conversations.messages import FINISHED, ConversationMessage
+from streamchat.framework import Context, ItemGone, ItemState, Quiet, TextDelta
+from streamchat.framework.streams.changes import TEXT_FIELD
+from streamchat.protocols.chatkit_errors import error_event
+from streamchat.protocols.chatkit_items import (
+    assistant_item,
+    client_call_item,
+    message_item_id,
+    task,
+    text_part,
+    workflow_item,
+    workflow_item_id,
+)
+from streamchat.protocols.following import text_pieces
+from streamchat.protocols.responses_segments import asked_for_approval
+
+Event = dict[str, Any]
+#: What ChatKit's own server says at the start of every stretch of a stream.
+STREAM_OPTIONS: Event = {"type": "stream_options", "stream_options": {"allow_cancel": True}}
+#: The status of a call waiting for the client's result.
+AWAITING_RESULT: str = "awaiting_result"
+
+
+class Phase(Enum):
+    TEXT = auto()
+    OPEN_CALLS = auto()
+    CLOSE_CALLS = auto()
+    CLIENT_CALLS = auto()
+    END = auto()
+    DONE = auto()
+
+
+def call_index(call_id: str) -> int:
+    """A call's place in its round (its item id ends `.t<round>.<index>`)."""
+    tail = call_id.rsplit(".", 1)[-1]
+    return int(tail) if tail.isdigit() else 0
+
+
+def runs_in_client(call: ConversationMessage) -> bool:
+    """Whether the call's result comes from the client."""
+    return call.status == AWAITING_RESULT
+
+
+class ChatKitLayout:
+    def __init__(self, ctx: Context, cid: str, reply_id: str, *, as_written: bool) -> None:
+        self.ctx = ctx
+        self.cid = cid
+        self.reply_id = reply_id
+        self.as_written = as_written
+        #: What has been seen: the reply, its text's pieces, its calls (and which are whole).
+        self.reply: ConversationMessage | None = None
+        self.pieces: list[str] = []
+        self.known = 0
+        self.calls: dict[str, ConversationMessage] = {}
+        self.whole: set[str] = set()
+        self._rounds: dict[int, list[str]] = {}
+        self._client: set[str] = set()
+        #: Why the reply can no longer be followed (deleted, or a round run again); None while it can.
+        self.lost: str | None = None
+        self.phase = Phase.TEXT
+        self.round = 0
+        self._taken = 0
+        self._position = 0
+        #: The open text item's id and its text; the round's workflow and the calls still to close or show.
+        self._message: str | None = None
+        self._text: list[str] = []
+        self._workflow: str | None = None
+        self._tasks: list[dict[str, Any]] = []
+        self._to_close: list[str] = []
+        self._to_show: list[str] = []
+        self._shown: set[str] = set()
+        #: The client call the layout stands at, waiting for its result (None when it does not wait).
+        self.waiting_on: str | None = None
+        #: The thread items laid out so far, in order (the open text's is filled in by laid_items).
+        self.items: dict[str, dict[str, Any]] = {}
+
+    @property
+    def ended(self) -> bool:
+        return self.phase is Phase.DONE
+
+    def laid_items(self) -> list[dict[str, Any]]:
+        """The thread items laid out so far, as they stand (the open text with what it has)."""
+        laid = list(self.items.values())
+        if self._message is not None:
+            laid[list(self.items).index(self._message)] = assistant_item(self.cid, self._message, self._created(),
+                                                                         "".join(self._text))
+        return laid
+
+    # -- what is seen ------------------------------------------------------------------------
+
+    async def absorb(self, event: ItemState[ConversationMessage] | TextDelta | ItemGone | Quiet) -> None:
+        if isinstance(event, TextDelta):  # first: by far the most frequent
+            if event.item_id == self.reply_id and event.field == TEXT_FIELD:
+                self.pieces.append(event.text)
+                self.known += len(event.text)
+            return  # a call's arguments: shown whole, from its item
+        if isinstance(event, Quiet):
+            return
+        if isinstance(event, ItemGone):
+            if event.item_id == self.reply_id:
+                self.lost = "the conversation was deleted"
+            elif (gone := self.calls.pop(event.item_id, None)) is not None:
+                self._rounds[gone.round or 0].remove(event.item_id)
+                if self.phase is not Phase.DONE:
+                    self.lost = "a round of the reply was run again"
+            return
+        data = event.data
+        if event.item_id == self.reply_id:
+            await self._reply_is(data)
+        elif data.is_tool_call and data.parentId == self.reply_id:
+            # A call's first write after it appeared (or a state past pending) comes once the model has
+            # written all of it: its round ended and the call was checked.
+            seen = event.item_id in self.calls
+            if seen or data.status != "pending":
+                self.whole.add(event.item_id)
+            if not seen:
+                made = self._rounds.setdefault(data.round or 0, [])
+                made.append(event.item_id)
+                made.sort(key=call_index)
+            if runs_in_client(data):
+                self._client.add(event.item_id)
+            self.calls[event.item_id] = data
+
+    async def _reply_is(self, message: ConversationMessage) -> None:
+        text = message.message
+        if len(text) < self.known:
+            self.lost = "the reply was started again from the beginning"
+            return
+        if len(text) > self.known:
+            self.pieces += await text_pieces(self.ctx, self.reply_id, text, self.known, self.as_written)
+            self.known = len(text)
+        self.reply = message
+
+    def give_up(self) -> None:
+        """The reply ended long ago but some of its calls never did (their run was lost): they are taken
+        as they stand, ended as cancelled, so the stream can end."""
+        for call_id, call in self.calls.items():
+            self.whole.add(call_id)
+            if call.status not in FINISHED:
+                self.calls[call_id] = call.model_copy(update={"status": "cancelled",
+                                                              "error": "the call did not end with its reply"})
+
+    @property
+    def waits_after_the_end(self) -> bool:
+        """Whether the reply has ended but its layout has not (it waits for the reply's calls to end)."""
+        return (self.phase is not Phase.DONE and self.lost is None and self.reply is not None
+                and self.reply.status in FINISHED)
+
+    # -- what follows ------------------------------------------------------------------------
+
+    async def advance(self) -> list[Event]:
+        """The events that follow from what has been seen, past those already given."""
+        events: list[Event] = []
+        while self.lost is None and self.reply is not None:
+            phase = self.phase
+            if phase is Phase.TEXT:
+                moved = self._text_of_round(events)
+            elif phase is Phase.OPEN_CALLS:
+                moved = await self._open_calls(events)
+            elif phase is Phase.CLOSE_CALLS:
+                moved = self._close_calls(events)
+            elif phase is Phase.CLIENT_CALLS:
+                moved = self._client_calls(events)
+            elif phase is Phase.END:
+                moved = self._end(events)
+            else:
+                moved = False
+            if not moved:
+                break
+        return events
+
+    def _round_calls(self, number: int) -> list[str]:
+        return self._rounds.get(number, [])
+
+    def _text_end(self) -> int | None:
+        """Where the current round's text ends, once that is known: where its calls were checked (all of
+        its text came before them), or the reply's end for its last round."""
+        assert self.reply is not None
+        for call_id in self._round_calls(self.round):
+            call = self.calls[call_id]
+            if call_id in self.whole and call.status != "cancelled":
+                return call.offset or 0
+        # Calls cancelled as their round was cut keep the offset where they began: the round's text is
+        # everything the reply holds, which is known once the reply has ended.
+        return len(self.reply.message) if self.reply.status in FINISHED else None
+
+    def _text_of_round(self, events: list[Event]) -> bool:
+        end = self._text_end()
+        while self._taken < len(self.pieces) and (end is None or self._position < end):
+            piece = self.pieces[self._taken]
+            if end is not None and self._position + len(piece) > end:  # a piece across rounds: split it
+                piece, rest = piece[:end - self._position], piece[end - self._position:]
+                self.pieces[self._taken:self._taken + 1] = [piece, rest]
+            events += self._delta(piece)
+            self._taken += 1
+            self._position += len(piece)
+        if end is None or self._position < end:
+            return False
+        events += self._close_message()
+        self.phase = Phase.OPEN_CALLS if self._round_calls(self.round) else Phase.END
+        return True
+
+    async def _open_calls(self, events: list[Event]) -> bool:
+        calls = self._round_calls(self.round)
+        if any(call_id not in self.whole for call_id in calls):
+            return False
+        self._to_show = [call_id for call_id in calls if call_id in self._client]
+        self._to_close = [call_id for call_id in calls if call_id not in self._client]
+        if self._to_close:
+            assert self.reply is not None
+            self._workflow = workflow_item_id(self.reply_id, self.round)
+            self._tasks = []
+            item = workflow_item(self.cid, self._workflow, self.reply.timestamp, [], done=False)
+            events.append({"type": "thread.item.added", "item": item})
+            for call_id in self._to_close:
+                asked = await asked_for_approval(self.ctx, self.cid, call_id, self.calls[call_id])
+                self._tasks.append(task(self.cid, call_id, self.calls[call_id], asked=asked, ended=False))
+                events.append({"type": "thread.item.updated", "item_id": self._workflow, "update": {
+                    "type": "workflow.task.added", "task_index": len(self._tasks) - 1, "task": self._tasks[-1]}})
+            self.items[self._workflow] = self._workflow_now(done=False)
+        self.phase = Phase.CLOSE_CALLS
+        return True
+
+    def _workflow_now(self, *, done: bool) -> dict[str, Any]:
+        assert self.reply is not None and self._workflow is not None
+        return workflow_item(self.cid, self._workflow, self.reply.timestamp, [dict(entry) for entry in self._tasks],
+                             done=done)
+
+    def _close_calls(self, events: list[Event]) -> bool:
+        while self._to_close:
+            call_id = self._to_close[0]
+            call = self.calls[call_id]
+            if call.status not in FINISHED:
+                return False
+            self._to_close.pop(0)
+            index = len(self._tasks) - len(self._to_close) - 1
+            self._tasks[index] = task(self.cid, call_id, call, asked=False, ended=True)
+            events.append({"type": "thread.item.updated", "item_id": self._workflow, "update": {
+                "type": "workflow.task.updated", "task_index": index, "task": self._tasks[index]}})
+            self.items[str(self._workflow)] = self._workflow_now(done=False)
+        if self._workflow is not None:
+            self.items[self._workflow] = self._workflow_now(done=True)
+            events.append({"type": "thread.item.done", "item": self._workflow_now(done=True)})
+            self._workflow = None
+        self.phase = Phase.CLIENT_CALLS
+        return True
+
+    def _client_calls(self, events: list[Event]) -> bool:
+        while self._to_show:
+            call_id = self._to_show[0]
+            call = self.calls[call_id]
+            if call_id not in self._shown:
+                self._shown.add(call_id)
+                self.items[call_id] = client_call_item(self.cid, call_id, call, answered=False)
+                events.append({"type": "thread.item.done", "item": self.items[call_id]})
+            if call.status not in FINISHED:
+                self.waiting_on = call_id
+                return False
+            self.waiting_on = None
+            self._to_show.pop(0)
+            self.items[call_id] = client_call_item(self.cid, call_id, call, answered=True)
+            events += [STREAM_OPTIONS, {"type": "thread.item.replaced", "item": self.items[call_id]}]
+        self.round += 1
+        self.phase = Phase.TEXT
+        return True
+
+    def _end(self, events: list[Event]) -> bool:
+        reply = self.reply
+        assert reply is not None
+        if reply.status not in FINISHED:
+            return False
+        events += self._close_message()
+        if reply.status == "error":
+            events.append(error_event(reply.error or "the reply failed", allow_retry=True))
+        self.phase = Phase.DONE
+        return True
+
+    # -- the assistant message item of a round's text -----------------------------------------
+
+    def _delta(self, piece: str) -> list[Event]:
+        events: list[Event] = []
+        if self._message is None:
+            assert self.reply is not None
+            self._message = message_item_id(self.reply_id, self.round)
+            self._text = []
+            events.append({"type": "thread.item.added",
+                           "item": assistant_item(self.cid, self._message, self.reply.timestamp, None)})
+            events.append({"type": "thread.item.updated", "item_id": self._message, "update": {
+                "type": "assistant_message.content_part.added", "content_index": 0, "content": text_part("")}})
+            self.items[self._message] = {}  # its text so far is read when asked (laid_items)
+        self._text.append(piece)
+        events.append({"type": "thread.item.updated", "item_id": self._message, "update": {
+            "type": "assistant_message.content_part.text_delta", "content_index": 0, "delta": piece}})
+        return events
+
+    def _created(self) -> str:
+        assert self.reply is not None
+        return self.reply.timestamp
+
+    def _close_message(self) -> list[Event]:
+        if self._message is None:
+            return []
+        item_id, text = self._message, "".join(self._text)
+        self._message = None
+        self._text = []
+        self.items[item_id] = assistant_item(self.cid, item_id, self._created(), text)
+        return [{"type": "thread.item.updated", "item_id": item_id, "update": {
+                    "type": "assistant_message.content_part.done", "content_index": 0, "content": text_part(text)}},
+                {"type": "thread.item.done", "item": self.items[item_id]}]
