@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -429,3 +430,79 @@ async def test_another_keys_thread_is_not_found(in_process: InProcessStarter, fa
         mine = Thread.model_validate((await client.post("/chatkit", json={"type": "threads.get_by_id", "params": {
             "thread_id": thread_id}})).json())
     assert mine.title == "mine" and len(mine.items.data) == 2
+
+
+def client_tools_file(tmp_path: Path, fake: FakeProvider) -> Path:
+    """A models file: one model on the fake provider, and `get_location`, a tool the client runs."""
+    path = tmp_path / "models.toml"
+    path.write_text(f"""
+[[models]]
+name = "fake"
+provider = "openai"
+base_url = "{fake.url}/v1"
+model = "fake-model"
+
+[[client_tools]]
+name = "get_location"
+description = "Where the user is, as the browser knows it."
+parameters = {{ type = "object", properties = {{ precision = {{ type = "string" }} }} }}
+""")
+    return path
+
+
+async def test_a_client_tool_round_ends_the_stream_and_its_output_streams_the_rest(
+        in_process: InProcessStarter, fake_provider: FakeProvider, tmp_path: Path) -> None:
+    """A ChatKit thread gets the models file's client tool by its settings (`metadata.settings.tools`);
+    the round's server call shows as a workflow, the client's call as a pending `client_tool_call` item
+    that ends the stream; `threads.add_client_tool_output` gives the result and streams the rest of the
+    same reply, its ids going on from the first stream's."""
+    app = await in_process(STREAMCHAT_MODELS_FILE=str(client_tools_file(tmp_path, fake_provider)))
+    fake_provider.script(tool_calls=[[{"text": "Let me look. "},
+                                      {"name": "calculator", "arguments": {"expression": "2 + 2"}},
+                                      {"name": "get_location", "arguments": {"precision": "city"}}]],
+                         tokens=["You", " are", " in", " Oslo."])
+    settings = {"settings": {"tools": ["calculator", "get_location"]}}
+    async with app.client() as client:
+        answer = await client.post("/chatkit", json={"type": "threads.create", "metadata": settings,
+                                                     "params": {"input": user_input("Where am I?")}})
+    first = frames_of(answer.text)
+    thread_id = first[0].data["thread"]["id"]
+    text = ["thread.item.added", "assistant_message.content_part.added", "text_delta...",
+            "assistant_message.content_part.done", "thread.item.done"]
+    workflow = ["thread.item.added", "workflow.task.added", "workflow.task.updated", "thread.item.done"]
+    assert shape(first) == ["thread.created", "thread.item.done", "stream_options", *text, *workflow,
+                            "thread.item.done"]
+    pending = first[-1].data["item"]
+    reply_id = first[3].data["item"]["id"]
+    assert (pending["type"], pending["status"], pending["name"], pending["arguments"]) == (
+        "client_tool_call", "pending", "get_location", {"precision": "city"})
+    assert pending["id"] == pending["call_id"] == f"{reply_id}.t0.1"
+    assert len(fake_provider.streams()) == 1, "the reply waits for the client"
+
+    rest = await streamed(app, "threads.add_client_tool_output", {"thread_id": thread_id,
+                                                                  "result": {"city": "Oslo"}})
+    assert shape(rest) == ["stream_options", "thread.item.replaced", *text]
+    answered = rest[1].data["item"]
+    assert (answered["id"], answered["status"], answered["output"]) == (pending["id"], "completed", {"city": "Oslo"})
+    assert order(rest[0].id) == (order(first[-1].id)[0], order(first[-1].id)[1] + 1), "one run, numbered on"
+    assert rest[-1].data["item"]["id"] == f"{reply_id}.m1"
+    stored = await wait_for_status(app, thread_id, reply_id)
+    assert text_of(first + rest) == stored["message"] == "Let me look. You are in Oslo."
+    said = [message for message in fake_provider.requests()[-1]["messages"] if message["role"] == "tool"]
+    assert [orjson.loads(message["content"]) for message in said] == [
+        {"expression": "2 + 2", "result": 4}, {"city": "Oslo"}]
+
+    again = await post(app, "threads.add_client_tool_output", {"thread_id": thread_id, "result": 1})
+    refusal(again, 409, "params.thread_id")
+    whole = first + rest
+    assert [(frame.id, frame.data) for frame in await resumed(app, thread_id, None)] == [
+        (frame.id, frame.data) for frame in whole]
+    for index, frame in enumerate(whole):
+        tail = await resumed(app, thread_id, frame.id)
+        assert [(each.id, each.data) for each in tail] == [(each.id, each.data) for each in whole[index + 1:]]
+    items = ITEMS.validate_python((await post(app, "items.list", {"thread_id": thread_id, "order": "asc"})).json())
+    assert [(item.type, item.id) for item in items.data] == [
+        ("user_message", first[1].data["item"]["id"]), ("assistant_message", reply_id),
+        ("workflow", f"{reply_id}.w0"), ("client_tool_call", pending["id"]), ("assistant_message", f"{reply_id}.m1")]
+    assert items.data[3].model_dump(mode="json") == ITEMS.validate_python({"data": [answered]}).data[0].model_dump(
+        mode="json")

@@ -22,6 +22,7 @@ from enum import Enum, auto
 from typing import Any
 
 from streamchat.conversations.messages import FINISHED, ConversationMessage
+from streamchat.conversations.replies.waiting import asked
 from streamchat.framework import Context, ItemGone, ItemState, Quiet, TextDelta
 from streamchat.framework.streams.changes import TEXT_FIELD
 from streamchat.protocols.chatkit_errors import error_event
@@ -36,12 +37,13 @@ from streamchat.protocols.chatkit_items import (
 )
 from streamchat.protocols.following import text_pieces
 from streamchat.protocols.responses_segments import asked_for_approval
+from streamchat.tools import ToolSet
 
 Event = dict[str, Any]
 #: What ChatKit's own server says at the start of every stretch of a stream.
 STREAM_OPTIONS: Event = {"type": "stream_options", "stream_options": {"allow_cancel": True}}
 #: The status of a call waiting for the client's result.
-AWAITING_RESULT: str = "awaiting_result"
+AWAITING_RESULT = "awaiting_result"
 
 
 class Phase(Enum):
@@ -59,9 +61,6 @@ def call_index(call_id: str) -> int:
     return int(tail) if tail.isdigit() else 0
 
 
-def runs_in_client(call: ConversationMessage) -> bool:
-    """Whether the call's result comes from the client."""
-    return call.status == AWAITING_RESULT
 
 
 class ChatKitLayout:
@@ -77,7 +76,8 @@ class ChatKitLayout:
         self.calls: dict[str, ConversationMessage] = {}
         self.whole: set[str] = set()
         self._rounds: dict[int, list[str]] = {}
-        self._client: set[str] = set()
+        #: The names of the tools whose calls the client answers (None until the first round's calls).
+        self._client_tools: set[str] | None = None
         #: Why the reply can no longer be followed (deleted, or a round run again); None while it can.
         self.lost: str | None = None
         self.phase = Phase.TEXT
@@ -140,8 +140,6 @@ class ChatKitLayout:
                 made = self._rounds.setdefault(data.round or 0, [])
                 made.append(event.item_id)
                 made.sort(key=call_index)
-            if runs_in_client(data):
-                self._client.add(event.item_id)
             self.calls[event.item_id] = data
 
     async def _reply_is(self, message: ConversationMessage) -> None:
@@ -227,8 +225,9 @@ class ChatKitLayout:
         calls = self._round_calls(self.round)
         if any(call_id not in self.whole for call_id in calls):
             return False
-        self._to_show = [call_id for call_id in calls if call_id in self._client]
-        self._to_close = [call_id for call_id in calls if call_id not in self._client]
+        client = [call_id for call_id in calls if await self._runs_in_client(self.calls[call_id])]
+        self._to_show = client
+        self._to_close = [call_id for call_id in calls if call_id not in client]
         if self._to_close:
             assert self.reply is not None
             self._workflow = workflow_item_id(self.reply_id, self.round)
@@ -243,6 +242,17 @@ class ChatKitLayout:
             self.items[self._workflow] = self._workflow_now(done=False)
         self.phase = Phase.CLOSE_CALLS
         return True
+
+    async def _runs_in_client(self, call: ConversationMessage) -> bool:
+        """Whether the call's result comes from the client: a client tool of the models file or of the
+        request that asked for the reply (kept with it), whatever the call's status is now."""
+        if self._client_tools is None:
+            tools = self.ctx.service(ToolSet)
+            asked_for = await asked(self.ctx, self.cid, self.reply_id)
+            self._client_tools = {name for name in tools.names() if tools[name].runs_in_client}
+            if asked_for is not None:
+                self._client_tools |= {tool.name for tool in asked_for.clientTools or ()}
+        return call.status == AWAITING_RESULT or (call.name or "") in self._client_tools
 
     def _workflow_now(self, *, done: bool) -> dict[str, Any]:
         assert self.reply is not None and self._workflow is not None

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+from streamchat.conversations.client_results import ClientResult, give_result
 from streamchat.conversations.events import REPLY_ASKED, TOOL_CALL, ChatMessageEvent, ToolCallEvent
 from streamchat.conversations.service import Conversations
 from streamchat.framework import ApiConfig, ApiRequest, ApiResponse, Context, Emit, Principal
@@ -94,6 +95,7 @@ async def _streamed(body: ChatKitBody, params: Any, principal: Principal | None,
     else:
         cid = params.thread_id
         reply_id, after_call = threads.waiting_client_call(await conversations.view(principal, cid))
+        await give_result(ctx, principal, cid, after_call, ClientResult(output=params.result))
     return ApiResponse(200, _events(ctx, cid, reply_id, after_call), headers=HEADERS, media_type="text/event-stream")
 
 
