@@ -426,6 +426,9 @@ async def test_another_keys_thread_is_not_found(in_process: InProcessStarter, fa
         assert listed.data == []
         assert (await client.post("/chatkit", json={})).status_code == 422
         assert (await client.post("/chatkit", headers={"Authorization": "Bearer wrong"}, json={})).status_code == 401
+    async with app.client() as client:
+        by_query = await client.get(f"/chatkit/threads/{thread_id}/events", params={"authToken": "key-a"})
+        assert by_query.status_code == 200 and frames_of(by_query.text)[-1].data["type"] == "thread.item.done"
     async with app.client(headers=owner) as client:
         mine = Thread.model_validate((await client.post("/chatkit", json={"type": "threads.get_by_id", "params": {
             "thread_id": thread_id}})).json())
