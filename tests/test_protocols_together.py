@@ -1,6 +1,6 @@
-"""One reply, every client at once: Motia's npm client, SSE, the AI SDK's resume and an OpenAI
-Responses stream all end with byte-identical text, equal to what the server stored; and a reply
-started through one protocol is stopped through another."""
+"""One reply, every client at once: Motia's npm client, SSE, the AI SDK's resume, an OpenAI
+Responses stream and a ChatKit stream all end with byte-identical text, equal to what the server
+stored; and a reply started through one protocol is stopped through another."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from conftest import FakeProvider, Server, ServerFactory
 from helpers import FINISHED, Transcript, read_sse, until, wait_for_status, wait_until_streaming
 from test_ai_sdk import drive
 from test_ai_sdk import node as node
+from test_chatkit import frames_until, text_of
 from test_motia_client import NodeWatcher
 
 # Multi-byte characters, a split emoji sequence, newlines and Markdown: bytes, not just characters, must agree.
@@ -44,6 +45,15 @@ async def responses_text(server: Server, reply_id: str, opened: asyncio.Event) -
     return "".join(event.delta for event in events if event.type == "response.output_text.delta")
 
 
+async def chatkit_text(server: Server, cid: str, opened: asyncio.Event) -> str:
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client, \
+            client.stream("GET", f"/chatkit/threads/{cid}/events") as response:
+        opened.set()
+        frames = await frames_until(response, lambda frame: False)
+    assert frames[-1].data["type"] == "thread.item.done"
+    return text_of(frames)
+
+
 async def motia_text(node: str, server: Server, cid: str, reply_id: str, opened: asyncio.Event) -> str:
     watcher = await NodeWatcher.start(node, server.ws_url, cid, "item", reply_id)
     opened.set()
@@ -51,35 +61,37 @@ async def motia_text(node: str, server: Server, cid: str, reply_id: str, opened:
     return str(result["state"]["message"])
 
 
-async def test_one_reply_reads_byte_identical_through_all_four(
+async def test_one_reply_reads_byte_identical_through_all_five(
     node: str, server: Server, fake_provider: FakeProvider,
 ) -> None:
-    # Held mid-way until all four readers are attached: each joins a reply still streaming.
+    # Held mid-way until all five readers are attached: each joins a reply still streaming.
     fake_provider.script(tokens=TOKENS, hold_after=6)
     async with AsyncOpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0) as client:
         created = await client.responses.create(model="fake-model", input="greet me", background=True)
     assert created.conversation is not None
     cid, reply_id = created.conversation.id, created.id
     await wait_until_streaming(server.url, cid, reply_id)
-    opened = [asyncio.Event() for _ in range(4)]
+    opened = [asyncio.Event() for _ in range(5)]
     loop = asyncio.get_running_loop()
 
     async def release_once_all_are_attached() -> None:
         await asyncio.gather(*(event.wait() for event in opened))
         await asyncio.to_thread(fake_provider.release)
 
-    motia, sse, ai_sdk, responses, _ = await asyncio.gather(
+    motia, sse, ai_sdk, responses, chatkit, _ = await asyncio.gather(
         motia_text(node, server, cid, reply_id, opened[0]),
         sse_text(server, cid, reply_id, opened[1]),
         drive(node, "ai-6", "resume", server.url, cid, reconnected=lambda: loop.call_soon_threadsafe(opened[2].set)),
         responses_text(server, reply_id, opened[3]),
+        chatkit_text(server, cid, opened[4]),
         release_once_all_are_attached(),
     )
     assert ai_sdk["resumed"] is not None, "the reply was still streaming when the AI SDK reconnected"
     stored = (await wait_for_status(server.url, cid, reply_id))["message"]
     expected = "".join(TOKENS).encode()
     assert stored.encode() == expected
-    for name, text in {"motia": motia, "sse": sse, "ai sdk": ai_sdk["resumed"]["text"], "responses": responses}.items():
+    for name, text in {"motia": motia, "sse": sse, "ai sdk": ai_sdk["resumed"]["text"], "responses": responses,
+                       "chatkit": chatkit}.items():
         assert text.encode() == expected, name
 
 
@@ -120,6 +132,8 @@ async def test_a_quiet_reply_keeps_every_protocols_stream_alive(
         ("/v1/responses", {"input": "wait", "stream": True}),
         ("/v1/chat/completions", {"model": "fake-model", "messages": [{"role": "user", "content": "wait"}],
                                   "stream": True}),
+        ("/chatkit", {"type": "threads.create", "params": {"input": {
+            "content": [{"type": "input_text", "text": "wait"}], "attachments": [], "inference_options": {}}}}),
     ]
 
     pinged = {path: 0 for path, _ in requests}
