@@ -10,7 +10,6 @@ requests answer JSON: the thread, its items, the list of threads, a rename, a de
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
 
 from streamchat.conversations.client_results import ClientResult, give_result
 from streamchat.conversations.events import REPLY_ASKED, TOOL_CALL, ChatMessageEvent, ToolCallEvent
@@ -76,7 +75,10 @@ async def handler(req: ApiRequest[ChatKitBody], ctx: Context) -> ApiResponse:
     return ApiResponse(200, await threads.get_thread(ctx, principal, params.thread_id))
 
 
-async def _streamed(body: ChatKitBody, params: Any, principal: Principal | None, ctx: Context) -> ApiResponse:
+Streamed = CreateParams | AddUserMessageParams | RetryParams | ClientToolOutputParams
+
+
+async def _streamed(body: ChatKitBody, params: Streamed, principal: Principal | None, ctx: Context) -> ApiResponse:
     conversations = Conversations(ctx)
     models = ctx.service(ModelSet)
     after_call: str | None = None
