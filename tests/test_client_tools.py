@@ -69,6 +69,7 @@ async def test_a_client_tool_waits_for_the_clients_result_and_the_reply_goes_on_
     shown = await messages(server, cid)
     assert shown[1]["status"] == "streaming", "the reply waits with its call"
     assert (shown[2]["name"], orjson.loads(shown[2]["arguments"])) == ("pick_color", {"prompt": "Which?"})
+    assert shown[2]["runsIn"] == "client"
     assert len(fake_provider.streams()) == 1, "no model round runs while the client has not answered"
 
     async with server.client() as client:
@@ -137,6 +138,7 @@ async def test_a_result_for_what_is_not_a_waiting_client_call_is_409_or_404(
                 found = (await owner.get(f"/api/conversations/{cid}")).json()["messages"]
         picker = next(m for m in found if m.get("name") == "pick_color")
         server_call = f"{reply_id}.t0.1"
+        assert "runsIn" not in next(m for m in found if m["id"] == server_call)
         other_key = await other.post(f"/api/conversations/{cid}/messages/{picker['id']}/result", json={"output": 1})
         on_a_server_call = await owner.post(f"/api/conversations/{cid}/messages/{server_call}/result",
                                             json={"output": 1})

@@ -82,6 +82,8 @@ class ConversationMessage(BaseModel):
                                   "while the model writes them).")
     result: Any = Field(default=None, description="A completed tool call: what the tool returned (JSON).")
     progress: ToolProgress | None = Field(default=None, description="A running tool call: how far it is.")
+    runsIn: Literal["client"] | None = Field(default=None, description="A tool call of a tool that runs in the "
+                                             "client (its result comes from there); absent: it runs here.")
     round: int | None = Field(default=None, ge=0, description="A tool call: the model round of its reply that "
                               "made it (0 first).")
     offset: int | None = Field(default=None, ge=0, description="A tool call: how many characters of its reply's "

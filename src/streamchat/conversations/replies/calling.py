@@ -62,9 +62,12 @@ class RoundCalls:
         await self._stream.set(self.cid, item_id, self._item(delta.id or "", delta.name, arguments, written))
 
     def _item(self, call_id: str, name: str, arguments: str, offset: int) -> ConversationMessage:
+        tool = self.tools.get(name) if name in self.offered else None
+        where = {"runsIn": "client"} if tool is not None and tool.runs_in_client else {}
         return ConversationMessage.model_validate({
             "from": "tool", "message": "", "status": "pending", "timestamp": utc_now(), "parentId": self.reply_id,
-            "toolCallId": call_id, "name": name, "arguments": arguments, "round": self.round, "offset": offset})
+            "toolCallId": call_id, "name": name, "arguments": arguments, "round": self.round, "offset": offset,
+            **where})
 
     async def cancel(self) -> None:
         """The round was stopped: calls the model had begun end `cancelled`, none runs."""
