@@ -16,7 +16,9 @@ earlier versions wrote, so conversations they kept read the same with no migrati
   approval;
 - `feedback:<conversation>`, keyed by message: the user's rating of a reply (feedback.py);
 - `chatkit:<conversation>`: where each reply's ChatKit stream is anchored in the conversation's
-  sequence, both ways (protocols/chatkit_stream.py).
+  sequence, both ways (protocols/chatkit_stream.py);
+- `ag_ui_runs:<conversation>`, keyed by run id: what each AG-UI run of the thread shows (which stretch of
+  which reply, and where its event ids start), so any instance can resume it (protocols/ag_ui_runs.py).
 
 A key's running replies (`running_replies:<key id>`, replies/quota.py) belong to the key, not the
 conversation: each is released when its reply ends, so a purge leaves them alone. The deletion marks
@@ -43,6 +45,7 @@ RUNNING_REPLIES = "running_replies"
 TOOL_CALLS = "tool_calls"
 FEEDBACK = "feedback"
 CHATKIT = "chatkit"
+AG_UI_RUNS = "ag_ui_runs"
 
 
 async def own_records(state: State, conversation_id: str) -> dict[str, JSON]:
@@ -63,7 +66,7 @@ async def purge(state: State, catalog: Catalog, conversation_id: str, reply_ids:
     answering = scope_of(ANSWERING, conversation_id)
     for reply_id in await state.get_group(answering):
         await state.delete(answering, reply_id)
-    for kind in (TOOL_CALLS, FEEDBACK, CHATKIT):
+    for kind in (TOOL_CALLS, FEEDBACK, CHATKIT, AG_UI_RUNS):
         scope = scope_of(kind, conversation_id)
         for key in await state.get_group(scope):
             await state.delete(scope, key)

@@ -1,0 +1,344 @@
+"""The AG-UI events of one run (a stretch of a reply, ag_ui_runs.py), in an order fixed by what is
+stored, so event N is the same event live, rebuilt later, and on every instance.
+
+After RUN_STARTED (ag_ui_stream.py): MESSAGES_SNAPSHOT (ag_ui_snapshot.py), once the reply has begun
+(a queued reply waits for the one before it) or, for a run that resumes, at once. A resuming run then
+gives the result of each call of the round it resumed (TOOL_CALL_RESULT, in the order the model made
+them, as each ends). Then per model round: STEP_STARTED; the round's text as TEXT_MESSAGE_START /
+one TEXT_MESSAGE_CONTENT per piece as the model wrote it (the reply journal's pieces) /
+TEXT_MESSAGE_END, the message id being the reply's; each call of the round, once the model has
+written all of it, as TOOL_CALL_START (`parentMessageId` the reply) / TOOL_CALL_ARGS (the whole
+arguments) / TOOL_CALL_END; STEP_FINISHED; then each call's TOOL_CALL_RESULT in the same order,
+except for the calls that wait for the user's approval: those end the run, once the round's other
+calls have ended, with RUN_FINISHED whose outcome is the interrupt (one per waiting call, its id the
+call's). The reply's end ends the run: RUN_FINISHED (its outcome `cancelled` for a stopped reply) or
+RUN_ERROR for a failed one. A round that wrote nothing (the reply failed before it) has no step.
+
+`RunLayout` is fed the conversation's items (a group watch's events, or a snapshot) and gives the
+events that follow from what it has seen.
+"""
+
+from __future__ import annotations
+
+from enum import Enum, auto
+from typing import Any
+
+import orjson
+
+from streamchat.conversations.messages import FINISHED, ConversationMessage
+from streamchat.conversations.tool_calls import what_the_model_reads
+from streamchat.framework import Context, ItemGone, ItemState, Quiet, TextDelta
+from streamchat.framework.streams.changes import TEXT_FIELD
+from streamchat.protocols.ag_ui_runs import AgUiRun
+from streamchat.protocols.ag_ui_snapshot import result_id, snapshot_messages
+from streamchat.protocols.following import text_pieces
+from streamchat.protocols.responses_segments import asked_for_approval
+
+Event = dict[str, Any]
+DELETED = "the conversation was deleted"
+
+#: What a client answers an approval interrupt with, as `resume[].payload` (absent, true or false also do).
+APPROVAL_SCHEMA = {"type": "object", "properties": {
+    "approved": {"type": "boolean", "description": "true runs the call, false denies it"},
+    "reason": {"type": "string", "description": "why it is denied (told to the model)"}}}
+
+
+class Phase(Enum):
+    SNAPSHOT = auto()
+    RESUMED = auto()
+    TEXT = auto()
+    CALLS = auto()
+    RESULTS = auto()
+    END = auto()
+    DONE = auto()
+
+
+def _index(call_id: str) -> int:
+    """A call's place in its round (its item id ends `.t<round>.<index>`)."""
+    tail = call_id.rsplit(".", 1)[-1]
+    return int(tail) if tail.isdigit() else 0
+
+
+class RunLayout:
+    def __init__(self, ctx: Context, run: AgUiRun, *, as_written: bool = True) -> None:
+        self.ctx = ctx
+        self.run = run
+        self.reply_id = run.reply_id
+        self.as_written = as_written
+        #: What has been seen: the reply, its text's pieces, its calls (and which are whole).
+        self.reply: ConversationMessage | None = None
+        self.pieces: list[str] = []
+        self.known = 0
+        self.calls: dict[str, ConversationMessage] = {}
+        self.whole: set[str] = set()
+        self._rounds: dict[int, list[str]] = {}
+        #: Why the reply can no longer be followed (deleted, or started again); None while it can.
+        self.lost: str | None = None
+        self.phase = Phase.SNAPSHOT
+        self.round = run.after_round or 0
+        self._taken = 0
+        self._position = 0
+        self._text_open = False
+        self._step_open = False
+        self._results_given = 0
+        self._interrupts: list[Event] = []
+        self._asked: dict[str, bool] = {}
+        #: The terminal event's type once given.
+        self.ended: str | None = None
+
+    # -- what is seen ------------------------------------------------------------------------
+
+    async def absorb(self, event: ItemState[ConversationMessage] | TextDelta | ItemGone | Quiet) -> None:
+        if isinstance(event, TextDelta):
+            if event.item_id == self.reply_id and event.field == TEXT_FIELD:
+                self.pieces.append(event.text)
+                self.known += len(event.text)
+            return  # a call's arguments: shown whole, from its item
+        if isinstance(event, Quiet):
+            return
+        if isinstance(event, ItemGone):
+            if event.item_id == self.reply_id:
+                self.lost = DELETED
+            elif (gone := self.calls.pop(event.item_id, None)) is not None:
+                self._rounds[gone.round or 0].remove(event.item_id)
+                if self.phase is not Phase.DONE:
+                    self.lost = "a round of the reply was run again"
+            return
+        data = event.data
+        if event.item_id == self.reply_id:
+            await self._reply_is(data)
+        elif data.is_tool_call and data.parentId == self.reply_id:
+            # A call's first write after it appeared (or a state past pending) comes once the model has
+            # written all of it: its round ended and the call was checked.
+            seen = event.item_id in self.calls
+            if seen or data.status != "pending":
+                self.whole.add(event.item_id)
+            if not seen:
+                made = self._rounds.setdefault(data.round or 0, [])
+                made.append(event.item_id)
+                made.sort(key=_index)
+            self.calls[event.item_id] = data
+
+    async def _reply_is(self, message: ConversationMessage) -> None:
+        text = message.message
+        if len(text) < self.known:
+            self.lost = "the reply was started again from the beginning"
+            return
+        if len(text) > self.known:
+            self.pieces += await text_pieces(self.ctx, self.reply_id, text, self.known, self.as_written)
+            self.known = len(text)
+        self.reply = message
+
+    def give_up(self) -> None:
+        """The reply ended long ago but some of its calls never did (their run was lost): they are taken
+        as they stand, ended as cancelled, so the run can end."""
+        for call_id, call in self.calls.items():
+            self.whole.add(call_id)
+            if call.status not in FINISHED:
+                self.calls[call_id] = call.model_copy(update={"status": "cancelled",
+                                                              "error": "the call did not end with its reply"})
+
+    @property
+    def waits_after_the_end(self) -> bool:
+        """Whether the reply has ended but this run has not (it waits for the reply's calls to end)."""
+        return (self.phase is not Phase.DONE and self.lost is None and self.reply is not None
+                and self.reply.status in FINISHED)
+
+    # -- what follows ------------------------------------------------------------------------
+
+    async def advance(self) -> list[Event]:
+        """The events that follow from what has been seen, past those already given."""
+        events: list[Event] = []
+        while self.lost is None and self.reply is not None and self.phase is not Phase.DONE:
+            phase = self.phase
+            if phase is Phase.TEXT:
+                moved = self._text(events)
+            elif phase is Phase.CALLS:
+                moved = self._show_calls(events)
+            elif phase is Phase.RESULTS:
+                moved = await self._results(events)
+            elif phase is Phase.SNAPSHOT:
+                moved = await self._snapshot(events)
+            elif phase is Phase.RESUMED:
+                moved = self._resumed(events)
+            else:
+                moved = self._end(events)
+            if not moved:
+                break
+        return events
+
+    def _round_calls(self, number: int) -> list[str]:
+        return self._rounds.get(number, [])
+
+    async def _snapshot(self, events: list[Event]) -> bool:
+        assert self.reply is not None
+        resuming = self.run.after_round is not None
+        if not resuming and self.reply.status == "created":
+            return False  # queued: the reply before it may still be written
+        if resuming and any(call_id not in self.whole for call_id in self._round_calls(self.round)):
+            return False
+        messages = snapshot_messages(await self.ctx.streams.conversation.get_group(self.run.thread_id),
+                                     self.reply_id, self.run.after_round)
+        if messages is None:
+            return False
+        events.append({"type": "MESSAGES_SNAPSHOT", "messages": messages})
+        if resuming:
+            calls = self._round_calls(self.round)
+            self._skip_text(max((self.calls[call_id].offset or 0 for call_id in calls), default=0))
+            self.phase = Phase.RESUMED
+        else:
+            self.phase = Phase.TEXT
+        return True
+
+    def _resumed(self, events: list[Event]) -> bool:
+        """A resuming run: the results of the round it resumed, each once it has ended."""
+        calls = self._round_calls(self.round)
+        while self._results_given < len(calls):
+            call_id = calls[self._results_given]
+            if self.calls[call_id].status not in FINISHED:
+                return False
+            events.append(self._result(call_id))
+            self._results_given += 1
+        self._next_round()
+        return True
+
+    def _next_round(self) -> None:
+        self.round += 1
+        self._results_given = 0
+        self.phase = Phase.TEXT
+
+    def _text_end(self) -> int | None:
+        """Where the current round's text ends, once that is known: where its calls were checked (all of
+        its text came before them), or the reply's end for its last round."""
+        assert self.reply is not None
+        for call_id in self._round_calls(self.round):
+            call = self.calls[call_id]
+            if call_id in self.whole and call.status != "cancelled":
+                return call.offset or 0
+        # Calls cancelled as their round was cut keep the offset where they began: the round's text is
+        # everything the reply holds, which is known once the reply has ended.
+        return len(self.reply.message) if self.reply.status in FINISHED else None
+
+    def _text(self, events: list[Event]) -> bool:
+        end = self._text_end()
+        while self._taken < len(self.pieces) and (end is None or self._position < end):
+            piece = self.pieces[self._taken]
+            if end is not None and self._position + len(piece) > end:  # a piece across rounds: split it
+                piece, rest = piece[:end - self._position], piece[end - self._position:]
+                self.pieces[self._taken:self._taken + 1] = [piece, rest]
+            self._open_step(events)
+            if not self._text_open:
+                self._text_open = True
+                events.append({"type": "TEXT_MESSAGE_START", "messageId": self.reply_id, "role": "assistant"})
+            events.append({"type": "TEXT_MESSAGE_CONTENT", "messageId": self.reply_id, "delta": piece})
+            self._taken += 1
+            self._position += len(piece)
+        if end is None or self._position < end:
+            return False
+        self._close_text(events)
+        self.phase = Phase.CALLS if self._round_calls(self.round) else Phase.END
+        return True
+
+    def _skip_text(self, end: int) -> None:
+        """Pass over the text up to `end` (shown by the runs before this one)."""
+        while self._taken < len(self.pieces) and self._position < end:
+            piece = self.pieces[self._taken]
+            if self._position + len(piece) > end:
+                self.pieces[self._taken:self._taken + 1] = [piece[:end - self._position], piece[end - self._position:]]
+                piece = self.pieces[self._taken]
+            self._taken += 1
+            self._position += len(piece)
+
+    def _show_calls(self, events: list[Event]) -> bool:
+        calls = self._round_calls(self.round)
+        if any(call_id not in self.whole for call_id in calls):
+            return False
+        self._open_step(events)
+        for call_id in calls:
+            call = self.calls[call_id]
+            events.append({"type": "TOOL_CALL_START", "toolCallId": call_id, "toolCallName": call.name or "",
+                           "parentMessageId": self.reply_id})
+            if call.arguments:
+                events.append({"type": "TOOL_CALL_ARGS", "toolCallId": call_id, "delta": call.arguments})
+            events.append({"type": "TOOL_CALL_END", "toolCallId": call_id})
+        self._close_step(events)
+        self._interrupts = []
+        self.phase = Phase.RESULTS
+        return True
+
+    async def _results(self, events: list[Event]) -> bool:
+        """Each call's result in order; a call asked for approval is an interrupt instead."""
+        calls = self._round_calls(self.round)
+        while self._results_given < len(calls):
+            call_id = calls[self._results_given]
+            call = self.calls[call_id]
+            if await self._is_asked(call_id):
+                self._interrupts.append(_approval_interrupt(call_id, call))
+            elif call.status in FINISHED:
+                events.append(self._result(call_id))
+            else:
+                return False
+            self._results_given += 1
+        if self._interrupts:
+            events.append(self._finished({"type": "interrupt", "interrupts": self._interrupts}))
+        else:
+            self._next_round()
+        return True
+
+    async def _is_asked(self, call_id: str) -> bool:
+        if call_id not in self._asked:
+            self._asked[call_id] = await asked_for_approval(self.ctx, self.run.thread_id, call_id,
+                                                            self.calls[call_id])
+        return self._asked[call_id]
+
+    def _result(self, call_id: str) -> Event:
+        return {"type": "TOOL_CALL_RESULT", "messageId": result_id(call_id), "toolCallId": call_id,
+                "content": what_the_model_reads(self.calls[call_id]), "role": "tool"}
+
+    def _end(self, events: list[Event]) -> bool:
+        reply = self.reply
+        assert reply is not None
+        if reply.status not in FINISHED:
+            return False
+        self._close_step(events)
+        if reply.status == "error":
+            self.ended = "RUN_ERROR"
+            self.phase = Phase.DONE
+            events.append({"type": "RUN_ERROR", "message": reply.error or "the reply failed", "code": "reply_failed"})
+        else:
+            events.append(self._finished({"type": "cancelled"} if reply.status == "stopped" else None))
+        return True
+
+    def _finished(self, outcome: Event | None) -> Event:
+        self.ended = "RUN_FINISHED"
+        self.phase = Phase.DONE
+        event: Event = {"type": "RUN_FINISHED", "threadId": self.run.thread_id, "runId": self.run.run_id}
+        if outcome is not None:
+            event["outcome"] = outcome
+        return event
+
+    def _open_step(self, events: list[Event]) -> None:
+        if not self._step_open:
+            self._step_open = True
+            events.append({"type": "STEP_STARTED", "stepName": f"round {self.round}"})
+
+    def _close_step(self, events: list[Event]) -> None:
+        self._close_text(events)
+        if self._step_open:
+            self._step_open = False
+            events.append({"type": "STEP_FINISHED", "stepName": f"round {self.round}"})
+
+    def _close_text(self, events: list[Event]) -> None:
+        if self._text_open:
+            self._text_open = False
+            events.append({"type": "TEXT_MESSAGE_END", "messageId": self.reply_id})
+
+
+def _approval_interrupt(call_id: str, call: ConversationMessage) -> Event:
+    arguments = call.arguments or "{}"
+    try:
+        shown = orjson.dumps(orjson.loads(arguments)).decode()
+    except orjson.JSONDecodeError:
+        shown = arguments
+    return {"id": call_id, "reason": "tool_approval", "toolCallId": call_id,
+            "message": f"Run {call.name} with {shown}?", "responseSchema": APPROVAL_SCHEMA}
