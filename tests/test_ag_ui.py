@@ -157,7 +157,7 @@ async def test_a_server_run_tool_shows_as_a_call_of_the_reply_with_its_result(
                           "parentMessageId": reply["id"]}
     assert json.loads(args.data["delta"]) == {"expression": "6 * 7"} == json.loads(call["arguments"])
     assert result.data == {"type": "TOOL_CALL_RESULT", "messageId": f"{call['id']}.result", "toolCallId": call["id"],
-                           "content": json.dumps(call["result"], separators=(",", ":")), "role": "tool"}
+                           "content": json.dumps(call["result"], separators=(",", ":"), sort_keys=True), "role": "tool"}
     assert [frame.data["stepName"] for frame in frames if frame.type.startswith("STEP_")] == [
         "round 0", "round 0", "round 1", "round 1"]
     assert text_of(frames) == reply["message"] == "Checking. It is 42."
@@ -239,7 +239,7 @@ async def test_a_resume_entry_approves_or_denies(
     assert (delete["status"], delete.get("error")) == (status, error)
     [result] = [frame.data for frame in frames if frame.type == "TOOL_CALL_RESULT" and
                 frame.data["toolCallId"] == delete["id"]]
-    assert result["content"] == (error or json.dumps(delete["result"], separators=(",", ":")))
+    assert result["content"] == (error or json.dumps(delete["result"], separators=(",", ":"), sort_keys=True))
 
 
 async def test_the_events_of_a_run_resume_exactly_after_any_event_id(

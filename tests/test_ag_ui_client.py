@@ -97,7 +97,7 @@ def as_the_client_holds_it(messages: list[dict[str, Any]]) -> list[dict[str, Any
                     "name": call["name"], "arguments": call["arguments"]}} for call in calls]
             shown.append(assistant)
             shown += [{"id": f"{call['id']}.result", "role": "tool", "toolCallId": call["id"],
-                       "content": json.dumps(call["result"], separators=(",", ":"))} for call in calls]
+                       "content": json.dumps(call["result"], separators=(",", ":"), sort_keys=True)} for call in calls]
     return shown
 
 

@@ -26,11 +26,10 @@ from typing import Any
 import orjson
 
 from streamchat.conversations.messages import FINISHED, ConversationMessage
-from streamchat.conversations.tool_calls import what_the_model_reads
 from streamchat.framework import Context, ItemGone, ItemState, Quiet, TextDelta
 from streamchat.framework.streams.changes import TEXT_FIELD
 from streamchat.protocols.ag_ui_runs import AgUiRun
-from streamchat.protocols.ag_ui_snapshot import result_id, snapshot_messages
+from streamchat.protocols.ag_ui_snapshot import result_id, result_text, snapshot_messages
 from streamchat.protocols.following import text_pieces
 from streamchat.protocols.responses_segments import asked_for_approval
 
@@ -293,7 +292,7 @@ class RunLayout:
 
     def _result(self, call_id: str) -> Event:
         return {"type": "TOOL_CALL_RESULT", "messageId": result_id(call_id), "toolCallId": call_id,
-                "content": what_the_model_reads(self.calls[call_id]), "role": "tool"}
+                "content": result_text(self.calls[call_id]), "role": "tool"}
 
     def _end(self, events: list[Event]) -> bool:
         reply = self.reply

@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
+
 from streamchat.conversations.branches import tree_of
 from streamchat.conversations.messages import FINISHED, ConversationMessage
 from streamchat.conversations.tool_calls import calls_by_reply, round_start, what_the_model_reads
@@ -30,14 +32,23 @@ def result_id(call_id: str) -> str:
     return f"{call_id}.result"
 
 
+def result_text(call: ConversationMessage) -> str:
+    """A call's outcome as its `tool` message holds it: the result as JSON text with its keys sorted (a
+    store may keep an object's keys in another order, and every read must give the same text), else
+    what the model was told."""
+    if call.status == "completed":
+        return orjson.dumps(call.result, option=orjson.OPT_SORT_KEYS).decode()
+    return what_the_model_reads(call)
+
+
 def tool_call(call_id: str, call: ConversationMessage) -> dict[str, Any]:
     return {"id": call_id, "type": "function", "function": {"name": call.name or "", "arguments": call.arguments or ""}}
 
 
 def result_message(call_id: str, call: ConversationMessage) -> dict[str, Any]:
-    message = {"id": result_id(call_id), "role": "tool", "toolCallId": call_id, "content": what_the_model_reads(call)}
+    message = {"id": result_id(call_id), "role": "tool", "toolCallId": call_id, "content": result_text(call)}
     if call.status != "completed":
-        message["error"] = call.error or what_the_model_reads(call)
+        message["error"] = result_text(call)
     return message
 
 
