@@ -1,8 +1,10 @@
 """The AG-UI view, in process (the real fake provider, tests/loop_tools): every frame of every run is
 parsed by `ag_ui.core`'s own event models and carries an id `<base>:<n>`, unique and rising in its
-thread; a run with text, a server-run tool, an approval interrupt resumed (and answered badly), the
-events route resuming exactly after any event of a run that has ended, cancel, bad input on every
-route and another key's thread. The published JavaScript client is in test_ag_ui_client.py.
+thread; a run with text, a server-run tool, an approval interrupt resumed (and answered badly), a
+front-end tool whose result a later run brings (and bad results), a round with both, the events route
+resuming exactly after any event of a run that has ended, cancel, bad input on every route and another
+key's thread. The published JavaScript client is in test_ag_ui_client.py, two instances in
+test_ag_ui_instances.py.
 """
 
 from __future__ import annotations
@@ -401,3 +403,108 @@ async def test_another_keys_thread_is_404_on_every_route(
 async def stored_with(server: InProcessServer, thread: str, headers: dict[str, str]) -> list[dict[str, Any]]:
     async with server.client(headers=headers) as client:
         return list((await client.get(f"/api/conversations/{thread}")).json()["messages"])
+
+
+WEATHER = {"name": "get_weather", "description": "The weather where the user is, from their device.",
+           "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
+
+
+def tool_message(call_id: str, content: str, **extra: Any) -> dict[str, Any]:
+    return {"id": f"client-{uuid.uuid4().hex[:6]}", "role": "tool", "toolCallId": call_id, "content": content,
+            **extra}
+
+
+async def test_a_front_end_tool_call_ends_the_run_and_its_result_goes_on(
+    in_process: InProcessStarter, fake_provider: FakeProvider,
+) -> None:
+    server = await in_process(**LOOP_TOOLS)
+    fake_provider.script(tool_calls=[[{"text": "Looking. "}, {"name": "get_weather", "arguments": {"city": "Oslo"}},
+                                      {"name": "calculator", "arguments": {"expression": "2 + 2"}}]],
+                         tokens=["Clear", " skies."])
+    thread = thread_id()
+    async with server.client() as client:
+        first = await run(client, run_input(thread, "weather?", run="asks", tools=[WEATHER]))
+        weather, calculator = calls_in(await stored(server, thread))
+        assert (weather["name"], weather["status"]) == ("get_weather", "awaiting_result")
+        offered = fake_provider.requests()[0]["tools"]
+        assert "get_weather" in [tool["function"]["name"] for tool in offered]
+        assert types(first)[-9:] == [*["TOOL_CALL_START", "TOOL_CALL_ARGS", "TOOL_CALL_END"] * 2, "STEP_FINISHED",
+                                     "TOOL_CALL_RESULT", "RUN_FINISHED"]
+        assert [f.data["toolCallId"] for f in first if f.type == "TOOL_CALL_RESULT"] == [calculator["id"]]
+        assert first[-1].data["outcome"] == {"type": "success", "pendingToolCallIds": [weather["id"]]}
+
+        history = [*first[1].data["messages"]]
+        answered = tool_message(weather["id"], '{"sky": "clear", "celsius": 21}')
+        second = await run(client, run_input(thread, None, run="answers", tools=[WEATHER], messages=[
+            *history, {"id": weather["parentId"], "role": "assistant", "content": "Looking. "},
+            {"id": f"{calculator['id']}.result", "role": "tool", "toolCallId": calculator["id"], "content": "4"},
+            answered]))
+        again = await client.post("/ag-ui", json=run_input(thread, None, messages=[answered]))
+    reply = await wait_for_status(server, thread, weather["parentId"])
+    weather, calculator = calls_in(await stored(server, thread))
+    assert (weather["status"], weather["result"]) == ("completed", {"sky": "clear", "celsius": 21})
+    assert types(second) == ["RUN_STARTED", "MESSAGES_SNAPSHOT", "TOOL_CALL_RESULT", "TOOL_CALL_RESULT",
+                             "STEP_STARTED", "TEXT_MESSAGE_START", "TEXT_MESSAGE_CONTENT", "TEXT_MESSAGE_END",
+                             "STEP_FINISHED", "RUN_FINISHED"]
+    assert [f.data["content"] for f in second if f.type == "TOOL_CALL_RESULT"] == [
+        '{"celsius":21,"sky":"clear"}', json.dumps(calculator["result"], separators=(",", ":"), sort_keys=True)]
+    assert "outcome" not in second[-1].data
+    assert text_of(first) + text_of(second) == reply["message"] == "Looking. Clear skies."
+    assert (again.status_code, again.json()["fields"][0]["field"]) == (409, "messages[0].toolCallId")
+    tool_turns = [m for m in fake_provider.requests()[1]["messages"] if m["role"] == "tool"]
+    assert '{"sky":"clear","celsius":21}' in [turn["content"] for turn in tool_turns], "the model read the result"
+
+
+async def test_a_front_end_tool_answered_with_an_error_and_bad_results(
+    in_process: InProcessStarter, fake_provider: FakeProvider,
+) -> None:
+    server = await in_process(**LOOP_TOOLS)
+    fake_provider.script(tool_calls=[[{"name": "get_weather", "arguments": {"city": "Oslo"}}]], tokens=["Sorry."])
+    thread = thread_id()
+    async with server.client() as client:
+        calculator_too = await client.post("/ag-ui", json=run_input(thread, "hi", tools=[
+            WEATHER, {**WEATHER, "name": "calculator"}]))
+        assert (calculator_too.status_code, calculator_too.json()["fields"][0]["field"]) == (422, "tools[1].name")
+        bad_name = await client.post("/ag-ui", json=run_input(thread, "hi", tools=[{**WEATHER, "name": "a b"}]))
+        assert bad_name.json()["fields"][0]["field"] == "tools[0].name"
+        await run(client, run_input(thread, "weather?", tools=[WEATHER]))
+        [weather] = calls_in(await stored(server, thread))
+        unknown = await client.post("/ag-ui", json=run_input(thread, None, messages=[tool_message("nope", "1")]))
+        assert (unknown.status_code, unknown.json()["fields"][0]["field"]) == (422, "messages[0].toolCallId")
+        failed = await run(client, run_input(thread, None, messages=[
+            tool_message(weather["id"], "", error="no location permission")]))
+    [weather] = calls_in(await stored(server, thread))
+    assert (weather["status"], weather["error"]) == ("error", "no location permission")
+    assert [f.data["content"] for f in failed if f.type == "TOOL_CALL_RESULT"] == ["error: no location permission"]
+    assert text_of(failed) == "Sorry."
+
+
+async def test_a_round_with_an_approval_and_a_front_end_call_waits_for_both(
+    in_process: InProcessStarter, fake_provider: FakeProvider,
+) -> None:
+    """The interrupt comes first (a run that stops to ask is never a success); the run that answers it ends
+    with the front-end call still pending; the run that gives its result goes on. Each run resumes
+    exactly after any of its events."""
+    server = await in_process(**LOOP_TOOLS)
+    fake_provider.script(tool_calls=[[{"name": "delete_file", "arguments": {"path": "/tmp/x"}},
+                                      {"name": "get_weather", "arguments": {"city": "Rome"}}]], tokens=["Done."])
+    thread = thread_id()
+    async with server.client() as client:
+        first = await run(client, run_input(thread, "both", run="one", tools=[WEATHER]))
+        delete, weather = calls_in(await stored(server, thread))
+        assert first[-1].data["outcome"]["type"] == "interrupt"
+        assert [i["id"] for i in first[-1].data["outcome"]["interrupts"]] == [delete["id"]]
+        second = await run(client, run_input(thread, None, run="two", resume=[
+            {"interruptId": delete["id"], "status": "resolved"}]))
+        assert [f.data["toolCallId"] for f in second if f.type == "TOOL_CALL_RESULT"] == [delete["id"]]
+        assert second[-1].data["outcome"] == {"type": "success", "pendingToolCallIds": [weather["id"]]}
+        third = await run(client, run_input(thread, None, run="three", messages=[
+            tool_message(weather["id"], "sunny")]))
+        assert [f.data["content"] for f in third if f.type == "TOOL_CALL_RESULT"] == [
+            '{"deleted":"/tmp/x"}', '"sunny"']
+        assert text_of(third) == "Done." and "outcome" not in third[-1].data
+        for name, whole in (("one", first), ("two", second), ("three", third)):
+            for index in range(-1, len(whole)):
+                headers = {} if index < 0 else {"Last-Event-ID": whole[index].id}
+                again = await client.get(f"/ag-ui/{thread}/runs/{name}/events", headers=headers)
+                assert [(f.id, f.data) for f in frames_of(again.text)] == [(f.id, f.data) for f in whole[index + 1:]]

@@ -3,8 +3,9 @@ run; it needs no later one), against a real server process with the tool files o
 
 tests/ag_ui_client/run.mjs runs the agent (its own transport, event verifier and message reducer) and
 prints every event it applied and the messages it ended with; each is compared with what the server
-stored: a run with text, a server-run tool, an approval interrupt resumed, and a run whose connection
-is cut mid-way and resumed from its last event id (no event twice, the text the stored reply's). The
+stored: a run with text, a server-run tool, an approval interrupt resumed, a front-end tool whose result
+the client sends back, and a run whose connection is cut mid-way and resumed from its last event id (no
+event twice, the text the stored reply's). The
 contract's details (every frame by ag_ui.core's models, bad input) are in test_ag_ui.py.
 """
 
@@ -178,3 +179,26 @@ async def test_a_cut_run_resumes_from_its_last_event_id(server: Server, fake_pro
     frames = [block.split("\n") for block in listed.text.split("\n\n") if block.startswith("id: ")]
     assert [json.loads(lines_[1].removeprefix("data: ")) for lines_ in frames] == applied
     assert frames[cut_at][0] == f"id: {cut}"
+
+
+async def test_a_front_end_tool_whose_result_the_client_sends_back(server: Server, fake_provider: FakeProvider) -> None:
+    """The run offers `get_weather` in its `tools`; the model's call of it ends the run (success, the call
+    pending); the client runs it, adds a `tool` message and runs again, as CopilotKit does."""
+    fake_provider.script(tool_calls=[[{"text": "Let me look. "},
+                                      {"name": "get_weather", "arguments": {"city": "Lisbon"}}]],
+                         tokens=["Clear", " and", " 21", "."])
+    thread = thread_id()
+    lines, result = await drive("frontend", server.url, thread, "weather in Lisbon?")
+    messages = await stored(server.url, thread)
+    [call] = [message for message in messages if message["from"] == "tool"]
+    asks, answers = result["runs"]
+    assert asks["finished"] == {"outcome": "success", "pendingToolCallIds": [call["id"]]}
+    assert answers["finished"] == {"outcome": "success", "pendingToolCallIds": []}
+    assert (call["name"], call["status"]) == ("get_weather", "completed")
+    assert call["result"] == {"city": "Lisbon", "sky": "clear", "celsius": 21}
+    offered = [tool["function"]["name"] for tool in fake_provider.requests()[0]["tools"]]
+    assert "get_weather" in offered
+    assert result["messages"] == as_the_client_holds_it(messages)
+    assert result["messages"][1]["content"] == "Let me look. Clear and 21."
+    results = [event for event in events(lines) if event["type"] == "TOOL_CALL_RESULT"]
+    assert [(event["toolCallId"], json.loads(event["content"])) for event in results] == [(call["id"], call["result"])]

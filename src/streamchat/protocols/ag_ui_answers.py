@@ -1,34 +1,42 @@
-"""Answering a run's interrupts: a run whose `resume` entries answer the approval interrupts that ended
-the thread's previous run approves or denies those calls (the same answer as POST
-/api/conversations/{cid}/messages/{callId}/approve or /deny), and shows the reply going on.
+"""A run that goes on with a reply that waits: its `resume` entries answer the approval interrupts that
+ended the previous run (the same answer as POST /api/conversations/{cid}/messages/{callId}/approve or
+/deny), its `tool` messages give the results of front-end tool calls (as POST .../{callId}/result), and
+the run shows the reply going on.
 
 An entry `resolved` approves, unless its payload says otherwise: `false`, or `{"approved": false,
 "reason"?: str}` denies (the reason is told to the model); `cancelled` denies. As AG-UI asks, a resume
 answers every open interrupt of the run it resumes, each once: one left out, or one named twice, is a
-422 naming it, and a call already answered a 409.
+422 naming it, and a call already answered a 409. Everything a request answers belongs to one model
+round of one reply; all of it is checked before anything is answered.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
 from ag_ui.core import ResumeEntry
 
 from streamchat.conversations.approvals import answer
+from streamchat.conversations.client_results import give_result
 from streamchat.conversations.messages import ConversationMessage
 from streamchat.framework import Context, Item, Principal
-from streamchat.protocols.ag_ui_input import invalid
+from streamchat.protocols.ag_ui_input import GoingOn, ToolResult, invalid
+
+#: The statuses of a call that waits for someone outside the server.
+WAITING = ("awaiting_approval", "awaiting_result")
 
 
 @dataclass(frozen=True, slots=True)
 class Resumed:
-    """The reply that goes on, the round whose interrupts were answered, and the last call answered."""
+    """The reply that goes on, the round answered, the last call answered, and the calls of that round
+    that still wait (answered by a later run)."""
 
     reply_id: str
     round: int
     last: Item[ConversationMessage]
+    pending: list[str]
 
 
 def decision(entry: ResumeEntry, where: str) -> tuple[bool, str | None]:
@@ -47,37 +55,52 @@ def decision(entry: ResumeEntry, where: str) -> tuple[bool, str | None]:
     raise invalid(where, 'an approval is answered with true, false or {"approved": bool, "reason"?: str}')
 
 
-async def answer_interrupts(ctx: Context, principal: Principal | None, thread_id: str,
-                            entries: Sequence[tuple[int, ResumeEntry]]) -> Resumed:
-    """Approve or deny each call the entries name (all the waiting calls of one round of one reply)."""
+async def go_on(ctx: Context, principal: Principal | None, thread_id: str, asked: GoingOn) -> Resumed:
+    """Approve or deny the calls the resume entries name and give the results the tool messages hold."""
     items = await ctx.streams.conversation.get_group(thread_id)
     calls = {item.id: item for item in items if item.data.is_tool_call}
     answers: dict[str, tuple[bool, str | None]] = {}
-    for index, entry in entries:
-        where = f"resume[{index}].interruptId"
-        call = calls.get(entry.interrupt_id)
-        if call is None:
-            raise invalid(where, f"{entry.interrupt_id!r}: thread {thread_id!r} has no such interrupt")
-        if call.id in answers:
-            raise invalid(where, f"{call.id!r} is answered twice")
-        if call.data.status != "awaiting_approval":
-            raise invalid(where, f"{call.id!r} was answered already: the call is {call.data.status}", status=409,
-                          error="conflict")
+    for index, entry in asked.entries:
+        call = _waiting(calls, entry.interrupt_id, f"resume[{index}].interruptId", "awaiting_approval", answers)
         answers[call.id] = decision(entry, f"resume[{index}].payload")
-    if not answers:
-        raise invalid("resume", "answer the interrupts of the previous run (or leave resume out)")
-    rounds = {(calls[call_id].data.parentId, calls[call_id].data.round or 0) for call_id in answers}
+    results: dict[str, ToolResult] = {}
+    for result in asked.results:
+        call = _waiting(calls, result.call_id, result.where, "awaiting_result", results)
+        results[call.id] = result
+    named = [*answers, *results]
+    rounds = {(calls[call_id].data.parentId, calls[call_id].data.round or 0) for call_id in named}
     if len(rounds) != 1:
-        raise invalid("resume", "answer the interrupts of one run at a time")
+        raise invalid("resume" if answers else "messages", "answer the calls of one run at a time")
     [(reply_id, round_number)] = rounds
-    left = [item.id for item in calls.values() if item.data.parentId == reply_id
-            and (item.data.round or 0) == round_number and item.data.status == "awaiting_approval"
-            and item.id not in answers]
-    if left:
+    of_round = [item for item in calls.values() if item.data.parentId == reply_id
+                and (item.data.round or 0) == round_number]
+    left = [item.id for item in of_round if item.data.status == "awaiting_approval" and item.id not in answers]
+    if answers and left:
         raise invalid("resume", f"interrupt(s) {', '.join(map(repr, left))} of the same run wait for an answer "
                       "too: a resume answers every one")
     last = None
     for call_id, (approve, reason) in answers.items():
         last = await answer(ctx, principal, thread_id, call_id, approve, reason)
+    for call_id, result in results.items():
+        last = await give_result(ctx, principal, thread_id, call_id, result.result)
     assert last is not None and reply_id is not None
-    return Resumed(reply_id, round_number, last)
+    stream = ctx.streams.conversation
+    pending = [item.id for item in of_round if (latest := await stream.get(thread_id, item.id)) is not None
+               and latest.data.status in WAITING]
+    return Resumed(reply_id, round_number, last, pending)
+
+
+def _waiting(calls: dict[str, Item[ConversationMessage]], call_id: str, where: str, status: str,
+             named: Collection[str]) -> Item[ConversationMessage]:
+    """The call an answer names, if it waits for that answer: 422 naming `where` for no such call or one
+    named twice, 409 for a call that does not wait (any more)."""
+    call = calls.get(call_id)
+    if call is None:
+        raise invalid(where, f"{call_id!r}: the thread has no such tool call")
+    if call.id in named:
+        raise invalid(where, f"{call_id!r} is answered twice")
+    if call.data.status != status:
+        waits = "approval" if status == "awaiting_approval" else "a client's result"
+        raise invalid(where, f"{call_id!r} does not wait for {waits}: the call is {call.data.status}", status=409,
+                      error="conflict")
+    return call

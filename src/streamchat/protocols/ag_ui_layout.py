@@ -2,17 +2,20 @@
 stored, so event N is the same event live, rebuilt later, and on every instance.
 
 After RUN_STARTED (ag_ui_stream.py): MESSAGES_SNAPSHOT (ag_ui_snapshot.py), once the reply has begun
-(a queued reply waits for the one before it) or, for a run that resumes, at once. A resuming run then
-gives the result of each call of the round it resumed (TOOL_CALL_RESULT, in the order the model made
-them, as each ends). Then per model round: STEP_STARTED; the round's text as TEXT_MESSAGE_START /
-one TEXT_MESSAGE_CONTENT per piece as the model wrote it (the reply journal's pieces) /
-TEXT_MESSAGE_END, the message id being the reply's; each call of the round, once the model has
-written all of it, as TOOL_CALL_START (`parentMessageId` the reply) / TOOL_CALL_ARGS (the whole
-arguments) / TOOL_CALL_END; STEP_FINISHED; then each call's TOOL_CALL_RESULT in the same order,
-except for the calls that wait for the user's approval: those end the run, once the round's other
-calls have ended, with RUN_FINISHED whose outcome is the interrupt (one per waiting call, its id the
-call's). The reply's end ends the run: RUN_FINISHED (its outcome `cancelled` for a stopped reply) or
-RUN_ERROR for a failed one. A round that wrote nothing (the reply failed before it) has no step.
+(a queued reply waits for the one before it) or, for a run that goes on with a waiting reply, at once;
+such a run then gives the results of the round it answered (below). Then per model round:
+STEP_STARTED; the round's text as TEXT_MESSAGE_START / one TEXT_MESSAGE_CONTENT per piece as the model
+wrote it (the reply journal's pieces) / TEXT_MESSAGE_END, the message id being the reply's; each call
+of the round, once the model has written all of it, as TOOL_CALL_START (`parentMessageId` the reply) /
+TOOL_CALL_ARGS (the whole arguments) / TOOL_CALL_END; STEP_FINISHED; then the round's results: each
+call's TOOL_CALL_RESULT in the same order, as each ends, but for the calls that wait (ag_ui_waits.py).
+Those end the run once the round's other calls have ended: with RUN_FINISHED whose outcome is the
+interrupt, one per call that waits for approval (its id the call's), or else, for front-end tool calls
+waiting for the client's result, the success outcome naming them in `pendingToolCallIds` (AG-UI's way:
+the client runs them and sends their results in the next run). A run that goes on shows the results of
+the round it answered the same way, the calls that still waited when it began ending it again. The
+reply's end ends the run: RUN_FINISHED (outcome `cancelled` for a stopped reply) or RUN_ERROR for a
+failed one. A round that wrote nothing (the reply failed before it) has no step.
 
 `RunLayout` is fed the conversation's items (a group watch's events, or a snapshot) and gives the
 events that follow from what it has seen.
@@ -30,8 +33,8 @@ from streamchat.framework import Context, ItemGone, ItemState, Quiet, TextDelta
 from streamchat.framework.streams.changes import TEXT_FIELD
 from streamchat.protocols.ag_ui_runs import AgUiRun
 from streamchat.protocols.ag_ui_snapshot import result_id, result_text, snapshot_messages
+from streamchat.protocols.ag_ui_waits import CallWaits
 from streamchat.protocols.following import text_pieces
-from streamchat.protocols.responses_segments import asked_for_approval
 
 Event = dict[str, Any]
 DELETED = "the conversation was deleted"
@@ -81,7 +84,8 @@ class RunLayout:
         self._step_open = False
         self._results_given = 0
         self._interrupts: list[Event] = []
-        self._asked: dict[str, bool] = {}
+        self._pending: list[str] = []
+        self.waits = CallWaits(ctx, run.thread_id, run.reply_id)
         #: The terminal event's type once given.
         self.ended: str | None = None
 
@@ -155,11 +159,11 @@ class RunLayout:
             elif phase is Phase.CALLS:
                 moved = self._show_calls(events)
             elif phase is Phase.RESULTS:
-                moved = await self._results(events)
+                moved = await self._results(events, going_on=False)
             elif phase is Phase.SNAPSHOT:
                 moved = await self._snapshot(events)
             elif phase is Phase.RESUMED:
-                moved = self._resumed(events)
+                moved = await self._results(events, going_on=True)
             else:
                 moved = self._end(events)
             if not moved:
@@ -189,21 +193,10 @@ class RunLayout:
             self.phase = Phase.TEXT
         return True
 
-    def _resumed(self, events: list[Event]) -> bool:
-        """A resuming run: the results of the round it resumed, each once it has ended."""
-        calls = self._round_calls(self.round)
-        while self._results_given < len(calls):
-            call_id = calls[self._results_given]
-            if self.calls[call_id].status not in FINISHED:
-                return False
-            events.append(self._result(call_id))
-            self._results_given += 1
-        self._next_round()
-        return True
-
     def _next_round(self) -> None:
         self.round += 1
         self._results_given = 0
+        self._interrupts, self._pending = [], []
         self.phase = Phase.TEXT
 
     def _text_end(self) -> int | None:
@@ -261,18 +254,22 @@ class RunLayout:
                 events.append({"type": "TOOL_CALL_ARGS", "toolCallId": call_id, "delta": call.arguments})
             events.append({"type": "TOOL_CALL_END", "toolCallId": call_id})
         self._close_step(events)
-        self._interrupts = []
         self.phase = Phase.RESULTS
         return True
 
-    async def _results(self, events: list[Event]) -> bool:
-        """Each call's result in order; a call asked for approval is an interrupt instead."""
+    async def _results(self, events: list[Event], *, going_on: bool) -> bool:
+        """Each call's result in order, but for the calls that wait: those end the run. In a run that goes
+        on, they are the calls that still waited when it began."""
         calls = self._round_calls(self.round)
         while self._results_given < len(calls):
             call_id = calls[self._results_given]
             call = self.calls[call_id]
-            if await self._is_asked(call_id):
-                self._interrupts.append(_approval_interrupt(call_id, call))
+            waited = await self.waits.of(call_id, call)
+            if call_id in self.run.pending if going_on else waited is not None:
+                if waited == "approval":
+                    self._interrupts.append(_approval_interrupt(call_id, call))
+                else:
+                    self._pending.append(call_id)
             elif call.status in FINISHED:
                 events.append(self._result(call_id))
             else:
@@ -280,15 +277,11 @@ class RunLayout:
             self._results_given += 1
         if self._interrupts:
             events.append(self._finished({"type": "interrupt", "interrupts": self._interrupts}))
+        elif self._pending:
+            events.append(self._finished({"type": "success", "pendingToolCallIds": self._pending}))
         else:
             self._next_round()
         return True
-
-    async def _is_asked(self, call_id: str) -> bool:
-        if call_id not in self._asked:
-            self._asked[call_id] = await asked_for_approval(self.ctx, self.run.thread_id, call_id,
-                                                            self.calls[call_id])
-        return self._asked[call_id]
 
     def _result(self, call_id: str) -> Event:
         return {"type": "TOOL_CALL_RESULT", "messageId": result_id(call_id), "toolCallId": call_id,

@@ -2,7 +2,8 @@
 event ids start, in shared state (so any instance can stream or resume it, and a run id is taken once).
 
 A run is a stretch of a reply: from its beginning (the reply to the run's new user message), or, for
-a run that resumes, from the model round whose interrupts it answered. Its events are laid out from
+a run that goes on with a waiting reply, from the model round whose calls it answered (the calls of
+that round that still wait are kept with it: they end it again). Its events are laid out from
 what the conversation stores (ag_ui_layout.py), so event N of a run is the same event whoever reads
 it and whenever. Each event's SSE id is `<base>:<N>`: `base` is the conversation sequence number of
 the change the run's own request made last (the reply it created, the call it answered), so ids are
@@ -31,6 +32,8 @@ class AgUiRun:
     after_round: int | None
     base: int
     parent_run_id: str | None = None
+    #: A run that goes on: the calls of its round that still waited once its request had answered.
+    pending: tuple[str, ...] = ()
 
     def event_id(self, number: int) -> str:
         return f"{self.base}:{number}"
@@ -45,7 +48,7 @@ class AgUiRun:
 
     def record(self) -> JSON:
         return {"replyId": self.reply_id, "afterRound": self.after_round, "base": self.base,
-                "parentRunId": self.parent_run_id}
+                "parentRunId": self.parent_run_id, "pending": list(self.pending)}
 
 
 async def reserve(ctx: Context, thread_id: str, run_id: str) -> str:
@@ -78,7 +81,7 @@ async def find_run(ctx: Context, thread_id: str, run_id: str, principal: Princip
         raise _no_such_run(thread_id, run_id)
     after = record.get("afterRound")
     return AgUiRun(thread_id, run_id, str(record["replyId"]), None if after is None else int(after),
-                   int(record["base"]), record.get("parentRunId"))
+                   int(record["base"]), record.get("parentRunId"), tuple(record.get("pending") or ()))
 
 
 def _no_such_run(thread_id: str, run_id: str) -> HttpError:

@@ -1,6 +1,7 @@
 """POST /ag-ui: an AG-UI run (what @ag-ui/client's HttpAgent and CopilotKit send), answered as the run's
 events (SSE). `threadId` is the conversation: the run is the reply to the new user message of
-`messages`, or, with `resume`, the reply going on once the previous run's interrupts are answered.
+`messages` (offered the run's `tools`, which run in the client), or the reply going on once the
+previous run's interrupts (`resume`) or front-end tool calls (`tool` messages) are answered.
 The client going away never stops the reply (POST /ag-ui/{threadId}/runs/{runId}/cancel does), and
 GET /ag-ui/{threadId}/runs/{runId}/events resumes the run after the last event id a client saw.
 """
@@ -11,7 +12,7 @@ from streamchat.conversations.events import REPLY_ASKED, TOOL_CALL, ChatMessageE
 from streamchat.conversations.ownership import claim
 from streamchat.conversations.service import Conversations, no_such_conversation
 from streamchat.framework import ApiConfig, ApiRequest, ApiResponse, Context, Emit, ErrorBody, HttpError, Principal
-from streamchat.protocols.ag_ui_answers import answer_interrupts
+from streamchat.protocols.ag_ui_answers import go_on
 from streamchat.protocols.ag_ui_input import AgUiRunInput, Asked, NewTurn, what_is_asked
 from streamchat.protocols.ag_ui_runs import AgUiRun, keep, release, reserve
 from streamchat.protocols.ag_ui_stream import HEADERS, run_events
@@ -27,8 +28,9 @@ config = ApiConfig(
     writes=["conversation"],
     responses={200: None, 404: ErrorBody, 409: ErrorBody, 422: ErrorBody, 429: ErrorBody},
     text_responses={200: "text/event-stream"},
-    description="AG-UI: run the agent on a thread (a conversation): the reply to the last user message, or, with "
-                "`resume`, the reply going on after the previous run's approval interrupts. Answers the run's AG-UI "
+    description="AG-UI: run the agent on a thread (a conversation): the reply to the last user message (`tools` "
+                "run in the client), or the reply going on once the previous run's approval interrupts (`resume`) "
+                "or front-end tool calls (`tool` messages) are answered. Answers the run's AG-UI "
                 "events as SSE, each with an `id:` that GET /ag-ui/{threadId}/runs/{runId}/events resumes after.",
 )
 
@@ -55,10 +57,11 @@ async def _started(ctx: Context, principal: Principal | None, body: AgUiRunInput
                    asked: Asked) -> AgUiRun:
     thread_id = body.thread_id
     if isinstance(asked, NewTurn):
-        sent = await Conversations(ctx).send(principal, asked.text, thread_id)
+        sent = await Conversations(ctx).send(principal, asked.text, thread_id, client_tools=asked.tools)
         reply = await ctx.streams.conversation.get(thread_id, sent.assistant_message_id)
         if reply is None:
             raise HttpError(404, "not_found", f"threadId {thread_id!r}: the thread was deleted as the run began")
         return AgUiRun(thread_id, body.run_id, reply.id, None, reply.seq, body.parent_run_id)
-    resumed = await answer_interrupts(ctx, principal, thread_id, asked.entries)
-    return AgUiRun(thread_id, body.run_id, resumed.reply_id, resumed.round, resumed.last.seq, body.parent_run_id)
+    resumed = await go_on(ctx, principal, thread_id, asked)
+    return AgUiRun(thread_id, body.run_id, resumed.reply_id, resumed.round, resumed.last.seq, body.parent_run_id,
+                   tuple(resumed.pending))
