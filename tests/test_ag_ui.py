@@ -508,3 +508,20 @@ async def test_a_round_with_an_approval_and_a_front_end_call_waits_for_both(
                 headers = {} if index < 0 else {"Last-Event-ID": whole[index].id}
                 again = await client.get(f"/ag-ui/{thread}/runs/{name}/events", headers=headers)
                 assert [(f.id, f.data) for f in frames_of(again.text)] == [(f.id, f.data) for f in whole[index + 1:]]
+
+
+async def test_a_run_whose_thread_is_deleted_ends_with_run_error(
+    in_process: InProcessStarter, fake_provider: FakeProvider,
+) -> None:
+    server = await in_process()
+    fake_provider.script(tokens=["one", " two"], hold_after=1)
+    thread = thread_id()
+    async with server.client() as client:
+        running = asyncio.create_task(client.post("/ag-ui", json=run_input(thread, "go", run="doomed")))
+        await fake_provider.until_held()
+        assert (await client.delete(f"/api/conversations/{thread}")).status_code == 204
+        frames = frames_of((await running).text)
+        gone = await client.get(f"/ag-ui/{thread}/runs/doomed/events")
+    assert frames[-1].data == {"type": "RUN_ERROR", "message": "the conversation was deleted",
+                               "code": "thread_deleted"}
+    assert gone.status_code == 404
