@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
-from ag_ui.core import Event, MessagesSnapshotEvent, RunFinishedEvent
+from ag_ui.core import PROTOCOL_VERSION, Event, MessagesSnapshotEvent, RunFinishedEvent
 from pydantic import TypeAdapter
 
 from conftest import FakeProvider, InProcessStarter
@@ -108,7 +108,8 @@ async def test_a_run_streams_the_reply_to_the_new_user_message(
         frames = await run(client, body)
     assert types(frames) == ["RUN_STARTED", "MESSAGES_SNAPSHOT", "STEP_STARTED", "TEXT_MESSAGE_START",
                              "TEXT_MESSAGE_CONTENT", "TEXT_MESSAGE_END", "STEP_FINISHED", "RUN_FINISHED"]
-    assert frames[0].data == {"type": "RUN_STARTED", "threadId": thread, "runId": body["runId"]}
+    assert frames[0].data == {"type": "RUN_STARTED", "threadId": thread, "runId": body["runId"],
+                              "protocolVersion": PROTOCOL_VERSION}
     messages = await stored(server, thread)
     user, reply = messages
     assert frames[1].data["messages"] == [{"id": user["id"], "role": "user", "content": "hi"}]

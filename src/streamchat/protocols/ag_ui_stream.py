@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncIterator
 
 import orjson
+from ag_ui.core import PROTOCOL_VERSION
 
 from streamchat.framework import Context, Quiet
 from streamchat.protocols.ag_ui_layout import DELETED, Event, RunLayout
@@ -25,7 +26,9 @@ CALL_END_WAIT_SECONDS = 30.0
 
 
 def run_started(run: AgUiRun) -> Event:
-    event: Event = {"type": "RUN_STARTED", "threadId": run.thread_id, "runId": run.run_id}
+    """The run's first event; it declares the protocol version the events follow (the package's own)."""
+    event: Event = {"type": "RUN_STARTED", "threadId": run.thread_id, "runId": run.run_id,
+                    "protocolVersion": PROTOCOL_VERSION}
     if run.parent_run_id is not None:
         event["parentRunId"] = run.parent_run_id
     return event
