@@ -526,3 +526,14 @@ async def test_a_run_whose_thread_is_deleted_ends_with_run_error(
     assert frames[-1].data == {"type": "RUN_ERROR", "message": "the conversation was deleted",
                                "code": "thread_deleted"}
     assert gone.status_code == 404
+
+
+async def test_a_refused_run_takes_no_thread(in_process: InProcessStarter, fake_provider: FakeProvider) -> None:
+    server = await in_process(STREAMCHAT_API_KEYS="key-a,key-b")
+    thread = thread_id()
+    async with server.client(headers={"Authorization": "Bearer key-a"}) as client:
+        refused = await client.post("/ag-ui", json=run_input(thread, "   "))
+        assert refused.status_code == 422
+    async with server.client(headers={"Authorization": "Bearer key-b"}) as client:
+        frames = await run(client, run_input(thread, "mine after all"))
+    assert frames[-1].type == "RUN_FINISHED"
