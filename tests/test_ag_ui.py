@@ -537,3 +537,27 @@ async def test_a_refused_run_takes_no_thread(in_process: InProcessStarter, fake_
     async with server.client(headers={"Authorization": "Bearer key-b"}) as client:
         frames = await run(client, run_input(thread, "mine after all"))
     assert frames[-1].type == "RUN_FINISHED"
+
+
+async def test_a_run_reads_the_same_through_the_responses_api_and_the_stored_conversation(
+    in_process: InProcessStarter, fake_provider: FakeProvider,
+) -> None:
+    """A reply started through AG-UI is a reply like any other: the Responses API shows the same text
+    (multi-byte characters included) and the same call, and the conversation stores both."""
+    server = await in_process(**LOOP_TOOLS)
+    fake_provider.script(tool_calls=[[{"text": "Grüße — "},
+                                      {"name": "calculator", "arguments": {"expression": "3*3"}}]],
+                         tokens=["naïve ", "café ", "👩", "\u200d", "💻 ", "日本."])
+    thread = thread_id()
+    async with server.client() as client:
+        frames = await run(client, run_input(thread, "hi"))
+        reply_id = next(f.data["messageId"] for f in frames if f.type == "TEXT_MESSAGE_START")
+        response = (await client.get(f"/v1/responses/{reply_id}")).json()
+    messages = await stored(server, thread)
+    [call] = calls_in(messages)
+    text = "".join(part["text"] for item in response["output"] if item["type"] == "message"
+                   for part in item["content"])
+    reply = next(m for m in messages if m["from"] == "assistant")
+    assert text_of(frames).encode() == text.encode() == reply["message"].encode()
+    assert [item["id"] for item in response["output"] if item["type"] == "mcp_call"] == [f"mcp_{call['id']}"]
+    assert [f.data["toolCallId"] for f in frames if f.type == "TOOL_CALL_START"] == [call["id"]]
