@@ -561,3 +561,30 @@ async def test_a_run_reads_the_same_through_the_responses_api_and_the_stored_con
     assert text_of(frames).encode() == text.encode() == reply["message"].encode()
     assert [item["id"] for item in response["output"] if item["type"] == "mcp_call"] == [f"mcp_{call['id']}"]
     assert [f.data["toolCallId"] for f in frames if f.type == "TOOL_CALL_START"] == [call["id"]]
+
+
+async def test_a_run_beside_a_reply_that_waits_shows_it_as_it_stood_whenever_it_is_read(
+    in_process: InProcessStarter, fake_provider: FakeProvider,
+) -> None:
+    """A message sent while the reply before it waits for an approval is answered at once; its run's
+    snapshot shows the waiting reply as it stood, and still does once that reply has gone on and ended."""
+    server = await in_process(**LOOP_TOOLS)
+    fake_provider.script(tool_calls=DELETE_ROUNDS, tokens=["Done."])
+    thread = thread_id()
+    async with server.client() as client:
+        await run(client, run_input(thread, "tidy up", run="one"))
+        calculator, delete = calls_in(await stored(server, thread))
+        fake_provider.reset()
+        fake_provider.script(tokens=["Meanwhile", "."])
+        second = await run(client, run_input(thread, "and meanwhile?", run="two"))
+        waiting = second[1].data["messages"][1]
+        assert waiting == {"id": delete["parentId"], "role": "assistant", "content": "Tidying. ", "toolCalls": [
+            {"id": call["id"], "type": "function", "function": {"name": call["name"], "arguments": call["arguments"]}}
+            for call in (calculator, delete)]}
+        assert [m["toolCallId"] for m in second[1].data["messages"] if m["role"] == "tool"] == [calculator["id"]]
+        assert text_of(second) == "Meanwhile."
+        approved = await client.post(f"/api/conversations/{thread}/messages/{delete['id']}/approve")
+        assert approved.status_code == 200
+        await wait_for_status(server, thread, delete["parentId"])
+        again = await client.get(f"/ag-ui/{thread}/runs/two/events")
+    assert [(f.id, f.data) for f in frames_of(again.text)] == [(f.id, f.data) for f in second]

@@ -31,8 +31,8 @@ import orjson
 from streamchat.conversations.messages import FINISHED, ConversationMessage
 from streamchat.framework import Context, ItemGone, ItemState, Quiet, TextDelta
 from streamchat.framework.streams.changes import TEXT_FIELD
-from streamchat.protocols.ag_ui_runs import AgUiRun
-from streamchat.protocols.ag_ui_snapshot import result_id, result_text, snapshot_messages
+from streamchat.protocols.ag_ui_runs import AgUiRun, keep_cuts
+from streamchat.protocols.ag_ui_snapshot import cuts_of, result_id, result_text, snapshot_messages
 from streamchat.protocols.ag_ui_waits import CallWaits
 from streamchat.protocols.following import text_pieces
 
@@ -177,14 +177,15 @@ class RunLayout:
         assert self.reply is not None
         resuming = self.run.after_round is not None
         if not resuming and self.reply.status == "created":
-            return False  # queued: the reply before it may still be written
+            return False  # queued: the reply before it is still being written
         if resuming and any(call_id not in self.whole for call_id in self._round_calls(self.round)):
             return False
-        messages = snapshot_messages(await self.ctx.streams.conversation.get_group(self.run.thread_id),
-                                     self.reply_id, self.run.after_round)
-        if messages is None:
-            return False
-        events.append({"type": "MESSAGES_SNAPSHOT", "messages": messages})
+        items = await self.ctx.streams.conversation.get_group(self.run.thread_id)
+        if not any(item.id == self.reply_id for item in items):
+            return False  # deleted meanwhile: the watch tells
+        cuts = await keep_cuts(self.ctx, self.run, cuts_of(items, self.reply_id))
+        events.append({"type": "MESSAGES_SNAPSHOT",
+                       "messages": snapshot_messages(items, self.reply_id, self.run.after_round, cuts)})
         if resuming:
             calls = self._round_calls(self.round)
             self._skip_text(max((self.calls[call_id].offset or 0 for call_id in calls), default=0))

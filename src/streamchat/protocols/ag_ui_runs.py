@@ -21,6 +21,7 @@ from streamchat.conversations.records import AG_UI_RUNS, scope_of
 from streamchat.framework import Context, HttpError, Principal
 from streamchat.framework.store import JSON
 from streamchat.protocols.ag_ui_input import invalid
+from streamchat.protocols.ag_ui_snapshot import Cuts
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +69,13 @@ async def release(ctx: Context, thread_id: str, run_id: str) -> None:
 
 async def keep(ctx: Context, run: AgUiRun) -> None:
     await ctx.state.set(scope_of(AG_UI_RUNS, run.thread_id), run.run_id, run.record())
+
+
+async def keep_cuts(ctx: Context, run: AgUiRun, cuts: Cuts) -> Cuts:
+    """The cuts of the run's snapshot (ag_ui_snapshot.py): the first reader's, which every reader uses
+    (kept beside the run, `<runId>#snapshot`: no run id has a `#`)."""
+    kept = await ctx.state.claim(scope_of(AG_UI_RUNS, run.thread_id), f"{run.run_id}#snapshot", {"cuts": cuts})
+    return dict(kept["cuts"]) if isinstance(kept, dict) else cuts
 
 
 async def find_run(ctx: Context, thread_id: str, run_id: str, principal: Principal | None) -> AgUiRun:

@@ -7,9 +7,11 @@ to R's calls, its calls of every round up to R and the results of the rounds bef
 of round R are the run's first events). Each reply is one assistant message with its text and its
 calls (`toolCalls`, ids the call items'), followed by one `tool` message per ended call (`<call>.result`).
 
-Laid out once every earlier message of the branch has ended (None until then: a run waits for the
-reply before it, which it follows anyway), from stored facts that no longer change, so the snapshot is
-the same event whenever the run is read.
+An earlier reply of the branch may not have ended when the run is first read (it waits for an
+approval, or a stopped run's queue moved on): it is shown as it stood then, its text cut where it was
+and its calls and results as they were. Those cuts (`Cuts`) are the one thing the stored conversation
+cannot tell later, so the run keeps them (the first reader's, ag_ui_layout.py) and every later reading
+lays out the same snapshot from the stored facts, which no longer change, and them.
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ from streamchat.conversations.tool_calls import calls_by_reply, round_start, wha
 from streamchat.framework import Item
 
 Items = Sequence[Item[ConversationMessage]]
+#: Per earlier reply that had not ended: {"length": its text's length then, "calls": the ids of its calls
+#: the model had written out then, "results": those that had ended}.
+Cuts = dict[str, Any]
 
 
 def result_id(call_id: str) -> str:
@@ -62,24 +67,42 @@ def assistant(message_id: str, text: str, calls: Sequence[Item[ConversationMessa
     return [shown, *(result_message(call.id, call.data) for call in calls if call.data.status in FINISHED)]
 
 
-def snapshot_messages(items: Items, reply_id: str, after_round: int | None) -> list[dict[str, Any]] | None:
-    """The run's snapshot, or None while a message before the run's reply has not ended."""
+def cuts_of(items: Items, reply_id: str) -> Cuts:
+    """How the earlier replies of the run's branch that have not ended stand now."""
+    by_id = {item.id: item for item in items}
+    tree = tree_of(items)
+    if reply_id not in tree:
+        return {}
+    calls = calls_by_reply(items)
+    cuts: Cuts = {}
+    for message_id in tree.path_to(reply_id)[:-1]:
+        data = by_id[message_id].data
+        if data.sender == "assistant" and data.status not in FINISHED:
+            made = [call for call in calls.get(message_id, []) if call.data.status != "pending"]
+            cuts[message_id] = {"length": len(data.message), "calls": [call.id for call in made],
+                                "results": [call.id for call in made if call.data.status in FINISHED]}
+    return cuts
+
+
+def snapshot_messages(items: Items, reply_id: str, after_round: int | None, cuts: Cuts) -> list[dict[str, Any]]:
+    """The run's snapshot: the branch before the run's reply (earlier replies that had not ended as
+    `cuts` has them), then, for a run that goes on, the reply as it stood after round `after_round`."""
     tree = tree_of(items)
     by_id = {item.id: item for item in items}
-    reply = by_id.get(reply_id)
-    if reply is None or reply_id not in tree:
-        return None
+    reply = by_id[reply_id]
     calls = calls_by_reply(items)
-    path = tree.path_to(reply_id)[:-1]
     messages: list[dict[str, Any]] = []
-    for message_id in path:
+    for message_id in tree.path_to(reply_id)[:-1]:
         data = by_id[message_id].data
+        made = calls.get(message_id, [])
         if data.sender == "user":
             messages.append({"id": message_id, "role": "user", "content": data.message})
-        elif data.status not in FINISHED:
-            return None
+        elif (cut := cuts.get(message_id)) is None:
+            messages += assistant(message_id, data.message, made)
         else:
-            messages += assistant(message_id, data.message, calls.get(message_id, []))
+            then = [call for call in made if call.id in cut["calls"]]
+            messages += [assistant(message_id, data.message[:cut["length"]], then)[0],
+                         *(result_message(call.id, call.data) for call in then if call.id in cut["results"])]
     if after_round is not None:
         own = [call for call in calls.get(reply_id, []) if (call.data.round or 0) <= after_round]
         shown = assistant(reply_id, reply.data.message[:round_start(own, after_round + 1)], own)
