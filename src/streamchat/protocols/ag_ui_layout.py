@@ -178,8 +178,12 @@ class RunLayout:
         resuming = self.run.after_round is not None
         if not resuming and self.reply.status == "created":
             return False  # queued: the reply before it is still being written
-        if resuming and any(call_id not in self.whole for call_id in self._round_calls(self.round)):
+        calls = self._round_calls(self.round) if resuming else []
+        if any(call_id not in self.whole for call_id in calls):
             return False
+        shown_before = max((self.calls[call_id].offset or 0 for call_id in calls), default=0)
+        if self.known < shown_before:
+            return False  # the text the runs before this one showed is not all read yet
         items = await self.ctx.streams.conversation.get_group(self.run.thread_id)
         if not any(item.id == self.reply_id for item in items):
             return False  # deleted meanwhile: the watch tells
@@ -187,8 +191,7 @@ class RunLayout:
         events.append({"type": "MESSAGES_SNAPSHOT",
                        "messages": snapshot_messages(items, self.reply_id, self.run.after_round, cuts)})
         if resuming:
-            calls = self._round_calls(self.round)
-            self._skip_text(max((self.calls[call_id].offset or 0 for call_id in calls), default=0))
+            self._skip_text(shown_before)
             self.phase = Phase.RESUMED
         else:
             self.phase = Phase.TEXT
