@@ -85,7 +85,7 @@ class RunLayout:
         self._results_given = 0
         self._interrupts: list[Event] = []
         self._pending: list[str] = []
-        self.waits = CallWaits(ctx, run.thread_id, run.reply_id)
+        self.waits = CallWaits(ctx, run.thread_id)
         #: The terminal event's type once given.
         self.ended: str | None = None
 

@@ -2,9 +2,9 @@
 the user's approval (an AG-UI interrupt), for the client's result (a front-end tool: a pending tool
 call of the run), or not at all (it ran here, or failed its check).
 
-A call of a tool that runs in the client (the reply's request brought it, or the models file declares
-it) waited if it is `awaiting_result` or its one answer was claimed (its result, or the stop that
-ended it); any other call waited for approval if it was asked for one (responses_segments.py).
+A call of a tool that runs in the client (its item says `runsIn: "client"`) waited if it is
+`awaiting_result` or its one answer was claimed (its result, or the stop that ended it); any other
+call waited for approval if it was asked for one (responses_segments.py).
 """
 
 from __future__ import annotations
@@ -13,20 +13,17 @@ from typing import Literal
 
 from streamchat.conversations.messages import ConversationMessage
 from streamchat.conversations.records import TOOL_CALLS, scope_of
-from streamchat.conversations.replies.waiting import answer_key, asked
+from streamchat.conversations.replies.waiting import answer_key
 from streamchat.framework import Context
 from streamchat.protocols.responses_segments import asked_for_approval
-from streamchat.tools import ToolSet
 
 Waited = Literal["approval", "result"] | None
 
 
 class CallWaits:
-    def __init__(self, ctx: Context, thread_id: str, reply_id: str) -> None:
+    def __init__(self, ctx: Context, thread_id: str) -> None:
         self.ctx = ctx
         self.thread_id = thread_id
-        self.reply_id = reply_id
-        self._request_tools: set[str] | None = None
         self._known: dict[str, Waited] = {}
 
     async def of(self, call_id: str, call: ConversationMessage) -> Waited:
@@ -36,16 +33,7 @@ class CallWaits:
         return self._known[call_id]
 
     async def _of(self, call_id: str, call: ConversationMessage) -> Waited:
-        if await self._runs_in_client(call.name or ""):
+        if call.runsIn == "client":
             claimed = await self.ctx.state.get(scope_of(TOOL_CALLS, self.thread_id), answer_key(call_id))
             return "result" if call.status == "awaiting_result" or claimed is not None else None
         return "approval" if await asked_for_approval(self.ctx, self.thread_id, call_id, call) else None
-
-    async def _runs_in_client(self, name: str) -> bool:
-        tool = self.ctx.service(ToolSet).get(name)
-        if tool is not None and tool.runs_in_client:
-            return True
-        if self._request_tools is None:
-            data = await asked(self.ctx, self.thread_id, self.reply_id)
-            self._request_tools = {tool.name for tool in (data.clientTools if data is not None else None) or ()}
-        return name in self._request_tools
