@@ -8,8 +8,10 @@
 //                 and the chat sends the answers by itself (sendAutomaticallyWhen); the reply as it ends
 //   send-abort    the transport's sendMessages, aborted after ABORT_AFTER_CHUNK (a chunk type) has come
 //                 ABORT_AFTER times, then reconnectToStream, read to its end (readUIMessageStream)
+//   resume        reconnectToStream only (a reader joining a reply another client started), read to its end
 // AI_SDK_VERSION sets the X-AI-SDK-Version header. Each result is one JSON line; approve/deny print
-// {"paused": ...} first. A thrown error prints {"error": message} and exits 1.
+// {"paused": ...} first, send-abort and resume {"reconnected": bool} as soon as the reconnect is answered.
+// A thrown error prints {"error": message} and exits 1.
 const [pkg, scenario, baseUrl, chatId, text = "hello"] = process.argv.slice(2);
 const ai = await import(pkg);
 const version = process.env.AI_SDK_VERSION;
@@ -135,20 +137,26 @@ async function abortAndReconnect() {
   } catch (error) {
     if (!controller.signal.aborted) throw error;
   }
+  return { before, ...await reconnect() };
+}
+
+// The reply in progress, from its beginning, as the chat's resume reads it.
+async function reconnect() {
   const again = await transport.reconnectToStream({ chatId });
   console.log(JSON.stringify({ reconnected: again !== null }));
-  if (again === null) return { before, resumed: null };
+  if (again === null) return { resumed: null };
   let message;
   for await (const snapshot of ai.readUIMessageStream({ stream: tapped(again), terminateOnError: true })) {
     message = snapshot;
   }
-  return { before, resumed: messageOf(message), chunks: responses[0] };
+  return { resumed: messageOf(message), chunks: responses[0] };
 }
 
 try {
   let result;
   if (["send", "approve", "deny"].includes(scenario)) result = await chatScenario();
   else if (scenario === "send-abort") result = await abortAndReconnect();
+  else if (scenario === "resume") result = await reconnect();
   else throw new Error(`unknown scenario ${scenario}`);
   console.log(JSON.stringify(result));
 } catch (error) {
