@@ -14,9 +14,12 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 
 from streamchat.conversations.messages import ConversationMessage
-from streamchat.conversations.ownership import require_owner
-from streamchat.conversations.replies.waiting import answer_key, claim, go_on
+from streamchat.conversations.ownership import owns, require_owner
+from streamchat.conversations.replies.index import locate
+from streamchat.conversations.replies.waiting import answer_key, asked, claim, go_on
+from streamchat.conversations.tool_calls import reply_of_call
 from streamchat.framework import Context, HttpError, Item, Principal
+from streamchat.tools import ToolSet
 
 
 class ClientResult(BaseModel):
@@ -60,3 +63,30 @@ async def give_result(ctx: Context, principal: Principal | None, cid: str, call_
     ctx.logger.info("client tool result", extra={"conversationId": cid, "callId": call_id,
                                                  "status": result.outcome()["status"]})
     return await stream.get(cid, call_id) or call
+
+
+async def client_tool_names(ctx: Context, cid: str, reply_id: str) -> frozenset[str]:
+    """The tools a reply's client runs: those its request brought, and the models file's client tools
+    (a protocol shows a call of one as a call for its client to make, a call of any other as the
+    server's)."""
+    tools = ctx.service(ToolSet)
+    names = {name for name in tools.names() if tools[name].runs_in_client}
+    data = await asked(ctx, cid, reply_id)
+    if data is not None:
+        names.update(tool.name for tool in data.clientTools or ())
+    return frozenset(names)
+
+
+async def find_call(ctx: Context, principal: Principal | None,
+                    call_id: str) -> tuple[str, Item[ConversationMessage]] | None:
+    """A tool call found by its item id alone, as the protocols that name no conversation send it back
+    (a Chat Completions `tool_call_id`, a Responses `call_id`): its conversation and item. None when
+    there is no such call or it is another key's (the caller says 404 either way)."""
+    reply_id = reply_of_call(call_id)
+    record = None if reply_id is None else await locate(ctx.state, reply_id)
+    if record is None or not await owns(ctx.state, record.conversation_id, principal):
+        return None
+    call = await ctx.streams.conversation.get(record.conversation_id, call_id)
+    if call is None or not call.data.is_tool_call or call.data.parentId != reply_id:
+        return None
+    return record.conversation_id, call

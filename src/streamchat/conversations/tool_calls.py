@@ -8,6 +8,7 @@ model back its own turns in order (text, calls, results, more text) and to show 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 
 import orjson
@@ -23,6 +24,15 @@ DENIED = "denied by the user"
 def call_item_id(reply_id: str, round_number: int, index: int) -> str:
     """The item id of a call: fixed by its place, so a round run again writes the same items."""
     return f"{reply_id}.t{round_number}.{index}"
+
+
+_CALL_ITEM_ID = re.compile(r"^(?P<reply>.+)\.t(?P<round>\d+)\.(?P<index>\d+)$")
+
+
+def reply_of_call(call_id: str) -> str | None:
+    """The reply a call item id names (`<reply>.t<round>.<n>`), or None for an id of another shape."""
+    found = _CALL_ITEM_ID.match(call_id)
+    return None if found is None else found["reply"]
 
 
 def calls_by_reply(items: Iterable[Item[ConversationMessage]]) -> dict[str, list[Item[ConversationMessage]]]:

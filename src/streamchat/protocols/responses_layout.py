@@ -24,6 +24,7 @@ from enum import Enum, auto
 from typing import Any
 
 from streamchat.conversations.messages import FINISHED, ConversationMessage
+from streamchat.conversations.replies.waiting import waited_for_client
 from streamchat.framework import Context, ItemGone, ItemState, Quiet, TextDelta
 from streamchat.framework.streams.changes import TEXT_FIELD
 from streamchat.protocols.following import text_pieces
@@ -35,7 +36,7 @@ from streamchat.protocols.responses_items import (
     message_item,
     text_part,
 )
-from streamchat.protocols.responses_segments import Segment, asked_for_approval
+from streamchat.protocols.responses_segments import Segment
 from streamchat.tools import ToolSet
 
 #: An event before it is numbered: its type and its fields.
@@ -185,7 +186,7 @@ class ResponseLayout:
 
     async def _is_asked(self, call_id: str) -> bool:
         if call_id not in self._asked:
-            self._asked[call_id] = await asked_for_approval(self.ctx, self.cid, call_id, self.calls[call_id])
+            self._asked[call_id] = await waited_for_client(self.ctx, self.cid, call_id, self.calls[call_id])
         return self._asked[call_id]
 
     async def _start(self, events: list[Event]) -> bool:

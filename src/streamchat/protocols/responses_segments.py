@@ -25,6 +25,7 @@ from streamchat.conversations.messages import ConversationMessage
 from streamchat.conversations.ownership import owns
 from streamchat.conversations.records import TOOL_CALLS, scope_of
 from streamchat.conversations.replies.index import locate
+from streamchat.conversations.replies.waiting import waited_for_client
 from streamchat.conversations.tool_calls import calls_of
 from streamchat.framework import Context, Item, Principal
 from streamchat.protocols.openai_errors import not_found
@@ -50,19 +51,12 @@ def parse_continuation(response_id: str) -> Segment | None:
     return None if found is None else Segment(found["reply"], int(found["round"]))
 
 
-async def asked_for_approval(ctx: Context, cid: str, call_id: str, call: ConversationMessage) -> bool:
-    """Whether the call waited (or waits) for the user's approval."""
-    if call.status in ("awaiting_approval", "denied"):
-        return True
-    return await ctx.state.get(scope_of(TOOL_CALLS, cid), f"answer:{call_id}") is not None
-
-
 async def waiting_rounds(ctx: Context, cid: str, calls: Iterable[Item[ConversationMessage]]) -> list[int]:
     """The rounds of a reply whose calls waited for approval, in order: where its stretches end."""
     rounds: set[int] = set()
     for call in calls:
         number = call.data.round or 0
-        if number not in rounds and await asked_for_approval(ctx, cid, call.id, call.data):
+        if number not in rounds and await waited_for_client(ctx, cid, call.id, call.data):
             rounds.add(number)
     return sorted(rounds)
 

@@ -9,10 +9,12 @@ opened after it, and each model round after the first is a step of its own (`fin
 a stopped one `abort`, before `finish`; a server that stops meanwhile just ends the response (the
 client resumes elsewhere).
 
-A client that speaks `ai` 6 or later is sent the approvals: the stream ends at a `tool-approval-request`
-once the reply can go no further without the user (every call of the round ended or waiting for its
-answer), and the client's answer, the chat's messages sent again, gets the rest of the same message:
-the stream then goes on from what that client already shows (`ClientCopy`).
+The stream ends early where the reply waits for its client: at a call of a tool that runs in the
+client (a tool without `execute`: its `tool-input-available` is the client's cue to run it), and,
+for a client that speaks `ai` 6 or later, at a `tool-approval-request` — once the reply can go no
+further without it (every call of the round ended or waiting for its answer). The client's answer,
+the chat's messages sent again with the outputs or approvals on the tool parts, gets the rest of the
+same message: the stream then goes on from what that client already shows (`ClientCopy`).
 """
 
 from __future__ import annotations
@@ -90,21 +92,30 @@ class UiTurnWriter:
         return b"" if parts is None else parts.arguments(piece)
 
     def might_wait_for_client(self) -> bool:
-        """Whether, as far as this stream has shown, the reply waits for the client's approval."""
-        return (self.dialect.approvals and any(parts.waits_for_approval for parts in self.calls.values())
-                and all(parts.settled for parts in self.calls.values()))
+        """Whether, as far as this stream has shown, the reply waits for this client: a call's result
+        (a tool without `execute`, which every version runs) or, from `ai` 6 on, an approval."""
+        calls = self.calls.values()
+        return (any(parts.waits_for_result or (self.dialect.approvals and parts.waits_for_approval)
+                    for parts in calls)
+                and all(parts.settled for parts in calls))
 
     def unsettled(self) -> bool:
         return any(not parts.outcome_sent for parts in self.calls.values())
 
     def paused(self) -> bytes:
-        """The end of a stream that stops at approval requests: the client answers them to go on."""
-        return (self._close_text() + chunk({"type": "finish-step"})
-                + chunk({"type": "finish", "finishReason": "tool-calls"}) + DONE)
+        """The end of a stream that stops at approval requests or calls the client runs: the client
+        answers them (its next request) to go on."""
+        return (self._close_text() + chunk({"type": "finish-step"}) + chunk(self.dialect.finish("tool-calls"))
+                + DONE)
 
     def closing(self, conversation_id: str, end: ReplyEnd) -> bytes:
         frames = [self._close_text(), chunk({"type": "finish-step"})]
         message = end.message
+        if self.step_round is not None and message is not None and message.status == "completed":
+            # The model's last round wrote no text after the calls: it is still a step of its own, as
+            # the SDK's own server writes it, so the message's last step is not the calls' (a chat
+            # sending automatically once its last step's calls have outputs would send again).
+            frames += [chunk({"type": "start-step"}), chunk({"type": "finish-step"})]
         if message is None:
             frames.append(chunk({"type": "error", "errorText": end.reason}))
         else:

@@ -6,7 +6,9 @@ and a `finish` with its `finishReason`, and 5.0.0 refuses a chunk with any field
 So a stream speaks the 5.0.0 subset unless the request says it comes from `ai` 6 or later, in the
 header `X-AI-SDK-Version` (the major version, or the whole version: "6", "7.0.185"). A chunk's
 `toolCallId` and an approval's `approvalId` are the call's item id (unique in its conversation, where
-the model's own ids need not be), so an approval the client sends back names the item to answer.
+the model's own ids need not be), so an approval or an output the client sends back names the item
+to answer. A call of a tool that runs in the client (`awaiting_result`) is shown up to its
+`tool-input-available`, in every version: that is the client's cue to run it.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 import orjson
 
 from streamchat.conversations.messages import FINISHED, ConversationMessage
+from streamchat.conversations.replies.waiting import WAITING
 from streamchat.conversations.tool_calls import what_the_model_reads
 from streamchat.framework import HttpError
 
@@ -46,6 +49,10 @@ class UiDialect:
     def input_errors(self) -> bool:
         """`tool-input-error` and `finish.finishReason`."""
         return self.major >= 6
+
+    def finish(self, reason: str) -> dict[str, Any]:
+        """The `finish` chunk, with its reason where the version reads one."""
+        return {"type": "finish", "finishReason": reason} if self.input_errors else {"type": "finish"}
 
 
 def dialect_of(headers: dict[str, str]) -> UiDialect:
@@ -116,9 +123,14 @@ class CallParts:
         return self.status == "awaiting_approval"
 
     @property
+    def waits_for_result(self) -> bool:
+        """A call of a tool that runs in the client, waiting for the client's result."""
+        return self.status == "awaiting_result"
+
+    @property
     def settled(self) -> bool:
         """Whether the call no longer runs (ended, or waiting for someone's answer)."""
-        return self.status in FINISHED or self.status == "awaiting_approval"
+        return self.status in FINISHED or self.status in WAITING
 
     def arguments(self, piece: str) -> bytes:
         """More of the arguments, while the client still reads them as they stream."""

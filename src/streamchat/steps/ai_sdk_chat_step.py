@@ -1,9 +1,11 @@
 """POST /api/chat: the Vercel AI SDK's `useChat` sends a message (or asks again) and reads the reply.
 
 The body is what `DefaultChatTransport` sends: the chat `id` (the conversation id), the chat's
-`messages`, the `trigger` and, to regenerate one reply, its `messageId`. The server holds the
-history, so only the last message is read (protocols/ui_messages.py): a user message is sent; an
-assistant message answering approvals (`ai` 6+) approves or denies those calls, and the answer is
+`messages`, the `trigger` and, to regenerate one reply, its `messageId`; the transport's `body`
+option may add the conversation's settings and `clientTools`, the tools this client runs itself
+(tools without `execute`). The server holds the history, so only the last message is read
+(protocols/ui_messages.py): a user message is sent; an assistant message answering approvals (`ai`
+6+) or giving the outputs of client tools' calls gives those calls their answers, and the answer is
 the rest of that reply. The answer is the reply as a UI message stream, in the dialect the header
 `X-AI-SDK-Version` asks for (protocols/ui_message_stream.py); the client going away never stops
 the reply.
@@ -21,9 +23,11 @@ from streamchat.conversations.messages import ID_PATTERN, checked_message
 from streamchat.conversations.service import Conversations
 from streamchat.framework import ApiConfig, ApiRequest, ApiResponse, Context, Emit, ErrorBody, HttpError
 from streamchat.protocols.ui_message_stream import HEADERS, ui_message_stream
-from streamchat.protocols.ui_messages import UiMessage, answer_approvals
+from streamchat.protocols.ui_messages import UiMessage, continue_reply
 from streamchat.protocols.ui_tool_parts import dialect_of
 from streamchat.settings import Settings
+from streamchat.tools import ToolSet
+from streamchat.tools.client_tools import ClientTool, request_tools
 
 
 class UiChatRequest(ChatSettings):
@@ -39,15 +43,20 @@ class UiChatRequest(ChatSettings):
     trigger: Literal["submit-message", "regenerate-message"] = "submit-message"
     messageId: str | None = Field(default=None, description="regenerate-message: the reply to answer again "
                                   "(or the user message it answered); absent: the last reply.")
+    clientTools: list[ClientTool] | None = Field(
+        default=None, max_length=128, description="Tools this client runs (tools without `execute`), offered to "
+        "the model for this reply beside the conversation's; a call of one ends the stream at its "
+        "`tool-input-available`, and the chat's next request carries its output.")
 
     @model_validator(mode="after")
     def _has_a_user_message(self) -> UiChatRequest:
         if self.trigger == "submit-message":
-            if self.messages and self.messages[-1].answers_approvals:
+            if self.messages and self.messages[-1].continues_reply:
                 return self
             if not self.messages or self.messages[-1].role != "user":
                 raise ValueError("messages: the last message must be the user's message to send, or the "
-                                 "assistant's answering approvals (tool parts in state approval-responded)")
+                                 "assistant's answering approvals or giving tool outputs (tool parts in state "
+                                 "approval-responded, output-available or output-error)")
             checked_message(self.messages[-1].text())
         return self
 
@@ -63,10 +72,11 @@ config = ApiConfig(
     responses={200: None, 404: ErrorBody, 409: ErrorBody, 422: ErrorBody, 429: ErrorBody},
     text_responses={200: "text/event-stream"},
     description="The Vercel AI SDK's chat endpoint (`DefaultChatTransport`): send the last user message, "
-                "regenerate a reply, or (`ai` 6+) answer tool approvals; answers the reply as a UI message stream "
-                "(SSE, `x-vercel-ai-ui-message-stream: v1`) with its tool calls; the header `X-AI-SDK-Version: 6` "
-                "(or later) adds the approval chunks. Closing the connection does not stop the reply (POST "
-                ".../stop does).",
+                "regenerate a reply, give the outputs of the calls of tools this client runs (`clientTools`), or "
+                "(`ai` 6+) answer tool approvals; answers the reply as a UI message stream (SSE, "
+                "`x-vercel-ai-ui-message-stream: v1`) with its tool calls, ending early where the reply waits for "
+                "the client; the header `X-AI-SDK-Version: 6` (or later) adds the approval chunks. Closing the "
+                "connection does not stop the reply (POST .../stop does).",
 )
 
 
@@ -75,19 +85,22 @@ async def handler(req: ApiRequest[UiChatRequest], ctx: Context) -> ApiResponse:
     dialect = dialect_of(req.headers)
     ping = ctx.service(Settings).sse_ping_seconds
     conversations = Conversations(ctx)
-    if body.trigger == "submit-message" and body.messages[-1].answers_approvals:
+    if body.trigger == "submit-message" and body.messages[-1].continues_reply:
         where = f"messages[{len(body.messages) - 1}]"
-        reply_id, client = await answer_approvals(ctx, req.principal, body.id, body.messages[-1], where)
+        reply_id, client = await continue_reply(ctx, req.principal, body.id, body.messages[-1], where)
         return ApiResponse(200, ui_message_stream(ctx, body.id, reply_id, ping, dialect, client),
                            headers=HEADERS, media_type="text/event-stream")
+    client_tools = request_tools(ctx.service(ToolSet), body.clientTools or (), field="clientTools")
     if body.trigger == "submit-message":
         sent = await conversations.send(req.principal, body.messages[-1].text(), body.id,
                                         change=ChatSettings.model_validate(body.model_dump(include=set(FIELDS),
-                                                                                           exclude_unset=True)))
+                                                                                           exclude_unset=True)),
+                                        client_tools=client_tools)
         reply_id = sent.assistant_message_id
     else:
         asked_for = await _reply_asked_for(ctx, body)
-        reply_id = (await conversations.regenerate(req.principal, body.id, asked_for)).assistantMessageId
+        reply_id = (await conversations.regenerate(req.principal, body.id, asked_for,
+                                                   client_tools=client_tools)).assistantMessageId
     return ApiResponse(200, ui_message_stream(ctx, body.id, reply_id, ping, dialect),
                        headers=HEADERS, media_type="text/event-stream")
 

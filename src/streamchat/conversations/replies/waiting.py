@@ -13,7 +13,7 @@ from __future__ import annotations
 import uuid
 
 from streamchat.conversations.events import REPLY_ASKED, ChatMessageEvent
-from streamchat.conversations.messages import FINISHED
+from streamchat.conversations.messages import FINISHED, ConversationMessage
 from streamchat.conversations.records import TOOL_CALLS, scope_of
 from streamchat.conversations.replies import answering
 from streamchat.conversations.replies.quota import release
@@ -32,6 +32,20 @@ def _asked_key(reply_id: str) -> str:
 def answer_key(call_id: str) -> str:
     """The claim of the one answer a waiting call gets (an approve, a deny, a client's result or a stop)."""
     return f"answer:{call_id}"
+
+
+#: The statuses of a call that waits for the client (its user's approval, or its own result), or was
+#: turned down by it.
+WAITING = frozenset({"awaiting_approval", "awaiting_result"})
+
+
+async def waited_for_client(ctx: Context, cid: str, call_id: str, call: ConversationMessage) -> bool:
+    """Whether the call waited (or waits) for the client: an approval or a client's result. A call that
+    has moved on still tells, because each such wait ends by taking the call's one answer claim (an
+    approve, a deny, a result or the stop that ended it)."""
+    if call.status in WAITING or call.status == "denied":
+        return True
+    return await ctx.state.get(scope_of(TOOL_CALLS, cid), answer_key(call_id)) is not None
 
 
 async def remember(ctx: Context, data: ChatMessageEvent) -> None:
@@ -83,7 +97,7 @@ async def end_calls(ctx: Context, cid: str, reply_id: str) -> None:
     for call in calls:
         if call.data.status == "running":
             await ctx.request_stop(call.id, wait=CALL_STOP_WAIT_SECONDS)
-        elif call.data.status in ("awaiting_approval", "awaiting_result"):
+        elif call.data.status in WAITING:
             await claim(ctx, cid, answer_key(call.id))
     for call in calls:
         latest = await stream.get(cid, call.id)
