@@ -3,7 +3,9 @@
 System and developer messages become the reply's instructions; user and assistant messages are
 turns; the last must be the user's (the message answered). Only text is taken: any other content
 part is refused with a 400 naming it, rather than silently dropped. A Responses `input` may instead
-answer approval requests (`mcp_approval_response` items), which continue a reply rather than start one.
+answer what a response waits for, which continues a reply rather than start one: approval requests
+(`mcp_approval_response` items) and the client's function calls (`function_call_output` items; the
+`function_call` items a client keeps in its history are read past).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter, ValidationError
 
 from streamchat.conversations.messages import checked_message
@@ -51,19 +54,49 @@ class ApprovalAnswer(BaseModel):
     id: str | None = Field(default=None, description="Accepted and ignored.")
 
 
+class FunctionOutput(BaseModel):
+    """A `function_call_output` item: what the client's run of a function call (a `function_call`
+    output item, whose `call_id` is the call's item id in the conversation) gave."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["function_call_output"]
+    call_id: str = Field(min_length=1, max_length=300)
+    output: str | list[ContentPart] = Field(description="Text (JSON text is read as the JSON it holds), or "
+                                            "`input_text` parts.")
+    id: str | None = Field(default=None, description="Accepted and ignored.")
+    status: str | None = Field(default=None, description="Accepted and ignored.")
+
+
+class FunctionCallEcho(BaseModel):
+    """A `function_call` item sent back in the input, as clients that keep the whole history do: the
+    server has it already."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: Literal["function_call"]
+    call_id: str
+
+
+_KINDS = {"mcp_approval_response": "approval", "function_call_output": "output", "function_call": "call"}
+
+
 def _kind(value: Any) -> str:
     kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
-    return "approval" if kind == "mcp_approval_response" else "message"
+    return _KINDS.get(kind, "message") if isinstance(kind, str) else "message"
 
 
-#: One item of a Responses `input` list: a message, or an answer to an approval request.
-InputItem = Annotated[Annotated[InputMessage, Tag("message")] | Annotated[ApprovalAnswer, Tag("approval")],
+#: One item of a Responses `input` list: a message, an answer to an approval request, a function
+#: call's output, or a function call of the history.
+InputItem = Annotated[Annotated[InputMessage, Tag("message")] | Annotated[ApprovalAnswer, Tag("approval")]
+                      | Annotated[FunctionOutput, Tag("output")] | Annotated[FunctionCallEcho, Tag("call")],
                       Discriminator(_kind)]
+AnyItem = InputMessage | ApprovalAnswer | FunctionOutput | FunctionCallEcho
 
 
-_ITEMS: TypeAdapter[list[InputMessage | ApprovalAnswer]] = TypeAdapter(list[InputItem])
+_ITEMS: TypeAdapter[list[AnyItem]] = TypeAdapter(list[InputItem])
 #: What pydantic puts in an error's location for a union's branch (not a field of the input).
-_BRANCHES = frozenset({"message", "approval", "str"})
+_BRANCHES = frozenset({"message", "approval", "output", "call", "str", "list[ContentPart]"})
 
 
 def checked_items(value: Any, field: str) -> Any:
@@ -84,9 +117,30 @@ def checked_items(value: Any, field: str) -> Any:
         raise ValueError(f"{where}: {first['msg']}") from None
 
 
-def answers_in(items: Sequence[InputMessage | ApprovalAnswer]) -> list[tuple[int, ApprovalAnswer]]:
+def answers_in(items: Sequence[AnyItem]) -> list[tuple[int, ApprovalAnswer]]:
     """The approval answers among `items`, each with its index in the list."""
     return [(index, item) for index, item in enumerate(items) if isinstance(item, ApprovalAnswer)]
+
+
+def outputs_in(items: Sequence[AnyItem]) -> list[tuple[int, FunctionOutput]]:
+    """The function calls' outputs among `items`, each with its index in the list."""
+    return [(index, item) for index, item in enumerate(items) if isinstance(item, FunctionOutput)]
+
+
+def output_value(output: str | list[ContentPart], where: str) -> Any:
+    """A function call's output as the call's result: the JSON a text holds, else the text itself (the
+    model reads the result as JSON, so JSON text is not quoted again)."""
+    if isinstance(output, list):
+        texts: list[str] = []
+        for index, part in enumerate(output):
+            if part.type not in TEXT_PARTS or part.text is None:
+                raise invalid(f"{where}[{index}].type", f"only text output is supported, not {part.type!r}")
+            texts.append(part.text)
+        output = "".join(texts)
+    try:
+        return orjson.loads(output)
+    except orjson.JSONDecodeError:
+        return output
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,15 +1,16 @@
 """The OpenAI Responses API's view of a reply: the response object and its numbered event stream.
 
 A response is a stretch of a reply (responses_segments.py): the reply's id names it from its
-beginning; a round whose tool calls wait for the user's approval ends it, and `<reply>.a<round>` goes
-on from there. Its events are numbered from 0 and rise by one: `response.created`,
-`response.in_progress`, then its items' events (responses_layout.py: the text as `message` items,
-one `response.output_text.delta` per piece the model wrote; the calls as `mcp_call` items; approval
-requests), then one of `response.completed` / `response.failed` / `response.incomplete` (stopped, or
-cut by a token limit). The pieces come from the reply journal and the calls' events from their items
-alone, in an order fixed by what is stored, so event N is the same event on every instance and every
-reconnect: a stream resumed `starting_after` N continues exactly after it, for as long as the
-conversation exists.
+beginning; a round whose tool calls wait for the client (the user's approval, or the client's run of
+a function call) ends it, and `<reply>.a<round>` goes on from there. Its events are numbered from 0
+and rise by one: `response.created`, `response.in_progress`, then its items' events
+(responses_layout.py: the text as `message` items, one `response.output_text.delta` per piece the
+model wrote; the calls as `mcp_call` items; approval requests; the client's function calls as
+`function_call` items), then one of `response.completed` /
+`response.failed` / `response.incomplete` (stopped, or cut by a token limit). The pieces come from
+the reply journal and the calls' events from their items alone, in an order fixed by what is stored,
+so event N is the same event on every instance and every reconnect: a stream resumed
+`starting_after` N continues exactly after it, for as long as the conversation exists.
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ def response_object(target: ResponseTarget, reply: ConversationMessage, *, statu
         "temperature": None,
         "text": {"format": {"type": "text"}},
         "tool_choice": "auto",
-        "tools": [],
+        "tools": list(details.get("tools") or []),
         "top_p": None,
         "truncation": "disabled",
         "usage": usage_object(reply) if final else None,

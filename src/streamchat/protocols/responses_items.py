@@ -1,12 +1,14 @@
 """The output items of a Responses API response, as OpenAI's API and SDK define them: the assistant's
-text as `message` items, the server-run tool calls as `mcp_call` items, and a call that waits for the
-user as an `mcp_approval_request` item.
+text as `message` items, the server-run tool calls as `mcp_call` items, a call that waits for the
+user as an `mcp_approval_request` item, and a call of a tool the client runs as a `function_call` item.
 
 Ids come from the conversation, so a response rebuilt on any instance names its items the same way:
 a round's text is `msg_<reply>` (round 0) or `msg_<reply>.<round>`, a call is `mcp_<call item id>`,
-and an approval request is the call item id itself (what `mcp_approval_response.approval_request_id`
-and POST /api/conversations/{cid}/messages/{callId}/approve both take). A call's `output` is its result
-as JSON text with sorted keys: the same text whichever store kept the result.
+an approval request is the call item id itself (what `mcp_approval_response.approval_request_id`
+and POST /api/conversations/{cid}/messages/{callId}/approve both take), and a function call is
+`fc_<call item id>` with the call item id as its `call_id` (what `function_call_output.call_id` and
+POST /api/conversations/{cid}/messages/{callId}/result take). A call's `output` is its result as JSON
+text with sorted keys: the same text whichever store kept the result.
 """
 
 from __future__ import annotations
@@ -86,3 +88,13 @@ def approval_item(tools: ToolSet, call_id: str, call: ConversationMessage) -> di
     server, name = labelled(tools, call.name or "")
     return {"id": call_id, "type": "mcp_approval_request", "server_label": server, "name": name,
             "arguments": call.arguments or ""}
+
+
+def function_call_id(call_id: str) -> str:
+    return f"fc_{call_id}"
+
+
+def function_call_item(call_id: str, call: ConversationMessage, *, whole: bool) -> dict[str, Any]:
+    """The `function_call` item of a call the client runs: opened (no arguments yet) or `whole`."""
+    return {"id": function_call_id(call_id), "type": "function_call", "call_id": call_id, "name": call.name or "",
+            "arguments": (call.arguments or "") if whole else "", "status": "completed" if whole else "in_progress"}

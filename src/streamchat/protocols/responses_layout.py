@@ -5,10 +5,13 @@ Per model round of the stretch: the round's text as a `message` item, one `outpu
 piece as the model wrote it (the reply journal's pieces); then the round's calls in the order the
 model made them: first each call opened (`output_item.added`, `mcp_call.in_progress`, its whole
 arguments as one `mcp_call_arguments.delta`, `mcp_call_arguments.done`) or, for a call that waits
-for the user, its `mcp_approval_request` item (added and done); then, call by call in that same
-order, each one's end (`mcp_call.completed` or `.failed`, `output_item.done`). A round with an
-approval request ends the response (`response.completed`); otherwise the next round's text follows
-in a new message item, and the reply's end ends the response. A call is shown once the model has
+for the user, its `mcp_approval_request` item (added and done), or, for a call of a tool the client
+runs, its whole `function_call` item (`output_item.added`, its arguments as one
+`function_call_arguments.delta`, `function_call_arguments.done`, `output_item.done`); then, call by
+call in that same order, each server-run call's end (`mcp_call.completed` or `.failed`,
+`output_item.done`). A round with an approval request or a function call ends the response
+(`response.completed`): the client's answer is the next response's input; otherwise the next
+round's text follows in a new message item, and the reply's end ends the response. A call is shown once the model has
 written all of it (its arguments are whole then; the pieces it streamed in are not kept, so they are
 not numbered), and a call that ends early waits for the ones before it: the order never depends on
 timing.
@@ -23,6 +26,7 @@ from collections.abc import Callable
 from enum import Enum, auto
 from typing import Any
 
+from streamchat.conversations.client_results import client_tool_names
 from streamchat.conversations.messages import FINISHED, ConversationMessage
 from streamchat.conversations.replies.waiting import waited_for_client
 from streamchat.framework import Context, ItemGone, ItemState, Quiet, TextDelta
@@ -32,6 +36,8 @@ from streamchat.protocols.responses_items import (
     approval_item,
     call_item,
     call_output_id,
+    function_call_id,
+    function_call_item,
     message_id,
     message_item,
     text_part,
@@ -82,6 +88,8 @@ class ResponseLayout:
         #: Each round's calls by id, in the order the model made them.
         self._rounds: dict[int, list[str]] = {}
         self._asked: dict[str, bool] = {}
+        #: The tools the reply's client runs (read once, when a call first needs it).
+        self._client_tools: frozenset[str] | None = None
         #: Why the reply can no longer be followed (deleted, or started again); None while it can.
         self.lost: str | None = None
         #: Where the layout is.
@@ -189,6 +197,12 @@ class ResponseLayout:
             self._asked[call_id] = await waited_for_client(self.ctx, self.cid, call_id, self.calls[call_id])
         return self._asked[call_id]
 
+    async def _runs_in_client(self, call_id: str) -> bool:
+        """Whether the call waited for the client to run it (rather than for the user's approval)."""
+        if self._client_tools is None:
+            self._client_tools = await client_tool_names(self.ctx, self.cid, self.reply_id)
+        return self.calls[call_id].name in self._client_tools and await self._is_asked(call_id)
+
     async def _start(self, events: list[Event]) -> bool:
         """A continuation: past the stretches before it, then the calls that waited, as they went."""
         calls = self._round_calls(self.round)
@@ -198,8 +212,8 @@ class ResponseLayout:
         if self.known < end:
             return False
         self._take_text(end)
-        for call_id in calls:
-            if await self._is_asked(call_id):
+        for call_id in calls:  # a function call's output is this response's input, not its output
+            if await self._is_asked(call_id) and not await self._runs_in_client(call_id):
                 events += self._open_call(call_id, approval=True)
         self._waits = False
         self.phase = Phase.CLOSINGS
@@ -252,7 +266,10 @@ class ResponseLayout:
             return False
         self._waits = False
         for call_id in calls:
-            if await self._is_asked(call_id):
+            if await self._runs_in_client(call_id):
+                self._waits = True
+                events += self._function_call(call_id)
+            elif await self._is_asked(call_id):
                 self._waits = True
                 item = approval_item(self.tools, call_id, self.calls[call_id])
                 index = len(self.output)
@@ -263,6 +280,22 @@ class ResponseLayout:
                 events += self._open_call(call_id, approval=False)
         self.phase = Phase.CLOSINGS
         return True
+
+    def _function_call(self, call_id: str) -> list[Event]:
+        """A call the client runs, whole at once: what it waits for is the client's next request."""
+        call = self.calls[call_id]
+        index = len(self.output)
+        arguments = call.arguments or ""
+        item = function_call_item(call_id, call, whole=True)
+        place = {"item_id": function_call_id(call_id), "output_index": index}
+        self.output.append(item)
+        events: list[Event] = [("response.output_item.added", {"output_index": index,
+                                                               "item": function_call_item(call_id, call, whole=False)})]
+        if arguments:
+            events.append(("response.function_call_arguments.delta", {**place, "delta": arguments}))
+        events.append(("response.function_call_arguments.done", {**place, "arguments": arguments}))
+        events.append(("response.output_item.done", {"output_index": index, "item": item}))
+        return events
 
     def _open_call(self, call_id: str, *, approval: bool) -> list[Event]:
         call = self.calls[call_id]

@@ -2,16 +2,18 @@
 
 A reply is one assistant message across its model rounds; a response is a stretch of it. The reply's
 own id names the first stretch, from its beginning. OpenAI ends a response that asks the user to
-approve a tool call (status `completed`, with the `mcp_approval_request` items) and goes on in a new
-response created with `previous_response_id` and the answers; so here a round whose calls waited for
-approval ends its stretch, and the reply goes on in the next one, `<reply>.a<round>`: the calls that
-waited (now as `mcp_call` items with their outcome), then the next rounds, up to the next round that
-waits or the reply's end. That id is fixed by the reply, so the same stretch has the same id on every
-instance, whether the approvals were answered through the Responses API or another way.
+approve a tool call (status `completed`, with the `mcp_approval_request` items), or that calls the
+client's functions (with the `function_call` items), and goes on in a new response created with the
+answers (`mcp_approval_response`, `function_call_output`); so here a round whose calls waited for
+the client ends its stretch, and the reply goes on in the next one, `<reply>.a<round>`: the calls that
+waited for approval (now as `mcp_call` items with their outcome; the function calls' outputs are that
+response's input, not its output), then the next rounds, up to the next round that waits or the
+reply's end. That id is fixed by the reply, so the same stretch has the same id on every instance,
+whether the client answered through the Responses API or another way.
 
-Whether a call waited for approval is kept by the approval itself: a call waits as `awaiting_approval`,
-and answering it (approve, deny, or the stop that ends it) takes its one answer claim first
-(conversations/approvals.py, replies/waiting.py), so a call that has moved on still tells.
+Whether a call waited for the client is kept by the wait itself: a call waits as `awaiting_approval`
+or `awaiting_result`, and answering it (approve, deny, a result, or the stop that ends it) takes its
+one answer claim first (replies/waiting.py), so a call that has moved on still tells.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ def parse_continuation(response_id: str) -> Segment | None:
 
 
 async def waiting_rounds(ctx: Context, cid: str, calls: Iterable[Item[ConversationMessage]]) -> list[int]:
-    """The rounds of a reply whose calls waited for approval, in order: where its stretches end."""
+    """The rounds of a reply whose calls waited for the client, in order: where its stretches end."""
     rounds: set[int] = set()
     for call in calls:
         number = call.data.round or 0

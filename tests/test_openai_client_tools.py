@@ -1,0 +1,231 @@
+"""Tools that run in the client, through the official `openai` SDK: a request's function `tools` are
+offered for that reply, and the model's calls of them come back as OpenAI's function calls.
+
+Responses: a call is a `function_call` item (`call_id` the call's item id), the response ends
+`completed`, and `function_call_output` input items continue the reply, with `previous_response_id`
+or (the SDK docs' pattern) the whole history sent again; every event parses as the SDK's own class and
+resumes exactly (`starting_after`) across the wait. Chat Completions: the calls stream back as
+`delta.tool_calls` with `finish_reason: "tool_calls"` (or `message.tool_calls`), and the next
+request's `tool` messages continue the same reply, found by their `tool_call_id`.
+
+In process: real HTTP through the SDK's own client, the fake provider streaming the calls, the loop
+tools (tests/loop_tools) where server-run calls and approvals are mixed in."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import openai
+import orjson
+import pytest
+from openai import AsyncOpenAI
+
+from conftest import FakeProvider, InProcessStarter
+from helpers import InProcessServer, wait_for_status
+from test_openai_tools import OPEN_MESSAGE, collect, dumped, same_event, types, validated
+from test_tool_loop import messages, tool_messages, until_call
+
+WEATHER = {"type": "function", "name": "get_weather", "description": "Today's weather where the user is.",
+           "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+           "strict": True}
+ASK = [[{"text": "Let me check. "}, {"name": "get_weather", "arguments": {"city": "Paris"}}]]
+SUNNY = {"sky": "sunny", "celsius": 21}
+CLOSE_MESSAGE = ["response.output_text.done", "response.content_part.done", "response.output_item.done"]
+FUNCTION_CALL = ["response.output_item.added", "response.function_call_arguments.delta",
+                 "response.function_call_arguments.done", "response.output_item.done"]
+
+
+def squeezed(events: list[Any]) -> list[str]:
+    """Event types with each run of text deltas as one (how the model split its text is not the point)."""
+    kinds = types(events)
+    return [kind for index, kind in enumerate(kinds)
+            if not (kind == "response.output_text.delta" and index and kinds[index - 1] == kind)]
+
+
+def sdk(server: InProcessServer, key: str = "unused") -> AsyncOpenAI:
+    """The SDK talking to the app in this process (each response is handed over once it has ended)."""
+    http = httpx.AsyncClient(transport=server.transport, base_url=f"{server.url}/v1", timeout=30)
+    return AsyncOpenAI(base_url=f"{server.url}/v1", api_key=key, max_retries=0, http_client=http)
+
+
+async def start(in_process: InProcessStarter, **env: str) -> InProcessServer:
+    return await in_process(STREAMCHAT_TOOLS="loop_tools", **env)
+
+
+async def reply_of(server: InProcessServer, cid: str, reply_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The reply once it has ended, and its calls."""
+    reply = await wait_for_status(server, cid, reply_id)
+    return reply, [item for item in await messages(server, cid) if item["from"] == "tool"]
+
+
+# -- Responses ---------------------------------------------------------------------------------
+
+async def test_a_function_call_ends_the_response_and_its_output_continues_the_reply(
+    in_process: InProcessStarter, fake_provider: FakeProvider,
+) -> None:
+    server = await start(in_process)
+    fake_provider.script(tool_calls=ASK, tokens=["It is ", "sunny."], argument_chunk=4)
+    async with sdk(server) as client:
+        events = await collect(await client.responses.create(model="fake-model", input="Weather in Paris?",
+                                                             tools=[WEATHER], stream=True))  # type: ignore[list-item]
+        first = events[-1].response
+        assert first.conversation is not None
+        cid, reply_id = first.conversation.id, first.id
+        [waiting] = await until_call(server, cid, "awaiting_result")
+        strict = await validated(client, reply_id)
+        retrieved = await client.responses.retrieve(reply_id)
+
+        output = [{"type": "function_call_output", "call_id": waiting["id"], "output": orjson.dumps(SUNNY).decode()}]
+        going_on = await collect(await client.responses.create(
+            model="fake-model", previous_response_id=reply_id, input=output, stream=True))  # type: ignore[arg-type]
+        second = going_on[-1].response
+        with pytest.raises(openai.ConflictError):  # given already
+            await client.responses.create(previous_response_id=reply_id, input=output)  # type: ignore[arg-type]
+        reply, [call] = await reply_of(server, cid, reply_id)
+        again = [await validated(client, response_id) for response_id in (reply_id, second.id)]
+        resumed = [[await collect(await client.responses.retrieve(response_id, stream=True, starting_after=after))
+                    for after in range(-1, len(whole))] for response_id, whole in ((reply_id, events),
+                                                                                   (second.id, going_on))]
+
+    assert squeezed(events) == ["response.created", "response.in_progress", *OPEN_MESSAGE, "response.output_text.delta",
+                                *CLOSE_MESSAGE, *FUNCTION_CALL, "response.completed"]
+    assert [event.sequence_number for event in events] == list(range(len(events)))
+    message, function_call = first.output
+    assert message.type == "message" and first.status == "completed" and first.usage is None
+    assert function_call.type == "function_call"
+    assert (function_call.id, function_call.call_id, function_call.name, function_call.status) == (
+        f"fc_{call['id']}", call["id"], "get_weather", "completed")
+    assert orjson.loads(function_call.arguments) == {"city": "Paris"} and function_call.arguments == call["arguments"]
+    added = next(event for event in events if event.type == "response.output_item.added"
+                 and event.item.type == "function_call")
+    assert (added.item.status, added.item.arguments) == ("in_progress", "")
+    done = next(event for event in events if event.type == "response.function_call_arguments.done")
+    assert (done.item_id, done.output_index, done.arguments) == (function_call.id, 1, call["arguments"])
+    assert [tool.model_dump(exclude_none=True) for tool in first.tools] == [WEATHER]
+    assert types(strict) == types(events) and strict[-1].response.output == first.output
+    assert dumped(retrieved.output) == dumped(first.output) and retrieved.status == "completed"
+
+    assert squeezed(going_on) == ["response.created", "response.in_progress", *OPEN_MESSAGE,
+                                  "response.output_text.delta", *CLOSE_MESSAGE, "response.completed"]
+    assert second.id == f"{reply_id}.a0" and second.previous_response_id == reply_id
+    assert second.status == "completed" and second.usage is not None
+    assert [item.type for item in second.output] == ["message"], "the output is this response's input, not output"
+    assert [tool.name for tool in second.tools] == ["get_weather"]  # type: ignore[union-attr]
+    assert first.output_text + second.output_text == reply["message"] == "Let me check. It is sunny."
+    assert (call["status"], call["result"]) == ("completed", SUNNY)
+    assert orjson.loads(tool_messages(fake_provider.requests()[-1])[-1]["content"]) == SUNNY
+    assert [types(replayed) for replayed in again] == [types(events), types(going_on)]
+    for whole, tails in zip((events, going_on), resumed, strict=True):
+        expected = [same_event(event) for event in whole]
+        for after, tail in enumerate(tails, start=-1):
+            assert [same_event(event) for event in tail] == expected[after + 1:], after
+
+
+async def test_the_whole_history_sent_again_without_previous_response_id_continues_the_reply(
+    in_process: InProcessStarter, fake_provider: FakeProvider,
+) -> None:
+    # The SDK docs' pattern: input = the conversation so far + the function call + its output.
+    server = await start(in_process)
+    fake_provider.script(tool_calls=ASK, tokens=["Sunny", " it is."], argument_chunk=4)
+    history: list[Any] = [{"role": "user", "content": "Weather in Paris?"}]
+    async with sdk(server) as client:
+        first = await client.responses.create(model="fake-model", input=history, tools=[WEATHER])  # type: ignore[arg-type,list-item]
+        [function_call] = [item for item in first.output if item.type == "function_call"]
+        history += [function_call,
+                    {"type": "function_call_output", "call_id": function_call.call_id, "output": "sunny"}]
+        second = await client.responses.create(model="fake-model", input=history, tools=[WEATHER],  # type: ignore[arg-type,list-item]
+                                               instructions="Be brief.", temperature=0.2)
+    assert first.conversation is not None
+    reply, [call] = await reply_of(server, first.conversation.id, first.id)
+    assert (second.id, second.status, second.previous_response_id) == (f"{first.id}.a0", "completed", None)
+    assert first.output_text + second.output_text == reply["message"] == "Let me check. Sunny it is."
+    assert call["result"] == "sunny", "text that is not JSON is the result as it is"
+    assert tool_messages(fake_provider.requests()[-1])[-1]["content"] == '"sunny"'
+    assert [item["from"] for item in await messages(server, first.conversation.id)] == [
+        "user", "assistant", "tool"], "the history sent again is not stored again"
+
+
+async def test_a_round_of_a_function_call_an_approval_and_a_server_call_is_answered_in_one_request(
+    in_process: InProcessStarter, fake_provider: FakeProvider,
+) -> None:
+    server = await start(in_process)
+    fake_provider.script(tool_calls=[[{"name": "get_weather", "arguments": {"city": "Oslo"}},
+                                      {"name": "calculator", "arguments": {"expression": "6 * 7"}},
+                                      {"name": "delete_file", "arguments": {"path": "/tmp/old.txt"}}]],
+                         tokens=["All", " done."])
+    async with sdk(server) as client:
+        first = await client.responses.create(model="fake-model", input="three things", tools=[WEATHER])  # type: ignore[list-item]
+        function_call, calculated, request = first.output
+        assert [function_call.type, calculated.type, request.type] == [
+            "function_call", "mcp_call", "mcp_approval_request"]
+        output = {"type": "function_call_output", "call_id": function_call.call_id,  # type: ignore[union-attr]
+                  "output": [{"type": "input_text", "text": '{"sky": '}, {"type": "input_text", "text": '"grey"}'}]}
+        approval = {"type": "mcp_approval_response", "approval_request_id": request.id, "approve": True}
+        with pytest.raises(openai.BadRequestError) as half:
+            await client.responses.create(previous_response_id=first.id, input=[output])  # type: ignore[list-item]
+        second = await client.responses.create(previous_response_id=first.id,
+                                               input=[approval, output])  # type: ignore[list-item]
+    assert first.status == "completed" and calculated.status == "completed"  # type: ignore[union-attr]
+    assert half.value.body["param"] == "input" and request.id in half.value.message  # type: ignore[index]
+    assert [item.type for item in second.output] == ["mcp_call", "message"]
+    assert second.output[0].approval_request_id == request.id  # type: ignore[union-attr]
+    assert second.output_text == "All done."
+    assert first.conversation is not None
+    _, calls = await reply_of(server, first.conversation.id, first.id)
+    assert [(call["name"], call["status"]) for call in calls] == [
+        ("get_weather", "completed"), ("calculator", "completed"), ("delete_file", "completed")]
+    assert calls[0]["result"] == {"sky": "grey"}
+
+
+async def test_function_tools_and_outputs_that_cannot_be_taken_are_refused_naming_the_parameter(
+    in_process: InProcessStarter, fake_provider: FakeProvider,
+) -> None:
+    server = await start(in_process, STREAMCHAT_API_KEYS="owner-key,other-key")
+    fake_provider.script(tool_calls=ASK, tokens=["ok"])
+    async with sdk(server, "owner-key") as client, sdk(server, "other-key") as other:
+        first = await client.responses.create(model="fake-model", input="weather?", tools=[WEATHER])  # type: ignore[list-item]
+        [function_call] = [item for item in first.output if item.type == "function_call"]
+        call_id = function_call.call_id
+
+        def given(call: str = call_id, output: Any = "1") -> dict[str, Any]:
+            return {"type": "function_call_output", "call_id": call, "output": output}
+
+        refused: list[tuple[dict[str, Any], str]] = [
+            ({"input": "x", "tools": [{"type": "web_search"}]}, "tools[0].type"),
+            ({"input": "x", "tools": [{"type": "function", "name": "calculator"}]}, "tools[0].name"),
+            ({"input": "x", "tools": [WEATHER, WEATHER]}, "tools[1].name"),
+            ({"input": "x", "tools": [{"type": "function"}]}, "tools[0].name"),
+            ({"input": "x", "tools": [{"type": "function", "name": "two words"}]}, "tools[0].name"),
+            ({"input": "x", "tools": [{**WEATHER, "defer_loading": True}]}, "tools[0].defer_loading"),
+            ({"input": "x", "tools": [{**WEATHER, "parameters": "an object"}]}, "tools[0].parameters"),
+            ({"input": "x", "tools": "get_weather"}, "tools"),
+            ({"input": "x", "tool_choice": "required"}, "tool_choice"),
+            ({"input": [given("nope.t0.0")], "previous_response_id": first.id}, "input[0].call_id"),
+            ({"input": [given(), given()], "previous_response_id": first.id}, "input[1].call_id"),
+            ({"input": [{"role": "user", "content": "hi"}, given()], "previous_response_id": first.id}, "input"),
+            ({"input": [given(), {"role": "user", "content": "hi"}]}, "input"),
+            ({"input": [given(output=[{"type": "input_image", "image_url": "http://x"}])],
+              "previous_response_id": first.id}, "input[0].output[0].type"),
+            ({"input": [given()], "previous_response_id": first.id, "temperature": 0.5}, "temperature"),
+            ({"input": [{"type": "function_call_output", "call_id": call_id}],
+              "previous_response_id": first.id}, "input"),
+        ]
+        for body, param in refused:
+            with pytest.raises(openai.BadRequestError) as error:
+                await client.responses.create(model="fake-model", **body)
+            assert error.value.body["param"] == param, (body, error.value.body)  # type: ignore[index]
+        not_found = [(client, {"input": [given("nope.t0.0")]}, "input[0].call_id"),
+                     (other, {"input": [given()]}, "input[0].call_id"),
+                     (other, {"input": [given()], "previous_response_id": first.id}, "previous_response_id")]
+        for caller, body, param in not_found:
+            with pytest.raises(openai.NotFoundError) as missing:
+                await caller.responses.create(model="fake-model", **body)
+            assert missing.value.body["param"] == param, (body, missing.value.body)  # type: ignore[index]
+        assert first.conversation is not None
+        async with server.client(headers={"Authorization": "Bearer owner-key"}) as http:
+            kept = (await http.get(f"/api/conversations/{first.conversation.id}")).json()["messages"]
+        assert [(item["id"], item["status"]) for item in kept if item["from"] == "tool"] == [
+            (call_id, "awaiting_result")], "nothing refused was given"
+        second = await client.responses.create(previous_response_id=first.id, input=[given()])  # type: ignore[list-item]
+    assert second.status == "completed" and second.output_text == "ok"
