@@ -230,8 +230,8 @@ async def test_bad_input_is_a_400_naming_the_parameter(server: Server) -> None:
         done = await client.responses.create(model="fake-model", input="finish first")
         with pytest.raises(openai.BadRequestError):
             await client.responses.cancel(done.id)
-        for extra in ({"tools": [{"type": "function", "function": {"name": "f"}}]}, {"n": 2},
-                      {"response_format": {"type": "json_object"}}):
+        for extra in ({"tools": [{"type": "custom", "custom": {"name": "f"}}]}, {"functions": [{"name": "f"}]},
+                      {"n": 2}, {"response_format": {"type": "json_object"}}):
             with pytest.raises(openai.BadRequestError):
                 await client.chat.completions.create(model="fake-model", messages=[{"role": "user", "content": "x"}],
                                                      **extra)

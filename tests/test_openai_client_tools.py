@@ -229,3 +229,143 @@ async def test_function_tools_and_outputs_that_cannot_be_taken_are_refused_namin
             (call_id, "awaiting_result")], "nothing refused was given"
         second = await client.responses.create(previous_response_id=first.id, input=[given()])  # type: ignore[list-item]
     assert second.status == "completed" and second.output_text == "ok"
+
+
+# -- Chat Completions --------------------------------------------------------------------------
+
+CC_WEATHER = {"type": "function", "function": {key: WEATHER[key] for key in ("name", "description", "parameters")}}
+CONVERSATION = "x-streamchat-conversation-id"
+
+
+async def test_chat_completions_stream_the_calls_of_function_tools_and_tool_messages_continue_the_reply(
+    in_process: InProcessStarter, fake_provider: FakeProvider,
+) -> None:
+    server = await start(in_process)
+    fake_provider.script(tool_calls=ASK, tokens=["It is ", "sunny."], argument_chunk=4)
+    history: list[Any] = [{"role": "user", "content": "Weather in Paris?"}]
+    async with sdk(server) as client:
+        raw = await client.chat.completions.with_raw_response.create(
+            model="fake-model", messages=history, tools=[CC_WEATHER], stream=True,  # type: ignore[list-item]
+            stream_options={"include_usage": True})
+        cid = raw.headers[CONVERSATION]
+        chunks = [chunk async for chunk in raw.parse()]
+        async with client.chat.completions.stream(model="fake-model", messages=history,  # type: ignore[arg-type]
+                                                  tools=[CC_WEATHER]) as helper:  # type: ignore[list-item]
+            assembled = await helper.get_final_completion()
+        fake_provider.script(tool_calls=ASK, tokens=["It is ", "sunny."], argument_chunk=4)
+        first_call = next(delta.tool_calls[0] for chunk in chunks if chunk.choices
+                          for delta in [chunk.choices[0].delta] if delta.tool_calls)
+        assert first_call.id is not None and first_call.function is not None
+        history += [{"role": "assistant", "content": "Let me check. ", "tool_calls": [
+                        {"id": first_call.id, "type": "function",
+                         "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}}]},
+                    {"role": "tool", "tool_call_id": first_call.id, "content": orjson.dumps(SUNNY).decode()}]
+        raw_after = await client.chat.completions.with_raw_response.create(
+            model="fake-model", messages=history, tools=[CC_WEATHER], stream=True,  # type: ignore[list-item]
+            stream_options={"include_usage": True})
+        after = [chunk async for chunk in raw_after.parse()]
+        with pytest.raises(openai.ConflictError):  # given already
+            await client.chat.completions.create(model="fake-model", messages=history)  # type: ignore[arg-type]
+
+    reply_id = chunks[0].id.removeprefix("chatcmpl-")
+    reply, [call] = await reply_of(server, cid, reply_id)
+    assert raw_after.headers[CONVERSATION] == cid and after[0].id == f"chatcmpl-{reply_id}.a0"
+    assert (first_call.index, first_call.id, first_call.type, first_call.function.name) == (
+        0, call["id"], "function", "get_weather")
+    arguments = "".join(delta.tool_calls[0].function.arguments or "" for chunk in chunks if chunk.choices
+                        for delta in [chunk.choices[0].delta] if delta.tool_calls and delta.tool_calls[0].function)
+    assert arguments == call["arguments"]
+    text = "".join(chunk.choices[0].delta.content or "" for chunk in chunks if chunk.choices)
+    text_after = "".join(chunk.choices[0].delta.content or "" for chunk in after if chunk.choices)
+    assert text + text_after == reply["message"] == "Let me check. It is sunny."
+    assert [chunk.choices[0].finish_reason for chunk in chunks if chunk.choices][-1] == "tool_calls"
+    assert (chunks[-1].choices, chunks[-1].usage) == ([], None), "usage comes with the reply's end"
+    assert [chunk.choices[0].finish_reason for chunk in after if chunk.choices][-1] == "stop"
+    assert after[-1].usage is not None and after[-1].usage.completion_tokens == reply["usage"]["completionTokens"]
+    assert (call["status"], call["result"]) == ("completed", SUNNY)
+    choice = assembled.choices[0]
+    assert choice.finish_reason == "tool_calls" and choice.message.content == "Let me check. "
+    assert choice.message.tool_calls is not None and len(choice.message.tool_calls) == 1
+    helped = choice.message.tool_calls[0]
+    assert helped.type == "function" and (helped.function.name, orjson.loads(helped.function.arguments)) == (
+        "get_weather", {"city": "Paris"})
+
+
+async def test_a_completion_that_waits_hands_over_only_the_clients_calls_and_needs_every_output(
+    in_process: InProcessStarter, fake_provider: FakeProvider,
+) -> None:
+    # One round: two client calls and the calculator (run here, never shown); non-streaming both ways.
+    server = await start(in_process)
+    fake_provider.script(tool_calls=[[{"text": "Checking both. "},
+                                      {"name": "get_weather", "arguments": {"city": "Oslo"}},
+                                      {"name": "calculator", "arguments": {"expression": "6 * 7"}},
+                                      {"name": "get_weather", "arguments": {"city": "Rome"}}]],
+                         tokens=["Oslo grey, ", "Rome sunny."])
+    history: list[Any] = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Oslo and Rome?"}]
+    async with sdk(server) as client:
+        first = await client.chat.completions.create(model="fake-model", messages=history,  # type: ignore[arg-type]
+                                                     tools=[CC_WEATHER])  # type: ignore[list-item]
+        message = first.choices[0].message
+        assert message.tool_calls is not None
+        history.append(message.model_dump(exclude_none=True))
+        outputs = [{"role": "tool", "tool_call_id": call.id, "content": sky}
+                   for call, sky in zip(message.tool_calls, ('{"sky": "grey"}', '{"sky": "sunny"}'), strict=True)]
+        with pytest.raises(openai.BadRequestError) as half:
+            await client.chat.completions.create(model="fake-model", messages=[*history, outputs[0]])  # type: ignore[list-item]
+        second = await client.chat.completions.create(model="fake-model", messages=[*history, *outputs],  # type: ignore[list-item]
+                                                      tools=[CC_WEATHER], temperature=0.1)  # type: ignore[list-item]
+    reply_id = first.id.removeprefix("chatcmpl-")
+    assert first.choices[0].finish_reason == "tool_calls" and first.usage is None
+    assert message.content == "Checking both. "
+    assert [(call.function.name, orjson.loads(call.function.arguments)) for call in message.tool_calls] == [  # type: ignore[union-attr]
+        ("get_weather", {"city": "Oslo"}), ("get_weather", {"city": "Rome"})]
+    assert [call.id for call in message.tool_calls] == [f"{reply_id}.t0.0", f"{reply_id}.t0.2"]
+    assert half.value.body["param"] == "messages" and message.tool_calls[1].id in half.value.message  # type: ignore[index]
+    assert second.id == f"chatcmpl-{reply_id}.a0" and second.choices[0].finish_reason == "stop"
+    assert second.choices[0].message.content == "Oslo grey, Rome sunny." and second.usage is not None
+    said = [turn for turn in fake_provider.requests()[-1]["messages"] if turn["role"] == "tool"]
+    assert [orjson.loads(turn["content"]) for turn in said] == [
+        {"sky": "grey"}, {"expression": "6 * 7", "result": 42}, {"sky": "sunny"}]
+
+
+async def test_chat_completions_tools_and_tool_messages_that_cannot_be_taken_are_refused(
+    in_process: InProcessStarter, fake_provider: FakeProvider,
+) -> None:
+    server = await start(in_process, STREAMCHAT_API_KEYS="owner-key,other-key")
+    fake_provider.script(tool_calls=ASK, tokens=["ok"])
+    user = {"role": "user", "content": "weather?"}
+    async with sdk(server, "owner-key") as client, sdk(server, "other-key") as other:
+        first = await client.chat.completions.create(model="fake-model", messages=[user],  # type: ignore[list-item]
+                                                     tools=[CC_WEATHER])  # type: ignore[list-item]
+        [call] = first.choices[0].message.tool_calls or []
+        asked = {"role": "assistant", "content": None, "tool_calls": [call.model_dump()]}
+
+        def answered(call_id: str | None = call.id, content: Any = "1") -> list[dict[str, Any]]:
+            tool: dict[str, Any] = {"role": "tool", "content": content}
+            if call_id is not None:
+                tool["tool_call_id"] = call_id
+            return [user, asked, tool]
+
+        refused: list[tuple[dict[str, Any], str]] = [
+            ({"messages": [user], "tools": [{"type": "custom", "custom": {"name": "f"}}]}, "tools[0].type"),
+            ({"messages": [user], "tools": [{"type": "function", "function": {"name": "calculator"}}]},
+             "tools[0].function.name"),
+            ({"messages": [user], "tools": [CC_WEATHER, CC_WEATHER]}, "tools[1].function.name"),
+            ({"messages": [user], "tools": [{"type": "function", "name": "get_weather"}]}, "tools[0].function"),
+            ({"messages": [user], "tool_choice": "none"}, "tool_choice"),
+            ({"messages": answered(None)}, "messages[2].tool_call_id"),
+            ({"messages": [*answered(), {"role": "tool", "tool_call_id": call.id, "content": "2"}]},
+             "messages[3].tool_call_id"),
+            ({"messages": answered(content=[{"type": "image_url", "image_url": {"url": "http://x"}}])},
+             "messages[2].content[0].type"),
+        ]
+        for body, param in refused:
+            with pytest.raises(openai.BadRequestError) as error:
+                await client.chat.completions.create(model="fake-model", **body)
+            assert error.value.body["param"] == param, (body, error.value.body)  # type: ignore[index]
+        for caller, messages_sent in ((client, answered("nope.t0.0")), (other, answered())):
+            with pytest.raises(openai.NotFoundError) as missing:
+                await caller.chat.completions.create(model="fake-model", messages=messages_sent)  # type: ignore[arg-type]
+            assert missing.value.body["param"] == "messages[2].tool_call_id"  # type: ignore[index]
+        going_on = await client.chat.completions.create(model="fake-model", messages=answered())  # type: ignore[arg-type]
+    assert going_on.choices[0].message.content == "ok"

@@ -21,7 +21,7 @@ from streamchat.conversations.messages import checked_message
 from streamchat.llm import ChatTurn
 from streamchat.protocols.openai_errors import invalid
 
-Role = Literal["system", "developer", "user", "assistant"]
+Role = Literal["system", "developer", "user", "assistant", "tool"]
 TEXT_PARTS = frozenset({"text", "input_text", "output_text"})
 
 
@@ -33,12 +33,15 @@ class ContentPart(BaseModel):
 
 
 class InputMessage(BaseModel):
-    """One message: `content` a string or a list of text parts."""
+    """One message: `content` a string or a list of text parts. A Chat Completions `tool` message is
+    a function call's output (`tool_call_id` names the call); an assistant message's `tool_calls` are
+    the calls it made."""
 
     model_config = ConfigDict(extra="allow")
 
     role: Role
     content: str | list[ContentPart] | None = None
+    tool_call_id: str | None = Field(default=None, max_length=300)
 
 
 class ApprovalAnswer(BaseModel):
@@ -151,9 +154,13 @@ class Conversation:
 
 
 def as_turns(messages: Sequence[InputMessage], field: str, instructions: str | None = None) -> Conversation:
+    """The messages as a new conversation's turns. Earlier tool calls and their outputs (an assistant
+    message's `tool_calls`, `tool` messages) are not carried: only the text around them."""
     system: list[str] = [instructions] if instructions else []
     turns: list[ChatTurn] = []
     for index, message in enumerate(messages):
+        if message.role == "tool":
+            continue
         text = _text(message, f"{field}[{index}]")
         if message.role in ("system", "developer"):
             system.append(text)
