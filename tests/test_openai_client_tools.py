@@ -13,6 +13,8 @@ tools (tests/loop_tools) where server-run calls and approvals are mixed in."""
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,9 +23,12 @@ import orjson
 import pytest
 from openai import AsyncOpenAI
 
-from conftest import FakeProvider, InProcessStarter
+from conftest import Cluster, FakeProvider, InProcessStarter
 from helpers import InProcessServer, wait_for_status
+from test_client_tools import client_tools_file
 from test_openai_tools import OPEN_MESSAGE, collect, dumped, same_event, types, validated
+from test_openai_tools import sdk as remote_sdk
+from test_openai_tools_resume import read_until
 from test_tool_loop import messages, tool_messages, until_call
 
 WEATHER = {"type": "function", "name": "get_weather", "description": "Today's weather where the user is.",
@@ -231,6 +236,95 @@ async def test_function_tools_and_outputs_that_cannot_be_taken_are_refused_namin
     assert second.status == "completed" and second.output_text == "ok"
 
 
+async def test_a_function_calls_responses_resume_exactly_live_on_another_instance(
+    cluster: Cluster, fake_provider: FakeProvider,
+) -> None:
+    """Each model round is held after its first piece: the response that ends at the function call and
+    the one its output starts are both resumed `starting_after` their last event read, on the instance
+    that streams them and on the other (Redis + PostgreSQL); both resumptions read the same events."""
+    a, b = cluster.start_many(2)
+    fake_provider.script(tool_calls=ASK, tokens=["It ", "is ", "sunny."], argument_chunk=3, hold_after=1)
+    async with remote_sdk(a.url) as on_a, remote_sdk(b.url) as on_b:
+        opened = await on_a.responses.create(model="fake-model", input="Weather?", tools=[WEATHER],  # type: ignore[list-item]
+                                             stream=True)
+        head = await read_until(opened, lambda event: event.type == "response.output_text.delta")
+        reply_id = head[0].response.id
+        resumed = await asyncio.gather(*(client.responses.retrieve(
+            reply_id, stream=True, starting_after=head[-1].sequence_number) for client in (on_a, on_b)))
+        fake_provider.release_stream(0)
+        tails = await asyncio.gather(*(collect(stream) for stream in resumed))
+        assert [same_event(event) for event in tails[0]] == [same_event(event) for event in tails[1]]
+        first = [*head, *tails[0]]
+        assert [event.sequence_number for event in first] == list(range(len(first)))
+        assert squeezed(first)[-5:] == [*FUNCTION_CALL, "response.completed"]
+        call = first[-1].response.output[-1]
+
+        output = [{"type": "function_call_output", "call_id": call.call_id, "output": '"sunny"'}]
+        going_on = await on_b.responses.create(previous_response_id=reply_id, input=output,  # type: ignore[arg-type]
+                                               stream=True)
+        head2 = await read_until(going_on, lambda event: event.type == "response.output_text.delta")
+        continuation = head2[0].response.id
+        resumed = await asyncio.gather(*(client.responses.retrieve(
+            continuation, stream=True, starting_after=head2[-1].sequence_number) for client in (on_a, on_b)))
+        fake_provider.release()
+        tails = await asyncio.gather(*(collect(stream) for stream in resumed))
+        assert [same_event(event) for event in tails[0]] == [same_event(event) for event in tails[1]]
+        second = [*head2, *tails[0]]
+        assert second[-1].type == "response.completed" and continuation == f"{reply_id}.a0"
+        cid = first[-1].response.conversation.id
+        reply = await wait_for_status(a.url, cid, reply_id)
+        assert first[-1].response.output_text + second[-1].response.output_text == reply["message"]
+        for whole, response_id in ((first, reply_id), (second, continuation)):
+            for after in (-1, len(whole) // 2, len(whole) - 2):
+                again = await collect(await on_a.responses.retrieve(response_id, stream=True, starting_after=after))
+                assert [same_event(event) for event in again] == [same_event(event) for event in whole[after + 1:]]
+
+
+async def test_cancelling_a_response_that_waits_for_a_function_output_ends_the_call(
+    in_process: InProcessStarter, fake_provider: FakeProvider,
+) -> None:
+    server = await start(in_process)
+    fake_provider.script(tool_calls=ASK, tokens=["never"])
+    async with sdk(server) as client:
+        first = await client.responses.create(model="fake-model", input="weather?", tools=[WEATHER])  # type: ignore[list-item]
+        cancelled = await client.responses.cancel(f"{first.id}.a0")
+        [function_call] = [item for item in first.output if item.type == "function_call"]
+        with pytest.raises(openai.ConflictError):
+            await client.responses.create(previous_response_id=first.id, input=[  # type: ignore[list-item]
+                {"type": "function_call_output", "call_id": function_call.call_id, "output": "late"}])
+        again = await client.responses.retrieve(first.id)
+    assert first.conversation is not None
+    reply, [call] = await reply_of(server, first.conversation.id, first.id)
+    assert (reply["status"], call["status"]) == ("stopped", "cancelled")
+    assert (cancelled.status, cancelled.output) == ("cancelled", [])
+    assert again.status == "completed" and dumped(again.output) == dumped(first.output)
+
+
+async def test_a_models_file_client_call_made_through_chat_is_a_function_call_in_its_response(
+    in_process: InProcessStarter, fake_provider: FakeProvider, tmp_path: Path,
+) -> None:
+    # Every protocol is a view of the one conversation: the call's result given over plain HTTP ends
+    # the first response at the function call and starts the next.
+    server = await in_process(STREAMCHAT_MODELS_FILE=str(client_tools_file(tmp_path, fake_provider)))
+    fake_provider.script(tool_calls=[[{"text": "Pick. "}, {"name": "pick_color", "arguments": {"prompt": "?"}}]],
+                         tokens=["Teal", "."])
+    async with server.client() as http:
+        sent = (await http.post("/chat", json={"message": "colour?", "tools": ["pick_color"]})).json()
+        cid, reply_id = sent["conversationId"], sent["assistantMessageId"]
+        [waiting] = await until_call(server, cid, "awaiting_result")
+        async with sdk(server) as client:
+            first = await client.responses.retrieve(reply_id)
+            given = await http.post(f"/api/conversations/{cid}/messages/{waiting['id']}/result",
+                                    json={"output": "teal"})
+            assert given.status_code == 200
+            await wait_for_status(server, cid, reply_id)
+            second = await client.responses.retrieve(f"{reply_id}.a0")
+    assert [(item.type, item.status) for item in first.output] == [("message", "completed"),
+                                                                   ("function_call", "completed")]
+    assert first.output[1].call_id == waiting["id"] and first.status == "completed"  # type: ignore[union-attr]
+    assert (second.status, second.output_text) == ("completed", "Teal.")
+
+
 # -- Chat Completions --------------------------------------------------------------------------
 
 CC_WEATHER = {"type": "function", "function": {key: WEATHER[key] for key in ("name", "description", "parameters")}}
@@ -368,4 +462,30 @@ async def test_chat_completions_tools_and_tool_messages_that_cannot_be_taken_are
                 await caller.chat.completions.create(model="fake-model", messages=messages_sent)  # type: ignore[arg-type]
             assert missing.value.body["param"] == "messages[2].tool_call_id"  # type: ignore[index]
         going_on = await client.chat.completions.create(model="fake-model", messages=answered())  # type: ignore[arg-type]
+        with pytest.raises(openai.ConflictError) as twice:
+            await client.chat.completions.create(model="fake-model", messages=answered())  # type: ignore[arg-type]
     assert going_on.choices[0].message.content == "ok"
+    assert twice.value.body["param"] == "messages[2].tool_call_id"  # type: ignore[index]
+
+
+async def test_a_reply_stopped_while_its_completion_waits_for_tool_outputs_takes_none_and_a_new_completion_ends(
+    in_process: InProcessStarter, fake_provider: FakeProvider,
+) -> None:
+    server = await start(in_process)
+    fake_provider.script(tool_calls=ASK, tokens=["never"])
+    user = {"role": "user", "content": "weather?"}
+    async with sdk(server) as client:
+        raw = await client.chat.completions.with_raw_response.create(
+            model="fake-model", messages=[user], tools=[CC_WEATHER])  # type: ignore[list-item]
+        first = raw.parse()
+        cid, reply_id = raw.headers[CONVERSATION], first.id.removeprefix("chatcmpl-")
+        async with server.client() as http:
+            stopped = await http.post(f"/api/conversations/{cid}/messages/{reply_id}/stop")
+        [call] = first.choices[0].message.tool_calls or []
+        with pytest.raises(openai.ConflictError):
+            await client.chat.completions.create(model="fake-model", messages=[  # type: ignore[list-item]
+                user, first.choices[0].message.model_dump(exclude_none=True),
+                {"role": "tool", "tool_call_id": call.id, "content": "late"}])
+    assert stopped.status_code == 202
+    reply, [ended] = await reply_of(server, cid, reply_id)
+    assert (reply["status"], ended["status"]) == ("stopped", "cancelled")
