@@ -422,6 +422,33 @@ async def test_a_completion_that_waits_hands_over_only_the_clients_calls_and_nee
         {"sky": "grey"}, {"expression": "6 * 7", "result": 42}, {"sky": "sunny"}]
 
 
+async def test_a_completion_laid_out_after_its_round_was_stored_hands_over_every_client_call_of_it(
+    in_process: InProcessStarter, fake_provider: FakeProvider, tmp_path: Path,
+) -> None:
+    # Joined late (a slow request, a continuation), the stretch is laid out from what is stored: its
+    # round's calls come one by one, and the completion must wait for the whole round, not hand over
+    # the first call alone.
+    from streamchat.protocols.openai_chat_completions import CompletionStretch, completion_chunks, settled_stretch
+
+    server = await in_process(STREAMCHAT_MODELS_FILE=str(client_tools_file(tmp_path, fake_provider)))
+    fake_provider.script(tool_calls=[[{"text": "Both. "}, {"name": "pick_color", "arguments": {"prompt": "1?"}},
+                                      {"name": "calculator", "arguments": {"expression": "1 + 1"}},
+                                      {"name": "pick_color", "arguments": {"prompt": "2?"}}]], tokens=["x"])
+    async with server.client() as http:
+        sent = (await http.post("/chat", json={"message": "two colours", "tools": ["pick_color", "calculator"]})).json()
+    cid, reply_id = sent["conversationId"], sent["assistantMessageId"]
+    await until_call(server, cid, "completed")  # the calculator's, run here: the round is checked and stored
+    runtime_ctx = server.runtime.context("test", (), "follow")
+    settled = await settled_stretch(runtime_ctx, CompletionStretch(cid, reply_id))
+    chunks = [orjson.loads(frame.removeprefix(b"data: ")) async for frame in completion_chunks(
+        runtime_ctx, CompletionStretch(cid, reply_id), 0, "fake-model", False, 15) if frame.startswith(b"data: {")]
+    ids = [f"{reply_id}.t0.0", f"{reply_id}.t0.2"]
+    assert [call.call_id for call in settled.calls] == ids and settled.text == "Both. "
+    assert [delta["tool_calls"][0]["id"] for chunk in chunks for delta in [chunk["choices"][0]["delta"]]
+            if "id" in delta.get("tool_calls", [{}])[0]] == ids
+    assert chunks[-1]["choices"][0]["finish_reason"] == "tool_calls"
+
+
 async def test_chat_completions_tools_and_tool_messages_that_cannot_be_taken_are_refused(
     in_process: InProcessStarter, fake_provider: FakeProvider,
 ) -> None:

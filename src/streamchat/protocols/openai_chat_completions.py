@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict
 from streamchat.conversations.client_results import client_tool_names
 from streamchat.conversations.messages import ConversationMessage
 from streamchat.conversations.replies.waiting import waited_for_client
-from streamchat.conversations.tool_calls import calls_of, round_start
+from streamchat.conversations.tool_calls import calls_of, in_round, round_start
 from streamchat.framework import Context, Quiet
 from streamchat.protocols.following import PING, ReplyEnd
 from streamchat.protocols.turn import CallArguments, FollowedTurn, TurnEvent
@@ -113,6 +113,7 @@ async def stretch_events(ctx: Context, stretch: CompletionStretch,
         skip = round_start(calls_of(await ctx.streams.conversation.get_group(cid), reply_id), stretch.after_round + 1)
     position = 0
     calls: dict[str, ConversationMessage] = {}
+    decided: set[int] = set()
     turn = FollowedTurn(ctx, cid, reply_id, keepalive=keepalive)
     # Closed as soon as calls are handed over, so the watch of the conversation ends with it.
     async with aclosing(cast(AsyncGenerator[TurnEvent, None], turn.events())) as events:
@@ -127,19 +128,24 @@ async def stretch_events(ctx: Context, stretch: CompletionStretch,
             elif not isinstance(event, CallArguments):
                 calls[event.call_id] = event.call
                 number = event.call.round or 0
-                if stretch.after_round is not None and number <= stretch.after_round:
+                if number in decided or (stretch.after_round is not None and number <= stretch.after_round):
                     continue
-                made = sorted(((call_id, call) for call_id, call in calls.items() if (call.round or 0) == number),
-                              key=lambda pair: _index(pair[0]))
-                if any(call.status == "pending" for _, call in made):
+                if any(call.status == "pending" for call in calls.values() if (call.round or 0) == number):
+                    continue
+                # Every call of a round is stored before the first is checked: the stored round is whole
+                # (the calls seen so far may not be, for a stretch laid out from a snapshot).
+                made = in_round(calls_of(await ctx.streams.conversation.get_group(cid), reply_id), number)
+                if any(call.data.status == "pending" for call in made):
                     continue
                 if names is None:
                     names = await client_tool_names(ctx, cid, reply_id)
-                handed = [ClientCall(call_id, call.name or "", call.arguments or "") for call_id, call in made
-                          if await _is_clients(ctx, cid, call_id, call, names)]
+                handed = [ClientCall(call.id, call.data.name or "", call.data.arguments or "")
+                          for call in sorted(made, key=lambda call: _index(call.id))
+                          if await _is_clients(ctx, cid, call.id, call.data, names)]
                 if handed:
                     yield CallsForTheClient(tuple(handed))
                     return
+                decided.add(number)  # the server's calls alone: the stretch goes on past them
     yield turn.end
 
 
