@@ -16,10 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 from streamchat.conversations.messages import ConversationMessage
 from streamchat.conversations.ownership import owns, require_owner
 from streamchat.conversations.replies.index import locate
-from streamchat.conversations.replies.waiting import answer_key, asked, claim, go_on
+from streamchat.conversations.replies.waiting import answer_key, claim, go_on
 from streamchat.conversations.tool_calls import reply_of_call
 from streamchat.framework import Context, HttpError, Item, Principal
-from streamchat.tools import ToolSet
 
 
 class ClientResult(BaseModel):
@@ -63,18 +62,6 @@ async def give_result(ctx: Context, principal: Principal | None, cid: str, call_
     ctx.logger.info("client tool result", extra={"conversationId": cid, "callId": call_id,
                                                  "status": result.outcome()["status"]})
     return await stream.get(cid, call_id) or call
-
-
-async def client_tool_names(ctx: Context, cid: str, reply_id: str) -> frozenset[str]:
-    """The tools a reply's client runs: those its request brought, and the models file's client tools
-    (a protocol shows a call of one as a call for its client to make, a call of any other as the
-    server's)."""
-    tools = ctx.service(ToolSet)
-    names = {name for name in tools.names() if tools[name].runs_in_client}
-    data = await asked(ctx, cid, reply_id)
-    if data is not None:
-        names.update(tool.name for tool in data.clientTools or ())
-    return frozenset(names)
 
 
 async def find_call(ctx: Context, principal: Principal | None,

@@ -4,7 +4,7 @@ call of the run), or not at all (it ran here, or failed its check).
 
 A call of a tool that runs in the client (its item says `runsIn: "client"`) waited if it is
 `awaiting_result` or its one answer was claimed (its result, or the stop that ended it); any other
-call waited for approval if it was asked for one (responses_segments.py).
+call waited for approval if it was asked for one (replies/waiting.py).
 """
 
 from __future__ import annotations
@@ -12,10 +12,8 @@ from __future__ import annotations
 from typing import Literal
 
 from streamchat.conversations.messages import ConversationMessage
-from streamchat.conversations.records import TOOL_CALLS, scope_of
-from streamchat.conversations.replies.waiting import answer_key
+from streamchat.conversations.replies.waiting import waited_for_client
 from streamchat.framework import Context
-from streamchat.protocols.responses_segments import asked_for_approval
 
 Waited = Literal["approval", "result"] | None
 
@@ -33,7 +31,6 @@ class CallWaits:
         return self._known[call_id]
 
     async def _of(self, call_id: str, call: ConversationMessage) -> Waited:
-        if call.runsIn == "client":
-            claimed = await self.ctx.state.get(scope_of(TOOL_CALLS, self.thread_id), answer_key(call_id))
-            return "result" if call.status == "awaiting_result" or claimed is not None else None
-        return "approval" if await asked_for_approval(self.ctx, self.thread_id, call_id, call) else None
+        if not await waited_for_client(self.ctx, self.thread_id, call_id, call):
+            return None
+        return "result" if call.runsIn == "client" else "approval"

@@ -22,7 +22,7 @@ from enum import Enum, auto
 from typing import Any
 
 from streamchat.conversations.messages import FINISHED, ConversationMessage
-from streamchat.conversations.replies.waiting import asked
+from streamchat.conversations.replies.waiting import waited_for_approval
 from streamchat.framework import Context, ItemGone, ItemState, Quiet, TextDelta
 from streamchat.framework.streams.changes import TEXT_FIELD
 from streamchat.protocols.chatkit_errors import error_event
@@ -36,8 +36,6 @@ from streamchat.protocols.chatkit_items import (
     workflow_item_id,
 )
 from streamchat.protocols.following import text_pieces
-from streamchat.protocols.responses_segments import asked_for_approval
-from streamchat.tools import ToolSet
 
 Event = dict[str, Any]
 #: What ChatKit's own server says at the start of every stretch of a stream.
@@ -77,7 +75,6 @@ class ChatKitLayout:
         self.whole: set[str] = set()
         self._rounds: dict[int, list[str]] = {}
         #: The names of the tools whose calls the client answers (None until the first round's calls).
-        self._client_tools: set[str] | None = None
         #: Why the reply can no longer be followed (deleted, or a round run again); None while it can.
         self.lost: str | None = None
         self.phase = Phase.TEXT
@@ -235,7 +232,7 @@ class ChatKitLayout:
             item = workflow_item(self.cid, self._workflow, self.reply.timestamp, [], done=False)
             events.append({"type": "thread.item.added", "item": item})
             for call_id in self._to_close:
-                asked = await asked_for_approval(self.ctx, self.cid, call_id, self.calls[call_id])
+                asked = await waited_for_approval(self.ctx, self.cid, call_id, self.calls[call_id])
                 self._tasks.append(task(self.cid, call_id, self.calls[call_id], asked=asked, ended=False))
                 events.append({"type": "thread.item.updated", "item_id": self._workflow, "update": {
                     "type": "workflow.task.added", "task_index": len(self._tasks) - 1, "task": self._tasks[-1]}})
@@ -243,16 +240,10 @@ class ChatKitLayout:
         self.phase = Phase.CLOSE_CALLS
         return True
 
-    async def _runs_in_client(self, call: ConversationMessage) -> bool:
-        """Whether the call's result comes from the client: a client tool of the models file or of the
-        request that asked for the reply (kept with it), whatever the call's status is now."""
-        if self._client_tools is None:
-            tools = self.ctx.service(ToolSet)
-            asked_for = await asked(self.ctx, self.cid, self.reply_id)
-            self._client_tools = {name for name in tools.names() if tools[name].runs_in_client}
-            if asked_for is not None:
-                self._client_tools |= {tool.name for tool in asked_for.clientTools or ()}
-        return call.status == AWAITING_RESULT or (call.name or "") in self._client_tools
+    @staticmethod
+    async def _runs_in_client(call: ConversationMessage) -> bool:
+        """Whether the call's result comes from the client (its item says so), whatever its status now."""
+        return call.status == AWAITING_RESULT or call.runsIn == "client"
 
     def _workflow_now(self, *, done: bool) -> dict[str, Any]:
         assert self.reply is not None and self._workflow is not None

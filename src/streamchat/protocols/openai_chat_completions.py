@@ -24,9 +24,8 @@ from typing import Any, cast
 import orjson
 from pydantic import BaseModel, ConfigDict
 
-from streamchat.conversations.client_results import client_tool_names
 from streamchat.conversations.messages import ConversationMessage
-from streamchat.conversations.replies.waiting import waited_for_client
+from streamchat.conversations.replies.waiting import waited_for_result
 from streamchat.conversations.tool_calls import calls_of, in_round, round_start
 from streamchat.framework import Context, Quiet
 from streamchat.protocols.following import PING, ReplyEnd
@@ -93,12 +92,12 @@ def usage_object(message: ConversationMessage) -> dict[str, Any] | None:
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
-async def _is_clients(ctx: Context, cid: str, call_id: str, call: ConversationMessage, names: frozenset[str]) -> bool:
+async def _is_clients(ctx: Context, cid: str, call_id: str, call: ConversationMessage) -> bool:
     """A call the client runs: one of its tools, waiting for its result or ended by it (a call of one
     whose arguments failed the check was answered here, and a stop ends the reply instead)."""
-    if call.name not in names or call.status in ("pending", "cancelled"):
+    if call.status in ("pending", "cancelled"):
         return False
-    return call.status == "awaiting_result" or await waited_for_client(ctx, cid, call_id, call)
+    return await waited_for_result(ctx, cid, call_id, call)
 
 
 async def stretch_events(ctx: Context, stretch: CompletionStretch,
@@ -107,7 +106,6 @@ async def stretch_events(ctx: Context, stretch: CompletionStretch,
     the calls it hands to the client or how the reply ended (None: it can no longer be followed here,
     the server is stopping)."""
     cid, reply_id = stretch.conversation_id, stretch.reply_id
-    names: frozenset[str] | None = None  # read once a round has made calls: the reply keeps them from then on
     skip = 0
     if stretch.after_round is not None:
         skip = round_start(calls_of(await ctx.streams.conversation.get_group(cid), reply_id), stretch.after_round + 1)
@@ -137,11 +135,9 @@ async def stretch_events(ctx: Context, stretch: CompletionStretch,
                 made = in_round(calls_of(await ctx.streams.conversation.get_group(cid), reply_id), number)
                 if any(call.data.status == "pending" for call in made):
                     continue
-                if names is None:
-                    names = await client_tool_names(ctx, cid, reply_id)
                 handed = [ClientCall(call.id, call.data.name or "", call.data.arguments or "")
                           for call in sorted(made, key=lambda call: _index(call.id))
-                          if await _is_clients(ctx, cid, call.id, call.data, names)]
+                          if await _is_clients(ctx, cid, call.id, call.data)]
                 if handed:
                     yield CallsForTheClient(tuple(handed))
                     return

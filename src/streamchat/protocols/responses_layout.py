@@ -26,7 +26,6 @@ from collections.abc import Callable
 from enum import Enum, auto
 from typing import Any
 
-from streamchat.conversations.client_results import client_tool_names
 from streamchat.conversations.messages import FINISHED, ConversationMessage
 from streamchat.conversations.replies.waiting import waited_for_client
 from streamchat.framework import Context, ItemGone, ItemState, Quiet, TextDelta
@@ -89,7 +88,6 @@ class ResponseLayout:
         self._rounds: dict[int, list[str]] = {}
         self._asked: dict[str, bool] = {}
         #: The tools the reply's client runs (read once, when a call first needs it).
-        self._client_tools: frozenset[str] | None = None
         #: Why the reply can no longer be followed (deleted, or started again); None while it can.
         self.lost: str | None = None
         #: Where the layout is.
@@ -199,9 +197,7 @@ class ResponseLayout:
 
     async def _runs_in_client(self, call_id: str) -> bool:
         """Whether the call waited for the client to run it (rather than for the user's approval)."""
-        if self._client_tools is None:
-            self._client_tools = await client_tool_names(self.ctx, self.cid, self.reply_id)
-        return self.calls[call_id].name in self._client_tools and await self._is_asked(call_id)
+        return self.calls[call_id].runsIn == "client" and await self._is_asked(call_id)
 
     async def _start(self, events: list[Event]) -> bool:
         """A continuation: past the stretches before it, then the calls that waited, as they went."""

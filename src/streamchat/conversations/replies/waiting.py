@@ -48,6 +48,17 @@ async def waited_for_client(ctx: Context, cid: str, call_id: str, call: Conversa
     return await ctx.state.get(scope_of(TOOL_CALLS, cid), answer_key(call_id)) is not None
 
 
+async def waited_for_approval(ctx: Context, cid: str, call_id: str, call: ConversationMessage) -> bool:
+    """Whether the call waited (or waits) for the user's approval."""
+    return call.runsIn != "client" and await waited_for_client(ctx, cid, call_id, call)
+
+
+async def waited_for_result(ctx: Context, cid: str, call_id: str, call: ConversationMessage) -> bool:
+    """Whether the call was handed to the client to run (a client tool's call that failed its check
+    was answered here and never was)."""
+    return call.runsIn == "client" and await waited_for_client(ctx, cid, call_id, call)
+
+
 async def remember(ctx: Context, data: ChatMessageEvent) -> None:
     """Keep the event that asked for the reply, for whoever asks for its next round."""
     await ctx.state.set(scope_of(TOOL_CALLS, data.conversationId), _asked_key(data.assistantMessageId),
