@@ -29,6 +29,13 @@ def call_item_id(reply_id: str, round_number: int, index: int) -> str:
 _CALL_ITEM_ID = re.compile(r"^(?P<reply>.+)\.t(?P<round>\d+)\.(?P<index>\d+)$")
 
 
+def call_index(call_id: str) -> int:
+    """A call's place in its round (its item id ends `.t<round>.<index>`), so calls sort in the order the
+    model made them; 0 for an id of another shape."""
+    tail = call_id.rsplit(".", 1)[-1]
+    return int(tail) if tail.isdigit() else 0
+
+
 def reply_of_call(call_id: str) -> str | None:
     """The reply a call item id names (`<reply>.t<round>.<n>`), or None for an id of another shape."""
     found = _CALL_ITEM_ID.match(call_id)

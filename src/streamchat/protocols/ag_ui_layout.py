@@ -29,6 +29,7 @@ from typing import Any
 import orjson
 
 from streamchat.conversations.messages import FINISHED, ConversationMessage
+from streamchat.conversations.tool_calls import call_index
 from streamchat.framework import Context, ItemGone, ItemState, Quiet, TextDelta
 from streamchat.framework.streams.changes import TEXT_FIELD
 from streamchat.protocols.ag_ui_runs import AgUiRun, keep_cuts
@@ -53,12 +54,6 @@ class Phase(Enum):
     RESULTS = auto()
     END = auto()
     DONE = auto()
-
-
-def _index(call_id: str) -> int:
-    """A call's place in its round (its item id ends `.t<round>.<index>`)."""
-    tail = call_id.rsplit(".", 1)[-1]
-    return int(tail) if tail.isdigit() else 0
 
 
 class RunLayout:
@@ -119,7 +114,7 @@ class RunLayout:
             if not seen:
                 made = self._rounds.setdefault(data.round or 0, [])
                 made.append(event.item_id)
-                made.sort(key=_index)
+                made.sort(key=call_index)
             self.calls[event.item_id] = data
 
     async def _reply_is(self, message: ConversationMessage) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 
 from streamchat.conversations.messages import FINISHED, ConversationMessage
 from streamchat.conversations.replies.waiting import waited_for_approval
+from streamchat.conversations.tool_calls import call_index
 from streamchat.framework import Context, ItemGone, ItemState, Quiet, TextDelta
 from streamchat.framework.streams.changes import TEXT_FIELD
 from streamchat.protocols.chatkit_errors import error_event
@@ -51,14 +52,6 @@ class Phase(Enum):
     CLIENT_CALLS = auto()
     END = auto()
     DONE = auto()
-
-
-def call_index(call_id: str) -> int:
-    """A call's place in its round (its item id ends `.t<round>.<index>`)."""
-    tail = call_id.rsplit(".", 1)[-1]
-    return int(tail) if tail.isdigit() else 0
-
-
 
 
 class ChatKitLayout:

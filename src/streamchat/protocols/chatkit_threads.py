@@ -13,10 +13,10 @@ from typing import Any
 from streamchat.catalog import BadCursor, Catalog, Conversation
 from streamchat.conversations.feedback import rate
 from streamchat.conversations.service import Conversations, ConversationView
-from streamchat.conversations.tool_calls import calls_by_reply
+from streamchat.conversations.tool_calls import call_index, calls_by_reply
 from streamchat.framework import Context, HttpError, ItemState, Principal
 from streamchat.protocols.chatkit_items import page, part_of, thread_metadata, user_item
-from streamchat.protocols.chatkit_layout import AWAITING_RESULT, ChatKitLayout, call_index
+from streamchat.protocols.chatkit_layout import AWAITING_RESULT, ChatKitLayout
 from streamchat.protocols.chatkit_requests import (
     DEFAULT_LIMIT,
     FeedbackParams,

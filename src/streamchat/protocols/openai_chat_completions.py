@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict
 
 from streamchat.conversations.messages import ConversationMessage
 from streamchat.conversations.replies.waiting import waited_for_result
-from streamchat.conversations.tool_calls import calls_of, in_round, round_start
+from streamchat.conversations.tool_calls import call_index, calls_of, in_round, round_start
 from streamchat.framework import Context, Quiet
 from streamchat.protocols.following import PING, ReplyEnd
 from streamchat.protocols.turn import CallArguments, FollowedTurn, TurnEvent
@@ -136,18 +136,13 @@ async def stretch_events(ctx: Context, stretch: CompletionStretch,
                 if any(call.data.status == "pending" for call in made):
                     continue
                 handed = [ClientCall(call.id, call.data.name or "", call.data.arguments or "")
-                          for call in sorted(made, key=lambda call: _index(call.id))
+                          for call in sorted(made, key=lambda call: call_index(call.id))
                           if await _is_clients(ctx, cid, call.id, call.data)]
                 if handed:
                     yield CallsForTheClient(tuple(handed))
                     return
                 decided.add(number)  # the server's calls alone: the stretch goes on past them
     yield turn.end
-
-
-def _index(call_id: str) -> int:
-    tail = call_id.rsplit(".", 1)[-1]
-    return int(tail) if tail.isdigit() else 0
 
 
 async def completion_chunks(ctx: Context, stretch: CompletionStretch, created: int, model: str,

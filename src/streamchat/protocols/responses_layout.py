@@ -28,6 +28,7 @@ from typing import Any
 
 from streamchat.conversations.messages import FINISHED, ConversationMessage
 from streamchat.conversations.replies.waiting import waited_for_client
+from streamchat.conversations.tool_calls import call_index
 from streamchat.framework import Context, ItemGone, ItemState, Quiet, TextDelta
 from streamchat.framework.streams.changes import TEXT_FIELD
 from streamchat.protocols.following import text_pieces
@@ -61,12 +62,6 @@ class Phase(Enum):
     CLOSINGS = auto()
     END = auto()
     DONE = auto()
-
-
-def _index(call_id: str) -> int:
-    """A call's place in its round (its item id ends `.t<round>.<index>`)."""
-    tail = call_id.rsplit(".", 1)[-1]
-    return int(tail) if tail.isdigit() else 0
 
 
 class ResponseLayout:
@@ -136,7 +131,7 @@ class ResponseLayout:
             if not seen:
                 made = self._rounds.setdefault(data.round or 0, [])
                 made.append(event.item_id)
-                made.sort(key=_index)
+                made.sort(key=call_index)
             self.calls[event.item_id] = data
 
     async def _reply_is(self, message: ConversationMessage) -> None:
