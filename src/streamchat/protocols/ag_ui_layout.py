@@ -29,16 +29,13 @@ from typing import Any
 import orjson
 
 from streamchat.conversations.messages import FINISHED, ConversationMessage
-from streamchat.conversations.tool_calls import call_index
-from streamchat.framework import Context, ItemGone, ItemState, Quiet, TextDelta
-from streamchat.framework.streams.changes import TEXT_FIELD
+from streamchat.framework import Context
 from streamchat.protocols.ag_ui_runs import AgUiRun, keep_cuts
 from streamchat.protocols.ag_ui_snapshot import cuts_of, result_id, result_text, snapshot_messages
 from streamchat.protocols.ag_ui_waits import CallWaits
-from streamchat.protocols.following import text_pieces
+from streamchat.protocols.seen_reply import SeenReply
 
 Event = dict[str, Any]
-DELETED = "the conversation was deleted"
 
 #: What a client answers an approval interrupt with, as `resume[].payload` (absent, true or false also do).
 APPROVAL_SCHEMA = {"type": "object", "properties": {
@@ -56,21 +53,10 @@ class Phase(Enum):
     DONE = auto()
 
 
-class RunLayout:
+class RunLayout(SeenReply):
     def __init__(self, ctx: Context, run: AgUiRun, *, as_written: bool = True) -> None:
-        self.ctx = ctx
+        super().__init__(ctx, run.reply_id, as_written=as_written)
         self.run = run
-        self.reply_id = run.reply_id
-        self.as_written = as_written
-        #: What has been seen: the reply, its text's pieces, its calls (and which are whole).
-        self.reply: ConversationMessage | None = None
-        self.pieces: list[str] = []
-        self.known = 0
-        self.calls: dict[str, ConversationMessage] = {}
-        self.whole: set[str] = set()
-        self._rounds: dict[int, list[str]] = {}
-        #: Why the reply can no longer be followed (deleted, or started again); None while it can.
-        self.lost: str | None = None
         self.phase = Phase.SNAPSHOT
         self.round = run.after_round or 0
         self._taken = 0
@@ -84,63 +70,9 @@ class RunLayout:
         #: The terminal event's type once given.
         self.ended: str | None = None
 
-    # -- what is seen ------------------------------------------------------------------------
-
-    async def absorb(self, event: ItemState[ConversationMessage] | TextDelta | ItemGone | Quiet) -> None:
-        if isinstance(event, TextDelta):
-            if event.item_id == self.reply_id and event.field == TEXT_FIELD:
-                self.pieces.append(event.text)
-                self.known += len(event.text)
-            return  # a call's arguments: shown whole, from its item
-        if isinstance(event, Quiet):
-            return
-        if isinstance(event, ItemGone):
-            if event.item_id == self.reply_id:
-                self.lost = DELETED
-            elif (gone := self.calls.pop(event.item_id, None)) is not None:
-                self._rounds[gone.round or 0].remove(event.item_id)
-                if self.phase is not Phase.DONE:
-                    self.lost = "a round of the reply was run again"
-            return
-        data = event.data
-        if event.item_id == self.reply_id:
-            await self._reply_is(data)
-        elif data.is_tool_call and data.parentId == self.reply_id:
-            # A call's first write after it appeared (or a state past pending) comes once the model has
-            # written all of it: its round ended and the call was checked.
-            seen = event.item_id in self.calls
-            if seen or data.status != "pending":
-                self.whole.add(event.item_id)
-            if not seen:
-                made = self._rounds.setdefault(data.round or 0, [])
-                made.append(event.item_id)
-                made.sort(key=call_index)
-            self.calls[event.item_id] = data
-
-    async def _reply_is(self, message: ConversationMessage) -> None:
-        text = message.message
-        if len(text) < self.known:
-            self.lost = "the reply was started again from the beginning"
-            return
-        if len(text) > self.known:
-            self.pieces += await text_pieces(self.ctx, self.reply_id, text, self.known, self.as_written)
-            self.known = len(text)
-        self.reply = message
-
-    def give_up(self) -> None:
-        """The reply ended long ago but some of its calls never did (their run was lost): they are taken
-        as they stand, ended as cancelled, so the run can end."""
-        for call_id, call in self.calls.items():
-            self.whole.add(call_id)
-            if call.status not in FINISHED:
-                self.calls[call_id] = call.model_copy(update={"status": "cancelled",
-                                                              "error": "the call did not end with its reply"})
-
     @property
-    def waits_after_the_end(self) -> bool:
-        """Whether the reply has ended but this run has not (it waits for the reply's calls to end)."""
-        return (self.phase is not Phase.DONE and self.lost is None and self.reply is not None
-                and self.reply.status in FINISHED)
+    def done(self) -> bool:
+        return self.phase is Phase.DONE
 
     # -- what follows ------------------------------------------------------------------------
 
@@ -164,9 +96,6 @@ class RunLayout:
             if not moved:
                 break
         return events
-
-    def _round_calls(self, number: int) -> list[str]:
-        return self._rounds.get(number, [])
 
     async def _snapshot(self, events: list[Event]) -> bool:
         assert self.reply is not None
@@ -198,20 +127,8 @@ class RunLayout:
         self._interrupts, self._pending = [], []
         self.phase = Phase.TEXT
 
-    def _text_end(self) -> int | None:
-        """Where the current round's text ends, once that is known: where its calls were checked (all of
-        its text came before them), or the reply's end for its last round."""
-        assert self.reply is not None
-        for call_id in self._round_calls(self.round):
-            call = self.calls[call_id]
-            if call_id in self.whole and call.status != "cancelled":
-                return call.offset or 0
-        # Calls cancelled as their round was cut keep the offset where they began: the round's text is
-        # everything the reply holds, which is known once the reply has ended.
-        return len(self.reply.message) if self.reply.status in FINISHED else None
-
     def _text(self, events: list[Event]) -> bool:
-        end = self._text_end()
+        end = self._text_end(self.round)
         while self._taken < len(self.pieces) and (end is None or self._position < end):
             piece = self.pieces[self._taken]
             if end is not None and self._position + len(piece) > end:  # a piece across rounds: split it

@@ -15,9 +15,10 @@ import orjson
 from ag_ui.core import PROTOCOL_VERSION
 
 from streamchat.framework import Context, Quiet
-from streamchat.protocols.ag_ui_layout import DELETED, Event, RunLayout
+from streamchat.protocols.ag_ui_layout import Event, RunLayout
 from streamchat.protocols.ag_ui_runs import AgUiRun
 from streamchat.protocols.following import PING
+from streamchat.protocols.seen_reply import DELETED
 
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 #: How long a run waits for the calls of a reply that has ended before it shows them cancelled (a stop

@@ -23,9 +23,7 @@ from typing import Any
 
 from streamchat.conversations.messages import FINISHED, ConversationMessage
 from streamchat.conversations.replies.waiting import waited_for_approval
-from streamchat.conversations.tool_calls import call_index
-from streamchat.framework import Context, ItemGone, ItemState, Quiet, TextDelta
-from streamchat.framework.streams.changes import TEXT_FIELD
+from streamchat.framework import Context
 from streamchat.protocols.chatkit_errors import error_event
 from streamchat.protocols.chatkit_items import (
     assistant_item,
@@ -36,7 +34,7 @@ from streamchat.protocols.chatkit_items import (
     workflow_item,
     workflow_item_id,
 )
-from streamchat.protocols.following import text_pieces
+from streamchat.protocols.seen_reply import SeenReply
 
 Event = dict[str, Any]
 #: What ChatKit's own server says at the start of every stretch of a stream.
@@ -54,22 +52,10 @@ class Phase(Enum):
     DONE = auto()
 
 
-class ChatKitLayout:
+class ChatKitLayout(SeenReply):
     def __init__(self, ctx: Context, cid: str, reply_id: str, *, as_written: bool) -> None:
-        self.ctx = ctx
+        super().__init__(ctx, reply_id, as_written=as_written)
         self.cid = cid
-        self.reply_id = reply_id
-        self.as_written = as_written
-        #: What has been seen: the reply, its text's pieces, its calls (and which are whole).
-        self.reply: ConversationMessage | None = None
-        self.pieces: list[str] = []
-        self.known = 0
-        self.calls: dict[str, ConversationMessage] = {}
-        self.whole: set[str] = set()
-        self._rounds: dict[int, list[str]] = {}
-        #: The names of the tools whose calls the client answers (None until the first round's calls).
-        #: Why the reply can no longer be followed (deleted, or a round run again); None while it can.
-        self.lost: str | None = None
         self.phase = Phase.TEXT
         self.round = 0
         self._taken = 0
@@ -87,10 +73,6 @@ class ChatKitLayout:
         #: The thread items laid out so far, in order (the open text's is filled in by laid_items).
         self.items: dict[str, dict[str, Any]] = {}
 
-    @property
-    def ended(self) -> bool:
-        return self.phase is Phase.DONE
-
     def laid_items(self) -> list[dict[str, Any]]:
         """The thread items laid out so far, as they stand (the open text with what it has)."""
         laid = list(self.items.values())
@@ -99,63 +81,9 @@ class ChatKitLayout:
                                                                          "".join(self._text))
         return laid
 
-    # -- what is seen ------------------------------------------------------------------------
-
-    async def absorb(self, event: ItemState[ConversationMessage] | TextDelta | ItemGone | Quiet) -> None:
-        if isinstance(event, TextDelta):  # first: by far the most frequent
-            if event.item_id == self.reply_id and event.field == TEXT_FIELD:
-                self.pieces.append(event.text)
-                self.known += len(event.text)
-            return  # a call's arguments: shown whole, from its item
-        if isinstance(event, Quiet):
-            return
-        if isinstance(event, ItemGone):
-            if event.item_id == self.reply_id:
-                self.lost = "the conversation was deleted"
-            elif (gone := self.calls.pop(event.item_id, None)) is not None:
-                self._rounds[gone.round or 0].remove(event.item_id)
-                if self.phase is not Phase.DONE:
-                    self.lost = "a round of the reply was run again"
-            return
-        data = event.data
-        if event.item_id == self.reply_id:
-            await self._reply_is(data)
-        elif data.is_tool_call and data.parentId == self.reply_id:
-            # A call's first write after it appeared (or a state past pending) comes once the model has
-            # written all of it: its round ended and the call was checked.
-            seen = event.item_id in self.calls
-            if seen or data.status != "pending":
-                self.whole.add(event.item_id)
-            if not seen:
-                made = self._rounds.setdefault(data.round or 0, [])
-                made.append(event.item_id)
-                made.sort(key=call_index)
-            self.calls[event.item_id] = data
-
-    async def _reply_is(self, message: ConversationMessage) -> None:
-        text = message.message
-        if len(text) < self.known:
-            self.lost = "the reply was started again from the beginning"
-            return
-        if len(text) > self.known:
-            self.pieces += await text_pieces(self.ctx, self.reply_id, text, self.known, self.as_written)
-            self.known = len(text)
-        self.reply = message
-
-    def give_up(self) -> None:
-        """The reply ended long ago but some of its calls never did (their run was lost): they are taken
-        as they stand, ended as cancelled, so the stream can end."""
-        for call_id, call in self.calls.items():
-            self.whole.add(call_id)
-            if call.status not in FINISHED:
-                self.calls[call_id] = call.model_copy(update={"status": "cancelled",
-                                                              "error": "the call did not end with its reply"})
-
     @property
-    def waits_after_the_end(self) -> bool:
-        """Whether the reply has ended but its layout has not (it waits for the reply's calls to end)."""
-        return (self.phase is not Phase.DONE and self.lost is None and self.reply is not None
-                and self.reply.status in FINISHED)
+    def done(self) -> bool:
+        return self.phase is Phase.DONE
 
     # -- what follows ------------------------------------------------------------------------
 
@@ -180,23 +108,8 @@ class ChatKitLayout:
                 break
         return events
 
-    def _round_calls(self, number: int) -> list[str]:
-        return self._rounds.get(number, [])
-
-    def _text_end(self) -> int | None:
-        """Where the current round's text ends, once that is known: where its calls were checked (all of
-        its text came before them), or the reply's end for its last round."""
-        assert self.reply is not None
-        for call_id in self._round_calls(self.round):
-            call = self.calls[call_id]
-            if call_id in self.whole and call.status != "cancelled":
-                return call.offset or 0
-        # Calls cancelled as their round was cut keep the offset where they began: the round's text is
-        # everything the reply holds, which is known once the reply has ended.
-        return len(self.reply.message) if self.reply.status in FINISHED else None
-
     def _text_of_round(self, events: list[Event]) -> bool:
-        end = self._text_end()
+        end = self._text_end(self.round)
         while self._taken < len(self.pieces) and (end is None or self._position < end):
             piece = self.pieces[self._taken]
             if end is not None and self._position + len(piece) > end:  # a piece across rounds: split it

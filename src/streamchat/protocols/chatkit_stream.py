@@ -150,5 +150,5 @@ async def _followed(ctx: Context, cid: str, layout: ChatKitLayout, keepalive: fl
 
 
 def _stops(layout: ChatKitLayout) -> bool:
-    return layout.ended or layout.lost is not None or layout.waiting_on is not None
+    return layout.done or layout.lost is not None or layout.waiting_on is not None
 
