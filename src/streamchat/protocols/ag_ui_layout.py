@@ -53,7 +53,7 @@ class Phase(Enum):
     DONE = auto()
 
 
-class RunLayout(SeenReply):
+class RunLayout(SeenReply[Event]):
     def __init__(self, ctx: Context, run: AgUiRun, *, as_written: bool = True) -> None:
         super().__init__(ctx, run.reply_id, as_written=as_written)
         self.run = run

@@ -8,7 +8,6 @@ stream open. The client going away never stops the reply (the cancel route does)
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 
 import orjson
@@ -18,12 +17,11 @@ from streamchat.framework import Context, Quiet
 from streamchat.protocols.ag_ui_layout import Event, RunLayout
 from streamchat.protocols.ag_ui_runs import AgUiRun
 from streamchat.protocols.following import PING
-from streamchat.protocols.seen_reply import DELETED
+from streamchat.protocols.seen_reply import DELETED, follow
 
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 #: How long a run waits for the calls of a reply that has ended before it shows them cancelled (a stop
 #: ends them within seconds; only a call whose run was lost never ends).
-CALL_END_WAIT_SECONDS = 30.0
 
 
 def run_started(run: AgUiRun) -> Event:
@@ -39,28 +37,9 @@ async def followed(ctx: Context, layout: RunLayout, keepalive: float | None) -> 
     """The run's events after RUN_STARTED as the reply goes (and `Quiet` after `keepalive` seconds
     without news), until the run ends. It ends without a last event when the reply can no longer be
     followed (deleted, or written again from its start) or the server stops: a client resumes then."""
-    ended_at: float | None = None
     async with ctx.streams.conversation.watch_group(layout.run.thread_id, keepalive) as watch:
-        for state in watch.snapshot():
-            await layout.absorb(state)
-        if layout.reply is None:
-            return
-        for event in await layout.advance():
+        async for event in follow(layout, watch.snapshot(), watch):
             yield event
-        if layout.ended is not None or layout.lost is not None:
-            return
-        async for change in watch:
-            if isinstance(change, Quiet):
-                yield change
-            await layout.absorb(change)
-            if layout.waits_after_the_end:
-                ended_at = ended_at if ended_at is not None else time.monotonic()
-                if time.monotonic() - ended_at > CALL_END_WAIT_SECONDS:
-                    layout.give_up()
-            for event in await layout.advance():
-                yield event
-            if layout.ended is not None or layout.lost is not None:
-                return
 
 
 async def run_events(ctx: Context, run: AgUiRun, after: int, ping_seconds: float) -> AsyncIterator[bytes]:

@@ -52,7 +52,7 @@ class Phase(Enum):
     DONE = auto()
 
 
-class ChatKitLayout(SeenReply):
+class ChatKitLayout(SeenReply[Event]):
     def __init__(self, ctx: Context, cid: str, reply_id: str, *, as_written: bool) -> None:
         super().__init__(ctx, reply_id, as_written=as_written)
         self.cid = cid
@@ -84,6 +84,11 @@ class ChatKitLayout(SeenReply):
     @property
     def done(self) -> bool:
         return self.phase is Phase.DONE
+
+    @property
+    def through(self) -> bool:
+        """A stream also ends where the layout waits for a client tool's result (its next one goes on)."""
+        return super().through or self.waiting_on is not None
 
     # -- what follows ------------------------------------------------------------------------
 

@@ -18,7 +18,6 @@ instance, while the run goes on or after it ended.
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import AsyncIterator, Sequence
 
 import orjson
@@ -31,11 +30,11 @@ from streamchat.protocols.chatkit_errors import error_event
 from streamchat.protocols.chatkit_items import page, thread_metadata, user_item
 from streamchat.protocols.chatkit_layout import STREAM_OPTIONS, ChatKitLayout, Event
 from streamchat.protocols.following import PING
+from streamchat.protocols.seen_reply import follow
 
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 #: How long a stream waits for the calls of a reply that has ended before it shows them cancelled
 #: (a stop ends them within seconds; only a call whose run was lost never ends).
-CALL_END_WAIT_SECONDS = 30.0
 _EVENT_ID = re.compile(r"^(?P<anchor>\d{1,18})\.(?P<number>\d{1,9})$")
 
 
@@ -116,39 +115,15 @@ async def run_events(ctx: Context, cid: str, reply_id: str, ping_seconds: float,
 async def _followed(ctx: Context, cid: str, layout: ChatKitLayout, keepalive: float) -> AsyncIterator[Event | Quiet]:
     """The run's events as the reply goes (and `Quiet` after `keepalive` quiet seconds), to its end,
     the client tool result it waits for, or the moment it can no longer be followed."""
-    ended_at: float | None = None
     async with ctx.streams.conversation.watch_group(cid, keepalive) as watch:
         snapshot = watch.snapshot()
         items = [Item(state.item_id, state.seq, state.data) for state in snapshot]
         for event in opening(cid, items, layout.reply_id):
             yield event
-        for state in snapshot:
-            await layout.absorb(state)
+        async for laid in follow(layout, snapshot, watch):
+            yield laid
         if layout.reply is None:
             yield error_event("the reply is not there (its thread was deleted)", allow_retry=False)
-            return
-        for event in await layout.advance():
-            yield event
-        if _stops(layout):
-            if layout.lost is not None:
-                yield error_event(layout.lost, allow_retry=False)
-            return
-        async for change in watch:
-            if isinstance(change, Quiet):
-                yield change
-            await layout.absorb(change)
-            if layout.waits_after_the_end:
-                ended_at = ended_at if ended_at is not None else time.monotonic()
-                if time.monotonic() - ended_at > CALL_END_WAIT_SECONDS:
-                    layout.give_up()
-            for event in await layout.advance():
-                yield event
-            if _stops(layout):
-                if layout.lost is not None:
-                    yield error_event(layout.lost, allow_retry=False)
-                return
-
-
-def _stops(layout: ChatKitLayout) -> bool:
-    return layout.done or layout.lost is not None or layout.waiting_on is not None
+        elif layout.lost is not None:
+            yield error_event(layout.lost, allow_retry=False)
 

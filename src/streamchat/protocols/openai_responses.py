@@ -15,7 +15,6 @@ so event N is the same event on every instance and every reconnect: a stream res
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator, Mapping
 from datetime import datetime
 from typing import Any
@@ -28,6 +27,7 @@ from streamchat.framework import Context, ItemState, Quiet
 from streamchat.protocols.following import PING
 from streamchat.protocols.responses_layout import Event, ResponseLayout
 from streamchat.protocols.responses_segments import ResponseTarget, find_response
+from streamchat.protocols.seen_reply import CALL_END_WAIT_SECONDS, follow
 
 __all__ = ["HEADERS", "ResponseObject", "current_response", "find_response", "followed", "response_events",
            "settled_response"]
@@ -35,7 +35,6 @@ __all__ = ["HEADERS", "ResponseObject", "current_response", "find_response", "fo
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 #: How long a response waits for the calls of a reply that has ended before it shows them cancelled
 #: (a stop ends them within seconds; only a call whose run was lost never ends).
-CALL_END_WAIT_SECONDS = 30.0
 
 
 class ResponseObject(BaseModel):
@@ -115,28 +114,9 @@ async def followed(ctx: Context, target: ResponseTarget, layout: ResponseLayout,
     """The response's item events as the reply goes (and `Quiet` when nothing happens for `keepalive`
     seconds), until it ends; `layout.status` is None afterwards when it could not end (the reply was
     deleted, or the server is stopping: a client resumes after the last event it got)."""
-    ended_at: float | None = None
     async with ctx.streams.conversation.watch_group(target.conversation_id, keepalive) as watch:
-        for state in watch.snapshot():
-            await layout.absorb(state)
-        if layout.reply is None:
-            return
-        for event in await layout.advance():
+        async for event in follow(layout, watch.snapshot(), watch):
             yield event
-        if layout.status is not None or layout.lost is not None:
-            return
-        async for change in watch:
-            if isinstance(change, Quiet):
-                yield change
-            await layout.absorb(change)
-            if layout.waits_after_the_end:
-                ended_at = ended_at if ended_at is not None else time.monotonic()
-                if time.monotonic() - ended_at > CALL_END_WAIT_SECONDS:
-                    layout.give_up()
-            for event in await layout.advance():
-                yield event
-            if layout.status is not None or layout.lost is not None:
-                return
 
 
 async def response_events(ctx: Context, target: ResponseTarget, after: int,

@@ -62,7 +62,7 @@ class Phase(Enum):
     DONE = auto()
 
 
-class ResponseLayout(SeenReply):
+class ResponseLayout(SeenReply[Event]):
     def __init__(self, ctx: Context, cid: str, segment: Segment, respond: Respond, *, as_written: bool) -> None:
         super().__init__(ctx, segment.reply_id, as_written=as_written)
         self.cid = cid

@@ -4,12 +4,16 @@ its calls round by round in the order the model made them (and which of them are
 The views that lay a reply out in an order fixed by what is stored (the Responses, ChatKit and AG-UI
 layouts) are fed the same events (a group watch's, or a snapshot's) and read them the same way; they
 extend `SeenReply` and differ only in what they give for it. The view's own `done` says whether it has
-laid out all it will: a call item removed after that no longer matters.
+laid out all it will: a call item removed after that no longer matters. `follow` feeds a view from a
+group watch, the same loop for every protocol's stream.
 """
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from typing import Generic, TypeVar
 
 from streamchat.conversations.messages import FINISHED, ConversationMessage
 from streamchat.conversations.tool_calls import call_index
@@ -19,9 +23,15 @@ from streamchat.protocols.following import text_pieces
 
 #: Why a reply can no longer be followed once its conversation is gone.
 DELETED = "the conversation was deleted"
+#: How long a view waits, once its reply has ended, for calls of it that have not (then it gives up on them).
+CALL_END_WAIT_SECONDS = 30.0
+
+#: A view's event (each protocol has its own).
+E = TypeVar("E")
+Seen = ItemState[ConversationMessage] | TextDelta | ItemGone | Quiet
 
 
-class SeenReply(ABC):
+class SeenReply(ABC, Generic[E]):
     def __init__(self, ctx: Context, reply_id: str, *, as_written: bool) -> None:
         self.ctx = ctx
         self.reply_id = reply_id
@@ -42,7 +52,16 @@ class SeenReply(ABC):
     def done(self) -> bool:
         """Whether the view has given all it will for the reply."""
 
-    async def absorb(self, event: ItemState[ConversationMessage] | TextDelta | ItemGone | Quiet) -> None:
+    @abstractmethod
+    async def advance(self) -> list[E]:
+        """The events that follow from what has been seen, past those already given."""
+
+    @property
+    def through(self) -> bool:
+        """Whether following the reply further gives this view nothing: it is done, or the reply is lost."""
+        return self.done or self.lost is not None
+
+    async def absorb(self, event: Seen) -> None:
         if isinstance(event, TextDelta):  # first: by far the most frequent
             if event.item_id == self.reply_id and event.field == TEXT_FIELD:
                 self.pieces.append(event.text)
@@ -111,3 +130,31 @@ class SeenReply(ABC):
         # Calls cancelled as their round was cut keep the offset where they began: the round's text is
         # everything the reply holds, which is known once the reply has ended.
         return len(self.reply.message) if self.reply.status in FINISHED else None
+
+
+async def follow(view: SeenReply[E], snapshot: Iterable[ItemState[ConversationMessage]],
+                 changes: AsyncIterable[Seen]) -> AsyncIterator[E | Quiet]:
+    """The view's events from a group watch's snapshot and then its changes (`Quiet` passed on, for the
+    stream's keepalive), until the view is `through` or the changes end (the server stops). Calls that
+    have not ended `CALL_END_WAIT_SECONDS` after their reply did are given up on, so the view can end."""
+    for state in snapshot:
+        await view.absorb(state)
+    if view.reply is None:
+        return
+    for event in await view.advance():
+        yield event
+    if view.through:
+        return
+    ended_at: float | None = None
+    async for change in changes:
+        if isinstance(change, Quiet):
+            yield change
+        await view.absorb(change)
+        if view.waits_after_the_end:
+            ended_at = ended_at if ended_at is not None else time.monotonic()
+            if time.monotonic() - ended_at > CALL_END_WAIT_SECONDS:
+                view.give_up()
+        for event in await view.advance():
+            yield event
+        if view.through:
+            return
