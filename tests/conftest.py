@@ -103,6 +103,23 @@ class Server:
 InProcessStarter = Callable[..., Awaitable[InProcessServer]]
 
 
+#: The test files that take longest, longest first. `./scripts/test` runs the files on two workers, each
+#: file on one, in collection order: starting these first lets the many short files fill in around them,
+#: so both workers finish together instead of one running a long file alone at the end.
+LONG_FILES = ("test_schema_fuzz.py", "test_bench.py", "test_scale.py", "test_page.py", "test_local_model.py",
+              "test_fencing.py", "test_full_disk.py", "test_races.py", "test_delete.py", "test_guard.py",
+              "test_ai_sdk_client_tools.py", "test_ai_sdk_tools.py", "test_tool_instances.py")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def place(item: pytest.Item) -> int:
+        name = item.path.name
+        return LONG_FILES.index(name) if name in LONG_FILES else len(LONG_FILES)
+
+    items.sort(key=place)  # stable: each file keeps its own order
+
+
 @pytest.fixture(scope="session")
 def fake_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeProvider]:
     port = free_port()
