@@ -59,8 +59,6 @@ class RunLayout(SeenReply[Event]):
         self.run = run
         self.phase = Phase.SNAPSHOT
         self.round = run.after_round or 0
-        self._taken = 0
-        self._position = 0
         self._text_open = False
         self._step_open = False
         self._results_given = 0
@@ -115,7 +113,7 @@ class RunLayout(SeenReply[Event]):
         events.append({"type": "MESSAGES_SNAPSHOT",
                        "messages": snapshot_messages(items, self.reply_id, self.run.after_round, cuts)})
         if resuming:
-            self._skip_text(shown_before)
+            self._take_text(shown_before)  # shown by the runs before this one
             self.phase = Phase.RESUMED
         else:
             self.phase = Phase.TEXT
@@ -129,33 +127,17 @@ class RunLayout(SeenReply[Event]):
 
     def _text(self, events: list[Event]) -> bool:
         end = self._text_end(self.round)
-        while self._taken < len(self.pieces) and (end is None or self._position < end):
-            piece = self.pieces[self._taken]
-            if end is not None and self._position + len(piece) > end:  # a piece across rounds: split it
-                piece, rest = piece[:end - self._position], piece[end - self._position:]
-                self.pieces[self._taken:self._taken + 1] = [piece, rest]
+        for piece in self._take_text(end):
             self._open_step(events)
             if not self._text_open:
                 self._text_open = True
                 events.append({"type": "TEXT_MESSAGE_START", "messageId": self.reply_id, "role": "assistant"})
             events.append({"type": "TEXT_MESSAGE_CONTENT", "messageId": self.reply_id, "delta": piece})
-            self._taken += 1
-            self._position += len(piece)
-        if end is None or self._position < end:
+        if not self._took_text_to(end):
             return False
         self._close_text(events)
         self.phase = Phase.CALLS if self._round_calls(self.round) else Phase.END
         return True
-
-    def _skip_text(self, end: int) -> None:
-        """Pass over the text up to `end` (shown by the runs before this one)."""
-        while self._taken < len(self.pieces) and self._position < end:
-            piece = self.pieces[self._taken]
-            if self._position + len(piece) > end:
-                self.pieces[self._taken:self._taken + 1] = [piece[:end - self._position], piece[end - self._position:]]
-                piece = self.pieces[self._taken]
-            self._taken += 1
-            self._position += len(piece)
 
     def _show_calls(self, events: list[Event]) -> bool:
         calls = self._round_calls(self.round)

@@ -58,8 +58,6 @@ class ChatKitLayout(SeenReply[Event]):
         self.cid = cid
         self.phase = Phase.TEXT
         self.round = 0
-        self._taken = 0
-        self._position = 0
         #: The open text item's id and its text; the round's workflow and the calls still to close or show.
         self._message: str | None = None
         self._text: list[str] = []
@@ -115,15 +113,9 @@ class ChatKitLayout(SeenReply[Event]):
 
     def _text_of_round(self, events: list[Event]) -> bool:
         end = self._text_end(self.round)
-        while self._taken < len(self.pieces) and (end is None or self._position < end):
-            piece = self.pieces[self._taken]
-            if end is not None and self._position + len(piece) > end:  # a piece across rounds: split it
-                piece, rest = piece[:end - self._position], piece[end - self._position:]
-                self.pieces[self._taken:self._taken + 1] = [piece, rest]
+        for piece in self._take_text(end):
             events += self._delta(piece)
-            self._taken += 1
-            self._position += len(piece)
-        if end is None or self._position < end:
+        if not self._took_text_to(end):
             return False
         events += self._close_message()
         self.phase = Phase.OPEN_CALLS if self._round_calls(self.round) else Phase.END

@@ -74,8 +74,6 @@ class ResponseLayout(SeenReply[Event]):
         #: Where the layout is.
         self.phase = Phase.START if segment.after_round is not None else Phase.TEXT
         self.round = segment.after_round or 0
-        self._taken = 0
-        self._position = 0
         #: The open message item: its place in the output, its events' place fields, its text so far.
         self._message: int | None = None
         self._place: dict[str, Any] = {}
@@ -131,7 +129,7 @@ class ResponseLayout(SeenReply[Event]):
         end = max(self.calls[call_id].offset or 0 for call_id in calls)
         if self.known < end:
             return False
-        self._take_text(end)
+        self._take_text(end)  # shown by the responses before this one
         for call_id in calls:  # a function call's output is this response's input, not its output
             if await self._is_asked(call_id) and not await self._runs_in_client(call_id):
                 events += self._open_call(call_id, approval=True)
@@ -141,15 +139,9 @@ class ResponseLayout(SeenReply[Event]):
 
     def _text(self, events: list[Event]) -> bool:
         end = self._text_end(self.round)
-        while self._taken < len(self.pieces) and (end is None or self._position < end):
-            piece = self.pieces[self._taken]
-            if end is not None and self._position + len(piece) > end:  # a piece across rounds: split it
-                piece, rest = piece[:end - self._position], piece[end - self._position:]
-                self.pieces[self._taken:self._taken + 1] = [piece, rest]
+        for piece in self._take_text(end):
             events += self._delta(piece)
-            self._taken += 1
-            self._position += len(piece)
-        if end is None or self._position < end:
+        if not self._took_text_to(end):
             return False
         if self._round_calls(self.round):
             events += self._close_message("completed")
@@ -157,16 +149,6 @@ class ResponseLayout(SeenReply[Event]):
         else:
             self.phase = Phase.END
         return True
-
-    def _take_text(self, end: int) -> None:
-        """Pass over the text up to `end` (shown by the responses before this one)."""
-        while self._taken < len(self.pieces) and self._position < end:
-            piece = self.pieces[self._taken]
-            if self._position + len(piece) > end:
-                self.pieces[self._taken:self._taken + 1] = [piece[:end - self._position], piece[end - self._position:]]
-                piece = self.pieces[self._taken]
-            self._taken += 1
-            self._position += len(piece)
 
     async def _openings(self, events: list[Event]) -> bool:
         calls = self._round_calls(self.round)

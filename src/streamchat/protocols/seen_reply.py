@@ -44,6 +44,9 @@ class SeenReply(ABC, Generic[E]):
         self.whole: set[str] = set()
         #: Each round's calls by id, in the order the model made them.
         self._rounds: dict[int, list[str]] = {}
+        #: How far the view has taken the text: pieces, and characters.
+        self._taken = 0
+        self._position = 0
         #: Why the reply can no longer be followed (deleted, or started again); None while it can.
         self.lost: str | None = None
 
@@ -130,6 +133,25 @@ class SeenReply(ABC, Generic[E]):
         # Calls cancelled as their round was cut keep the offset where they began: the round's text is
         # everything the reply holds, which is known once the reply has ended.
         return len(self.reply.message) if self.reply.status in FINISHED else None
+
+    def _take_text(self, end: int | None) -> list[str]:
+        """The pieces past those already taken, up to `end` (all there are while it is not known yet). A
+        round's text can end inside a piece the model wrote: that piece is split there, so the next round
+        starts with its rest."""
+        taken: list[str] = []
+        while self._taken < len(self.pieces) and (end is None or self._position < end):
+            piece = self.pieces[self._taken]
+            if end is not None and self._position + len(piece) > end:
+                piece, rest = piece[:end - self._position], piece[end - self._position:]
+                self.pieces[self._taken:self._taken + 1] = [piece, rest]
+            taken.append(piece)
+            self._taken += 1
+            self._position += len(piece)
+        return taken
+
+    def _took_text_to(self, end: int | None) -> bool:
+        """Whether the text up to `end` is all taken (never while `end` is not known)."""
+        return end is not None and self._position >= end
 
 
 async def follow(view: SeenReply[E], snapshot: Iterable[ItemState[ConversationMessage]],
