@@ -17,59 +17,17 @@
 // X-AI-SDK-Version header.
 // Prints one JSON line, the result: {calls (what onToolCall saw), messages, chunks (per response),
 // status}; a thrown error prints {"error": message} and exits 1.
+import { chatDriver, within } from "./chat_driver.mjs";
+
 const [pkg, scenario, baseUrl, chatId, text = "hello"] = process.argv.slice(2);
 const ai = await import(pkg);
-const version = process.env.AI_SDK_VERSION;
 const clientTools = JSON.parse(process.env.CLIENT_TOOLS || "[]");
 const outputs = JSON.parse(process.env.OUTPUTS || "{}");
 const errors = JSON.parse(process.env.ERRORS || "{}");
-const TIMEOUT_MS = 60_000;
-
-const transport = new ai.DefaultChatTransport({
-  api: `${baseUrl}/api/chat`,
-  headers: version ? { "X-AI-SDK-Version": version } : undefined,
+const { watchedTransport, responses, sent, MemoryChat } = chatDriver(ai, {
+  baseUrl, version: process.env.AI_SDK_VERSION,
   body: { ...(clientTools.length ? { clientTools } : {}), ...JSON.parse(process.env.BODY || "{}") },
 });
-
-// The chunk types of every response the chat reads, in order, one list per response, and each
-// request body's last message (what the chat sent back).
-const responses = [];
-const sent = [];
-function tapped(stream) {
-  const seen = [];
-  responses.push(seen);
-  return stream.pipeThrough(new TransformStream({
-    transform(chunk, out) {
-      seen.push(chunk.type);
-      out.enqueue(chunk);
-    },
-  }));
-}
-
-const watchedTransport = {
-  async sendMessages(options) {
-    sent.push({ trigger: options.trigger, last: options.messages[options.messages.length - 1] });
-    return tapped(await transport.sendMessages(options));
-  },
-  async reconnectToStream(options) {
-    const stream = await transport.reconnectToStream(options);
-    return stream === null ? null : tapped(stream);
-  },
-};
-
-class MemoryState {
-  constructor() { this.status = "ready"; this.error = undefined; this.messages = []; }
-  pushMessage(message) { this.messages = [...this.messages, message]; }
-  popMessage() { this.messages = this.messages.slice(0, -1); }
-  replaceMessage(index, message) {
-    this.messages = [...this.messages.slice(0, index), message, ...this.messages.slice(index + 1)];
-  }
-  snapshot(thing) { return structuredClone(thing); }
-}
-
-class MemoryChat extends ai.AbstractChat {
-  constructor(options) { super({ ...options, state: new MemoryState() }); }
-}
 
 function shown(part) {
   if (part.type === "text") return { type: "text", text: part.text };
@@ -83,14 +41,6 @@ function shown(part) {
 function messageOf(message) {
   return message && { id: message.id, role: message.role, parts: message.parts.map(shown),
                       metadata: message.metadata ?? null };
-}
-
-function within(promise, what) {
-  let timer;
-  const timeout = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${TIMEOUT_MS} ms`)), TIMEOUT_MS);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
 const calls = [];

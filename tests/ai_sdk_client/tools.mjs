@@ -12,50 +12,12 @@
 // AI_SDK_VERSION sets the X-AI-SDK-Version header. Each result is one JSON line; approve/deny print
 // {"paused": ...} first, send-abort and resume {"reconnected": bool} as soon as the reconnect is answered.
 // A thrown error prints {"error": message} and exits 1.
+import { chatDriver, within } from "./chat_driver.mjs";
+
 const [pkg, scenario, baseUrl, chatId, text = "hello"] = process.argv.slice(2);
 const ai = await import(pkg);
-const version = process.env.AI_SDK_VERSION;
-const transport = new ai.DefaultChatTransport({
-  api: `${baseUrl}/api/chat`,
-  headers: version ? { "X-AI-SDK-Version": version } : undefined,
-});
-const TIMEOUT_MS = 60_000;
-
-// The chunk types of every response the chat reads, in order, one list per response.
-const responses = [];
-function tapped(stream) {
-  const seen = [];
-  responses.push(seen);
-  return stream.pipeThrough(new TransformStream({
-    transform(chunk, out) {
-      seen.push(chunk.type);
-      out.enqueue(chunk);
-    },
-  }));
-}
-
-const watchedTransport = {
-  async sendMessages(options) { return tapped(await transport.sendMessages(options)); },
-  async reconnectToStream(options) {
-    const stream = await transport.reconnectToStream(options);
-    return stream === null ? null : tapped(stream);
-  },
-};
-
-// A chat's state kept in memory, as the framework bindings keep it in theirs.
-class MemoryState {
-  constructor() { this.status = "ready"; this.error = undefined; this.messages = []; }
-  pushMessage(message) { this.messages = [...this.messages, message]; }
-  popMessage() { this.messages = this.messages.slice(0, -1); }
-  replaceMessage(index, message) {
-    this.messages = [...this.messages.slice(0, index), message, ...this.messages.slice(index + 1)];
-  }
-  snapshot(thing) { return structuredClone(thing); }
-}
-
-class MemoryChat extends ai.AbstractChat {
-  constructor(options) { super({ ...options, state: new MemoryState() }); }
-}
+const { transport, watchedTransport, tapped, responses, MemoryChat } = chatDriver(
+  ai, { baseUrl, version: process.env.AI_SDK_VERSION });
 
 // A part as the test compares it: what it shows, without the SDK's bookkeeping.
 function shown(part) {
@@ -70,14 +32,6 @@ function shown(part) {
 function messageOf(message) {
   if (!message) return null;
   return { id: message.id, role: message.role, parts: message.parts.map(shown), metadata: message.metadata ?? null };
-}
-
-function within(promise, what) {
-  let timer;
-  const timeout = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${TIMEOUT_MS} ms`)), TIMEOUT_MS);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
 async function chatScenario() {
