@@ -15,7 +15,8 @@ from typing import Any
 
 import uvloop
 
-from bench import scenarios, soak
+from bench import ab, scenarios, soak
+from bench.burst import burst
 from bench.charts import draw
 from bench.costs import costs
 from bench.harness import ROOT, Fake
@@ -38,7 +39,8 @@ FULL = {"overhead_samples": 50, "counts": [1, 100, 500, 1000], "tokens": 200, "r
         "scale_overhead_samples": 30, "scale_counts": [1, 100, 500], "scale_rates": [20.0],
         "scale_fanout": [10, 100, 1000], "core_counts": [500, 600, 700, 800, 1000],
         "finer_counts": [200, 300, 400], "costs": {"streams": 100, "read_tokens": 400, "conversations": 500},
-        "protocols": {"readers": [1, 100, 500], "tokens": 200}, "tool_samples": 30}
+        "protocols": {"readers": [1, 100, 500], "tokens": 200}, "tool_samples": 30,
+        "burst": {"counts": [1, 200, 1000], "tokens": 100, "rate": 50.0}}
 #: One run of each scenario, the smallest that still exercises it (each run of the scale scenario starts
 #: two instances and waits for them to share the bus, so it has one count and one fan-out).
 QUICK = {"overhead_samples": 5, "counts": [20], "tokens": 40, "rates": [50.0],
@@ -46,7 +48,8 @@ QUICK = {"overhead_samples": 5, "counts": [20], "tokens": 40, "rates": [50.0],
          "embedded_rounds": 1,
          "scale_overhead_samples": 3, "scale_counts": [10], "scale_rates": [50.0], "scale_fanout": [10],
          "core_counts": [10], "finer_counts": [10], "costs": {"streams": 5, "read_tokens": 50, "conversations": 10},
-         "protocols": {"readers": [5], "tokens": 40}, "tool_samples": 3}
+         "protocols": {"readers": [5], "tokens": 40}, "tool_samples": 3,
+         "burst": {"counts": [5], "tokens": 20, "rate": 50.0}}
 
 
 async def embedded_models(workdir: Path, max_tokens: int, rounds: int) -> dict[str, Any]:
@@ -84,6 +87,7 @@ async def run(plan: dict[str, Any], only: set[str] | None) -> dict[str, Any]:
                 ("protocols", lambda: scenarios.protocols(workdir, fake, plan["protocols"]["readers"],
                                                           plan["protocols"]["tokens"], plan["rates"][0])),
                 ("tools", lambda: tool_round_trip(workdir, fake, plan["tool_samples"])),
+                ("burst", lambda: burst(workdir, fake, **plan["burst"])),
             ]
             for name, scenario in steps:
                 if only and name not in only:
@@ -144,7 +148,24 @@ def table(results: dict[str, Any]) -> str:
         trip = results["tools"]["round_trip_ms"]
         lines.append(f"\n9. a calculator call's round trip (model round ended → model asked again), "
                      f"{results['tools']['samples']} calls: p50 {trip['p50']} ms, p95 {trip['p95']} ms")
+    if "burst" in results:
+        lines.extend(burst_lines(results["burst"]))
     return "\n".join(lines)
+
+
+def burst_lines(b: dict[str, Any]) -> list[str]:
+    """Scenario 10: the provider called directly, then each transport, every POST of a run at once."""
+    title = f"10. burst ({b['tokens']} tokens at {b['tokens_per_s']:g}/s, lag from the POST)"
+    lines = [f"\n{title:<56} done   lag p50   lag p99  p99/direct  POST p99"]
+    for run in b["runs"]:
+        count, direct = run["conversations"], run["direct"]
+        lines.append(f"   {count:>5} provider direct {'':<34} {direct['completed']:>5} {direct['lag_ms']['p50']!s:>9} "
+                     f"{direct['lag_ms']['p99']!s:>9}")
+        for transport in b["transports"]:
+            r = run[transport]
+            lines.append(f"   {count:>5} {transport:<50} {r['completed']:>5} {r['lag_ms']['p50']!s:>9} "
+                         f"{r['lag_ms']['p99']!s:>9} {r['lag_p99_over_direct']!s:>11} {r['post_ms']['p99']!s:>9}")
+    return lines
 
 
 def protocol_lines(p: dict[str, Any]) -> list[str]:
@@ -219,13 +240,19 @@ def main() -> None:
                         help="a tiny run (about a minute and a half) that checks the harness")
     parser.add_argument("--only", default="",
                         help="comma-separated scenarios: overhead,concurrency,dedicated_core,fanout,"
-                             "fanout_uncompressed,wire,embedded,scale,costs,protocols,tools")
+                             "fanout_uncompressed,wire,embedded,scale,costs,protocols,tools,burst")
     parser.add_argument("--out", default=None, help="where to write the JSON results (default "
                         "bench/results/latest.json, or soak.json with --soak)")
     parser.add_argument("--soak", action="store_true",
                         help="run only the memory soak instead (bench/soak.py; its options follow, e.g. "
                              "--minutes 8 --rate 10); never part of the default run nor of --quick")
+    parser.add_argument("--compare", metavar="REV",
+                        help="an A/B of the commit REV against the working tree instead, in alternating runs "
+                             "(bench/ab.py; its options follow, e.g. --rounds 6 --burst 500)")
     args, rest = parser.parse_known_args()
+    if args.compare:
+        ab.main(["--compare", args.compare, *rest, *([] if args.out is None else ["--out", args.out])])
+        return
     if args.soak:
         soak.main(rest + ([] if args.out is None else ["--out", args.out]))
         return

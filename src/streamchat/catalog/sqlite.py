@@ -6,12 +6,9 @@ so both backends find the same conversations for a query.
 
 from __future__ import annotations
 
-import contextlib
 import sqlite3
-from collections.abc import Mapping
-from typing import Any
-
-import aiosqlite
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from streamchat.catalog.base import (
     RECORD_COLUMNS,
@@ -32,6 +29,8 @@ from streamchat.catalog.base import (
     title_from,
 )
 from streamchat.framework.store import SQLiteStore
+
+T = TypeVar("T")
 
 SCHEMA = RECORDS_SCHEMA + USAGE_SCHEMA + """
 CREATE TABLE IF NOT EXISTS catalog_texts (
@@ -88,64 +87,46 @@ class SQLiteCatalog(Catalog):
         self.store = store
 
     async def _create(self) -> None:
-        async def create(db: aiosqlite.Connection) -> None:
-            await db.executescript(SCHEMA)
+        await self.store.connection.script(SCHEMA)
 
-        await self.store.run(create)
-
-    async def _transaction(self, work: Any) -> Any:
+    async def _transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """`work` atomically, in the store's next batch."""
         await self.prepared()
-
-        async def run(db: aiosqlite.Connection) -> Any:
-            await db.execute("BEGIN IMMEDIATE")
-            try:
-                result = await work(db)
-                await db.execute("COMMIT")
-                return result
-            except BaseException:
-                with contextlib.suppress(sqlite3.OperationalError):  # SQLite may have rolled back itself
-                    await db.execute("ROLLBACK")
-                raise
-
-        return await self.store.run(run)
+        return await self.store.run(work)
 
     async def _rows(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
         await self.prepared()
-
-        async def read(db: aiosqlite.Connection) -> list[Any]:
-            return list(await db.execute_fetchall(sql, params))
-
-        return await self.store.run(read)
+        return await self.store.run(lambda db: db.execute(sql, params).fetchall())
 
     async def touch(self, conversation_id: str, owner: str | None, message_id: str, message: str,
                     at: str) -> Conversation:
         title = title_from(message)
 
-        async def work(db: aiosqlite.Connection) -> Conversation:
-            created = list(await db.execute_fetchall(
+        def work(db: sqlite3.Connection) -> Conversation:
+            created = (db.execute(
                 f"INSERT INTO catalog_conversations ({RECORD}) VALUES (?, ?, ?, ?, ?) "
                 f"ON CONFLICT (conversation_id) DO NOTHING RETURNING {RECORD}",
-                (conversation_id, title, at, at, owner)))
-            await _set_text(db, conversation_id, message_id, message)
+                (conversation_id, title, at, at, owner)).fetchall())
+            _set_text(db, conversation_id, message_id, message)
             if created:
-                await _set_text(db, conversation_id, TITLE, title)
+                _set_text(db, conversation_id, TITLE, title)
                 return record_from_row(created[0])
-            rows = await db.execute_fetchall(ACTIVE + f" RETURNING {RECORD}", (at, conversation_id))
+            rows = db.execute(ACTIVE + f" RETURNING {RECORD}", (at, conversation_id))
             return record_from_row(next(iter(rows)))
 
         result: Conversation = await self._transaction(work)
         return result
 
     async def restore(self, conversation: Conversation, texts: Mapping[str, str] | None = None) -> bool:
-        async def work(db: aiosqlite.Connection) -> bool:
-            added = list(await db.execute_fetchall(
+        def work(db: sqlite3.Connection) -> bool:
+            added = (db.execute(
                 f"INSERT INTO catalog_conversations ({RECORD}) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT (conversation_id) DO NOTHING RETURNING 1",
                 (conversation.conversation_id, conversation.title, conversation.created_at,
-                 conversation.updated_at, conversation.owner)))
+                 conversation.updated_at, conversation.owner)).fetchall())
             if added:
                 for key, text in {**(texts or {}), TITLE: conversation.title}.items():
-                    await _set_text(db, conversation.conversation_id, key, text)
+                    _set_text(db, conversation.conversation_id, key, text)
             return bool(added)
 
         result: bool = await self._transaction(work)
@@ -157,13 +138,13 @@ class SQLiteCatalog(Catalog):
         return record_from_row(rows[0]) if rows else None
 
     async def rename(self, conversation_id: str, title: str) -> Conversation | None:
-        async def work(db: aiosqlite.Connection) -> Conversation | None:
-            rows = list(await db.execute_fetchall(
+        def work(db: sqlite3.Connection) -> Conversation | None:
+            rows = (db.execute(
                 f"UPDATE catalog_conversations SET title = ? WHERE conversation_id = ? RETURNING {RECORD}",
-                (title, conversation_id)))
+                (title, conversation_id)).fetchall())
             if not rows:
                 return None
-            await _set_text(db, conversation_id, TITLE, title)
+            _set_text(db, conversation_id, TITLE, title)
             return record_from_row(rows[0])
 
         result: Conversation | None = await self._transaction(work)
@@ -183,12 +164,12 @@ class SQLiteCatalog(Catalog):
 
     async def index(self, conversation_id: str, message_id: str, text: str, active_at: str | None = None,
                     spent: Spent | None = None) -> None:
-        async def work(db: aiosqlite.Connection) -> None:
-            await _set_text(db, conversation_id, message_id, text)
+        def work(db: sqlite3.Connection) -> None:
+            _set_text(db, conversation_id, message_id, text)
             if active_at is not None:
-                await db.execute(ACTIVE, (active_at, conversation_id))
+                db.execute(ACTIVE, (active_at, conversation_id))
                 if spent is not None:
-                    await db.execute("INSERT INTO catalog_usage (reply_id, owner, model, prompt_tokens, "
+                    db.execute("INSERT INTO catalog_usage (reply_id, owner, model, prompt_tokens, "
                                      "completion_tokens, ended_at) VALUES (?, ?, ?, ?, ?, ?)",
                                      (spent.reply_id, spent.owner, spent.model, spent.prompt_tokens,
                                       spent.completion_tokens, active_at))
@@ -206,9 +187,9 @@ class SQLiteCatalog(Catalog):
         return Page(hits, encode_cursor("search", [offset + limit]) if len(rows) > limit else None)
 
     async def remove(self, conversation_id: str) -> None:
-        async def work(db: aiosqlite.Connection) -> None:
-            await db.execute("DELETE FROM catalog_texts WHERE conversation_id = ?", (conversation_id,))
-            await db.execute("DELETE FROM catalog_conversations WHERE conversation_id = ?", (conversation_id,))
+        def work(db: sqlite3.Connection) -> None:
+            db.execute("DELETE FROM catalog_texts WHERE conversation_id = ?", (conversation_id,))
+            db.execute("DELETE FROM catalog_conversations WHERE conversation_id = ?", (conversation_id,))
 
         await self._transaction(work)
 
@@ -220,7 +201,7 @@ class SQLiteCatalog(Catalog):
         return [ModelUsage(row[0], row[1], row[2], row[3]) for row in rows]
 
 
-async def _set_text(db: aiosqlite.Connection, conversation_id: str, key: str, text: str) -> None:
-    await db.execute("INSERT INTO catalog_texts (conversation_id, message_id, body) VALUES (?, ?, ?) "
+def _set_text(db: sqlite3.Connection, conversation_id: str, key: str, text: str) -> None:
+    db.execute("INSERT INTO catalog_texts (conversation_id, message_id, body) VALUES (?, ?, ?) "
                      "ON CONFLICT (conversation_id, message_id) DO UPDATE SET body = excluded.body",
                      (conversation_id, key, text))

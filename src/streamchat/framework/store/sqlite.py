@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-import aiosqlite
 import orjson
 
 from streamchat.framework.errors import StorageFull, StoreUnavailable
 from streamchat.framework.leases import Fenced, Lease
 from streamchat.framework.store.base import JSON, LEASES, Store, StoredItem
+from streamchat.framework.store.sqlite_batches import BatchedConnection
 
 T = TypeVar("T")
 
@@ -85,72 +84,54 @@ def refused_writes() -> Iterator[None]:
 
 
 class SQLiteStore(Store):
-    """One SQLite file in WAL mode, one connection in autocommit mode: each write is one
-    statement and one trip to aiosqlite's thread. Calls are serialised by a lock, since one
-    sqlite connection runs one statement at a time.
+    """One SQLite file in WAL mode, one connection on a thread of its own (sqlite_batches.py): what
+    the application asks of it meanwhile goes in one trip and one transaction, each call atomic.
     """
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._db: aiosqlite.Connection | None = None
-        self._lock = asyncio.Lock()
+        self._connection: BatchedConnection | None = None
 
     @property
-    def db(self) -> aiosqlite.Connection:
-        if self._db is None:
+    def connection(self) -> BatchedConnection:
+        if self._connection is None:
             raise RuntimeError("SQLiteStore used before connect()")
-        return self._db
+        return self._connection
 
     async def connect(self) -> None:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = await aiosqlite.connect(self.path, isolation_level=None)
-        await self._db.execute("PRAGMA journal_mode=WAL")
-        await self._db.execute("PRAGMA synchronous=NORMAL")
-        await self._db.executescript(SCHEMA)
-        columns = {row[1] for row in await self._db.execute_fetchall("PRAGMA table_info(stream_items)")}
+        connection = BatchedConnection(self.path)
+        await connection.open()
+        await connection.script("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")
+        await connection.script(SCHEMA)
+        columns = await connection.call_outside(
+            lambda db: {row[1] for row in db.execute("PRAGMA table_info(stream_items)")})
         if "deleted_at" not in columns:
-            await self._db.execute("ALTER TABLE stream_items ADD COLUMN deleted_at REAL")
-        await self._db.executescript(TOMBSTONES)
+            await connection.call_outside(lambda db: db.execute("ALTER TABLE stream_items ADD COLUMN deleted_at REAL"))
+        await connection.script(TOMBSTONES)
+        self._connection = connection
 
     async def disconnect(self) -> None:
-        if self._db is not None:
-            await self._db.close()
-            self._db = None
+        if self._connection is not None:
+            connection, self._connection = self._connection, None
+            await connection.close()
 
     async def _read(self, sql: str, params: Iterable[Any]) -> list[Any]:
-        async with self._lock:
-            return list(await self.db.execute_fetchall(sql, tuple(params)))
+        values = tuple(params)
+        return await self.connection.call(lambda db: db.execute(sql, values).fetchall())
 
     async def _write(self, sql: str, params: Iterable[Any]) -> list[Any]:
-        """Run one statement, committed on its own (rows from RETURNING are fetched)."""
-        async with self._lock:
-            self.writes += 1
-            with refused_writes():
-                return list(await self.db.execute_fetchall(sql, tuple(params)))
+        """Run one statement, atomically (rows from RETURNING are fetched)."""
+        values = tuple(params)
+        return await self.run(lambda db: db.execute(sql, values).fetchall())
 
-    @contextlib.asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        """Several statements as one write transaction, taken at once (IMMEDIATE): what they read and
-        write is one, also against other processes on the same file."""
-        async with self._lock:
-            self.writes += 1
-            with refused_writes():
-                await self.db.execute("BEGIN IMMEDIATE")
-                try:
-                    yield self.db
-                    await self.db.execute("COMMIT")
-                except BaseException:
-                    with contextlib.suppress(sqlite3.OperationalError):  # SQLite may have rolled back itself
-                        await self.db.execute("ROLLBACK")
-                    raise
-
-    async def run(self, work: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
-        """Run `work` on the store's connection, alone (for tables of the application's own, such as
-        a search index); a write SQLite refuses is said as what it is, as for the store's own writes."""
-        async with self._lock:
-            with refused_writes():
-                return await work(self.db)
+    async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `work` on the store's connection, atomically, in the next batch (also for tables of the
+        application's own, such as a search index); a write SQLite refuses is said as what it is."""
+        self.writes += 1
+        with refused_writes():
+            return await self.connection.call(work)
 
     seq_block = 1000
 
@@ -188,16 +169,18 @@ class SQLiteStore(Store):
 
     async def put_items(self, stream: str, items: list[tuple[str, StoredItem]],
                         leases: Mapping[tuple[str, str], Lease] | None = None) -> set[tuple[str, str]]:
-        async with self._transaction() as db:
+        def work(db: sqlite3.Connection) -> set[tuple[str, str]]:
             refused: set[tuple[str, str]] = set()
             if leases:
-                held: dict[str, str] = {row[0]: row[1] for row in await db.execute_fetchall(
+                held: dict[str, str] = {row[0]: row[1] for row in db.execute(
                     f"SELECT key, json_extract(value, '$.token') FROM state WHERE scope = '{LEASES}'")}
                 refused = {target for target, lease in leases.items() if held.get(lease.key) != lease.token}
-            await db.executemany(PUT_ITEM, [
+            db.executemany(PUT_ITEM, [
                 (stream, group, item.id, orjson.dumps(item.data).decode(), item.seq, item.seq)
                 for group, item in items if (group, item.id) not in refused])
-        return refused
+            return refused
+
+        return await self.run(work)
 
     async def lease_drop(self, lease: Lease) -> None:
         await self._write(f"DELETE FROM state WHERE scope = '{LEASES}' AND key = ? "
@@ -220,16 +203,18 @@ class SQLiteStore(Store):
             return bool(rows and rows[0][0])
 
     async def _tombstone(self, stream: str, group: str, item_id: str, seq: int) -> bool:
-        async with self._transaction() as db:
-            live = await db.execute_fetchall(
+        def work(db: sqlite3.Connection) -> bool:
+            live = db.execute(
                 "SELECT 1 FROM stream_items WHERE stream = ? AND group_id = ? AND id = ? "
-                "AND deleted_at IS NULL AND seq < ?", (stream, group, item_id, seq))
-            await db.execute(
+                "AND deleted_at IS NULL AND seq < ?", (stream, group, item_id, seq)).fetchall()
+            db.execute(
                 "INSERT INTO stream_items (stream, group_id, id, data, seq, position, deleted_at) "
                 "VALUES (?, ?, ?, '{}', ?, ?, ?) ON CONFLICT (stream, group_id, id) DO UPDATE SET "
                 "data = '{}', seq = excluded.seq, deleted_at = excluded.deleted_at "
                 "WHERE excluded.seq > stream_items.seq", (stream, group, item_id, seq, seq, time.time()))
-        return bool(live)
+            return bool(live)
+
+        return await self.run(work)
 
     async def prune_tombstones(self, older_than: float) -> int:
         rows = await self._write("DELETE FROM stream_items WHERE deleted_at < ? RETURNING 1", (older_than,))
