@@ -97,6 +97,9 @@ class Server:
     def store_writes(self) -> int:
         return int(httpx.get(f"{self.url}/api/admin/stats").json()["storeWrites"])
 
+    def store_bytes_written(self) -> int:
+        return int(httpx.get(f"{self.url}/api/admin/stats").json()["storeBytesWritten"])
+
     def stop(self) -> None:
         self.process.stop()
 

@@ -121,11 +121,13 @@ def table(results: dict[str, Any]) -> str:
         lines.extend(fanout_lines("3. fan-out", [results[key] for key in ("fanout", "fanout_uncompressed")
                                                  if key in results]))
     if "wire" in results:
-        lines.append("\n4. wire bytes per reply byte   tokens  motia-ws  deltas-ws     sse  store writes")
+        lines.append("\n4. wire bytes per reply byte   tokens  motia-ws  deltas-ws     sse  store writes"
+                     "  store B/reply B")
         for r in results["wire"]["runs"]:
             b = r["bytes_per_reply_byte"]
             lines.append(f"   {'':<26} {r['tokens']:>7} {b['websocket_motia']:>9} {b['websocket_deltas']:>10} "
-                         f"{b['sse']:>7} {r['store_writes_per_reply']:>13}")
+                         f"{b['sse']:>7} {r['store_writes_per_reply']:>13} "
+                         f"{r.get('store_bytes_per_reply_byte', '-'):>16}")
     if "embedded" in results:
         lines.append("\n5. embedded models")
         for model, e in results["embedded"].items():

@@ -254,7 +254,8 @@ async def fanout(workdir: Path, fake: Fake, counts: list[int], tokens: int, rate
 
 
 async def wire(workdir: Path, fake: Fake, sizes: list[int], rate: float) -> dict[str, Any]:
-    """Bytes a subscriber receives per byte of reply, by mode, and store writes per reply."""
+    """Bytes a subscriber receives per byte of reply, by mode; store writes per reply and the item
+    bytes they carried per reply byte."""
     runs = []
     for size in sizes:
         fake.script(count=size, delay=1 / rate)
@@ -265,7 +266,7 @@ async def wire(workdir: Path, fake: Fake, sizes: list[int], rate: float) -> dict
             sse = SseWatcher(server.url, cid)
             for watcher in (plain, deltas, sse):
                 await watcher.start()
-            writes_before = server.store_writes()
+            writes_before, bytes_before = server.store_writes(), server.store_bytes_written()
             async with StreamchatClient(server.url, timeout=60) as client:
                 await client.send("w", cid)
             await asyncio.wait_for(asyncio.gather(*(w.task for w in (plain, deltas, sse) if w.task)), size / rate + 60)
@@ -277,9 +278,11 @@ async def wire(workdir: Path, fake: Fake, sizes: list[int], rate: float) -> dict
                 "payload_bytes_per_reply_byte": {name: round(w.result.bytes_received / reply_bytes, 3)
                                                  for name, w in watched},
                 "store_writes_per_reply": server.store_writes() - writes_before,
+                "store_bytes_per_reply_byte": round((server.store_bytes_written() - bytes_before) / reply_bytes, 3),
             })
             print(f"  wire {size:>5} tokens: {runs[-1]['bytes_per_reply_byte']}, "
-                  f"{runs[-1]['store_writes_per_reply']} store writes", flush=True)
+                  f"{runs[-1]['store_writes_per_reply']} store writes, "
+                  f"{runs[-1]['store_bytes_per_reply_byte']} store bytes per reply byte", flush=True)
         finally:
             server.stop()
     return {"tokens_per_s": rate, "runs": runs}

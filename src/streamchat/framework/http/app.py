@@ -91,7 +91,8 @@ def build_app(
     @app.get("/api/admin/stats", tags=["admin"])
     async def stats() -> dict[str, Any]:
         """Counters for operators and the benchmark."""
-        return {"storeWrites": runtime.store.writes, "subscribers": runtime.hub.total_subscribers(),
+        return {"storeWrites": runtime.store.writes, "storeBytesWritten": runtime.store.bytes_written,
+                "subscribers": runtime.hub.total_subscribers(),
                 "bus": runtime.bus.stats(), "streams": runtime.hub.memory()}
 
     @app.get("/api/admin/dead-letters", tags=["admin"])

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from urllib.parse import urlparse
 
-from streamchat.framework.store.base import JSON, Store, StoredItem
+from streamchat.framework.store.base import JSON, AppendRefusal, Store, StoredItem, TextAppend
 from streamchat.framework.store.memory import MemoryStore
 from streamchat.framework.store.postgres import PostgresStore
 from streamchat.framework.store.sqlite import SQLiteStore
 
-__all__ = ["JSON", "MemoryStore", "PostgresStore", "SQLiteStore", "Store", "StoredItem", "store_from_url"]
+__all__ = ["JSON", "AppendRefusal", "MemoryStore", "PostgresStore", "SQLiteStore", "Store", "StoredItem", "TextAppend",
+           "store_from_url"]
 
 
 def store_from_url(url: str, retry_seconds: float = 15.0) -> Store:

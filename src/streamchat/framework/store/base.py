@@ -8,6 +8,12 @@ Every item write carries the seq of its change, and the newest seq wins, a delet
 deleted item leaves a tombstone (its id and the delete's seq, none of its data), so a write that
 was on its way before the delete (a batched write of streaming text, a retried one) lands on the
 tombstone and is refused instead of bringing the item back.
+
+Streaming text is persisted by appending (`append_texts`): only the text added since the version the
+store holds, so a reply costs the store about its own length, not its length times its duration.
+The same rules hold for an append as for a put: an append older than what is stored, or to a
+deleted item, is refused; one that does not extend exactly what is stored is refused so that its
+writer puts the whole item instead.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from streamchat.framework.leases import Fenced, Lease
 
@@ -35,6 +41,24 @@ class StoredItem:
     seq: int
 
 
+@dataclass(frozen=True, slots=True)
+class TextAppend:
+    """Text added to the end of a stored item's string field, from the stored version `after_seq`
+    (its last whole write or last append), where the field held `offset` characters, up to the change `seq`."""
+
+    id: str
+    field: str
+    text: str
+    offset: int
+    after_seq: int
+    seq: int
+
+
+#: Why an append was not written: the writer's lease is not held, or the store does not hold the
+#: version it extends (the writer puts the whole item instead).
+AppendRefusal = Literal["fenced", "unmatched"]
+
+
 class Store(ABC):
     """Persistence for stream items and key/value state."""
 
@@ -44,6 +68,9 @@ class Store(ABC):
 
     #: Writes made so far (items, state, seq reservations): the benchmark reports writes per reply.
     writes: int = 0
+    #: Item data handed to the store so far, in bytes (a whole item's JSON, or the text appended to
+    #: one): what shows whether persisting a reply costs its length or its length times its duration.
+    bytes_written: int = 0
 
     async def connect(self) -> None:
         """Open connections and create the schema if needed."""
@@ -90,6 +117,20 @@ class Store(ABC):
             except Fenced:
                 refused.add((group, item.id))
         return refused
+
+    async def append_texts(self, stream: str, appends: list[tuple[str, TextAppend]],
+                           leases: Mapping[tuple[str, str], Lease] | None = None,
+                           ) -> dict[tuple[str, str], AppendRefusal]:
+        """Append to many (group, item) pairs' fields; one transaction where the store can.
+
+        An append is written when the store holds the item exactly at `after_seq` with `offset`
+        characters in the field, and the item is then at `seq`. One the store has a newer change of
+        (a put, a delete, a later append), or whose item is deleted, is dropped as a late put is.
+        Returned: the pairs refused for their lease (`leases` as for `put_items`), and those the
+        store does not hold the version of ("unmatched": the writer puts the whole item instead).
+        A store without appends of its own answers "unmatched" for all, so writers put whole items.
+        """
+        return dict.fromkeys(((group, append.id) for group, append in appends), "unmatched")
 
     async def lease_take(self, lease: Lease) -> None:
         """Hold `lease.key` with `lease.token` from now on: writes under any earlier token are refused."""

@@ -20,49 +20,35 @@ from asyncpg.pool import PoolConnectionProxy
 from streamchat.framework.errors import StorageFull, StoreUnavailable
 from streamchat.framework.leases import Fenced, Lease
 from streamchat.framework.retrying import retry_transient
-from streamchat.framework.store.base import JSON, LEASES, Store, StoredItem
+from streamchat.framework.store.appends import joined, judge_append, stored_end
+from streamchat.framework.store.base import JSON, LEASES, AppendRefusal, Store, StoredItem, TextAppend
+from streamchat.framework.store.postgres_schema import MIGRATIONS
 
 logger = logging.getLogger("streamchat.store")
 T = TypeVar("T")
 
-MIGRATIONS: dict[int, str] = {
-    1: """
-    CREATE TABLE IF NOT EXISTS stream_items (
-        stream   TEXT   NOT NULL,
-        group_id TEXT   NOT NULL,
-        id       TEXT   NOT NULL,
-        data     JSONB  NOT NULL,
-        seq      BIGINT NOT NULL,
-        position BIGINT NOT NULL,
-        created  BIGSERIAL,
-        PRIMARY KEY (stream, group_id, id)
-    );
-    CREATE INDEX IF NOT EXISTS stream_items_order ON stream_items (stream, group_id, position);
-    CREATE INDEX IF NOT EXISTS stream_items_recent ON stream_items (stream, created DESC);
-    CREATE TABLE IF NOT EXISTS stream_groups (
-        stream   TEXT   NOT NULL,
-        group_id TEXT   NOT NULL,
-        seq      BIGINT NOT NULL,
-        PRIMARY KEY (stream, group_id)
-    );
-    CREATE TABLE IF NOT EXISTS state (
-        scope TEXT  NOT NULL,
-        key   TEXT  NOT NULL,
-        value JSONB NOT NULL,
-        PRIMARY KEY (scope, key)
-    );
-    """,
-    # Tombstones: a deleted item keeps its row (no data) with the delete's seq, so a write that was
-    # on its way before the delete is refused by the seq guard instead of inserting it again.
-    2: """
-    ALTER TABLE stream_items ADD COLUMN IF NOT EXISTS deleted_at DOUBLE PRECISION;
-    CREATE INDEX IF NOT EXISTS stream_items_tombstones ON stream_items (deleted_at) WHERE deleted_at IS NOT NULL;
-    """,
-}
+#: Items with their appended text (texts in seq order, the newest append's seq and its field).
+ITEMS_JOINED = (
+    "SELECT s.id, s.data, s.seq, c.field, c.texts, c.seq FROM stream_items s LEFT JOIN LATERAL "
+    "(SELECT min(x.field) AS field, array_agg(x.text ORDER BY x.seq) AS texts, max(x.seq) AS seq "
+    "FROM stream_chunks x WHERE x.stream = s.stream AND x.group_id = s.group_id AND x.id = s.id) c ON true "
+)
+#: Where each wanted item ends (see `StoredEnd`), its row locked so no put or delete passes the append.
+STORED_ENDS = (
+    "SELECT w.g, w.i, s.seq, s.deleted_at IS NOT NULL, c.seq, c.field, c.start + length(c.text), "
+    "CASE WHEN c.seq IS NULL THEN coalesce(length(s.data->>w.f), 0) END "
+    "FROM unnest($2::text[], $3::text[], $4::text[]) AS w(g, i, f) "
+    "JOIN stream_items s ON s.stream = $1 AND s.group_id = w.g AND s.id = w.i "
+    "LEFT JOIN LATERAL (SELECT x.seq, x.field, x.start, x.text FROM stream_chunks x WHERE x.stream = s.stream "
+    "AND x.group_id = s.group_id AND x.id = s.id ORDER BY x.seq DESC LIMIT 1) c ON true "
+    "ORDER BY w.g, w.i FOR UPDATE OF s"
+)
+INSERT_CHUNK = ("INSERT INTO stream_chunks (stream, group_id, id, seq, start, field, text) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7)")
 
 #: A newer write replaces the item or its tombstone; one written over a tombstone takes a new place.
 PUT_ITEM = (
-    "INSERT INTO stream_items (stream, group_id, id, data, seq, position) VALUES ($1, $2, $3, $4::jsonb, $5, $5) "
+    "INSERT INTO stream_items (stream, group_id, id, data, seq, position) VALUES ($1, $2, $3, $4::text::jsonb, $5, $5) "
     "ON CONFLICT (stream, group_id, id) DO UPDATE SET data = excluded.data, seq = excluded.seq, "
     "position = CASE WHEN stream_items.deleted_at IS NULL THEN stream_items.position ELSE excluded.position END, "
     "deleted_at = NULL WHERE excluded.seq > stream_items.seq"
@@ -80,8 +66,9 @@ DELETE_ITEM = (
 #: With no room left for a tombstone (a full disk), the row goes without one: deleting frees room,
 #: and a request taking back what it stored before its 507 has no other writer to guard against.
 WITHOUT_TOMBSTONE = (
-    "DELETE FROM stream_items WHERE stream = $1 AND group_id = $2 AND id = $3 AND seq < $4 "
-    "RETURNING deleted_at IS NULL"
+    "DELETE FROM stream_items s WHERE stream = $1 AND group_id = $2 AND id = $3 AND seq < $4 "
+    "AND NOT EXISTS (SELECT 1 FROM stream_chunks c WHERE c.stream = $1 AND c.group_id = $2 AND c.id = $3 "
+    "AND c.seq >= $4) RETURNING deleted_at IS NULL"
 )
 
 #: Errors that mean "the server is not there right now", worth a retry.
@@ -101,6 +88,12 @@ async def lease_tokens(connection: PoolConnectionProxy[Any], keys: list[str]) ->
     rows = await connection.fetch(
         f"SELECT key, value->>'token' FROM state WHERE scope = '{LEASES}' AND key = ANY($1::text[]) FOR SHARE", keys)
     return {row[0]: row[1] for row in rows}
+
+
+def with_chunks(rows: list[asyncpg.Record]) -> list[StoredItem]:
+    """Rows of ITEMS_JOINED as stored items, their appended text joined on."""
+    return joined(((row[0], row[1], row[2]) for row in rows),
+                  ((row[0], row[3], text, row[5]) for row in rows if row[4] for text in row[4]))
 
 
 class PostgresStore(Store):
@@ -195,14 +188,21 @@ class PostgresStore(Store):
     async def max_seq(self, stream: str, group: str) -> int:
         rows = await self._fetch(
             "SELECT GREATEST((SELECT max(seq) FROM stream_items WHERE stream = $1 AND group_id = $2), "
-            "(SELECT seq FROM stream_groups WHERE stream = $1 AND group_id = $2))", stream, group,
+            "(SELECT seq FROM stream_groups WHERE stream = $1 AND group_id = $2), "
+            "(SELECT max(seq) FROM stream_chunks WHERE stream = $1 AND group_id = $2))", stream, group,
         )
         return int(rows[0][0] or 0)
+
+    def _encode_item(self, item: StoredItem) -> str:
+        """An item's data as sent (text, cast to jsonb by the statement), counted in `bytes_written`."""
+        encoded = orjson.dumps(item.data)
+        self.bytes_written += len(encoded)
+        return encoded.decode()
 
     async def put_item(self, stream: str, group: str, item: StoredItem, lease: Lease | None = None) -> bool:
         # `position` is the seq an item was (re)created with and never changes while it lives: right
         # after the upsert `position = seq` holds exactly when the row is new.
-        args = (stream, group, item.id, item.data, item.seq)
+        args = (stream, group, item.id, self._encode_item(item), item.seq)
         if lease is None:
             rows = await self._write(PUT_ITEM + " RETURNING position = seq", *args)
             return bool(rows and rows[0][0])
@@ -226,11 +226,40 @@ class PostgresStore(Store):
                 if leases:
                     held = await lease_tokens(connection, sorted({lease.key for lease in leases.values()}))
                     refused = {target for target, lease in leases.items() if held.get(lease.key) != lease.token}
-                await connection.executemany(PUT_ITEM, [(stream, group, item.id, item.data, item.seq)
+                await connection.executemany(PUT_ITEM, [(stream, group, item.id, self._encode_item(item), item.seq)
                                                         for group, item in items if (group, item.id) not in refused])
                 return refused
 
         self.writes += 1
+        return await self._retrying(write)
+
+    async def append_texts(self, stream: str, appends: list[tuple[str, TextAppend]],
+                           leases: Mapping[tuple[str, str], Lease] | None = None,
+                           ) -> dict[tuple[str, str], AppendRefusal]:
+        async def write() -> dict[tuple[str, str], AppendRefusal]:
+            async with self.pool.acquire() as connection, connection.transaction():
+                refused: dict[tuple[str, str], AppendRefusal] = {}
+                if leases:
+                    held = await lease_tokens(connection, sorted({lease.key for lease in leases.values()}))
+                    refused = {target: "fenced" for target, lease in leases.items()
+                               if held.get(lease.key) != lease.token}
+                wanted = [(group, append) for group, append in appends if (group, append.id) not in refused]
+                rows = await connection.fetch(STORED_ENDS, stream, [group for group, _ in wanted],
+                                              [append.id for _, append in wanted],
+                                              [append.field for _, append in wanted]) if wanted else []
+                ends = {(row[0], row[1]): stored_end(tuple(row)[2:]) for row in rows}
+                chunks = []
+                for group, append in wanted:
+                    verdict = judge_append(append, ends.get((group, append.id)))
+                    if verdict == "unmatched":
+                        refused[group, append.id] = "unmatched"
+                    elif verdict == "write":
+                        chunks.append((stream, group, append.id, append.seq, append.offset, append.field, append.text))
+                await connection.executemany(INSERT_CHUNK, chunks)
+                return refused
+
+        self.writes += 1
+        self.bytes_written += sum(len(append.text.encode()) for _, append in appends)
         return await self._retrying(write)
 
     async def lease_drop(self, lease: Lease) -> None:
@@ -238,11 +267,10 @@ class PostgresStore(Store):
                           lease.key, lease.token)
 
     async def get_item(self, stream: str, group: str, item_id: str) -> StoredItem | None:
-        rows = await self._fetch(
-            "SELECT id, data, seq FROM stream_items WHERE stream = $1 AND group_id = $2 AND id = $3 "
-            "AND deleted_at IS NULL", stream, group, item_id,
-        )
-        return StoredItem(rows[0][0], rows[0][1], int(rows[0][2])) if rows else None
+        rows = await self._fetch(ITEMS_JOINED + "WHERE s.stream = $1 AND s.group_id = $2 AND s.id = $3 "
+                                 "AND s.deleted_at IS NULL", stream, group, item_id)
+        items = with_chunks(rows)
+        return items[0] if items else None
 
     async def delete_item(self, stream: str, group: str, item_id: str, seq: int) -> bool:
         try:
@@ -256,11 +284,9 @@ class PostgresStore(Store):
         return len(rows)
 
     async def list_items(self, stream: str, group: str) -> list[StoredItem]:
-        rows = await self._fetch(
-            "SELECT id, data, seq FROM stream_items WHERE stream = $1 AND group_id = $2 AND deleted_at IS NULL "
-            "ORDER BY position, created", stream, group,
-        )
-        return [StoredItem(row[0], row[1], int(row[2])) for row in rows]
+        rows = await self._fetch(ITEMS_JOINED + "WHERE s.stream = $1 AND s.group_id = $2 AND s.deleted_at IS NULL "
+                                 "ORDER BY s.position, s.created", stream, group)
+        return with_chunks(rows)
 
     async def list_groups(self, stream: str, limit: int = 1000) -> list[str]:
         rows = await self._fetch(

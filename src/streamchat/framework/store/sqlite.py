@@ -13,7 +13,8 @@ import orjson
 
 from streamchat.framework.errors import StorageFull, StoreUnavailable
 from streamchat.framework.leases import Fenced, Lease
-from streamchat.framework.store.base import JSON, LEASES, Store, StoredItem
+from streamchat.framework.store.appends import joined, judge_append, stored_end
+from streamchat.framework.store.base import JSON, LEASES, AppendRefusal, Store, StoredItem, TextAppend
 from streamchat.framework.store.sqlite_batches import BatchedConnection
 
 T = TypeVar("T")
@@ -42,7 +43,28 @@ CREATE TABLE IF NOT EXISTS state (
     value TEXT NOT NULL,
     PRIMARY KEY (scope, key)
 );
+CREATE TABLE IF NOT EXISTS stream_chunks (
+    stream   TEXT NOT NULL,
+    group_id TEXT NOT NULL,
+    id       TEXT NOT NULL,
+    seq      INTEGER NOT NULL,
+    start    INTEGER NOT NULL,
+    field    TEXT NOT NULL,
+    text     TEXT NOT NULL,
+    PRIMARY KEY (stream, group_id, id, seq)
+);
+CREATE TRIGGER IF NOT EXISTS stream_items_behind_chunks BEFORE UPDATE OF seq ON stream_items
+WHEN NEW.seq <= (SELECT max(seq) FROM stream_chunks c
+                 WHERE c.stream = OLD.stream AND c.group_id = OLD.group_id AND c.id = OLD.id)
+BEGIN SELECT RAISE(IGNORE); END;
+CREATE TRIGGER IF NOT EXISTS stream_chunks_superseded AFTER UPDATE OF seq ON stream_items
+BEGIN DELETE FROM stream_chunks WHERE stream = NEW.stream AND group_id = NEW.group_id AND id = NEW.id; END;
+CREATE TRIGGER IF NOT EXISTS stream_chunks_gone AFTER DELETE ON stream_items
+BEGIN DELETE FROM stream_chunks WHERE stream = OLD.stream AND group_id = OLD.group_id AND id = OLD.id; END;
 """
+# Appended text lives in stream_chunks, one row per append, joined onto its item when read, so an
+# append writes only its own text. The triggers keep the seq guard whole: a put or delete whose seq
+# is not newer than the item's last append is ignored, and one that is newer drops the appends.
 
 
 #: Files made before tombstones get the column; then the index that finds old tombstones.
@@ -65,6 +87,29 @@ PUT_ITEM_LEASED = (
     f"WHERE EXISTS (SELECT 1 FROM state WHERE scope = '{LEASES}' AND key = ? AND json_extract(value, '$.token') = ?) "
     + UPSERT_NEWER
 )
+
+
+#: The newest appended seq of the item in `stream_items` (NULL when nothing is appended).
+NEWEST_CHUNK = ("(SELECT max(c.seq) FROM stream_chunks c WHERE c.stream = stream_items.stream "
+                "AND c.group_id = stream_items.group_id AND c.id = stream_items.id)")
+#: Where each wanted item ends (see `StoredEnd`); `?` 1 is a JSON list of [group, id, field's JSON path].
+STORED_ENDS = (
+    "SELECT w.g, w.i, s.seq, s.deleted_at IS NOT NULL, c.seq, c.field, c.start + length(c.text), "
+    "CASE WHEN c.seq IS NULL THEN coalesce(length(json_extract(s.data, w.path)), 0) END "
+    "FROM (SELECT json_extract(value, '$[0]') AS g, json_extract(value, '$[1]') AS i, "
+    "json_extract(value, '$[2]') AS path FROM json_each(?)) AS w "
+    "JOIN stream_items s ON s.stream = ? AND s.group_id = w.g AND s.id = w.i "
+    "LEFT JOIN stream_chunks c ON c.stream = s.stream AND c.group_id = s.group_id AND c.id = s.id "
+    "AND c.seq = (SELECT max(x.seq) FROM stream_chunks x WHERE x.stream = s.stream AND x.group_id = s.group_id "
+    "AND x.id = s.id)"
+)
+INSERT_CHUNK = "INSERT INTO stream_chunks (stream, group_id, id, seq, start, field, text) VALUES (?, ?, ?, ?, ?, ?, ?)"
+
+
+def json_path(field: str) -> str:
+    """The JSON path of a top-level key, quoted (a key SQLite cannot find so reads as absent, and
+    the append is unmatched: its writer puts the whole item)."""
+    return f'$."{field}"'
 
 
 @contextlib.contextmanager
@@ -121,6 +166,15 @@ class SQLiteStore(Store):
         values = tuple(params)
         return await self.connection.call(lambda db: db.execute(sql, values).fetchall())
 
+    async def _read_joined(self, items_sql: str, chunks_sql: str, params: tuple[Any, ...]) -> list[StoredItem]:
+        """Item rows and their appended chunks, read together."""
+        def work(db: sqlite3.Connection) -> tuple[list[Any], list[Any]]:
+            rows = db.execute(items_sql, params).fetchall()
+            return rows, db.execute(chunks_sql, params).fetchall() if rows else []
+
+        rows, chunks = await self.connection.call(work)
+        return joined(((item_id, orjson.loads(data), seq) for item_id, data, seq in rows), chunks)
+
     async def _write(self, sql: str, params: Iterable[Any]) -> list[Any]:
         """Run one statement, atomically (rows from RETURNING are fetched)."""
         values = tuple(params)
@@ -146,14 +200,15 @@ class SQLiteStore(Store):
     async def max_seq(self, stream: str, group: str) -> int:
         rows = await self._read(
             "SELECT max(coalesce((SELECT max(seq) FROM stream_items WHERE stream = ? AND group_id = ?), 0), "
-            "coalesce((SELECT seq FROM stream_groups WHERE stream = ? AND group_id = ?), 0))",
-            (stream, group, stream, group))
+            "coalesce((SELECT seq FROM stream_groups WHERE stream = ? AND group_id = ?), 0), "
+            "coalesce((SELECT max(seq) FROM stream_chunks WHERE stream = ? AND group_id = ?), 0))",
+            (stream, group, stream, group, stream, group))
         return int(rows[0][0])
 
     async def put_item(self, stream: str, group: str, item: StoredItem, lease: Lease | None = None) -> bool:
         # `position` is the seq an item was (re)created with and never changes while it lives, so
         # right after the upsert `position = seq` holds exactly when the row is new.
-        row = (stream, group, item.id, orjson.dumps(item.data).decode(), item.seq, item.seq)
+        row = (stream, group, item.id, self._encode_item(item), item.seq, item.seq)
         if lease is None:
             rows = await self._write(PUT_ITEM + " RETURNING position = seq", row)
         else:
@@ -162,6 +217,12 @@ class SQLiteStore(Store):
                 raise Fenced(lease, f"{stream}/{group}/{item.id}")
         return bool(rows and rows[0][0])
 
+    def _encode_item(self, item: StoredItem) -> str:
+        """An item's data as stored, counted in `bytes_written`."""
+        encoded = orjson.dumps(item.data)
+        self.bytes_written += len(encoded)
+        return encoded.decode()
+
     async def _holds(self, lease: Lease) -> bool:
         rows = await self._read(f"SELECT 1 FROM state WHERE scope = '{LEASES}' AND key = ? "
                                 "AND json_extract(value, '$.token') = ?", (lease.key, lease.token))
@@ -169,15 +230,43 @@ class SQLiteStore(Store):
 
     async def put_items(self, stream: str, items: list[tuple[str, StoredItem]],
                         leases: Mapping[tuple[str, str], Lease] | None = None) -> set[tuple[str, str]]:
+        rows = [(group, item, self._encode_item(item)) for group, item in items]
+
         def work(db: sqlite3.Connection) -> set[tuple[str, str]]:
             refused: set[tuple[str, str]] = set()
             if leases:
                 held: dict[str, str] = {row[0]: row[1] for row in db.execute(
                     f"SELECT key, json_extract(value, '$.token') FROM state WHERE scope = '{LEASES}'")}
                 refused = {target for target, lease in leases.items() if held.get(lease.key) != lease.token}
-            db.executemany(PUT_ITEM, [
-                (stream, group, item.id, orjson.dumps(item.data).decode(), item.seq, item.seq)
-                for group, item in items if (group, item.id) not in refused])
+            db.executemany(PUT_ITEM, [(stream, group, item.id, data, item.seq, item.seq)
+                                      for group, item, data in rows if (group, item.id) not in refused])
+            return refused
+
+        return await self.run(work)
+
+    async def append_texts(self, stream: str, appends: list[tuple[str, TextAppend]],
+                           leases: Mapping[tuple[str, str], Lease] | None = None,
+                           ) -> dict[tuple[str, str], AppendRefusal]:
+        self.bytes_written += sum(len(append.text.encode()) for _, append in appends)
+
+        def work(db: sqlite3.Connection) -> dict[tuple[str, str], AppendRefusal]:
+            refused: dict[tuple[str, str], AppendRefusal] = {}
+            if leases:
+                held: dict[str, str] = {row[0]: row[1] for row in db.execute(
+                    f"SELECT key, json_extract(value, '$.token') FROM state WHERE scope = '{LEASES}'")}
+                refused = {target: "fenced" for target, lease in leases.items() if held.get(lease.key) != lease.token}
+            wanted = [(group, append) for group, append in appends if (group, append.id) not in refused]
+            keys = orjson.dumps([[group, append.id, json_path(append.field)] for group, append in wanted]).decode()
+            ends = {(row[0], row[1]): stored_end(row[2:]) for row in (db.execute(
+                STORED_ENDS, (keys, stream)).fetchall() if wanted else [])}
+            chunks = []
+            for group, append in wanted:
+                verdict = judge_append(append, ends.get((group, append.id)))
+                if verdict == "unmatched":
+                    refused[group, append.id] = "unmatched"
+                elif verdict == "write":
+                    chunks.append((stream, group, append.id, append.seq, append.offset, append.field, append.text))
+            db.executemany(INSERT_CHUNK, chunks)
             return refused
 
         return await self.run(work)
@@ -187,11 +276,12 @@ class SQLiteStore(Store):
                           "AND json_extract(value, '$.token') = ?", (lease.key, lease.token))
 
     async def get_item(self, stream: str, group: str, item_id: str) -> StoredItem | None:
-        rows = await self._read(
+        items = await self._read_joined(
             "SELECT id, data, seq FROM stream_items WHERE stream = ? AND group_id = ? AND id = ? "
-            "AND deleted_at IS NULL", (stream, group, item_id),
-        )
-        return StoredItem(rows[0][0], orjson.loads(rows[0][1]), int(rows[0][2])) if rows else None
+            "AND deleted_at IS NULL",
+            "SELECT id, field, text, seq FROM stream_chunks WHERE stream = ? AND group_id = ? AND id = ? ORDER BY seq",
+            (stream, group, item_id))
+        return items[0] if items else None
 
     async def delete_item(self, stream: str, group: str, item_id: str, seq: int) -> bool:
         try:
@@ -199,14 +289,16 @@ class SQLiteStore(Store):
         except StorageFull:
             # No room for a tombstone: the row goes without one (deleting frees room).
             rows = await self._write("DELETE FROM stream_items WHERE stream = ? AND group_id = ? AND id = ? "
-                                     "AND seq < ? RETURNING deleted_at IS NULL", (stream, group, item_id, seq))
+                                     f"AND max(seq, coalesce({NEWEST_CHUNK}, 0)) < ? RETURNING deleted_at IS NULL",
+                                     (stream, group, item_id, seq))
             return bool(rows and rows[0][0])
 
     async def _tombstone(self, stream: str, group: str, item_id: str, seq: int) -> bool:
         def work(db: sqlite3.Connection) -> bool:
             live = db.execute(
                 "SELECT 1 FROM stream_items WHERE stream = ? AND group_id = ? AND id = ? "
-                "AND deleted_at IS NULL AND seq < ?", (stream, group, item_id, seq)).fetchall()
+                f"AND deleted_at IS NULL AND max(seq, coalesce({NEWEST_CHUNK}, 0)) < ?",
+                (stream, group, item_id, seq)).fetchall()
             db.execute(
                 "INSERT INTO stream_items (stream, group_id, id, data, seq, position, deleted_at) "
                 "VALUES (?, ?, ?, '{}', ?, ?, ?) ON CONFLICT (stream, group_id, id) DO UPDATE SET "
@@ -221,11 +313,11 @@ class SQLiteStore(Store):
         return len(rows)
 
     async def list_items(self, stream: str, group: str) -> list[StoredItem]:
-        rows = await self._read(
+        return await self._read_joined(
             "SELECT id, data, seq FROM stream_items WHERE stream = ? AND group_id = ? AND deleted_at IS NULL "
-            "ORDER BY position", (stream, group),
-        )
-        return [StoredItem(row[0], orjson.loads(row[1]), int(row[2])) for row in rows]
+            "ORDER BY position",
+            "SELECT id, field, text, seq FROM stream_chunks WHERE stream = ? AND group_id = ? ORDER BY id, seq",
+            (stream, group))
 
     async def list_groups(self, stream: str, limit: int = 1000) -> list[str]:
         rows = await self._read(

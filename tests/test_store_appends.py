@@ -1,0 +1,99 @@
+"""Appending streaming text to a stored item, on every store: only the new text is written, and the
+seq guard, tombstones and leases hold for appends as they do for whole-item puts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from streamchat.framework.leases import Lease
+from streamchat.framework.store import Store, StoredItem, TextAppend
+
+
+def reply(text: str, status: str = "streaming") -> dict[str, Any]:
+    return {"message": text, "from": "assistant", "status": status}
+
+
+def piece(text: str, offset: int, after_seq: int, seq: int, item_id: str = "r") -> TextAppend:
+    return TextAppend(item_id, "message", text, offset, after_seq, seq)
+
+
+async def test_appended_text_reads_back_exact_and_costs_only_its_own_bytes(store: Store) -> None:
+    await store.put_item("s", "g", StoredItem("first", reply("done", "completed"), 1))
+    await store.put_item("s", "g", StoredItem("r", reply("Hé"), 2))
+    before = store.bytes_written
+    assert await store.append_texts("s", [("g", piece("llo, ", 2, 2, 5))]) == {}
+    assert await store.append_texts("s", [("g", piece("wörld ✓", 7, 5, 9))]) == {}
+    assert store.bytes_written - before == len("llo, wörld ✓".encode())
+
+    expected = StoredItem("r", reply("Héllo, wörld ✓"), 9)
+    assert await store.get_item("s", "g", "r") == expected
+    assert await store.list_items("s", "g") == [StoredItem("first", reply("done", "completed"), 1), expected]
+    assert await store.max_seq("s", "g") >= 9
+
+    # The final whole write replaces the appends; appending goes on from it.
+    await store.put_item("s", "g", StoredItem("r", reply("Héllo, wörld ✓!", "completed"), 12))
+    assert await store.get_item("s", "g", "r") == StoredItem("r", reply("Héllo, wörld ✓!", "completed"), 12)
+    assert await store.append_texts("s", [("g", piece(" more", 15, 12, 13))]) == {}
+    assert (await store.get_item("s", "g", "r")) == StoredItem("r", reply("Héllo, wörld ✓! more", "completed"), 13)
+
+
+async def test_a_late_append_after_a_newer_put_is_refused_and_the_put_stays(store: Store) -> None:
+    await store.put_item("s", "g", StoredItem("r", reply(""), 1))
+    assert await store.append_texts("s", [("g", piece("partial", 0, 1, 4))]) == {}
+    await store.put_item("s", "g", StoredItem("r", reply("the whole reply", "completed"), 8))
+    assert await store.append_texts("s", [("g", piece(" late", 7, 4, 6))]) == {}, "dropped like a late put"
+    assert await store.get_item("s", "g", "r") == StoredItem("r", reply("the whole reply", "completed"), 8)
+
+
+async def test_a_put_or_delete_older_than_the_last_append_does_nothing(store: Store) -> None:
+    await store.put_item("s", "g", StoredItem("r", reply("a"), 1))
+    assert await store.append_texts("s", [("g", piece("b", 1, 1, 10))]) == {}
+    await store.put_item("s", "g", StoredItem("r", reply("older whole", "completed"), 7))
+    assert await store.delete_item("s", "g", "r", 8) is False
+    assert await store.get_item("s", "g", "r") == StoredItem("r", reply("ab"), 10)
+    assert await store.delete_item("s", "g", "r", 11) is True
+    assert await store.get_item("s", "g", "r") is None
+
+
+async def test_an_append_never_brings_a_deleted_item_back(store: Store) -> None:
+    await store.put_item("s", "g", StoredItem("r", reply("said"), 1))
+    assert await store.append_texts("s", [("g", piece(" more", 4, 1, 3))]) == {}
+    assert await store.delete_item("s", "g", "r", 5) is True
+    # Newer than the delete, and extending what was stored before it: still no revival.
+    assert await store.append_texts("s", [("g", piece(" after", 9, 3, 7))]) == {}
+    assert await store.get_item("s", "g", "r") is None
+    assert await store.list_items("s", "g") == []
+    assert "g" not in await store.list_groups("s")
+
+
+async def test_an_append_that_does_not_extend_what_is_stored_is_unmatched_and_writes_nothing(store: Store) -> None:
+    await store.put_item("s", "g", StoredItem("r", reply("abc"), 3))
+    batch = [("g", piece("X", 2, 3, 6)),  # the store holds 3 characters, not 2
+             ("g", piece("Y", 3, 2, 7, "other")),  # no such item
+             ("g2", piece("Z", 3, 1, 8))]  # another group, no such item either
+    assert await store.append_texts("s", batch) == {("g", "r"): "unmatched", ("g", "other"): "unmatched",
+                                                    ("g2", "r"): "unmatched"}
+    assert await store.append_texts("s", [("g", piece("d", 3, 2, 9))]) == {("g", "r"): "unmatched"}, (
+        "the store holds seq 3, not the seq 2 the text was written after")
+    assert await store.get_item("s", "g", "r") == StoredItem("r", reply("abc"), 3)
+    assert await store.get_item("s", "g", "other") is None
+    # The writer then puts the whole item (seq-guarded), and appends again from it.
+    await store.put_item("s", "g", StoredItem("r", reply("abcd"), 9))
+    assert await store.append_texts("s", [("g", piece("e", 4, 9, 10))]) == {}
+    assert await store.get_item("s", "g", "r") == StoredItem("r", reply("abcde"), 10)
+
+
+async def test_an_append_under_a_lease_someone_else_took_is_refused(store: Store) -> None:
+    old, new = Lease("AiResponse:c1", "old"), Lease("AiResponse:c1", "new")
+    await store.lease_take(old)
+    await store.put_item("s", "g", StoredItem("r", reply(""), 1), old)
+    await store.put_item("s", "g", StoredItem("x", reply(""), 2))
+    assert await store.append_texts("s", [("g", piece("mine", 0, 1, 3))], {("g", "r"): old}) == {}
+    await store.lease_take(new)
+    refused = await store.append_texts("s", [("g", piece(" stale", 4, 3, 5)), ("g", piece("free", 0, 2, 6, "x"))],
+                                       {("g", "r"): old})
+    assert refused == {("g", "r"): "fenced"}, "only the fenced item of a batch is refused"
+    assert [(item.id, item.data["message"]) for item in await store.list_items("s", "g")] == [("r", "mine"),
+                                                                                              ("x", "free")]
+    assert await store.append_texts("s", [("g", piece(" new", 4, 3, 7))], {("g", "r"): new}) == {}
+    assert (await store.get_item("s", "g", "r")) == StoredItem("r", reply("mine new"), 7)
