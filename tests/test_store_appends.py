@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from conftest import FakeProvider, InProcessStarter
+from helpers import InProcessServer, post_chat, wait_for_status
 from streamchat.framework.leases import Lease
 from streamchat.framework.store import Store, StoredItem, TextAppend
 
@@ -97,3 +99,30 @@ async def test_an_append_under_a_lease_someone_else_took_is_refused(store: Store
                                                                                               ("x", "free")]
     assert await store.append_texts("s", [("g", piece(" new", 4, 3, 7))], {("g", "r"): new}) == {}
     assert (await store.get_item("s", "g", "r")) == StoredItem("r", reply("mine new"), 7)
+
+
+# -- a reply streamed through the server ----------------------------------------------------------
+
+async def streamed_turn(server: InProcessServer, fake_provider: FakeProvider, tokens: list[str],
+                        delay: float) -> tuple[int, int]:
+    """The store bytes written for one new conversation's turn, and its reply's length in bytes."""
+    async with server.client() as client:
+        before = (await client.get("/api/admin/stats")).json()["storeBytesWritten"]
+        fake_provider.script(tokens=tokens, delay=delay)
+        accepted = await post_chat(server, "the same question each time")
+        final = await wait_for_status(server, accepted["conversationId"], accepted["assistantMessageId"])
+        assert (final["status"], final["message"]) == ("completed", "".join(tokens))
+        written = (await client.get("/api/admin/stats")).json()["storeBytesWritten"] - before
+    return written, len(final["message"].encode())
+
+
+async def test_each_byte_of_a_long_streamed_reply_costs_the_store_at_most_two(
+    in_process: InProcessStarter, fake_provider: FakeProvider, store_env: dict[str, str],
+) -> None:
+    """A reply streaming over many flushes is appended, then written whole once at its end: beyond
+    what any turn costs (a one-token reply's), each byte of reply costs the store at most two.
+    Putting the whole item at every flush costs a byte once per flush it lived through."""
+    server = await in_process(**store_env)
+    short_bytes, short_text = await streamed_turn(server, fake_provider, ["ok"], 0.0)
+    long_bytes, long_text = await streamed_turn(server, fake_provider, [f"wörd{i} " for i in range(300)], 0.01)
+    assert long_bytes - short_bytes <= 2 * (long_text - short_text), (short_bytes, short_text, long_bytes, long_text)

@@ -40,8 +40,11 @@ class LiveItem:
     field: str
     parts: list[str]
     seq: int
+    #: The newest change of the item the store holds (as far as its writer knows), and how long the
+    #: text is there (None: unknown, so the next write puts the whole item rather than appending).
     stored_seq: int
     length: int = 0
+    stored_length: int | None = None
     sent_length: int = 0
     flushed_at: float = 0.0
     client_due: float = 0.0
@@ -65,8 +68,9 @@ class LiveItem:
             self.client_timer.cancel()
             self.client_timer = None
 
-    def snapshot(self, item_id: str) -> StoredItem:
-        return StoredItem(item_id, {**self.data, self.field: self.text()}, self.seq)
+    def snapshot(self, item_id: str, length: int, seq: int) -> StoredItem:
+        """The whole item as it was when its text was `length` long, at the change `seq`."""
+        return StoredItem(item_id, {**self.data, self.field: self.text()[:length]}, seq)
 
     def end(self) -> None:
         """The item stopped streaming (a whole-item write or a delete superseded it)."""
@@ -78,7 +82,7 @@ class LiveItem:
         """A live item whose text starts as `item[field_name]` (an item dict with `id` and `seq`)."""
         text = str(item.get(field_name, ""))
         data = {key: value for key, value in item.items() if key not in ("id", "seq")}
-        return cls(data, field_name, [text], seq, seq, len(text), len(text))
+        return cls(data, field_name, [text], seq, seq, len(text), len(text), len(text))
 
 
 @dataclass(eq=False)

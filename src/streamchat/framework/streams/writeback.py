@@ -1,7 +1,10 @@
 """Write-back: streaming text reaches the store in batches, not once per piece.
 
 Every streaming item's text is written in one batched store write every STORE_FLUSH_SECONDS, so
-a fast model costs the store a few writes a second however many pieces it sends. Whole items a
+a fast model costs the store a few writes a second however many pieces it sends. Each write
+appends only the text added since the last one the store took (`Store.append_texts`), so a reply
+costs the store about its own length however long it streams; where the store does not hold what
+the writer last stored (a write lost on its way, another instance's), the whole item is put. Whole items a
 broadcasting sequencer has announced but the store could not take yet (down or full) are
 retried on the same beat, so the store never stays behind the log.
 """
@@ -11,9 +14,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from streamchat.framework.cancellation import stop_task
-from streamchat.framework.store import Store, StoredItem
+from streamchat.framework.leases import Lease
+from streamchat.framework.store import Store, StoredItem, TextAppend
 from streamchat.framework.streams.group import GroupState, LiveItem
 
 logger = logging.getLogger("streamchat.streams")
@@ -23,6 +28,31 @@ STORE_FLUSH_SECONDS = 0.5
 WRITER_IDLE_SECONDS = 60.0
 
 Key = tuple[str, str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """One streaming item's text as a flush took it: how long it was and the seq of its last piece."""
+
+    stream: str
+    group: str
+    id: str
+    live: LiveItem
+    length: int
+    seq: int
+
+    def appended(self, stored_length: int) -> TextAppend:
+        """The text the store does not hold yet, after what it holds."""
+        text = self.live.text()[stored_length:self.length]
+        return TextAppend(self.id, self.live.field, text, stored_length, self.live.stored_seq, self.seq)
+
+    def whole(self) -> StoredItem:
+        return self.live.snapshot(self.id, self.length, self.seq)
+
+    def stored(self) -> None:
+        """The store holds the text up to here now."""
+        if self.seq > self.live.stored_seq:
+            self.live.stored_seq, self.live.stored_length = self.seq, self.length
 
 
 class WriteBack:
@@ -67,29 +97,13 @@ class WriteBack:
 
     async def flush(self) -> None:
         batch, self._dirty = self._dirty, {}
-        by_stream: dict[str, list[tuple[str, StoredItem, LiveItem]]] = {}
+        by_stream: dict[str, list[Pending]] = {}
         for (stream, group, item_id), live in batch.items():
             live.dirty = False
             if not live.ended and live.seq > live.stored_seq:
-                by_stream.setdefault(stream, []).append((group, live.snapshot(item_id), live))
+                by_stream.setdefault(stream, []).append(Pending(stream, group, item_id, live, live.length, live.seq))
         for stream, rows in by_stream.items():
-            leases = {(group, snapshot.id): live.lease for group, snapshot, live in rows
-                      if live.lease is not None and self.fences_in_store}
-            try:
-                refused = await self.store.put_items(stream, [(group, snapshot) for group, snapshot, _ in rows], leases)
-            except Exception:
-                logger.exception("could not persist streaming items; will retry", extra={"items": len(rows)})
-                for group, snapshot, live in rows:
-                    live.dirty = True
-                    self._dirty[stream, group, snapshot.id] = live
-                continue
-            for group, snapshot, live in rows:
-                if (group, snapshot.id) in refused:
-                    logger.warning("a streaming item's lease was taken over; its writer will stop",
-                                   extra={"stream": stream, "group": group, "id": snapshot.id})
-                    live.fenced = True
-                else:
-                    live.stored_seq = max(live.stored_seq, snapshot.seq)
+            await self._write_text(stream, rows)
         for key, item in list(self._unstored.items()):
             # Each entry is looked up again after every await: a delete meanwhile drops it.
             if self._unstored.get(key) is not item:
@@ -103,6 +117,59 @@ class WriteBack:
             if self._unstored.get(key) is item:
                 del self._unstored[key]
         self._forget_quiet_writers()
+
+    def _leases(self, rows: list[Pending]) -> dict[tuple[str, str], Lease]:
+        return {(row.group, row.id): row.live.lease for row in rows
+                if row.live.lease is not None and self.fences_in_store}
+
+    async def _write_text(self, stream: str, rows: list[Pending]) -> None:
+        """Append each item's new text; put whole the items whose stored text is unknown or not what
+        the store holds. A failed write is retried on the next beat from what is known to be stored."""
+        appending = [(row, row.live.stored_length) for row in rows]
+        appends = [(row, row.appended(length)) for row, length in appending if length is not None]
+        whole = [row for row, length in appending if length is None]
+        try:
+            refused = await self.store.append_texts(stream, [(row.group, append) for row, append in appends],
+                                                    self._leases([row for row, _ in appends])) if appends else {}
+        except Exception:
+            logger.exception("could not persist streaming text; will retry", extra={"items": len(appends)})
+            self._retry([row for row, _ in appends])
+            refused = {}
+            appends = []
+        for row, _ in appends:
+            verdict = refused.get((row.group, row.id))
+            if verdict == "fenced":
+                self._fenced(stream, row)
+            elif verdict == "unmatched":
+                row.live.stored_length = None
+                whole.append(row)
+            else:
+                row.stored()
+        if whole:
+            await self._put_whole(stream, whole)
+
+    async def _put_whole(self, stream: str, rows: list[Pending]) -> None:
+        try:
+            refused = await self.store.put_items(stream, [(row.group, row.whole()) for row in rows], self._leases(rows))
+        except Exception:
+            logger.exception("could not persist streaming items; will retry", extra={"items": len(rows)})
+            self._retry(rows)
+            return
+        for row in rows:
+            if (row.group, row.id) in refused:
+                self._fenced(stream, row)
+            else:
+                row.stored()
+
+    def _retry(self, rows: list[Pending]) -> None:
+        for row in rows:
+            row.live.dirty = True
+            self._dirty[row.stream, row.group, row.id] = row.live
+
+    def _fenced(self, stream: str, row: Pending) -> None:
+        logger.warning("a streaming item's lease was taken over; its writer will stop",
+                       extra={"stream": stream, "group": row.group, "id": row.id})
+        row.live.fenced = True
 
     def _forget_quiet_writers(self) -> None:
         """A writer that went quiet (its handler was cancelled, or handed the reply back) is forgotten
