@@ -9,8 +9,8 @@ with that checkout's `src` first on PYTHONPATH (the bench code is this one's, fo
 - the first-token overhead: p50 of (first token at a delta WebSocket subscriber minus the provider called
   directly just before), both in that run; also its ratio to the direct call's p50;
 - the server's CPU per 1000 delivered tokens at `--conversations` x `--tokens` at `--rate` tokens/s
-  (one delta subscriber each), and its ratio to the floor measured in that run: the CPU of reading
-  the same stream from the fake provider with aiohttp and orjson alone;
+  (one delta subscriber each), and its ratio to the floor measured in that run at the same load:
+  the CPU of a relay that reads the provider and writes each piece as one WebSocket frame (floor.py);
 - a burst (`--burst` conversations whose POSTs all leave at once, one delta WebSocket subscriber
   each): the lag p99 from the POST, over the provider called directly by as many readers in that run.
 The table gives each figure's mean over the rounds for both checkouts and the change, with the spread
@@ -33,9 +33,9 @@ from typing import Any
 import uvloop
 
 from bench.burst import burst
-from bench.costs import _cpu_per_token, _read_with_aiohttp
+from bench.floor import relay_cpu_per_token
 from bench.harness import ROOT, Fake
-from bench.scenarios import _conversations, overhead
+from bench.scenarios import ARRIVALS_PER_S, _conversations, overhead
 
 FIGURES = ("overhead_p50_ms", "overhead_over_direct", "cpu_s_per_1000_tokens", "cpu_over_floor",
            "burst_lag_p99_ms", "burst_over_direct")
@@ -53,8 +53,8 @@ async def one_run(samples: int, conversations: int, tokens: int, rate: float, bu
             result: dict[str, Any] = {"overhead_p50_ms": delta,
                                       "overhead_over_direct": round(delta / first["provider_ttft_ms"]["p50"], 4)}
             if conversations:  # 0: the first token alone
-                fake.script(count=tokens, delay=0)
-                floor = await _cpu_per_token(_read_with_aiohttp, fake, 20) * 1000 / 1e6  # s per 1000 tokens
+                floor = (await relay_cpu_per_token(workdir, fake, conversations, tokens, rate, ARRIVALS_PER_S)
+                         )["cpu_s_per_1000_tokens"]
                 load = await _conversations(workdir, fake, conversations, tokens, rate)
                 cpu = load["server_cpu_s_per_1000_tokens"]
                 result |= {"cpu_s_per_1000_tokens": cpu, "cpu_over_floor": round(cpu / floor, 3),

@@ -4,6 +4,8 @@ Scenario 2 gives the whole server's CPU per delivered token; this splits it:
 - reading the provider's stream through the SDK (`OpenAIProvider.stream`, in this process), next
   to the floor of reading the same SSE lines with aiohttp and orjson and nothing else;
 - the server with nobody watching: the provider read, the step and `append`, no frame written;
+- the floor the whole server is held against: a relay that reads the provider and writes each piece
+  as one WebSocket frame (floor.py), at the same load;
 - the frame write itself comes from scenario 3 (one serialisation shared by every subscriber, so
   its CPU per subscriber per token is the cost of one frame).
 """
@@ -21,6 +23,7 @@ import aiohttp
 import httpx
 import orjson
 
+from bench.floor import relay_cpu_per_token
 from bench.harness import Deployment, Fake
 from bench.scenarios import ARRIVALS_PER_S
 from streamchat.llm.base import ChatTurn
@@ -104,7 +107,9 @@ async def costs(workdir: Path, fake: Fake, streams: int, read_tokens: int, conve
     fake.script(count=read_tokens, delay=0.01, stamp=True)
     sdk = await _cpu_per_token(_read_with_sdk, fake, streams)
     floor = await _cpu_per_token(_read_with_aiohttp, fake, streams)
+    relay = await relay_cpu_per_token(workdir, fake, conversations, tokens, rate, ARRIVALS_PER_S)
     fake.script(count=tokens, delay=1 / rate, stamp=True)
     unwatched = await _unwatched(workdir, fake, conversations, tokens)
     return {"tokens": tokens, "tokens_per_s": rate, "streams": streams, "read_tokens": read_tokens,
-            "provider_read_us_per_token": {"sdk": sdk, "aiohttp_floor": floor}, "unwatched_server": unwatched}
+            "provider_read_us_per_token": {"sdk": sdk, "aiohttp_floor": floor}, "unwatched_server": unwatched,
+            "relay_floor_us_per_token": round(relay["cpu_s_per_1000_tokens"] * 1000, 1)}

@@ -196,6 +196,10 @@ def cost_lines(results: dict[str, Any]) -> list[str]:
     if watched:
         per_token = watched[0]["server_cpu_s_per_1000_tokens"] * 1000
         lines.append(f"   server, one delta subscriber each      {per_token:>7.1f}   (scenario 2, same load)")
+        if "relay_floor_us_per_token" in c:
+            relay = c["relay_floor_us_per_token"]
+            lines.append(f"   floor: read + one frame, nothing else  {relay:>7.1f}   (a relay, same load; the server "
+                         f"is {per_token / relay:.2f}x it)")
     widest = max((run for run in results.get("fanout", {}).get("runs", [])), key=lambda r: r["subscribers"],
                  default=None)
     if widest is not None:

@@ -23,7 +23,7 @@ def test_quick_benchmark_runs_and_writes_results(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     results = json.loads(out.read_text())
     assert {"overhead", "concurrency", "dedicated_core", "fanout", "wire", "embedded", "scale", "costs",
-            "protocols", "tools", "machine"} <= results.keys()
+            "protocols", "tools", "burst", "machine"} <= results.keys()
     assert results["tools"]["round_trip_ms"]["n"] == 3 and results["tools"]["round_trip_ms"]["p50"] > 0
     assert results["scale"]["instances"] == 2
     for block in results["scale"]["concurrency"].values():
@@ -54,6 +54,11 @@ def test_quick_benchmark_runs_and_writes_results(tmp_path: Path) -> None:
         assert run["complete"] == run["readers"], run
         assert run["lag_ms"]["n"] > 0 and run["wire_bytes_per_reply_byte"] > 1, run
     assert "7. CPU per token" in result.stdout and "8. protocols" in result.stdout
-    assert "9. a calculator call's round trip" in result.stdout
+    assert "9. a calculator call's round trip" in result.stdout and "10. burst" in result.stdout
+    burst = results["burst"]["runs"][0]
+    assert burst["direct"]["completed"] == 5
+    for transport in ("websocket", "sse"):
+        assert burst[transport]["completed"] == 5 and burst[transport]["lag_ms"]["n"] == 5 * 20, burst
+    assert results["costs"]["relay_floor_us_per_token"] > 0
     assert "1. first token" in result.stdout and "6. scale: 2 instances" in result.stdout
     assert "2b. the server alone on CPU" in result.stdout or "2b. server on a core of its own: skipped" in result.stdout

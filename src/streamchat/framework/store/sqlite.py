@@ -93,12 +93,14 @@ PUT_ITEM_LEASED = (
 NEWEST_CHUNK = ("(SELECT max(c.seq) FROM stream_chunks c WHERE c.stream = stream_items.stream "
                 "AND c.group_id = stream_items.group_id AND c.id = stream_items.id)")
 #: Where each wanted item ends (see `StoredEnd`); `?` 1 is a JSON list of [group, id, field's JSON path].
+#: CROSS JOIN keeps the wanted list the outer loop, so each item is found by its key: left to itself,
+#: SQLite's planner scanned every item of the stream for every flush.
 STORED_ENDS = (
     "SELECT w.g, w.i, s.seq, s.deleted_at IS NOT NULL, c.seq, c.field, c.start + length(c.text), "
     "CASE WHEN c.seq IS NULL THEN coalesce(length(json_extract(s.data, w.path)), 0) END "
     "FROM (SELECT json_extract(value, '$[0]') AS g, json_extract(value, '$[1]') AS i, "
     "json_extract(value, '$[2]') AS path FROM json_each(?)) AS w "
-    "JOIN stream_items s ON s.stream = ? AND s.group_id = w.g AND s.id = w.i "
+    "CROSS JOIN stream_items s ON s.stream = ? AND s.group_id = w.g AND s.id = w.i "
     "LEFT JOIN stream_chunks c ON c.stream = s.stream AND c.group_id = s.group_id AND c.id = s.id "
     "AND c.seq = (SELECT max(x.seq) FROM stream_chunks x WHERE x.stream = s.stream AND x.group_id = s.group_id "
     "AND x.id = s.id)"
