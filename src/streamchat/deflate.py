@@ -1,0 +1,111 @@
+"""permessage-deflate that holds zlib state only while it is used, and only as much as its messages need.
+
+A zlib compressor made up front for every connection, as the websockets library makes it, holds its
+window, hash table and block buffer (tens of KB) for as long as the socket is open, also while it
+sends nothing. Here the compressor is made for the first message, sized for the messages it sends
+(a window that holds the previous message, so a repeated prefix still becomes back-references),
+and dropped once the connection has sent nothing for a while.
+
+This is within the protocol: the client's decompressor keeps its own window, and a fresh compressor
+simply refers to nothing older than itself. The negotiated `server_max_window_bits` is only the
+largest window a compressor may use. Client messages (joins and leaves, a few hundred bytes) are
+decompressed each on its own (`client_no_context_takeover`), so no decompressor waits between them.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable, Sequence
+
+from websockets.extensions.base import Extension
+from websockets.extensions.permessage_deflate import PerMessageDeflate, ServerPerMessageDeflateFactory
+from websockets.frames import CONT, CTRL_OPCODES, Frame
+from websockets.typing import ExtensionParameter
+
+#: The smallest window made (4 KB, as uvicorn's own setting): a smaller one saves little and, as a
+#: whole item grows past it, each step up starts a compressor without history.
+SMALLEST_WINDOW_BITS = 12
+#: Messages in a row that would fit a quarter of the window before the compressor is made smaller.
+SHRINK_AFTER = 32
+#: The Z_SYNC_FLUSH tail of every message, which the protocol leaves off the wire.
+_SYNC_TAIL = b"\x00\x00\xff\xff"
+
+
+def window_bits_for(size: int, largest: int) -> int:
+    """The smallest window that holds a message of `size` bytes twice over (this one and the last)."""
+    return max(SMALLEST_WINDOW_BITS, min(largest, (2 * size - 1).bit_length()))
+
+
+class LazyDeflate(PerMessageDeflate):
+    """The negotiated permessage-deflate, with a compressor made when needed and dropped when idle."""
+
+    def __init__(self, negotiated: PerMessageDeflate) -> None:
+        # As negotiated, except that the base class is told not to make a compressor of its own.
+        super().__init__(negotiated.remote_no_context_takeover, True, negotiated.remote_max_window_bits,
+                         negotiated.local_max_window_bits, negotiated.compress_settings)
+        self.keeps_context = not negotiated.local_no_context_takeover
+        self.compressor: zlib._Compress | None = None
+        self.window_bits = 0
+        self.small_in_a_row = 0
+        #: Messages sent so far; the idle check compares it with what it saw last time.
+        self.sent = 0
+        #: Called when a compressor is made (the connection then starts checking for idleness).
+        self.on_compressor: Callable[[], None] | None = None
+
+    def encode(self, frame: Frame) -> Frame:
+        if frame.opcode in CTRL_OPCODES:
+            return frame
+        if frame.opcode is not CONT:
+            self._fit(len(frame.data))
+        assert self.compressor is not None
+        data = self.compressor.compress(frame.data) + self.compressor.flush(zlib.Z_SYNC_FLUSH)
+        if frame.fin:
+            assert data.endswith(_SYNC_TAIL)
+            data = data[:-4]
+            self.sent += 1
+            if not self.keeps_context:
+                self.compressor = None
+        return Frame(frame.opcode, data, frame.fin, frame.opcode is not CONT, frame.rsv2, frame.rsv3)
+
+    def _fit(self, size: int) -> None:
+        """Before a message: a compressor whose window holds it, made afresh when it is missing, too
+        small for this message, or much larger than the recent messages have needed."""
+        needed = window_bits_for(size, self.local_max_window_bits)
+        if self.compressor is not None:
+            if needed > self.window_bits:
+                self.compressor = None
+            elif needed <= self.window_bits - 2:
+                self.small_in_a_row += 1
+                if self.small_in_a_row >= SHRINK_AFTER:
+                    self.compressor = None
+            else:
+                self.small_in_a_row = 0
+        if self.compressor is None:
+            # The hash table and block buffer grow with the window; zlib's default (memLevel 8) would
+            # add 128 KB a compressor for hardly fewer bytes on these messages.
+            settings = {**self.compress_settings, "memLevel": max(1, needed - SMALLEST_WINDOW_BITS)}
+            self.compressor = zlib.compressobj(wbits=-needed, **settings)
+            self.window_bits, self.small_in_a_row = needed, 0
+            if self.keeps_context and self.on_compressor is not None:
+                self.on_compressor()
+
+    def release(self) -> bool:
+        """Drop the compressor; True if there was one."""
+        had = self.compressor is not None
+        self.compressor = None
+        return had
+
+
+class LazyDeflateFactory(ServerPerMessageDeflateFactory):
+    """Negotiates permessage-deflate as websockets does (windows up to what the client allows, 32 KB
+    by default), and hands out `LazyDeflate` for it."""
+
+    def __init__(self) -> None:
+        # The smallest memLevel for the compressor websockets makes while negotiating, which LazyDeflate drops.
+        super().__init__(client_no_context_takeover=True, compress_settings={"memLevel": 1})
+
+    def process_request_params(self, params: Sequence[ExtensionParameter],
+                               accepted_extensions: Sequence[Extension]) -> tuple[list[ExtensionParameter],
+                                                                                  PerMessageDeflate]:
+        response, negotiated = super().process_request_params(params, accepted_extensions)
+        return response, LazyDeflate(negotiated)
