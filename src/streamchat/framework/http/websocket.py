@@ -60,17 +60,18 @@ class Connection:
         self.access = access
         self.limits = limits
         self.principal: Principal | None = websocket.scope.get("state", {}).get("principal")
-        self.outbox: asyncio.Queue[Change | str | None] = asyncio.Queue(limits.outbox)
+        self.outbox: asyncio.Queue[str | None] = asyncio.Queue(limits.outbox)
         self.allowance = float(limits.messages_per_second)
         self.allowance_at = time.monotonic()
         self.joined: set[tuple[str, str, str | None]] = set()
         self.too_slow = False
 
     def push(self, change: Change | str) -> None:
+        """Queue the change's frame: its text, shared with the other sockets that get the same change."""
         if self.too_slow:
             return
         try:
-            self.outbox.put_nowait(change)
+            self.outbox.put_nowait(change if isinstance(change, str) else change.motia_text())
         except asyncio.QueueFull:
             self.too_slow = True
             logger.warning("dropping a websocket client that does not read", extra={"queued": self.limits.outbox})
@@ -83,7 +84,7 @@ class Connection:
             if entry is None:
                 await self.websocket.close(CLOSE_TOO_SLOW, "client too slow")
                 return
-            await self.websocket.send_text(entry if isinstance(entry, str) else entry.motia_text())
+            await self.websocket.send_text(entry)
 
     def error(self, code: str, message: str, data: dict[str, Any] | None = None) -> None:
         """Tell the client what was wrong with its frame, shaped like a stream event."""
