@@ -4,12 +4,15 @@ A zlib compressor made up front for every connection, as the websockets library 
 window, hash table and block buffer (tens of KB) for as long as the socket is open, also while it
 sends nothing. Here the compressor is made for the first message, sized for the messages it sends
 (a window that holds the previous message, so a repeated prefix still becomes back-references),
-and dropped once the connection has sent nothing for a while.
+made afresh when they grow past it or stay well under it, and dropped once the connection has
+sent nothing for a while.
 
-This is within the protocol: the client's decompressor keeps its own window, and a fresh compressor
-simply refers to nothing older than itself. The negotiated `server_max_window_bits` is only the
-largest window a compressor may use. Client messages (joins and leaves, a few hundred bytes) are
-decompressed each on its own (`client_no_context_takeover`), so no decompressor waits between them.
+This is within the protocol: the client's decompressor keeps its own window (as large as the
+negotiated `server_max_window_bits`, which is only the largest window a compressor may use), and a
+fresh compressor refers to nothing older than itself, or to the previous message, given to it as
+its dictionary: the same bytes the client's window ends with. Client messages (joins and leaves, a
+few hundred bytes) are decompressed each on its own (`client_no_context_takeover`), so no
+decompressor waits between them.
 """
 
 from __future__ import annotations
@@ -22,9 +25,8 @@ from websockets.extensions.permessage_deflate import PerMessageDeflate, ServerPe
 from websockets.frames import CONT, CTRL_OPCODES, Frame
 from websockets.typing import ExtensionParameter
 
-#: The smallest window made (4 KB, as uvicorn's own setting): a smaller one saves little and, as a
-#: whole item grows past it, each step up starts a compressor without history.
-SMALLEST_WINDOW_BITS = 12
+#: The smallest window made (1 KB: a delta frame and the one before it).
+SMALLEST_WINDOW_BITS = 10
 #: Messages in a row that would fit a quarter of the window before the compressor is made smaller.
 SHRINK_AFTER = 32
 #: The Z_SYNC_FLUSH tail of every message, which the protocol leaves off the wire.
@@ -47,6 +49,8 @@ class LazyDeflate(PerMessageDeflate):
         self.compressor: zlib._Compress | None = None
         self.window_bits = 0
         self.small_in_a_row = 0
+        #: The previous message, the dictionary of a compressor made afresh while messages flow.
+        self.last = b""
         #: Messages sent so far; the idle check compares it with what it saw last time.
         self.sent = 0
         #: Called when a compressor is made (the connection then starts checking for idleness).
@@ -65,6 +69,8 @@ class LazyDeflate(PerMessageDeflate):
             self.sent += 1
             if not self.keeps_context:
                 self.compressor = None
+            # Only a message in one frame is kept whole (uvicorn sends no other kind).
+            self.last = bytes(frame.data) if self.keeps_context and frame.opcode is not CONT else b""
         return Frame(frame.opcode, data, frame.fin, frame.opcode is not CONT, frame.rsv2, frame.rsv3)
 
     def _fit(self, size: int) -> None:
@@ -81,9 +87,11 @@ class LazyDeflate(PerMessageDeflate):
             else:
                 self.small_in_a_row = 0
         if self.compressor is None:
-            # The hash table and block buffer grow with the window; zlib's default (memLevel 8) would
-            # add 128 KB a compressor for hardly fewer bytes on these messages.
-            settings = {**self.compress_settings, "memLevel": max(1, needed - SMALLEST_WINDOW_BITS)}
+            # The hash table and block buffer grow with windows past 4 KB; zlib's default (memLevel 8)
+            # would add 128 KB a compressor for hardly fewer bytes on these messages.
+            settings = {**self.compress_settings, "memLevel": max(1, needed - 12)}
+            if self.last:
+                settings["zdict"] = self.last
             self.compressor = zlib.compressobj(wbits=-needed, **settings)
             self.window_bits, self.small_in_a_row = needed, 0
             if self.keeps_context and self.on_compressor is not None:
@@ -93,6 +101,7 @@ class LazyDeflate(PerMessageDeflate):
         """Drop the compressor; True if there was one."""
         had = self.compressor is not None
         self.compressor = None
+        self.last = b""
         return had
 
 
