@@ -80,3 +80,21 @@ def test_messages_after_a_release_and_after_resizing_all_read_back() -> None:
         for index in range(40):
             through(server, client, delta(index) if index % 7 else whole_item("y" * (index * 50 * (round_ + 1))))
         server.release()
+
+
+def test_the_answer_keeps_context_unless_the_client_asks_otherwise() -> None:
+    plain = ClientPerMessageDeflateFactory(client_max_window_bits=True)
+    response, server = LazyDeflateFactory().process_request_params(plain.get_request_params(), [])
+    assert "server_no_context_takeover" not in dict(response)
+    assert "client_no_context_takeover" in dict(response)
+    assert isinstance(server, LazyDeflate) and server.keeps_context
+
+    asking = ClientPerMessageDeflateFactory(server_no_context_takeover=True)
+    response, server = LazyDeflateFactory().process_request_params(asking.get_request_params(), [])
+    assert "server_no_context_takeover" in dict(response)
+    assert isinstance(server, LazyDeflate) and not server.keeps_context
+    client = asking.process_response_params(response, [])
+    assert isinstance(client, PerMessageDeflate)
+    for index in range(3):
+        through(server, client, delta(index))
+        assert server.compressor is None, "a compressor of its own for each message, none kept"

@@ -41,11 +41,11 @@ def window_bits_for(size: int, largest: int) -> int:
 class LazyDeflate(PerMessageDeflate):
     """The negotiated permessage-deflate, with a compressor made when needed and dropped when idle."""
 
-    def __init__(self, negotiated: PerMessageDeflate) -> None:
+    def __init__(self, negotiated: PerMessageDeflate, keeps_context: bool) -> None:
         # As negotiated, except that the base class is told not to make a compressor of its own.
         super().__init__(negotiated.remote_no_context_takeover, True, negotiated.remote_max_window_bits,
                          negotiated.local_max_window_bits, negotiated.compress_settings)
-        self.keeps_context = not negotiated.local_no_context_takeover
+        self.keeps_context = keeps_context
         self.compressor: zlib._Compress | None = None
         self.window_bits = 0
         self.small_in_a_row = 0
@@ -110,11 +110,16 @@ class LazyDeflateFactory(ServerPerMessageDeflateFactory):
     by default), and hands out `LazyDeflate` for it."""
 
     def __init__(self) -> None:
-        # The smallest memLevel for the compressor websockets makes while negotiating, which LazyDeflate drops.
-        super().__init__(client_no_context_takeover=True, compress_settings={"memLevel": 1})
+        # websockets negotiates as if the server took no context over, so that it makes no compressor
+        # of its own (tens of KB allocated and freed per handshake); the answer is then put back as
+        # the client asked.
+        super().__init__(server_no_context_takeover=True, client_no_context_takeover=True)
 
     def process_request_params(self, params: Sequence[ExtensionParameter],
                                accepted_extensions: Sequence[Extension]) -> tuple[list[ExtensionParameter],
                                                                                   PerMessageDeflate]:
+        asked = any(name == "server_no_context_takeover" for name, _ in params)
         response, negotiated = super().process_request_params(params, accepted_extensions)
-        return response, LazyDeflate(negotiated)
+        if not asked:
+            response = [param for param in response if param[0] != "server_no_context_takeover"]
+        return response, LazyDeflate(negotiated, keeps_context=not asked)
