@@ -17,6 +17,7 @@ decompressor waits between them.
 
 from __future__ import annotations
 
+import sys
 import zlib
 from collections.abc import Callable, Sequence
 
@@ -48,6 +49,7 @@ class LazyDeflate(PerMessageDeflate):
         self.keeps_context = keeps_context
         self.compressor: zlib._Compress | None = None
         self.window_bits = 0
+        self.fits = self.small = 0
         self.small_in_a_row = 0
         #: The previous message, the dictionary of a compressor made afresh while messages flow.
         self.last = b""
@@ -57,45 +59,51 @@ class LazyDeflate(PerMessageDeflate):
         self.on_compressor: Callable[[], None] | None = None
 
     def encode(self, frame: Frame) -> Frame:
-        if frame.opcode in CTRL_OPCODES:
+        opcode, data = frame.opcode, frame.data
+        if opcode in CTRL_OPCODES:
             return frame
-        if frame.opcode is not CONT:
-            self._fit(len(frame.data))
-        assert self.compressor is not None
-        data = self.compressor.compress(frame.data) + self.compressor.flush(zlib.Z_SYNC_FLUSH)
+        compressor = self.compressor
+        if opcode is not CONT:  # a message starts: is the compressor there, and of the right size?
+            size = len(data)
+            if compressor is None or size > self.fits:
+                compressor = self._make(size)
+            elif size > self.small:
+                self.small_in_a_row = 0
+            else:
+                self.small_in_a_row += 1
+                if self.small_in_a_row >= SHRINK_AFTER:
+                    compressor = self._make(size)
+        assert compressor is not None
+        compressed = compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
         if frame.fin:
-            assert data.endswith(_SYNC_TAIL)
-            data = data[:-4]
+            assert compressed.endswith(_SYNC_TAIL)
+            compressed = compressed[:-4]
             self.sent += 1
             if not self.keeps_context:
                 self.compressor = None
-            # Only a message in one frame is kept whole (uvicorn sends no other kind).
-            self.last = bytes(frame.data) if self.keeps_context and frame.opcode is not CONT else b""
-        return Frame(frame.opcode, data, frame.fin, frame.opcode is not CONT, frame.rsv2, frame.rsv3)
-
-    def _fit(self, size: int) -> None:
-        """Before a message: a compressor whose window holds it, made afresh when it is missing, too
-        small for this message, or much larger than the recent messages have needed."""
-        needed = window_bits_for(size, self.local_max_window_bits)
-        if self.compressor is not None:
-            if needed > self.window_bits:
-                self.compressor = None
-            elif needed <= self.window_bits - 2:
-                self.small_in_a_row += 1
-                if self.small_in_a_row >= SHRINK_AFTER:
-                    self.compressor = None
+            elif opcode is CONT:  # only a message in one frame is kept whole (uvicorn sends no other kind)
+                self.last = b""
             else:
-                self.small_in_a_row = 0
-        if self.compressor is None:
-            # The hash table and block buffer grow with windows past 4 KB; zlib's default (memLevel 8)
-            # would add 128 KB a compressor for hardly fewer bytes on these messages.
-            settings = {**self.compress_settings, "memLevel": max(1, needed - 12)}
-            if self.last:
-                settings["zdict"] = self.last
-            self.compressor = zlib.compressobj(wbits=-needed, **settings)
-            self.window_bits, self.small_in_a_row = needed, 0
-            if self.keeps_context and self.on_compressor is not None:
-                self.on_compressor()
+                self.last = data if type(data) is bytes else bytes(data)
+        return Frame(opcode, compressed, frame.fin, opcode is not CONT, frame.rsv2, frame.rsv3)
+
+    def _make(self, size: int) -> zlib._Compress:
+        """A compressor whose window holds a message of `size` bytes and the one before it (given as
+        its dictionary), with the sizes of message it is made afresh for: larger than `fits`, or
+        `SHRINK_AFTER` in a row at most `small` (a window a quarter the size would do)."""
+        bits = window_bits_for(size, self.local_max_window_bits)
+        # The hash table and block buffer grow with windows past 4 KB; zlib's default (memLevel 8)
+        # would add 128 KB a compressor for hardly fewer bytes on these messages.
+        settings = {**self.compress_settings, "memLevel": max(1, bits - 12)}
+        if self.last:
+            settings["zdict"] = self.last
+        self.compressor = compressor = zlib.compressobj(wbits=-bits, **settings)
+        self.window_bits, self.small_in_a_row = bits, 0
+        self.fits = 1 << (bits - 1) if bits < self.local_max_window_bits else sys.maxsize
+        self.small = 1 << (bits - 3) if bits - 2 >= SMALLEST_WINDOW_BITS else -1
+        if self.keeps_context and self.on_compressor is not None:
+            self.on_compressor()
+        return compressor
 
     def release(self) -> bool:
         """Drop the compressor; True if there was one."""

@@ -4,12 +4,12 @@ Garbage collection: young objects are collected rarely, so pauses stay off the t
 objects made at start-up are left out of every collection.
 
 WebSocket connections: the websockets library's protocol object is a reference cycle (its frame
-parser is a generator that holds it), and with compression on it carries ~50 KB of zlib state.
+parser is a generator that holds it), and with compression on it carried ~50 KB of zlib state.
 Left to the collector, closed connections piled up between collections: at 10 new chats a
 second, about a thousand of them, 60 MB (the soak, bench/soak.py). Closing the parser when the
 connection is lost breaks the cycle, so a closed connection is freed at once. An open connection
-holds zlib state only while it sends (deflate.py): it is dropped after IDLE_COMPRESSOR_SECONDS without
-a message, and the handshake's request and response once the handshake is through.
+holds zlib state only while it sends (deflate.py): its compressor goes after IDLE_COMPRESSOR_SECONDS
+without a message, and the handshake's request and response once the handshake is through.
 
 Stopping: uvicorn waits for open responses before the app's shutdown, and an SSE response never
 ends by itself, so one watcher held a SIGTERM for the whole graceful timeout. The server ends every
