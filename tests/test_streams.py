@@ -219,6 +219,42 @@ async def test_reads_see_the_live_text_and_a_restart_keeps_the_flushed_text(tmp_
     await reopened.disconnect()
 
 
+class SseRecorder:
+    """A subscriber that keeps the SSE frame (bytes) of every change it is pushed, with its seq."""
+
+    def __init__(self) -> None:
+        self.frames: list[tuple[int | None, bytes]] = []
+
+    def push(self, change: Change) -> None:
+        frame = change.sse()
+        if frame is not None:
+            self.frames.append((change.seq, frame))
+
+
+async def test_a_resume_within_interleaved_deltas_gets_each_one_as_it_was() -> None:
+    """Deltas are kept as runs of pieces (replay.py); a resume from inside a run, across another item's
+    deltas and a whole-item write between them, gets every change after its seq, in order, as sent live."""
+    hub = StreamHub(MemoryStore(), {"conversation": conversation})
+    stream: Stream[ConversationMessage] = Stream(conversation, hub)
+    live = SseRecorder()
+    await hub.subscribe(live, "conversation", "g", deltas=True, sse=True)
+    await stream.set("g", "a", message("", "streaming", "assistant"))
+    await stream.set("g", "b", message("", "streaming", "assistant"))
+    seqs = [await stream.append("g", "a", "message", f"a{index} ") for index in range(5)]
+    await stream.append("g", "b", "message", "b0 ")
+    await stream.append("g", "b", "message", "b1 ")
+    await stream.set("g", "c", message("between"))
+    await stream.append("g", "a", "message", "a5 ")
+    assert hub.memory()["replayChanges"] == 3 + 5 + 2 + 1, "every change counted, runs or not"
+
+    resumed = SseRecorder()
+    await hub.subscribe(resumed, "conversation", "g", deltas=True, after_seq=seqs[2], sse=True)
+    expected = [(seq, frame) for seq, frame in live.frames if seq is not None and seq > seqs[2]]
+    assert len(expected) == 6 and resumed.frames == expected
+    assert [orjson.loads(frame.split(b"data: ", 1)[1])["delta"] for _, frame in expected
+            if b"event: delta" in frame] == ["a3 ", "a4 ", "b0 ", "b1 ", "a5 "]
+
+
 async def test_append_refuses_unknown_items_and_non_text_fields() -> None:
     hub = StreamHub(MemoryStore(), {"conversation": conversation})
     stream: Stream[ConversationMessage] = Stream(conversation, hub)

@@ -151,7 +151,7 @@ class ServiceSettings(BaseSettings):
     ws_compression: Flag = Field(
         True,
         description="WebSocket permessage-deflate: ~10x fewer bytes, but ~13 µs more CPU per subscriber per "
-                    "frame and ~50 KB per connection (see BENCHMARKS.md)")
+                    "frame and 11-140 KB of zlib state per connection while it sends (see BENCHMARKS.md)")
     log_level: str = Field("INFO", description="JSON logs on stderr, each line with `trace_id`")
     provider_total_timeout: float = Field(
         600.0, gt=0, le=86_400,

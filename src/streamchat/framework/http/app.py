@@ -106,9 +106,12 @@ def build_app(
         """Prometheus metrics of this instance (needs a key, like the API, when keys are set)."""
         return metrics_response()
 
-    @app.websocket("/")
     async def streams_socket(websocket: WebSocket) -> None:
         await stream_socket(websocket, runtime.hub, runtime.can_access, socket_limits)
+
+    # Starlette's route, not FastAPI's: it has no dependencies to solve, and FastAPI's keeps two exit
+    # stacks and its handler's frames for each open socket.
+    app.router.add_websocket_route("/", streams_socket)
 
     if runtime.keys.required:
         document_auth(app, public=access.public, admin_only=access.admin_only, error_formats=formats)

@@ -5,6 +5,7 @@ Client frames: `{"type": "join"|"leave", "data": {"streamName", "groupId", "id"?
 A join with `"delta": true` receives a streaming text as `delta` custom events instead of whole-item
 updates. Each connection has its own bounded outbox drained by a writer task, so one slow reader
 never delays the publisher or the other clients; a reader that falls too far behind is dropped.
+The outbox is a bare deque and a wake-up future (an asyncio.Queue keeps four deques per socket).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -60,30 +62,41 @@ class Connection:
         self.access = access
         self.limits = limits
         self.principal: Principal | None = websocket.scope.get("state", {}).get("principal")
-        self.outbox: asyncio.Queue[Change | str | None] = asyncio.Queue(limits.outbox)
+        #: Frames to send; None: close the socket (its reader is too slow).
+        self.outbox: deque[str | None] = deque()
+        self.wakeup: asyncio.Future[None] | None = None
         self.allowance = float(limits.messages_per_second)
         self.allowance_at = time.monotonic()
         self.joined: set[tuple[str, str, str | None]] = set()
         self.too_slow = False
 
     def push(self, change: Change | str) -> None:
+        """Queue the change's frame: its text, shared with the other sockets that get the same change."""
         if self.too_slow:
             return
-        try:
-            self.outbox.put_nowait(change)
-        except asyncio.QueueFull:
+        if len(self.outbox) < self.limits.outbox:
+            self.outbox.append(change if isinstance(change, str) else change.motia_text())
+        else:
             self.too_slow = True
             logger.warning("dropping a websocket client that does not read", extra={"queued": self.limits.outbox})
-            self.outbox = asyncio.Queue(1)
-            self.outbox.put_nowait(None)
+            self.outbox.clear()
+            self.outbox.append(None)
+        if self.wakeup is not None and not self.wakeup.done():
+            self.wakeup.set_result(None)
 
     async def writer(self) -> None:
         while True:
-            entry = await self.outbox.get()
+            if not self.outbox:
+                self.wakeup = asyncio.get_running_loop().create_future()
+                await self.wakeup
+                self.wakeup = None
+                continue
+            entry = self.outbox.popleft()
             if entry is None:
                 await self.websocket.close(CLOSE_TOO_SLOW, "client too slow")
                 return
-            await self.websocket.send_text(entry if isinstance(entry, str) else entry.motia_text())
+            await self.websocket.send_text(entry)
+            del entry  # an idle socket would otherwise hold its last frame (a whole sync, say) while it waits
 
     def error(self, code: str, message: str, data: dict[str, Any] | None = None) -> None:
         """Tell the client what was wrong with its frame, shaped like a stream event."""

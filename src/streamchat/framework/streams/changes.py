@@ -1,8 +1,9 @@
 """A change of a stream, serialised lazily and at most once per wire format.
 
 The hub builds one `Change` per event and hands the same object to every subscriber; the
-first WebSocket writer to need the Motia frame pays for `orjson.dumps`, the others reuse
-the text, and likewise for the SSE frame. Fan-out to N clients costs one serialisation.
+first WebSocket to take the Motia frame pays for `orjson.dumps`, the others reuse the text, and
+likewise for the SSE frame. Fan-out to N clients costs one serialisation. The Motia text is let go
+once the sockets have it (they queue the text itself), so changes kept for resume do not hold it.
 """
 
 from __future__ import annotations
@@ -46,13 +47,14 @@ class Change:
         self._sse: bytes | None = None
 
     def motia_text(self) -> str:
-        """The Motia frame as text (WebSocket text frames), serialised once for every socket.
-
-        Only the text is kept: changes stay in the replay buffer after they are sent.
-        """
+        """The Motia frame as text (WebSocket text frames), serialised once for every socket it is pushed to."""
         if self._motia_text is None:
             self._motia_text = self.motia().decode()
         return self._motia_text
+
+    def pushed(self) -> None:
+        """Every socket has taken its frame: the change may stay in a resume buffer (SSE only), without it."""
+        self._motia_text = None
 
     def motia(self) -> bytes:
         """The frame of Motia's stream protocol (built on each call; sockets share `motia_text`)."""

@@ -48,6 +48,7 @@ class FanOut:
             if (audience == "all" or audience == mode
                     or (audience == "delta" and mode != "plain")):
                 subscriber.push(change)
+        change.pushed()
 
     # -- joined deltas ---------------------------------------------------------------------
 

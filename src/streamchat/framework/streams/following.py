@@ -272,10 +272,8 @@ class Following:
             # From here to the end nothing awaits, so no broadcast change can slip in between.
             self.fanout.flush_batches(state)
             if after_seq is not None and not state.syncing and self._can_replay(state, after_seq):
-                self.replay.purge(state)
-                for change in state.replay:
-                    if change.seq is not None and change.seq > after_seq and item_id in (None, change.item_id):
-                        subscriber.push(change)
+                for change in self.replay.after(state, after_seq, item_id):
+                    subscriber.push(change)
             else:
                 self._push_snapshot(subscriber, state, stream, group, item_id, sse)
             self.fanout.join(state, subscriber, item_id, deltas, sse)

@@ -12,11 +12,14 @@ import asyncio
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from streamchat.framework.leases import Lease
 from streamchat.framework.store import JSON, StoredItem
 from streamchat.framework.streams.changes import TEXT_FIELD, Change, Kind
+
+if TYPE_CHECKING:
+    from streamchat.framework.streams.replay import DeltaRun
 
 #: Changes kept per group for exact resume (all groups' buffers share a budget: replay.py).
 REPLAY_LIMIT = 10_000
@@ -125,7 +128,9 @@ class GroupState:
     #: Items this instance's handlers are streaming into, and items its watchers see streaming.
     writing: dict[str, LiveItem] = field(default_factory=dict)
     live: dict[str, LiveItem] = field(default_factory=dict)
-    replay: deque[Change] = field(default_factory=lambda: deque(maxlen=REPLAY_LIMIT))
+    #: Kept for resume (replay.py): changes, and runs of deltas; `replay_count` changes in all.
+    replay: deque[Change | DeltaRun] = field(default_factory=deque)
+    replay_count: int = 0
     #: The seq the resume buffer is exact from, and the items deleted since its last purge (-> the delete's seq).
     replay_from: int = 0
     replay_deleted: dict[str, int] = field(default_factory=dict)

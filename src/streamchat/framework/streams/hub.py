@@ -133,7 +133,7 @@ class StreamHub:
     def memory(self) -> dict[str, int]:
         """What the hub keeps, for operators (`/api/admin/stats`) and the soak."""
         return {"groups": len(self._groups), "idleGroupsKept": self.idle_groups_kept,
-                "replayChanges": sum(len(state.replay) for state in self._groups.values()),
+                "replayChanges": sum(state.replay_count for state in self._groups.values()),
                 "replayBytes": self.replay.bytes, "replayBudgetBytes": self.replay.budget}
 
     # -- writes: sequenced, stored, then applied -------------------------------------------

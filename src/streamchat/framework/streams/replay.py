@@ -4,6 +4,10 @@ Memory is bounded twice: per group (REPLAY_LIMIT changes) and in all (a budget i
 `replay_cost` counts them). Past the budget the least recently active groups lose their buffers,
 and a client resuming one of them gets a snapshot instead.
 
+A streaming text's deltas, one seq after another, are kept as one `DeltaRun` of their pieces, not
+as a change object each (with its payload, seq and time): a piece then costs its text and a list
+slot. A client that resumes gets each of them as the change it was.
+
 What a deleted item said is not kept: its changes leave the buffer (one pass for a burst of
 deletes, such as a whole conversation's) and only that it was deleted stays, so a client resuming
 from before the delete, or someone who takes the id up afresh, is never sent its text. The
@@ -13,11 +17,11 @@ buffer stays exact for every other item: `replay_from` is where it starts, whate
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import orjson
 
-from streamchat.framework.streams.changes import Change
+from streamchat.framework.streams.changes import TEXT_FIELD, Change, delta_payload
 from streamchat.framework.streams.group import REPLAY_LIMIT, GroupState
 
 REPLAY_BUDGET_BYTES = 64 * 1024 * 1024
@@ -33,7 +37,7 @@ def replay_cost(change: Change) -> int:
     """At most about how much memory keeping `change` for resume takes (O(len(piece)) for a delta)."""
     payload = change.payload
     if change.kind == "delta":
-        return CHANGE_BYTES + _text_bytes(payload["delta"])
+        return _delta_cost(payload["delta"])
     if change.kind == "group-event":
         return CHANGE_BYTES + TEXT_COPIES * len(orjson.dumps(payload["data"]))
     if isinstance(payload, dict):
@@ -42,9 +46,50 @@ def replay_cost(change: Change) -> int:
     return CHANGE_BYTES
 
 
+def _delta_cost(piece: str) -> int:
+    """A delta is counted as a change of its own, as it is sent on resume (a run is less in fact)."""
+    return CHANGE_BYTES + _text_bytes(piece)
+
+
 def _text_bytes(text: str) -> int:
     """Python keeps a non-ASCII string in up to 4 bytes a character."""
     return TEXT_COPIES * len(text) * (1 if text.isascii() else 4)
+
+
+class DeltaRun:
+    """Deltas of one item's field with consecutive seqs: `pieces[i]` was appended at seq `first + i`.
+    The pieces before `start` were dropped (the buffer's oldest changes)."""
+
+    __slots__ = ("field", "first", "group", "item_id", "pieces", "start", "stream", "timestamp")
+
+    def __init__(self, change: Change) -> None:
+        assert change.seq is not None and change.item_id is not None
+        self.stream, self.group, self.item_id = change.stream, change.group, change.item_id
+        self.field: str = change.payload.get("field", TEXT_FIELD)
+        self.first: int = change.seq
+        self.start = 0
+        self.pieces: list[str] = [change.payload["delta"]]
+        #: The frame time of the latest piece (an SSE frame carries none; kept for the change's shape).
+        self.timestamp = change.timestamp
+
+    @property
+    def seq(self) -> int:
+        """The seq of the run's last delta."""
+        return self.first + len(self.pieces) - 1
+
+    def extends(self, change: Change) -> bool:
+        return (change.seq == self.seq + 1 and change.item_id == self.item_id
+                and change.payload.get("field", TEXT_FIELD) == self.field)
+
+    def changes(self, after_seq: int) -> Iterator[Change]:
+        """The run's deltas after `after_seq`, each as the change it was."""
+        for index in range(max(self.start, after_seq + 1 - self.first), len(self.pieces)):
+            seq = self.first + index
+            yield Change(self.stream, self.group, self.item_id, "delta",
+                         delta_payload(self.item_id, seq, self.pieces[index], self.field), seq, self.timestamp)
+
+
+Kept = Change | DeltaRun
 
 
 class ReplayBuffers:
@@ -57,20 +102,40 @@ class ReplayBuffers:
         self.bytes = 0
 
     def keep(self, state: GroupState, change: Change) -> None:
-        if len(state.replay) == REPLAY_LIMIT:
+        if state.replay_count == REPLAY_LIMIT:
             self._drop_oldest(state)
         if not state.replay and change.seq is not None:
             state.replay_from = change.seq
         cost = replay_cost(change)
-        state.replay.append(change)
+        last = state.replay[-1] if state.replay else None
+        if change.kind != "delta" or change.seq is None:
+            state.replay.append(change)
+        elif isinstance(last, DeltaRun) and last.extends(change):
+            last.pieces.append(change.payload["delta"])
+            last.timestamp = change.timestamp
+        else:
+            state.replay.append(DeltaRun(change))
+        state.replay_count += 1
         state.replay_bytes += cost
         self.bytes += cost
         if self.bytes > self.budget:
             self._trim(keep=state)
 
+    def after(self, state: GroupState, after_seq: int, item_id: str | None) -> Iterator[Change]:
+        """The kept changes after `after_seq` (of one item, or all), in order."""
+        self.purge(state)
+        for kept in state.replay:
+            if item_id not in (None, kept.item_id) or kept.seq is None or kept.seq <= after_seq:
+                continue
+            if isinstance(kept, DeltaRun):
+                yield from kept.changes(after_seq)
+            else:
+                yield kept
+
     def forget(self, state: GroupState) -> None:
         self.bytes -= state.replay_bytes
         state.replay_bytes = 0
+        state.replay_count = 0
         state.replay.clear()
         state.replay_deleted.clear()
 
@@ -84,31 +149,36 @@ class ReplayBuffers:
         """Remove the changes of the items deleted since the last pass, in one pass."""
         if not state.replay_deleted:
             return
-        deleted, removed = state.replay_deleted, 0
-        kept: list[Change] = []
-        for change in state.replay:
-            if change.item_id in deleted and change.seq is not None and change.seq < deleted[change.item_id]:
-                removed += replay_cost(change)
+        deleted, removed, count = state.replay_deleted, 0, 0
+        kept: list[Kept] = []
+        for entry in state.replay:
+            if entry.item_id in deleted and entry.seq is not None and entry.seq < deleted[entry.item_id]:
+                removed += self._cost(entry)
+                count += len(entry.pieces) - entry.start if isinstance(entry, DeltaRun) else 1
             else:
-                kept.append(change)
+                kept.append(entry)
         state.replay.clear()
         state.replay.extend(kept)
         state.replay_deleted = {}
+        state.replay_count -= count
         state.replay_bytes -= removed
         self.bytes -= removed
 
     def forget_events(self, state: GroupState, before: int) -> None:
         """The group's events before `before` were cleared (its items were deleted): they are not replayed."""
-        removed = 0
-        kept: list[Change] = []
-        for change in state.replay:
-            if change.kind == "group-event" and change.seq is not None and change.seq < before:
-                removed += replay_cost(change)
+        removed, count = 0, 0
+        kept: list[Kept] = []
+        for entry in state.replay:
+            event = isinstance(entry, Change) and entry.kind == "group-event"
+            if event and entry.seq is not None and entry.seq < before:
+                removed += self._cost(entry)
+                count += 1
             else:
-                kept.append(change)
-        if removed:
+                kept.append(entry)
+        if count:
             state.replay.clear()
             state.replay.extend(kept)
+            state.replay_count -= count
             state.replay_bytes -= removed
             self.bytes -= removed
 
@@ -125,9 +195,26 @@ class ReplayBuffers:
             self._drop_oldest(keep)
 
     def _drop_oldest(self, state: GroupState) -> None:
-        oldest = state.replay.popleft()
-        if oldest.seq is not None:
-            state.replay_from = oldest.seq + 1
-        cost = replay_cost(oldest)
+        """Drop the oldest kept change (of a run, its first piece left)."""
+        oldest = state.replay[0]
+        if isinstance(oldest, DeltaRun):
+            cost = _delta_cost(oldest.pieces[oldest.start])
+            oldest.pieces[oldest.start] = ""
+            state.replay_from = oldest.first + oldest.start + 1
+            oldest.start += 1
+            if oldest.start == len(oldest.pieces):
+                state.replay.popleft()
+        else:
+            state.replay.popleft()
+            if oldest.seq is not None:
+                state.replay_from = oldest.seq + 1
+            cost = replay_cost(oldest)
+        state.replay_count -= 1
         state.replay_bytes -= cost
         self.bytes -= cost
+
+    @staticmethod
+    def _cost(entry: Kept) -> int:
+        if isinstance(entry, DeltaRun):
+            return sum(_delta_cost(piece) for piece in entry.pieces[entry.start:])
+        return replay_cost(entry)
