@@ -117,6 +117,8 @@ class WatchResult:
     bytes_received: int = 0
     wire_bytes: int = 0
     pieces: int = 0
+    #: The longest wait between two frames that added text (for a plain subscriber: whole-item updates).
+    longest_gap_ms: float = 0.0
     lags_ms: list[float] = field(default_factory=list)
 
 
@@ -176,6 +178,8 @@ class WsWatcher:
     def _text(self, text: str, new: str, now: float) -> None:
         if new:
             self.result.pieces += 1
+            if self.result.last_token_at is not None:
+                self.result.longest_gap_ms = max(self.result.longest_gap_ms, (now - self.result.last_token_at) * 1000)
             self.result.last_token_at = now
         if new and self.result.first_token_at is None:
             self.result.first_token_at = now

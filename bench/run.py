@@ -20,6 +20,7 @@ from bench.burst import burst
 from bench.charts import draw
 from bench.costs import costs
 from bench.harness import ROOT, Fake
+from bench.plain import plain_pace
 from bench.tool_calls import tool_round_trip
 from streamchat.llm.local_models import KNOWN
 
@@ -40,7 +41,8 @@ FULL = {"overhead_samples": 50, "counts": [1, 100, 500, 1000], "tokens": 200, "r
         "scale_fanout": [10, 100, 1000], "core_counts": [500, 600, 700, 800, 1000],
         "finer_counts": [200, 300, 400], "costs": {"streams": 100, "read_tokens": 400, "conversations": 500},
         "protocols": {"readers": [1, 100, 500], "tokens": 200}, "tool_samples": 30,
-        "burst": {"counts": [1, 200, 1000], "tokens": 100, "rate": 50.0}}
+        "burst": {"counts": [1, 200, 1000], "tokens": 100, "rate": 50.0},
+        "plain": {"short": 100, "short_replies": 5, "long": 560, "rate": 50.0}}
 #: One run of each scenario, the smallest that still exercises it (each run of the scale scenario starts
 #: two instances and waits for them to share the bus, so it has one count and one fan-out).
 QUICK = {"overhead_samples": 5, "counts": [20], "tokens": 40, "rates": [50.0],
@@ -49,7 +51,8 @@ QUICK = {"overhead_samples": 5, "counts": [20], "tokens": 40, "rates": [50.0],
          "scale_overhead_samples": 3, "scale_counts": [10], "scale_rates": [50.0], "scale_fanout": [10],
          "core_counts": [10], "finer_counts": [10], "costs": {"streams": 5, "read_tokens": 50, "conversations": 10},
          "protocols": {"readers": [5], "tokens": 40}, "tool_samples": 3,
-         "burst": {"counts": [5], "tokens": 20, "rate": 50.0}}
+         "burst": {"counts": [5], "tokens": 20, "rate": 50.0},
+         "plain": {"short": 20, "short_replies": 2, "long": 60, "rate": 100.0}}
 
 
 async def embedded_models(workdir: Path, max_tokens: int, rounds: int) -> dict[str, Any]:
@@ -81,6 +84,9 @@ async def run(plan: dict[str, Any], only: set[str] | None) -> dict[str, Any]:
                 ("fanout_uncompressed", lambda: scenarios.fanout(workdir, fake, plan["fanout"][-1:], plan["tokens"],
                                                                  plan["rates"][0], compression=False)),
                 ("wire", lambda: scenarios.wire(workdir, fake, plan["wire"], plan["wire_rate"])),
+                ("wire_uncompressed", lambda: scenarios.wire(workdir, fake, plan["wire"], plan["wire_rate"],
+                                                             compression=False)),
+                ("plain_pace", lambda: plain_pace(workdir, fake, **plan["plain"])),
                 ("embedded", lambda: embedded_models(workdir, plan["embedded_tokens"], plan["embedded_rounds"])),
                 ("scale", lambda: scenarios.scale(workdir, fake, plan)),
                 ("costs", lambda: costs(workdir, fake, **plan["costs"], tokens=plan["tokens"], rate=plan["rates"][0])),
@@ -120,14 +126,10 @@ def table(results: dict[str, Any]) -> str:
     if "fanout" in results:
         lines.extend(fanout_lines("3. fan-out", [results[key] for key in ("fanout", "fanout_uncompressed")
                                                  if key in results]))
-    if "wire" in results:
-        lines.append("\n4. wire bytes per reply byte   tokens  motia-ws  deltas-ws     sse  store writes"
-                     "  store B/reply B")
-        for r in results["wire"]["runs"]:
-            b = r["bytes_per_reply_byte"]
-            lines.append(f"   {'':<26} {r['tokens']:>7} {b['websocket_motia']:>9} {b['websocket_deltas']:>10} "
-                         f"{b['sse']:>7} {r['store_writes_per_reply']:>13} "
-                         f"{r.get('store_bytes_per_reply_byte', '-'):>16}")
+    if "wire" in results or "wire_uncompressed" in results:
+        lines.extend(wire_lines([results[key] for key in ("wire", "wire_uncompressed") if key in results]))
+    if "plain_pace" in results:
+        lines.extend(plain_pace_lines(results["plain_pace"]))
     if "embedded" in results:
         lines.append("\n5. embedded models")
         for model, e in results["embedded"].items():
@@ -167,6 +169,33 @@ def burst_lines(b: dict[str, Any]) -> list[str]:
             r = run[transport]
             lines.append(f"   {count:>5} {transport:<50} {r['completed']:>5} {r['lag_ms']['p50']!s:>9} "
                          f"{r['lag_ms']['p99']!s:>9} {r['lag_p99_over_direct']!s:>11} {r['post_ms']['p99']!s:>9}")
+    return lines
+
+
+def wire_lines(blocks: list[dict[str, Any]]) -> list[str]:
+    """Scenario 4: one row per reply length, compression on then off."""
+    lines = ["\n4. wire bytes per reply byte   tokens  motia-ws  deltas-ws     sse  store writes  store B/reply B"
+             "  compression  motia-ws updates, longest gap ms"]
+    for block in blocks:
+        for r in block["runs"]:
+            b = r["bytes_per_reply_byte"]
+            lines.append(f"   {'':<26} {r['tokens']:>7} {b['websocket_motia']:>9} {b['websocket_deltas']:>10} "
+                         f"{b['sse']:>7} {r['store_writes_per_reply']:>13} "
+                         f"{r.get('store_bytes_per_reply_byte', '-'):>16}  {block.get('compression', True)!s:>11}"
+                         f"  {r.get('plain_updates', '-')!s:>16}, {r.get('plain_longest_gap_ms', '-')}")
+    return lines
+
+
+def plain_pace_lines(p: dict[str, Any]) -> list[str]:
+    """Scenario 4b: plain Motia subscribers against delta ones at C=1."""
+    lines = [f"\n4b. plain vs delta at C=1 ({p['tokens_per_s']:g} tok/s)  tokens x replies  compression"
+             "  lag p50/p99 plain   lag p50/p99 deltas  p99 ratio  plain updates  longest gap ms  wire B/B plain"]
+    for r in p["runs"]:
+        plain, deltas = r["lag_ms"]["plain"], r["lag_ms"]["deltas"]
+        lines.append(f"   {'':<35} {r['tokens']:>6} x {r['replies']:<3} {r['compression']!s:>11}"
+                     f"  {plain['p50']!s:>7} / {plain['p99']!s:<8}  {deltas['p50']!s:>7} / {deltas['p99']!s:<9}"
+                     f"  {r['plain_to_deltas_p99']!s:>9}  {r['plain_updates_per_reply']:>13}"
+                     f"  {r['plain_longest_gap_ms']:>14}  {r['wire_bytes_per_reply_byte']['plain']:>14}")
     return lines
 
 
@@ -246,7 +275,8 @@ def main() -> None:
                         help="a tiny run (about a minute and a half) that checks the harness")
     parser.add_argument("--only", default="",
                         help="comma-separated scenarios: overhead,concurrency,dedicated_core,fanout,"
-                             "fanout_uncompressed,wire,embedded,scale,costs,protocols,tools,burst")
+                             "fanout_uncompressed,wire,wire_uncompressed,plain_pace,embedded,scale,costs,"
+                             "protocols,tools,burst")
     parser.add_argument("--out", default=None, help="where to write the JSON results (default "
                         "bench/results/latest.json, or soak.json with --soak)")
     parser.add_argument("--soak", action="store_true",

@@ -253,13 +253,14 @@ async def fanout(workdir: Path, fake: Fake, counts: list[int], tokens: int, rate
     return {"tokens": tokens, "tokens_per_s": rate, "compression": compression, "instances": instances, "runs": runs}
 
 
-async def wire(workdir: Path, fake: Fake, sizes: list[int], rate: float) -> dict[str, Any]:
-    """Bytes a subscriber receives per byte of reply, by mode; store writes per reply and the item
-    bytes they carried per reply byte."""
+async def wire(workdir: Path, fake: Fake, sizes: list[int], rate: float, compression: bool = True) -> dict[str, Any]:
+    """Bytes a subscriber receives per byte of reply, by mode (WebSocket compression on, or off); store
+    writes per reply and the item bytes they carried per reply byte; and the longest wait of the plain
+    subscriber between two whole-item updates."""
     runs = []
     for size in sizes:
         fake.script(count=size, delay=1 / rate)
-        server = Server(workdir, fake)
+        server = Server(workdir, fake, STREAMCHAT_WS_COMPRESSION="on" if compression else "off")
         try:
             cid = str(uuid.uuid4())
             plain, deltas = WsWatcher(server.ws_url, cid, deltas=False), WsWatcher(server.ws_url, cid, deltas=True)
@@ -279,13 +280,16 @@ async def wire(workdir: Path, fake: Fake, sizes: list[int], rate: float) -> dict
                                                  for name, w in watched},
                 "store_writes_per_reply": server.store_writes() - writes_before,
                 "store_bytes_per_reply_byte": round((server.store_bytes_written() - bytes_before) / reply_bytes, 3),
+                "plain_updates": plain.result.pieces, "plain_longest_gap_ms": round(plain.result.longest_gap_ms, 1),
             })
-            print(f"  wire {size:>5} tokens: {runs[-1]['bytes_per_reply_byte']}, "
-                  f"{runs[-1]['store_writes_per_reply']} store writes, "
-                  f"{runs[-1]['store_bytes_per_reply_byte']} store bytes per reply byte", flush=True)
+            print(f"  wire {size:>5} tokens (compression {'on' if compression else 'off'}): "
+                  f"{runs[-1]['bytes_per_reply_byte']}, {runs[-1]['store_writes_per_reply']} store writes, "
+                  f"{runs[-1]['store_bytes_per_reply_byte']} store bytes per reply byte, "
+                  f"plain: {plain.result.pieces} updates, longest gap {runs[-1]['plain_longest_gap_ms']} ms",
+                  flush=True)
         finally:
             server.stop()
-    return {"tokens_per_s": rate, "runs": runs}
+    return {"tokens_per_s": rate, "compression": compression, "runs": runs}
 
 
 async def protocols(workdir: Path, fake: Fake, readers: list[int], tokens: int, rate: float) -> dict[str, Any]:
