@@ -113,6 +113,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     shutdown_seconds=settings.shutdown_seconds,
                     socket_limits=SocketLimits(outbox=settings.ws_outbox, joins=settings.ws_max_joins,
                                                messages_per_second=settings.ws_messages_per_second),
+                    socket_compression=settings.ws_compression,
                     access=ACCESS, max_body_bytes=settings.max_body_bytes,
                     error_formats={OPENAI_PREFIX: OPENAI_ERRORS, CHATKIT_PREFIX: CHATKIT_ERRORS})
 

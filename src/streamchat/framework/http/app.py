@@ -56,6 +56,7 @@ def build_app(
     on_startup: Sequence[Hook] = (), on_shutdown: Sequence[Hook] = (), shutdown_seconds: float = 20.0,
     socket_limits: SocketLimits = DEFAULT_SOCKET_LIMITS, access: AccessRules = EVERY_PATH_KEYED,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, error_formats: Mapping[str, ErrorFormat] | None = None,
+    socket_compression: bool = True,
 ) -> FastAPI:
     """The ASGI app: start/stop the runtime with the server, route every API step, serve `/` socket.
 
@@ -64,6 +65,7 @@ def build_app(
     goes through the same stack: metrics, then the API-key check (`access` says which paths are
     public or admin-only), then the body size limit. `error_formats` gives the routes under a path
     prefix a protocol's own error shape (every error there, the framework's included, is written in it).
+    `socket_compression` says whether the server under the app offers WebSockets permessage-deflate.
     """
     formats = ErrorFormats(error_formats)
 
@@ -107,7 +109,7 @@ def build_app(
         return metrics_response()
 
     async def streams_socket(websocket: WebSocket) -> None:
-        await stream_socket(websocket, runtime.hub, runtime.can_access, socket_limits)
+        await stream_socket(websocket, runtime.hub, runtime.can_access, socket_limits, socket_compression)
 
     # Starlette's route, not FastAPI's: it has no dependencies to solve, and FastAPI's keeps two exit
     # stacks and its handler's frames for each open socket.

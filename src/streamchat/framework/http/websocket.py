@@ -6,6 +6,8 @@ A join with `"delta": true` receives a streaming text as `delta` custom events i
 updates. Each connection has its own bounded outbox drained by a writer task, so one slow reader
 never delays the publisher or the other clients; a reader that falls too far behind is dropped.
 The outbox is a bare deque and a wake-up future (an asyncio.Queue keeps four deques per socket).
+A plain join says whether the connection is compressed (the server offers permessage-deflate and the
+client asked for it): without compression whole items come less often (streams/fanout.py).
 """
 
 from __future__ import annotations
@@ -56,8 +58,9 @@ class Connection:
     """One client socket: its caller, its joined rooms and its outbox."""
 
     def __init__(self, websocket: WebSocket, hub: StreamHub, access: AccessCheck = _open_to_all,
-                 limits: SocketLimits = DEFAULT_SOCKET_LIMITS) -> None:
+                 limits: SocketLimits = DEFAULT_SOCKET_LIMITS, compressed: bool = True) -> None:
         self.websocket = websocket
+        self.compressed = compressed
         self.hub = hub
         self.access = access
         self.limits = limits
@@ -156,7 +159,8 @@ class Connection:
             self.error("STREAM_ACCESS_DENIED", f"no access to {stream!r} group {group!r}", data)
             return
         try:
-            await self.hub.subscribe(self, stream, group, item_id, deltas=data.get("delta") is True)
+            await self.hub.subscribe(self, stream, group, item_id, deltas=data.get("delta") is True,
+                                     compressed=self.compressed)
         except UnknownStreamError:
             self.error("STREAM_NOT_FOUND", f"no stream named {stream!r}", data)
             return
@@ -168,12 +172,19 @@ class Connection:
         self.joined.clear()
 
 
+def asked_for_compression(websocket: WebSocket) -> bool:
+    """Whether the client offered permessage-deflate that keeps its context between messages (the server
+    takes it when its own is switched on); without the context an item sent again costs it in full."""
+    offer = websocket.headers.get("sec-websocket-extensions", "").lower()
+    return "permessage-deflate" in offer and "server_no_context_takeover" not in offer
+
+
 async def stream_socket(websocket: WebSocket, hub: StreamHub, access: AccessCheck = _open_to_all,
-                        limits: SocketLimits = DEFAULT_SOCKET_LIMITS) -> None:
-    """Serve one WebSocket client until it goes away."""
+                        limits: SocketLimits = DEFAULT_SOCKET_LIMITS, compression: bool = True) -> None:
+    """Serve one WebSocket client until it goes away (`compression`: the server offers permessage-deflate)."""
     requested = websocket.scope.get("subprotocols") or []
     await websocket.accept(subprotocol="Authorization" if "Authorization" in requested else None)
-    connection = Connection(websocket, hub, access, limits)
+    connection = Connection(websocket, hub, access, limits, compression and asked_for_compression(websocket))
     writer = asyncio.create_task(connection.writer())
     WEBSOCKETS.inc()
     try:

@@ -3,10 +3,20 @@
 WebSocket subscribers that asked for deltas get a streaming item's first piece at once and then at
 most one delta frame per `delta_window`: pieces that arrive faster are joined into one frame
 carrying the last seq. SSE subscribers get every seq as its own frame (their `id:` must resume
-exactly). Plain Motia subscribers get the whole item, coalesced: at most one update every
-CLIENT_FLUSH_SECONDS, and only once the text has grown by PLAIN_GROWTH since the last one they got
-(or after PLAIN_QUIET_SECONDS of quiet), so the bytes they receive stay linear in the reply's
-length instead of growing with its square.
+exactly).
+
+Plain Motia subscribers get the whole item again, so what an update costs depends on compression.
+With permessage-deflate and context takeover, an item sent again compresses to back-references to
+its previous copy while that copy is within the compressor's window (uvicorn offers 4 KiB): such an
+update costs about its new text. So over a compressed connection a plain subscriber gets the item
+on the joined deltas' cadence (the first piece at once, then at most one update per
+CLIENT_FLUSH_SECONDS) while its text is within PLAIN_RESEND_REACH, as timely as a delta subscriber;
+past that each update costs about the item's compressed length, and one comes every
+PLAIN_MAX_GAP_SECONDS. Over a connection without compression every update costs the whole item, so
+one comes only once the text has grown by PLAIN_GROWTH since the last (at most one per
+CLIENT_FLUSH_SECONDS), or PLAIN_QUIET_SECONDS after the text stopped growing: its bytes stay
+linear in the reply's length, not its square. Either way a piece costs O(1): one timer per item
+and mode, never work in proportion to the text.
 """
 
 from __future__ import annotations
@@ -14,10 +24,24 @@ from __future__ import annotations
 import asyncio
 
 from streamchat.framework.streams.changes import TEXT_FIELD, Change, delta_payload
-from streamchat.framework.streams.group import Audience, DeltaBatch, GroupState, LiveItem, Mode, Subscriber
+from streamchat.framework.streams.group import (
+    PLAIN_MODES,
+    Audience,
+    DeltaBatch,
+    GroupState,
+    LiveItem,
+    Mode,
+    PlainMode,
+    PlainPace,
+    Subscriber,
+)
 
 CLIENT_FLUSH_SECONDS = 0.025
 DELTA_WINDOW_SECONDS = 0.025
+#: Characters of text up to which an item's frame, sent again, still reaches its previous copy within
+#: the compressor's window (the frame's other fields take the rest of the 4 KiB).
+PLAIN_RESEND_REACH = 3_500
+PLAIN_MAX_GAP_SECONDS = 0.25
 PLAIN_GROWTH = 0.05
 PLAIN_QUIET_SECONDS = 1.0
 
@@ -34,7 +58,7 @@ class FanOut:
                 self._push(state, change, "every-delta")
             self._join_delta(state, change)
             return
-        if change.item_id is not None and audience != "plain" and change.item_id in state.batches:
+        if change.item_id is not None and audience not in PLAIN_MODES and change.item_id in state.batches:
             # The item's held-back pieces go out before whatever comes next for it (its final update).
             self._flush_batch(state, change.item_id, ended=change.kind != "event")
         self._push(state, change, audience)
@@ -46,7 +70,7 @@ class FanOut:
             targets = {**state.item_members[change.item_id], **state.members}
         for subscriber, mode in targets.items():
             if (audience == "all" or audience == mode
-                    or (audience == "delta" and mode != "plain")):
+                    or (audience == "delta" and mode not in PLAIN_MODES)):
                 subscriber.push(change)
         change.pushed()
 
@@ -99,40 +123,63 @@ class FanOut:
     # -- whole items for plain subscribers -------------------------------------------------
 
     def schedule_plain(self, state: GroupState, stream: str, group: str, item_id: str, live: LiveItem) -> None:
-        """Decide when plain subscribers next get the whole item (see the module docstring)."""
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        grown = live.length - live.sent_length >= max(1.0, live.sent_length * PLAIN_GROWTH)
-        due = max(now, live.flushed_at + CLIENT_FLUSH_SECONDS) if grown else now + PLAIN_QUIET_SECONDS
-        if live.client_timer is not None:
-            if live.client_due <= due:
-                return
-            live.client_timer.cancel()
-            live.client_timer = None
-        if due <= now:
-            self._flush_plain(state, stream, group, item_id)
-        else:
-            live.client_due = due
-            live.client_timer = loop.call_at(due, self._flush_plain, state, stream, group, item_id)
+        """A piece came: decide when each kind of plain subscriber next gets the whole item (module docstring)."""
+        now = asyncio.get_running_loop().time()
+        live.grew_at = now
+        if state.plain_members > state.uncompressed_plain_members:
+            pace = live.pace("plain")
+            if pace.timer is None:  # one already set stays: the gap only widens as the text grows
+                gap = CLIENT_FLUSH_SECONDS if live.length <= PLAIN_RESEND_REACH else PLAIN_MAX_GAP_SECONDS
+                self._send_plain_at(state, stream, group, item_id, "plain", max(now, pace.sent_at + gap))
+        if state.uncompressed_plain_members:
+            pace = live.pace("plain-uncompressed")
+            due = (max(now, pace.sent_at + CLIENT_FLUSH_SECONDS) if self._grown(live, pace)
+                   else now + PLAIN_QUIET_SECONDS)
+            if pace.timer is None or due < pace.due:
+                self._send_plain_at(state, stream, group, item_id, "plain-uncompressed", due)
 
-    def _flush_plain(self, state: GroupState, stream: str, group: str, item_id: str) -> None:
-        """Send plain (non-delta) subscribers the whole item as it is now."""
+    @staticmethod
+    def _grown(live: LiveItem, pace: PlainPace) -> bool:
+        return live.length - pace.sent_length >= max(1.0, pace.sent_length * PLAIN_GROWTH)
+
+    def _send_plain_at(self, state: GroupState, stream: str, group: str, item_id: str, mode: PlainMode,
+                       due: float) -> None:
+        live = state.live[item_id]
+        pace = live.pace(mode)
+        pace.cancel()
+        loop = asyncio.get_running_loop()
+        if due <= loop.time():
+            self._flush_plain(state, stream, group, item_id, mode)
+        else:
+            pace.due = due
+            pace.timer = loop.call_at(due, self._flush_plain, state, stream, group, item_id, mode)
+
+    def _flush_plain(self, state: GroupState, stream: str, group: str, item_id: str, mode: PlainMode) -> None:
+        """Send `mode` subscribers the whole item as it is now (without compression: once grown, or quiet)."""
         live = state.live.get(item_id)
         if live is None:
             return
-        live.client_timer = None
-        live.flushed_at = asyncio.get_running_loop().time()
-        live.sent_length = live.length
+        pace = live.pace(mode)
+        pace.timer = None
+        now = asyncio.get_running_loop().time()
+        if mode == "plain-uncompressed" and not self._grown(live, pace) and now < live.grew_at + PLAIN_QUIET_SECONDS:
+            self._send_plain_at(state, stream, group, item_id, mode, live.grew_at + PLAIN_QUIET_SECONDS)
+            return
+        if live.length == pace.sent_length:
+            return
+        pace.sent_at, pace.sent_length = now, live.length
         item = live.item(item_id)
-        self.publish(state, Change(stream, group, item_id, "update", item, live.seq, state.tick()), "plain")
+        self.publish(state, Change(stream, group, item_id, "update", item, live.seq, state.tick()), mode)
 
     # -- rooms -----------------------------------------------------------------------------
 
     @staticmethod
-    def join(state: GroupState, subscriber: Subscriber, item_id: str | None, deltas: bool, sse: bool) -> None:
+    def join(state: GroupState, subscriber: Subscriber, item_id: str | None, deltas: bool, sse: bool,
+             compressed: bool = True) -> None:
         room = state.members if item_id is None else state.item_members.setdefault(item_id, {})
         FanOut._count(state, room.get(subscriber), -1)
-        mode: Mode = "plain" if not deltas else "every-delta" if sse else "joined-deltas"
+        mode: Mode = ("every-delta" if sse else "joined-deltas") if deltas else (
+            "plain" if compressed else "plain-uncompressed")
         room[subscriber] = mode
         FanOut._count(state, mode, 1)
 
@@ -145,7 +192,9 @@ class FanOut:
 
     @staticmethod
     def _count(state: GroupState, mode: Mode | None, change: int) -> None:
-        if mode == "plain":
+        if mode in PLAIN_MODES:
             state.plain_members += change
+            if mode == "plain-uncompressed":
+                state.uncompressed_plain_members += change
         elif mode == "every-delta":
             state.every_delta_members += change

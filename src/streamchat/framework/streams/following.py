@@ -260,7 +260,7 @@ class Following:
 
     async def subscribe(
         self, subscriber: Subscriber, stream: str, group: str, item_id: str | None = None, *,
-        deltas: bool = False, after_seq: int | None = None, sse: bool = False,
+        deltas: bool = False, after_seq: int | None = None, sse: bool = False, compressed: bool = True,
     ) -> None:
         """Join a group (or one item): push a snapshot (or, for `after_seq`, the missed changes), then live.
 
@@ -276,7 +276,7 @@ class Following:
                     subscriber.push(change)
             else:
                 self._push_snapshot(subscriber, state, stream, group, item_id, sse)
-            self.fanout.join(state, subscriber, item_id, deltas, sse)
+            self.fanout.join(state, subscriber, item_id, deltas, sse, compressed)
 
     def _push_snapshot(self, subscriber: Subscriber, state: GroupState, stream: str, group: str,
                        item_id: str | None, sse: bool) -> None:

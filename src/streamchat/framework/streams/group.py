@@ -9,6 +9,7 @@ in its next frame.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -24,15 +25,33 @@ if TYPE_CHECKING:
 #: Changes kept per group for exact resume (all groups' buffers share a budget: replay.py).
 REPLAY_LIMIT = 10_000
 
-#: What a subscriber receives of a streaming text: whole items, every delta, or joined deltas.
-Mode = Literal["plain", "every-delta", "joined-deltas"]
-Audience = Literal["all", "delta", "plain", "every-delta", "joined-deltas"]
+#: What a subscriber receives of a streaming text: whole items (over a compressed connection, or
+#: one without compression), every delta, or joined deltas.
+Mode = Literal["plain", "plain-uncompressed", "every-delta", "joined-deltas"]
+Audience = Literal["all", "delta", "plain", "plain-uncompressed", "every-delta", "joined-deltas"]
+PlainMode = Literal["plain", "plain-uncompressed"]
+PLAIN_MODES: tuple[PlainMode, ...] = ("plain", "plain-uncompressed")
 
 
 class Subscriber(Protocol):
     """Anything that can take a change without blocking (a WebSocket connection, an SSE response)."""
 
     def push(self, change: Change) -> None: ...
+
+
+@dataclass(eq=False)
+class PlainPace:
+    """When one kind of plain subscriber last got a streaming item whole, and its next send if set."""
+
+    sent_at: float = float("-inf")
+    sent_length: int = 0
+    due: float = 0.0
+    timer: asyncio.TimerHandle | None = None
+
+    def cancel(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
 
 
 @dataclass(eq=False)
@@ -48,10 +67,13 @@ class LiveItem:
     stored_seq: int
     length: int = 0
     stored_length: int | None = None
-    sent_length: int = 0
-    flushed_at: float = 0.0
-    client_due: float = 0.0
-    client_timer: asyncio.TimerHandle | None = None
+    #: The text's length when the item started streaming here (what its last whole copy had).
+    started_length: int = 0
+    #: When a piece last came (loop time): on the writer's side for the idle check, on the watchers'
+    #: side for plain subscribers without compression.
+    grew_at: float = 0.0
+    #: The whole-item sends of each plain mode (fanout.py), made when the first piece for it comes.
+    paces: dict[PlainMode, PlainPace] = dataclasses.field(default_factory=dict)  # `field` is taken here
     dirty: bool = False
     ended: bool = False
     #: The lease the writer appends under, and whether the store has refused it since.
@@ -67,9 +89,15 @@ class LiveItem:
         return {**self.data, self.field: self.text(), "id": item_id, "seq": self.seq}
 
     def cancel_timers(self) -> None:
-        if self.client_timer is not None:
-            self.client_timer.cancel()
-            self.client_timer = None
+        for pace in self.paces.values():
+            pace.cancel()
+
+    def pace(self, mode: PlainMode) -> PlainPace:
+        """The item's sends to `mode` subscribers; the first counts from the text it started with."""
+        pace = self.paces.get(mode)
+        if pace is None:
+            pace = self.paces[mode] = PlainPace(sent_length=self.started_length)
+        return pace
 
     def snapshot(self, item_id: str, length: int, seq: int) -> StoredItem:
         """The whole item as it was when its text was `length` long, at the change `seq`."""
@@ -137,7 +165,9 @@ class GroupState:
     members: dict[Subscriber, Mode] = field(default_factory=dict)
     item_members: dict[str, dict[Subscriber, Mode]] = field(default_factory=dict)
     replay_bytes: int = 0
+    #: Subscribers of each mode that needs more than the deltas (plain counts both plain modes).
     plain_members: int = 0
+    uncompressed_plain_members: int = 0
     every_delta_members: int = 0
     batches: dict[str, DeltaBatch] = field(default_factory=dict)
     #: The group's items as this instance last applied them (None: nobody here watches the group),

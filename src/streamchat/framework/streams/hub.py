@@ -174,7 +174,7 @@ class StreamHub:
             live.parts.append(text)
             live.length += len(text)
             live.seq = seq
-            live.flushed_at = asyncio.get_running_loop().time()  # on the writer's side: the last append
+            live.grew_at = asyncio.get_running_loop().time()
             self.writes.mark_dirty((stream, group, item_id), live)
             if not self.sequencer.broadcasts:
                 self.following.apply(state, Sequenced(stream, group, seq, "delta", item_id, text, field_name))
@@ -331,11 +331,15 @@ class StreamHub:
 
     async def subscribe(
         self, subscriber: Subscriber, stream: str, group: str, item_id: str | None = None, *,
-        deltas: bool = False, after_seq: int | None = None, sse: bool = False,
+        deltas: bool = False, after_seq: int | None = None, sse: bool = False, compressed: bool = True,
     ) -> None:
-        """Join a group (or one item): a snapshot (or, for `after_seq`, the missed changes), then live."""
+        """Join a group (or one item): a snapshot (or, for `after_seq`, the missed changes), then live.
+
+        `compressed`: whether the subscriber's frames are compressed on their way (fanout.py paces
+        whole items by it).
+        """
         await self.following.subscribe(subscriber, stream, group, item_id, deltas=deltas, after_seq=after_seq,
-                                       sse=sse)
+                                       sse=sse, compressed=compressed)
 
     def unsubscribe(self, subscriber: Subscriber, stream: str, group: str, item_id: str | None = None) -> None:
         self.following.unsubscribe(subscriber, stream, group, item_id)

@@ -177,7 +177,7 @@ class WriteBack:
         now = asyncio.get_running_loop().time()
         for state in self.groups:
             for item_id, live in list(state.writing.items()):
-                if now - live.flushed_at > WRITER_IDLE_SECONDS and live.stored_seq >= live.seq and not live.dirty:
+                if now - live.grew_at > WRITER_IDLE_SECONDS and live.stored_seq >= live.seq and not live.dirty:
                     state.writing.pop(item_id, None)
 
     async def close(self) -> None:

@@ -1,0 +1,77 @@
+"""Plain Motia subscribers (whole items, no deltas) of a long streaming reply: how often they get it, and that
+the last one is exact, over a compressed connection and over one without compression."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from typing import Any
+
+import orjson
+
+from conftest import FakeProvider, InProcessStarter
+from helpers import post_chat, until
+from streamchat.framework.streams.changes import Change
+from streamchat.framework.streams.fanout import PLAIN_GROWTH, PLAIN_MAX_GAP_SECONDS, PLAIN_RESEND_REACH
+
+#: What a steady provider on a busy two-core machine may add to a gap: the send is a loop timer, so it
+#: comes as late as the event loop is busy, and a piece must have come since the last send. The slack
+#: is the gap itself: still a quarter of the one-second wait that plain subscribers had before.
+SLACK_SECONDS = PLAIN_MAX_GAP_SECONDS
+
+
+class ReplyFrames:
+    """A hub subscriber keeping the Motia frames of the conversation's assistant item."""
+
+    def __init__(self) -> None:
+        self.frames: list[dict[str, Any]] = []
+
+    def push(self, change: Change) -> None:
+        frame = orjson.loads(change.motia())
+        data = frame["event"].get("data")
+        if frame["event"]["type"] in ("create", "update") and data.get("from") == "assistant":
+            self.frames.append(frame)
+
+    def finished(self) -> bool:
+        return bool(self.frames) and self.frames[-1]["event"]["data"]["status"] == "completed"
+
+    def texts(self) -> list[str]:
+        return [frame["event"]["data"]["message"] for frame in self.frames]
+
+
+async def test_plain_subscribers_of_a_long_reply_get_it_every_quarter_second_and_exact_at_the_end(
+    in_process: InProcessStarter, fake_provider: FakeProvider,
+) -> None:
+    # Past the compressor's reach from the first piece, then slow growth: 5 characters every 20 ms,
+    # under 5% of the text a second, so waiting for growth would leave a plain client a second behind.
+    tokens = ["x" * (3 * PLAIN_RESEND_REACH), *(f" w{i:03d}" for i in range(100))]
+    fake_provider.script(tokens=tokens, delay=0.02)
+    server = await in_process()
+    cid = str(uuid.uuid4())
+    compressed, uncompressed = ReplyFrames(), ReplyFrames()
+    await server.runtime.hub.subscribe(compressed, "conversation", cid)
+    await server.runtime.hub.subscribe(uncompressed, "conversation", cid, compressed=False)
+    await post_chat(server, "a long answer, please", cid)
+
+    async def both_finished() -> bool:
+        return compressed.finished() and uncompressed.finished()
+
+    await until(both_finished, "the reply finishing for both plain subscribers")
+    reply = "".join(tokens)
+    for seen in (compressed, uncompressed):
+        texts = seen.texts()
+        assert texts[-1] == reply, "the last whole item is the reply, exactly"
+        assert all(later.startswith(earlier) for earlier, later in itertools.pairwise(texts))
+
+    # The server's frame timestamps (ms) say when each whole item went out, whatever the client does.
+    sent = [frame["timestamp"] / 1000 for frame in compressed.frames if frame["event"]["data"]["message"]]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(sent)]
+    assert len(gaps) >= 6, f"a {len(tokens) * 0.02:.1f} s reply came in {len(sent)} whole items"
+    assert max(gaps) <= PLAIN_MAX_GAP_SECONDS + SLACK_SECONDS, f"gaps between whole items: {gaps}"
+
+    # Without compression every update costs the whole text: the text grows by less than PLAIN_GROWTH
+    # after its first piece, so the first piece and the end are all such a subscriber gets (one more
+    # at most, if the loop fell behind the provider).
+    streaming = [text for text in uncompressed.texts()[:-1] if text]
+    assert (len(reply) - len(tokens[0])) / len(tokens[0]) < PLAIN_GROWTH
+    assert 1 <= len(streaming) <= 2, f"{len(streaming)} whole items while streaming, without compression"
