@@ -3,13 +3,16 @@ the last one is exact, over a compressed connection and over one without compres
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import uuid
 from typing import Any
 
 import orjson
+import pytest
+import websockets
 
-from conftest import FakeProvider, InProcessStarter
+from conftest import FakeProvider, InProcessStarter, ServerFactory
 from helpers import post_chat, until
 from streamchat.framework.streams.changes import Change
 from streamchat.framework.streams.fanout import PLAIN_GROWTH, PLAIN_MAX_GAP_SECONDS, PLAIN_RESEND_REACH
@@ -39,13 +42,18 @@ class ReplyFrames:
         return [frame["event"]["data"]["message"] for frame in self.frames]
 
 
+def script_long_slow_reply(fake_provider: FakeProvider) -> list[str]:
+    """Past the compressor's reach from the first piece, then slow growth: 5 characters every 20 ms, in
+    all less than PLAIN_GROWTH of the text, so waiting for growth leaves a plain client a second behind."""
+    tokens = ["x" * (3 * PLAIN_RESEND_REACH), *(f" w{i:03d}" for i in range(100))]
+    fake_provider.script(tokens=tokens, delay=0.02)
+    return tokens
+
+
 async def test_plain_subscribers_of_a_long_reply_get_it_every_quarter_second_and_exact_at_the_end(
     in_process: InProcessStarter, fake_provider: FakeProvider,
 ) -> None:
-    # Past the compressor's reach from the first piece, then slow growth: 5 characters every 20 ms,
-    # under 5% of the text a second, so waiting for growth would leave a plain client a second behind.
-    tokens = ["x" * (3 * PLAIN_RESEND_REACH), *(f" w{i:03d}" for i in range(100))]
-    fake_provider.script(tokens=tokens, delay=0.02)
+    tokens = script_long_slow_reply(fake_provider)
     server = await in_process()
     cid = str(uuid.uuid4())
     compressed, uncompressed = ReplyFrames(), ReplyFrames()
@@ -71,7 +79,32 @@ async def test_plain_subscribers_of_a_long_reply_get_it_every_quarter_second_and
 
     # Without compression every update costs the whole text: the text grows by less than PLAIN_GROWTH
     # after its first piece, so the first piece and the end are all such a subscriber gets (one more
-    # at most, if the loop fell behind the provider).
+    # only if the provider paused for PLAIN_QUIET_SECONDS).
     streaming = [text for text in uncompressed.texts()[:-1] if text]
     assert (len(reply) - len(tokens[0])) / len(tokens[0]) < PLAIN_GROWTH
     assert 1 <= len(streaming) <= 2, f"{len(streaming)} whole items while streaming, without compression"
+
+
+@pytest.mark.parametrize(("server_compresses", "client_offers", "compressed"), [
+    (True, True, True), (True, False, False), (False, True, False)])
+async def test_a_socket_is_paced_as_compressed_only_when_both_ends_use_permessage_deflate(
+    servers: ServerFactory, fake_provider: FakeProvider, server_compresses: bool, client_offers: bool,
+    compressed: bool,
+) -> None:
+    tokens = script_long_slow_reply(fake_provider)
+    server = servers.start(STREAMCHAT_WS_COMPRESSION="on" if server_compresses else "off")
+    cid = str(uuid.uuid4())
+    async with websockets.connect(server.ws_url, compression="deflate" if client_offers else None) as socket:
+        await socket.send(orjson.dumps({"type": "join", "data": {
+            "streamName": "conversation", "groupId": cid, "subscriptionId": str(uuid.uuid4())}}).decode())
+        assert orjson.loads(await socket.recv())["event"]["type"] == "sync"
+        await post_chat(server.url, "a long answer, please", cid)
+        texts: list[str] = []
+        while not texts or texts[-1] != "".join(tokens):
+            frame = orjson.loads(await asyncio.wait_for(socket.recv(), 30))
+            data = frame["event"].get("data") or {}
+            if frame["event"]["type"] in ("create", "update") and data.get("from") == "assistant" and data["message"]:
+                texts.append(data["message"])
+    # The reply lasts ~2 s: a compressed socket gets it every 250 ms, the other at its start and its end
+    # (and once more only if the provider paused for PLAIN_QUIET_SECONDS).
+    assert (len(texts) >= 6) if compressed else (len(texts) <= 3), f"{len(texts)} whole items"
