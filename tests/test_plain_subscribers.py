@@ -15,7 +15,7 @@ import websockets
 from conftest import FakeProvider, InProcessStarter, ServerFactory
 from helpers import post_chat, until
 from streamchat.framework.streams.changes import Change
-from streamchat.framework.streams.fanout import PLAIN_GROWTH, PLAIN_MAX_GAP_SECONDS, PLAIN_RESEND_REACH
+from streamchat.framework.streams.fanout import DEFLATE_WINDOW_BYTES, PLAIN_GROWTH, PLAIN_MAX_GAP_SECONDS
 
 #: What a steady provider on a busy two-core machine may add to a gap: the send is a loop timer, so it
 #: comes as late as the event loop is busy, and a piece must have come since the last send. The slack
@@ -43,9 +43,9 @@ class ReplyFrames:
 
 
 def script_long_slow_reply(fake_provider: FakeProvider) -> list[str]:
-    """Past the compressor's reach from the first piece, then slow growth: 5 characters every 20 ms, in
+    """Past the compressor's window from the first piece, then slow growth: 5 characters every 20 ms, in
     all less than PLAIN_GROWTH of the text, so waiting for growth leaves a plain client a second behind."""
-    tokens = ["x" * (3 * PLAIN_RESEND_REACH), *(f" w{i:03d}" for i in range(100))]
+    tokens = ["x" * (3 * DEFLATE_WINDOW_BYTES), *(f" w{i:03d}" for i in range(100))]
     fake_provider.script(tokens=tokens, delay=0.02)
     return tokens
 
@@ -83,6 +83,28 @@ async def test_plain_subscribers_of_a_long_reply_get_it_every_quarter_second_and
     streaming = [text for text in uncompressed.texts()[:-1] if text]
     assert (len(reply) - len(tokens[0])) / len(tokens[0]) < PLAIN_GROWTH
     assert 1 <= len(streaming) <= 2, f"{len(streaming)} whole items while streaming, without compression"
+
+
+async def test_the_window_is_counted_in_bytes_so_a_reply_in_a_wider_script_is_not_sent_forty_times_a_second(
+    in_process: InProcessStarter, fake_provider: FakeProvider,
+) -> None:
+    # Fewer characters than the window has bytes, but three bytes each: past the window from the start.
+    tokens = ["語" * (DEFLATE_WINDOW_BYTES // 3 + 100), *(" 語" for _ in range(50))]
+    fake_provider.script(tokens=tokens, delay=0.02)
+    server = await in_process()
+    cid = str(uuid.uuid4())
+    seen = ReplyFrames()
+    await server.runtime.hub.subscribe(seen, "conversation", cid)
+    await post_chat(server, "an answer in Japanese", cid)
+
+    async def finished() -> bool:
+        return seen.finished()
+
+    await until(finished, "the reply finishing")
+    texts = [text for text in seen.texts() if text]
+    assert texts[-1] == "".join(tokens)
+    # ~1 s of pieces 20 ms apart: every 250 ms is ~6 whole items; on the 25 ms cadence it would be ~50.
+    assert len(texts) <= 2 + (len(tokens) * 0.02) / PLAIN_MAX_GAP_SECONDS + 2, f"{len(texts)} whole items"
 
 
 @pytest.mark.parametrize(("server_compresses", "client_offers", "compressed"), [

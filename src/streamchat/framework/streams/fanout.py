@@ -7,16 +7,16 @@ exactly).
 
 Plain Motia subscribers get the whole item again, so what an update costs depends on compression.
 With permessage-deflate and context takeover, an item sent again compresses to back-references to
-its previous copy while that copy is within the compressor's window (uvicorn offers 4 KiB): such an
-update costs about its new text. So over a compressed connection a plain subscriber gets the item
-on the joined deltas' cadence (the first piece at once, then at most one update per
-CLIENT_FLUSH_SECONDS) while its text is within PLAIN_RESEND_REACH, as timely as a delta subscriber;
-past that each update costs about the item's compressed length, and one comes every
-PLAIN_MAX_GAP_SECONDS. Over a connection without compression every update costs the whole item, so
-one comes only once the text has grown by PLAIN_GROWTH since the last (at most one per
-CLIENT_FLUSH_SECONDS), or PLAIN_QUIET_SECONDS after the text stopped growing: its bytes stay
-linear in the reply's length, not its square. Either way a piece costs O(1): one timer per item
-and mode, never work in proportion to the text.
+its previous copy while that copy is within the compressor's window: such an update costs about its
+new text. So over a compressed connection a plain subscriber gets the item on the joined deltas'
+cadence (the first piece at once, then at most one update per CLIENT_FLUSH_SECONDS) while the last
+frame it got fits in DEFLATE_WINDOW_BYTES, as timely as a delta subscriber; past that each update
+costs about the item's compressed length, and one comes every PLAIN_MAX_GAP_SECONDS. Over a
+connection without compression every update costs the whole item, so one comes only once the text
+has grown by PLAIN_GROWTH since the last (at most one per CLIENT_FLUSH_SECONDS), or
+PLAIN_QUIET_SECONDS after the text stopped growing: its bytes stay linear in the reply's length,
+not its square. Either way a piece costs O(1): one timer per item and mode, never work in
+proportion to the text.
 """
 
 from __future__ import annotations
@@ -38,9 +38,9 @@ from streamchat.framework.streams.group import (
 
 CLIENT_FLUSH_SECONDS = 0.025
 DELTA_WINDOW_SECONDS = 0.025
-#: Characters of text up to which an item's frame, sent again, still reaches its previous copy within
-#: the compressor's window (the frame's other fields take the rest of the 4 KiB).
-PLAIN_RESEND_REACH = 3_500
+#: How far back the server's compressor refers (uvicorn's permessage-deflate, server_max_window_bits=12):
+#: a frame sent again reaches its last copy only if that copy was no longer than this.
+DEFLATE_WINDOW_BYTES = 4096
 PLAIN_MAX_GAP_SECONDS = 0.25
 PLAIN_GROWTH = 0.05
 PLAIN_QUIET_SECONDS = 1.0
@@ -129,7 +129,7 @@ class FanOut:
         if state.plain_members > state.uncompressed_plain_members:
             pace = live.pace("plain")
             if pace.timer is None:  # one already set stays: the gap only widens as the text grows
-                gap = CLIENT_FLUSH_SECONDS if live.length <= PLAIN_RESEND_REACH else PLAIN_MAX_GAP_SECONDS
+                gap = CLIENT_FLUSH_SECONDS if pace.sent_bytes <= DEFLATE_WINDOW_BYTES else PLAIN_MAX_GAP_SECONDS
                 self._send_plain_at(state, stream, group, item_id, "plain", max(now, pace.sent_at + gap))
         if state.uncompressed_plain_members:
             pace = live.pace("plain-uncompressed")
@@ -168,8 +168,11 @@ class FanOut:
         if live.length == pace.sent_length:
             return
         pace.sent_at, pace.sent_length = now, live.length
-        item = live.item(item_id)
-        self.publish(state, Change(stream, group, item_id, "update", item, live.seq, state.tick()), mode)
+        change = Change(stream, group, item_id, "update", live.item(item_id), live.seq, state.tick())
+        if mode == "plain":  # its sockets serialise it anyway; the size says when the next may come
+            frame = change.motia_text()
+            pace.sent_bytes = len(frame) if frame.isascii() else len(frame.encode())
+        self.publish(state, change, mode)
 
     # -- rooms -----------------------------------------------------------------------------
 

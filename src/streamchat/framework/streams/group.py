@@ -45,6 +45,8 @@ class PlainPace:
 
     sent_at: float = float("-inf")
     sent_length: int = 0
+    #: The size of the last frame sent (UTF-8 bytes; counted for compressed sockets only).
+    sent_bytes: int = 0
     due: float = 0.0
     timer: asyncio.TimerHandle | None = None
 
