@@ -15,7 +15,7 @@ import websockets
 from conftest import FakeProvider, InProcessStarter, ServerFactory
 from helpers import post_chat, until
 from streamchat.framework.streams.changes import Change
-from streamchat.framework.streams.fanout import DEFLATE_WINDOW_BYTES, PLAIN_GROWTH, PLAIN_MAX_GAP_SECONDS
+from streamchat.framework.streams.fanout import DEFLATE_REACH_BYTES, PLAIN_GROWTH, PLAIN_MAX_GAP_SECONDS
 
 #: What a steady provider on a busy two-core machine may add to a gap: the send is a loop timer, so it
 #: comes as late as the event loop is busy, and a piece must have come since the last send. The slack
@@ -45,7 +45,7 @@ class ReplyFrames:
 def script_long_slow_reply(fake_provider: FakeProvider) -> list[str]:
     """Past the compressor's window from the first piece, then slow growth: 5 characters every 20 ms, in
     all less than PLAIN_GROWTH of the text, so waiting for growth leaves a plain client a second behind."""
-    tokens = ["x" * (3 * DEFLATE_WINDOW_BYTES), *(f" w{i:03d}" for i in range(100))]
+    tokens = ["x" * (3 * DEFLATE_REACH_BYTES), *(f" w{i:03d}" for i in range(100))]
     fake_provider.script(tokens=tokens, delay=0.02)
     return tokens
 
@@ -89,7 +89,7 @@ async def test_the_window_is_counted_in_bytes_so_a_reply_in_a_wider_script_is_no
     in_process: InProcessStarter, fake_provider: FakeProvider,
 ) -> None:
     # Fewer characters than the window has bytes, but three bytes each: past the window from the start.
-    tokens = ["語" * (DEFLATE_WINDOW_BYTES // 3 + 100), *(" 語" for _ in range(50))]
+    tokens = ["語" * (DEFLATE_REACH_BYTES // 3 + 100), *(" 語" for _ in range(50))]
     fake_provider.script(tokens=tokens, delay=0.02)
     server = await in_process()
     cid = str(uuid.uuid4())

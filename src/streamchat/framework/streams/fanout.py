@@ -10,7 +10,7 @@ With permessage-deflate and context takeover, an item sent again compresses to b
 its previous copy while that copy is within the compressor's window: such an update costs about its
 new text. So over a compressed connection a plain subscriber gets the item on the joined deltas'
 cadence (the first piece at once, then at most one update per CLIENT_FLUSH_SECONDS) while the last
-frame it got fits in DEFLATE_WINDOW_BYTES, as timely as a delta subscriber; past that each update
+frame it got fits in DEFLATE_REACH_BYTES, as timely as a delta subscriber; past that each update
 costs about the item's compressed length, and one comes every PLAIN_MAX_GAP_SECONDS. Over a
 connection without compression every update costs the whole item, so one comes only once the text
 has grown by PLAIN_GROWTH since the last (at most one per CLIENT_FLUSH_SECONDS), or
@@ -38,9 +38,10 @@ from streamchat.framework.streams.group import (
 
 CLIENT_FLUSH_SECONDS = 0.025
 DELTA_WINDOW_SECONDS = 0.025
-#: How far back the server's compressor refers (uvicorn's permessage-deflate, server_max_window_bits=12):
-#: a frame sent again reaches its last copy only if that copy was no longer than this.
-DEFLATE_WINDOW_BYTES = 4096
+#: How far back the server's compressor refers: uvicorn's permessage-deflate keeps a 4 KiB window
+#: (server_max_window_bits=12), of which zlib reaches all but its 262-byte lookahead. A frame sent
+#: again reaches its last copy only if that copy was no longer than this.
+DEFLATE_REACH_BYTES = 4096 - 262
 PLAIN_MAX_GAP_SECONDS = 0.25
 PLAIN_GROWTH = 0.05
 PLAIN_QUIET_SECONDS = 1.0
@@ -129,7 +130,7 @@ class FanOut:
         if state.plain_members > state.uncompressed_plain_members:
             pace = live.pace("plain")
             if pace.timer is None:  # one already set stays: the gap only widens as the text grows
-                gap = CLIENT_FLUSH_SECONDS if pace.sent_bytes <= DEFLATE_WINDOW_BYTES else PLAIN_MAX_GAP_SECONDS
+                gap = CLIENT_FLUSH_SECONDS if pace.sent_bytes <= DEFLATE_REACH_BYTES else PLAIN_MAX_GAP_SECONDS
                 self._send_plain_at(state, stream, group, item_id, "plain", max(now, pace.sent_at + gap))
         if state.uncompressed_plain_members:
             pace = live.pace("plain-uncompressed")
