@@ -43,9 +43,9 @@ class ReplyFrames:
 
 
 def script_long_slow_reply(fake_provider: FakeProvider) -> list[str]:
-    """Past the compressor's window from the first piece, then slow growth: 5 characters every 20 ms, in
-    all less than PLAIN_GROWTH of the text, so waiting for growth leaves a plain client a second behind."""
-    tokens = ["x" * (3 * DEFLATE_REACH_BYTES), *(f" w{i:03d}" for i in range(100))]
+    """A long first piece, then slow growth: 5 characters every 20 ms, in all less than PLAIN_GROWTH of
+    the text, so waiting for growth would leave a plain client a second behind."""
+    tokens = ["x" * 12_000, *(f" w{i:03d}" for i in range(100))]
     fake_provider.script(tokens=tokens, delay=0.02)
     return tokens
 
@@ -85,11 +85,12 @@ async def test_plain_subscribers_of_a_long_reply_get_it_every_quarter_second_and
     assert 1 <= len(streaming) <= 2, f"{len(streaming)} whole items while streaming, without compression"
 
 
-async def test_the_window_is_counted_in_bytes_so_a_reply_in_a_wider_script_is_not_sent_forty_times_a_second(
+async def test_the_reach_is_counted_in_bytes_so_a_reply_in_a_wider_script_is_not_sent_forty_times_a_second(
     in_process: InProcessStarter, fake_provider: FakeProvider,
 ) -> None:
-    # Fewer characters than the window has bytes, but three bytes each: past the window from the start.
-    tokens = ["語" * (DEFLATE_REACH_BYTES // 3 + 100), *(" 語" for _ in range(50))]
+    # Fewer characters than the compressor reaches back in bytes, but three bytes each: out of its reach
+    # from the start. The text then grows fast (over 1% a piece), which within reach is sent every 25 ms.
+    tokens = ["語" * (DEFLATE_REACH_BYTES // 3 + 100), *("語" * 200 for _ in range(50))]
     fake_provider.script(tokens=tokens, delay=0.02)
     server = await in_process()
     cid = str(uuid.uuid4())

@@ -6,14 +6,15 @@ carrying the last seq. SSE subscribers get every seq as its own frame (their `id
 exactly).
 
 Plain Motia subscribers get the whole item again, so what an update costs depends on compression.
-With permessage-deflate and context takeover, an item sent again compresses to back-references to
-its previous copy while that copy is within the compressor's window: such an update costs about its
-new text. So over a compressed connection a plain subscriber gets the item on the joined deltas'
-cadence (the first piece at once, then at most one update per CLIENT_FLUSH_SECONDS) while the last
-frame it got fits in DEFLATE_REACH_BYTES, as timely as a delta subscriber; past that each update
-costs about the item's compressed length, and one comes every PLAIN_MAX_GAP_SECONDS. Over a
-connection without compression every update costs the whole item, so one comes only once the text
-has grown by PLAIN_GROWTH since the last (at most one per CLIENT_FLUSH_SECONDS), or
+With permessage-deflate and context takeover (serving's compressor keeps a window that holds the
+previous message), an item sent again compresses to back-references to its previous copy, about a
+byte per hundred of text, plus its new text. So over such a connection a plain subscriber gets the
+item at most every CLIENT_FLUSH_SECONDS once the text has grown by PLAIN_COMPRESSED_GROWTH (the
+references then cost no more than the new text), and in any case PLAIN_MAX_GAP_SECONDS after the
+last, whatever the length. Past DEFLATE_REACH_BYTES the last copy is out of reach and an update
+costs the item compressed: then one comes every PLAIN_MAX_GAP_SECONDS. Over a connection without
+compression (or without its context) every update costs the whole item, so one comes only once the
+text has grown by PLAIN_GROWTH since the last (at most one per CLIENT_FLUSH_SECONDS), or
 PLAIN_QUIET_SECONDS after the text stopped growing: its bytes stay linear in the reply's length,
 not its square. Either way a piece costs O(1): one timer per item and mode, never work in
 proportion to the text.
@@ -38,11 +39,12 @@ from streamchat.framework.streams.group import (
 
 CLIENT_FLUSH_SECONDS = 0.025
 DELTA_WINDOW_SECONDS = 0.025
-#: How far back the server's compressor refers: uvicorn's permessage-deflate keeps a 4 KiB window
-#: (server_max_window_bits=12), of which zlib reaches all but its 262-byte lookahead. A frame sent
-#: again reaches its last copy only if that copy was no longer than this.
-DEFLATE_REACH_BYTES = 4096 - 262
+#: How far back the server's compressor refers: the largest window serving's deflate makes (32 KiB,
+#: server_max_window_bits 15), less the 262 bytes zlib keeps for lookahead. A frame sent again
+#: reaches its last copy only if that copy was no longer than this.
+DEFLATE_REACH_BYTES = (1 << 15) - 262
 PLAIN_MAX_GAP_SECONDS = 0.25
+PLAIN_COMPRESSED_GROWTH = 0.01
 PLAIN_GROWTH = 0.05
 PLAIN_QUIET_SECONDS = 1.0
 
@@ -129,19 +131,20 @@ class FanOut:
         live.grew_at = now
         if state.plain_members > state.uncompressed_plain_members:
             pace = live.pace("plain")
-            if pace.timer is None:  # one already set stays: the gap only widens as the text grows
-                gap = CLIENT_FLUSH_SECONDS if pace.sent_bytes <= DEFLATE_REACH_BYTES else PLAIN_MAX_GAP_SECONDS
-                self._send_plain_at(state, stream, group, item_id, "plain", max(now, pace.sent_at + gap))
+            soon = pace.sent_bytes <= DEFLATE_REACH_BYTES and self._grown(live, pace, PLAIN_COMPRESSED_GROWTH)
+            due = max(now, pace.sent_at + (CLIENT_FLUSH_SECONDS if soon else PLAIN_MAX_GAP_SECONDS))
+            if pace.timer is None or due < pace.due:
+                self._send_plain_at(state, stream, group, item_id, "plain", due)
         if state.uncompressed_plain_members:
             pace = live.pace("plain-uncompressed")
-            due = (max(now, pace.sent_at + CLIENT_FLUSH_SECONDS) if self._grown(live, pace)
+            due = (max(now, pace.sent_at + CLIENT_FLUSH_SECONDS) if self._grown(live, pace, PLAIN_GROWTH)
                    else now + PLAIN_QUIET_SECONDS)
             if pace.timer is None or due < pace.due:
                 self._send_plain_at(state, stream, group, item_id, "plain-uncompressed", due)
 
     @staticmethod
-    def _grown(live: LiveItem, pace: PlainPace) -> bool:
-        return live.length - pace.sent_length >= max(1.0, pace.sent_length * PLAIN_GROWTH)
+    def _grown(live: LiveItem, pace: PlainPace, growth: float) -> bool:
+        return live.length - pace.sent_length >= max(1.0, pace.sent_length * growth)
 
     def _send_plain_at(self, state: GroupState, stream: str, group: str, item_id: str, mode: PlainMode,
                        due: float) -> None:
@@ -163,8 +166,9 @@ class FanOut:
         pace = live.pace(mode)
         pace.timer = None
         now = asyncio.get_running_loop().time()
-        if mode == "plain-uncompressed" and not self._grown(live, pace) and now < live.grew_at + PLAIN_QUIET_SECONDS:
-            self._send_plain_at(state, stream, group, item_id, mode, live.grew_at + PLAIN_QUIET_SECONDS)
+        quiet_at = live.grew_at + PLAIN_QUIET_SECONDS
+        if mode == "plain-uncompressed" and not self._grown(live, pace, PLAIN_GROWTH) and now < quiet_at:
+            self._send_plain_at(state, stream, group, item_id, mode, quiet_at)
             return
         if live.length == pace.sent_length:
             return
