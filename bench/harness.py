@@ -14,13 +14,11 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
-import orjson
 from websockets.asyncio.client import ClientConnection
 
 from streamchat.client import FINISHED, Change, StreamchatClient, Watch
@@ -225,144 +223,6 @@ class SseWatcher:
                     self.result.status, self.result.done_at, self.result.error = data["status"], now, data.get("error")
                     return True
         return False
-
-
-@dataclass(frozen=True, slots=True)
-class Piece:
-    """What one frame of a protocol tells about the reply: text it adds, or the whole text so far; the
-    reply's status when the frame says it; whether it is the reply's last frame."""
-
-    added: str = ""
-    whole: str | None = None
-    status: str | None = None
-    last: bool = False
-
-
-@dataclass(frozen=True)
-class Protocol:
-    """A wire protocol that streams one reply as SSE: where to GET it, and the reply's piece in each frame."""
-
-    name: str
-    path: Callable[[str, str], str]  # (conversation id, reply id) -> path
-    piece: Callable[[str, bytes, bytes], Piece | None]  # (reply id, event, data) -> piece
-
-
-def _conversation_piece(reply_id: str, event: bytes, data: bytes) -> Piece | None:
-    """The conversation's own SSE: `delta` adds text, `item` carries the whole reply (first and last)."""
-    if event not in (b"delta", b"item"):
-        return None
-    body = orjson.loads(data)
-    if body["id"] != reply_id:
-        return None  # the user's message, in the snapshot
-    if event == b"delta":
-        return Piece(added=body["delta"])
-    return Piece(whole=body["message"], status=body["status"], last=body["status"] in FINISHED)
-
-
-def _ui_message_piece(reply_id: str, event: bytes, data: bytes) -> Piece | None:
-    """The Vercel AI SDK's UI message stream: `text-delta` chunks, the status in `message-metadata`, `[DONE]`."""
-    if data == b"[DONE]":
-        return Piece(last=True)
-    body = orjson.loads(data)
-    if body["type"] == "text-delta":
-        return Piece(added=body["delta"])
-    if body["type"] == "message-metadata":
-        return Piece(status=body["messageMetadata"]["status"])
-    return None
-
-
-def _responses_piece(reply_id: str, event: bytes, data: bytes) -> Piece | None:
-    """The OpenAI Responses event stream: `response.output_text.delta` events, then one terminal event."""
-    if event == b"response.output_text.delta":
-        return Piece(added=orjson.loads(data)["delta"])
-    if event in (b"response.completed", b"response.failed", b"response.incomplete"):
-        return Piece(status=orjson.loads(data)["response"]["status"], last=True)
-    return None
-
-
-PROTOCOLS = (
-    Protocol("conversation_sse", lambda cid, reply: f"/api/conversations/{cid}/events", _conversation_piece),
-    Protocol("ai_sdk", lambda cid, reply: f"/api/chat/{cid}/stream", _ui_message_piece),
-    Protocol("openai_responses", lambda cid, reply: f"/v1/responses/{reply}?stream=true", _responses_piece),
-)
-
-
-class ProtocolReader:
-    """One reader of one reply through one protocol, over httpx: `start()` opens the stream, `task` reads it.
-
-    Lag is measured only for tokens sent after the stream opened: the ones before are the backlog
-    every resume sends at once, which measures when the reader came, not the server.
-    """
-
-    def __init__(self, http: httpx.AsyncClient, protocol: Protocol, cid: str, reply_id: str) -> None:
-        self.http, self.protocol, self.reply_id = http, protocol, reply_id
-        self.path = protocol.path(cid, reply_id)
-        self.result = WatchResult()
-        self.opened_at = 0.0
-        self.backlog_tokens = 0
-        self.task: asyncio.Task[None] | None = None
-        self._parts: list[str] = []  # the text so far, joined at the end, so a piece costs O(1)
-        self._length = 0
-
-    async def start(self) -> None:
-        response = await self.http.send(self.http.build_request("GET", self.path), stream=True)
-        self.opened_at = time.time()
-        self.task = asyncio.create_task(self._read(response))
-
-    async def _read(self, response: httpx.Response) -> None:
-        try:
-            if response.status_code != 200:
-                self.result.status = f"HTTP {response.status_code}"
-                return
-            buffer = b""
-            async for chunk in response.aiter_bytes():
-                now = time.time()
-                self.result.bytes_received += len(chunk)
-                *frames, buffer = (buffer + chunk).split(b"\n\n")
-                for frame in frames:
-                    if self._frame(frame, now):
-                        return
-        finally:
-            self.result.text = "".join(self._parts)
-            self.result.wire_bytes = response.num_bytes_downloaded
-            await response.aclose()
-
-    def _frame(self, frame: bytes, now: float) -> bool:
-        """Parse one SSE frame (comments and `retry:` skipped); True once it was the reply's last."""
-        event, data = b"message", []
-        for line in frame.split(b"\n"):
-            name, _, value = line.partition(b":")
-            if name == b"event":
-                event = value.strip()
-            elif name == b"data":
-                data.append(value[1:] if value[:1] == b" " else value)
-        piece = self.protocol.piece(self.reply_id, event, b"\n".join(data)) if data else None
-        if piece is None:
-            return False
-        added = piece.added
-        if piece.whole is not None:
-            added = piece.whole[self._length:]
-            self._parts, self._length = [piece.whole], len(piece.whole)
-        elif added:
-            self._parts.append(added)
-            self._length += len(added)
-        if added:
-            self._measure(added, now)
-        if piece.status is not None:
-            self.result.status = piece.status
-        if piece.last:
-            self.result.done_at = now
-        return piece.last
-
-    def _measure(self, added: str, now: float) -> None:
-        self.result.pieces += 1
-        self.result.first_token_at = self.result.first_token_at or now
-        self.result.last_token_at = now
-        for sent in stamps(added):
-            if sent >= self.opened_at:
-                self.result.lags_ms.append((now - sent) * 1000)
-            else:
-                self.backlog_tokens += 1
 
 
 REDIS_URL = os.environ.get("STREAMCHAT_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")

@@ -15,7 +15,7 @@ from typing import Any
 
 import uvloop
 
-from bench import ab, scenarios, soak
+from bench import ab, protocols, scenarios, soak
 from bench.burst import burst
 from bench.charts import draw
 from bench.costs import costs
@@ -90,7 +90,7 @@ async def run(plan: dict[str, Any], only: set[str] | None) -> dict[str, Any]:
                 ("embedded", lambda: embedded_models(workdir, plan["embedded_tokens"], plan["embedded_rounds"])),
                 ("scale", lambda: scenarios.scale(workdir, fake, plan)),
                 ("costs", lambda: costs(workdir, fake, **plan["costs"], tokens=plan["tokens"], rate=plan["rates"][0])),
-                ("protocols", lambda: scenarios.protocols(workdir, fake, plan["protocols"]["readers"],
+                ("protocols", lambda: protocols.protocols(workdir, fake, plan["protocols"]["readers"],
                                                           plan["protocols"]["tokens"], plan["rates"][0])),
                 ("tools", lambda: tool_round_trip(workdir, fake, plan["tool_samples"])),
                 ("burst", lambda: burst(workdir, fake, **plan["burst"])),

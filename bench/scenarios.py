@@ -12,12 +12,9 @@ from typing import Any
 import httpx
 
 from bench.harness import (
-    PROTOCOLS,
     ROOT,
     Deployment,
     Fake,
-    Protocol,
-    ProtocolReader,
     Server,
     SseWatcher,
     WatchResult,
@@ -290,72 +287,6 @@ async def wire(workdir: Path, fake: Fake, sizes: list[int], rate: float, compres
         finally:
             server.stop()
     return {"tokens_per_s": rate, "compression": compression, "runs": runs}
-
-
-async def protocols(workdir: Path, fake: Fake, readers: list[int], tokens: int, rate: float) -> dict[str, Any]:
-    """One reply read by N concurrent readers through each wire protocol in turn (one protocol per run).
-
-    Every protocol view follows the reply through an item watch and renders each piece into its own
-    frame for each reader; this shows what that costs per token and per reader, next to the
-    conversation's own SSE (one frame serialised for everyone). The readers join once the reply has
-    begun, as a resume does (the AI SDK's answers 204 before that).
-    """
-    out: dict[str, Any] = {"tokens": tokens, "tokens_per_s": rate, "runs": []}
-    for protocol in PROTOCOLS:
-        for count in readers:
-            run = await _protocol_run(workdir, fake, protocol, count, tokens, rate)
-            out["runs"].append(run)
-            print(f"  protocols {protocol.name:<17} {count:>5} readers: lag p50/p99 {run['lag_ms']['p50']} / "
-                  f"{run['lag_ms']['p99']} ms, complete {run['complete']}/{count}, "
-                  f"{run['server_cpu_us_per_token_per_reader']} µs/token/reader, "
-                  f"{run['wire_bytes_per_reply_byte']} wire B/B", flush=True)
-    return out
-
-
-async def _protocol_run(workdir: Path, fake: Fake, protocol: Protocol, count: int, tokens: int,
-                        rate: float) -> dict[str, Any]:
-    """One reply, `count` readers of it through `protocol`, on a server of its own."""
-    fake.script(count=tokens, delay=1 / rate, stamp=True)
-    server = Server(workdir, fake)
-    try:
-        limits = httpx.Limits(max_connections=count + 1, max_keepalive_connections=0)
-        async with httpx.AsyncClient(base_url=server.url, timeout=60, limits=limits) as http, \
-                StreamchatClient(server.url, timeout=60) as client:
-            cpu_before, client_cpu_before = server.process.cpu_seconds(), time.process_time()
-            started = time.time()
-            reply = await client.send("protocols", str(uuid.uuid4()))
-            cid, reply_id = reply.conversation_id, reply.assistant_message_id
-            readers = [ProtocolReader(http, protocol, cid, reply_id) for _ in range(count)]
-            for batch in range(0, count, 100):
-                await asyncio.gather(*(r.start() for r in readers[batch:batch + 100]))
-            opened = time.time() - started
-            _, pending = await asyncio.wait([r.task for r in readers if r.task], timeout=tokens / rate + 60)
-            for task in pending:
-                task.cancel()
-            elapsed = time.time() - started
-            cpu = server.process.cpu_seconds() - cpu_before
-            client_cpu = time.process_time() - client_cpu_before
-            stored = next(m["message"] for m in await client.conversation(cid) if m["id"] == reply_id)
-        reply_bytes = len(stored.encode())
-        incomplete = [r for r in readers if not (r.result.status == "completed" and r.result.text == stored
-                                                 and len(stamps(stored)) == tokens)]
-        lags = [lag for r in readers for lag in r.result.lags_ms]
-        return {
-            "protocol": protocol.name, "readers": count, "tokens": tokens, "tokens_per_s": rate,
-            "lag_ms": percentiles(lags), "complete": count - len(incomplete),
-            "incomplete": [{"status": r.result.status, "tokens": len(stamps(r.result.text)),
-                            "reader": _ending(r.task)} for r in incomplete[:5]],
-            "readers_opened_s": round(opened, 2),
-            "backlog_tokens": percentiles([float(r.backlog_tokens) for r in readers]),
-            "server_cpu_s": round(cpu, 3), "server_cpu_utilisation": round(cpu / elapsed, 3),
-            "server_cpu_us_per_token_per_reader": round(cpu / (tokens * count) * 1e6, 1),
-            "clients_cpu_utilisation": round(client_cpu / elapsed, 3),
-            "reply_bytes": reply_bytes,
-            "wire_bytes_per_reply_byte": round(sum(r.result.wire_bytes for r in readers) / (count * reply_bytes), 3),
-            "elapsed_s": round(elapsed, 2), "server_peak_rss_mb": server.process.peak_rss_mb(),
-        }
-    finally:
-        server.stop()
 
 
 def _rate(runs: list[tuple[float, float, float, int]]) -> dict[str, Any]:
