@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from streamchat.framework.store.base import JSON, StoredItem, TextAppend
+from streamchat.framework.store.base import JSON, AppendRefusal, StoredItem, TextAppend
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +36,23 @@ def judge_append(append: TextAppend, stored: StoredEnd | None) -> Verdict:
     if stored.seq != append.after_seq or stored.field not in (None, append.field) or stored.length != append.offset:
         return "unmatched"
     return "write"
+
+
+ChunkRow = tuple[str, str, str, int, int, str, str]
+
+
+def chunk_rows(stream: str, wanted: Iterable[tuple[str, TextAppend]], ends: dict[tuple[str, str], StoredEnd],
+               refused: dict[tuple[str, str], AppendRefusal]) -> list[ChunkRow]:
+    """The rows to insert (stream, group, id, seq, start, field, text) for the appends that extend
+    exactly what is stored; those that do not are added to `refused` as unmatched, older ones dropped."""
+    rows: list[ChunkRow] = []
+    for group, append in wanted:
+        verdict = judge_append(append, ends.get((group, append.id)))
+        if verdict == "unmatched":
+            refused[group, append.id] = "unmatched"
+        elif verdict == "write":
+            rows.append((stream, group, append.id, append.seq, append.offset, append.field, append.text))
+    return rows
 
 
 def with_appended(item: StoredItem, field: str, texts: list[str], seq: int) -> StoredItem:

@@ -20,7 +20,7 @@ from asyncpg.pool import PoolConnectionProxy
 from streamchat.framework.errors import StorageFull, StoreUnavailable
 from streamchat.framework.leases import Fenced, Lease
 from streamchat.framework.retrying import retry_transient
-from streamchat.framework.store.appends import joined, judge_append, stored_end
+from streamchat.framework.store.appends import chunk_rows, joined, stored_end
 from streamchat.framework.store.base import JSON, LEASES, AppendRefusal, Store, StoredItem, TextAppend
 from streamchat.framework.store.postgres_schema import MIGRATIONS
 
@@ -248,13 +248,7 @@ class PostgresStore(Store):
                                               [append.id for _, append in wanted],
                                               [append.field for _, append in wanted]) if wanted else []
                 ends = {(row[0], row[1]): stored_end(tuple(row)[2:]) for row in rows}
-                chunks = []
-                for group, append in wanted:
-                    verdict = judge_append(append, ends.get((group, append.id)))
-                    if verdict == "unmatched":
-                        refused[group, append.id] = "unmatched"
-                    elif verdict == "write":
-                        chunks.append((stream, group, append.id, append.seq, append.offset, append.field, append.text))
+                chunks = chunk_rows(stream, wanted, ends, refused)
                 await connection.executemany(INSERT_CHUNK, chunks)
                 return refused
 

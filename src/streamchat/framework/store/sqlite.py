@@ -13,7 +13,7 @@ import orjson
 
 from streamchat.framework.errors import StorageFull, StoreUnavailable
 from streamchat.framework.leases import Fenced, Lease
-from streamchat.framework.store.appends import joined, judge_append, stored_end
+from streamchat.framework.store.appends import chunk_rows, joined, stored_end
 from streamchat.framework.store.base import JSON, LEASES, AppendRefusal, Store, StoredItem, TextAppend
 from streamchat.framework.store.sqlite_batches import BatchedConnection
 
@@ -261,13 +261,7 @@ class SQLiteStore(Store):
             keys = orjson.dumps([[group, append.id, json_path(append.field)] for group, append in wanted]).decode()
             ends = {(row[0], row[1]): stored_end(row[2:]) for row in (db.execute(
                 STORED_ENDS, (keys, stream)).fetchall() if wanted else [])}
-            chunks = []
-            for group, append in wanted:
-                verdict = judge_append(append, ends.get((group, append.id)))
-                if verdict == "unmatched":
-                    refused[group, append.id] = "unmatched"
-                elif verdict == "write":
-                    chunks.append((stream, group, append.id, append.seq, append.offset, append.field, append.text))
+            chunks = chunk_rows(stream, wanted, ends, refused)
             db.executemany(INSERT_CHUNK, chunks)
             return refused
 
