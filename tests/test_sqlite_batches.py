@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -69,6 +70,25 @@ async def test_the_store_answers_a_burst_of_writes_and_reads_exactly(tmp_path: P
         assert (await store.get_item("s", "g0", "i0")) == StoredItem("i0", {"n": 7}, 9)
     finally:
         await store.disconnect()
+
+
+async def test_work_cancelled_before_its_trip_is_not_run(tmp_path: Path) -> None:
+    connection = BatchedConnection(str(tmp_path / "b.db"))
+    await connection.open()
+    await connection.script("CREATE TABLE t (n INTEGER PRIMARY KEY)")
+    try:
+        slow = asyncio.ensure_future(connection.call(lambda db: time.sleep(0.3)))  # holds the thread
+        await asyncio.sleep(0.05)
+        cancelled = asyncio.ensure_future(connection.call(lambda db: db.execute("INSERT INTO t VALUES (1)")))
+        kept = asyncio.ensure_future(connection.call(lambda db: db.execute("INSERT INTO t VALUES (2)")))
+        await asyncio.sleep(0.05)
+        cancelled.cancel()
+        await slow
+        await kept
+        rows = await connection.call(lambda db: [row[0] for row in db.execute("SELECT n FROM t")])
+        assert rows == [2]
+    finally:
+        await connection.close()
 
 
 async def test_work_after_close_is_refused(tmp_path: Path) -> None:

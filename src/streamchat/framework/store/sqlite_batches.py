@@ -83,7 +83,10 @@ class BatchedConnection:
 
     def _start_trip(self, loop: asyncio.AbstractEventLoop) -> None:
         """A trip to the thread with everything queued now; the next one starts when it is back."""
-        batch, self._queue = self._queue, []
+        # Work whose caller was cancelled before its trip is not run (as a statement waiting for a lock was not).
+        batch, self._queue = [queued for queued in self._queue if not queued.future.cancelled()], []
+        if not batch:
+            return
         trip = self._trip = loop.run_in_executor(self._executor, self._run, batch)
         trip.add_done_callback(lambda _: self._back(loop, batch, trip))
 
