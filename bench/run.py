@@ -272,7 +272,7 @@ def fanout_lines(title: str, blocks: list[dict[str, Any]]) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description="Benchmark streamchat against a fake provider on 127.0.0.1.")
     parser.add_argument("--quick", action="store_true",
-                        help="a tiny run (about a minute and a half) that checks the harness")
+                        help="a tiny run (about two minutes) that checks the harness")
     parser.add_argument("--only", default="",
                         help="comma-separated scenarios: overhead,concurrency,dedicated_core,fanout,"
                              "fanout_uncompressed,wire,wire_uncompressed,plain_pace,embedded,scale,costs,"

@@ -16,7 +16,7 @@ from conftest import ROOT
 @pytest.mark.timeout(660)  # the run itself is bounded below
 def test_quick_benchmark_runs_and_writes_results(tmp_path: Path) -> None:
     out = tmp_path / "latest.json"
-    # A bound on a hang, not on speed: the run takes about a minute and a half alone, several times
+    # A bound on a hang, not on speed: the run takes about two minutes alone, several times
     # that beside other work on two cores.
     result = subprocess.run([sys.executable, "-m", "bench.run", "--quick", "--out", str(out)], cwd=ROOT,
                             capture_output=True, text=True, timeout=600, check=False)
