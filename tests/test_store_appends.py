@@ -116,6 +116,10 @@ async def streamed_turn(server: InProcessServer, fake_provider: FakeProvider, to
     return written, len(final["message"].encode())
 
 
+#: What one whole-item put of a reply early in its text costs beyond that text (its other fields).
+WHOLE_ITEM_SLACK = 256
+
+
 async def test_each_byte_of_a_long_streamed_reply_costs_the_store_at_most_two(
     in_process: InProcessStarter, fake_provider: FakeProvider, store_env: dict[str, str],
 ) -> None:
@@ -125,4 +129,7 @@ async def test_each_byte_of_a_long_streamed_reply_costs_the_store_at_most_two(
     server = await in_process(**store_env)
     short_bytes, short_text = await streamed_turn(server, fake_provider, ["ok"], 0.0)
     long_bytes, long_text = await streamed_turn(server, fake_provider, [f"wörd{i} " for i in range(300)], 0.01)
-    assert long_bytes - short_bytes <= 2 * (long_text - short_text), (short_bytes, short_text, long_bytes, long_text)
+    # A flush whose append the store cannot match puts the item whole instead (correct, and rare: seen
+    # once in many runs on a busy machine, early in the reply): one item's fields more, not its text again.
+    assert long_bytes - short_bytes <= 2 * (long_text - short_text) + WHOLE_ITEM_SLACK, (
+        short_bytes, short_text, long_bytes, long_text)
