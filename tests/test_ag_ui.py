@@ -20,7 +20,7 @@ import pytest
 from ag_ui.core import PROTOCOL_VERSION, Event, MessagesSnapshotEvent, RunFinishedEvent
 from pydantic import TypeAdapter
 
-from conftest import FakeProvider, InProcessStarter
+from conftest import FakeProvider, InProcessStarter, ServerFactory
 from helpers import InProcessServer, wait_for_status, wait_until_streaming
 
 EVENTS = TypeAdapter(Event)
@@ -512,16 +512,22 @@ async def test_a_round_with_an_approval_and_a_front_end_call_waits_for_both(
 
 
 async def test_a_run_whose_thread_is_deleted_ends_with_run_error(
-    in_process: InProcessStarter, fake_provider: FakeProvider,
+    servers: ServerFactory, fake_provider: FakeProvider,
 ) -> None:
-    server = await in_process()
+    """The delete comes while the run streams (its first frame read, so the POST's send is done): a
+    server process, as the in-process transport hands a response over only once it ended."""
+    server = servers.start()
     fake_provider.script(tokens=["one", " two"], hold_after=1)
     thread = thread_id()
-    async with server.client() as client:
-        running = asyncio.create_task(client.post("/ag-ui", json=run_input(thread, "go", run="doomed")))
-        await fake_provider.until_held()
-        assert (await client.delete(f"/api/conversations/{thread}")).status_code == 204
-        frames = frames_of((await running).text)
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        async with client.stream("POST", "/ag-ui", json=run_input(thread, "go", run="doomed")) as response:
+            chunks = response.aiter_bytes()
+            body = await anext(chunks)
+            await fake_provider.until_held()
+            assert (await client.delete(f"/api/conversations/{thread}")).status_code == 204
+            async for chunk in chunks:
+                body += chunk
+        frames = frames_of(body.decode())
         gone = await client.get(f"/ag-ui/{thread}/runs/doomed/events")
     assert frames[-1].data == {"type": "RUN_ERROR", "message": "the conversation was deleted",
                                "code": "thread_deleted"}

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import threading
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio.to_thread
 import pytest
 
 from conftest import FakeProvider, Server, ServerFactory
@@ -490,3 +492,17 @@ def test_the_blocking_client_is_the_async_one_on_a_thread(server: Server, fake_p
         assert (refused.value.status, refused.value.code) == (422, "validation_error")
         assert "message" in refused.value.detail
     assert client.loop.closed and not [t for t in threading.enumerate() if t.name == "streamchat-client"]
+
+
+def test_a_ctrl_c_is_never_taken_by_the_blocking_clients_threads() -> None:
+    """The kernel hands a process's SIGINT to any thread that does not block it; one taken by the loop's
+    thread (or a worker it starts, as for a name lookup) would not wake the main thread from its wait
+    for the next piece, so the Ctrl-C of `streamchat chat` would do nothing while a reply is held up."""
+    async def blocked() -> list[bool]:
+        def here() -> bool:
+            return signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, set())
+        return [here(), await anyio.to_thread.run_sync(here)]
+
+    with SyncStreamchatClient("http://127.0.0.1:9") as client:
+        assert client.loop.call(blocked) == [True, True]
+    assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, set()), "the main thread still takes it"

@@ -5,11 +5,16 @@ loop is anyio's blocking portal (anyio comes with httpx). An iterator read from 
 takes one step at a time on the loop; a step that a KeyboardInterrupt stopped waiting for goes on
 running, and the next `next()` waits for that same step: no piece is lost, and the async
 iterator is never asked for two at once (which an async generator refuses).
+
+The loop's thread (and every thread it starts) blocks SIGINT: a Ctrl-C the kernel handed to it would
+set Python's flag without waking the main thread from its wait, so the KeyboardInterrupt would come
+only with the next piece (never, for a reply that is held up).
 """
 
 from __future__ import annotations
 
 import contextlib
+import signal
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import CancelledError, Future
@@ -28,7 +33,8 @@ class LoopThread:
 
     def __init__(self, name: str = "streamchat-client") -> None:
         self._stack = contextlib.ExitStack()
-        self.portal: BlockingPortal = self._stack.enter_context(start_blocking_portal(name=name))
+        with _interrupts_blocked():  # the new thread keeps the mask it starts with
+            self.portal: BlockingPortal = self._stack.enter_context(start_blocking_portal(name=name))
         self._iterators: weakref.WeakSet[BlockingIterator[Any]] = weakref.WeakSet()
         self.closed = False
 
@@ -55,6 +61,19 @@ class LoopThread:
                 self.portal.call(last)
         finally:
             self._stack.close()
+
+
+@contextlib.contextmanager
+def _interrupts_blocked() -> Iterator[None]:
+    """SIGINT blocked in this thread for the block (where the platform has signal masks)."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
 class BlockingIterator(Generic[T]):
