@@ -247,7 +247,12 @@ def main() -> None:
         sys.exit(_serve(args.serve, args.trace))
     env = dict(pair.split("=", 1) for pair in args.env)
     with tempfile.TemporaryDirectory() as workdir:
-        result = asyncio.run(measure(Path(workdir), args.sockets, args.conversations, args.tokens, args.trace, env))
+        result = asyncio.run(measure(Path(workdir), args.sockets, args.conversations, args.tokens, False, env))
+    if args.trace:  # tracing costs memory of its own: its figures come from a second run
+        with tempfile.TemporaryDirectory() as workdir:
+            traced = asyncio.run(measure(Path(workdir), args.sockets, args.conversations, args.tokens, True, env))
+        for name in ("idle_socket", "streaming_conversation"):
+            result[name].update(traced_kb=traced[name]["traced_kb"], top=traced[name]["top"])
     text = json.dumps(result, indent=1)
     if args.out:
         args.out.write_text(text)

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import tracemalloc
-from collections.abc import Iterator
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -18,8 +20,9 @@ import websockets
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.server import ServerProtocol
 
-from conftest import free_port
+from conftest import InProcessStarter, free_port
 from helpers import until
+from streamchat.framework.http.socket_lane import route_path
 from streamchat.serving import IDLE_COMPRESSOR_SECONDS, WebSocketProtocol
 
 
@@ -110,10 +113,14 @@ async def open_compressed(port: int) -> asyncio.StreamWriter:
     return writer
 
 
-async def idle_bytes_per_connection(protocol: type[WebSocketsSansIOProtocol], count: int) -> float:
+Opener = Callable[[int], Awaitable[asyncio.StreamWriter]]
+
+
+async def idle_bytes_per_connection(protocol: type[WebSocketsSansIOProtocol], count: int, app: Any = greeting_app,
+                                    opener: Opener = open_compressed) -> float:
     """Python memory (tracemalloc, which sees zlib's state) per open connection that has been idle a while."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(greeting_app, host="127.0.0.1", port=port, ws=protocol,
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, ws=protocol,
                                            ws_per_message_deflate=True, lifespan="off", log_level="warning"))
     serving = asyncio.create_task(server.serve())
 
@@ -123,13 +130,13 @@ async def idle_bytes_per_connection(protocol: type[WebSocketsSansIOProtocol], co
     await until(started, "the server started")
     writers: list[asyncio.StreamWriter] = []
     try:
-        for writer in [await open_compressed(port) for _ in range(3)]:  # the first connections warm up
+        for writer in [await opener(port) for _ in range(3)]:  # the first connections warm up
             writer.close()
         tracemalloc.start()
         try:
             gc.collect()
             before = tracemalloc.get_traced_memory()[0]
-            writers = [await open_compressed(port) for _ in range(count)]
+            writers = [await opener(port) for _ in range(count)]
             await asyncio.sleep(2.5 * IDLE_COMPRESSOR_SECONDS)
             gc.collect()
             return (tracemalloc.get_traced_memory()[0] - before) / count
@@ -154,3 +161,36 @@ async def test_an_idle_connection_holds_no_compressor() -> None:
 async def test_without_it_an_idle_connection_keeps_its_compressor() -> None:
     """The measurement above can fail: uvicorn's own protocol keeps zlib's state while the socket is open."""
     assert await idle_bytes_per_connection(WebSocketsSansIOProtocol, 20) > IDLE_CONNECTION_BOUND
+
+
+async def joined_and_idle(port: int) -> asyncio.StreamWriter:
+    """A bare client of the stream socket that joined a group of its own and read its (compressed) sync."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(HANDSHAKE)
+    head = await reader.readuntil(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 101") and b"permessage-deflate" in head, head
+    join = json.dumps({"type": "join", "data": {"streamName": "conversation", "groupId": uuid.uuid4().hex,
+                                                "subscriptionId": "s"}}, separators=(",", ":")).encode()
+    assert len(join) < 126
+    writer.write(bytes([0x81, 0x80 | len(join), 0, 0, 0, 0]) + join)  # masked with a key of zeros
+    first = await reader.readexactly(2)
+    assert first[0] & 0x40, "the sync was not compressed"
+    await reader.readexactly(first[1] & 0x7F)
+    return writer
+
+
+#: Measured ~25.6 KB a joined idle socket here (the bare client's own objects in this process included),
+#: ~35.7 KB when the socket went through the HTTP middleware stack (each layer keeps a suspended frame
+#: while the socket is open), kept the handshake's headers and an empty outbox.
+JOINED_SOCKET_BOUND = 30_000
+
+
+async def test_an_idle_stream_socket_of_the_app_skips_the_http_stack(in_process: InProcessStarter) -> None:
+    server = await in_process()
+    assert await idle_bytes_per_connection(WebSocketProtocol, 20, server.app, joined_and_idle) < JOINED_SOCKET_BOUND
+
+
+@pytest.mark.parametrize(("path", "root", "seen"), [("/", "", "/"), ("/chat/", "/chat", "/"), ("/chat", "/chat", "/"),
+                                                   ("/api", "", "/api"), ("/other/", "/chat", "/other/")])
+def test_the_socket_lane_matches_paths_as_the_routes_do(path: str, root: str, seen: str) -> None:
+    assert route_path({"path": path, "root_path": root}) == seen

@@ -67,6 +67,8 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
     def start_keepalive(self) -> None:
         """Called once the handshake's response is sent: uvicorn needs neither half of it any more."""
         super().start_keepalive()
+        # websockets' parser keeps the request for the connection's life: its headers at least go.
+        self.request.headers.clear()
         del self.request, self.response
 
     def _check_idle_later(self) -> None:

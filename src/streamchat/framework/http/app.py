@@ -11,13 +11,15 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
-from fastapi import FastAPI, Request, WebSocket
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
 
 from streamchat.framework.access.auth import AccessRules, AuthMiddleware, document_auth
 from streamchat.framework.access.limits import BodyLimitMiddleware
@@ -33,6 +35,7 @@ from streamchat.framework.errors import (
     describe_validation,
     error_response,
 )
+from streamchat.framework.http.socket_lane import AppWithSocketLane
 from streamchat.framework.http.websocket import DEFAULT_SOCKET_LIMITS, SocketLimits, stream_socket
 from streamchat.framework.http.workbench import workbench_router
 from streamchat.framework.observability.metrics import HttpMetricsMiddleware, metrics_response, watch_runtime
@@ -83,7 +86,7 @@ def build_app(
                 await hook()
             logger.info("stopped cleanly")
 
-    app = FastAPI(title=title, version=version, lifespan=lifespan)
+    app = AppWithSocketLane(title=title, version=version, lifespan=lifespan)
     app.state.runtime = runtime
     install_error_handlers(app, formats)
     for step in runtime.steps.apis:
@@ -108,12 +111,13 @@ def build_app(
         """Prometheus metrics of this instance (needs a key, like the API, when keys are set)."""
         return metrics_response()
 
-    async def streams_socket(websocket: WebSocket) -> None:
-        await stream_socket(websocket, runtime.hub, runtime.can_access, socket_limits, socket_compression)
+    async def streams_socket(scope: Scope, receive: Receive, send: Send) -> None:
+        await stream_socket(WebSocket(scope, receive, send), runtime.hub, runtime.can_access, socket_limits,
+                            socket_compression)
 
-    # Starlette's route, not FastAPI's: it has no dependencies to solve, and FastAPI's keeps two exit
-    # stacks and its handler's frames for each open socket.
-    app.router.add_websocket_route("/", streams_socket)
+    # The socket's own way in (socket_lane.py): the key check, then the socket, none of the HTTP stack.
+    app.socket = AuthMiddleware(streams_socket, keys=runtime.keys, public=access.public,
+                                query_token=access.query_token, admin_only=access.admin_only, error_formats=formats)
 
     if runtime.keys.required:
         document_auth(app, public=access.public, admin_only=access.admin_only, error_formats=formats)

@@ -65,8 +65,9 @@ class Connection:
         self.access = access
         self.limits = limits
         self.principal: Principal | None = websocket.scope.get("state", {}).get("principal")
-        #: Frames to send; None: close the socket (its reader is too slow).
-        self.outbox: deque[str | None] = deque()
+        #: Frames to send; None: close the socket (its reader is too slow). Made with the first frame
+        #: and dropped once sent: an empty deque holds a block of 64 slots, most of an idle socket's own.
+        self.outbox: deque[str | None] | None = None
         self.wakeup: asyncio.Future[None] | None = None
         self.allowance = float(limits.messages_per_second)
         self.allowance_at = time.monotonic()
@@ -77,24 +78,29 @@ class Connection:
         """Queue the change's frame: its text, shared with the other sockets that get the same change."""
         if self.too_slow:
             return
-        if len(self.outbox) < self.limits.outbox:
-            self.outbox.append(change if isinstance(change, str) else change.motia_text())
+        outbox = self.outbox
+        if outbox is None:
+            outbox = self.outbox = deque()
+        if len(outbox) < self.limits.outbox:
+            outbox.append(change if isinstance(change, str) else change.motia_text())
         else:
             self.too_slow = True
             logger.warning("dropping a websocket client that does not read", extra={"queued": self.limits.outbox})
-            self.outbox.clear()
-            self.outbox.append(None)
+            outbox.clear()
+            outbox.append(None)
         if self.wakeup is not None and not self.wakeup.done():
             self.wakeup.set_result(None)
 
     async def writer(self) -> None:
         while True:
-            if not self.outbox:
+            outbox = self.outbox
+            if not outbox:
+                self.outbox = None
                 self.wakeup = asyncio.get_running_loop().create_future()
                 await self.wakeup
                 self.wakeup = None
                 continue
-            entry = self.outbox.popleft()
+            entry = outbox.popleft()
             if entry is None:
                 await self.websocket.close(CLOSE_TOO_SLOW, "client too slow")
                 return
