@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import contextlib
 import os
 import re
 import signal
@@ -120,6 +121,24 @@ class Terminal:
             assert time.monotonic() < deadline, "the program does not read its input"
             time.sleep(0.01)
 
+    def threads(self) -> str:
+        """Each thread's signal masks and what it sleeps in (Linux), to tell where a signal went."""
+        lines = []
+        for task in sorted(Path(f"/proc/{self.process.pid}/task").glob("*")):
+            with contextlib.suppress(OSError):
+                status = dict(line.split(":\t", 1) for line in (task / "status").read_text().splitlines()
+                              if ":\t" in line)
+                wanted = {key: status.get(key, "").strip() for key in ("Name", "SigPnd", "SigBlk", "SigIgn", "SigCgt")}
+                lines.append(f"{task.name}: {wanted} in {(task / 'wchan').read_text()}")
+        return "\n".join(lines)
+
+    def takes_interrupts(self) -> bool:
+        """SIGINT neither ignored nor blocked in the main thread (an inherited mask or disposition would)."""
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        masks = {line.split(":")[0]: int(line.split()[1], 16) for line in status.splitlines()
+                 if line.startswith(("SigBlk", "SigIgn"))}
+        return not any(mask & (1 << (signal.SIGINT - 1)) for mask in masks.values())
+
     def close(self) -> int:
         if self.process.stdin is not None:
             self.process.stdin.close()
@@ -204,8 +223,12 @@ def test_ctrl_c_during_a_reply_stops_it_and_the_session_goes_on(
     session.type("tell me a long story")
     cid = session.expect(r"\[conversation (\S+)\]\n").group(1)
     session.expect(r"slow2 ")
+    assert session.takes_interrupts(), session.threads()
     session.process.send_signal(signal.SIGINT)
-    session.expect(r"\n\[stopped\]\n")
+    try:
+        session.expect(r"\n\[stopped\]\n")
+    except AssertionError as error:
+        raise AssertionError(f"{error}\n{session.threads()}") from error
     [(_, _, _), (sender, status, text)] = messages(server, cid)
     assert (sender, status, text) == ("assistant", "stopped", "slow0 slow1 slow2 ")
     assert session.process.poll() is None, "Ctrl-C in a reply ends the reply, not the program"

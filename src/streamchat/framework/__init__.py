@@ -36,6 +36,7 @@ from streamchat.framework.observability.tracing import configure_tracing
 from streamchat.framework.runtime import Runtime
 from streamchat.framework.services import MissingService, Services
 from streamchat.framework.store.state import State
+from streamchat.framework.streams.pieces import Pieces
 from streamchat.framework.streams.stream import Item, Stream
 from streamchat.framework.streams.watch import ItemGone, ItemState, ItemWatch, Quiet, TextDelta
 from streamchat.framework.text import NUL
@@ -65,6 +66,7 @@ __all__ = [
     "Lease",
     "MissingService",
     "PermanentError",
+    "Pieces",
     "Principal",
     "Quiet",
     "Runtime",

@@ -21,7 +21,7 @@ import time
 from collections.abc import AsyncIterator
 
 from streamchat.conversations.records import REPLY_PIECES
-from streamchat.framework import OUTAGES, State
+from streamchat.framework import OUTAGES, Pieces, State
 
 FLUSH_SECONDS = 0.5
 
@@ -30,14 +30,14 @@ class ReplyJournal:
     """One run's pieces of a reply, in the order it wrote them."""
 
     def __init__(self, state: State, reply_id: str, flush_seconds: float | None) -> None:
-        self.pieces: list[str] = []
+        self.pieces = Pieces()
         self._state = state
         self._reply_id = reply_id
         self._flush_seconds = flush_seconds
         self._flushed_at = time.monotonic()
 
     def text(self) -> str:
-        return "".join(self.pieces)
+        return self.pieces.text()
 
     def flush_due(self) -> bool:
         """After a piece was written: whether to share the lengths so far (other instances read them)."""
@@ -53,7 +53,7 @@ class ReplyJournal:
         await self._write()
 
     async def _write(self) -> None:
-        await self._state.set(REPLY_PIECES, self._reply_id, {"lengths": [len(piece) for piece in self.pieces]})
+        await self._state.set(REPLY_PIECES, self._reply_id, {"lengths": self.pieces.lengths()})
 
 
 class ReplyJournals:
@@ -61,7 +61,7 @@ class ReplyJournals:
 
     def __init__(self, several_instances: bool) -> None:
         self._flush_seconds = FLUSH_SECONDS if several_instances else None
-        self._writing: dict[str, list[str]] = {}
+        self._writing: dict[str, Pieces] = {}
 
     @contextlib.asynccontextmanager
     async def recording(self, state: State, reply_id: str) -> AsyncIterator[ReplyJournal]:
@@ -78,6 +78,6 @@ class ReplyJournals:
         """The lengths known so far: this process's own while it writes the reply, else the stored ones."""
         local = self._writing.get(reply_id)
         if local is not None:
-            return [len(piece) for piece in local]
+            return local.lengths()
         stored = await state.get(REPLY_PIECES, reply_id)
         return [] if stored is None else [int(length) for length in stored["lengths"]]

@@ -113,7 +113,7 @@ class ReplyRunner:
             # Read before this run's journal is opened: while it is open, it is what this process reads.
             earlier_pieces = await self._earlier_pieces(reply_id, reply.message)
             async with self.journals.recording(self.ctx.state, reply_id) as journal:
-                journal.pieces += earlier_pieces
+                journal.pieces.extend(earlier_pieces)
                 written = len(reply.message)
                 try:
                     async for piece in replying:

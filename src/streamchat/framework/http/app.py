@@ -66,7 +66,8 @@ def build_app(
     `on_startup` hooks run before the runtime starts (e.g. loading a model); `on_shutdown` after it
     has drained its handlers. Every request, including routes the caller adds to the app later,
     goes through the same stack: metrics, then the API-key check (`access` says which paths are
-    public or admin-only), then the body size limit. `error_formats` gives the routes under a path
+    public or admin-only), then the body size limit; the stream socket at `/` has its own way in,
+    through the key check alone (socket_lane.py). `error_formats` gives the routes under a path
     prefix a protocol's own error shape (every error there, the framework's included, is written in it).
     `socket_compression` says whether the server under the app offers WebSockets permessage-deflate.
     """

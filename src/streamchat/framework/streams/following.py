@@ -81,8 +81,7 @@ class Following:
                     if base is None:
                         return
                     live = state.live[item_id] = LiveItem.starting_from(base, change.field, base["seq"])
-                live.parts.append(change.payload)
-                live.length += len(change.payload)
+                live.grow(change.payload)
                 live.seq = seq
             self.record(state, state.change(stream, group, item_id, "delta", delta, seq), "delta")
             if live is not None and state.plain_members:

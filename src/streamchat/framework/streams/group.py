@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from streamchat.framework.leases import Lease
 from streamchat.framework.store import JSON, StoredItem
 from streamchat.framework.streams.changes import TEXT_FIELD, Change, Kind
+from streamchat.framework.streams.pieces import CHUNK
 
 if TYPE_CHECKING:
     from streamchat.framework.streams.replay import DeltaRun
@@ -76,15 +77,28 @@ class LiveItem:
     grew_at: float = 0.0
     #: The whole-item sends of each plain mode (fanout.py), made when the first piece for it comes.
     paces: dict[PlainMode, PlainPace] = dataclasses.field(default_factory=dict)  # `field` is taken here
+    #: Pieces appended since the parts were last joined.
+    loose: int = 0
     dirty: bool = False
     ended: bool = False
     #: The lease the writer appends under, and whether the store has refused it since.
     lease: Lease | None = None
     fenced: bool = False
 
+    def grow(self, piece: str) -> None:
+        """Add a piece of text. Every CHUNK pieces are joined into one string (pieces.py says why), so
+        a subscriber that never reads the whole text does not keep a string object a piece."""
+        self.parts.append(piece)
+        self.length += len(piece)
+        self.loose += 1
+        if self.loose == CHUNK:
+            self.parts[-CHUNK:] = ["".join(self.parts[-CHUNK:])]
+            self.loose = 0
+
     def text(self) -> str:
         if len(self.parts) > 1:
             self.parts[:] = ["".join(self.parts)]
+            self.loose = 0
         return self.parts[0] if self.parts else ""
 
     def item(self, item_id: str) -> JSON:

@@ -171,8 +171,7 @@ class StreamHub:
             except Fenced:
                 self._end_writing(state, stream, group, item_id)  # its text is not the reply's any more
                 raise
-            live.parts.append(text)
-            live.length += len(text)
+            live.grow(text)
             live.seq = seq
             live.grew_at = asyncio.get_running_loop().time()
             self.writes.mark_dirty((stream, group, item_id), live)

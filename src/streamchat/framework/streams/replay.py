@@ -5,8 +5,8 @@ Memory is bounded twice: per group (REPLAY_LIMIT changes) and in all (a budget i
 and a client resuming one of them gets a snapshot instead.
 
 A streaming text's deltas, one seq after another, are kept as one `DeltaRun` of their pieces, not
-as a change object each (with its payload, seq and time): a piece then costs its text and a list
-slot. A client that resumes gets each of them as the change it was.
+as a change object each (with its payload, seq and time): a piece then costs its text and a few
+bytes (pieces.py). A client that resumes gets each of them as the change it was.
 
 What a deleted item said is not kept: its changes leave the buffer (one pass for a burst of
 deletes, such as a whole conversation's) and only that it was deleted stays, so a client resuming
@@ -23,6 +23,7 @@ import orjson
 
 from streamchat.framework.streams.changes import TEXT_FIELD, Change, delta_payload
 from streamchat.framework.streams.group import REPLAY_LIMIT, GroupState
+from streamchat.framework.streams.pieces import Pieces
 
 REPLAY_BUDGET_BYTES = 64 * 1024 * 1024
 #: What a kept change costs besides its text: the object, its payload dict, the frames' JSON around
@@ -58,7 +59,7 @@ def _text_bytes(text: str) -> int:
 
 class DeltaRun:
     """Deltas of one item's field with consecutive seqs: `pieces[i]` was appended at seq `first + i`.
-    The pieces before `start` were dropped (the buffer's oldest changes)."""
+    The pieces before `start` were dropped (the buffer's oldest changes; their text goes with the run)."""
 
     __slots__ = ("field", "first", "group", "item_id", "pieces", "start", "stream", "timestamp")
 
@@ -68,7 +69,7 @@ class DeltaRun:
         self.field: str = change.payload.get("field", TEXT_FIELD)
         self.first: int = change.seq
         self.start = 0
-        self.pieces: list[str] = [change.payload["delta"]]
+        self.pieces = Pieces([change.payload["delta"]])
         #: The frame time of the latest piece (an SSE frame carries none; kept for the change's shape).
         self.timestamp = change.timestamp
 
@@ -83,10 +84,10 @@ class DeltaRun:
 
     def changes(self, after_seq: int) -> Iterator[Change]:
         """The run's deltas after `after_seq`, each as the change it was."""
-        for index in range(max(self.start, after_seq + 1 - self.first), len(self.pieces)):
-            seq = self.first + index
+        start = max(self.start, after_seq + 1 - self.first)
+        for seq, piece in enumerate(self.pieces.after(start), self.first + start):
             yield Change(self.stream, self.group, self.item_id, "delta",
-                         delta_payload(self.item_id, seq, self.pieces[index], self.field), seq, self.timestamp)
+                         delta_payload(self.item_id, seq, piece, self.field), seq, self.timestamp)
 
 
 Kept = Change | DeltaRun
@@ -199,7 +200,6 @@ class ReplayBuffers:
         oldest = state.replay[0]
         if isinstance(oldest, DeltaRun):
             cost = _delta_cost(oldest.pieces[oldest.start])
-            oldest.pieces[oldest.start] = ""
             state.replay_from = oldest.first + oldest.start + 1
             oldest.start += 1
             if oldest.start == len(oldest.pieces):
@@ -216,5 +216,5 @@ class ReplayBuffers:
     @staticmethod
     def _cost(entry: Kept) -> int:
         if isinstance(entry, DeltaRun):
-            return sum(_delta_cost(piece) for piece in entry.pieces[entry.start:])
+            return sum(_delta_cost(piece) for piece in entry.pieces.after(entry.start))
         return replay_cost(entry)
