@@ -73,12 +73,21 @@ def test_help_everywhere(command: list[str]) -> None:
     assert "usage: streamchat" in result.stdout
 
 
+#: `streamchat chat ARGS` started as a terminal starts it, with Ctrl-C and Ctrl-\ at their defaults. A
+#: child inherits ignored signals, and this test process may have SIGINT and SIGQUIT ignored for a
+#: moment (as C's system() does in a process while its command runs): a program started then ignored
+#: Ctrl-C for good (seen in full runs: SigIgn held SIGINT).
+AS_FROM_A_TERMINAL = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+                      "signal.signal(signal.SIGQUIT, signal.SIG_DFL); "
+                      "os.execv(sys.executable, [sys.executable, '-m', 'streamchat', 'chat', *sys.argv[1:]])")
+
+
 class Terminal:
     """`streamchat chat` with no message as a real process: the test types lines into its stdin (a pipe)
     and reads what it prints (stdout and stderr in one stream, in the order written) as it comes."""
 
     def __init__(self, *args: str) -> None:
-        self.process = subprocess.Popen([sys.executable, "-m", "streamchat", "chat", *args], stdin=subprocess.PIPE,
+        self.process = subprocess.Popen([sys.executable, "-c", AS_FROM_A_TERMINAL, *args], stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         self.output = ""
         self.seen = 0
