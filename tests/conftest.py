@@ -50,6 +50,10 @@ class FakeProvider:
     def requests(self) -> list[dict[str, Any]]:
         return list(httpx.get(f"{self.url}/control/requests").json()["requests"])
 
+    def header_names(self) -> list[list[str]]:
+        """The header names of each request since the last reset (lower case, sorted)."""
+        return list(httpx.get(f"{self.url}/control/requests").json()["headers"])
+
     def streams(self) -> list[dict[str, Any]]:
         """One entry per reply streamed since the last reset: tokens sent, finished, held, closed by the client."""
         return list(httpx.get(f"{self.url}/control/requests").json()["streams"])

@@ -12,7 +12,7 @@ or POST /control/release {"stream": n} for the n-th stream alone, counted as `ta
 `burst`, the tokens before a `hang_up_after` go out in one write, so they reach the client together
 with the hang-up, as from a proxy that buffers);
 GET /control/requests lists the request bodies received (with their `max_tokens` and `temperature`
-when sent); POST /control/reset restores defaults.
+when sent) and each one's header names; POST /control/reset restores defaults.
 A request whose last message contains `[tokens=N]` gets N tokens instead of the scripted ones;
 `count` makes every reply N tokens long; with `stamp`, each token is its own send time
 (` 1764000000.123456`), so a client can measure the delivery lag of every token; with `tag`, each
@@ -132,6 +132,8 @@ class FakeOpenAI:
     def __init__(self) -> None:
         self.script = Script()
         self.requests: list[dict[str, Any]] = []
+        #: The header names of each request, in the order of `requests`.
+        self.header_names: list[list[str]] = []
         self.streams: list[dict[str, Any]] = []
         #: Set by a release of every held reply; cleared by a new script.
         self.release = asyncio.Event()
@@ -164,6 +166,7 @@ class FakeOpenAI:
     async def reset(self, _: Request) -> JSONResponse:
         self.script = Script()
         self.requests.clear()
+        self.header_names.clear()
         self.streams.clear()
         self._release_all()
         self._released.clear()
@@ -191,11 +194,12 @@ class FakeOpenAI:
             await released.wait()
 
     async def list_requests(self, _: Request) -> JSONResponse:
-        return JSONResponse({"requests": self.requests, "streams": self.streams})
+        return JSONResponse({"requests": self.requests, "headers": self.header_names, "streams": self.streams})
 
     async def completions(self, request: Request) -> Response:
         body = await request.json()
         self.requests.append(body)
+        self.header_names.append(sorted(request.headers.keys()))
         script = self.script
         if script.fail:
             status = script.fail.pop(0)
