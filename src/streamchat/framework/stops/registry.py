@@ -58,7 +58,7 @@ class StopRegistry:
         scope.stop()
         if wait > 0:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(scope.finished.wait(), wait)
+                await asyncio.wait_for(scope.finished(), wait)
         return True
 
 
@@ -74,7 +74,10 @@ class Stoppable(Generic[T]):
         self.registry = registry
         self.key = key
         self.stopped = False
-        self.finished = asyncio.Event()
+        #: Set once the scope is left; made only when someone waits for that (an asyncio.Event holds a
+        #: deque, most of a running reply's own objects here).
+        self._left = False
+        self._finished: asyncio.Future[None] | None = None
         self._first: asyncio.Task[T] | None = None
         self._source: AsyncIterator[T] | None = None
         self._pulling: AsyncGenerator[T, None] | None = None
@@ -102,9 +105,19 @@ class Stoppable(Generic[T]):
                 await settle(self._pulling.aclose())
                 await _close(self._source)
         finally:
-            self.finished.set()
+            self._left = True
+            if self._finished is not None and not self._finished.done():
+                self._finished.set_result(None)
             if self.registry.route is not None:
                 await self.registry.route.withdraw(self.key)
+
+    async def finished(self) -> None:
+        """Once the scope has been left (its run wrote what it had to)."""
+        if self._left:
+            return
+        if self._finished is None:
+            self._finished = asyncio.get_running_loop().create_future()
+        await asyncio.shield(self._finished)
 
     def stop(self) -> None:
         if self.stopped:
