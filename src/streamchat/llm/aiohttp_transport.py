@@ -7,6 +7,10 @@ with it, so such a reply lost its last tokens; the SDK's own aiohttp transport (
 passes that on. This transport hands them over first, then raises. Otherwise it does what the
 SDK's does: httpx2's timeouts and TLS settings, proxies from the environment, aiohttp's errors as
 httpx2's where the SDK and the provider tell them apart (timeouts, unreachable, broken mid-reply).
+
+A body that needs no decoding is also handed to the reader as it is (`body_chunks`): read through
+httpx2's and the SDK's byte iterators, each chunk passed three more async generators, about a
+sixth of a streamed token's CPU in the provider read (bench/costs.py: 30 against 25 µs a token).
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ import httpx2
 import openai
 
 CHUNK_BYTES = 16 * 1024
+#: The response extension under which a body that needs no decoding is handed over as it is.
+BODY_CHUNKS = "streamchat.body_chunks"
 
 #: Most specific first: the first match names the error.
 _AS_HTTPX: tuple[tuple[type[aiohttp.ClientError], type[httpx2.TransportError]], ...] = (
@@ -113,15 +119,25 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
                 timeout=aiohttp.ClientTimeout(sock_connect=timeout.get("connect"), sock_read=timeout.get("read"),
                                               connect=timeout.get("pool")),
             )
-        extensions = {"http_version": b"HTTP/1.1"}
+        body = _Body(response)
+        extensions: dict[str, object] = {"http_version": b"HTTP/1.1"}
+        if response.headers.get("Content-Encoding", "identity").lower() == "identity":
+            extensions[BODY_CHUNKS] = body
         if response.reason:  # else httpx2 names the status's standard phrase
             extensions["reason_phrase"] = response.reason.encode()
-        return httpx2.Response(response.status, headers=response.raw_headers, stream=_Body(response),
+        return httpx2.Response(response.status, headers=response.raw_headers, stream=body,
                                request=request, extensions=extensions)
 
     async def aclose(self) -> None:
         if self._session is not None:
             await self._session.close()
+
+
+def body_chunks(response: httpx2.Response) -> AsyncIterator[bytes]:
+    """The body's bytes as they come: from this transport directly when it needs no decoding, else
+    through httpx2 (which decodes what the server compressed)."""
+    body = response.extensions.get(BODY_CHUNKS)
+    return body.__aiter__() if isinstance(body, _Body) else response.aiter_bytes()
 
 
 def http_client() -> httpx2.AsyncClient:

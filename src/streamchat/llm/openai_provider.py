@@ -2,7 +2,8 @@
 
 The SDK handles auth, base URL, retries of 429/5xx/connect errors (honouring Retry-After)
 and error types. Its typed per-chunk objects cost ~150 µs a token, so the hot path reads the
-raw SSE lines (`with_streaming_response`) and parses each with orjson. Two more measured costs
+raw SSE lines (`with_streaming_response`, the body as the transport receives it) and parses each
+with orjson. Two more measured costs
 are avoided: an aiohttp transport reads a reply for half to a quarter of the CPU of the SDK's
 default httpx2 one (ours, aiohttp_transport.py, also keeps the tokens that came with a hang-up), and
 passing the messages through `extra_body` skips the SDK's recursive typed-dict transform of every
@@ -35,7 +36,7 @@ import httpx2
 import openai
 import orjson
 
-from streamchat.llm.aiohttp_transport import http_client
+from streamchat.llm.aiohttp_transport import body_chunks, http_client
 from streamchat.llm.base import (
     INSTRUCTION_PROMPT,
     ChatTurn,
@@ -118,7 +119,7 @@ class OpenAIProvider:
                 stream_options={"include_usage": True}, **self.options(sampling),
             ) as response:
                 deadline = asyncio.get_running_loop().time() + self.total_timeout
-                async for payload in _data_lines(response.iter_bytes()):
+                async for payload in _data_lines(body_chunks(response.http_response)):
                     if payload == b"[DONE]":
                         finished = True
                         break

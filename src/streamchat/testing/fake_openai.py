@@ -5,7 +5,8 @@ Tests and the benchmark drive it through `/control`:
                  "hang_up_after": 3, "burst": false, "retry_after_ms": 10, "hold": false, "hold_after": 2,
                  "count": 200, "stamp": true, "tag": true,
                  "misbehave": "garbage" | "empty-choices" | "no-newline" | "no-finish-reason",
-                 "usage": true, "prompt_tokens": 42, "endless": true, "finish_reason": "content_filter"}
+                 "usage": true, "prompt_tokens": 42, "endless": true, "finish_reason": "content_filter",
+                 "gzip": true}
 sets how the next replies behave (`fail` statuses are used up one per request; `hold` keeps every
 reply from starting, `hold_after` keeps it open after that many tokens, until POST /control/release,
 or POST /control/release {"stream": n} for the n-th stream alone, counted as `tag` counts them; with
@@ -29,7 +30,8 @@ taken when a reply is requested, so a test can make one reply endless and the ne
 A request's `max_tokens` is honoured as OpenAI does: a reply longer than that is cut after that many
 tokens (an endless one too) and ends with `finish_reason: "length"`; a reply that ends by itself says
 "stop", or the scripted `finish_reason`. A `max_tokens` that is not a positive integer gets a 400.
-The finish reason a stream sent is in its entry of `streams`.
+The finish reason a stream sent is in its entry of `streams`. With `gzip`, the stream is sent
+gzip-compressed (`Content-Encoding: gzip`, each chunk flushed as it goes), as some proxies send it.
 
 Tool calls (see fake_tool_calls.py for how they stream):
   POST /control {"tool_calls": [[{"name": "calculator", "arguments": {"expression": "2+3"}}, ...], ...],
@@ -55,6 +57,7 @@ import asyncio
 import itertools
 import re
 import time
+import zlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -122,6 +125,8 @@ class Script:
     argument_chunk: int = 5
     #: What a round of tool calls ends with.
     tool_finish_reason: str = "tool_calls"
+    #: Send the stream gzip-compressed.
+    gzip: bool = False
 
 
 #: How often an endless reply sends a token past its scripted ones when no `delay` is set.
@@ -231,8 +236,11 @@ class FakeOpenAI:
         record["text"] = "".join(token for token in tokens if isinstance(token, str))
         self.streams.append(record)
         reply = Reply(number, tokens, prefix if script.endless else None, limit, "length" if cut else finish_reason)
-        return StreamingResponse(self._recorded(self._chunks(body, reply, script, record), record),
-                                 media_type="text/event-stream")
+        chunks = self._recorded(self._chunks(body, reply, script, record), record)
+        if script.gzip:
+            return StreamingResponse(_gzipped(chunks), media_type="text/event-stream",
+                                     headers={"Content-Encoding": "gzip"})
+        return StreamingResponse(chunks, media_type="text/event-stream")
 
     @staticmethod
     async def _recorded(chunks: AsyncIterator[bytes], record: dict[str, Any]) -> AsyncIterator[bytes]:
@@ -305,6 +313,14 @@ class FakeOpenAI:
             record["usage"] = usage
             yield _sse({**base, "choices": [], "usage": usage})
         yield b"data: [DONE]\n\n"
+
+
+async def _gzipped(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """The chunks as one gzip stream, each flushed so it reaches the client when sent."""
+    compressor = zlib.compressobj(wbits=31)
+    async for chunk in chunks:
+        yield compressor.compress(chunk) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    yield compressor.flush()
 
 
 def _token_chunk(base: dict[str, Any], token: str | dict[str, Any]) -> dict[str, Any]:
