@@ -95,8 +95,10 @@ class Server:
     def store_writes(self) -> int:
         return int(httpx.get(f"{self.url}/api/admin/stats").json()["storeWrites"])
 
-    def store_bytes_written(self) -> int:
-        return int(httpx.get(f"{self.url}/api/admin/stats").json()["storeBytesWritten"])
+    def store_bytes_written(self) -> int | None:
+        """None from a server too old to count them (`--compare` runs older commits)."""
+        written = httpx.get(f"{self.url}/api/admin/stats").json().get("storeBytesWritten")
+        return None if written is None else int(written)
 
     def stop(self) -> None:
         self.process.stop()

@@ -181,7 +181,7 @@ def wire_lines(blocks: list[dict[str, Any]]) -> list[str]:
             b = r["bytes_per_reply_byte"]
             lines.append(f"   {'':<26} {r['tokens']:>7} {b['websocket_motia']:>9} {b['websocket_deltas']:>10} "
                          f"{b['sse']:>7} {r['store_writes_per_reply']:>13} "
-                         f"{r.get('store_bytes_per_reply_byte', '-'):>16}  {block.get('compression', True)!s:>11}"
+                         f"{r.get('store_bytes_per_reply_byte', '-')!s:>16}  {block.get('compression', True)!s:>11}"
                          f"  {r.get('plain_updates', '-')!s:>16}, {r.get('plain_longest_gap_ms', '-')}")
     return lines
 

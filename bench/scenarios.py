@@ -276,7 +276,8 @@ async def wire(workdir: Path, fake: Fake, sizes: list[int], rate: float, compres
                 "payload_bytes_per_reply_byte": {name: round(w.result.bytes_received / reply_bytes, 3)
                                                  for name, w in watched},
                 "store_writes_per_reply": server.store_writes() - writes_before,
-                "store_bytes_per_reply_byte": round((server.store_bytes_written() - bytes_before) / reply_bytes, 3),
+                "store_bytes_per_reply_byte": None if bytes_before is None else round(
+                    ((server.store_bytes_written() or 0) - bytes_before) / reply_bytes, 3),
                 "plain_updates": plain.result.pieces, "plain_longest_gap_ms": round(plain.result.longest_gap_ms, 1),
             })
             print(f"  wire {size:>5} tokens (compression {'on' if compression else 'off'}): "

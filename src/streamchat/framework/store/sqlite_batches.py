@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import queue
 import sqlite3
+import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -30,24 +31,63 @@ class _Queued:
     outcome: tuple[bool, Any] = field(default=(False, None))
 
 
+def _settle(future: asyncio.Future[Any], succeeded: bool, value: Any) -> None:
+    if future.done():  # its caller was cancelled meanwhile
+        return
+    if succeeded:
+        future.set_result(value)
+    else:
+        future.set_exception(value)
+
+
 class BatchedConnection:
     """`await connection.call(work)`: `work(sqlite3.Connection)` runs on the connection's thread, in
-    the next batch, atomically (its statements commit together, or none of them)."""
+    the next batch, atomically (its statements commit together, or none of them).
+
+    The thread hands each batch back with one `call_soon_threadsafe`, which settles every caller's
+    future at once: one round of the event loop a trip, as a trip to aiosqlite's thread costs.
+    """
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="streamchat-sqlite")
+        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
         self._connection: sqlite3.Connection | None = None
         self._queue: list[_Queued] = []
-        self._trip: asyncio.Future[None] | None = None
+        self._travelling = False
+        self._drained = asyncio.Event()
         #: Batches committed so far (each is one write transaction).
         self.batches = 0
 
     async def open(self) -> None:
+        self._thread = threading.Thread(target=self._serve, name="streamchat-sqlite", daemon=True)
+        self._thread.start()
+
         def connect() -> None:
             self._connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
 
-        await asyncio.get_running_loop().run_in_executor(self._executor, connect)
+        await self._on_thread(connect)
+        self._drained.set()
+
+    def _serve(self) -> None:
+        """The thread: run jobs in the order they came until told to stop."""
+        while (job := self._jobs.get()) is not None:
+            job()
+
+    async def _on_thread(self, job: Callable[[], T]) -> T:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+
+        def run() -> None:
+            try:
+                result = job()
+            except BaseException as error:  # handed to the caller
+                loop.call_soon_threadsafe(_settle, future, False, error)
+            else:
+                loop.call_soon_threadsafe(_settle, future, True, result)
+
+        self._jobs.put(run)
+        return await future
 
     async def script(self, sql: str) -> None:
         """Run a script of statements (a schema) outside any batch: `executescript` commits first."""
@@ -55,20 +95,22 @@ class BatchedConnection:
 
     async def call_outside(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run `work` on the thread between batches, in no transaction (pragmas, schema changes)."""
-        if self._connection is None:
-            raise RuntimeError("the SQLite connection is not open")
         connection = self._connection
-        return await asyncio.get_running_loop().run_in_executor(self._executor, work, connection)
+        if connection is None:
+            raise RuntimeError("the SQLite connection is not open")
+        return await self._on_thread(lambda: work(connection))
 
     async def close(self) -> None:
-        while self._trip is not None:
-            with contextlib.suppress(BaseException):
-                await self._trip
-            await asyncio.sleep(0)  # the trip's callback ran: the next one, if any, has started
-        connection, self._connection = self._connection, None
-        if connection is not None:
-            await asyncio.get_running_loop().run_in_executor(self._executor, connection.close)
-        self._executor.shutdown(wait=False)
+        """Finish what is queued, then close the connection and end the thread."""
+        connection = self._connection
+        if connection is None:
+            return
+        await self._drained.wait()
+        self._connection = None
+        try:
+            await self._on_thread(connection.close)
+        finally:
+            self._jobs.put(None)
 
     async def call(self, work: Callable[[sqlite3.Connection], T]) -> T:
         if self._connection is None:
@@ -76,7 +118,7 @@ class BatchedConnection:
         loop = asyncio.get_running_loop()
         queued = _Queued(work, loop.create_future())
         self._queue.append(queued)
-        if self._trip is None:
+        if not self._travelling:
             self._start_trip(loop)
         result: T = await queued.future
         return result
@@ -86,23 +128,29 @@ class BatchedConnection:
         # Work whose caller was cancelled before its trip is not run (as a statement waiting for a lock was not).
         batch, self._queue = [queued for queued in self._queue if not queued.future.cancelled()], []
         if not batch:
+            self._drained.set()
             return
-        trip = self._trip = loop.run_in_executor(self._executor, self._run, batch)
-        trip.add_done_callback(lambda _: self._back(loop, batch, trip))
+        self._travelling = True
+        self._drained.clear()
 
-    def _back(self, loop: asyncio.AbstractEventLoop, batch: list[_Queued], trip: asyncio.Future[None]) -> None:
-        failure = trip.exception() if not trip.cancelled() else asyncio.CancelledError()
+        def trip() -> None:
+            try:
+                self._run(batch)
+            except BaseException as error:  # not the work's (each is caught): the connection's
+                for queued in batch:
+                    queued.outcome = (False, error)
+            loop.call_soon_threadsafe(self._back, loop, batch)
+
+        self._jobs.put(trip)
+
+    def _back(self, loop: asyncio.AbstractEventLoop, batch: list[_Queued]) -> None:
         for queued in batch:
-            if queued.future.done():
-                continue
-            succeeded, value = (False, failure) if failure is not None else queued.outcome
-            if succeeded:
-                queued.future.set_result(value)
-            else:
-                queued.future.set_exception(value)
-        self._trip = None
+            _settle(queued.future, *queued.outcome)
+        self._travelling = False
         if self._queue:
             self._start_trip(loop)
+        else:
+            self._drained.set()
 
     def _run(self, batch: list[_Queued]) -> None:
         """On the thread: the batch as one transaction, each piece of work in a savepoint."""
