@@ -5,13 +5,13 @@ and error types. Its typed per-chunk objects cost ~150 µs a token, so the hot p
 raw SSE lines (the body as the transport receives it) and parses each with orjson. The request
 goes out through the client's `post`, the SDK's documented way to send a body as it is: its typed
 `create` first transforms every parameter against the API's typed dicts, recursively (~0.1 ms a
-request for the few scalar ones, ~1.5 ms more when the messages go that way too): a streamed
-request of a short reply cost this process ~1.25 ms through `create`, ~1.15 ms this way. An aiohttp transport reads a
-reply for half to a quarter of the CPU of the SDK's default httpx2 one (ours,
-aiohttp_transport.py, also keeps the tokens that came with a hang-up). The SDK's own telemetry
-headers (`X-Stainless-*`: its language, version, OS, runtime, retry count, timeout) are left out:
-no server needs them, and each open stream kept them three times over (the SDK's request,
-aiohttp's and the list between them), about half of a request's headers.
+request for the few scalar ones, ~1.5 ms more when the messages go that way too); a streamed
+request of a short reply cost this process ~1.25 ms through `create`, ~1.15 ms this way. An
+aiohttp transport reads a reply for half to a quarter of the CPU of the SDK's default httpx2 one
+(ours, aiohttp_transport.py, also keeps the tokens that came with a hang-up). The SDK's own
+telemetry headers (`X-Stainless-*`: its language, version, OS, runtime, retry count, timeout) are
+left out: no server needs them, and each open stream kept them three times over (the SDK's
+request, aiohttp's and the list between them), about half of a request's headers.
 Token usage comes from the chunk the server sends last when asked (`stream_options.include_usage`),
 the finish reason from the chunk that carries one.
 
