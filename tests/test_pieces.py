@@ -36,3 +36,14 @@ def test_a_long_text_costs_little_more_than_itself() -> None:
     finally:
         tracemalloc.stop()
     assert len(kept) == 20 * CHUNK and held < 20 * CHUNK * (3 + 8), held
+
+
+@given(st.lists(piece, max_size=5 * CHUNK + 7), st.data())
+def test_pieces_let_go_before_a_start_still_read_back_from_it(pieces: list[str], data: st.DataObject) -> None:
+    """A reader that moves its start forward a piece at a time (a resume buffer dropping its oldest) reads
+    every piece from its start exactly, while the chunks it passed are let go."""
+    kept = Pieces(pieces)
+    for start in range(1, data.draw(st.integers(min_value=0, max_value=len(pieces))) + 1):
+        kept.release_before(start)
+        assert list(kept.after(start)) == pieces[start:]
+        assert kept.text() == "".join(pieces[start // CHUNK * CHUNK:]), "whole chunks before the start are let go"

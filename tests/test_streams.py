@@ -282,6 +282,27 @@ async def test_resume_buffers_are_bounded_and_fall_back_to_a_snapshot() -> None:
     assert hub.memory()["replayBytes"] <= 50 * 700
 
 
+async def test_a_run_trimmed_from_its_start_lets_the_dropped_text_go() -> None:
+    """The budget counts what a resume buffer can still send; the pieces it dropped from the start of a
+    run of deltas are let go with it, a chunk at a time, not kept until the whole run goes."""
+    hub = StreamHub(MemoryStore(), {"conversation": conversation}, replay_budget=1_000_000)
+    stream: Stream[ConversationMessage] = Stream(conversation, hub)
+    await stream.set("g", "r", message("", "streaming", "assistant"))
+    for index in range(200):
+        await stream.append("g", "r", "message", f"p{index:03d} ")
+    state = hub._groups["conversation", "g"]
+    [run] = [kept for kept in state.replay if not isinstance(kept, Change)]
+    for _ in range(100):
+        hub.replay._drop_oldest(state)
+    held = run.pieces.text()
+    assert "p000 " not in held and "p063 " not in held, "the chunks passed are let go"
+    assert held.endswith("".join(f"p{index:03d} " for index in range(100, 200)))
+    resumed = Recorder()
+    await hub.subscribe(resumed, "conversation", "g", deltas=True, after_seq=run.first + 149, sse=True)
+    assert "".join(f["event"]["event"]["data"]["delta"] for f in resumed.frames) == "".join(
+        f"p{index:03d} " for index in range(150, 200))
+
+
 async def test_a_deleted_items_text_is_not_resumed_but_that_it_went_is() -> None:
     hub = StreamHub(MemoryStore(), {"conversation": conversation})
     stream: Stream[ConversationMessage] = Stream(conversation, hub)

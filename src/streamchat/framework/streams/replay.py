@@ -59,7 +59,8 @@ def _text_bytes(text: str) -> int:
 
 class DeltaRun:
     """Deltas of one item's field with consecutive seqs: `pieces[i]` was appended at seq `first + i`.
-    The pieces before `start` were dropped (the buffer's oldest changes; their text goes with the run)."""
+    The pieces before `start` were dropped (the buffer's oldest changes); their text is let go a
+    chunk at a time (pieces.py), so a run holds at most a chunk's pieces more than it counts."""
 
     __slots__ = ("field", "first", "group", "item_id", "pieces", "start", "stream", "timestamp")
 
@@ -202,6 +203,7 @@ class ReplayBuffers:
             cost = _delta_cost(oldest.pieces[oldest.start])
             state.replay_from = oldest.first + oldest.start + 1
             oldest.start += 1
+            oldest.pieces.release_before(oldest.start)
             if oldest.start == len(oldest.pieces):
                 state.replay.popleft()
         else:
