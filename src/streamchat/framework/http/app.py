@@ -117,16 +117,16 @@ def build_app(
                             socket_compression)
 
     # The socket's own way in (socket_lane.py): the key check, then the socket, none of the HTTP stack.
-    app.socket = AuthMiddleware(streams_socket, keys=runtime.keys, public=access.public,
-                                query_token=access.query_token, admin_only=access.admin_only, error_formats=formats)
+    key_check: dict[str, Any] = {"keys": runtime.keys, "public": access.public, "query_token": access.query_token,
+                                 "admin_only": access.admin_only, "error_formats": formats}
+    app.socket = AuthMiddleware(streams_socket, **key_check)
 
     if runtime.keys.required:
         document_auth(app, public=access.public, admin_only=access.admin_only, error_formats=formats)
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes, by_path={
         step.config.path: step.config.max_body_bytes() for step in runtime.steps.apis
         if step.config.max_body_bytes is not None}, error_formats=formats)
-    app.add_middleware(AuthMiddleware, keys=runtime.keys, public=access.public, query_token=access.query_token,
-                       admin_only=access.admin_only, error_formats=formats)
+    app.add_middleware(AuthMiddleware, **key_check)
     app.add_middleware(HttpMetricsMiddleware, routes=app.router.routes)
 
     return app
